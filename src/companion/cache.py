@@ -32,6 +32,15 @@ MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
 
 
+#: Entries read or built in this process ("kind/key" -> key); figures list them as their inputs.
+_USED: dict[str, str] = {}
+
+
+def used_entries() -> dict[str, str]:
+    """Cache entries this process has read or built, as ``{"cache:<kind>": "<key>,..."}``-style pairs."""
+    return {f"cache:{name}": key for name, key in _USED.items()}
+
+
 class CacheError(RuntimeError):
     """A cache entry is missing or unusable; the message says what to do."""
 
@@ -119,6 +128,7 @@ class Cache:
                 f"no complete {kind!r} cache entry {p.name} under {self.root}. Run the notebook or function "
                 f"that builds it (it is built on first use), or point ${CACHE_ENV} at the cache that has it."
             )
+        _USED[f"{kind}/{p.name}"] = p.name
         return p
 
     def get_or_build(
@@ -134,6 +144,7 @@ class Cache:
         ``build`` writes its files into ``tmp_dir``; if it raises, nothing is left behind.
         """
         final = self.path(kind, spec)
+        _USED[f"{kind}/{final.name}"] = final.name
         if (final / MANIFEST).is_file():
             return final
         final.parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,139 @@
+"""Figure regression: compare the numbers in fresh sidecars with the committed ones.
+
+The longest-standing request to notebook-testing tools is comparing figures.  Pixels are brittle; the
+numbers behind a figure are not.  Each sidecar carries ``data`` (the numbers the notebook says the figure
+shows) and a ``tolerance`` (``rtol``/``atol``, optionally per key under ``keys``).  ``companion check-figures``
+flattens both versions to ``path -> number`` and reports every number that moved beyond
+``atol + rtol * |committed|``, every number that appeared or disappeared, and every figure that is new or gone.
+"""
+from __future__ import annotations
+
+import fnmatch
+import json
+import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Difference:
+    """One number that differs between the committed and the fresh sidecar."""
+
+    figure: str
+    """Figure stem."""
+    key: str
+    """Path of the number inside ``data`` (e.g. ``sites/0/gamma``)."""
+    committed: Any
+    """Committed value (None when the number is new)."""
+    fresh: Any
+    """Fresh value (None when the number disappeared)."""
+    allowed: float
+    """The tolerance that applied: atol + rtol * |committed|."""
+
+    @property
+    def delta(self) -> float | None:
+        if isinstance(self.committed, (int, float)) and isinstance(self.fresh, (int, float)):
+            return abs(self.fresh - self.committed)
+        return None
+
+
+def flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": [1, 2]}}`` -> ``{"a/b/0": 1, "a/b/1": 2}`` (leaves only)."""
+    out: dict[str, Any] = {}
+    if isinstance(obj, Mapping):
+        for k, v in obj.items():
+            out.update(flatten(v, f"{prefix}/{k}" if prefix else str(k)))
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            out.update(flatten(v, f"{prefix}/{i}" if prefix else str(i)))
+    else:
+        out[prefix] = obj
+    return out
+
+
+def _tol_for(key: str, tol: Mapping[str, Any]) -> tuple[float, float]:
+    rtol, atol = float(tol.get("rtol", 1e-4)), float(tol.get("atol", 1e-6))
+    for pat, t in (tol.get("keys") or {}).items():
+        if fnmatch.fnmatch(key, pat):
+            rtol, atol = float(t.get("rtol", rtol)), float(t.get("atol", atol))
+    return rtol, atol
+
+
+def compare_sidecars(committed: Mapping[str, Any], fresh: Mapping[str, Any]) -> list[Difference]:
+    """Numbers in ``data`` that moved beyond tolerance (the committed sidecar's tolerance applies)."""
+    name = fresh.get("figure") or committed.get("figure") or "?"
+    tol = committed.get("tolerance") or {}
+    a, b = flatten(committed.get("data", {})), flatten(fresh.get("data", {}))
+    diffs = []
+    for key in sorted(set(a) | set(b)):
+        va, vb = a.get(key), b.get(key)
+        rtol, atol = _tol_for(key, tol)
+        num = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (va, vb))
+        allowed = atol + rtol * abs(va) if num else 0.0
+        if num:
+            if abs(vb - va) > allowed:
+                diffs.append(Difference(name, key, va, vb, allowed))
+        elif va != vb:
+            diffs.append(Difference(name, key, va, vb, allowed))
+    return diffs
+
+
+def committed_sidecars(root: Path, figures_dir: str, rev: str = "HEAD") -> dict[str, dict]:
+    """The sidecars as committed at ``rev`` (read through git, so the working tree may hold fresh ones)."""
+    try:
+        names = subprocess.run(["git", "ls-tree", "--name-only", f"{rev}:{figures_dir}"], cwd=root,
+                               capture_output=True, text=True, check=True).stdout.split()
+    except subprocess.CalledProcessError:
+        return {}
+    out = {}
+    for n in names:
+        if n.endswith(".json"):
+            txt = subprocess.run(["git", "show", f"{rev}:{figures_dir}/{n}"], cwd=root, capture_output=True,
+                                 text=True, check=True).stdout
+            out[n[:-5]] = json.loads(txt)
+    return out
+
+
+def fresh_sidecars(directory: Path) -> dict[str, dict]:
+    return {p.stem: json.loads(p.read_text()) for p in sorted(directory.glob("*.json"))}
+
+
+def format_table(diffs: list[Difference], missing: list[str], new: list[str], checked: int) -> str:
+    lines = []
+    if diffs:
+        rows = [("figure", "number", "committed", "fresh", "|Δ|", "allowed")]
+        for d in diffs:
+            rows.append((d.figure, d.key, _fmt(d.committed), _fmt(d.fresh),
+                         _fmt(d.delta) if d.delta is not None else "-", _fmt(d.allowed)))
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        for j, r in enumerate(rows):
+            lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths)))
+            if j == 0:
+                lines.append("  ".join("-" * w for w in widths))
+    for m in missing:
+        lines.append(f"missing: {m} is committed but was not regenerated")
+    for n in new:
+        lines.append(f"new: {n} has no committed sidecar to compare with")
+    moved = len({d.figure for d in diffs})
+    lines.append(f"{checked} figures compared, {moved} moved beyond tolerance, {len(missing)} missing, {len(new)} new")
+    return "\n".join(lines)
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    return "∅" if v is None else str(v)
+
+
+def check_figures(root: Path, figures_dir: str, fresh_dir: Path | None = None, rev: str = "HEAD"):
+    """Compare ``fresh_dir`` (default: the profile's figures folder) with the sidecars committed at ``rev``."""
+    committed = committed_sidecars(root, figures_dir, rev)
+    fresh = fresh_sidecars(fresh_dir or root / figures_dir)
+    diffs: list[Difference] = []
+    for name in sorted(set(committed) & set(fresh)):
+        diffs.extend(compare_sidecars(committed[name], fresh[name]))
+    missing = sorted(set(committed) - set(fresh))
+    new = sorted(set(fresh) - set(committed))
+    return diffs, missing, new, len(set(committed) & set(fresh))
