@@ -313,5 +313,5 @@ def save_figure(
         "data": jsonable(data or {}),
         "plotted": extract_plotted(fig),
     }
-    atomic_write_text(side, json.dumps(sidecar, indent=1, sort_keys=False) + "\n")
+    atomic_write_text(side, json.dumps(jsonable(sidecar), indent=1) + "\n")
     return SavedFigure(png, pdf, side)

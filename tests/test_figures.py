@@ -1,0 +1,98 @@
+"""save_figure: image files, provenance sidecar, fallback stamp, re-plotting, figure regression."""
+import json
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from companion import runtime  # noqa: E402
+from companion.figure_check import compare_sidecars, flatten, format_table  # noqa: E402
+from companion.figures import extract_plotted, replot, save_figure  # noqa: E402
+from companion.params import NotebookParams  # noqa: E402
+
+
+@pytest.fixture
+def in_project(tmp_path, monkeypatch):
+    monkeypatch.setenv("COMPANION_ROOT", str(tmp_path))
+    monkeypatch.setenv("COMPANION_NOTEBOOK", "notebooks/07_demo.ipynb")
+    monkeypatch.setattr(runtime, "_CURRENT", None)
+    return tmp_path
+
+
+def demo_figure():
+    fig, (a, b) = plt.subplots(1, 2, figsize=(8, 3))
+    a.plot([1, 10, 100], [0.5, 0.7, 0.9], "o-", label="gated")
+    a.scatter([2, 20], [0.4, 0.6], label="baseline")
+    a.errorbar([3], [0.5], yerr=[0.1], fmt="s", label="ci")
+    a.axhline(0.5, linestyle="--", label="chance")
+    a.set_xscale("log")
+    a.set_xlabel("L0")
+    b.bar(["x", "y"], [3.0, 4.0], label="counts")
+    b.set_title("bars")
+    return fig
+
+
+def test_files_sidecar_and_stamp(in_project):
+    runtime.start(NotebookParams, "ci", {"seed": 3})
+    fig = demo_figure()
+    saved = save_figure(fig, "demo", data={"auroc": np.float32(0.75), "xs": np.arange(3)}, tolerance={"atol": 0.01})
+    assert saved.png == in_project / "build/figures/ci/07_demo.png"
+    assert saved.png.stat().st_size > 0 and saved.pdf.read_bytes().startswith(b"%PDF")
+    side = json.loads(saved.sidecar.read_text())
+    assert side["notebook"] == "notebooks/07_demo.ipynb" and side["profile"] == "ci" and side["fallback"] is True
+    assert side["parameters"] == {"seed": 3}
+    assert side["data"] == {"auroc": 0.75, "xs": [0, 1, 2]}
+    assert side["tolerance"]["atol"] == 0.01 and "rtol" in side["tolerance"]
+    assert set(side["git"]) == {"commit", "dirty"} and side["packages"]["torch"]
+    assert side["wall_time_s"] >= 0 and "inputs" in side
+    assert any("FALLBACK" in t.get_text() and "'ci'" in t.get_text() for t in fig.texts)
+    save_figure(fig, "demo")
+    assert sum("FALLBACK" in t.get_text() for t in fig.texts) == 1  # stamped once, however often saved
+
+
+def test_paper_profile_is_not_stamped(in_project):
+    runtime.start(NotebookParams, "paper")
+    fig = demo_figure()
+    save_figure(fig, "p")
+    assert not any("FALLBACK" in t.get_text() for t in fig.texts)
+    assert json.loads((in_project / "figures/paper/07_p.json").read_text())["fallback"] is False
+
+
+def test_sidecar_replots_the_figure(in_project):
+    runtime.start(NotebookParams, "ci")
+    fig = demo_figure()
+    saved = save_figure(fig, "re")
+    side = json.loads(saved.sidecar.read_text())
+    lines = side["plotted"][0]["lines"]
+    assert lines[0]["x"] == [1, 10, 100] and lines[0]["y"] == [0.5, 0.7, 0.9] and lines[0]["label"] == "gated"
+    assert side["plotted"][0]["scatters"][0]["x"] == [2, 20]
+    assert side["plotted"][1]["bars"][0]["height"] == [3.0, 4.0]
+    again = extract_plotted(replot(saved.sidecar))
+    for orig, new in zip(side["plotted"], again):
+        for kind in ("lines", "scatters", "bars"):
+            assert [(d["x"], d.get("y"), d.get("height")) for d in orig[kind]] == \
+                   [(d["x"], d.get("y"), d.get("height")) for d in new[kind]]
+        assert orig["xscale"] == new["xscale"] and orig["xlabel"] == new["xlabel"]
+
+
+def test_figure_name_must_be_a_plain_word(in_project):
+    runtime.start(NotebookParams, "ci")
+    with pytest.raises(ValueError, match="figure name"):
+        save_figure(demo_figure(), "../escape")
+
+
+def test_compare_sidecars_tolerances():
+    old = {"figure": "01_x", "tolerance": {"rtol": 0.0, "atol": 0.01, "keys": {"loose/*": {"atol": 0.5}}},
+           "data": {"a": 1.0, "b": [1.0, 2.0], "loose": {"c": 3.0}, "label": "gated"}}
+    same = {"figure": "01_x", "data": {"a": 1.005, "b": [1.0, 2.0], "loose": {"c": 3.4}, "label": "gated"}}
+    assert compare_sidecars(old, same) == []
+    moved = {"figure": "01_x", "data": {"a": 1.02, "b": [1.0], "loose": {"c": 4.0}, "label": "baseline", "new": 1}}
+    diffs = {d.key: d for d in compare_sidecars(old, moved)}
+    assert set(diffs) == {"a", "b/1", "loose/c", "label", "new"}
+    assert diffs["a"].delta == pytest.approx(0.02) and diffs["a"].allowed == pytest.approx(0.01)
+    table = format_table(list(diffs.values()), ["01_gone"], [], 1)
+    assert "loose/c" in table and "missing: 01_gone" in table and "1 moved beyond tolerance" in table
+    assert flatten({"a": {"b": [1, {"c": 2}]}}) == {"a/b/0": 1, "a/b/1/c": 2}

@@ -1,0 +1,75 @@
+"""Typed notebook parameters: unknown names and wrong types are rejected with clear messages."""
+import dataclasses
+from typing import Literal
+
+import pytest
+
+from companion.params import NotebookParams, ParameterError
+from companion.profiles import ProfileError, available_profiles, load_profile
+from companion.runtime import resolve_params
+
+
+@dataclasses.dataclass
+class Demo(NotebookParams):
+    """Demo."""
+
+    n: int = 3
+    """How many."""
+    lr: float = 1e-3
+    """Learning rate."""
+    sites: tuple[str, ...] = ("a",)
+    """Hook sites."""
+    mode: Literal["fast", "slow"] = "fast"
+    """Speed."""
+    cap: int | None = None
+    """Optional cap."""
+
+    def __post_init__(self):
+        if self.n <= 0:
+            raise ValueError("n must be positive")
+
+
+def test_valid_values_and_lossless_conversions():
+    p = Demo.from_dict({"n": 4, "lr": 1, "sites": ["x", "y"], "mode": "slow", "cap": None})
+    assert p == Demo(n=4, lr=1.0, sites=("x", "y"), mode="slow", cap=None)
+    assert isinstance(p.lr, float)
+    assert p.to_dict()["sites"] == ["x", "y"]
+    assert p.replace(n=9).n == 9
+
+
+@pytest.mark.parametrize(
+    "values, pattern",
+    [
+        ({"nn": 1}, "unknown parameter 'nn'.*Allowed: seed, n, lr"),
+        ({"n": "3"}, "'n' of Demo must be int"),
+        ({"n": 2.5}, "must be int"),
+        ({"n": True}, "must be int"),
+        ({"lr": "fast"}, "must be float"),
+        ({"sites": "a"}, "must be"),
+        ({"sites": [1]}, "must be"),
+        ({"mode": "medium"}, "one of \\['fast', 'slow'\\]"),
+        ({"n": 0}, "n must be positive"),
+    ],
+)
+def test_rejections(values, pattern):
+    with pytest.raises(ParameterError, match=pattern):
+        Demo.from_dict(values)
+
+
+def test_field_docs_are_read_from_source():
+    docs = Demo.docs()
+    assert docs["n"] == "How many." and docs["seed"].startswith("Seed")
+    assert "| `lr` | `0.001` | Learning rate. |" in Demo()._repr_markdown_()
+
+
+def test_profiles_load_and_layer_overrides():
+    assert {"ci", "organism", "paper"} <= set(available_profiles())
+    ci, org, paper = (load_profile(n) for n in ("ci", "organism", "paper"))
+    assert ci.offline and org.offline and not paper.offline
+    assert ci.env["HF_HUB_OFFLINE"] == "1" and org.env["HF_HUB_OFFLINE"] == "1"
+    assert ci.is_fallback and org.is_fallback and not paper.is_fallback
+    assert ci.figures_dir.startswith("build/") and org.figures_dir == "figures/organism"
+    with pytest.raises(ProfileError, match="unknown profile 'nope'"):
+        load_profile("nope")
+    prof = dataclasses.replace(ci, notebooks={"Demo": {"n": 7, "lr": 0.5}})
+    assert resolve_params(Demo, prof, {"lr": 0.25}) == Demo(n=7, lr=0.25)
