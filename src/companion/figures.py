@@ -284,7 +284,8 @@ def save_figure(
     """
     ctx = runtime.context()
     root = project_root()
-    out_dir = root / ctx.profile.figures_dir
+    # $COMPANION_FIGURES_DIR redirects one run's figures (tests use it); the profile's folder otherwise.
+    out_dir = Path(os.environ.get("COMPANION_FIGURES_DIR") or root / ctx.profile.figures_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = figure_stem(name, ctx)
     _stamp(fig, ctx)
