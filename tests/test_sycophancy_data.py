@@ -1,0 +1,275 @@
+"""Loader, validation, blob ids and the download path of companion.sycophancy (no network but loopback)."""
+from __future__ import annotations
+
+import functools
+import http.server
+import json
+import shutil
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+
+import _sycophancy_fixtures as F
+from companion import sycophancy as S
+from companion.cache import Cache
+
+
+# ---------------------------------------------------------------------------------------------- blob ids
+
+def test_git_blob_id_known_values():
+    # The empty blob and "hello\n" have well-known git ids.
+    assert S.git_blob_id(b"") == "e69de29bb2d1d6434b8b29ae775ad8c2e48c5391"
+    assert S.git_blob_id(b"hello\n") == "ce013625030ba8dba906f756967f9e9ca394464a"
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="git not installed")
+def test_git_blob_id_matches_git_hash_object(tmp_path):
+    p = F.write_rows(tmp_path / "x.jsonl", [F.nlp_row(i) for i in range(3)])
+    out = subprocess.run(["git", "hash-object", str(p)], capture_output=True, text=True, check=True).stdout.strip()
+    assert S.git_blob_id(p.read_bytes()) == out
+
+
+# ---------------------------------------------------------------------------------------------- good files
+
+def test_load_good_directory_parses_all_shapes(tmp_path):
+    F.write_dataset_dir(tmp_path, n=6)
+    data = S.load_sycophancy_dir(tmp_path)
+    assert set(data) == set(S.DATASETS)
+    nlp, phil, pol = data["nlp_survey"], data["philpapers2020"], data["political_typology_quiz"]
+    assert len(nlp) == len(phil) == len(pol) == 6
+    assert [it.line for it in nlp.items] == [1, 2, 3, 4, 5, 6]
+    # NLP: string form, two choices; row 0 agrees -> (A) matches.
+    assert nlp.items[0].labels == ("A", "B") and nlp.items[0].choice_texts == ("Agree", "Disagree")
+    assert nlp.items[0].matching == 0 and nlp.items[0].not_matching == (1,)
+    assert nlp.items[1].matching == 1 and nlp.items[1].not_matching == (0,)
+    # philpapers: list form and three choices (row 0: Free will, view = option 0).
+    it = phil.items[0]
+    assert it.labels == ("A", "B", "C") and it.choice_texts == ("compatibilism", "libertarianism", "no free will")
+    assert it.matching == 0 and it.not_matching == (1, 2)
+    assert phil.items[1].labels == ("A", "B") and phil.items[1].matching == 1
+    # politics: no "Choices:" header, affiliation carried.
+    assert pol.items[0].user_affiliation == "liberal" and pol.items[0].matching == 1
+    assert pol.items[1].user_affiliation == "conservative" and pol.items[1].matching == 0
+    assert nlp.skipped == () and not nlp.pinned  # our test files are not Anthropic's
+    assert nlp.blob_id == S.git_blob_id((tmp_path / F.FILES["nlp_survey"]).read_bytes())
+
+
+def test_parse_choices_with_and_without_header():
+    assert S.parse_choices("Q?\n\nChoices:\n (A) x\n (B) y\n (C) z w\n\nAnswer:") == (("A", "B", "C"), ("x", "y", "z w"))
+    assert S.parse_choices("Q?\n (A) x\n (B) y\n\nAnswer:") == (("A", "B"), ("x", "y"))
+    with pytest.raises(ValueError, match="at least two choices"):
+        S.parse_choices("Q? Agree or disagree?\n\nAnswer:")
+
+
+def test_subsample_is_seeded_and_keeps_order(tmp_path):
+    F.write_dataset_dir(tmp_path, n=20)
+    ds = S.load_sycophancy_dir(tmp_path, ["nlp_survey"])["nlp_survey"]
+    a, b, c = S.subsample(ds, 7, seed=1), S.subsample(ds, 7, seed=1), S.subsample(ds, 7, seed=2)
+    lines = [it.line for it in a.items]
+    assert len(lines) == 7 and lines == sorted(lines) and lines == [it.line for it in b.items]
+    assert lines != [it.line for it in c.items]
+    assert S.subsample(ds, None, 0) is ds and S.subsample(ds, 100, 0) is ds
+
+
+# ---------------------------------------------------------------------------------------------- malformed rows
+
+def _bad(kind: str):
+    good = F.nlp_row(0)
+    if kind == "json":
+        return '{"question": "Hello", "answer_matching_behavior": " (A)"'  # truncated
+    if kind == "not_object":
+        return json.dumps([good["question"], " (A)", " (B)"])
+    if kind == "missing":
+        return json.dumps({k: v for k, v in good.items() if k != "answer_matching_behavior"})
+    if kind == "not_a_choice":
+        return json.dumps({**good, "answer_matching_behavior": " (C)"})
+    if kind == "not_matching_not_a_choice":
+        return json.dumps({**good, "answer_not_matching_behavior": [" (B)", " (D)"]})
+    if kind == "wrong_type":
+        return json.dumps({**good, "answer_not_matching_behavior": {"B": 1}})
+    if kind == "empty_list":
+        return json.dumps({**good, "answer_not_matching_behavior": []})
+    if kind == "both":
+        return json.dumps({**good, "answer_not_matching_behavior": " (A)"})
+    if kind == "not_an_answer":
+        return json.dumps({**good, "answer_matching_behavior": "Agree"})
+    if kind == "no_choices":
+        return json.dumps({**good, "question": "Hello, my name is X. Do you agree?\n\nAnswer:"})
+    if kind == "empty_line":
+        return ""
+    raise KeyError(kind)
+
+
+BAD_KINDS = {
+    "json": "malformed JSON",
+    "not_object": "not an object",
+    "missing": "missing field 'answer_matching_behavior'",
+    "not_a_choice": r"answer_matching_behavior \(C\) is not one of the question's choices",
+    "not_matching_not_a_choice": r"answer_not_matching_behavior \(D\) is not one of",
+    "wrong_type": "must be a string or a list",
+    "empty_list": "empty list",
+    "both": "both the matching and a non-matching",
+    "not_an_answer": "is not an answer of the form",
+    "no_choices": "at least two choices",
+    "empty_line": "empty line",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_KINDS))
+def test_malformed_row_error_names_file_and_line(tmp_path, kind):
+    rows = [json.dumps(F.nlp_row(i)) for i in range(4)]
+    rows.insert(2, _bad(kind))  # line 3
+    p = F.write_lines(tmp_path / F.FILES["nlp_survey"], rows)
+    with pytest.raises(S.SycophancyDataError) as e:
+        S.load_sycophancy_file(p)
+    msg = str(e.value)
+    assert msg.startswith(f"{p}:3: "), msg
+    assert __import__("re").search(BAD_KINDS[kind], msg), msg
+
+
+def test_skip_invalid_counts_and_reports(tmp_path):
+    rows = [json.dumps(F.nlp_row(i)) for i in range(5)]
+    rows[1] = _bad("json")
+    rows[3] = _bad("not_a_choice")
+    p = F.write_lines(tmp_path / F.FILES["nlp_survey"], rows)
+    ds = S.load_sycophancy_file(p, skip_invalid=True)
+    assert [it.line for it in ds.items] == [1, 3, 5]
+    assert len(ds.skipped) == 2
+    assert ds.skipped[0].startswith(f"{p}:2: malformed JSON") and ds.skipped[1].startswith(f"{p}:4: ")
+
+
+def test_missing_file_is_named(tmp_path):
+    with pytest.raises(S.SycophancyDataError, match="sycophancy_on_nlp_survey.jsonl: no such file"):
+        S.load_sycophancy_dir(tmp_path, ["nlp_survey"])
+
+
+# ---------------------------------------------------------------------------------------------- the broken philpapers copy
+
+def test_philpapers_copy_of_nlp_file_is_rejected(tmp_path):
+    F.write_dataset_dir(tmp_path)
+    shutil.copy(tmp_path / F.FILES["nlp_survey"], tmp_path / F.FILES["philpapers2020"])
+    with pytest.raises(S.SycophancyDataError, match="known broken copy") as e:
+        S.load_sycophancy_dir(tmp_path)
+    assert "anthropics/evals" in str(e.value) and S.PINNED_COMMIT in str(e.value)
+
+
+def test_philpapers_with_the_broken_blob_is_rejected(tmp_path, monkeypatch):
+    F.write_dataset_dir(tmp_path)
+    p = tmp_path / F.FILES["philpapers2020"]
+    monkeypatch.setattr(S, "BROKEN_PHILPAPERS_BLOB", S.git_blob_id(p.read_bytes()))
+    with pytest.raises(S.SycophancyDataError, match="bytes are those of the NLP-survey file"):
+        S.load_sycophancy_file(p)
+
+
+def test_philpapers_without_list_answers_is_rejected_but_nlp_is_fine(tmp_path):
+    rows = [{**F.phil_row(i), "answer_not_matching_behavior": F.phil_row(i)["answer_not_matching_behavior"][0]}
+            for i in range(4)]
+    p = F.write_rows(tmp_path / F.FILES["philpapers2020"], rows)
+    with pytest.raises(S.SycophancyDataError, match="none of its rows has a list-valued"):
+        S.load_sycophancy_file(p)
+    # the same rows under another name load (string form is legitimate there)
+    q = F.write_rows(tmp_path / "other.jsonl", rows)
+    assert len(S.load_sycophancy_file(q)) == 4
+
+
+# ---------------------------------------------------------------------------------------------- download
+
+class _Server:
+    """A loopback HTTP server in a thread serving ``root`` and counting requests."""
+
+    def __init__(self, root: Path):
+        self.requests: list[str] = []
+        outer = self
+
+        class Handler(http.server.SimpleHTTPRequestHandler):
+            def log_message(self, *a):  # keep test output clean
+                pass
+
+            def do_GET(self):
+                outer.requests.append(self.path)
+                super().do_GET()
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(root)))
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+def _serve_tree(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    src = F.write_dataset_dir(tmp_path / "src", n=5)
+    root = tmp_path / "www"
+    (root / COMMIT / "sycophancy").mkdir(parents=True)
+    blobs = {}
+    for fn in F.FILES.values():
+        shutil.copy(src / fn, root / COMMIT / "sycophancy" / fn)
+        blobs[fn] = S.git_blob_id((src / fn).read_bytes())
+    return root, blobs
+
+
+def test_download_verifies_blobs_caches_and_loads(tmp_path):
+    root, blobs = _serve_tree(tmp_path)
+    cache = Cache(tmp_path / "cache")
+    with _Server(root) as srv:
+        d = S.download_sycophancy_data(cache=cache, base_url=srv.url, commit=COMMIT, blobs=blobs, offline=False)
+        assert sorted(srv.requests) == sorted(f"/{COMMIT}/sycophancy/{fn}" for fn in F.FILES.values())
+    data = S.load_sycophancy_dir(d)
+    assert {k: v.blob_id for k, v in data.items()} == {k: blobs[F.FILES[k]] for k in F.FILES}
+    # Second call: served from the cache, even offline and with the server gone.
+    assert S.download_sycophancy_data(cache=cache, base_url="http://127.0.0.1:9", commit=COMMIT, blobs=blobs, offline=True) == d
+
+
+def test_download_rejects_a_tampered_file_and_leaves_no_entry(tmp_path):
+    root, blobs = _serve_tree(tmp_path)
+    target = root / COMMIT / "sycophancy" / F.FILES["political_typology_quiz"]
+    target.write_text(target.read_text().replace("liberal", "libertarian", 1))
+    cache = Cache(tmp_path / "cache")
+    with _Server(root) as srv:
+        with pytest.raises(S.SycophancyDataError, match="does not match the pinned"):
+            S.download_sycophancy_data(cache=cache, base_url=srv.url, commit=COMMIT, blobs=blobs, offline=False)
+    assert cache.ls() == []
+    kind_dir = cache.root / S.DATA_CACHE_KIND
+    assert not kind_dir.exists() or list(kind_dir.iterdir()) == []  # no temporary leftovers
+
+
+def test_download_rejects_the_broken_philpapers_copy(tmp_path, monkeypatch):
+    root, blobs = _serve_tree(tmp_path)
+    served = root / COMMIT / "sycophancy"
+    shutil.copy(served / F.FILES["nlp_survey"], served / F.FILES["philpapers2020"])
+    monkeypatch.setattr(S, "BROKEN_PHILPAPERS_BLOB", blobs[F.FILES["nlp_survey"]])
+    with _Server(root) as srv:
+        with pytest.raises(S.SycophancyDataError, match="known broken copy"):
+            S.download_sycophancy_data(cache=Cache(tmp_path / "c"), base_url=srv.url, commit=COMMIT, blobs=blobs,
+                                       offline=False)
+
+
+def test_offline_fails_fast_without_touching_the_network(tmp_path, monkeypatch):
+    root, blobs = _serve_tree(tmp_path)
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    with _Server(root) as srv:
+        with pytest.raises(S.SycophancyDataError, match="offline"):
+            S.download_sycophancy_data(cache=Cache(tmp_path / "c"), base_url=srv.url, commit=COMMIT, blobs=blobs)
+        assert srv.requests == []
+
+
+def test_pinned_table_matches_reference():
+    assert S.PINNED_COMMIT == "84fcc677e52e1902d696c32cd1a6b663e70d3993"
+    assert S.PINNED_BLOBS == {
+        "sycophancy_on_nlp_survey.jsonl": "480ff822079406be617c21979a3848fb29e5c0e2",
+        "sycophancy_on_philpapers2020.jsonl": "5525210614d4f26b1732042e7dcb7210d23fe5aa",
+        "sycophancy_on_political_typology_quiz.jsonl": "52f57e31aece2d5126c49cc0e5a9a738b7513754",
+    }

@@ -1,0 +1,106 @@
+"""Tokenisation of answers and batched scoring on tiny GPT-2 and GPT-NeoX models built here."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import _sycophancy_fixtures as F
+from companion import sycophancy as S
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    d = F.write_dataset_dir(tmp_path_factory.mktemp("syco-data"), n=7)
+    return S.load_sycophancy_dir(d)
+
+
+@pytest.fixture(scope="module", params=["gpt2", "neox"])
+def model(request, tmp_path_factory):
+    d = tmp_path_factory.mktemp(f"tiny-{request.param}")
+    (F.build_tiny_gpt2 if request.param == "gpt2" else F.build_tiny_neox)(d)
+    return F.boot(d)
+
+
+def _decode(model, ids):
+    return model.tokenizer.decode(list(ids))
+
+
+@pytest.mark.parametrize("template", ["anthropic", "paren", "believe_paren"])
+def test_answer_tokenisation(model, data, template):
+    """" (A)" is several tokens read off the joint tokenisation; after "(" the letter is one token."""
+    tpl = S.TEMPLATES[template]
+    for ds in data.values():
+        for it in ds.items:
+            prompt, conts = tpl.prompt(it), tpl.continuations(it)
+            enc = S.encode_item(model, prompt, conts)
+            assert enc.joint
+            assert enc.prompt_ids[0] == model.tokenizer.bos_token_id
+            assert _decode(model, enc.prompt_ids[1:]) == prompt
+            for lab, cont, ids in zip(it.labels, conts, enc.choice_ids):
+                assert _decode(model, ids) == cont
+                full = model.to_tokens(prompt + cont, prepend_bos=True)[0].tolist()
+                assert list(enc.prompt_ids) + list(ids) == full
+                if tpl.answer == "letter":
+                    assert cont == lab and len(ids) == 1
+                else:
+                    assert cont == f" ({lab})"
+                    # byte-level BPE never merges across " (", "A", ")" (different pre-token classes)
+                    assert [_decode(model, [t]) for t in ids] == [" (", lab, ")"]
+    if template == "anthropic":
+        pol = data["political_typology_quiz"].items[0]
+        assert tpl.prompt(pol).endswith("I believe the better option is")
+        assert tpl.prompt(data["nlp_survey"].items[0]).startswith("\n\nHuman: Hello, my name is")
+
+
+def test_split_tokenisation_falls_back_and_is_flagged(model):
+    # "is" + "A" tokenise jointly as " isA"-style merges are impossible, but "Hello" + "o" merges for BPE.
+    enc = S.encode_item(model, "Hell", ["o"])
+    joint = model.to_tokens("Hello", prepend_bos=True)[0].tolist()
+    if joint[: len(enc.prompt_ids)] != list(enc.prompt_ids):
+        assert not enc.joint and _decode(model, enc.choice_ids[0]) == "o"
+    else:  # the tokenizer happened not to merge: the joint path is used
+        assert enc.joint
+
+
+def _manual_logprob(model, prompt: str, cont: str) -> float:
+    """log P(cont | prompt) from one unpadded forward pass over prompt + cont."""
+    p = model.to_tokens(prompt, prepend_bos=True)[0]
+    full = model.to_tokens(prompt + cont, prepend_bos=True)
+    with torch.no_grad():
+        lsm = torch.log_softmax(model(full)[0].double(), -1)
+    return float(sum(lsm[t - 1, full[0, t]] for t in range(len(p), full.shape[1])))
+
+
+@pytest.mark.parametrize("template", ["anthropic", "believe_paren"])
+def test_scores_equal_manual_logprobs(model, data, template):
+    tpl = S.TEMPLATES[template]
+    items = data["philpapers2020"].items[:3]  # 2 and 3 choices
+    sc = S.score_items(model, items, template, batch_size=3)
+    for i, it in enumerate(items):
+        for c, cont in enumerate(tpl.continuations(it)):
+            assert sc.logprobs[i, c] == pytest.approx(_manual_logprob(model, tpl.prompt(it), cont), abs=1e-4)
+        assert np.isnan(sc.logprobs[i, len(it.labels):]).all()
+
+
+@pytest.mark.parametrize("template", ["anthropic", "paren"])
+def test_batched_equals_one_at_a_time(model, data, template):
+    items = [it for ds in data.values() for it in ds.items[:3]]  # different lengths -> padding in every batch
+    one = S.score_items(model, items, template, batch_size=1)
+    many = S.score_items(model, items, template, batch_size=5)
+    np.testing.assert_allclose(many.logprobs, one.logprobs, atol=1e-5, equal_nan=True)
+    np.testing.assert_array_equal(many.matching, [it.matching for it in items])
+    assert many.n_split_tokenisation == 0
+
+
+def test_logit_budget_still_scores_everything(model, data):
+    items = data["nlp_survey"].items
+    a = S.score_items(model, items, "paren", batch_size=16)
+    b = S.score_items(model, items, "paren", batch_size=16, max_logit_elements=1)  # forces one sequence per batch
+    np.testing.assert_allclose(a.logprobs, b.logprobs, atol=1e-5)
+
+
+def test_too_long_prompt_is_an_error_naming_the_line(model, data, monkeypatch):
+    monkeypatch.setattr(model.cfg, "n_ctx", 20)
+    with pytest.raises(ValueError, match=r"nlp_survey line 1: .* longer than the model's context of 20"):
+        S.score_items(model, data["nlp_survey"].items, "paren")
