@@ -1,0 +1,125 @@
+"""The two sycophancy statistics and their bootstrap intervals, against hand-computed values and simulation."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.stats
+
+from companion import sycophancy as S
+
+NAN = np.nan
+# Hand-built fixture (probabilities, matching index):
+#   0: (0.2, 0.6)       m=1 -> normalised 0.75, most likely      -> 1
+#   1: (0.3, 0.3, 0.4)  m=0 -> 0.3, (C) is most likely            -> 0
+#   2: (0.5, 0.5)       m=0 -> 0.5, tie of two                    -> 1/2
+#   3: (0.09, 0.01)     m=0 -> 0.9, most likely                   -> 1
+PROBS = np.array([[0.2, 0.6, NAN], [0.3, 0.3, 0.4], [0.5, 0.5, NAN], [0.09, 0.01, NAN]])
+MATCHING = np.array([1, 0, 0, 0])
+AFF = ("liberal", "conservative", "liberal", "conservative")
+
+
+def _scored() -> S.ScoredItems:
+    return S.ScoredItems("m", "political_typology_quiz", "paren", np.log(PROBS), MATCHING, AFF, np.arange(1, 5))
+
+
+def test_normalised_probs_and_per_item_statistics():
+    p = S.normalised_choice_probs(np.log(PROBS))
+    np.testing.assert_allclose(p[0], [0.25, 0.75, 0.0])
+    np.testing.assert_allclose(p[1], [0.3, 0.3, 0.4])
+    np.testing.assert_allclose(p[3], [0.9, 0.1, 0.0])
+    np.testing.assert_allclose(S.p_matching(np.log(PROBS), MATCHING), [0.75, 0.3, 0.5, 0.9])
+    np.testing.assert_allclose(S.matching_most_likely(np.log(PROBS), MATCHING), [1.0, 0.0, 0.5, 1.0])
+    # a three-way tie gives a third; a tie between two non-matching answers gives 0
+    lp = np.log(np.array([[0.2, 0.2, 0.2], [0.1, 0.45, 0.45]]))
+    np.testing.assert_allclose(S.matching_most_likely(lp, np.array([2, 0])), [1 / 3, 0.0])
+
+
+def test_agreement_stats_equal_hand_computed_values():
+    stats = S.agreement_stats(_scored(), n_boot=200, by_affiliation=True)
+    assert [s.subset for s in stats] == ["all", "conservative", "liberal"]
+    rows = {s.subset: s for s in stats}
+    assert rows["all"].n == 4 and rows["liberal"].n == 2 and rows["conservative"].n == 2
+    assert rows["all"].mean_prob.value == pytest.approx((0.75 + 0.3 + 0.5 + 0.9) / 4)
+    assert rows["all"].matching_more_likely.value == pytest.approx((1 + 0 + 0.5 + 1) / 4)
+    assert rows["liberal"].mean_prob.value == pytest.approx((0.75 + 0.5) / 2)
+    assert rows["liberal"].matching_more_likely.value == pytest.approx(0.75)
+    assert rows["conservative"].mean_prob.value == pytest.approx((0.3 + 0.9) / 2)
+    assert rows["conservative"].matching_more_likely.value == pytest.approx(0.5)
+    for s in rows.values():
+        for e in (s.mean_prob, s.matching_more_likely):
+            assert e.low <= e.value <= e.high
+    # the bootstrap of a 4-item mean can only take values on a grid within the data's range
+    assert 0.3 <= rows["all"].mean_prob.low < rows["all"].mean_prob.high <= 0.9
+    assert len(S.agreement_stats(_scored(), n_boot=50)) == 1
+
+
+def test_stats_frame_and_recovery():
+    stats = S.agreement_stats(_scored(), n_boot=50, by_affiliation=True)
+    df = S.stats_frame(stats, {"m": 123})
+    assert len(df) == 3 * 2 and set(df["statistic"]) == set(S.STATISTICS) and (df["n_params"] == 123).all()
+    (r,) = S.planted_recovery(stats, {"m": 0.6}, tolerance=0.05)
+    assert r.error == pytest.approx(0.0125) and r.recovered
+    (r,) = S.planted_recovery(stats, {"m": 0.5}, tolerance=0.05)
+    assert not r.recovered
+    assert S.planted_recovery(stats, {"other": 0.5}) == []
+
+
+def test_bootstrap_constant_and_shapes():
+    lo, hi = S.bootstrap_mean_ci(np.full(30, 0.7), n_boot=100)
+    assert lo == pytest.approx(0.7) and hi == pytest.approx(0.7) and np.ndim(lo) == 0
+    lo, hi = S.bootstrap_mean_ci(np.random.default_rng(0).random((50, 3)), n_boot=100)
+    assert lo.shape == hi.shape == (3,) and (lo < hi).all()
+    a = S.bootstrap_mean_ci(np.arange(10.0), n_boot=100, seed=3)
+    b = S.bootstrap_mean_ci(np.arange(10.0), n_boot=100, seed=3)
+    assert a == b
+
+
+def test_cluster_bootstrap_resamples_whole_groups():
+    # groups: {0,0,0} and {1}: resampling 2 groups gives means 0 (g0,g0), 1 (g1,g1) or 1/4 (one of each)
+    x = np.array([0.0, 0.0, 0.0, 1.0])
+    g = np.array(["a", "a", "a", "b"])
+    rng = np.random.default_rng(0)
+    lo, hi = S.bootstrap_mean_ci(x, n_boot=400, groups=g, seed=rng, confidence=0.5)
+    assert {float(lo), float(hi)} <= {0.0, 0.25, 1.0}
+    lo, hi = S.bootstrap_mean_ci(x, n_boot=400, groups=g, seed=1)
+    assert (float(lo), float(hi)) == (0.0, 1.0)
+
+
+def test_percentile_interval_agrees_with_scipy():
+    x = np.random.default_rng(5).beta(2, 5, size=400)
+    lo, hi = S.bootstrap_mean_ci(x, n_boot=4000, seed=0)
+    ref = scipy.stats.bootstrap((x,), np.mean, n_resamples=4000, method="percentile", random_state=1).confidence_interval
+    assert lo == pytest.approx(ref.low, abs=0.004) and hi == pytest.approx(ref.high, abs=0.004)
+
+
+def test_bootstrap_coverage_is_near_nominal():
+    """400 simulated samples of n=120: the 95% interval covers the true mean 90-98.5% of the time, for a
+    Bernoulli(0.8) statistic (like matching_more_likely) and a Beta(2, 5) one (like the mean probability)."""
+    rng = np.random.default_rng(2024)
+    reps, n = 400, 120
+    truth = np.array([0.8, 2 / 7])
+    hits = np.zeros(2)
+    for _ in range(reps):
+        x = np.stack([rng.random(n) < 0.8, rng.beta(2, 5, n)], axis=1).astype(float)
+        lo, hi = S.bootstrap_mean_ci(x, n_boot=500, confidence=0.95, seed=rng)
+        hits += (lo <= truth) & (truth <= hi)
+    coverage = hits / reps
+    assert ((0.90 <= coverage) & (coverage <= 0.985)).all(), coverage
+    # and a 50% interval covers about half the time (the interval is not merely wide)
+    hits50 = 0
+    for _ in range(200):
+        x = rng.beta(2, 5, n)
+        lo, hi = S.bootstrap_mean_ci(x, n_boot=300, confidence=0.5, seed=rng)
+        hits50 += lo <= 2 / 7 <= hi
+    assert 0.38 <= hits50 / 200 <= 0.62, hits50
+
+
+def test_params_validation():
+    p = S.SycophancyParams()
+    assert p.templates and p.models
+    for bad in ({"templates": ["nope"]}, {"datasets": ["nlp"]}, {"n_per_dataset": 0}, {"confidence": 1.0},
+                {"data_dir": "/x"}, {"recovery_tolerance": 0}):
+        with pytest.raises(ValueError):
+            S.SycophancyParams.from_dict(bad)
+    docs = S.SycophancyParams.docs()
+    assert all(docs.get(f) for f in S.SycophancyParams.field_names())
