@@ -104,3 +104,23 @@ def test_too_long_prompt_is_an_error_naming_the_line(model, data, monkeypatch):
     monkeypatch.setattr(model.cfg, "n_ctx", 20)
     with pytest.raises(ValueError, match=r"nlp_survey line 1: .* longer than the model's context of 20"):
         S.score_items(model, data["nlp_survey"].items, "paren")
+
+
+class _NoLogitsToKeep:
+    """A model wrapper whose forward rejects ``logits_to_keep`` (architectures without it)."""
+
+    def __init__(self, model):
+        self._m = model
+        self.cfg, self.tokenizer, self.to_tokens = model.cfg, model.tokenizer, model.to_tokens
+
+    def __call__(self, toks, return_type="logits", **kw):
+        if kw:
+            raise TypeError(f"unexpected {sorted(kw)}")
+        return self._m(toks, return_type=return_type)
+
+
+def test_full_logits_fallback_gives_the_same_scores(model, data):
+    items = data["philpapers2020"].items[:4]
+    a = S.score_items(model, items, "anthropic", batch_size=4)
+    b = S.score_items(_NoLogitsToKeep(model), items, "anthropic", batch_size=4)
+    np.testing.assert_allclose(a.logprobs, b.logprobs, atol=1e-5, equal_nan=True)
