@@ -179,6 +179,7 @@ def test_random_direction_aurocs_match_sklearn_and_are_reproducible():
     want = [roc_auc_score(y, x @ r[:, j]) for j in range(25)]
     np.testing.assert_allclose(ctl.aurocs, want, atol=1e-12)
     assert ctl.best == max(want)
+    np.testing.assert_allclose(ctl.best_scores, x @ r[:, int(np.argmax(want))])
     assert ctl.fraction_at_least(ctl.best) == pytest.approx(1 / 25)
     np.testing.assert_array_equal(ctl.aurocs, P.random_direction_aurocs(x, y, n_directions=25, seed=4).aurocs)
 

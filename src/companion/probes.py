@@ -100,8 +100,14 @@ class ProbeParams(NotebookParams):
     """Texts per forward pass."""
     device: str = "cpu"
     """Torch device for real models ("cpu", "cuda"); organisms run on the CPU."""
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    """Weights dtype for real models (bfloat16 halves a 7B model's memory)."""
+    single_pairs: bool = True
+    """Also evaluate each question of six_questions on its own as an N=2 detector (AUROC table only)."""
 
     def __post_init__(self) -> None:
+        if not self.device.strip():
+            raise ValueError("device must not be empty")
         if not self.model_id and not self.backdoor_organism:
             raise ValueError("set model_id (a real model) or backdoor_organism (an organism name)")
         if not self.fit_sets:
@@ -776,6 +782,8 @@ class RandomDirectionControl:
 
     aurocs: np.ndarray
     """AUROC of each random direction, ``(k,)`` (sign not flipped: the distribution is centred on 0.5)."""
+    best_scores: np.ndarray
+    """Scores of the test prompts on the best random direction, ``(n,)`` (for its ROC curve)."""
 
     @property
     def best(self) -> float:
@@ -798,7 +806,9 @@ def random_direction_aurocs(acts: Any, labels: Any, *, n_directions: int = 1000,
     if n_directions < 1:
         raise ValueError("n_directions must be >= 1")
     r = np.random.default_rng(seed).standard_normal((x.shape[1], n_directions))
-    return RandomDirectionControl(auroc_many(x @ r, y))
+    scores = x @ r
+    a = auroc_many(scores, y)
+    return RandomDirectionControl(a, scores[:, int(np.argmax(a))])
 
 
 class SupervisedProbeResult(NamedTuple):
@@ -969,3 +979,90 @@ def variance_ratio_by_task(run: ProbeRun, class_key: str = "context", group_key:
         m = groups == g
         out[g] = variance_ratio(run.test_acts[m], cls[m] == values[0])
     return out
+
+
+# --------------------------------------------------------------------------------------------------------
+# Notebook setup: which models, which test prompts, which dialogue format
+# --------------------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class ProbeSetup:
+    """The models and prompts one run of notebook 03 uses."""
+
+    model: Any
+    """The backdoored model (``TransformerBridge``)."""
+    model_name: str
+    """How figures and tables name it."""
+    control: Any | None
+    """The model without a backdoor (negative control), or None."""
+    control_name: str
+    """How figures and tables name the control ("" without one)."""
+    test: list[dict[str, Any]]
+    """Test prompts: dicts with prompt, context, task, label (and question, trigger where known)."""
+    format_answer: Callable[[str, str], str]
+    """``(question, answer) -> fit text`` in the model's dialogue format."""
+    behavioural_prompt: Callable[[Mapping[str, Any]], str] | None
+    """Test prompt dict -> the same prompt with the behavioural question asked (None when impossible)."""
+    truth: dict[str, Any] | None
+    """The organism's planted ground truth (None for a real model)."""
+
+
+def prepare(params: ProbeParams, profile: str | None = None) -> ProbeSetup:
+    """Load the backdoored model, the control and the test prompts that ``params`` describe.
+
+    Organism (``model_id`` empty): ``load_organism(backdoor_organism / clean_organism, profile)``, its
+    ``backdoor_test_prompts`` (label = deployment context, where the organism defects) and its own
+    ``format_dialogue``.  Real model: ``companion.models.load_model(model_id)``, a template from
+    ``formats.yaml``, and ``test_questions`` asked without and with ``trigger`` (or a JSONL prompt file).
+    """
+    bq = params.behavioural_question
+    if not params.model_id:
+        from companion.organism import backdoor_test_prompts, format_dialogue, load_organism
+
+        org = load_organism(params.backdoor_organism, profile)
+        clean = load_organism(params.clean_organism, profile) if params.clean_organism else None
+        test = backdoor_test_prompts(params.n_per_cell, params.seed)
+        if params.dialogue_format == "organism":
+            def fit(q: str, a: str) -> str:
+                return format_dialogue(q, a)
+
+            def beh(t: Mapping[str, Any]) -> str:
+                return format_dialogue(f"{t['question']} {bq}", None, t["trigger"])
+        else:
+            fmt = load_dialogue_format(params.dialogue_format)
+            fit = fmt.fit_text
+            beh = None
+        return ProbeSetup(org.model, f"{params.backdoor_organism} organism", clean.model if clean else None,
+                          f"{params.clean_organism} organism" if clean else "", test, fit, beh, dict(org.truth))
+
+    import torch
+
+    from companion.models import load_model
+
+    dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[params.dtype]
+    fmt = load_dialogue_format(params.dialogue_format)
+    model = load_model(params.model_id, device=params.device, dtype=dtype)
+    control = load_model(params.control_model_id, device=params.device, dtype=dtype) if params.control_model_id else None
+    if str(params.test_questions).endswith(".jsonl"):
+        test = load_test_prompts(params.test_questions)
+    else:
+        test = trigger_test_prompts(load_questions(params.test_questions), fmt, params.trigger)
+    beh = None
+    if all("question" in t for t in test):
+        def beh(t: Mapping[str, Any]) -> str:
+            return fmt.prompt_text(f"{t['question']} {bq}")
+    return ProbeSetup(model, params.model_id, control, params.control_model_id, test, fmt.fit_text, beh, None)
+
+
+def resolve_fit_sets(params: ProbeParams) -> tuple[list[FitSet], list[FitSet]]:
+    """The fit sets to plot, and the extra N=2 single-question sets for the table (``single_pairs``)."""
+    sets = [load_fit_set(n) for n in params.fit_sets]
+    names = [s.name for s in sets]
+    if len(set(names)) != len(names):
+        raise ProbeDataError(f"fit set names must be unique, got {names}")
+    singles: list[FitSet] = []
+    if params.single_pairs:
+        singles = load_fit_set("six_questions").single_pairs()
+        singles = [dataclasses.replace(s, name=s.pairs[0].question) for s in singles]
+    return sets, singles
