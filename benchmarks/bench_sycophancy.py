@@ -25,14 +25,22 @@ import torch
 from companion import sycophancy as S
 
 
-def cached_organism_dir() -> tuple[Path, str] | None:
-    from companion.cache import default_cache
-
-    entries = default_cache().ls("organism")
-    for want in ("organism/syco-p90-medium", "ci/syco-p90-medium", "organism/syco-p90-small", "ci/syco-p90-small"):
-        for e in reversed(entries):
-            if e.description == want:
-                return e.path, want
+def cached_organism() -> tuple[object, str] | None:
+    """A sycophancy organism that is already trained (never trains one): (TransformerBridge, label) or None."""
+    try:
+        from companion import organism as O
+        from companion.cache import default_cache
+    except ImportError:
+        return None
+    for profile in ("organism", "ci"):
+        for name in ("syco-p90-medium", "syco-p90-small"):
+            try:
+                spec = O.organism_spec(name, profile)
+                cspec = O._organism_cache_spec(spec, O._tokenizer_dir(spec.tokenizer))
+                if default_cache().exists("organism", cspec):
+                    return O.load_organism(name, profile, progress=False).model, f"organism {profile}/{name} (cached)"
+            except (KeyError, AttributeError, TypeError, ValueError):
+                continue
     return None
 
 
@@ -77,20 +85,23 @@ def main() -> None:
     ap.add_argument("--items", type=int, default=96, help="items scored (batched and one at a time)")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--template", default="paren", choices=list(S.TEMPLATES))
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     ap.add_argument("--json", type=Path, default=None, help="also write the numbers here")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     from transformer_lens.model_bridge import TransformerBridge
 
     with tempfile.TemporaryDirectory() as tmp:
-        found = cached_organism_dir()
+        found = cached_organism()
         if found is not None:
-            path, what = found
-            label = f"organism {what} (cached)"
+            model, label = found
         else:
-            path, label = build_small_gpt2(Path(tmp) / "model"), "random GPT-2 (2 layers, d_model 96; no organism cached)"
-        model = TransformerBridge.boot_transformers(str(path), device="cpu")
-        model.eval()
+            path = build_small_gpt2(Path(tmp) / "model")
+            label = "random GPT-2 (2 layers, d_model 96, vocab 2048; no organism cached)"
+            model = TransformerBridge.boot_transformers(str(path), device="cpu")
+            model.eval()
         items = items_for_bench(Path(tmp) / "data", args.items)
 
     n_params = S.count_parameters(model)
