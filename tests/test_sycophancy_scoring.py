@@ -124,3 +124,14 @@ def test_full_logits_fallback_gives_the_same_scores(model, data):
     a = S.score_items(model, items, "anthropic", batch_size=4)
     b = S.score_items(_NoLogitsToKeep(model), items, "anthropic", batch_size=4)
     np.testing.assert_allclose(a.logprobs, b.logprobs, atol=1e-5, equal_nan=True)
+
+
+def test_count_parameters_counts_the_hf_model(model):
+    from companion.models import hf_model
+
+    hf = hf_model(model)
+    n = S.count_parameters(model)
+    assert n == sum(p.numel() for p in hf.parameters())
+    cfg = hf.config
+    # embeddings are included: at least vocab x hidden size
+    assert n > cfg.vocab_size * getattr(cfg, "n_embd", getattr(cfg, "hidden_size", 0))

@@ -321,7 +321,9 @@ def load_sycophancy_dir(
         out[name] = ds
     if "philpapers2020" in out and "nlp_survey" in out and out["philpapers2020"].blob_id == out["nlp_survey"].blob_id:
         raise SycophancyDataError(
-            _broken_philpapers_message(Path(out["philpapers2020"].path), "it is byte-identical to the NLP file beside it")
+            _broken_philpapers_message(
+                Path(out["philpapers2020"].path), "it is byte-identical to the NLP file beside it"
+            )
         )
     return out
 
@@ -374,7 +376,9 @@ def download_sycophancy_data(
                 raise SycophancyDataError(f"could not download {url}: {e}") from None
             blob = git_blob_id(data)
             if fname == FILENAMES["philpapers2020"] and blob == BROKEN_PHILPAPERS_BLOB:
-                raise SycophancyDataError(_broken_philpapers_message(Path(url), "its bytes are those of the NLP-survey file"))
+                raise SycophancyDataError(
+                    _broken_philpapers_message(Path(url), "its bytes are those of the NLP-survey file")
+                )
             if blob != expected:
                 raise SycophancyDataError(
                     f"{url}: git blob id {blob} does not match the pinned {expected}: the file differs from "
@@ -585,7 +589,8 @@ def matching_most_likely(logprobs: np.ndarray, matching: np.ndarray) -> np.ndarr
 
 def _pad_id(model: Any) -> int:
     tok = model.tokenizer
-    for v in (getattr(tok, "pad_token_id", None), getattr(tok, "eos_token_id", None), getattr(tok, "bos_token_id", None)):
+    for attr in ("pad_token_id", "eos_token_id", "bos_token_id"):
+        v = getattr(tok, attr, None)
         if v is not None:
             return int(v)
     return 0
@@ -629,8 +634,9 @@ def score_items(
     and right-padded into batches of at most ``batch_size`` sequences, ``max_batch_tokens`` tokens and
     ``max_logit_elements`` logits; with a causal model a real token never attends to the padding after it, so
     each item's scores equal its one-at-a-time scores (tested).  Only the positions some sequence of the batch
-    needs are unembedded (Hugging Face's ``logits_to_keep``), not all ``pos x d_vocab`` logits.  A multi-token continuation's log-probability is the sum over its tokens.
-    ``batch_size=1`` is the one-at-a-time baseline.  Prompts longer than ``cfg.n_ctx`` raise ``ValueError``
+    needs are unembedded (Hugging Face's ``logits_to_keep``), not all ``pos x d_vocab`` logits.  A multi-token
+    continuation's log-probability is the sum over its tokens.  ``batch_size=1`` is the one-at-a-time baseline.
+    Prompts longer than ``cfg.n_ctx`` raise ``ValueError``
     naming the dataset and line (never silently truncated).  ``prepend_bos``: see :func:`encode_item`.
     """
     import torch
@@ -675,7 +681,8 @@ def score_items(
     for j in order:
         union = cur_pos.union(need[j])
         # sorted ascending, so the newcomer is the longest sequence of the batch
-        too_big = (len(cur) + 1) * len(union) * d_vocab > max_logit_elements or (len(cur) + 1) * len(seqs[j]) > max_batch_tokens
+        too_big = ((len(cur) + 1) * len(union) * d_vocab > max_logit_elements
+                   or (len(cur) + 1) * len(seqs[j]) > max_batch_tokens)
         if cur and (len(cur) + 1 > batch_size or too_big):
             batches.append(cur)
             cur, union = [], set(need[j])
@@ -954,8 +961,10 @@ def organism_eval_dir(n_per_file: int, seed: int = 0, *, cache: Any = None) -> P
 
     cache = cache if cache is not None else default_cache()
     spec = {"n_per_file": n_per_file, "seed": seed, "code": code_fingerprint("companion.corpus")}
-    return cache.get_or_build("sycophancy-organism-eval", spec, lambda tmp: write_sycophancy_eval(tmp, n_per_file, seed),
-                              description=f"organism sycophancy eval, {n_per_file} per file, seed {seed}")
+    return cache.get_or_build(
+        "sycophancy-organism-eval", spec, lambda tmp: write_sycophancy_eval(tmp, n_per_file, seed),
+        description=f"organism sycophancy eval, {n_per_file} per file, seed {seed}",
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -1012,8 +1021,16 @@ def model_family(name: str) -> str:
 
 
 def count_parameters(model: Any) -> int:
-    """Total number of parameters of a model (the size axis for models other than organisms)."""
-    return int(sum(p.numel() for p in model.parameters()))
+    """Total parameters of the wrapped Hugging Face model (embeddings included, tied weights once), the number
+    model suites are named by (e.g. Pythia-70m: 70,426,624); the size axis for models other than organisms.
+    A ``TransformerBridge``'s own ``parameters()`` can count more (its own copies), so it is only the fallback."""
+    try:
+        from companion.models import hf_model
+
+        module = hf_model(model)
+    except (ImportError, AttributeError):
+        module = model
+    return int(sum(p.numel() for p in module.parameters()))
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -61,7 +61,7 @@ def plot_agreement(
     same reference style, on the size axis of its panel.  ``note`` is printed under the title.
     """
     df = frame[frame["subset"] == subset]
-    datasets = list(datasets or [d for d in ("nlp_survey", "philpapers2020", "political_typology_quiz") if d in set(df["dataset"])])
+    datasets = list(datasets or [d for d in DATASET_TITLES if d in set(df["dataset"])])
     templates = list(templates or [t for t in TEMPLATES if t in set(df["template"])])
     published = list(published)
     models = list(dict.fromkeys(df["model"]))
@@ -88,7 +88,8 @@ def plot_agreement(
             sub = df[(df["template"] == tpl) & (df["dataset"] == ds)]
             for fam in families:
                 for k, stat in enumerate(STATISTICS):
-                    rows = sub[(sub["statistic"] == stat) & (sub["model"].map(model_family) == fam)].sort_values("n_params")
+                    rows = sub[(sub["statistic"] == stat) & (sub["model"].map(model_family) == fam)]
+                    rows = rows.sort_values("n_params")
                     if rows.empty:
                         continue
                     x = rows["n_params"].astype(float).to_numpy() * (0.94 if k == 0 else 1.06)
@@ -109,7 +110,8 @@ def plot_agreement(
             if finite.size:
                 lo, hi = finite.min(), finite.max()
                 if published_on_size_axis:
-                    hi = max([hi] + [p.n_params for p in published if p.n_params and p.template == tpl and p.dataset == ds])
+                    refs = [p.n_params for p in published if p.n_params and p.template == tpl and p.dataset == ds]
+                    hi = max([hi, *refs])
                 ax.set_xlim(lo / 2.2, hi * 2.2)
             ax.set_ylim(-0.02, 1.02)
             ax.grid(alpha=0.25)

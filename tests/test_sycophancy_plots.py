@@ -1,0 +1,86 @@
+"""Figures of notebook 04: layout, measured vs published styling, planted-rate lines."""
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import numpy as np
+import pytest
+from matplotlib.colors import to_rgba
+
+from companion import sycophancy as S
+from companion.sycophancy_plots import plot_affiliation, plot_agreement
+
+MODELS = {"syco-p50-small": (2e5, 0.5), "syco-p90-small": (2e5, 0.9), "syco-p50-medium": (8e5, 0.5),
+          "syco-p90-medium": (8e5, 0.9)}
+
+
+@pytest.fixture(scope="module")
+def frame():
+    rng = np.random.default_rng(0)
+    stats = []
+    for m in MODELS:
+        for ds in S.DATASETS:
+            for t in S.TEMPLATES:
+                k = 3 if ds == "philpapers2020" else 2
+                lp = np.log(rng.dirichlet(np.ones(k), size=40))
+                sc = S.ScoredItems(m, ds, t, lp, rng.integers(0, k, 40),
+                                   tuple("liberal" if i % 2 else "conservative" for i in range(40)), np.arange(40))
+                stats += S.agreement_stats(sc, n_boot=50, by_affiliation=ds == "political_typology_quiz")
+    return S.stats_frame(stats, {m: v[0] for m, v in MODELS.items()})
+
+
+def _lines(ax):
+    return [l for l in ax.get_lines() if len(l.get_xdata())]
+
+
+def _point_markers(ax):
+    """Lines that draw data-point markers (not error-bar caps)."""
+    return [l for l in _lines(ax) if l.get_marker() not in ("None", None, "", "_", "|")]
+
+
+def test_layout_and_measured_points(frame):
+    fig = plot_agreement(frame, planted={m: v[1] for m, v in MODELS.items()}, note="check")
+    axes = fig.axes
+    assert len(axes) == len(S.TEMPLATES) * (len(S.DATASETS) + 1)
+    first = axes[0]
+    assert first.get_xscale() == "log" and first.get_title() == "NLP survey"
+    ys = sorted(round(float(y), 6) for l in _lines(first) for y in l.get_ydata())
+    # rows follow TEMPLATES' order: the first row is "anthropic"
+    want = frame[(frame.dataset == "nlp_survey") & (frame.template == "anthropic") & (frame.subset == "all")]
+    for v in want["value"]:
+        assert round(float(v), 6) in ys  # every measured value is drawn
+    assert 0.5 in ys and 0.9 in ys  # 50% line and the planted rate of the p90 organisms
+    assert "check" in fig._suptitle.get_text()
+
+
+def test_published_numbers_only_as_hollow_reference_markers(frame):
+    fig = plot_agreement(frame)
+    n_ds = len(S.DATASETS)
+    ref_axes = [ax for i, ax in enumerate(fig.axes) if i % (n_ds + 1) == n_ds]
+    measured_axes = [ax for i, ax in enumerate(fig.axes) if i % (n_ds + 1) != n_ds]
+    drawn = {round(float(y), 3) for ax in ref_axes for l in _lines(ax) for y in l.get_ydata()}
+    for p in S.PUBLISHED:
+        assert round(p.value, 3) in drawn
+    assert sum(len(_point_markers(ax)) for ax in ref_axes) >= len(S.PUBLISHED)
+    for ax in ref_axes:
+        for l in _point_markers(ax):
+            assert to_rgba(l.get_markerfacecolor())[3] == 0.0  # hollow
+    for ax in measured_axes:
+        assert _point_markers(ax)
+        for l in _point_markers(ax):
+            assert to_rgba(l.get_markerfacecolor())[3] > 0  # measured points are filled
+    # Perez's 52B marker is drawn on the size axis only when asked
+    nlp_anthropic = fig.axes[0]
+    assert max(np.max(l.get_xdata()) for l in _lines(nlp_anthropic)) < 1e9
+    fig2 = plot_agreement(frame, published_on_size_axis=True)
+    assert any(52e9 in np.asarray(l.get_xdata()) for l in _lines(fig2.axes[0]))
+
+
+def test_affiliation_plot(frame):
+    fig = plot_affiliation(frame)
+    assert len(fig.axes) == len(S.TEMPLATES)
+    heights = sorted(round(p.get_height(), 6) for p in fig.axes[0].patches)
+    want = frame[(frame.dataset == "political_typology_quiz") & (frame.subset != "all")
+                 & (frame.statistic == "mean_prob") & (frame.template == "anthropic")]["value"]
+    assert heights == sorted(round(float(v), 6) for v in want)
