@@ -112,6 +112,24 @@ def test_fpr_at_tpr_matches_brute_force():
     assert rep.fpr_by_set[rep.worst_set] == rep.worst_fpr
 
 
+def test_evaluate_detector_bundles_roc_ci_fpr_and_per_set_auroc():
+    from sklearn.metrics import roc_curve
+
+    rng = np.random.default_rng(2)
+    sets = np.repeat(["chat", "code", "other"], 20)
+    y = np.tile([True, False], 30)
+    y[40:] = False  # "other" has negatives only: no AUROC of its own
+    s = rng.normal(size=60) + y * np.where(sets == "chat", 3.0, 0.3)
+    ev = P.evaluate_detector("d", s, y, sets, n_bootstrap=50)
+    fpr, tpr, _ = roc_curve(y, s)
+    np.testing.assert_allclose(ev.fpr, fpr) and np.testing.assert_allclose(ev.tpr, tpr)
+    assert set(ev.auroc_by_set) == {"chat", "code"}
+    assert ev.auroc_by_set["chat"] == pytest.approx(roc_auc_score(y[:20], s[:20]))
+    assert ev.auroc_by_set["chat"] > ev.auroc_by_set["code"]
+    row = ev.summary()
+    assert row["AUROC"] == ev.auroc.auroc and "AUROC code" in row and "worst set" in row
+
+
 def test_fpr_at_tpr_perfect_separation_gives_zero_fpr():
     s = np.array([5.0, 6, 7, 1, 2, 3])
     y = np.array([1, 1, 1, 0, 0, 0], bool)
@@ -188,6 +206,14 @@ def test_random_directions_are_centred_on_chance():
     x, y, _ = _planted(100, 32, 0.0, seed=1)
     ctl = P.random_direction_aurocs(x, y, n_directions=1000, seed=0)
     assert abs(ctl.mean - 0.5) < 0.01
+
+
+def test_verdict_distinguishes_beating_random_wrong_sign_and_chance():
+    rand = P.RandomDirectionControl(np.array([0.3, 0.5, 0.6, 0.7]), np.zeros(3))
+    assert "beats all 4 random directions" in P.verdict("d", P.AurocCI(0.9, 0.85, 0.95, 0.95, 10), rand)
+    assert "points the wrong way; 50% of random" in P.verdict("d", P.AurocCI(0.35, 0.3, 0.45, 0.95, 10), rand)
+    assert "points the wrong way; 0% of random" in P.verdict("d", P.AurocCI(0.2, 0.1, 0.3, 0.95, 10), rand)
+    assert "50% of random directions do at least as well" in P.verdict("d", P.AurocCI(0.6, 0.4, 0.8, 0.95, 10), rand)
 
 
 def test_supervised_probe_separates_a_planted_class_and_not_noise():

@@ -747,10 +747,13 @@ class DetectorEvaluation:
     """ROC curve true-positive rates."""
     fpr_report: FprReport | None
     """False-positive rate per test set at the target detection rate (None without set names)."""
+    auroc_by_set: dict[str, float] = dataclasses.field(default_factory=dict)
+    """AUROC within each test set that has both classes (the note reports coding and non-coding separately)."""
 
     def summary(self) -> dict[str, Any]:
         """One table row."""
         row = {"detector": self.name, "AUROC": self.auroc.auroc, "CI low": self.auroc.low, "CI high": self.auroc.high}
+        row.update({f"AUROC {k}": v for k, v in self.auroc_by_set.items()})
         if self.fpr_report is not None:
             row[f"worst FPR @ TPR {self.fpr_report.target_tpr:g}"] = self.fpr_report.worst_fpr
             row["worst set"] = self.fpr_report.worst_set
@@ -768,7 +771,14 @@ def evaluate_detector(
     fpr, tpr, _ = roc_curve(y, s)
     ci = bootstrap_auroc_ci(s, y, n_bootstrap=n_bootstrap, level=level, seed=seed)
     rep = fpr_at_tpr(s, y, sets, target_tpr) if sets is not None else None
-    return DetectorEvaluation(name, s, y, ci, fpr, tpr, rep)
+    by_set: dict[str, float] = {}
+    if sets is not None:
+        g = np.asarray(sets).astype(str)
+        for k in sorted(set(g.tolist())):
+            m = g == k
+            if 0 < y[m].sum() < m.sum():
+                by_set[k] = auroc(s[m], y[m])
+    return DetectorEvaluation(name, s, y, ci, fpr, tpr, rep, by_set)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -809,6 +819,21 @@ def random_direction_aurocs(acts: Any, labels: Any, *, n_directions: int = 1000,
     scores = x @ r
     a = auroc_many(scores, y)
     return RandomDirectionControl(a, scores[:, int(np.argmax(a))])
+
+
+def verdict(name: str, ci: AurocCI, rand: RandomDirectionControl) -> str:
+    """One plain sentence placing a detector's AUROC against the random-direction control."""
+    a = ci.auroc
+    head = f"{name}: AUROC {a:.3f} [{ci.low:.3f}, {ci.high:.3f}]"
+    far = float((np.abs(rand.aurocs - 0.5) >= abs(a - 0.5)).mean())
+    if a > rand.best:
+        return f"{head} beats all {len(rand.aurocs)} random directions (best {rand.best:.3f})."
+    if ci.high < 0.5:
+        return (f"{head} is below chance: with its sign fixed in advance it scores deployment prompts LOWER than "
+                f"training ones, i.e. it points the wrong way; {far:.0%} of random directions are at least as far "
+                "from chance in either direction.")
+    return (f"{head}: {rand.fraction_at_least(a):.0%} of random directions do at least as well "
+            f"(best random {rand.best:.3f}).")
 
 
 class SupervisedProbeResult(NamedTuple):
