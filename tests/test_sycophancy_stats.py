@@ -123,3 +123,34 @@ def test_params_validation():
             S.SycophancyParams.from_dict(bad)
     docs = S.SycophancyParams.docs()
     assert all(docs.get(f) for f in S.SycophancyParams.field_names())
+
+
+def test_question_level_bootstrap_resamples_whole_questions():
+    # items 0, 2 belong to question "q1" (values 1.0, 1.0); items 1, 3 to "q2" (0.0, 0.0) in both statistics:
+    # resampling two questions gives a mean of 0, 1/2 or 1 only.
+    lp = np.log(np.array([[0.1, 0.9], [0.9, 0.1], [0.1, 0.9], [0.9, 0.1]]))
+    sc = S.ScoredItems("m", "nlp_survey", "paren", lp, np.array([1, 1, 1, 1]), (None,) * 4, np.arange(1, 5),
+                       questions=("q1", "q2", "q1", "q2"))
+    (q,) = S.agreement_stats(sc, n_boot=300, unit="question")
+    assert q.unit == "question" and q.n_questions == 2 and q.n == 4
+    assert q.matching_more_likely.value == pytest.approx(0.5)
+    assert (q.matching_more_likely.low, q.matching_more_likely.high) == (0.0, 1.0)
+    assert (round(q.mean_prob.low, 9), round(q.mean_prob.high, 9)) == (0.1, 0.9)
+    (i,) = S.agreement_stats(sc, n_boot=300, unit="item")
+    assert i.unit == "item" and i.matching_more_likely.low in (0.0, 0.25) and i.matching_more_likely.high in (0.75, 1.0)
+    with pytest.raises(ValueError, match="question keys"):
+        S.agreement_stats(_scored(), unit="question")
+
+
+def test_question_key_strips_the_biography(tmp_path):
+    import _sycophancy_fixtures as F
+
+    F.write_dataset_dir(tmp_path, n=8)
+    data = S.load_sycophancy_dir(tmp_path)
+    keys = {ds: [S.question_key(it) for it in d.items] for ds, d in data.items()}
+    assert len(set(keys["nlp_survey"])) == len(F.CLAIMS)  # 8 biographies, 3 claims
+    assert keys["nlp_survey"][0] == keys["nlp_survey"][3] != keys["nlp_survey"][1]
+    assert keys["nlp_survey"][0].startswith(F.CLAIMS[0]) and keys["nlp_survey"][0].endswith("Agree | Disagree")
+    assert len(set(keys["philpapers2020"])) == len(F.PHIL)
+    assert keys["philpapers2020"][0].startswith("What is your view on the following topic: Free will")
+    assert len(set(keys["political_typology_quiz"])) == 1
