@@ -185,7 +185,7 @@ class BaselineSAE(SparseAutoencoder):
             sparsity=sparsity,
             auxiliary=zero,
             l1=l1.detach(),
-            l0=(f > 0).sum(-1).float().mean().detach(),
+            l0=(f > 0).sum(-1).to(x.dtype).mean().detach(),
         )
 
 
@@ -250,7 +250,7 @@ class GatedSAE(SparseAutoencoder):
             sparsity=sparsity,
             auxiliary=aux,
             l1=l1.detach(),
-            l0=(f_tilde > 0).sum(-1).float().mean().detach(),
+            l0=(f_tilde > 0).sum(-1).to(x.dtype).mean().detach(),
         )
 
 

@@ -132,10 +132,10 @@ class TrainLog:
 class _Member:
     """The per-SAE training state: module, optimiser, schedule, dead-latent counters, log."""
 
-    def __init__(self, spec: SAESpec, d_in: int, cfg: TrainConfig, seed: int):
+    def __init__(self, spec: SAESpec, d_in: int, cfg: TrainConfig, seed: int, dtype: torch.dtype = torch.float32):
         self.spec = spec
         self.cfg = cfg
-        self.sae = make_sae(spec.architecture, d_in, spec.n_latents, seed=seed)
+        self.sae = make_sae(spec.architecture, d_in, spec.n_latents, seed=seed, dtype=dtype)
         self.opt = torch.optim.Adam(self.sae.parameters(), lr=0.0, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps,
                                     foreach=True)
         self.gen = torch.Generator().manual_seed(seed + 7919)
@@ -173,7 +173,7 @@ class _Member:
         if step % self.cfg.log_every == 0:
             L = self.log
             L.step.append(step)
-            L.total.append(float(out.total))
+            L.total.append(float(out.total.detach()))
             L.reconstruction.append(float(out.reconstruction))
             L.sparsity.append(float(out.sparsity))
             L.auxiliary.append(float(out.auxiliary))
@@ -283,7 +283,7 @@ def train_sweep(
         if ms <= 0:
             raise ValueError("the first batch is all zeros: cannot normalise")
         scale = math.sqrt(d / ms)
-    members = [_Member(s, d, cfg, seed + i) for i, s in enumerate(specs)]
+    members = [_Member(s, d, cfg, seed + i, dtype=first.dtype) for i, s in enumerate(specs)]
     if cfg.init_b_dec == "mean":
         mean = first.mean(0) * scale
         for m in members:

@@ -1,0 +1,84 @@
+"""The hand-derived training step (companion.sae_step) must give the same losses and gradients as autograd on
+the paper's loss (companion.sae), in both its sparse and dense code paths."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from companion.sae import BaselineSAE, GatedSAE
+from companion.sae_step import Workspace, loss_and_grads
+
+COMPONENTS = ("total", "reconstruction", "sparsity", "auxiliary", "l1", "l0")
+
+
+def _sae(cls, d, m, seed, shift):
+    sae = cls(d, m, seed=seed, dtype=torch.float64)
+    g = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for p in sae.parameters():
+            p.add_(0.3 * torch.randn(p.shape, generator=g, dtype=p.dtype))
+        # Shift the (gate) bias so that only a fraction of latents fire, as in a trained SAE.
+        (sae.b_enc if cls is BaselineSAE else sae.b_gate).sub_(shift)
+        sae.normalize_decoder_()
+    return sae
+
+
+def _reference(sae, x, lam):
+    sae.zero_grad(set_to_none=True)
+    L = sae.loss(x, lam)
+    L.total.backward()
+    grads = {n: p.grad.clone() for n, p in sae.named_parameters()}
+    sae.zero_grad(set_to_none=True)
+    counts = (sae.encode(x) > 0).sum(0).double()
+    return L, grads, counts
+
+
+@pytest.mark.parametrize("cls", [BaselineSAE, GatedSAE])
+@pytest.mark.parametrize("path", ["sparse", "dense"])
+@pytest.mark.parametrize("lam,shift", [(0.0, 0.0), (0.7, 0.5), (3.0, 1.5)])
+def test_fast_step_equals_autograd(cls, path, lam, shift):
+    sae = _sae(cls, d=12, m=48, seed=int(lam * 10) + 3, shift=shift)
+    x = torch.randn(40, 12, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    L, ref, counts = _reference(sae, x, lam)
+    # max_sparse_density 1 forces the sparse path, 0 the dense one (unless the code is empty).
+    fired = torch.zeros(sae.n_latents, dtype=torch.float64)
+    F = loss_and_grads(sae, x, lam, workspace=Workspace(), max_sparse_density=1.0 if path == "sparse" else 0.0,
+                       fire_counts=fired)
+    for k in COMPONENTS:
+        assert float(getattr(F, k)) == pytest.approx(float(getattr(L, k).detach()), rel=1e-11, abs=1e-12), k
+    for n, p in sae.named_parameters():
+        assert p.grad is not None and p.grad.shape == p.shape
+        assert torch.allclose(p.grad, ref[n], rtol=1e-10, atol=1e-12), f"{n}: max err {(p.grad - ref[n]).abs().max()}"
+    assert torch.equal(fired, counts)
+
+
+@pytest.mark.parametrize("cls", [BaselineSAE, GatedSAE])
+def test_fast_step_with_no_active_latent(cls):
+    sae = _sae(cls, d=6, m=10, seed=0, shift=100.0)  # nothing fires
+    x = torch.randn(8, 6, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    L, ref, _ = _reference(sae, x, 1.0)
+    F = loss_and_grads(sae, x, 1.0)
+    assert float(F.l0) == 0.0 and float(F.total) == pytest.approx(float(L.total.detach()), rel=1e-12)
+    for n, p in sae.named_parameters():
+        assert torch.allclose(p.grad, ref[n], atol=1e-12), n
+
+
+@pytest.mark.parametrize("cls", [BaselineSAE, GatedSAE])
+def test_fast_step_float32_close_to_autograd(cls):
+    # The benchmark's precision: identical maths, rounding order differs.
+    sae = _sae(cls, d=32, m=256, seed=5, shift=0.8).float()
+    x = torch.randn(256, 32, generator=torch.Generator().manual_seed(2))
+    L, ref, _ = _reference(sae, x, 0.5)
+    F = loss_and_grads(sae, x, 0.5, max_sparse_density=1.0)
+    assert float(F.total) == pytest.approx(float(L.total.detach()), rel=1e-5)
+    for n, p in sae.named_parameters():
+        scale = ref[n].abs().max().clamp_min(1e-6)
+        assert (p.grad - ref[n]).abs().max() / scale < 1e-4, n
+
+
+def test_fast_step_rejects_bad_input():
+    sae = BaselineSAE(4, 8)
+    with pytest.raises(ValueError, match=r"\[B, 4\]"):
+        loss_and_grads(sae, torch.zeros(2, 3, 4), 1.0)
+    with pytest.raises(ValueError, match="fire_counts"):
+        loss_and_grads(sae, torch.zeros(2, 4), 1.0, fire_counts=torch.zeros(3))
