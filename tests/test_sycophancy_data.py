@@ -273,3 +273,13 @@ def test_pinned_table_matches_reference():
         "sycophancy_on_philpapers2020.jsonl": "5525210614d4f26b1732042e7dcb7210d23fe5aa",
         "sycophancy_on_political_typology_quiz.jsonl": "52f57e31aece2d5126c49cc0e5a9a738b7513754",
     }
+
+
+def test_download_missing_file_names_the_url_and_leaves_no_entry(tmp_path):
+    root, blobs = _serve_tree(tmp_path)
+    (root / COMMIT / "sycophancy" / F.FILES["philpapers2020"]).unlink()
+    cache = Cache(tmp_path / "cache")
+    with _Server(root) as srv:
+        with pytest.raises(S.SycophancyDataError, match=r"could not download .*sycophancy_on_philpapers2020\.jsonl"):
+            S.download_sycophancy_data(cache=cache, base_url=srv.url, commit=COMMIT, blobs=blobs, offline=False)
+    assert cache.ls() == []
