@@ -230,10 +230,11 @@ def _stamp(fig, ctx: runtime.RunContext) -> None:
     """A visible, unmistakable mark on every fallback figure (added once per figure)."""
     if not ctx.profile.is_fallback or any(t.get_gid() == _STAMP_GID for t in fig.texts):
         return
+    # Just below the canvas (bbox_inches="tight" grows the image to include it), so it never covers data.
     fig.text(
-        0.995, 0.005,
+        0.995, -0.01,
         f"FALLBACK · profile '{ctx.profile.name}' · synthetic model organism, not the paper's models",
-        ha="right", va="bottom", fontsize=7, color="#b00020", alpha=0.9, gid=_STAMP_GID,
+        ha="right", va="top", fontsize=7, color="#b00020", alpha=0.9, gid=_STAMP_GID,
         bbox={"boxstyle": "round,pad=0.2", "facecolor": "#fff3f3", "edgecolor": "#b00020", "linewidth": 0.5},
     )
 
