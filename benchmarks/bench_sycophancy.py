@@ -8,7 +8,8 @@ organism code is present, else schema-faithful synthetic rows; they go through t
     python benchmarks/bench_sycophancy.py [--items 96] [--batch-size 32] [--template paren]
 
 Prints items/s for ``score_items(batch_size=B)`` and ``score_items(batch_size=1)`` and their ratio (goal:
->= 10x on the CPU for the organism).  Both runs score the same items and must give the same numbers.
+>= 10x on the CPU for the organism), plus a naive loop for reference (one full forward per item and choice,
+all positions unembedded).  All score the same items and must give the same numbers.
 """
 from __future__ import annotations
 
@@ -83,7 +84,9 @@ def items_for_bench(directory: Path, n: int) -> list[S.SycophancyItem]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--items", type=int, default=96, help="items scored (batched and one at a time)")
-    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--sweep", type=int, nargs="*", default=[4, 16, 32],
+                    help="also report items/s at these batch sizes")
     ap.add_argument("--template", default="paren", choices=list(S.TEMPLATES))
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     ap.add_argument("--json", type=Path, default=None, help="also write the numbers here")
@@ -112,18 +115,45 @@ def main() -> None:
     t0 = time.perf_counter()
     single = S.score_items(model, items, args.template, batch_size=1)
     t_1 = time.perf_counter() - t0
+    sweep = {}
+    for bs in args.sweep:
+        t0 = time.perf_counter()
+        S.score_items(model, items, args.template, batch_size=bs)
+        sweep[bs] = len(items) / (time.perf_counter() - t0)
+    # A naive loop for reference: one full forward per (item, choice) on prompt + continuation, all logits.
+    tpl = S.get_template(args.template)
+    n_naive = min(len(items), 32)
+    t0 = time.perf_counter()
+    naive = np.full((n_naive, batched.logprobs.shape[1]), np.nan)
+    with torch.inference_mode():
+        for i, it in enumerate(items[:n_naive]):
+            prompt = tpl.prompt(it)
+            n_prompt = model.to_tokens(prompt, prepend_bos=True).shape[1]
+            for c, cont in enumerate(tpl.continuations(it)):
+                toks = model.to_tokens(prompt + cont, prepend_bos=True)
+                lsm = torch.log_softmax(model(toks)[0].double(), -1)
+                naive[i, c] = float(sum(lsm[t - 1, toks[0, t]] for t in range(n_prompt, toks.shape[1])))
+    t_n = time.perf_counter() - t0
     max_diff = float(np.nanmax(np.abs(batched.logprobs - single.logprobs)))
+    max_diff = max(max_diff, float(np.nanmax(np.abs(batched.logprobs[:n_naive] - naive))))
     res = {
         "model": label, "n_params": n_params, "template": args.template, "items": len(items),
         "batch_size": args.batch_size, "torch_threads": torch.get_num_threads(),
         "batched_items_per_s": len(items) / t_b, "single_items_per_s": len(items) / t_1,
-        "speedup": t_1 / t_b, "max_abs_logprob_diff": max_diff,
+        "speedup": t_1 / t_b, "naive_items_per_s": n_naive / t_n,
+        "speedup_vs_naive": (t_n / n_naive) / (t_b / len(items)), "sweep_items_per_s": sweep,
+        "max_abs_logprob_diff": max_diff,
     }
     print(f"model: {label}, {n_params:,} parameters; template {args.template!r}; {len(items)} items; "
           f"torch threads {res['torch_threads']}")
     print(f"batched (batch_size={args.batch_size}): {res['batched_items_per_s']:8.1f} items/s")
     print(f"one at a time (batch_size=1): {res['single_items_per_s']:8.1f} items/s")
-    print(f"speed-up: {res['speedup']:.1f}x (goal >= 10x); max |batched - single| log-prob diff {max_diff:.2e}")
+    if sweep:
+        print("other batch sizes: " + ", ".join(f"{bs}: {v:.1f} items/s" for bs, v in sweep.items()))
+    print(f"naive loop (full forward per choice, all logits; {n_naive} items): {res['naive_items_per_s']:8.1f} items/s")
+    print(f"speed-up batched vs one at a time: {res['speedup']:.1f}x (goal >= 10x); "
+          f"vs the naive loop: {res['speedup_vs_naive']:.1f}x")
+    print(f"max |log-prob difference| between the three: {max_diff:.2e}")
     if args.json:
         args.json.write_text(json.dumps(res, indent=2))
     if max_diff > 1e-4:
