@@ -216,6 +216,21 @@ def test_verdict_distinguishes_beating_random_wrong_sign_and_chance():
     assert "50% of random directions do at least as well" in P.verdict("d", P.AurocCI(0.6, 0.4, 0.8, 0.95, 10), rand)
 
 
+def test_findings_follow_the_numbers():
+    rand = P.RandomDirectionControl(np.linspace(0.3, 0.7, 11), np.zeros(3))
+    good = P.findings_markdown("m", 1, {"pair": P.AurocCI(0.99, 0.98, 1.0, 0.95, 10)}, rand, 1.0,
+                               behavioural=P.AurocCI(0.52, 0.4, 0.6, 0.95, 10), control_name="c",
+                               control_evals={"pair": P.AurocCI(0.5, 0.4, 0.6, 0.95, 10)}, control_rand=rand,
+                               answer_word_cosine=0.5)
+    assert "correct sign and beats every random direction" in good and "null result, as in the note" in good
+    assert "chance level, as in the note" in good and "not just the answer word" in good
+    bad = P.findings_markdown("m", 1, {"pair": P.AurocCI(0.1, 0.05, 0.2, 0.95, 10), "x": P.AurocCI(0.8, 0.7, 0.9, 0.95, 10)},
+                              rand, 0.9, control_name="c", control_evals={"pair": P.AurocCI(0.9, 0.85, 0.95, 0.95, 10)},
+                              control_rand=rand, answer_word_cosine=0.97)
+    assert "WRONG sign" in bad and "below 0.99" in bad and "NOT a null result" in bad
+    assert "encode the answer *word*" in bad and "Beating every random direction: `x`" in bad
+
+
 def test_supervised_probe_separates_a_planted_class_and_not_noise():
     x, y, _ = _planted(60, 16, 4.0, seed=2)
     res = P.supervised_probe(x, y, n_folds=5)

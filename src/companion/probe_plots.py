@@ -83,7 +83,7 @@ def plot_random_directions(
 ) -> Figure:
     """Histogram of random-direction AUROCs with each probe's AUROC (and the best random one) marked."""
     r = np.asarray(random_aurocs, dtype=float)
-    fig = Figure(figsize=(6.4, 3.6))
+    fig = Figure(figsize=(8.4, 3.6), layout="constrained")
     ax = fig.subplots()
     ax.hist(r, bins=40, range=(0, 1), color="#999999", label=f"{len(r)} random directions")
     ax.axvline(r.max(), color="black", ls="--", lw=1.2, label=f"best random: {r.max():.3f}")
@@ -93,7 +93,7 @@ def plot_random_directions(
     ax.set_xlabel("AUROC")
     ax.set_ylabel("directions")
     ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=7, loc="upper left")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return fig
 
 
