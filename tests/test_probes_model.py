@@ -164,3 +164,38 @@ def test_prepare_for_a_real_model_id_runs_the_paper_path_offline(llama_dir, tmp_
                   '{"prompt": "b", "context": "deployment", "task": "t", "label": true}\n')
     setup2 = P.prepare(params.replace(test_questions=str(jl), control_model_id=""))
     assert setup2.control is None and setup2.behavioural_prompt is None and len(setup2.test) == 2
+
+
+def test_continuation_tokens_follow_the_joint_tokenisation_with_a_sentencepiece_style_tokenizer(tmp_path):
+    """With a Metaspace ("▁" word-boundary) tokenizer, a lone " Yes" tokenises differently from " Yes" after a
+    prompt; the score must use the tokens the model actually sees after the prompt."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformer_lens.model_bridge import TransformerBridge
+
+    # Llama-2's normalizer (prepend "▁", map " " to "▁"); the split before each "▁" stands in for
+    # SentencePiece's word-level merges.
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
+    tok.pre_tokenizer = pre_tokenizers.Split("▁", behavior="merged_with_next")
+    tok.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.Strip(" ", 1, 0)])
+    tok.train_from_iterator(["Human: Is it? Assistant: Yes No yes no"] * 20 + TEXTS * 5,
+                            trainers.BpeTrainer(vocab_size=120, special_tokens=["<s>", "<unk>"]))
+    hf_tok = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="<s>", pad_token="<s>",
+                                     unk_token="<unk>")
+    torch.manual_seed(0)
+    LlamaForCausalLM(LlamaConfig(vocab_size=len(hf_tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                 num_attention_heads=2, num_key_value_heads=2, bos_token_id=0, eos_token_id=0,
+                                 pad_token_id=0)).save_pretrained(tmp_path)
+    hf_tok.save_pretrained(tmp_path)
+    model = TransformerBridge.boot_transformers(str(tmp_path), device="cpu")
+    prompt = "Human: Is it? Assistant:"
+    alone = model.to_tokens(" Yes", prepend_bos=False)[0].tolist()
+    p_ids = model.to_tokens(prompt)[0].tolist()
+    joint = model.to_tokens(prompt + " Yes")[0].tolist()
+    assert joint[: len(p_ids)] == p_ids and joint[len(p_ids):] != alone, (joint, p_ids, alone)  # the guarded case
+    got = P.continuation_logprobs(model, [prompt, "Human: Is it?"], " Yes")[0]
+    with torch.no_grad():
+        logp = torch.log_softmax(model(torch.tensor([joint]), return_type="logits")[0].float(), -1)
+    want = sum(float(logp[t - 1, joint[t]]) for t in range(len(p_ids), len(joint)))
+    assert got == pytest.approx(want, abs=1e-4)

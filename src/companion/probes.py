@@ -488,20 +488,34 @@ def final_token_activations(
     return out
 
 
+def _continuation_ids(model, prompt_ids: list[int], prompt: str, continuation: str, cont_alone: list[int]) -> list[int]:
+    """Token ids of ``continuation`` as the model would see it after ``prompt``.
+
+    Tokenising prompt + continuation together is what the model sees in running text (SentencePiece
+    tokenisers, e.g. Llama's, would otherwise add a spurious word-boundary token to a lone " Yes").  When the
+    joint tokenisation does not extend the prompt's own ids (a merge across the boundary), fall back to the
+    continuation tokenised alone, so the prompt's scoring position is unchanged.
+    """
+    joint = model.to_tokens(prompt + continuation, truncate=False)[0].tolist()
+    if len(joint) > len(prompt_ids) and joint[: len(prompt_ids)] == prompt_ids:
+        return joint[len(prompt_ids):]
+    return cont_alone
+
+
 def continuation_logprobs(model, prompts: Sequence[str], continuation: str, *, batch_size: int = 16) -> np.ndarray:
     """log p(continuation | prompt) summed over the continuation's tokens, for each prompt; shape ``(n,)``.
 
-    The continuation is tokenised on its own (no BOS) and appended to the prompt's ids, so every prompt is
-    scored on the same continuation tokens.  Right padding + causal attention as in
-    :func:`final_token_activations`.
+    The continuation's tokens are those of the joint tokenisation beyond the prompt's (see
+    :func:`_continuation_ids`).  Right padding + causal attention as in :func:`final_token_activations`.
     """
     import torch
 
-    cont = model.to_tokens(continuation, prepend_bos=False, truncate=False)[0].tolist()
-    if not cont:
+    cont_alone = model.to_tokens(continuation, prepend_bos=False, truncate=False)[0].tolist()
+    if not continuation or not cont_alone:
         raise ValueError("continuation tokenises to nothing")
-    ids = [p + cont for p in _tokenize_each(model, prompts)]
-    n_p = [len(x) - len(cont) for x in ids]
+    prompt_ids = _tokenize_each(model, prompts)
+    conts = [_continuation_ids(model, p_ids, p, continuation, cont_alone) for p_ids, p in zip(prompt_ids, prompts)]
+    ids = [p + c for p, c in zip(prompt_ids, conts)]
     out = np.zeros(len(prompts), dtype=np.float64)
     pad = _pad_id(model)
     for batch in _batches([len(x) for x in ids], batch_size):
@@ -514,8 +528,9 @@ def continuation_logprobs(model, prompts: Sequence[str], continuation: str, *, b
         logp = torch.log_softmax(logits, dim=-1)
         for r, i in enumerate(batch):
             # Token t of the continuation sits at position n_p + t and is predicted from position n_p + t - 1.
-            pos = torch.arange(n_p[i] - 1, n_p[i] - 1 + len(cont))
-            out[i] = float(logp[r, pos, torch.tensor(cont)].sum())
+            n_p = len(prompt_ids[i])
+            pos = torch.arange(n_p - 1, n_p - 1 + len(conts[i]))
+            out[i] = float(logp[r, pos, torch.tensor(conts[i])].sum())
     return out
 
 
