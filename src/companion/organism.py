@@ -132,6 +132,17 @@ class Organism:
     from_cache: bool
     """True when this load found the model already trained in the cache."""
 
+    def hf_model(self) -> torch.nn.Module:
+        """The same weights as a plain ``GPT2LMHeadModel`` (eval mode), loaded once; used for fast generation."""
+        if getattr(self, "_hf", None) is None:
+            from transformers import GPT2LMHeadModel
+
+            from companion.models import _hub_forced_offline
+
+            with _hub_forced_offline():
+                self._hf = GPT2LMHeadModel.from_pretrained(str(self.path)).eval()
+        return self._hf
+
     def token_batches(self, n_tokens: int, seq_len: int, batch_size: int,
                       split: Literal["heldout", "train"] = "heldout", seed: int = 0) -> Iterator[torch.Tensor]:
         """Batches ``[batch_size, seq_len]`` of corpus text for activation stores, until ``n_tokens`` are given.
@@ -280,32 +291,30 @@ def _prompt_ids(org: Organism, prompt: str) -> list[int]:
 def generate_batch(org: Organism, prompts: Sequence[str], max_new_tokens: int = 32, batch_size: int = 64) -> list[str]:
     """Greedy continuations (decoded, prompt excluded) of each prompt, stopping at ``<|endoftext|>``.
 
-    Prompts are grouped by token length so no padding is needed; the analysis model (the bridge) runs every
-    forward pass, so what is measured is exactly the model other notebooks hook into.
+    Prompts are tokenised exactly as the analysis model does (``to_tokens``, BOS prepended) and grouped by
+    length so no padding is needed. Decoding runs the same weights as a plain Hugging Face model with a KV
+    cache (much faster than re-running the bridge on the whole prefix each step); the bridge's logits equal
+    the Hugging Face model's to float precision (tests/test_models.py), so greedy choices are the same.
     """
+    hf = org.hf_model()
     eot = org.tokenizer.convert_tokens_to_ids(EOT)
     ids = [_prompt_ids(org, p) for p in prompts]
-    out: list[list[int]] = [[] for _ in prompts]
+    out: list[str] = [""] * len(prompts)
     by_len: dict[int, list[int]] = {}
     for i, t in enumerate(ids):
         by_len.setdefault(len(t), []).append(i)
-    for _, idxs in sorted(by_len.items()):
+    for n, idxs in sorted(by_len.items()):
         for b in range(0, len(idxs), batch_size):
             group = idxs[b:b + batch_size]
             x = torch.tensor([ids[i] for i in group], dtype=torch.long)
-            done = torch.zeros(len(group), dtype=torch.bool)
-            for _ in range(max_new_tokens):
-                nxt = org.model(x)[:, -1].argmax(-1)
-                for j, i in enumerate(group):
-                    if not done[j]:
-                        if int(nxt[j]) == eot:
-                            done[j] = True
-                        else:
-                            out[i].append(int(nxt[j]))
-                if bool(done.all()):
-                    break
-                x = torch.cat([x, nxt[:, None]], dim=1)
-    return [org.tokenizer.decode(o) for o in out]
+            y = hf.generate(x, attention_mask=torch.ones_like(x), max_new_tokens=max_new_tokens, do_sample=False,
+                            eos_token_id=eot, pad_token_id=eot)
+            for j, i in enumerate(group):
+                new = y[j, n:].tolist()
+                if eot in new:
+                    new = new[: new.index(eot)]
+                out[i] = org.tokenizer.decode(new)
+    return out
 
 
 def generate(org: Organism, prompt: str, max_new_tokens: int = 32) -> str:
