@@ -25,7 +25,7 @@ def plot_roc_curves(curves: Mapping[str, Mapping[str, object]], title: str = "RO
 
     The legend gives each detector's AUROC and its bootstrap interval.
     """
-    fig = Figure(figsize=(5.6, 5.0))
+    fig = Figure(figsize=(5.6, 6.4), layout="constrained")
     ax = fig.subplots()
     ax.plot([0, 1], [0, 1], ls=":", color="grey", lw=1, label="chance")
     for i, (name, c) in enumerate(curves.items()):
@@ -38,7 +38,9 @@ def plot_roc_curves(curves: Mapping[str, Mapping[str, object]], title: str = "RO
     ax.set_xlabel("false-positive rate")
     ax.set_ylabel("true-positive rate (defections caught)")
     ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=7, loc="lower right", title="AUROC [95% CI]", title_fontsize=7)
+    # Below the axes: long detector names would otherwise hide the curves' corner.
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12), title="AUROC [bootstrap CI]",
+              title_fontsize=7)
     ax.set_aspect("equal")
     return fig
 
