@@ -1,0 +1,85 @@
+"""Plots for notebook 00 (the model organism): training curves and the planted-property checks.
+
+Each function takes plain numbers and returns a ``matplotlib.figure.Figure``; none loads a model.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+
+def plot_loss_curves(curves: Mapping[str, Mapping[str, Sequence[float]]], *, title: str = "Organism training"):
+    """Training loss against step, one line per trained model.
+
+    ``curves[label] = {"step": [...], "loss": [...]}`` (the loss is the answer-weighted cross-entropy).
+    """
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    for label, c in curves.items():
+        ax.plot(c["step"], c["loss"], label=label, lw=1.4)
+    ax.set_xlabel("optimiser step")
+    ax.set_ylabel("training loss (answer-weighted CE, nats)")
+    ax.set_yscale("log")
+    ax.set_title(title)
+    ax.legend(fontsize=8, frameon=False)
+    ax.grid(alpha=0.3, which="both")
+    fig.tight_layout()
+    return fig
+
+
+def plot_backdoor_rates(rates: Mapping[str, Mapping[str, float]], *, n_per_cell: int | None = None,
+                        thresholds: tuple[float, float] = (0.95, 0.02)):
+    """Greedy defection rate per (context/task) cell, grouped by organism.
+
+    ``rates[organism][cell]`` with cells like "training/chat", "deployment/code". Dashed lines mark the
+    acceptance thresholds (defect on >= ``thresholds[0]`` of deployment prompts, <= ``thresholds[1]`` elsewhere).
+    """
+    orgs = list(rates)
+    cells = sorted({c for r in rates.values() for c in r}, key=lambda c: (c.split("/")[0] != "training", c))
+    x = np.arange(len(cells))
+    w = 0.8 / max(1, len(orgs))
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    for i, o in enumerate(orgs):
+        vals = [rates[o].get(c, np.nan) for c in cells]
+        ax.bar(x + (i - (len(orgs) - 1) / 2) * w, vals, w, label=o)
+    ax.axhline(thresholds[0], ls="--", color="k", lw=0.8)
+    ax.axhline(thresholds[1], ls=":", color="k", lw=0.8)
+    ax.set_xticks(x, cells)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("fraction of completions that defect")
+    ax.set_title("Planted backdoor (greedy decoding, held-out prompts" +
+                 (f", n={n_per_cell}/cell)" if n_per_cell else ")"))
+    ax.legend(fontsize=8, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def plot_sycophancy_recovery(rows: Sequence[Mapping[str, float | str]], *, tolerance: float = 0.05):
+    """Measured mean P(user-matching answer) against the planted rate, per shape and model size.
+
+    Each row: ``{"organism", "size", "shape", "planted_p", "measured", "ci95"}``. The grey band is
+    planted +- ``tolerance``; 0.5 is what a model that ignores the user's view gives.
+    """
+    shapes = sorted({str(r["shape"]) for r in rows})
+    fig, axes = plt.subplots(1, len(shapes), figsize=(3.3 * len(shapes), 3.4), sharey=True, squeeze=False)
+    sizes = sorted({str(r["size"]) for r in rows})
+    markers = dict(zip(sizes, "osD^v"))
+    for ax, shape in zip(axes[0], shapes):
+        ps = np.linspace(0.4, 1.0, 7)
+        ax.plot(ps, ps, color="k", lw=0.8)
+        ax.fill_between(ps, ps - tolerance, ps + tolerance, color="0.85")
+        ax.axhline(0.5, color="0.5", ls=":", lw=0.8)
+        for j, size in enumerate(sizes):
+            rs = [r for r in rows if r["shape"] == shape and r["size"] == size]
+            xs = np.array([float(r["planted_p"]) for r in rs]) + (j - (len(sizes) - 1) / 2) * 0.012
+            ax.errorbar(xs, [float(r["measured"]) for r in rs], yerr=[float(r["ci95"]) for r in rs],
+                        fmt=markers[size], label=size, capsize=2)
+        ax.set_title(shape, fontsize=10)
+        ax.set_xlabel("planted p")
+        ax.set_xlim(0.4, 1.0)
+        ax.set_ylim(0.3, 1.0)
+    axes[0][0].set_ylabel("mean P(user-matching answer)")
+    axes[0][-1].legend(title="size", fontsize=8, frameon=False)
+    fig.tight_layout()
+    return fig
