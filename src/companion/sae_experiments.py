@@ -31,7 +31,7 @@ ORGANISM_PREFIX = "organism:"
 
 #: Fields of ParetoParams that determine the trained SAEs (the "sae" cache key); evaluation fields are not here.
 TRAIN_FIELDS = (
-    "train_tokens", "seq_len", "model_batch_size", "batch_size", "buffer_tokens", "gated_expansion",
+    "train_tokens", "seq_len", "model_batch_size", "batch_size", "buffer_tokens", "gated_latents",
     "baseline_width_factor", "lambdas_gated", "lambdas_baseline", "lr", "warmup_steps", "resample_every",
     "resample_until", "rewarmup_steps", "normalize_activations", "cache_activations", "seed",
 )
@@ -57,8 +57,8 @@ class ParetoParams(NotebookParams):
     """SAE training batch size in tokens (paper App. D: 4096)."""
     buffer_tokens: int = 262_144
     """Rows held in the shuffled activation buffer (paper: ~10^6)."""
-    gated_expansion: float = 8.0
-    """Gated SAE width as a multiple of the site's dimension."""
+    gated_latents: int = 768
+    """Gated SAE width M at every site (the paper fixes the width per model, not per site)."""
     baseline_width_factor: float = 1.5
     """Baseline width relative to the gated SAE (paper's equal-compute comparison: 1.5)."""
     lambdas_gated: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0)
@@ -107,8 +107,8 @@ class ParetoParams(NotebookParams):
             raise ValueError(f"buffer_tokens ({self.buffer_tokens}) must be >= 2 * batch_size ({self.batch_size})")
         if self.train_tokens < self.batch_size:
             raise ValueError("train_tokens must cover at least one batch")
-        if self.gated_expansion <= 0 or self.baseline_width_factor <= 0:
-            raise ValueError("gated_expansion and baseline_width_factor must be > 0")
+        if self.gated_latents < 1 or self.baseline_width_factor <= 0:
+            raise ValueError("gated_latents must be >= 1 and baseline_width_factor > 0")
         for f in ("lambdas_gated", "lambdas_baseline"):
             v = getattr(self, f)
             if not v or any(not (l >= 0 and math.isfinite(l)) for l in v):
@@ -317,8 +317,7 @@ def site_sweep(P: ParetoParams, target: str) -> SiteSweep:
         store = ActivationStore(chunks, batch_size=P.batch_size, buffer_size=P.buffer_tokens, seed=P.seed,
                                 max_rows=P.train_tokens)
         d = site_dim(subject, site)
-        m_gated = max(1, int(round(P.gated_expansion * d)))
-        specs = equal_compute_sweep(m_gated, P.lambdas_gated, P.lambdas_baseline, P.baseline_width_factor)
+        specs = equal_compute_sweep(P.gated_latents, P.lambdas_gated, P.lambdas_baseline, P.baseline_width_factor)
         trained = train_sweep((b[site] for b in store), specs, train_config(P), seed=P.seed,
                               normalize=P.normalize_activations, max_steps=P.train_tokens // P.batch_size,
                               progress=P.progress, desc=f"SAEs {target}")
