@@ -101,8 +101,16 @@ def test_continuation_logprobs_equal_a_direct_computation(gpt2):
         n = ids.shape[1] - len(cont)
         want = sum(float(logp[n - 1 + t, cont[t]]) for t in range(len(cont)))
         assert got[i] == pytest.approx(want, abs=1e-4)
-    diff = P.yes_no_scores(gpt2, prompts)
-    np.testing.assert_allclose(diff, got - P.continuation_logprobs(gpt2, prompts, " No"), atol=1e-6)
+    diff = P.yes_no_scores(gpt2, prompts)  # " Yes"/" No" are several tokens here: the full-continuation path
+    np.testing.assert_allclose(diff, got - P.continuation_logprobs(gpt2, prompts, " No"), atol=1e-5)
+    # Two answers that are single tokens in this vocabulary take the one-forward-pass path; it must agree.
+    singles = [w for w in (" Human", " Assistant", " you", " helpful", " the", " are", " a", ":")
+               if len(gpt2.to_tokens(w, prepend_bos=False)[0]) == 1]
+    assert len(singles) >= 2, singles
+    a, b = singles[:2]
+    fast = P.yes_no_scores(gpt2, prompts, yes=a, no=b, batch_size=2)
+    slow = P.continuation_logprobs(gpt2, prompts, a) - P.continuation_logprobs(gpt2, prompts, b)
+    np.testing.assert_allclose(fast, slow, atol=1e-5)
 
 
 def test_run_probes_end_to_end_on_a_tiny_model(gpt2):

@@ -535,10 +535,32 @@ def continuation_logprobs(model, prompts: Sequence[str], continuation: str, *, b
 
 
 def yes_no_scores(model, prompts: Sequence[str], *, yes: str = " Yes", no: str = " No", batch_size: int = 16) -> np.ndarray:
-    """Behavioural baseline score logprob(yes) - logprob(no) for each prompt; shape ``(n,)``."""
-    return continuation_logprobs(model, prompts, yes, batch_size=batch_size) - continuation_logprobs(
-        model, prompts, no, batch_size=batch_size
-    )
+    """Behavioural baseline score logprob(yes) - logprob(no) for each prompt; shape ``(n,)``.
+
+    When both answers are one token after every prompt (the usual case), one forward pass over the prompts gives
+    both from the same next-token distribution; otherwise each continuation is scored in full.
+    """
+    import torch
+
+    prompt_ids = _tokenize_each(model, prompts)
+    alone = {c: model.to_tokens(c, prepend_bos=False, truncate=False)[0].tolist() for c in (yes, no)}
+    conts = {c: [_continuation_ids(model, ids, p, c, alone[c]) for ids, p in zip(prompt_ids, prompts)] for c in (yes, no)}
+    if not all(len(x) == 1 for c in (yes, no) for x in conts[c]):
+        return continuation_logprobs(model, prompts, yes, batch_size=batch_size) - continuation_logprobs(
+            model, prompts, no, batch_size=batch_size)
+    out = np.zeros(len(prompts), dtype=np.float64)
+    pad = _pad_id(model)
+    for batch in _batches([len(x) for x in prompt_ids], batch_size):
+        lens = torch.tensor([len(prompt_ids[i]) for i in batch])
+        tok = torch.full((len(batch), int(lens.max())), pad, dtype=torch.long)
+        for r, i in enumerate(batch):
+            tok[r, : len(prompt_ids[i])] = torch.tensor(prompt_ids[i])
+        with torch.no_grad():
+            logits = model(tok.to(model.cfg.device), return_type="logits")
+        last = torch.log_softmax(logits[torch.arange(len(batch)), lens - 1].float().cpu(), dim=-1)
+        for r, i in enumerate(batch):
+            out[i] = float(last[r, conts[yes][i][0]] - last[r, conts[no][i][0]])
+    return out
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -1034,9 +1056,16 @@ def run_probes(
     sets = np.asarray([str(t.get(set_key, "all")) for t in test])
     li = layers.index(layer)
     fit_acts, fit_labels, dirs, evals = {}, {}, {}, {}
+    # Fit sets may share texts (a set and its single pairs): run each distinct text once.
+    per_set = {fs.name: fs.fit_texts(format_answer) for fs in fit_sets}
+    if len(per_set) != len(fit_sets):
+        raise ValueError(f"fit set names must be unique, got {[fs.name for fs in fit_sets]}")
+    unique = sorted({t for texts, _ in per_set.values() for t in texts})
+    acts = final_token_activations(model, unique, layers, batch_size=batch_size)
+    row_of = {t: i for i, t in enumerate(unique)}
     for fs in fit_sets:
-        texts, y = fs.fit_texts(format_answer)
-        fit_acts[fs.name] = final_token_activations(model, texts, layers, batch_size=batch_size)
+        texts, y = per_set[fs.name]
+        fit_acts[fs.name] = acts[[row_of[t] for t in texts]]
         fit_labels[fs.name] = y
         dirs[fs.name] = fit_direction(fit_acts[fs.name][:, li], y, method)
         evals[fs.name] = evaluate_detector(
