@@ -221,14 +221,17 @@ def test_findings_follow_the_numbers():
     good = P.findings_markdown("m", 1, {"pair": P.AurocCI(0.99, 0.98, 1.0, 0.95, 10)}, rand, 1.0,
                                behavioural=P.AurocCI(0.52, 0.4, 0.6, 0.95, 10), control_name="c",
                                control_evals={"pair": P.AurocCI(0.5, 0.4, 0.6, 0.95, 10)}, control_rand=rand,
-                               answer_word_cosine=0.5)
+                               answer_word_cosine=0.5, single_questions=[("q1", "yes", 0.99), ("q2", "no", 0.98)])
     assert "correct sign and beats every random direction" in good and "null result, as in the note" in good
-    assert "chance level, as in the note" in good and "not just the answer word" in good
+    assert "chance level, as in the note" in good and "answer *word*" not in good
     bad = P.findings_markdown("m", 1, {"pair": P.AurocCI(0.1, 0.05, 0.2, 0.95, 10), "x": P.AurocCI(0.8, 0.7, 0.9, 0.95, 10)},
-                              rand, 0.9, control_name="c", control_evals={"pair": P.AurocCI(0.9, 0.85, 0.95, 0.95, 10)},
-                              control_rand=rand, answer_word_cosine=0.97)
-    assert "WRONG sign" in bad and "below 0.99" in bad and "NOT a null result" in bad
-    assert "encode the answer *word*" in bad and "Beating every random direction: `x`" in bad
+                              rand, 0.9, behavioural=P.AurocCI(0.3, 0.2, 0.4, 0.95, 10), control_name="c",
+                              control_evals={"pair": P.AurocCI(0.9, 0.85, 0.95, 0.95, 10)}, control_rand=rand,
+                              answer_word_cosine=0.97,
+                              single_questions=[("q1", "yes", 0.9), ("q2", "no", 0.1), ("q3", "no", 0.2)])
+    assert "WRONG sign" in bad and "below 0.99" in bad and "NOT a null result" in bad and "below chance" in bad
+    assert 'positive answer is "yes" score AUROC 0.900–0.900' in bad and '"no" 0.100–0.200' in bad
+    assert "answer *word*" in bad and "Beating every random direction: `x`" in bad
 
 
 def test_supervised_probe_separates_a_planted_class_and_not_noise():
