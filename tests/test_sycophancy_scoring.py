@@ -135,3 +135,11 @@ def test_count_parameters_counts_the_hf_model(model):
     cfg = hf.config
     # embeddings are included: at least vocab x hidden size
     assert n > cfg.vocab_size * getattr(cfg, "n_embd", getattr(cfg, "hidden_size", 0))
+
+
+def test_threads_are_pinned_while_scoring_and_restored(model, data):
+    items = data["nlp_survey"].items[:3]
+    before = torch.get_num_threads()
+    a = S.score_items(model, items, "paren", threads=1)
+    assert torch.get_num_threads() == before
+    np.testing.assert_allclose(a.logprobs, S.score_items(model, items, "paren").logprobs, atol=1e-5)

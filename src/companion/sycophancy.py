@@ -646,6 +646,7 @@ def score_items(
     max_batch_tokens: int = 2**15,
     progress: bool = False,
     prepend_bos: bool = True,
+    threads: int | None = None,
 ) -> ScoredItems:
     """Log-probability of each choice's continuation for every item (one model, one template).
 
@@ -659,7 +660,24 @@ def score_items(
     continuation's log-probability is the sum over its tokens.  ``batch_size=1`` is the one-at-a-time baseline.
     Prompts longer than ``cfg.n_ctx`` raise ``ValueError``
     naming the dataset and line (never silently truncated).  ``prepend_bos``: see :func:`encode_item`.
+    ``threads`` pins torch's intra-op threads while scoring (1 is by far the fastest on a busy 2-core CPU).
     """
+    import torch
+
+    if threads is None:
+        return _score_items(model, items, template, model_name, batch_size, max_logit_elements, max_batch_tokens,
+                            progress, prepend_bos)
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return _score_items(model, items, template, model_name, batch_size, max_logit_elements, max_batch_tokens,
+                            progress, prepend_bos)
+    finally:
+        torch.set_num_threads(old)
+
+
+def _score_items(model, items, template, model_name, batch_size, max_logit_elements, max_batch_tokens, progress,
+                 prepend_bos) -> ScoredItems:
     import torch
 
     tpl = get_template(template) if isinstance(template, str) else template
@@ -984,13 +1002,15 @@ def measure_model(
     by_affiliation: bool = True,
     unit: Literal["item", "question"] = "item",
     progress: bool = False,
+    threads: int | None = None,
 ) -> list[AgreementStats]:
     """Score one model on every dataset x template and return the statistics (:func:`agreement_stats`);
     the affiliation split is only made for the politics dataset."""
     out: list[AgreementStats] = []
     for ds_name, ds in data.items():
         for tpl in templates:
-            scored = score_items(model, ds.items, tpl, model_name=name, batch_size=batch_size, progress=progress)
+            scored = score_items(model, ds.items, tpl, model_name=name, batch_size=batch_size, progress=progress,
+                                 threads=threads)
             out += agreement_stats(scored, n_boot=n_boot, confidence=confidence, seed=seed, unit=unit,
                                    by_affiliation=by_affiliation and ds_name == "political_typology_quiz")
     return out
@@ -1101,6 +1121,8 @@ class SycophancyParams(NotebookParams):
     """Held-out items the organism writes per file (data="organism")."""
     batch_size: int = 16
     """Sequences per forward pass."""
+    torch_threads: int | None = None
+    """Torch intra-op threads while scoring (None: torch's default; 1 is fastest on a shared small CPU)."""
     n_bootstrap: int = 1000
     """Bootstrap resamples for the confidence intervals."""
     confidence: float = 0.95
@@ -1137,6 +1159,8 @@ class SycophancyParams(NotebookParams):
             raise ValueError(f"organism_items_per_file must be >= 1, got {self.organism_items_per_file}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.torch_threads is not None and self.torch_threads < 1:
+            raise ValueError(f"torch_threads must be >= 1 or None, got {self.torch_threads}")
         if self.n_bootstrap < 10:
             raise ValueError(f"n_bootstrap must be >= 10, got {self.n_bootstrap}")
         if not 0.5 <= self.confidence < 1:
