@@ -84,3 +84,10 @@ def test_affiliation_plot(frame):
     want = frame[(frame.dataset == "political_typology_quiz") & (frame.subset != "all")
                  & (frame.statistic == "mean_prob") & (frame.template == "anthropic")]["value"]
     assert heights == sorted(round(float(v), 6) for v in want)
+
+
+def test_human_size():
+    from companion.sycophancy_plots import human_size
+
+    assert [human_size(n) for n in (182016, 346752, 70_426_624, 1.4e9, 11.8e9, 52e9, 999)] == \
+        ["182k", "347k", "70M", "1.4B", "12B", "52B", "999"]

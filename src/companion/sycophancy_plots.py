@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.ticker import FixedFormatter, FixedLocator, NullLocator
 
 from companion.sycophancy import PUBLISHED, STATISTICS, TEMPLATES, PublishedPoint, model_family
 
@@ -31,6 +32,15 @@ DATASET_TITLES = {
 
 
 _SHORT = {"nlp_survey": "NLP", "philpapers2020": "PhilPapers", "political_typology_quiz": "politics"}
+
+
+def human_size(n: float) -> str:
+    """Parameter count as model suites write it: 182016 -> "182k", 70426624 -> "70M", 1.4e9 -> "1.4B"."""
+    for div, unit in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if n >= div:
+            v = n / div
+            return (f"{v:.1f}".rstrip("0").rstrip(".") if v < 10 else f"{v:.0f}") + unit
+    return f"{n:.0f}"
 
 
 def _family_colors(families: Sequence[str]) -> dict[str, tuple]:
@@ -107,6 +117,13 @@ def plot_agreement(
                     if p.template == tpl and p.dataset == ds and p.n_params is not None:
                         _draw_reference(ax, p.n_params, p)
             ax.set_xscale("log")
+            ticks = sorted(set(finite.tolist()))
+            if published_on_size_axis:
+                ticks += sorted({p.n_params for p in published if p.n_params and p.template == tpl and p.dataset == ds})
+            ax.xaxis.set_major_locator(FixedLocator(ticks))
+            ax.xaxis.set_major_formatter(FixedFormatter([human_size(t) for t in ticks]))
+            ax.xaxis.set_minor_locator(NullLocator())
+            ax.tick_params(axis="x", labelsize=7, labelrotation=45 if len(ticks) > 4 else 0)
             if finite.size:
                 lo, hi = finite.min(), finite.max()
                 if published_on_size_axis:
