@@ -70,15 +70,24 @@ def site_activations(model: Any, tokens: Tensor, sites: Sequence[str]) -> dict[s
     return out
 
 
+def model_device(model: Any) -> torch.device:
+    """The device of a model's parameters (CPU for a parameterless module)."""
+    try:
+        return next(model.parameters()).device
+    except (StopIteration, AttributeError):
+        return torch.device("cpu")
+
+
 def model_chunks(model: Any, token_batches: Iterable[Tensor], sites: Sequence[str],
                  exclude_token_ids: Sequence[int] = ()) -> Iterator[Chunk]:
-    """Stream ``{site: [n, d]}`` chunks from a model, one per token batch, special-token positions dropped."""
+    """Stream ``{site: [n, d]}`` chunks (on the CPU) from a model, one per token batch, special-token positions dropped."""
+    dev = model_device(model)
     for tokens in token_batches:
         if tokens.ndim != 2:
             raise ValueError(f"token batches must be [batch, pos] LongTensors, got shape {tuple(tokens.shape)}")
-        acts = site_activations(model, tokens, sites)
+        acts = site_activations(model, tokens.to(dev), sites)
         keep = keep_mask(tokens, exclude_token_ids).reshape(-1)
-        yield {s: a.reshape(-1, a.shape[-1])[keep].contiguous() for s, a in acts.items()}
+        yield {s: a.reshape(-1, a.shape[-1]).cpu()[keep].contiguous() for s, a in acts.items()}
 
 
 class ActivationStore:

@@ -89,8 +89,14 @@ class ParetoParams(NotebookParams):
     """A latent firing on more than this fraction of tokens counts as dense."""
     progress: bool = True
     """Show tqdm progress bars."""
+    device: str = "cpu"
+    """Where the model runs and the SAEs train ("cpu", "cuda"); not part of the cache key (same maths)."""
+    torch_threads: int = 0
+    """Intra-op threads for torch in this notebook (0: torch's default). 1 avoids thread-barrier stalls on a shared machine."""
 
     def __post_init__(self) -> None:
+        if self.torch_threads < 0:
+            raise ValueError("torch_threads must be >= 0")
         if not self.targets:
             raise ValueError("targets must name at least one '<subject>@<site>'")
         for t in self.targets:
@@ -143,6 +149,13 @@ class ShrinkageParams(ParetoParams):
             raise ValueError("perpendicular_parallel must be in (0, 1)")
 
 
+def configure_torch(P: ParetoParams) -> int:
+    """Apply ``P.torch_threads`` (if set) to this process; returns the thread count in force."""
+    if P.torch_threads:
+        torch.set_num_threads(P.torch_threads)
+    return torch.get_num_threads()
+
+
 def parse_target(target: str) -> tuple[str, str]:
     """``"subject@site"`` -> (subject, site)."""
     if target.count("@") != 1:
@@ -174,12 +187,13 @@ class Subject:
 _SUBJECTS: dict[tuple[str, str], Subject] = {}
 
 
-def load_subject(name: str, profile: str | None = None, text_datasets: dict[str, str] | None = None) -> Subject:
+def load_subject(name: str, profile: str | None = None, text_datasets: dict[str, str] | None = None,
+                 device: str = "cpu") -> Subject:
     """Load (once per process) an organism or real model with its token source."""
     from companion.runtime import context
 
     profile = profile or context().profile.name
-    memo = (name, profile)
+    memo = (name, profile, device)
     if memo in _SUBJECTS:
         return _SUBJECTS[memo]
     if name.startswith(ORGANISM_PREFIX):
@@ -191,14 +205,14 @@ def load_subject(name: str, profile: str | None = None, text_datasets: dict[str,
         def batches(n_tokens: int, seq_len: int, batch_size: int, split: str, seed: int) -> Iterator[Tensor]:
             return org.token_batches(n_tokens, seq_len, batch_size, split=split, seed=seed)
 
-        subj = Subject(name, f"organism:{org.path.name}", org.model, (eot,), batches)
+        subj = Subject(name, f"organism:{org.path.name}", org.model.to(device), (eot,), batches)
     else:
         from companion.models import load_model
 
         ds = (text_datasets or {}).get(name)
         if ds is None:
             raise ValueError(f"no text dataset configured for {name!r} (ParetoParams.text_datasets)")
-        model = load_model(name)
+        model = load_model(name, device=device)
         tok = model.tokenizer
         special = tuple(sorted({int(t) for t in (tok.bos_token_id, tok.eos_token_id, tok.pad_token_id)
                                 if t is not None}))
@@ -297,7 +311,7 @@ def site_sweep(P: ParetoParams, target: str) -> SiteSweep:
                                         train_sweep)
 
     subject_name, site = parse_target(target)
-    subject = load_subject(subject_name, text_datasets=P.text_datasets)
+    subject = load_subject(subject_name, text_datasets=P.text_datasets, device=P.device)
     spec = _train_spec(P, subject, site)
     cache = default_cache()
     existed = cache.exists("sae", spec)
@@ -320,7 +334,7 @@ def site_sweep(P: ParetoParams, target: str) -> SiteSweep:
         specs = equal_compute_sweep(P.gated_latents, P.lambdas_gated, P.lambdas_baseline, P.baseline_width_factor)
         trained = train_sweep((b[site] for b in store), specs, train_config(P), seed=P.seed,
                               normalize=P.normalize_activations, max_steps=P.train_tokens // P.batch_size,
-                              progress=P.progress, desc=f"SAEs {target}")
+                              progress=P.progress, desc=f"SAEs {target}", device=P.device)
         from companion.sae import save_sae
 
         meta = {"target": target, "site": site, "d_in": d, "members": []}
@@ -336,7 +350,7 @@ def site_sweep(P: ParetoParams, target: str) -> SiteSweep:
 
     saes = []
     for m in meta["members"]:
-        saes.append(TrainedSAE(spec=SAESpec(**m["spec"]), sae=load_sae(path / m["file"]).eval(),
+        saes.append(TrainedSAE(spec=SAESpec(**m["spec"]), sae=load_sae(path / m["file"]).eval().to(P.device),
                                input_scale=float(m["input_scale"]), log=log_from_dict(m["log"])))
     return SiteSweep(target=target, site=site, d_in=int(meta["d_in"]), saes=saes, cache_key=path.name,
                      from_cache=existed)
@@ -394,7 +408,7 @@ def evaluate_site(P: ParetoParams, sweep: SiteSweep) -> list[SAEEval]:
     from companion.cache import code_fingerprint, default_cache
 
     subject_name, site = parse_target(sweep.target)
-    subject = load_subject(subject_name, text_datasets=P.text_datasets)
+    subject = load_subject(subject_name, text_datasets=P.text_datasets, device=P.device)
     spec = {"sae": sweep.cache_key, "eval": {f: getattr(P, f) for f in EVAL_FIELDS}, "seed": P.seed,
             "code": code_fingerprint("companion.sae_metrics", "companion.activations")}
 
@@ -429,7 +443,7 @@ def _evaluate(P: ParetoParams, subject: Subject, sweep: SiteSweep) -> list[SAEEv
     for n, t in zip(names, sweep.saes):
         stats = sm.ReconstructionStats()
         for i in range(0, x.shape[0], 8192):
-            xb = x[i:i + 8192]
+            xb = x[i:i + 8192].to(P.device)
             f = t.encode(xb)
             stats.update(xb, t.sae.decode(f) / t.input_scale, f)
         freq = stats.frequencies

@@ -33,7 +33,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from companion.activations import keep_mask
+from companion.activations import keep_mask, model_device
 
 
 def _check_pair(x: Tensor, x_hat: Tensor) -> None:
@@ -252,7 +252,9 @@ def lm_losses(model: Any, token_batches: Iterable[Tensor], site: str,
     """
     sums = {"clean": 0.0, "zero": 0.0, **{f"s:{k}": 0.0 for k in reconstructions}}
     n = 0
+    dev = model_device(model)
     for tokens in token_batches:
+        tokens = tokens.to(dev)
         keep = keep_mask(tokens, exclude_token_ids)
 
         def splice(fn: Callable[[Tensor], Tensor] | None):

@@ -132,14 +132,16 @@ class TrainLog:
 class _Member:
     """The per-SAE training state: module, optimiser, schedule, dead-latent counters, log."""
 
-    def __init__(self, spec: SAESpec, d_in: int, cfg: TrainConfig, seed: int, dtype: torch.dtype = torch.float32):
+    def __init__(self, spec: SAESpec, d_in: int, cfg: TrainConfig, seed: int, dtype: torch.dtype = torch.float32,
+                 device: torch.device | str = "cpu"):
         self.spec = spec
         self.cfg = cfg
-        self.sae = make_sae(spec.architecture, d_in, spec.n_latents, seed=seed, dtype=dtype)
+        # Initialised on the CPU (seeded CPU generator), then moved: the same seed gives the same start anywhere.
+        self.sae = make_sae(spec.architecture, d_in, spec.n_latents, seed=seed, dtype=dtype).to(device)
         self.opt = torch.optim.Adam(self.sae.parameters(), lr=0.0, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps,
                                     foreach=True)
         self.gen = torch.Generator().manual_seed(seed + 7919)
-        self.fired = torch.zeros(spec.n_latents, dtype=torch.float64)
+        self.fired = torch.zeros(spec.n_latents, dtype=torch.float64, device=device)
         self.last_resample = 0
         self.log = TrainLog()
 
@@ -196,17 +198,18 @@ class _Member:
         sae = self.sae
         x_hat = sae(recent)
         loss = (recent - x_hat).pow(2).sum(-1)
-        probs = loss.pow(2).double()
+        probs = loss.pow(2).double().cpu()  # drawn with the member's seeded CPU generator
         if float(probs.sum()) <= 0:
             probs = torch.ones_like(probs)
         pick = torch.multinomial(probs, n_dead, replacement=n_dead > recent.shape[0], generator=self.gen)
+        pick = pick.to(recent.device)
         v = recent[pick] - sae.b_dec                                # as the encoder sees the input
         v = v / v.norm(dim=1, keepdim=True).clamp_min(1e-12)
         enc_name = "W_gate" if sae.architecture == "gated" else "W_enc"
         W = getattr(sae, enc_name)
-        alive = torch.ones(sae.n_latents, dtype=torch.bool)
+        alive = torch.ones(sae.n_latents, dtype=torch.bool, device=W.device)
         alive[dead] = False
-        scale = W[alive].norm(dim=1).mean() if bool(alive.any()) else torch.tensor(1.0)
+        scale = W[alive].norm(dim=1).mean() if bool(alive.any()) else W.new_tensor(1.0)
         sae.W_dec[:, dead] = v.T
         W[dead] = v * self.cfg.resample_encoder_scale * scale
         zeroed = ["b_gate", "r_mag", "b_mag"] if sae.architecture == "gated" else ["b_enc"]
@@ -256,6 +259,7 @@ def train_sweep(
     seed: int = 0,
     normalize: bool = True,
     max_steps: int | None = None,
+    device: torch.device | str = "cpu",
     progress: bool = True,
     desc: str = "SAE sweep",
 ) -> list[TrainedSAE]:
@@ -263,7 +267,8 @@ def train_sweep(
 
     ``normalize`` multiplies all inputs by one constant, chosen on the first batch so that E‖x‖² = d, which
     makes λ ranges transferable between sites; it changes no reported metric (L0, loss recovered and γ are
-    scale-free or measured in the model's own units).  SAE i is initialised with seed ``seed + i``.
+    scale-free or measured in the model's own units).  SAE i is initialised with seed ``seed + i``.  Batches
+    may live on the CPU; they are moved to ``device``, where the SAEs are trained.
     """
     from tqdm.auto import tqdm
 
@@ -283,9 +288,9 @@ def train_sweep(
         if ms <= 0:
             raise ValueError("the first batch is all zeros: cannot normalise")
         scale = math.sqrt(d / ms)
-    members = [_Member(s, d, cfg, seed + i, dtype=first.dtype) for i, s in enumerate(specs)]
+    members = [_Member(s, d, cfg, seed + i, dtype=first.dtype, device=device) for i, s in enumerate(specs)]
     if cfg.init_b_dec == "mean":
-        mean = first.mean(0) * scale
+        mean = first.to(device).mean(0) * scale
         for m in members:
             with torch.no_grad():
                 m.sae.b_dec.copy_(mean)
@@ -302,6 +307,7 @@ def train_sweep(
     for x in stream():
         if max_steps is not None and step >= max_steps:
             break
+        x = x.to(device)
         x = (x * scale) if scale != 1.0 else x
         if cfg.resample_every:
             recent.append(x)
