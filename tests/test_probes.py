@@ -327,6 +327,13 @@ def test_formats_questions_and_trigger_prompts(tmp_path):
     assert fmt.prompt_text("Hi?") == "Human: Hi?\n\nAssistant:"
     with pytest.raises(P.ProbeDataError, match="no dialogue format"):
         P.load_dialogue_format("nope")
+    bad = tmp_path / "formats.yaml"
+    bad.write_text('mine:\n  prompt: "Q: {question} {question}"\n')
+    with pytest.raises(P.ProbeDataError, match="exactly one"):
+        P.load_dialogue_format("mine", bad)
+    bad.write_text('mine: [unclosed\n')
+    with pytest.raises(P.ProbeDataError, match="not valid YAML"):
+        P.load_dialogue_format("mine", bad)
     qs = P.load_questions("hhh_questions")
     assert len(qs) >= 30 and not any(q.startswith("#") for q in qs)
     test = P.trigger_test_prompts(qs[:3], P.load_dialogue_format("llama2_chat"))

@@ -333,7 +333,12 @@ class DialogueFormat:
 def load_dialogue_format(name: str, path: str | Path | None = None) -> DialogueFormat:
     """A template from ``formats.yaml`` (the package's, or ``path``)."""
     p = Path(path) if path is not None else _package_dir("") / "formats.yaml"
-    raw = yaml.safe_load(p.read_text()) or {}
+    try:
+        raw = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ProbeDataError(f"{p}: not valid YAML: {e}") from e
+    if not isinstance(raw, dict):
+        raise ProbeDataError(f"{p}: a formats file is a mapping of name -> {{prompt, answer_sep, description}}")
     if name not in raw:
         raise ProbeDataError(f"{p}: no dialogue format {name!r}; available: {sorted(raw)}")
     entry = raw[name]
