@@ -42,7 +42,7 @@ warnings.filterwarnings("ignore")
 
 
 # ------------------------------------------------------------------------------------------------ the state
-def make_state(arch: str, d: int, m: int, b: int, seed: int = 0, active: int = 20, threshold: float = 0.75):
+def make_state(arch: str, d: int, m: int, b: int, seed: int = 0, active: int = 20, threshold: float = 0.6):
     """An SAE whose code is ~1% dense on the batch it returns (x built from its own dictionary)."""
     cls = BaselineSAE if arch == "baseline" else GatedSAE
     sae = cls(d, m, seed=seed)

@@ -317,7 +317,9 @@ def site_sweep(P: ParetoParams, target: str) -> SiteSweep:
     existed = cache.exists("sae", spec)
 
     def token_stream() -> Iterator[Tensor]:
-        return subject.token_batches(P.train_tokens + P.batch_size, P.seq_len, P.model_batch_size, "train", P.seed)
+        # Special-token positions are dropped from the stream, so ask for a margin; the store stops at train_tokens.
+        n = int(P.train_tokens * 1.15) + P.seq_len * P.model_batch_size
+        return subject.token_batches(n, P.seq_len, P.model_batch_size, "train", P.seed)
 
     def build(tmp: Path) -> None:
         if P.cache_activations:
@@ -429,8 +431,8 @@ def _evaluate(P: ParetoParams, subject: Subject, sweep: SiteSweep) -> list[SAEEv
 
     site = sweep.site
     held_seed = P.seed + 1_000
-    chunks = model_chunks(subject.model, subject.token_batches(P.eval_tokens + P.eval_seq_len * P.model_batch_size,
-                                                               P.eval_seq_len, P.model_batch_size, "heldout",
+    n_eval = int(P.eval_tokens * 1.15) + P.eval_seq_len * P.model_batch_size  # margin for dropped positions
+    chunks = model_chunks(subject.model, subject.token_batches(n_eval, P.eval_seq_len, P.model_batch_size, "heldout",
                                                                held_seed), [site], subject.exclude_token_ids)
     x = collect(chunks, P.eval_tokens)[site]
     lm_batches = list(subject.token_batches(P.eval_lm_tokens, P.eval_seq_len, P.model_batch_size, "heldout",

@@ -30,6 +30,8 @@ Y_LABELS = {
 
 
 def _panels(n: int, width: float = 4.4, height: float = 3.6):
+    if n < 1:
+        raise ValueError("nothing to plot: no targets in the data")
     fig = Figure(figsize=(width * n, height), layout="constrained")
     axes = fig.subplots(1, n, squeeze=False)[0]
     return fig, axes
@@ -131,7 +133,7 @@ def plot_gamma_asymmetry(rows: Sequence[Mapping[str, Any]]) -> Figure:
         ("best rescaling: argmin E‖s·x̂ − x‖² = 1/γ", [r["rescaling"] for r in rows], "#55A868"),
         ("claimed rescaling 1/γ₁", [1 / r["gamma_first_version"] for r in rows], "#CCB974"),
     ]
-    fig = Figure(figsize=(max(6.0, 1.2 * len(rows) + 2), 4.2), layout="constrained")
+    fig = Figure(figsize=(max(6.0, 1.2 * len(rows) + 2), 5.0), layout="constrained")
     ax = fig.subplots()
     w = 0.8 / len(series)
     xs = np.arange(len(rows))
@@ -142,5 +144,5 @@ def plot_gamma_asymmetry(rows: Sequence[Mapping[str, Any]]) -> Figure:
     ax.set_xticks(xs, names, rotation=20, ha="right", fontsize=7)
     ax.set_ylabel("value (log scale)")
     ax.set_title("The γ asymmetry: same reconstructions, three definitions", fontsize=9)
-    ax.legend(fontsize=6.5, loc="upper left")
+    ax.legend(fontsize=6.5, loc="upper center", bbox_to_anchor=(0.5, -0.32), ncol=2, frameon=False)
     return fig
