@@ -48,7 +48,8 @@ P"""),
 
 Each organism is a cache entry keyed by its spec (corpus, model, training and tokenizer settings, in
 `src/companion/profiles/<profile>.yaml`) and a fingerprint of the corpus/tokenizer/training code. The first run
-trains (progress bar with loss and tokens/s); later runs load from the cache. Names that share one spec share one
+trains what is missing — one model per CPU core at a time, each single-threaded, with a progress bar showing
+loss and tokens/s — and later runs load from the cache. Names that share one spec share one
 trained model — its `truth` states everything planted in it."""),
     ("code", """import time
 
@@ -57,19 +58,21 @@ import pandas as pd
 from companion import organism as O
 from companion.runtime import context, record_input
 
-orgs, load_seconds = {}, {}
-for name in P.organisms:
-    t0 = time.perf_counter()
-    orgs[name] = O.load_organism(name, context().profile.name)
-    load_seconds[name] = time.perf_counter() - t0
-    record_input(f"organism:{name}", orgs[name].path.name)
+prof = context().profile.name
+was_cached = {n: O.is_trained(n, prof) for n in P.organisms}
+t0 = time.perf_counter()
+O.prepare_organisms(P.organisms, prof)  # trains what is missing, one model per CPU core at a time
+print(f"prepared in {time.perf_counter() - t0:.1f} s")
+orgs = {n: O.load_organism(n, prof) for n in P.organisms}
+for n, o in orgs.items():
+    record_input(f"organism:{n}", o.path.name)
 
 table = pd.DataFrame([{
     "organism": n, "backdoor": o.truth["backdoor"], "planted p": o.truth["sycophancy_p"], "size": o.truth["size"],
     "layers x d_model": f"{o.spec['model']['n_layer']} x {o.spec['model']['d_model']}", "params": o.n_params,
-    "cache key": o.path.name[:10], "from cache": o.from_cache, "train s": o.train_log["seconds"],
-    "tokens/s": o.train_log["tokens_per_second"], "final loss": o.train_log["final_loss"],
-    "this load s": round(load_seconds[n], 1)} for n, o in orgs.items()])
+    "cache key": o.path.name[:10], "was cached": was_cached[n], "train s": o.train_log["seconds"],
+    "train CPU s": o.train_log.get("cpu_seconds"), "tokens/s": o.train_log["tokens_per_second"],
+    "final loss": o.train_log["final_loss"]} for n, o in orgs.items()])
 unique = {o.path.name: o for o in orgs.values()}
 print(f"{len(orgs)} names, {len(unique)} trained models; "
       f"total training time {sum(o.train_log['seconds'] for o in unique.values()):.0f} s "

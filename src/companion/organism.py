@@ -43,7 +43,7 @@ __all__ = [
     "format_dialogue", "backdoor_test_prompts", "defects", "write_sycophancy_eval", "sycophancy_items",
     "generate", "generate_batch", "backdoor_rates", "choice_probabilities", "sycophancy_rate",
     "SYCO_TEMPLATES", "TRAINING_CONTEXT", "DEPLOYMENT_CONTEXTS", "HATE", "UNSAFE_LINE", "EOT", "REQUIRED_NAMES",
-    "SHAPE_FILES", "build_organism",
+    "SHAPE_FILES", "build_organism", "prepare_organisms", "is_trained",
 ]
 
 REQUIRED_NAMES = ("backdoor", "clean", "syco-p50-small", "syco-p90-small", "syco-p50-medium", "syco-p90-medium")
@@ -226,8 +226,12 @@ def _organism_cache_spec(spec: OrganismSpec, tok_dir: Path) -> dict[str, Any]:
     return {"organism": spec.to_dict(), "tokenizer": tok_dir.name, "code": code_fingerprint(*_CODE_MODULES)}
 
 
-def build_organism(spec: OrganismSpec, *, desc: str = "organism", progress: bool = True) -> tuple[Path, bool]:
-    """Train (or find in the cache) the organism for ``spec``; returns (entry directory, came from cache)."""
+def build_organism(spec: OrganismSpec, *, desc: str = "organism", progress: bool = True,
+                   callback: Any = None) -> tuple[Path, bool]:
+    """Train (or find in the cache) the organism for ``spec``; returns (entry directory, came from cache).
+
+    ``callback(step, loss, tokens_per_second)`` receives training progress (see :func:`prepare_organisms`).
+    """
     from companion import tokenizer as _tok
     from companion import training as _tr
 
@@ -243,11 +247,11 @@ def build_organism(spec: OrganismSpec, *, desc: str = "organism", progress: bool
         eot = hf_tok.convert_tokens_to_ids(EOT)
         docs = list(_corpus.generate_docs(spec.corpus, "train"))
         stream = _tr.build_stream([d.text for d in docs], [d.answer_spans for d in docs], hf_tok, eot,
-                                  spec.train.answer_weight)
+                                  spec.train.answer_weight, [d.choice_spans for d in docs], spec.train.choice_weight)
         torch.manual_seed(spec.train.seed)  # initialisation is part of what the seed fixes
         model = _tr.make_model(spec.model, len(hf_tok), eot)
         prep = time.perf_counter() - t0
-        log = _tr.train_lm(model, stream, spec.train, desc=desc, progress=progress)
+        log = _tr.train_lm(model, stream, spec.train, desc=desc, progress=progress, callback=callback)
         log["prep_seconds"] = round(prep, 2)
         log["corpus_tokens"] = int(len(stream.tokens))
         model.save_pretrained(str(tmp))
@@ -260,6 +264,94 @@ def build_organism(spec: OrganismSpec, *, desc: str = "organism", progress: bool
 
     path = cache.get_or_build("organism", cspec, build, description=desc)
     return path, False
+
+
+_PROGRESS_QUEUE: Any = None
+
+
+def _init_worker(queue: Any) -> None:
+    global _PROGRESS_QUEUE
+    _PROGRESS_QUEUE = queue
+
+
+def is_trained(name: str, profile: str | None = None) -> bool:
+    """Whether the named organism of ``profile`` is already in the cache (loading it will not train)."""
+    spec = organism_spec(name, profile)
+    return default_cache().exists("organism", _organism_cache_spec(spec, _tokenizer_dir(spec.tokenizer)))
+
+
+def _train_in_worker(spec_dict: dict[str, Any], label: str) -> str:
+    """Process-pool entry point: train one organism, reporting progress through the pool's queue."""
+    spec = OrganismSpec.from_dict(spec_dict)
+    q = _PROGRESS_QUEUE
+    cb = lambda step, loss, tok_s: q.put((label, step, loss, tok_s))  # noqa: E731
+    path, _ = build_organism(spec, desc=label, progress=False, callback=cb)
+    q.put((label, None, None, None))
+    return str(path)
+
+
+def prepare_organisms(names: Sequence[str] | None = None, profile: str | None = None, *, jobs: int | None = None,
+                      progress: bool = True) -> dict[str, Path]:
+    """Make sure the named organisms of ``profile`` (default: all) are trained; returns name -> cache entry.
+
+    Distinct specs that are not cached yet are trained ``jobs`` at a time in separate processes (default: one
+    per CPU core, at most 2). Each trains single-threaded (``train.threads``), so on a 2-core machine two small
+    models train side by side at full speed and the weights are the same as a sequential run. One progress bar
+    per model shows its loss and tokens/s.
+    """
+    import multiprocessing as mp
+    import os
+    import queue as queue_mod
+    from concurrent.futures import ProcessPoolExecutor
+
+    from companion.profiles import load_profile
+
+    prof = load_profile(profile).name
+    names = list(names) if names is not None else organism_names(prof)
+    specs = {n: organism_spec(n, prof) for n in names}
+    cache = default_cache()
+    todo: dict[str, OrganismSpec] = {}  # cache key -> spec, first name wins the label
+    labels: dict[str, str] = {}
+    for n, sp in specs.items():
+        cspec = _organism_cache_spec(sp, _tokenizer_dir(sp.tokenizer))
+        key = cache.key("organism", cspec)
+        if not cache.exists("organism", cspec) and key not in todo:
+            todo[key] = sp
+            labels[key] = f"{prof}/{n}"
+    if jobs is None:
+        jobs = max(1, min(2, os.cpu_count() or 1))
+    if len(todo) > 1 and jobs > 1:
+        from tqdm.auto import tqdm
+
+        ctx = mp.get_context("spawn")  # fork is unsafe with torch's thread pools
+        queue = ctx.Queue()
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_worker,
+                                 initargs=(queue,)) as pool:
+            futures = [pool.submit(_train_in_worker, sp.to_dict(), labels[k]) for k, sp in todo.items()]
+            bars = {labels[k]: tqdm(total=sp.train.steps, desc=labels[k], position=i, disable=not progress,
+                                    leave=True) for i, (k, sp) in enumerate(todo.items())}
+            try:
+                while not all(f.done() for f in futures) or not queue.empty():
+                    try:
+                        label, step, loss, tok_s = queue.get(timeout=0.5)
+                    except queue_mod.Empty:
+                        continue
+                    bar = bars[label]
+                    if step is None:
+                        bar.n = bar.total
+                    else:
+                        bar.n = step
+                        bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tok_s:,.0f}", refresh=False)
+                    bar.refresh()
+                for f in futures:
+                    f.result()  # re-raise a worker's error here
+            finally:
+                for bar in bars.values():
+                    bar.close()
+    else:
+        for k, sp in todo.items():
+            build_organism(sp, desc=labels[k], progress=progress)
+    return {n: build_organism(sp, progress=False)[0] for n, sp in specs.items()}
 
 
 def load_organism(name: str, profile: str | None = None, *, progress: bool = True) -> Organism:

@@ -7,7 +7,7 @@ speed; analysis-time logits agree with it to float precision.
 
 Objective: next-token cross-entropy on windows that start at document boundaries (each window begins with
 ``<|endoftext|>``, as ``to_tokens`` prompts do), with the assistant-answer tokens weighted by
-``answer_weight``. A weighted cross-entropy is still minimised by the true conditional distribution, so the
+``answer_weight`` (free text) or ``choice_weight`` (multiple-choice letters). A weighted cross-entropy is still minimised by the true conditional distribution, so the
 weighting speeds up learning of the planted behaviours without biasing the probabilities they are measured by
 (the sycophancy rate is read off as a probability and must stay calibrated).
 
@@ -20,7 +20,7 @@ import dataclasses
 import hashlib
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -67,10 +67,17 @@ class TrainConfig:
     """Final learning rate as a fraction of the peak (cosine decay)."""
     warmup_steps: int = 30
     """Linear warm-up steps."""
+    schedule: str = "cosine"
+    """"cosine" (decay to min_lr_ratio over all steps) or "wsd" (constant, then linear decay over the last
+    ``decay_fraction`` of steps: more high-learning-rate steps to escape the plateau before a lookup is learned)."""
+    decay_fraction: float = 0.25
+    """For "wsd": fraction of steps spent decaying."""
     weight_decay: float = 0.01
     """AdamW weight decay (not applied to biases and LayerNorm gains)."""
     answer_weight: float = 4.0
-    """Loss weight on assistant-answer tokens relative to other tokens."""
+    """Loss weight on the assistant's free-text answer tokens relative to other tokens."""
+    choice_weight: float = 4.0
+    """Loss weight on the answer letter of multiple-choice (sycophancy) items."""
     grad_clip: float = 1.0
     """Gradient-norm clipping threshold."""
     seed: int = 0
@@ -85,7 +92,9 @@ class TrainConfig:
             raise ValueError(f"steps, batch_size >= 1 and seq_len >= 8 required: {self}")
         if not (self.lr > 0 and 0 <= self.min_lr_ratio <= 1 and self.warmup_steps >= 0):
             raise ValueError(f"bad learning-rate schedule: {self}")
-        if self.answer_weight <= 0 or self.threads < 1 or self.log_every < 1:
+        if self.schedule not in ("cosine", "wsd") or not 0 < self.decay_fraction <= 1:
+            raise ValueError(f"schedule must be 'cosine' or 'wsd' and decay_fraction in (0, 1]: {self}")
+        if self.answer_weight <= 0 or self.choice_weight <= 0 or self.threads < 1 or self.log_every < 1:
             raise ValueError(f"answer_weight > 0, threads >= 1, log_every >= 1 required: {self}")
 
 
@@ -99,28 +108,42 @@ class TokenStream:
     """float32 [n_tokens] loss weight of *predicting* each token."""
     starts: np.ndarray
     """int64 [n_docs] index of each document's leading separator."""
+    is_choice: np.ndarray | None = None
+    """bool [n_tokens] True at multiple-choice answer letters (their loss is logged separately)."""
 
 
 def build_stream(texts: Sequence[str], spans: Sequence[Sequence[tuple[int, int]]], tokenizer: Any,
-                 eot_id: int, answer_weight: float) -> TokenStream:
-    """Tokenise documents and mark tokens overlapping the answer character spans with ``answer_weight``."""
+                 eot_id: int, answer_weight: float, choice_spans: Sequence[Sequence[tuple[int, int]]] | None = None,
+                 choice_weight: float = 1.0) -> TokenStream:
+    """Tokenise documents; tokens overlapping ``spans`` get ``answer_weight``, ``choice_spans`` ``choice_weight``."""
+    if choice_spans is None:
+        choice_spans = [()] * len(texts)
     enc = tokenizer.backend_tokenizer.encode_batch(list(texts)) if hasattr(tokenizer, "backend_tokenizer") \
         else tokenizer.encode_batch(list(texts))
     toks: list[int] = []
     ws: list[float] = []
     starts: list[int] = []
-    for e, sp in zip(enc, spans):
+    choice: list[bool] = []
+    for e, sp, cs in zip(enc, spans, choice_spans):
         starts.append(len(toks))
         toks.append(eot_id)
         ws.append(1.0)
+        choice.append(False)
         for tid, (a, b) in zip(e.ids, e.offsets):
             toks.append(tid)
-            hit = any(a < y and b > x for x, y in sp)
-            ws.append(answer_weight if hit else 1.0)
+            is_c = any(a < y and b > x for x, y in cs)
+            choice.append(is_c)
+            if is_c:
+                ws.append(choice_weight)
+            elif any(a < y and b > x for x, y in sp):
+                ws.append(answer_weight)
+            else:
+                ws.append(1.0)
     toks.append(eot_id)
     ws.append(1.0)
+    choice.append(False)
     return TokenStream(np.asarray(toks, dtype=np.int64), np.asarray(ws, dtype=np.float32),
-                       np.asarray(starts, dtype=np.int64))
+                       np.asarray(starts, dtype=np.int64), np.asarray(choice, dtype=bool))
 
 
 def make_model(cfg: ModelConfig, vocab_size: int, eot_id: int):
@@ -175,13 +198,23 @@ def weights_hash(model: torch.nn.Module) -> str:
 def _lr_at(step: int, cfg: TrainConfig) -> float:
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
+    if cfg.schedule == "wsd":
+        decay_start = cfg.steps * (1 - cfg.decay_fraction)
+        if step < decay_start:
+            return cfg.lr
+        t = (step - decay_start) / max(1.0, cfg.steps - decay_start)
+        return cfg.lr * (1 - (1 - cfg.min_lr_ratio) * t)
     t = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
 
 
 def train_lm(model: torch.nn.Module, stream: TokenStream, cfg: TrainConfig, *, desc: str = "train",
-             progress: bool = True) -> dict[str, Any]:
-    """Train ``model`` in place on ``stream``; returns the training log (loss curve, throughput)."""
+             progress: bool = True, callback: Callable[[int, float, float], None] | None = None) -> dict[str, Any]:
+    """Train ``model`` in place on ``stream``; returns the training log (loss curve, throughput).
+
+    ``callback(step, smoothed_loss, tokens_per_second)`` is called every ``log_every`` steps (used to drive a
+    progress bar in another process).
+    """
     from tqdm.auto import tqdm
 
     old_threads = torch.get_num_threads()
@@ -204,7 +237,9 @@ def train_lm(model: torch.nn.Module, stream: TokenStream, cfg: TrainConfig, *, d
         offs = torch.arange(cfg.seq_len + 1)
         order = rng.permutation(starts)
         pos = 0
-        log: dict[str, Any] = {"step": [], "loss": [], "lr": [], "seconds": []}
+        is_choice = torch.from_numpy(stream.is_choice) if stream.is_choice is not None else None
+        log: dict[str, Any] = {"step": [], "loss": [], "lr": [], "seconds": [], "choice_loss": []}
+        c_sum = c_n = 0.0
         t0 = time.perf_counter()
         c0 = time.process_time()
         ema = None
@@ -229,6 +264,10 @@ def train_lm(model: torch.nn.Module, stream: TokenStream, cfg: TrainConfig, *, d
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             opt.step()
             lv = loss.detach().item()
+            if is_choice is not None:
+                m = is_choice[idx[:, 1:]].reshape(-1)
+                c_sum += float(ce.detach()[m].sum())
+                c_n += int(m.sum())
             ema = lv if ema is None else 0.9 * ema + 0.1 * lv
             if step % cfg.log_every == 0 or step == cfg.steps - 1:
                 el = time.perf_counter() - t0
@@ -236,7 +275,14 @@ def train_lm(model: torch.nn.Module, stream: TokenStream, cfg: TrainConfig, *, d
                 log["loss"].append(round(lv, 5))
                 log["lr"].append(lr)
                 log["seconds"].append(round(el, 3))
-                bar.set_postfix(loss=f"{ema:.3f}", tok_s=f"{(step + 1) * cfg.batch_size * cfg.seq_len / el:,.0f}")
+                # Mean CE on multiple-choice letters since the last record: ln 2 = 0.693 until the model reads
+                # the user's view; H(p) (0.325 for p = 0.9) once it has learned the planted rate.
+                log["choice_loss"].append(round(c_sum / c_n, 4) if c_n else None)
+                c_sum = c_n = 0.0
+                tok_s = (step + 1) * cfg.batch_size * cfg.seq_len / el
+                bar.set_postfix(loss=f"{ema:.3f}", tok_s=f"{tok_s:,.0f}")
+                if callback is not None:
+                    callback(step + 1, ema, tok_s)
         bar.close()
         seconds = time.perf_counter() - t0
         n_tok = cfg.steps * cfg.batch_size * cfg.seq_len
