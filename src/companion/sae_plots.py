@@ -29,6 +29,16 @@ Y_LABELS = {
 }
 
 
+def _log_l0_axis(ax) -> None:
+    """Log x axis with plain-number ticks at 1, 2, 5 × 10^k (the default minor labels collide on short ranges)."""
+    from matplotlib.ticker import LogLocator, NullFormatter, StrMethodFormatter
+
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(StrMethodFormatter("{x:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
 def _panels(n: int, width: float = 4.4, height: float = 3.6):
     if n < 1:
         raise ValueError("nothing to plot: no targets in the data")
@@ -60,7 +70,7 @@ def plot_pareto(data: Mapping[str, Mapping[str, Mapping[str, Sequence[float]]]],
                 for xv, yv, lam in zip(xs, ys, d["lam"]):
                     ax.annotate(f"λ={lam:g}", (xv, yv), textcoords="offset points", xytext=(3, 3), fontsize=6,
                                 color=st["color"])
-        ax.set_xscale("log")
+        _log_l0_axis(ax)
         ax.set_xlabel("L0 (active latents per token, lower is sparser)")
         ax.set_ylabel(Y_LABELS.get(y, y))
         ax.set_title(target, fontsize=9)
@@ -88,7 +98,7 @@ def plot_gamma(data: Mapping[str, Mapping[str, Mapping[str, Sequence[float]]]],
             order = np.argsort(d["x"])
             xs, ys = np.asarray(d["x"], float)[order], np.asarray(d["y"], float)[order]
             ax.plot(xs, ys, color=st["color"], marker=st["marker"], ms=5, lw=1.2, label=st["label"])
-        ax.set_xscale("log")
+        _log_l0_axis(ax)
         ax.set_xlabel("L0 (active latents per token)")
         ax.set_ylabel("γ = E‖x̂‖² / E[x·x̂]   (< 1: shrinkage)")
         ax.set_title(target, fontsize=9)
