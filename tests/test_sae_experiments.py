@@ -168,3 +168,41 @@ def test_training_from_cached_activation_shards_gives_the_same_saes(tiny_subject
     for a, b in zip(direct.saes, from_disk.saes):
         for pa, pb in zip(a.sae.parameters(), b.sae.parameters()):
             assert torch.equal(pa, pb)
+
+
+def test_hf_text_batches_partition_and_rows(monkeypatch):
+    """The paper profile's text stream, with a stand-in for the `datasets` package (no network here)."""
+    import sys
+    import types
+
+    docs = [{"text": " ".join(f"w{i}" for _ in range(7))} for i in range(100)]
+
+    class _Stream:
+        def __init__(self, items):
+            self.items = items
+
+        def shuffle(self, seed, buffer_size):
+            return self
+
+        def __iter__(self):
+            return iter(self.items)
+
+    calls = []
+    fake = types.SimpleNamespace(load_dataset=lambda name, config, split, streaming: calls.append((name, config))
+                                 or _Stream(docs))
+    monkeypatch.setitem(sys.modules, "datasets", fake)
+
+    class _Tok:
+        bos_token_id, eos_token_id = 0, 0
+
+        def __call__(self, text):
+            return {"input_ids": [int(w[1:]) + 1 for w in text.split()]}
+
+    train = list(sx.hf_text_batches("some/ds:cfg", _Tok(), 4 * 8 * 3, 8, 4, split="train"))
+    held = list(sx.hf_text_batches("some/ds:cfg", _Tok(), 4 * 8 * 2, 8, 4, split="heldout"))
+    assert calls[0] == ("some/ds", "cfg")
+    assert [b.shape for b in train] == [(4, 8)] * 3 and [b.shape for b in held] == [(4, 8)] * 2
+    assert all((b[:, 0] == 0).all() for b in train + held), "every row starts with BOS"
+    doc_ids = lambda bs: {int(t) - 1 for b in bs for t in b[:, 1:].flatten() if t != 0}
+    assert doc_ids(held) <= {i for i in range(100) if i % 10 == 0}
+    assert not doc_ids(train) & {i for i in range(100) if i % 10 == 0}

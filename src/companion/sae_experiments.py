@@ -230,25 +230,35 @@ def hf_text_batches(dataset: str, tokenizer: Any, n_tokens: int, seq_len: int, b
     """Token batches ``[batch_size, seq_len]`` from a streamed Hugging Face text dataset (paper profile).
 
     Documents are concatenated with the EOS token between them and cut into rows that each start with BOS,
-    like TransformerLens' ``tokenize_and_concatenate``.  "heldout" takes documents from the far end of a
-    seeded shuffle, "train" from the start, so the two never overlap for datasets with a single split.
-    Needs the ``datasets`` package and network access to the Hub.
+    like TransformerLens' ``tokenize_and_concatenate``.  Every 10th document of the (seeded, shuffled) stream is
+    held out: "heldout" reads only those, "train" only the others, so the two never overlap even for datasets
+    with a single split; the shuffle is fixed (seed 0) so that partition never moves, and ``seed`` only offsets
+    where in its part a stream starts (by ``seed`` documents).  ``dataset`` may name a configuration as
+    ``"allenai/c4:en"``.  Needs the ``datasets`` package and network access to the Hub.
     """
     try:
         import datasets
     except ImportError as e:  # pragma: no cover - only on the paper profile
         raise ImportError("the paper profile streams text with the `datasets` package; install it "
                           "(`pip install datasets`) or use an offline profile") from e
-    ds = datasets.load_dataset(dataset, split="train", streaming=True).shuffle(seed=seed, buffer_size=10_000)
-    if split == "heldout":
-        ds = ds.skip(1_000_000)  # far from the training documents
+    if split not in ("train", "heldout"):
+        raise ValueError(f"split must be 'train' or 'heldout', got {split!r}")
+    name, _, config = dataset.partition(":")
+    ds = datasets.load_dataset(name, config or None, split="train", streaming=True).shuffle(seed=0, buffer_size=10_000)
+    want_heldout = split == "heldout"
+    skip = int(seed) % 1000
     bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
     eos = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else bos
     n_batches = -(-n_tokens // (batch_size * seq_len))
     buf: list[int] = []
     rows: list[list[int]] = []
     made = 0
-    for doc in ds:
+    for i, doc in enumerate(ds):
+        if (i % 10 == 0) != want_heldout:
+            continue
+        if skip:
+            skip -= 1
+            continue
         buf.extend(tokenizer(doc[text_column])["input_ids"] + [eos])
         while len(buf) >= seq_len - 1 and made < n_batches:
             rows.append([bos] + buf[: seq_len - 1])
