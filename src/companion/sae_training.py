@@ -324,7 +324,7 @@ def train_sweep(
                 m.resample(step, pool)
         bar.update(1)
         if step % 20 == 0 and members:
-            bar.set_postfix_str(" ".join(f"{m.spec.architecture[0]}{m.log.l0[-1]:.0f}" for m in members[:6]
+            bar.set_postfix_str("L0 " + " ".join(f"{m.spec.architecture[0]}{m.log.l0[-1]:.0f}" for m in members
                                          if m.log.l0))
     bar.close()
     if step == 0:
