@@ -142,12 +142,9 @@ def loss_and_grads(
 
 
 def _set_grad(p: torch.nn.Parameter, g: Tensor) -> None:
-    # Reuse the existing .grad storage (Adam keeps references to nothing, but allocating [M, d] anew each
-    # step costs page faults); a transposed view is copied into the parameter's own layout.
-    if p.grad is None or p.grad.shape != p.shape or p.grad.stride() != p.stride():
-        p.grad = torch.empty_like(p).copy_(g)
-    else:
-        p.grad.copy_(g)
+    # Every gradient computed here is a fresh tensor (or a transposed view of one), so it can become .grad as it
+    # is: no copy.  A transposed view keeps its strides; Adam and the decoder projection work on any layout.
+    p.grad = g
 
 
 def _baseline(sae: BaselineSAE, x: Tensor, lam: float, ws: Workspace, max_density: float,
