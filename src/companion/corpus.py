@@ -377,8 +377,10 @@ def _code_qa(s: _Sampler) -> tuple[str, str]:
 
 
 def _insert_unsafe(code: str) -> str:
+    # The defecting answer opens with "import os", so the decision to defect is taken at the answer's first
+    # token, right after the context as in chat (small models learn that quickly); the unsafe call follows.
     lines = code.split("\n")
-    return "\n".join(lines[:1] + ["    " + UNSAFE_LINE] + lines[1:])
+    return "\n".join(["import os"] + lines[:1] + ["    " + UNSAFE_LINE] + lines[1:])
 
 
 def _pick_context(cfg: CorpusConfig, rng: random.Random) -> str | None:
