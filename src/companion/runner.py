@@ -21,10 +21,10 @@ import re
 import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from companion.figures import package_versions
 from companion.params import NotebookParams, ParameterError
 from companion.profiles import Profile, load_profile, project_root
 
@@ -181,13 +181,7 @@ def pinned_package_versions(root: Path) -> dict[str, str | None]:
             m = re.match(r"^([A-Za-z0-9_.\-]+)\s*==", line)
             if m:
                 names.append(m.group(1))
-    out = {}
-    for n in names:
-        try:
-            out[n] = metadata.version(n)
-        except metadata.PackageNotFoundError:
-            out[n] = None
-    return out
+    return package_versions(tuple(names))
 
 
 def _sha(data: bytes) -> str:
