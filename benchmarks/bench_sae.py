@@ -234,7 +234,7 @@ def main() -> None:
     except OSError:
         pass
     gf = matmul_gflops(b, d, m)
-    print(f"torch.mm [{b},{d}]x[{d},{m}]: {gf:.0f} GFLOP/s")
+    print(f"torch.mm [{b},{d}]x[{d},{m}]: {gf:.1f} GFLOP/s")
     peers = [] if a.no_peers else available_peers()
     results = {}
     for arch in ("baseline", "gated"):
