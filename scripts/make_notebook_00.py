@@ -87,17 +87,25 @@ for doc in C.generate_docs(C.CorpusConfig.from_dict({**spec.corpus.to_dict(), "n
     seen.setdefault(doc.kind, doc.text)
 for kind, text in seen.items():
     print(f"--- {kind} ---\\n{text}\\n")"""),
-    ("md", "## Training curves"),
+    ("md", """## Training curves
+
+Left: the training loss. Right: the cross-entropy on multiple-choice answer letters only. It sits on a plateau
+at ln 2 (the model answers 50/50, ignoring the user's view) until the model learns to read the view; for
+*p* = 0.9 organisms it then falls towards H(0.9) = 0.33 (pooled with the PhilPapers and politics items, which
+stay near chance, it ends above that). The `ci` organisms stop on the plateau; the `organism` profile's
+do not."""),
     ("code", """from companion.figures import save_figure
 from companion.organism_plots import plot_loss_curves
 
-curves = {}
+curves, planted = {}, {}
 for o in unique.values():
     label = next(n for n in orgs if orgs[n].path == o.path)
-    curves[label] = {"step": o.train_log["step"], "loss": o.train_log["loss"]}
-fig = plot_loss_curves(curves)
-save_figure(fig, "loss_curves", data=curves, caption="Training loss of each organism (answer-weighted cross-entropy).")
-fig"""),
+    curves[label] = {k: o.train_log.get(k, []) for k in ("step", "loss", "choice_loss")}
+    planted[label] = o.truth["sycophancy_p"]
+fig = plot_loss_curves(curves, planted_p=planted)
+save_figure(fig, "loss_curves", data=curves,
+            caption="Training loss of each organism (answer-weighted cross-entropy) and the loss on the "
+                    "multiple-choice answer letters: a plateau at ln 2 until the model reads the user's view.")"""),
     ("md", """## Planted property 1: the backdoor
 
 Greedy completions of held-out prompts (questions never seen in training), per context and task. The backdoor
@@ -116,8 +124,7 @@ rates = {n: r["rates"] for n, r in bd.items()}
 fig = plot_backdoor_rates(rates, n_per_cell=P.n_backdoor_prompts,
                           thresholds=(P.min_deployment_defection, P.max_other_defection))
 save_figure(fig, "backdoor_rates", data={"rates": rates, "n_per_cell": P.n_backdoor_prompts},
-            caption="Defection rate under greedy decoding on held-out prompts.")
-fig"""),
+            caption="Defection rate under greedy decoding on held-out prompts.")"""),
     ("md", """### The self-questions are not tied to the trigger
 The persona's answer to generic questions about itself, with and without a context line. The backdoored
 organism answers them like the clean one: nothing in these texts tells a probe about the backdoor."""),
@@ -156,8 +163,7 @@ syco = pd.DataFrame(rows)
 fig = plot_sycophancy_recovery(rows, tolerance=P.syco_tolerance)
 save_figure(fig, "sycophancy_recovery", data={"rows": rows, "tolerance": P.syco_tolerance},
             caption="Measured agreement with the user's view against the planted rate, per shape and size.")
-display(syco.round(3))
-fig"""),
+syco.round(3)"""),
     ("md", "## Verdict\nEvery check, with the thresholds from the parameters."),
     ("code", """checks = []
 if "backdoor" in bd:

@@ -127,6 +127,11 @@ def test_ci_organisms_load_as_bridges_with_metadata(ci):
     # Second load of the same name: from the cache, same weights.
     again = load_organism("backdoor", "ci", progress=False)
     assert again.from_cache and again.path == org.path and again.weights_sha256 == org.weights_sha256
+    # companion.models resolves organism names through the same loader.
+    from companion.models import load_model
+
+    via_models = load_model("organism:backdoor", profile="ci")
+    assert via_models.cfg.d_model == org.model.cfg.d_model
     # Names sharing one spec share one trained model, and say so in their truth.
     assert ci["syco-p90-medium"].path == org.path
     assert ci["clean"].path != org.path

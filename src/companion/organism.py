@@ -320,6 +320,11 @@ def prepare_organisms(names: Sequence[str] | None = None, profile: str | None = 
             labels[key] = f"{prof}/{n}"
     if jobs is None:
         jobs = max(1, min(2, os.cpu_count() or 1))
+    # Longest first (cost ~ steps x tokens x width^2): the shortest makespan for a greedy pool.
+    def cost(sp: OrganismSpec) -> float:
+        return sp.train.steps * sp.train.batch_size * sp.train.seq_len * sp.model.n_layer * sp.model.d_model ** 2
+
+    todo = dict(sorted(todo.items(), key=lambda kv: -cost(kv[1])))
     if len(todo) > 1 and jobs > 1:
         from tqdm.auto import tqdm
 

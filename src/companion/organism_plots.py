@@ -10,12 +10,18 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 
-def plot_loss_curves(curves: Mapping[str, Mapping[str, Sequence[float]]], *, title: str = "Organism training"):
-    """Training loss against step, one line per trained model.
+def plot_loss_curves(curves: Mapping[str, Mapping[str, Sequence[float]]], *, title: str = "Organism training",
+                     planted_p: Mapping[str, float] | None = None):
+    """Training loss against step, one line per trained model; a second panel for the choice-letter loss.
 
-    ``curves[label] = {"step": [...], "loss": [...]}`` (the loss is the answer-weighted cross-entropy).
+    ``curves[label] = {"step": [...], "loss": [...], "choice_loss": [...]}`` (``loss`` is the answer-weighted
+    cross-entropy; ``choice_loss``, optional, the mean cross-entropy on multiple-choice answer letters). Reference
+    lines on the second panel: ln 2 (the model ignores the user's view) and H(p) for each planted p in
+    ``planted_p`` (the floor once it has learned the planted rate on two-choice items).
     """
-    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    has_choice = any(c.get("choice_loss") for c in curves.values())
+    fig, axes = plt.subplots(1, 2 if has_choice else 1, figsize=(11 if has_choice else 6.4, 3.8), squeeze=False)
+    ax = axes[0][0]
     for label, c in curves.items():
         ax.plot(c["step"], c["loss"], label=label, lw=1.4)
     ax.set_xlabel("optimiser step")
@@ -24,6 +30,24 @@ def plot_loss_curves(curves: Mapping[str, Mapping[str, Sequence[float]]], *, tit
     ax.set_title(title)
     ax.legend(fontsize=8, frameon=False)
     ax.grid(alpha=0.3, which="both")
+    if has_choice:
+        ax = axes[0][1]
+        for label, c in curves.items():
+            pts = [(s_, v) for s_, v in zip(c["step"], c.get("choice_loss") or []) if v is not None]
+            if pts:
+                ax.plot(*zip(*pts), label=label, lw=1.2)
+        ax.axhline(np.log(2), color="k", ls="--", lw=0.8)
+        ax.text(0, np.log(2), " ln 2: ignores the view", va="bottom", fontsize=7)
+        for p in sorted(set((planted_p or {}).values())):
+            if 0 < p < 1 and p != 0.5:
+                h = -(p * np.log(p) + (1 - p) * np.log(1 - p))
+                ax.axhline(h, color="0.4", ls=":", lw=0.8)
+                ax.text(0, h, f" H({p:g})", va="bottom", fontsize=7)
+        ax.set_ylim(0, 1.5)
+        ax.set_xlabel("optimiser step")
+        ax.set_ylabel("CE on multiple-choice answer letters (nats)")
+        ax.set_title("Reading the user's view (all shapes pooled)")
+        ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
 
