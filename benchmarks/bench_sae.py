@@ -225,7 +225,10 @@ def main() -> None:
     ap.add_argument("--lam", type=float, default=1.0)
     ap.add_argument("--lr", type=float, default=3e-4)
     ap.add_argument("--no-peers", action="store_true")
+    ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads for every implementation (0: default)")
     a = ap.parse_args()
+    if a.threads:
+        torch.set_num_threads(a.threads)
     d, m, b = a.d, a.latents, a.batch
     print(f"SAE training step: d={d}, M={m}, B={b}, fp32, CPU, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, THP_MEM_ALLOC_ENABLE={os.environ.get('THP_MEM_ALLOC_ENABLE')}")
