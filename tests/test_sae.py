@@ -124,7 +124,7 @@ def test_l1_is_on_the_gate_only_and_puts_no_gradient_on_the_magnitude_path():
     # The L1 is of ReLU(π_gate), not of f̃: doubling exp(r_mag) leaves it unchanged.
     with torch.no_grad():
         sae.r_mag.add_(math.log(2.0))
-    assert float(sae.loss(x, 1.0).sparsity) == pytest.approx(float(L.sparsity.detach()), rel=1e-12)
+    assert float(sae.loss(x, 1.0).sparsity.detach()) == pytest.approx(float(L.sparsity.detach()), rel=1e-12)
 
 
 def test_reconstruction_puts_no_gradient_on_b_gate():

@@ -38,8 +38,7 @@ from companion.sae import BaselineSAE, GatedSAE, SAELoss, SparseAutoencoder, _ch
 #: batches) and ~20–25% for gated (its dense path does 14·B·d·M flops against the baseline's 10).
 DEFAULT_MAX_SPARSE_DENSITY = {"baseline": 0.1, "gated": 0.2}
 
-# torch warns once per process that sparse CSR is "beta"; the kernels used here are tested below.
-warnings.filterwarnings("ignore", message=".*Sparse CSR tensor support is in beta.*")
+_BETA_WARNING = ".*Sparse CSR tensor support is in beta.*"  # torch's notice; the kernels used here are tested
 
 
 class Workspace:
@@ -133,7 +132,8 @@ def loss_and_grads(
     ws = workspace if workspace is not None else Workspace()
     if fire_counts is not None and fire_counts.shape != (sae.n_latents,):
         raise ValueError(f"fire_counts must have shape [{sae.n_latents}], got {tuple(fire_counts.shape)}")
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=_BETA_WARNING)
         if isinstance(sae, GatedSAE):
             return _gated(sae, x, lam, ws, max_sparse_density, fire_counts)
         if isinstance(sae, BaselineSAE):

@@ -176,10 +176,10 @@ class _Member:
             L = self.log
             L.step.append(step)
             L.total.append(float(out.total.detach()))
-            L.reconstruction.append(float(out.reconstruction))
-            L.sparsity.append(float(out.sparsity))
-            L.auxiliary.append(float(out.auxiliary))
-            L.l0.append(float(out.l0))
+            L.reconstruction.append(float(out.reconstruction.detach()))
+            L.sparsity.append(float(out.sparsity.detach()))
+            L.auxiliary.append(float(out.auxiliary.detach()))
+            L.l0.append(float(out.l0.detach()))
             L.lr.append(lr)
         self.log.steps += 1
         self.log.tokens += x.shape[0]
