@@ -9,3 +9,18 @@ os.environ.setdefault("COMPANION_CACHE", str(ROOT / "build" / "cache"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Run a test single-threaded: on tiny tensors a second intra-op thread only adds barrier waits (very slow
+    on a shared 2-core machine). Restores the previous setting."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -11,13 +11,7 @@ import torch
 from companion.sae import BaselineSAE, GatedSAE, load_sae, make_sae, save_sae
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny tensors: a second intra-op thread only adds barrier waits (very slow on a shared machine).
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _perturbed(cls, d=5, m=7, seed=0):

@@ -8,13 +8,7 @@ from companion.activations import (ActivationStore, keep_mask, model_chunks, sha
                                    write_shards)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny tensors: a second intra-op thread only adds barrier waits (very slow on a shared machine).
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _chunks(n_chunks=10, rows=37, d=3):

@@ -13,13 +13,7 @@ from companion import sae_metrics as sm
 from companion.sae_toy import WORKED_NOISE_POWER, gamma_worked_case, near_perpendicular_case
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny tensors: a second intra-op thread only adds barrier waits (very slow on a shared machine).
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _rand_pair(seed=0, n=500, d=16, scale=0.7, noise=0.4):

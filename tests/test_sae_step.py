@@ -9,13 +9,7 @@ from companion.sae import BaselineSAE, GatedSAE
 from companion.sae_step import Workspace, loss_and_grads
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny tensors: a second intra-op thread only adds barrier waits (very slow on a shared machine).
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 COMPONENTS = ("total", "reconstruction", "sparsity", "auxiliary", "l1", "l0")
 

@@ -13,14 +13,7 @@ from companion.sae_toy import max_cosine_similarity, shrinkage_toy, superpositio
 from companion.sae_training import SAESpec, TrainConfig, _Member, equal_compute_sweep, train_sweep
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # These tensors are tiny: a second intra-op thread only adds barrier waits (which become very slow when the
-    # machine is shared), so the trainer tests run single-threaded and restore the setting afterwards.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_equal_compute_sweep_gives_baseline_one_and_a_half_times_the_width():
