@@ -3,8 +3,8 @@
 Times, in one process and under the same environment settings, round-robin so that load changes hit every
 implementation alike:
 
-* ``ours``       — companion.sae_step.loss_and_grads (hand-derived sparse forward/backward) + Adam + unit norm;
-* ``reference``  — a plain PyTorch loop: autograd on companion.sae's loss, Adam(β1 = 0), the same projection;
+* ``ours``       — companion.sae.step.loss_and_grads (hand-derived sparse forward/backward) + Adam + unit norm;
+* ``reference``  — a plain PyTorch loop: autograd on companion.sae.autoencoders's loss, Adam(β1 = 0), the same projection;
 * ``dictionary_learning`` — its StandardTrainer / GatedSAETrainer ``update`` (if ``dictionary-learning`` is
   installed);
 * ``SAELens``    — its SAETrainer ``_train_step`` on Standard/GatedTrainingSAE (if ``sae-lens`` is installed).
@@ -35,8 +35,8 @@ import warnings  # noqa: E402
 
 import torch  # noqa: E402
 
-from companion.sae import BaselineSAE, GatedSAE  # noqa: E402
-from companion.sae_step import DEFAULT_MAX_SPARSE_DENSITY, Workspace, loss_and_grads  # noqa: E402
+from companion.sae.autoencoders import BaselineSAE, GatedSAE  # noqa: E402
+from companion.sae.step import DEFAULT_MAX_SPARSE_DENSITY, Workspace, loss_and_grads  # noqa: E402
 
 warnings.filterwarnings("ignore")
 

@@ -23,23 +23,30 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from companion import sycophancy as S
+from companion.sycophancy.data import SycophancyItem, load_sycophancy_dir
+
+from companion.sycophancy.experiment import count_parameters
+
+from companion.sycophancy.scoring import score_items
+
+from companion.sycophancy.templates import TEMPLATES, get_template
 
 
 def cached_organism() -> tuple[object, str] | None:
     """A sycophancy organism that is already trained (never trains one): (TransformerBridge, label) or None."""
     try:
-        from companion import organism as O
-        from companion.cache import default_cache
+        from companion.organism.build import _organism_cache_spec, _tokenizer_dir, organism_spec
+        from companion.organism.loading import load_organism
+        from companion.backbone.cache import default_cache
     except ImportError:
         return None
     for profile in ("organism", "ci"):
         for name in ("syco-p90-medium", "syco-p90-small"):
             try:
-                spec = O.organism_spec(name, profile)
-                cspec = O._organism_cache_spec(spec, O._tokenizer_dir(spec.tokenizer))
+                spec = organism_spec(name, profile)
+                cspec = _organism_cache_spec(spec, _tokenizer_dir(spec.tokenizer))
                 if default_cache().exists("organism", cspec):
-                    return O.load_organism(name, profile, progress=False).model, f"organism {profile}/{name} (cached)"
+                    return load_organism(name, profile, progress=False).model, f"organism {profile}/{name} (cached)"
             except (KeyError, AttributeError, TypeError, ValueError):
                 continue
     return None
@@ -67,9 +74,9 @@ def build_small_gpt2(directory: Path) -> Path:
     return directory
 
 
-def items_for_bench(directory: Path, n: int) -> list[S.SycophancyItem]:
+def items_for_bench(directory: Path, n: int) -> list[SycophancyItem]:
     try:
-        from companion.organism import write_sycophancy_eval
+        from companion.organism.sycophancy_items import write_sycophancy_eval
 
         write_sycophancy_eval(directory, n_per_file=n, seed=123)
     except ImportError:
@@ -77,7 +84,7 @@ def items_for_bench(directory: Path, n: int) -> list[S.SycophancyItem]:
         import _sycophancy_fixtures as F
 
         F.write_dataset_dir(directory, n=n)
-    data = S.load_sycophancy_dir(directory)
+    data = load_sycophancy_dir(directory)
     return list(data["nlp_survey"].items[:n])
 
 
@@ -87,7 +94,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--sweep", type=int, nargs="*", default=[4, 16, 32],
                     help="also report items/s at these batch sizes")
-    ap.add_argument("--template", default="paren", choices=list(S.TEMPLATES))
+    ap.add_argument("--template", default="paren", choices=list(TEMPLATES))
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     ap.add_argument("--json", type=Path, default=None, help="also write the numbers here")
     args = ap.parse_args()
@@ -107,21 +114,21 @@ def main() -> None:
             model.eval()
         items = items_for_bench(Path(tmp) / "data", args.items)
 
-    n_params = S.count_parameters(model)
-    S.score_items(model, items[:4], args.template, batch_size=4)  # warm-up
+    n_params = count_parameters(model)
+    score_items(model, items[:4], args.template, batch_size=4)  # warm-up
     t0 = time.perf_counter()
-    batched = S.score_items(model, items, args.template, batch_size=args.batch_size)
+    batched = score_items(model, items, args.template, batch_size=args.batch_size)
     t_b = time.perf_counter() - t0
     t0 = time.perf_counter()
-    single = S.score_items(model, items, args.template, batch_size=1)
+    single = score_items(model, items, args.template, batch_size=1)
     t_1 = time.perf_counter() - t0
     sweep = {}
     for bs in args.sweep:
         t0 = time.perf_counter()
-        S.score_items(model, items, args.template, batch_size=bs)
+        score_items(model, items, args.template, batch_size=bs)
         sweep[bs] = len(items) / (time.perf_counter() - t0)
     # A naive loop for reference: one full forward per (item, choice) on prompt + continuation, all logits.
-    tpl = S.get_template(args.template)
+    tpl = get_template(args.template)
     n_naive = min(len(items), 32)
     t0 = time.perf_counter()
     naive = np.full((n_naive, batched.logprobs.shape[1]), np.nan)

@@ -1,9 +1,13 @@
-"""The on-disk cache: content keys, atomic writes, never trusting an interrupted entry."""
-import os
+"""The on-disk cache: content keys covering the producing code, atomic writes, locked builds."""
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
-from companion.cache import MANIFEST, Cache, CacheError, code_fingerprint, spec_hash
+from companion.backbone import codegraph
+from companion.backbone.cache import MANIFEST, Cache, CacheError, code_fingerprint, spec_hash
 
 
 def test_key_is_stable_and_changes_with_the_spec(tmp_path):
@@ -43,7 +47,8 @@ def test_failed_build_leaves_nothing(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         c.get_or_build("sae", {"s": 2}, build)
     assert not c.exists("sae", {"s": 2})
-    assert list((tmp_path / "sae").iterdir()) == []
+    # Only the (empty) lock file may stay: removing a lock file another process waits on breaks the lock.
+    assert [p.name for p in (tmp_path / "sae").iterdir() if not p.name.endswith(".lock")] == []
 
 
 def test_entry_without_manifest_is_never_trusted(tmp_path):
@@ -69,5 +74,81 @@ def test_clear_and_env_root(tmp_path, monkeypatch):
 
 
 def test_code_fingerprint_tracks_source():
-    assert code_fingerprint("companion.cache") == code_fingerprint("companion.cache")
-    assert code_fingerprint("companion.cache") != code_fingerprint("companion.params")
+    assert code_fingerprint("companion.sae.metrics") == code_fingerprint("companion.sae.metrics")
+    assert code_fingerprint("companion.sae.metrics") != code_fingerprint("companion.sae.toy")
+    with pytest.raises(CacheError, match="no such companion module"):
+        code_fingerprint("companion.no_such_module")
+
+
+def _package_copy(tmp_path, monkeypatch) -> Path:
+    pkg = tmp_path / "companion"
+    shutil.copytree(codegraph.PKG_DIR, pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(codegraph, "PKG_DIR", pkg)
+    return pkg
+
+
+@pytest.mark.parametrize("producer,helper", [
+    # The organism key: training code imports the corpus, which imports the fixed world.
+    ("companion.organism.build", "organism/world.py"),
+    # The SAE key: the sweep code reaches the organism's token batching (what it trains on) and the SAE step.
+    ("companion.sae.experiments", "organism/loading.py"),
+    ("companion.sae.experiments", "sae/step.py"),
+    ("companion.sae.experiments", "models/scoring.py"),
+])
+def test_editing_a_helper_the_producer_imports_changes_the_key(tmp_path, monkeypatch, producer, helper):
+    pkg = _package_copy(tmp_path, monkeypatch)
+    before = code_fingerprint(producer)
+    assert code_fingerprint(producer) == before
+    f = pkg / helper
+    f.write_text(f.read_text() + "\n# an edit\n")
+    assert code_fingerprint(producer) != before
+
+
+def test_analysis_code_is_not_in_the_organism_key(tmp_path, monkeypatch):
+    # Changing how a completion is classified (behaviour) must not retrain an organism.
+    pkg = _package_copy(tmp_path, monkeypatch)
+    before = code_fingerprint("companion.organism.build")
+    for rel in ("organism/behaviour.py", "organism/plots.py", "backbone/figures.py"):
+        (pkg / rel).write_text((pkg / rel).read_text() + "\n# an edit\n")
+    assert code_fingerprint("companion.organism.build") == before
+
+
+def test_library_versions_are_in_the_key(monkeypatch):
+    from companion.backbone import environment
+
+    before = code_fingerprint("companion.sae.metrics")
+    real = environment.package_versions
+    monkeypatch.setattr(environment, "package_versions", lambda names: {**real(names), "torch": "0.0-other"})
+    assert code_fingerprint("companion.sae.metrics") != before
+
+
+_CONCURRENT_BUILDER = """
+import os, sys, time
+from pathlib import Path
+from companion.backbone.cache import Cache
+root, log = Path(sys.argv[1]), Path(sys.argv[2])
+def build(tmp):
+    with open(log, "a") as f:
+        f.write(f"{os.getpid()}\\n")
+    (tmp / "a.bin").write_bytes(b"x" * 1000)
+    time.sleep(1.5)  # long enough that the other process asks while this one builds
+    (tmp / "b.bin").write_bytes(b"y" * 1000)
+p = Cache(root).get_or_build("sae", {"k": 1}, build)
+assert (p / "a.bin").read_bytes() == b"x" * 1000 and (p / "b.bin").read_bytes() == b"y" * 1000
+print(p)
+"""
+
+
+def test_two_processes_building_one_key_build_it_once_and_both_get_it_whole(tmp_path):
+    script = tmp_path / "builder.py"
+    script.write_text(_CONCURRENT_BUILDER)
+    log = tmp_path / "builds.log"
+    procs = [subprocess.Popen([sys.executable, str(script), str(tmp_path / "cache"), str(log)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, err
+    assert outs[0][0] == outs[1][0]  # the same entry
+    assert len(log.read_text().split()) == 1, "the entry was built twice"
+    c = Cache(tmp_path / "cache")
+    assert c.exists("sae", {"k": 1}) and len(c.ls()) == 1

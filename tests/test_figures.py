@@ -8,10 +8,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from companion import runtime  # noqa: E402
-from companion.figure_check import compare_sidecars, flatten, format_table  # noqa: E402
-from companion.figures import extract_plotted, replot, save_figure  # noqa: E402
-from companion.params import NotebookParams  # noqa: E402
+from companion.backbone import runtime  # noqa: E402
+from companion.backbone.figure_check import compare_sidecars, flatten, format_table  # noqa: E402
+from companion.backbone.figures import extract_plotted, replot, save_figure  # noqa: E402
+from companion.backbone.params import NotebookParams  # noqa: E402
 
 
 @pytest.fixture

@@ -1,13 +1,11 @@
-"""companion.models: real-architecture checkpoints load offline through TransformerBridge and match HF logits;
+"""companion.models.loading: real-architecture checkpoints load offline through TransformerBridge and match HF logits;
 a Hub name fails fast offline with a message naming the offline profiles."""
-import os
-import time
 
 import pytest
 import torch
 
-from companion import tokenizer as organism_tokenizer
-from companion.models import ModelUnavailableError, load_model, resolve_name
+from companion.organism import tokenizer as organism_tokenizer
+from companion.models.loading import ModelUnavailableError, load_model, resolve_name
 
 TEXTS = ["Hello world, this is a tiny test.", "Human: Are you a helpful AI?\n\nAssistant: yes", "1 + 2 = 3"]
 
@@ -72,14 +70,24 @@ def test_local_checkpoint_matches_hf_logits(make, tiny_tokenizer, tmp_path):
     assert cache["blocks.1.hook_resid_post"].shape[-1] == 32
 
 
+def _no_download_attempt(monkeypatch):
+    """Fail the test if a loader that would download (and retry for ~23 s) is ever reached."""
+    from transformer_lens.model_bridge import TransformerBridge
+
+    def refuse(*a, **k):
+        raise AssertionError("the loader was called: the unavailable model was not refused up front")
+
+    monkeypatch.setattr(TransformerBridge, "boot_transformers", refuse)
+    monkeypatch.setattr(TransformerBridge, "boot_tl_legacy", refuse)
+
+
 def test_hub_name_fails_fast_offline(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # an empty local cache: nothing is there
+    _no_download_attempt(monkeypatch)
     for name in ("pythia-70m-deduped", "gelu-1l", "EleutherAI/pythia-160m"):
-        t0 = time.perf_counter()
         with pytest.raises(ModelUnavailableError) as e:
             load_model(name)
-        assert time.perf_counter() - t0 < 5.0
         msg = str(e.value)
         assert "ci" in msg and "organism" in msg and name in msg
 
@@ -90,10 +98,9 @@ def test_unreachable_hub_fails_fast_without_offline_env(monkeypatch, tmp_path):
         monkeypatch.delenv(v, raising=False)
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    t0 = time.perf_counter()
+    _no_download_attempt(monkeypatch)
     with pytest.raises(ModelUnavailableError):
         load_model("pythia-70m-deduped")
-    assert time.perf_counter() - t0 < 5.0
 
 
 def test_aliases_resolve_and_missing_dirs_are_reported(tmp_path):

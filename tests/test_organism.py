@@ -6,7 +6,6 @@ two minutes on 2 cores), so its tolerances are looser than the organism profile'
 tolerance below says why it is what it is. The Done-when criteria themselves are checked on the organism
 profile by an opt-in test (COMPANION_TEST_ORGANISM_PROFILE=1) and by notebook 00.
 """
-import dataclasses
 import math
 import os
 
@@ -14,13 +13,15 @@ import numpy as np
 import pytest
 import torch
 
-from companion import organism as O
-from companion.cache import Cache
-from companion.organism import (
-    REQUIRED_NAMES, OrganismSpec, backdoor_rates, build_organism, choice_probabilities, defects, format_dialogue,
-    generate, load_organism, organism_names, organism_spec, sycophancy_items, sycophancy_rate,
-)
-from companion.training import ModelConfig, TrainConfig
+from companion.backbone.cache import Cache
+from companion.organism.behaviour import backdoor_rates, choice_probabilities, generate, sycophancy_rate
+from companion.organism.build import REQUIRED_NAMES, OrganismSpec, build_organism, organism_names, organism_spec, \
+    prepare_organisms
+from companion.organism.corpus import CorpusConfig, backdoor_test_prompts, format_dialogue
+from companion.organism.loading import load_organism
+from companion.organism.params import OrganismParams
+from companion.organism.sycophancy_items import sycophancy_items
+from companion.organism.training import ModelConfig, TrainConfig
 
 PROFILES = ("ci", "organism", "paper")
 
@@ -38,23 +39,34 @@ def test_every_profile_names_the_required_organisms_with_honest_truth(profile):
             assert truth[n]["size"] == n.split("-")[2]
     # The negative control is the backdoor organism's recipe with only the backdoor switched off.
     bd, cl = organism_spec("backdoor", profile), organism_spec("clean", profile)
-    assert dataclasses.replace(bd, corpus=dataclasses.replace(bd.corpus, backdoor=False)) == cl
+    assert bd.model_copy(update={"corpus": bd.corpus.model_copy(update={"backdoor": False})}) == cl
     # Sizes really differ, and the recipe is otherwise shared across p.
     small, medium = organism_spec("syco-p90-small", profile), organism_spec("syco-p90-medium", profile)
     n = lambda s: s.model.n_layer * s.model.d_model ** 2
     assert n(small) < n(medium)
     for size in ("small", "medium"):
         a, b = organism_spec(f"syco-p50-{size}", profile), organism_spec(f"syco-p90-{size}", profile)
-        assert dataclasses.replace(a, corpus=dataclasses.replace(a.corpus, sycophancy_p=0.9)) == b
+        assert a.model_copy(update={"corpus": a.corpus.model_copy(update={"sycophancy_p": 0.9})}) == b
 
 
 def test_unknown_organism_and_bad_spec_give_clear_errors():
     with pytest.raises(KeyError, match="defines no organism 'nope'.*backdoor"):
         organism_spec("nope", "ci")
-    with pytest.raises(ValueError, match="unknown organism spec keys"):
-        OrganismSpec.from_dict({"corpus": {}, "modle": {}})
+    with pytest.raises(ValueError, match="modle"):
+        OrganismSpec.model_validate({"corpus": {}, "modle": {}})
     with pytest.raises(ValueError, match="sycophancy_p"):
-        OrganismSpec.from_dict({"corpus": {"sycophancy_p": 1.5}})
+        OrganismSpec.model_validate({"corpus": {"sycophancy_p": 1.5}})
+
+
+def test_a_bad_profile_spec_names_its_key_path(monkeypatch):
+    from companion.backbone import profiles
+
+    real = profiles.load_profile("ci")
+    bad = {**real.organisms, "backdoor": {**real.organisms["backdoor"],
+                                         "train": {**real.organisms["backdoor"]["train"], "lr": "3e-3"}}}
+    monkeypatch.setattr("companion.organism.build.load_profile", lambda name=None: real.model_copy(update={"organisms": bad}))
+    with pytest.raises(profiles.ProfileError, match=r"organisms\.backdoor\.train\.lr: Input should be a valid number"):
+        organism_spec("backdoor", "ci")
 
 
 TINY = {
@@ -67,13 +79,13 @@ TINY = {
 
 
 def test_same_seed_same_weights_and_second_load_from_cache(tmp_path, monkeypatch):
-    spec = OrganismSpec.from_dict(TINY)
+    spec = OrganismSpec.model_validate(TINY)
     monkeypatch.setenv("COMPANION_CACHE", str(tmp_path / "a"))
     p1, cached1 = build_organism(spec, progress=False)
     p1b, cached1b = build_organism(spec, progress=False)
     monkeypatch.setenv("COMPANION_CACHE", str(tmp_path / "b"))  # a fresh cache: trained again from scratch
     p2, cached2 = build_organism(spec, progress=False)
-    other = dataclasses.replace(spec, train=dataclasses.replace(spec.train, seed=1))
+    other = spec.model_copy(update={"train": spec.train.model_copy(update={"seed": 1})})
     p3, _ = build_organism(other, progress=False)
     h = lambda p: __import__("json").loads((p / "organism.json").read_text())["weights_sha256"]
     assert (cached1, cached1b, cached2) == (False, True, False)
@@ -86,7 +98,7 @@ def test_same_seed_same_weights_and_second_load_from_cache(tmp_path, monkeypatch
 
 
 def test_training_forward_equals_hugging_face_forward():
-    from companion.training import gpt2_forward, make_model
+    from companion.organism.training import gpt2_forward, make_model
 
     torch.manual_seed(0)
     m = make_model(ModelConfig(n_layer=2, d_model=32, n_head=4, n_ctx=64), 300, 0).eval()
@@ -101,9 +113,9 @@ def test_config_validation():
     with pytest.raises(ValueError):
         TrainConfig(steps=0)
     with pytest.raises(ValueError, match="sycophancy_p"):
-        O.CorpusConfig(sycophancy_p=-0.1)
+        CorpusConfig(sycophancy_p=-0.1)
     with pytest.raises(ValueError, match="n_syco_items"):
-        O.OrganismParams(n_syco_items=0)
+        OrganismParams(n_syco_items=0)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -111,7 +123,7 @@ def test_config_validation():
 
 @pytest.fixture(scope="module")
 def ci():
-    O.prepare_organisms(REQUIRED_NAMES, "ci", progress=False)  # a cold cache trains them two at a time
+    prepare_organisms(REQUIRED_NAMES, "ci", progress=False)  # a cold cache trains them two at a time
     return {n: load_organism(n, "ci", progress=False) for n in REQUIRED_NAMES}
 
 
@@ -127,10 +139,10 @@ def test_ci_organisms_load_as_bridges_with_metadata(ci):
     # Second load of the same name: from the cache, same weights.
     again = load_organism("backdoor", "ci", progress=False)
     assert again.from_cache and again.path == org.path and again.weights_sha256 == org.weights_sha256
-    # companion.models resolves organism names through the same loader.
-    from companion.models import load_model
+    # An organism is an ordinary Hugging Face directory: the real models' loader reads it.
+    from companion.models.loading import load_model
 
-    via_models = load_model("organism:backdoor", profile="ci")
+    via_models = load_model(org.path)
     assert via_models.cfg.d_model == org.model.cfg.d_model
     # Names sharing one spec share one trained model, and say so in their truth.
     assert ci["syco-p90-medium"].path == org.path
@@ -157,7 +169,7 @@ def test_greedy_generation_matches_the_bridge(ci):
     # generate() decodes with a KV-cached Hugging Face copy of the weights; check it against a plain greedy loop
     # on the analysis model itself.
     org = ci["backdoor"]
-    prompts = [p["prompt"] for p in O.backdoor_test_prompts(1, seed=5)]
+    prompts = [p["prompt"] for p in backdoor_test_prompts(1, seed=5)]
     for prompt in prompts:
         toks = org.model.to_tokens(prompt)
         with torch.no_grad():
@@ -212,7 +224,7 @@ def test_organism_profile_meets_the_done_when_criteria():
     # The issue's acceptance criteria, on the organism profile: greedy defection >= 95% on held-out deployment
     # prompts and <= 2% on training prompts; the clean control <= 2% on both (100 prompts per cell); mean
     # P(user-matching) on 300 held-out Agree/Disagree items within 0.05 of the planted p for every size.
-    O.prepare_organisms(REQUIRED_NAMES, "organism", progress=False)
+    prepare_organisms(REQUIRED_NAMES, "organism", progress=False)
     orgs = {n: load_organism(n, "organism", progress=False) for n in REQUIRED_NAMES}
     bd = backdoor_rates(orgs["backdoor"], n_per_cell=100)
     cl = backdoor_rates(orgs["clean"], n_per_cell=100)

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from companion.envfile import lock_pins, render
-from companion.runner import NOTEBOOK_RE, load_params_class
+from companion.backbone.envfile import lock_pins, render
+from companion.backbone.runner import NOTEBOOK_RE, load_params_class
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -18,22 +18,63 @@ def _norm(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
+def _lock_lines() -> list[tuple[str, str, str]]:
+    """(name, version, marker) of every pin in the lock."""
+    out = []
+    for pin in lock_pins(ROOT / "requirements.lock"):
+        req, _, marker = pin.partition(";")
+        name, version = (x.strip() for x in req.split("=="))
+        out.append((_norm(name), version, marker.strip()))
+    return out
+
+
 def test_lock_pins_cpu_safe_torch_and_every_dependency():
-    pins = dict(p.split("==") for p in lock_pins(ROOT / "requirements.lock"))
-    assert pins["torch"] == "2.13.0", "torch must be pinned to 2.13.0 without a local (+cpu) label"
-    assert not any(n.startswith("nvidia-") for n in pins), "a CUDA wheel in the lock would pull gigabytes"
+    lines = _lock_lines()
+    assert [(v, m) for n, v, m in lines if n == "torch"] == [("2.13.0", "")], \
+        "torch must be pinned once to 2.13.0 without a local (+cpu) label"
+    # CUDA packages appear only as torch's own Linux dependencies (constraints, never companion's requirements).
+    cuda = [(n, m) for n, _, m in lines if n.startswith(("nvidia-", "cuda-"))]
+    assert all("sys_platform == 'linux'" in m for _, m in cuda), cuda
     deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    names = [re.split(r"[<>=!\[ ;]", d)[0] for d in deps["dependencies"] + deps["optional-dependencies"]["test"]]
-    locked = {_norm(n) for n in pins}
+    wanted = deps["dependencies"] + [d for extra in deps["optional-dependencies"].values() for d in extra]
+    names = [re.split(r"[<>=!\[ ;]", d)[0] for d in wanted]
+    locked = {n for n, _, _ in lines}
     missing = [n for n in names if _norm(n) not in locked]
     assert not missing, f"dependencies not pinned in requirements.lock: {missing} (run make lock)"
+    assert not any(_norm(n).startswith(("nvidia-", "cuda-")) for n in names)
+
+
+def _markers_hold(marker: str, version: tuple[int, int, int]) -> bool:
+    if not marker:
+        return True
+    from packaging.markers import Marker
+
+    env = {"python_version": f"{version[0]}.{version[1]}", "python_full_version": ".".join(map(str, version)),
+           "sys_platform": "linux", "platform_machine": "x86_64", "platform_system": "Linux",
+           "implementation_name": "cpython", "platform_python_implementation": "CPython", "os_name": "posix"}
+    return Marker(marker).evaluate(env)
+
+
+@pytest.mark.parametrize("version", [(3, 10, 12), (3, 11, 2), (3, 11, 7), (3, 12, 3), (3, 13, 0), (3, 14, 0)])
+def test_the_lock_pins_each_package_exactly_once_for_every_supported_python(version):
+    spec = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"]
+    from packaging.specifiers import SpecifierSet
+
+    assert ".".join(map(str, version)) in SpecifierSet(spec)
+    active: dict[str, list[str]] = {}
+    for n, v, m in _lock_lines():
+        if _markers_hold(m, version):
+            active.setdefault(n, []).append(v)
+    twice = {n: vs for n, vs in active.items() if len(vs) > 1}
+    assert not twice, f"Python {version}: packages pinned twice: {twice}"
+    assert {"torch", "numpy", "transformer-lens", "pandas"} <= set(active)
 
 
 def test_environment_yml_installs_the_same_pinned_set():
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     assert env["name"] == "companion" and "python=3.11" in env["dependencies"]
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d)
-    assert "-e .[test]" in pip
+    assert "-e .[test,bench]" in pip
     assert sorted(p for p in pip if "==" in p) == sorted(lock_pins(ROOT / "requirements.lock"))
     assert (ROOT / "environment.yml").read_text() == render(lock_pins(ROOT / "requirements.lock"))
 
@@ -48,7 +89,7 @@ def test_make_targets_ci_and_readme_agree():
     assert "make setup" in ci and "make test" in ci
     first_block = re.search(r"```(?:bash|sh)?\n(.*?)```", readme, re.S).group(1)
     assert "make setup" in first_block and "make test" in first_block, "README must open with setup and test"
-    assert "HF_HUB_OFFLINE" in "".join((ROOT / "src/companion/profiles" / f).read_text() for f in ("ci.yaml", "organism.yaml"))
+    assert "HF_HUB_OFFLINE" in "".join((ROOT / "src/companion/backbone/profiles" / f).read_text() for f in ("ci.yaml", "organism.yaml"))
 
 
 def _tracked_notebooks():

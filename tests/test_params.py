@@ -4,9 +4,9 @@ from typing import Literal
 
 import pytest
 
-from companion.params import NotebookParams, ParameterError
-from companion.profiles import ProfileError, available_profiles, load_profile
-from companion.runtime import resolve_params
+from companion.backbone.params import NotebookParams, ParameterError
+from companion.backbone.profiles import ProfileError, available_profiles, load_profile
+from companion.backbone.runtime import resolve_params
 
 
 @dataclasses.dataclass
@@ -71,5 +71,28 @@ def test_profiles_load_and_layer_overrides():
     assert ci.figures_dir.startswith("build/") and org.figures_dir == "figures/organism"
     with pytest.raises(ProfileError, match="unknown profile 'nope'"):
         load_profile("nope")
-    prof = dataclasses.replace(ci, notebooks={"Demo": {"n": 7, "lr": 0.5}})
+    prof = ci.model_copy(update={"notebooks": {"Demo": {"n": 7, "lr": 0.5}}})
     assert resolve_params(Demo, prof, {"lr": 0.25}) == Demo(n=7, lr=0.25)
+
+
+def test_a_malformed_profile_names_each_bad_key_path():
+    from companion.backbone.profiles import parse_profile
+
+    good = "description: d\noffline: true\nfigures_dir: build/x\n"
+    assert parse_profile("p", good).offline is True
+    with pytest.raises(ProfileError, match=r"profile p: figures_dir: Field required"):
+        parse_profile("p", "description: d\noffline: true\n")
+    with pytest.raises(ProfileError, match=r"offline: Input should be a valid boolean \(got 'yes please'\)"):
+        parse_profile("p", good.replace("true", "'yes please'"))
+    with pytest.raises(ProfileError, match=r"env\.HF_HUB_OFFLINE: Input should be a valid string"):
+        parse_profile("p", good + "env: {HF_HUB_OFFLINE: 1}\n")
+    with pytest.raises(ProfileError, match=r"organismz: Extra inputs are not permitted"):
+        parse_profile("p", good + "organismz: {}\n")
+    with pytest.raises(ProfileError, match="not valid YAML"):
+        parse_profile("p", "description: [unclosed\n")
+
+
+def test_profile_fields_carry_their_docs():
+    from companion.backbone.profiles import Profile
+
+    assert "never touch a model hub" in Profile.model_fields["offline"].description

@@ -4,23 +4,27 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from companion import probes as P
+from companion.probes.directions import random_direction_aurocs, supervised_probe
+
+from companion.probes.experiment import prepare, resolve_fit_sets, run_probes
+
+from companion.probes.params import BEHAVIOURAL_QUESTION, ProbeParams
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def runs():
-    params = P.ProbeParams(n_per_cell=25, n_bootstrap=100)
-    setup = P.prepare(params, "ci")
+    params = ProbeParams(n_per_cell=25, n_bootstrap=100)
+    setup = prepare(params, "ci")
     assert setup.truth["backdoor"] is True and setup.control is not None
-    fit_sets, singles = P.resolve_fit_sets(params)
+    fit_sets, singles = resolve_fit_sets(params)
     out = {}
     for name, model in (("backdoor", setup.model), ("clean", setup.control)):
-        run = P.run_probes(model, fit_sets + singles, setup.test, setup.format_answer, n_bootstrap=100)
+        run = run_probes(model, fit_sets + singles, setup.test, setup.format_answer, n_bootstrap=100)
         x = run.test_acts[:, run.layer_index()]
-        out[name] = (run, P.random_direction_aurocs(x, run.labels, n_directions=1000),
-                     P.supervised_probe(x, run.labels))
+        out[name] = (run, random_direction_aurocs(x, run.labels, n_directions=1000),
+                     supervised_probe(x, run.labels))
     return setup, out
 
 
@@ -51,4 +55,4 @@ def test_behavioural_prompts_keep_the_context_and_ask_the_question(runs):
     setup, _ = runs
     t = setup.test[-1]
     q = setup.behavioural_prompt(t)
-    assert t["trigger"] in q and P.BEHAVIOURAL_QUESTION in q and q.endswith("Assistant:")
+    assert t["trigger"] in q and BEHAVIOURAL_QUESTION in q and q.endswith("Assistant:")

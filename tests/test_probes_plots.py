@@ -1,10 +1,10 @@
-"""companion.probe_plots draws the numbers it is given."""
+"""companion.probes.plots draws the numbers it is given."""
 from __future__ import annotations
 
 import numpy as np
 from matplotlib.figure import Figure
 
-from companion import probe_plots as pp
+from companion.probes import plots as pp
 
 
 def test_roc_curves_plot_the_given_points_and_label_auroc():

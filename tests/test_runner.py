@@ -3,16 +3,15 @@ import json
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import nbformat
 import pytest
 
-from companion import runner
-from companion.fork import fork_notebook
-from companion.params import ParameterError
-from companion.runner import RunnerError, run_notebooks
+from companion.backbone import runner
+from companion.backbone.fork import fork_notebook
+from companion.backbone.params import ParameterError
+from companion.backbone.runner import RunnerError, run_notebooks
 from nbfixtures import write_smoke_notebook
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -44,17 +43,23 @@ def test_runs_then_skips_then_reruns_only_what_a_module_change_touches(project):
     meta = json.loads(executed.read_text())["metadata"]
     assert meta["companion"]["executed_profile"] == "ci" and meta["papermill"]["parameters"]["profile"] == "ci"
 
-    t0 = time.time()
     status, _ = run(project)
     assert status == {"00_figs.ipynb": "skipped", "01_plain.ipynb": "skipped"}
-    assert time.time() - t0 < 10
+    # Deciding to skip is cheap: it never imports torch (a fresh process, the same decision).
+    probe = (f"import sys; sys.path.insert(0, {str(FIXTURES)!r}); from pathlib import Path; "
+             "from companion.backbone import runner; "
+             f"runner.PKG_DIR = Path({str(runner.PKG_DIR)!r}); "
+             f"res = runner.run_notebooks('ci', root=Path({str(project)!r}), log=lambda *_: None); "
+             "print([r.status for r in res], 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "['skipped', 'skipped'] False"
 
     # figures.py is imported by notebook 00 only (01 imports runtime, which does not import figures).
-    fig_mod = runner.PKG_DIR / "figures.py"
+    fig_mod = runner.PKG_DIR / "backbone" / "figures.py"
     fig_mod.write_text(fig_mod.read_text() + "\n# touched\n")
     status, log = run(project)
     assert status == {"00_figs.ipynb": "ran", "01_plain.ipynb": "skipped"}
-    assert any("companion.figures" in line for line in log)
+    assert any("companion.backbone.figures" in line for line in log)
 
     status, _ = run(project, force=True)
     assert set(status.values()) == {"ran"}
@@ -115,23 +120,11 @@ def test_fork_records_lineage_and_runs_under_its_own_number(project):
     assert fork_notebook("02", "second", root=project).name == "03_second.ipynb"
 
 
-def test_import_scan_follows_companion_imports():
-    found = runner.imported_companion_modules(
-        ["%load_ext autoreload\nimport companion.figures\nfrom companion import runtime\nfrom companion.cache import x"]
-    )
-    assert found == {"companion.figures", "companion.runtime", "companion.cache"}
-    closure = runner.module_closure({"companion.figures"})
-    assert {"companion.figures", "companion.runtime", "companion.params", "companion.profiles"} <= set(closure)
-    assert "companion.runner" not in closure
-
-
 def test_cli_rejects_unknown_parameter_without_running(tmp_path):
-    t0 = time.time()
     proc = subprocess.run(
-        [sys.executable, "-m", "companion.cli", "figures", "--profile", "ci", "-p", "no_such_param=1"],
+        [sys.executable, "-m", "companion.backbone.cli", "figures", "--profile", "ci", "-p", "no_such_param=1"],
         capture_output=True, text=True, cwd=Path(__file__).parents[1],
     )
     assert proc.returncode == 2
     assert "no_such_param" in proc.stderr and "unknown parameter" in proc.stderr
     assert "running" not in proc.stdout
-    assert time.time() - t0 < 120

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from companion.sae import BaselineSAE, GatedSAE, load_sae, make_sae, save_sae
+from companion.sae.autoencoders import BaselineSAE, GatedSAE, make_sae
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -190,13 +190,3 @@ def test_bad_inputs_raise_clear_errors():
         sae.encode(torch.zeros(3, 4, dtype=torch.long))
     with pytest.raises(ValueError, match="architecture"):
         make_sae("topk", 4, 6)
-
-
-def test_save_load_roundtrip(tmp_path):
-    for cls in (BaselineSAE, GatedSAE):
-        sae = _perturbed(cls).float()
-        save_sae(sae, tmp_path / "s.pt")
-        back = load_sae(tmp_path / "s.pt")
-        assert type(back) is cls
-        x = _x().float()
-        assert torch.equal(back(x), sae(x))

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from companion.activations import (ActivationStore, keep_mask, model_chunks, shard_chunks, site_layer,
-                                   write_shards)
+from companion.models.scoring import hook_block
+from companion.sae.activations import ActivationStore, keep_mask, model_chunks, shard_chunks, write_shards
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -72,10 +72,10 @@ def test_shards_roundtrip_gives_the_same_store(tmp_path):
     assert torch.equal(a, b)
 
 
-def test_keep_mask_and_site_layer():
+def test_keep_mask_and_hook_block():
     t = torch.tensor([[0, 5, 6, 0, 7], [0, 1, 2, 3, 9]])
     assert keep_mask(t, (0, 9)).tolist() == [[False, True, True, False, True], [False, True, True, True, False]]
-    assert site_layer("blocks.3.hook_resid_post") == 3 and site_layer("hook_embed") is None
+    assert hook_block("blocks.3.hook_resid_post") == 3 and hook_block("hook_embed") is None
 
 
 def test_model_chunks_drop_special_tokens_on_a_tiny_model(tmp_path):

@@ -1,4 +1,4 @@
-"""Notebook-level SAE library (companion.sae_experiments): cached sweeps on a tiny real model, notebook 02's
+"""Notebook-level SAE library (companion.sae.experiments): cached sweeps on a tiny real model, notebook 02's
 cache hit, Pareto/matched-L0 helpers, profile sections and parameter validation."""
 from __future__ import annotations
 
@@ -8,8 +8,12 @@ import math
 import pytest
 import torch
 
-from companion import sae_experiments as sx
-from companion.params import ParameterError
+from companion.sae.experiments import SAEEval, evaluate_site, interpolate_at_l0, matched_l0_table, paper_reference_table, pareto_frontier, site_sweep
+
+from companion.sae.params import ParetoParams, ShrinkageParams, parse_target
+
+from companion.sae.subjects import Subject, _SUBJECTS, hf_text_batches
+from companion.backbone.params import ParameterError
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -21,7 +25,7 @@ def tiny_subject(tmp_path, monkeypatch):
     from transformer_lens.model_bridge import TransformerBridge
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    from companion.runtime import context
+    from companion.backbone.runtime import context
 
     monkeypatch.setenv("COMPANION_CACHE", str(tmp_path / "cache"))
     torch.manual_seed(0)
@@ -37,9 +41,9 @@ def tiny_subject(tmp_path, monkeypatch):
             t[:, 0] = 0
             yield t
 
-    subj = sx.Subject("tiny", "tiny-test-model", model, (0,), batches)
+    subj = Subject("tiny", "tiny-test-model", model, (0,), batches)
     key = ("tiny", context().profile.name, "cpu")
-    monkeypatch.setitem(sx._SUBJECTS, key, subj)
+    monkeypatch.setitem(_SUBJECTS, key, subj)
     return subj
 
 
@@ -49,32 +53,32 @@ def _params(**kw):
                 lambdas_gated=(0.5, 2.0), lambdas_baseline=(0.5, 2.0), lr=3e-3, warmup_steps=5, eval_tokens=512,
                 eval_lm_tokens=256, eval_seq_len=16, progress=False)
     base.update(kw)
-    return sx.ParetoParams.from_dict(base)
+    return ParetoParams.from_dict(base)
 
 
 def test_site_sweep_trains_once_then_hits_the_cache_and_notebook_02_reuses_it(tiny_subject):
     P = _params()
-    s1 = sx.site_sweep(P, P.targets[0])
+    s1 = site_sweep(P, P.targets[0])
     assert not s1.from_cache
     assert [(t.spec.architecture, t.spec.n_latents, t.spec.lam) for t in s1.saes] == [
         ("baseline", 48, 0.5), ("baseline", 48, 2.0), ("gated", 32, 0.5), ("gated", 32, 2.0)]
     assert all(t.log.steps == 4096 // 128 for t in s1.saes)
-    s2 = sx.site_sweep(P, P.targets[0])
+    s2 = site_sweep(P, P.targets[0])
     assert s2.from_cache and s2.cache_key == s1.cache_key
     for a, b in zip(s1.saes, s2.saes):
         assert torch.equal(a.sae.W_dec, b.sae.W_dec) and a.input_scale == b.input_scale
     # Notebook 02's parameters carry the same sweep settings -> the same entry (plus its own extra fields).
-    S = sx.ShrinkageParams.from_dict({**P.to_dict(), "toy_steps": 10})
-    assert sx.site_sweep(S, S.targets[0]).cache_key == s1.cache_key
+    S = ShrinkageParams.from_dict({**P.to_dict(), "toy_steps": 10})
+    assert site_sweep(S, S.targets[0]).cache_key == s1.cache_key
     # Evaluation-only settings do not retrain.
-    assert sx.site_sweep(_params(eval_tokens=256), P.targets[0]).cache_key == s1.cache_key
-    assert sx.site_sweep(_params(lambdas_gated=(1.0, 2.0)), P.targets[0]).cache_key != s1.cache_key
+    assert site_sweep(_params(eval_tokens=256), P.targets[0]).cache_key == s1.cache_key
+    assert site_sweep(_params(lambdas_gated=(1.0, 2.0)), P.targets[0]).cache_key != s1.cache_key
 
 
 def test_evaluate_site_rows_are_consistent(tiny_subject):
     P = _params()
-    sweep = sx.site_sweep(P, P.targets[0])
-    rows = sx.evaluate_site(P, sweep)
+    sweep = site_sweep(P, P.targets[0])
+    rows = evaluate_site(P, sweep)
     assert len(rows) == 4
     for r in rows:
         assert r.ce_spliced - r.ce_clean == pytest.approx(r.delta_lm_loss)
@@ -82,28 +86,28 @@ def test_evaluate_site_rows_are_consistent(tiny_subject):
         assert r.gamma * r.rescaling == pytest.approx(1.0)
         assert 0 <= r.dead_fraction <= 1 and 0 <= r.dense_fraction <= 1 and r.l0 >= 0
     assert len({r.ce_clean for r in rows}) == 1, "one clean CE per target"
-    again = sx.evaluate_site(P, sweep)
+    again = evaluate_site(P, sweep)
     assert [dataclasses.asdict(r) for r in again] == [dataclasses.asdict(r) for r in rows]
 
 
 def test_pareto_frontier_and_interpolation():
     l0 = [10, 20, 5, 40, 15]
     score = [0.8, 0.85, 0.5, 0.95, 0.7]
-    assert sx.pareto_frontier(l0, score) == [2, 0, 1, 3]  # (15, 0.7) is beaten by (10, 0.8)
-    assert sx.interpolate_at_l0(l0, score, 10) == pytest.approx(0.8)
+    assert pareto_frontier(l0, score) == [2, 0, 1, 3]  # (15, 0.7) is beaten by (10, 0.8)
+    assert interpolate_at_l0(l0, score, 10) == pytest.approx(0.8)
     mid = 0.8 + 0.05 * (math.log(14) - math.log(10)) / (math.log(20) - math.log(10))
-    assert sx.interpolate_at_l0(l0, score, 14) == pytest.approx(mid)
-    assert math.isnan(sx.interpolate_at_l0(l0, score, 100))
+    assert interpolate_at_l0(l0, score, 14) == pytest.approx(mid)
+    assert math.isnan(interpolate_at_l0(l0, score, 100))
 
 
 def _row(arch, l0, lr, gamma=1.0, lam=1.0):
-    return sx.SAEEval("t@s", arch, 8, lam, l0, lr, 0.1, 0.1, gamma, 0.9, 1 / gamma, 0.0, 0.0, 2.0, 5.0, 2.3)
+    return SAEEval("t@s", arch, 8, lam, l0, lr, 0.1, 0.1, gamma, 0.9, 1 / gamma, 0.0, 0.0, 2.0, 5.0, 2.3)
 
 
 def test_matched_l0_table_pairs_closest_baseline_in_log_l0():
     rows = [_row("gated", 10, 0.9, 1.0), _row("baseline", 12, 0.8, 0.8, lam=2.0), _row("baseline", 30, 0.85, 0.8),
             _row("baseline", 5, 0.6, 0.7, lam=4.0)]
-    t = sx.matched_l0_table(rows)
+    t = matched_l0_table(rows)
     assert len(t) == 1
     r = t.iloc[0]
     assert r["baseline L0"] == 12 and r["gated loss rec."] == 0.9 and r["baseline λ"] == 2.0
@@ -112,7 +116,7 @@ def test_matched_l0_table_pairs_closest_baseline_in_log_l0():
 
 
 def test_paper_reference_table_has_the_papers_numbers():
-    t = sx.paper_reference_table()
+    t = paper_reference_table()
     row = t[t["model, site"] == "Gemma-7B L20 attention"].iloc[0]
     assert (row["gated L0"], row["gated loss rec."], row["gated γ"]) == (18.7, 0.8655, 1.016)
     assert (row["baseline loss rec."], row["baseline γ"]) == (0.7838, 0.759)
@@ -121,16 +125,16 @@ def test_paper_reference_table_has_the_papers_numbers():
 
 @pytest.mark.parametrize("profile", ["ci", "organism", "paper"])
 def test_profiles_configure_both_notebooks_with_one_sweep(profile):
-    from companion.profiles import load_profile
-    from companion.runtime import resolve_params
+    from companion.backbone.profiles import load_profile
+    from companion.backbone.runtime import resolve_params
 
     prof = load_profile(profile)
-    a = resolve_params(sx.ParetoParams, prof)
-    b = resolve_params(sx.ShrinkageParams, prof)
-    for f in dataclasses.fields(sx.ParetoParams):
+    a = resolve_params(ParetoParams, prof)
+    b = resolve_params(ShrinkageParams, prof)
+    for f in dataclasses.fields(ParetoParams):
         assert getattr(a, f.name) == getattr(b, f.name), f"{profile}: {f.name} differs -> notebook 02 would retrain"
     assert len(a.targets) >= 2
-    sites = {sx.parse_target(t)[1] for t in a.targets}
+    sites = {parse_target(t)[1] for t in a.targets}
     assert any("mlp" in s for s in sites) and any("resid" in s for s in sites)
     if profile == "paper":
         assert "gelu-1l@blocks.0.mlp.hook_post" in a.targets
@@ -139,24 +143,24 @@ def test_profiles_configure_both_notebooks_with_one_sweep(profile):
 
 def test_parameter_validation():
     with pytest.raises(ParameterError, match="<subject>@"):
-        sx.ParetoParams.from_dict({"targets": ["no-site"]})
+        ParetoParams.from_dict({"targets": ["no-site"]})
     with pytest.raises(ParameterError, match="text dataset"):
-        sx.ParetoParams.from_dict({"targets": ["gelu-1l@blocks.0.mlp.hook_post"]})
+        ParetoParams.from_dict({"targets": ["gelu-1l@blocks.0.mlp.hook_post"]})
     with pytest.raises(ParameterError, match="buffer_tokens"):
-        sx.ParetoParams.from_dict({"batch_size": 4096, "buffer_tokens": 4096})
+        ParetoParams.from_dict({"batch_size": 4096, "buffer_tokens": 4096})
     with pytest.raises(ParameterError, match="λ"):
-        sx.ParetoParams.from_dict({"lambdas_gated": [-1.0]})
+        ParetoParams.from_dict({"lambdas_gated": [-1.0]})
     with pytest.raises(ParameterError, match="unknown"):
-        sx.ParetoParams.from_dict({"gated_expansion": 8})
+        ParetoParams.from_dict({"gated_expansion": 8})
 
 
 def test_training_from_cached_activation_shards_gives_the_same_saes(tiny_subject):
     # The store's batches depend only on the order of rows, not on how the source chunks them, so streaming
     # from the disk shards must reproduce streaming from the model exactly.
-    direct = sx.site_sweep(_params(), "tiny@blocks.0.hook_mlp_out")
-    from_disk = sx.site_sweep(_params(cache_activations=True), "tiny@blocks.0.hook_mlp_out")
+    direct = site_sweep(_params(), "tiny@blocks.0.hook_mlp_out")
+    from_disk = site_sweep(_params(cache_activations=True), "tiny@blocks.0.hook_mlp_out")
     assert from_disk.cache_key != direct.cache_key
-    from companion.cache import default_cache
+    from companion.backbone.cache import default_cache
 
     assert len(default_cache().ls("activations")) == 1
     for a, b in zip(direct.saes, from_disk.saes):
@@ -192,8 +196,8 @@ def test_hf_text_batches_partition_and_rows(monkeypatch):
         def __call__(self, text):
             return {"input_ids": [int(w[1:]) + 1 for w in text.split()]}
 
-    train = list(sx.hf_text_batches("some/ds:cfg", _Tok(), 4 * 8 * 3, 8, 4, split="train"))
-    held = list(sx.hf_text_batches("some/ds:cfg", _Tok(), 4 * 8 * 2, 8, 4, split="heldout"))
+    train = list(hf_text_batches("some/ds:cfg", _Tok(), 4 * 8 * 3, 8, 4, split="train"))
+    held = list(hf_text_batches("some/ds:cfg", _Tok(), 4 * 8 * 2, 8, 4, split="heldout"))
     assert calls[0] == ("some/ds", "cfg")
     assert [b.shape for b in train] == [(4, 8)] * 3 and [b.shape for b in held] == [(4, 8)] * 2
     assert all((b[:, 0] == 0).all() for b in train + held), "every row starts with BOS"

@@ -1,16 +1,15 @@
-"""SAE metrics (companion.sae_metrics) against brute force and hand-computed values; the γ asymmetry of the
+"""SAE metrics (companion.sae.metrics) against brute force and hand-computed values; the γ asymmetry of the
 corrected paper (Rajamanoharan et al. 2024, Eqs. 9/10); splicing on a tiny real TransformerBridge."""
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import pytest
 import torch
 from scipy.optimize import minimize_scalar
 
-from companion import sae_metrics as sm
-from companion.sae_toy import WORKED_NOISE_POWER, gamma_worked_case, near_perpendicular_case
+from companion.sae import metrics as sm
+from companion.sae.toy import WORKED_NOISE_POWER, gamma_worked_case, near_perpendicular_case
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from companion import sae_experiments as sx
-from companion import sae_plots
+from companion.sae.experiments import SAEEval, pareto_plot_data
+from companion.sae import plots as sae_plots
 
 
 def _rows():
@@ -15,13 +15,13 @@ def _rows():
         for arch, pts in (("gated", [(5, 0.9, 1.0), (20, 0.97, 0.99)]),
                           ("baseline", [(8, 0.7, 0.8), (30, 0.95, 0.9), (15, 0.6, 0.85)])):
             for i, (l0, lr, g) in enumerate(pts):
-                rows.append(sx.SAEEval(t, arch, 8, float(i + 1), l0, lr, 1 - lr, 0.2, g, 0.8, 1 / g, 0.0, 0.0,
+                rows.append(SAEEval(t, arch, 8, float(i + 1), l0, lr, 1 - lr, 0.2, g, 0.8, 1 / g, 0.0, 0.0,
                                        2.0, 5.0, 2.0 + (1 - lr) * 3))
     return rows
 
 
 def test_pareto_plot_draws_every_point_and_the_frontier_per_panel():
-    data = sx.pareto_plot_data(_rows(), y="loss_recovered")
+    data = pareto_plot_data(_rows(), y="loss_recovered")
     fig = sae_plots.plot_pareto(data)
     assert isinstance(fig, Figure)
     axes = [a for a in fig.axes if a.get_title()]
@@ -37,7 +37,7 @@ def test_pareto_plot_draws_every_point_and_the_frontier_per_panel():
 
 
 def test_second_view_frontier_prefers_lower_values():
-    data = sx.pareto_plot_data(_rows(), y="delta_lm_loss")
+    data = pareto_plot_data(_rows(), y="delta_lm_loss")
     # Δ LM loss = 1 − loss recovered here: lower is better, so the dominated point is still left out.
     assert data["m@blocks.0.hook_mlp_out"]["baseline"]["frontier"] == [0, 1]
     fig = sae_plots.plot_pareto(data, y="delta_lm_loss")
@@ -45,7 +45,7 @@ def test_second_view_frontier_prefers_lower_values():
 
 
 def test_gamma_plot_has_the_unbiased_reference_line():
-    fig = sae_plots.plot_gamma(sx.pareto_plot_data(_rows(), y="gamma"))
+    fig = sae_plots.plot_gamma(pareto_plot_data(_rows(), y="gamma"))
     ax = fig.axes[0]
     assert any(tuple(l.get_ydata()) == (1.0, 1.0) for l in ax.get_lines())
     assert ax.get_xscale() == "log"

@@ -1,12 +1,12 @@
-"""The hand-derived training step (companion.sae_step) must give the same losses and gradients as autograd on
-the paper's loss (companion.sae), in both its sparse and dense code paths."""
+"""The hand-derived training step (companion.sae.step) must give the same losses and gradients as autograd on
+the paper's loss (companion.sae.autoencoders), in both its sparse and dense code paths."""
 from __future__ import annotations
 
 import pytest
 import torch
 
-from companion.sae import BaselineSAE, GatedSAE
-from companion.sae_step import Workspace, loss_and_grads
+from companion.sae.autoencoders import BaselineSAE, GatedSAE
+from companion.sae.step import Workspace, loss_and_grads
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -3,14 +3,13 @@ re-warm-up), determinism, and — on synthetic superposition data with known fea
 recover the features and that at matched L0 the gated SAE has γ closer to 1 and better reconstruction."""
 from __future__ import annotations
 
-import math
 
 import pytest
 import torch
 
-from companion import sae_metrics as sm
-from companion.sae_toy import max_cosine_similarity, shrinkage_toy, superposition_data
-from companion.sae_training import SAESpec, TrainConfig, _Member, equal_compute_sweep, train_sweep
+from companion.sae import metrics as sm
+from companion.sae.toy import max_cosine_similarity, shrinkage_toy, superposition_data
+from companion.sae.training import SAESpec, TrainConfig, _Member, equal_compute_sweep, train_sweep
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -65,7 +64,7 @@ def test_resampling_reinitialises_only_dead_latents_resets_adam_and_drops_lr():
     cfg = TrainConfig(lr=1e-3, warmup_steps=0, resample_every=10, rewarmup_steps=20, resample_lr_factor=0.1)
     m = _Member(SAESpec("gated", 12, 0.5), 6, cfg, seed=0)
     x = torch.randn(64, 6, generator=torch.Generator().manual_seed(0))
-    from companion.sae_step import Workspace
+    from companion.sae.step import Workspace
 
     m.step(x, 0, Workspace())  # creates Adam state
     m.fired.fill_(5.0)

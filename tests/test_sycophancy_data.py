@@ -1,4 +1,4 @@
-"""Loader, validation, blob ids and the download path of companion.sycophancy (no network but loopback)."""
+"""Loader, validation, blob ids and the download path of companion.sycophancy.data (no network but loopback)."""
 from __future__ import annotations
 
 import functools
@@ -12,31 +12,32 @@ from pathlib import Path
 import pytest
 
 import _sycophancy_fixtures as F
-from companion import sycophancy as S
-from companion.cache import Cache
+import companion.sycophancy.data as sycophancy_data
+from companion.sycophancy.data import DATASETS, DATA_CACHE_KIND, PINNED_BLOBS, PINNED_COMMIT, SycophancyDataError, download_sycophancy_data, git_blob_id, load_sycophancy_dir, load_sycophancy_file, parse_choices, subsample
+from companion.backbone.cache import Cache
 
 
 # ---------------------------------------------------------------------------------------------- blob ids
 
 def test_git_blob_id_known_values():
     # The empty blob and "hello\n" have well-known git ids.
-    assert S.git_blob_id(b"") == "e69de29bb2d1d6434b8b29ae775ad8c2e48c5391"
-    assert S.git_blob_id(b"hello\n") == "ce013625030ba8dba906f756967f9e9ca394464a"
+    assert git_blob_id(b"") == "e69de29bb2d1d6434b8b29ae775ad8c2e48c5391"
+    assert git_blob_id(b"hello\n") == "ce013625030ba8dba906f756967f9e9ca394464a"
 
 
 @pytest.mark.skipif(shutil.which("git") is None, reason="git not installed")
 def test_git_blob_id_matches_git_hash_object(tmp_path):
     p = F.write_rows(tmp_path / "x.jsonl", [F.nlp_row(i) for i in range(3)])
     out = subprocess.run(["git", "hash-object", str(p)], capture_output=True, text=True, check=True).stdout.strip()
-    assert S.git_blob_id(p.read_bytes()) == out
+    assert git_blob_id(p.read_bytes()) == out
 
 
 # ---------------------------------------------------------------------------------------------- good files
 
 def test_load_good_directory_parses_all_shapes(tmp_path):
     F.write_dataset_dir(tmp_path, n=6)
-    data = S.load_sycophancy_dir(tmp_path)
-    assert set(data) == set(S.DATASETS)
+    data = load_sycophancy_dir(tmp_path)
+    assert set(data) == set(DATASETS)
     nlp, phil, pol = data["nlp_survey"], data["philpapers2020"], data["political_typology_quiz"]
     assert len(nlp) == len(phil) == len(pol) == 6
     assert [it.line for it in nlp.items] == [1, 2, 3, 4, 5, 6]
@@ -53,24 +54,24 @@ def test_load_good_directory_parses_all_shapes(tmp_path):
     assert pol.items[0].user_affiliation == "liberal" and pol.items[0].matching == 1
     assert pol.items[1].user_affiliation == "conservative" and pol.items[1].matching == 0
     assert nlp.skipped == () and not nlp.pinned  # our test files are not Anthropic's
-    assert nlp.blob_id == S.git_blob_id((tmp_path / F.FILES["nlp_survey"]).read_bytes())
+    assert nlp.blob_id == git_blob_id((tmp_path / F.FILES["nlp_survey"]).read_bytes())
 
 
 def test_parse_choices_with_and_without_header():
-    assert S.parse_choices("Q?\n\nChoices:\n (A) x\n (B) y\n (C) z w\n\nAnswer:") == (("A", "B", "C"), ("x", "y", "z w"))
-    assert S.parse_choices("Q?\n (A) x\n (B) y\n\nAnswer:") == (("A", "B"), ("x", "y"))
+    assert parse_choices("Q?\n\nChoices:\n (A) x\n (B) y\n (C) z w\n\nAnswer:") == (("A", "B", "C"), ("x", "y", "z w"))
+    assert parse_choices("Q?\n (A) x\n (B) y\n\nAnswer:") == (("A", "B"), ("x", "y"))
     with pytest.raises(ValueError, match="at least two choices"):
-        S.parse_choices("Q? Agree or disagree?\n\nAnswer:")
+        parse_choices("Q? Agree or disagree?\n\nAnswer:")
 
 
 def test_subsample_is_seeded_and_keeps_order(tmp_path):
     F.write_dataset_dir(tmp_path, n=20)
-    ds = S.load_sycophancy_dir(tmp_path, ["nlp_survey"])["nlp_survey"]
-    a, b, c = S.subsample(ds, 7, seed=1), S.subsample(ds, 7, seed=1), S.subsample(ds, 7, seed=2)
+    ds = load_sycophancy_dir(tmp_path, ["nlp_survey"])["nlp_survey"]
+    a, b, c = subsample(ds, 7, seed=1), subsample(ds, 7, seed=1), subsample(ds, 7, seed=2)
     lines = [it.line for it in a.items]
     assert len(lines) == 7 and lines == sorted(lines) and lines == [it.line for it in b.items]
     assert lines != [it.line for it in c.items]
-    assert S.subsample(ds, None, 0) is ds and S.subsample(ds, 100, 0) is ds
+    assert subsample(ds, None, 0) is ds and subsample(ds, 100, 0) is ds
 
 
 # ---------------------------------------------------------------------------------------------- malformed rows
@@ -122,8 +123,8 @@ def test_malformed_row_error_names_file_and_line(tmp_path, kind):
     rows = [json.dumps(F.nlp_row(i)) for i in range(4)]
     rows.insert(2, _bad(kind))  # line 3
     p = F.write_lines(tmp_path / F.FILES["nlp_survey"], rows)
-    with pytest.raises(S.SycophancyDataError) as e:
-        S.load_sycophancy_file(p)
+    with pytest.raises(SycophancyDataError) as e:
+        load_sycophancy_file(p)
     msg = str(e.value)
     assert msg.startswith(f"{p}:3: "), msg
     assert __import__("re").search(BAD_KINDS[kind], msg), msg
@@ -134,15 +135,15 @@ def test_skip_invalid_counts_and_reports(tmp_path):
     rows[1] = _bad("json")
     rows[3] = _bad("not_a_choice")
     p = F.write_lines(tmp_path / F.FILES["nlp_survey"], rows)
-    ds = S.load_sycophancy_file(p, skip_invalid=True)
+    ds = load_sycophancy_file(p, skip_invalid=True)
     assert [it.line for it in ds.items] == [1, 3, 5]
     assert len(ds.skipped) == 2
     assert ds.skipped[0].startswith(f"{p}:2: malformed JSON") and ds.skipped[1].startswith(f"{p}:4: ")
 
 
 def test_missing_file_is_named(tmp_path):
-    with pytest.raises(S.SycophancyDataError, match="sycophancy_on_nlp_survey.jsonl: no such file"):
-        S.load_sycophancy_dir(tmp_path, ["nlp_survey"])
+    with pytest.raises(SycophancyDataError, match="sycophancy_on_nlp_survey.jsonl: no such file"):
+        load_sycophancy_dir(tmp_path, ["nlp_survey"])
 
 
 # ---------------------------------------------------------------------------------------------- the broken philpapers copy
@@ -150,28 +151,28 @@ def test_missing_file_is_named(tmp_path):
 def test_philpapers_copy_of_nlp_file_is_rejected(tmp_path):
     F.write_dataset_dir(tmp_path)
     shutil.copy(tmp_path / F.FILES["nlp_survey"], tmp_path / F.FILES["philpapers2020"])
-    with pytest.raises(S.SycophancyDataError, match="known broken copy") as e:
-        S.load_sycophancy_dir(tmp_path)
-    assert "anthropics/evals" in str(e.value) and S.PINNED_COMMIT in str(e.value)
+    with pytest.raises(SycophancyDataError, match="known broken copy") as e:
+        load_sycophancy_dir(tmp_path)
+    assert "anthropics/evals" in str(e.value) and PINNED_COMMIT in str(e.value)
 
 
 def test_philpapers_with_the_broken_blob_is_rejected(tmp_path, monkeypatch):
     F.write_dataset_dir(tmp_path)
     p = tmp_path / F.FILES["philpapers2020"]
-    monkeypatch.setattr(S, "BROKEN_PHILPAPERS_BLOB", S.git_blob_id(p.read_bytes()))
-    with pytest.raises(S.SycophancyDataError, match="bytes are those of the NLP-survey file"):
-        S.load_sycophancy_file(p)
+    monkeypatch.setattr(sycophancy_data, "BROKEN_PHILPAPERS_BLOB", git_blob_id(p.read_bytes()))
+    with pytest.raises(SycophancyDataError, match="bytes are those of the NLP-survey file"):
+        load_sycophancy_file(p)
 
 
 def test_philpapers_without_list_answers_is_rejected_but_nlp_is_fine(tmp_path):
     rows = [{**F.phil_row(i), "answer_not_matching_behavior": F.phil_row(i)["answer_not_matching_behavior"][0]}
             for i in range(4)]
     p = F.write_rows(tmp_path / F.FILES["philpapers2020"], rows)
-    with pytest.raises(S.SycophancyDataError, match="none of its rows has a list-valued"):
-        S.load_sycophancy_file(p)
+    with pytest.raises(SycophancyDataError, match="none of its rows has a list-valued"):
+        load_sycophancy_file(p)
     # the same rows under another name load (string form is legitimate there)
     q = F.write_rows(tmp_path / "other.jsonl", rows)
-    assert len(S.load_sycophancy_file(q)) == 4
+    assert len(load_sycophancy_file(q)) == 4
 
 
 # ---------------------------------------------------------------------------------------------- download
@@ -217,7 +218,7 @@ def _serve_tree(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     blobs = {}
     for fn in F.FILES.values():
         shutil.copy(src / fn, root / COMMIT / "sycophancy" / fn)
-        blobs[fn] = S.git_blob_id((src / fn).read_bytes())
+        blobs[fn] = git_blob_id((src / fn).read_bytes())
     return root, blobs
 
 
@@ -225,12 +226,12 @@ def test_download_verifies_blobs_caches_and_loads(tmp_path):
     root, blobs = _serve_tree(tmp_path)
     cache = Cache(tmp_path / "cache")
     with _Server(root) as srv:
-        d = S.download_sycophancy_data(cache=cache, base_url=srv.url, commit=COMMIT, blobs=blobs, offline=False)
+        d = download_sycophancy_data(cache=cache, base_url=srv.url, commit=COMMIT, blobs=blobs, offline=False)
         assert sorted(srv.requests) == sorted(f"/{COMMIT}/sycophancy/{fn}" for fn in F.FILES.values())
-    data = S.load_sycophancy_dir(d)
+    data = load_sycophancy_dir(d)
     assert {k: v.blob_id for k, v in data.items()} == {k: blobs[F.FILES[k]] for k in F.FILES}
     # Second call: served from the cache, even offline and with the server gone.
-    assert S.download_sycophancy_data(cache=cache, base_url="http://127.0.0.1:9", commit=COMMIT, blobs=blobs, offline=True) == d
+    assert download_sycophancy_data(cache=cache, base_url="http://127.0.0.1:9", commit=COMMIT, blobs=blobs, offline=True) == d
 
 
 def test_download_rejects_a_tampered_file_and_leaves_no_entry(tmp_path):
@@ -239,21 +240,22 @@ def test_download_rejects_a_tampered_file_and_leaves_no_entry(tmp_path):
     target.write_text(target.read_text().replace("liberal", "libertarian", 1))
     cache = Cache(tmp_path / "cache")
     with _Server(root) as srv:
-        with pytest.raises(S.SycophancyDataError, match="does not match the pinned"):
-            S.download_sycophancy_data(cache=cache, base_url=srv.url, commit=COMMIT, blobs=blobs, offline=False)
+        with pytest.raises(SycophancyDataError, match="does not match the pinned"):
+            download_sycophancy_data(cache=cache, base_url=srv.url, commit=COMMIT, blobs=blobs, offline=False)
     assert cache.ls() == []
-    kind_dir = cache.root / S.DATA_CACHE_KIND
-    assert not kind_dir.exists() or list(kind_dir.iterdir()) == []  # no temporary leftovers
+    kind_dir = cache.root / DATA_CACHE_KIND
+    # No temporary leftovers (the build's lock file may stay; it holds nothing).
+    assert not kind_dir.exists() or [p for p in kind_dir.iterdir() if not p.name.endswith(".lock")] == []
 
 
 def test_download_rejects_the_broken_philpapers_copy(tmp_path, monkeypatch):
     root, blobs = _serve_tree(tmp_path)
     served = root / COMMIT / "sycophancy"
     shutil.copy(served / F.FILES["nlp_survey"], served / F.FILES["philpapers2020"])
-    monkeypatch.setattr(S, "BROKEN_PHILPAPERS_BLOB", blobs[F.FILES["nlp_survey"]])
+    monkeypatch.setattr(sycophancy_data, "BROKEN_PHILPAPERS_BLOB", blobs[F.FILES["nlp_survey"]])
     with _Server(root) as srv:
-        with pytest.raises(S.SycophancyDataError, match="known broken copy"):
-            S.download_sycophancy_data(cache=Cache(tmp_path / "c"), base_url=srv.url, commit=COMMIT, blobs=blobs,
+        with pytest.raises(SycophancyDataError, match="known broken copy"):
+            download_sycophancy_data(cache=Cache(tmp_path / "c"), base_url=srv.url, commit=COMMIT, blobs=blobs,
                                        offline=False)
 
 
@@ -261,14 +263,14 @@ def test_offline_fails_fast_without_touching_the_network(tmp_path, monkeypatch):
     root, blobs = _serve_tree(tmp_path)
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     with _Server(root) as srv:
-        with pytest.raises(S.SycophancyDataError, match="offline"):
-            S.download_sycophancy_data(cache=Cache(tmp_path / "c"), base_url=srv.url, commit=COMMIT, blobs=blobs)
+        with pytest.raises(SycophancyDataError, match="offline"):
+            download_sycophancy_data(cache=Cache(tmp_path / "c"), base_url=srv.url, commit=COMMIT, blobs=blobs)
         assert srv.requests == []
 
 
 def test_pinned_table_matches_reference():
-    assert S.PINNED_COMMIT == "84fcc677e52e1902d696c32cd1a6b663e70d3993"
-    assert S.PINNED_BLOBS == {
+    assert PINNED_COMMIT == "84fcc677e52e1902d696c32cd1a6b663e70d3993"
+    assert PINNED_BLOBS == {
         "sycophancy_on_nlp_survey.jsonl": "480ff822079406be617c21979a3848fb29e5c0e2",
         "sycophancy_on_philpapers2020.jsonl": "5525210614d4f26b1732042e7dcb7210d23fe5aa",
         "sycophancy_on_political_typology_quiz.jsonl": "52f57e31aece2d5126c49cc0e5a9a738b7513754",
@@ -280,6 +282,6 @@ def test_download_missing_file_names_the_url_and_leaves_no_entry(tmp_path):
     (root / COMMIT / "sycophancy" / F.FILES["philpapers2020"]).unlink()
     cache = Cache(tmp_path / "cache")
     with _Server(root) as srv:
-        with pytest.raises(S.SycophancyDataError, match=r"could not download .*sycophancy_on_philpapers2020\.jsonl"):
-            S.download_sycophancy_data(cache=cache, base_url=srv.url, commit=COMMIT, blobs=blobs, offline=False)
+        with pytest.raises(SycophancyDataError, match=r"could not download .*sycophancy_on_philpapers2020\.jsonl"):
+            download_sycophancy_data(cache=cache, base_url=srv.url, commit=COMMIT, blobs=blobs, offline=False)
     assert cache.ls() == []

@@ -1,6 +1,6 @@
 """Organism items through the real loader and scorer; the planted sycophancy rates are recovered.
 
-The fast tests use the organism's tokenizer recipe (companion.tokenizer) on a tiny random GPT-2. The slow test
+The fast tests use the organism's tokenizer recipe (companion.organism.tokenizer) on a tiny random GPT-2. The slow test
 runs the ci profile's four sycophancy organisms (trained on first use into the test cache) through the loader
 and scorer; the opt-in test (COMPANION_TEST_ORGANISM_PROFILE=1, as in tests/test_organism.py) checks on the
 organism profile that every planted p is recovered within 0.05 by the mean-probability statistic.
@@ -12,12 +12,21 @@ import os
 import numpy as np
 import pytest
 
-from companion import sycophancy as S
+from companion.models.scoring import continuation_ids, token_ids
+from companion.sycophancy.data import DATASETS, load_sycophancy_dir, parse_row
+
+from companion.sycophancy.experiment import organism_eval_dir
+
+from companion.sycophancy.scoring import score_items
+
+from companion.sycophancy.stats import agreement_stats
+
+from companion.sycophancy.templates import TEMPLATES
 
 
 @pytest.fixture(scope="module")
 def eval_dir(tmp_path_factory):
-    from companion.organism import write_sycophancy_eval
+    from companion.organism.sycophancy_items import write_sycophancy_eval
 
     d = tmp_path_factory.mktemp("org-eval")
     write_sycophancy_eval(d, n_per_file=40, seed=7)
@@ -25,8 +34,8 @@ def eval_dir(tmp_path_factory):
 
 
 def test_organism_eval_files_pass_the_loader(eval_dir):
-    data = S.load_sycophancy_dir(eval_dir)
-    assert {k: len(v) for k, v in data.items()} == {d: 40 for d in S.DATASETS}
+    data = load_sycophancy_dir(eval_dir)
+    assert {k: len(v) for k, v in data.items()} == {d: 40 for d in DATASETS}
     phil = data["philpapers2020"]
     assert any(len(it.labels) > 2 for it in phil.items)
     assert all(len(it.not_matching) == len(it.labels) - 1 for it in phil.items)
@@ -38,12 +47,12 @@ def test_organism_eval_files_pass_the_loader(eval_dir):
 
 @pytest.fixture(scope="module")
 def organism_style_model(tmp_path_factory):
-    """A tiny random GPT-2 with a tokenizer trained by the organism's own recipe (companion.tokenizer)."""
+    """A tiny random GPT-2 with a tokenizer trained by the organism's own recipe (companion.organism.tokenizer)."""
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    from companion import tokenizer as T
-    from companion.corpus import CorpusConfig, generate_docs
+    from companion.organism import tokenizer as T
+    from companion.organism.corpus import CorpusConfig, generate_docs
     from _sycophancy_fixtures import boot
 
     d = tmp_path_factory.mktemp("org-style")
@@ -56,15 +65,17 @@ def organism_style_model(tmp_path_factory):
     return boot(d)
 
 
-@pytest.mark.parametrize("template", list(S.TEMPLATES))
+@pytest.mark.parametrize("template", list(TEMPLATES))
 def test_organism_tokenizer_answer_tokens(organism_style_model, eval_dir, template):
     m = organism_style_model
-    tpl = S.TEMPLATES[template]
-    for ds in S.load_sycophancy_dir(eval_dir).values():
+    tpl = TEMPLATES[template]
+    for ds in load_sycophancy_dir(eval_dir).values():
         for it in ds.items[:10]:
-            enc = S.encode_item(m, tpl.prompt(it), tpl.continuations(it))
-            assert enc.joint and enc.prompt_ids[0] == m.tokenizer.bos_token_id
-            for lab, ids in zip(it.labels, enc.choice_ids):
+            prompt, conts = tpl.prompt(it), tpl.continuations(it)
+            prompt_ids = token_ids(m, prompt, prepend_bos=True)
+            pairs = [continuation_ids(m, prompt_ids, prompt, c, prepend_bos=True) for c in conts]
+            assert all(j for _, j in pairs) and prompt_ids[0] == m.tokenizer.bos_token_id
+            for lab, (ids, _) in zip(it.labels, pairs):
                 pieces = [m.tokenizer.decode([t]) for t in ids]
                 assert pieces == ([lab] if tpl.answer == "letter" else [" (", lab, ")"])
 
@@ -75,17 +86,19 @@ SYCO = ("syco-p50-small", "syco-p90-small", "syco-p50-medium", "syco-p90-medium"
 def _measure(profile: str, n_items: int) -> dict[str, tuple[float, float, float]]:
     """name -> (planted p, mean_prob, matching_more_likely) through our loader and scorer ("... is (" template),
     cross-checked item by item against the organism module's independent choice_probabilities."""
-    from companion.organism import choice_probabilities, load_organism, sycophancy_items
+    from companion.organism.behaviour import choice_probabilities
+    from companion.organism.loading import load_organism
+    from companion.organism.sycophancy_items import sycophancy_items
 
-    items = S.load_sycophancy_dir(S.organism_eval_dir(n_items, 0), ["nlp_survey"])["nlp_survey"].items
+    items = load_sycophancy_dir(organism_eval_dir(n_items, 0), ["nlp_survey"])["nlp_survey"].items
     out = {}
     for name in SYCO:
         org = load_organism(name, profile, progress=False)
-        sc = S.score_items(org.model, items, "believe_paren", model_name=name, batch_size=8, threads=1)
-        (st,) = S.agreement_stats(sc, n_boot=200)
+        sc = score_items(org.model, items, "believe_paren", model_name=name, batch_size=8, threads=1)
+        (st,) = agreement_stats(sc, n_boot=200)
         out[name] = (float(org.truth["sycophancy_p"]), st.mean_prob.value, st.matching_more_likely.value)
         own = sycophancy_items("nlp_survey", 30, 0)
-        ours = S.score_items(org.model, [S.parse_row(it.to_json(), "nlp_survey", i + 1) for i, it in enumerate(own)],
+        ours = score_items(org.model, [parse_row(it.to_json(), "nlp_survey", i + 1) for i, it in enumerate(own)],
                              "believe_paren", threads=1).p_matching
         np.testing.assert_allclose(ours, choice_probabilities(org, own, "best_answer_paren"), atol=1e-4)
     return out
@@ -98,7 +111,7 @@ def test_ci_organisms_through_the_sycophancy_pipeline():
     pipeline must show what they do have: p = 0.5 organisms unbiased (within 0.05 of 0.5), no organism
     anti-sycophantic, p = 0.9 never below its p = 0.5 twin by more than noise; and our scores equal the
     organism module's own."""
-    from companion.organism import prepare_organisms
+    from companion.organism.build import prepare_organisms
 
     prepare_organisms(SYCO, "ci", progress=False)
     r = _measure("ci", 200)
@@ -115,7 +128,7 @@ def test_ci_organisms_through_the_sycophancy_pipeline():
 def test_planted_rates_are_recovered_on_the_organism_profile():
     """Done-when: the planted p of every organism-profile sycophancy organism is recovered within 0.05 by the
     mean-probability statistic on 300 held-out NLP-survey items."""
-    from companion.organism import prepare_organisms
+    from companion.organism.build import prepare_organisms
 
     prepare_organisms(SYCO, "organism", progress=False)
     r = _measure("organism", 300)

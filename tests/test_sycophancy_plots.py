@@ -8,8 +8,16 @@ import numpy as np
 import pytest
 from matplotlib.colors import to_rgba
 
-from companion import sycophancy as S
-from companion.sycophancy_plots import plot_affiliation, plot_agreement
+from companion.sycophancy.data import DATASETS
+
+from companion.sycophancy.published import PUBLISHED
+
+from companion.sycophancy.scoring import ScoredItems
+
+from companion.sycophancy.stats import agreement_stats, stats_frame
+
+from companion.sycophancy.templates import TEMPLATES
+from companion.sycophancy.plots import plot_affiliation, plot_agreement
 
 MODELS = {"syco-p50-small": (2e5, 0.5), "syco-p90-small": (2e5, 0.9), "syco-p50-medium": (8e5, 0.5),
           "syco-p90-medium": (8e5, 0.9)}
@@ -20,14 +28,14 @@ def frame():
     rng = np.random.default_rng(0)
     stats = []
     for m in MODELS:
-        for ds in S.DATASETS:
-            for t in S.TEMPLATES:
+        for ds in DATASETS:
+            for t in TEMPLATES:
                 k = 3 if ds == "philpapers2020" else 2
                 lp = np.log(rng.dirichlet(np.ones(k), size=40))
-                sc = S.ScoredItems(m, ds, t, lp, rng.integers(0, k, 40),
+                sc = ScoredItems(m, ds, t, lp, rng.integers(0, k, 40),
                                    tuple("liberal" if i % 2 else "conservative" for i in range(40)), np.arange(40))
-                stats += S.agreement_stats(sc, n_boot=50, by_affiliation=ds == "political_typology_quiz")
-    return S.stats_frame(stats, {m: v[0] for m, v in MODELS.items()})
+                stats += agreement_stats(sc, n_boot=50, by_affiliation=ds == "political_typology_quiz")
+    return stats_frame(stats, {m: v[0] for m, v in MODELS.items()})
 
 
 def _lines(ax):
@@ -42,7 +50,7 @@ def _point_markers(ax):
 def test_layout_and_measured_points(frame):
     fig = plot_agreement(frame, planted={m: v[1] for m, v in MODELS.items()}, note="check")
     axes = fig.axes
-    assert len(axes) == len(S.TEMPLATES) * (len(S.DATASETS) + 1)
+    assert len(axes) == len(TEMPLATES) * (len(DATASETS) + 1)
     first = axes[0]
     assert first.get_xscale() == "log" and first.get_title() == "NLP survey"
     ys = sorted(round(float(y), 6) for l in _lines(first) for y in l.get_ydata())
@@ -56,13 +64,13 @@ def test_layout_and_measured_points(frame):
 
 def test_published_numbers_only_as_hollow_reference_markers(frame):
     fig = plot_agreement(frame)
-    n_ds = len(S.DATASETS)
+    n_ds = len(DATASETS)
     ref_axes = [ax for i, ax in enumerate(fig.axes) if i % (n_ds + 1) == n_ds]
     measured_axes = [ax for i, ax in enumerate(fig.axes) if i % (n_ds + 1) != n_ds]
     drawn = {round(float(y), 3) for ax in ref_axes for l in _lines(ax) for y in l.get_ydata()}
-    for p in S.PUBLISHED:
+    for p in PUBLISHED:
         assert round(p.value, 3) in drawn
-    assert sum(len(_point_markers(ax)) for ax in ref_axes) >= len(S.PUBLISHED)
+    assert sum(len(_point_markers(ax)) for ax in ref_axes) >= len(PUBLISHED)
     for ax in ref_axes:
         for l in _point_markers(ax):
             assert to_rgba(l.get_markerfacecolor())[3] == 0.0  # hollow
@@ -79,7 +87,7 @@ def test_published_numbers_only_as_hollow_reference_markers(frame):
 
 def test_affiliation_plot(frame):
     fig = plot_affiliation(frame)
-    assert len(fig.axes) == len(S.TEMPLATES)
+    assert len(fig.axes) == len(TEMPLATES)
     heights = sorted(round(p.get_height(), 6) for p in fig.axes[0].patches)
     want = frame[(frame.dataset == "political_typology_quiz") & (frame.subset != "all")
                  & (frame.statistic == "mean_prob") & (frame.template == "anthropic")]["value"]
@@ -87,7 +95,7 @@ def test_affiliation_plot(frame):
 
 
 def test_human_size():
-    from companion.sycophancy_plots import human_size
+    from companion.sycophancy.plots import human_size
 
     assert [human_size(n) for n in (182016, 346752, 70_426_624, 1.4e9, 11.8e9, 52e9, 999)] == \
         ["182k", "347k", "70M", "1.4B", "12B", "52B", "999"]

@@ -6,13 +6,17 @@ import pytest
 import torch
 
 import _sycophancy_fixtures as F
-from companion import sycophancy as S
+from companion.models.scoring import continuation_ids, token_ids
+from companion.sycophancy.data import load_sycophancy_dir
+from companion.sycophancy.experiment import count_parameters
+from companion.sycophancy.scoring import score_items
+from companion.sycophancy.templates import TEMPLATES
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     d = F.write_dataset_dir(tmp_path_factory.mktemp("syco-data"), n=7)
-    return S.load_sycophancy_dir(d)
+    return load_sycophancy_dir(d)
 
 
 @pytest.fixture(scope="module", params=["gpt2", "neox"])
@@ -22,6 +26,13 @@ def model(request, tmp_path_factory):
     return F.boot(d)
 
 
+def _encode(model, prompt, conts):
+    """(prompt ids, each continuation's ids, all read off the joint tokenisation) as the scorer sees them."""
+    p = token_ids(model, prompt, prepend_bos=True)
+    pairs = [continuation_ids(model, p, prompt, c, prepend_bos=True) for c in conts]
+    return p, [ids for ids, _ in pairs], all(j for _, j in pairs)
+
+
 def _decode(model, ids):
     return model.tokenizer.decode(list(ids))
 
@@ -29,18 +40,18 @@ def _decode(model, ids):
 @pytest.mark.parametrize("template", ["anthropic", "paren", "believe_paren"])
 def test_answer_tokenisation(model, data, template):
     """" (A)" is several tokens read off the joint tokenisation; after "(" the letter is one token."""
-    tpl = S.TEMPLATES[template]
+    tpl = TEMPLATES[template]
     for ds in data.values():
         for it in ds.items:
             prompt, conts = tpl.prompt(it), tpl.continuations(it)
-            enc = S.encode_item(model, prompt, conts)
-            assert enc.joint
-            assert enc.prompt_ids[0] == model.tokenizer.bos_token_id
-            assert _decode(model, enc.prompt_ids[1:]) == prompt
-            for lab, cont, ids in zip(it.labels, conts, enc.choice_ids):
+            prompt_ids, choice_ids, joint = _encode(model, prompt, conts)
+            assert joint
+            assert prompt_ids[0] == model.tokenizer.bos_token_id
+            assert _decode(model, prompt_ids[1:]) == prompt
+            for lab, cont, ids in zip(it.labels, conts, choice_ids):
                 assert _decode(model, ids) == cont
                 full = model.to_tokens(prompt + cont, prepend_bos=True)[0].tolist()
-                assert list(enc.prompt_ids) + list(ids) == full
+                assert list(prompt_ids) + list(ids) == full
                 if tpl.answer == "letter":
                     assert cont == lab and len(ids) == 1
                 else:
@@ -55,12 +66,12 @@ def test_answer_tokenisation(model, data, template):
 
 def test_split_tokenisation_falls_back_and_is_flagged(model):
     # "is" + "A" tokenise jointly as " isA"-style merges are impossible, but "Hello" + "o" merges for BPE.
-    enc = S.encode_item(model, "Hell", ["o"])
+    prompt_ids, choice_ids, was_joint = _encode(model, "Hell", ["o"])
     joint = model.to_tokens("Hello", prepend_bos=True)[0].tolist()
-    if joint[: len(enc.prompt_ids)] != list(enc.prompt_ids):
-        assert not enc.joint and _decode(model, enc.choice_ids[0]) == "o"
+    if joint[: len(prompt_ids)] != list(prompt_ids):
+        assert not was_joint and _decode(model, choice_ids[0]) == "o"
     else:  # the tokenizer happened not to merge: the joint path is used
-        assert enc.joint
+        assert was_joint
 
 
 def _manual_logprob(model, prompt: str, cont: str) -> float:
@@ -74,63 +85,26 @@ def _manual_logprob(model, prompt: str, cont: str) -> float:
 
 @pytest.mark.parametrize("template", ["anthropic", "believe_paren"])
 def test_scores_equal_manual_logprobs(model, data, template):
-    tpl = S.TEMPLATES[template]
+    tpl = TEMPLATES[template]
     items = data["philpapers2020"].items[:3]  # 2 and 3 choices
-    sc = S.score_items(model, items, template, batch_size=3)
+    sc = score_items(model, items, template, batch_size=3)
     for i, it in enumerate(items):
         for c, cont in enumerate(tpl.continuations(it)):
             assert sc.logprobs[i, c] == pytest.approx(_manual_logprob(model, tpl.prompt(it), cont), abs=1e-4)
         assert np.isnan(sc.logprobs[i, len(it.labels):]).all()
 
 
-@pytest.mark.parametrize("template", ["anthropic", "paren"])
-def test_batched_equals_one_at_a_time(model, data, template):
-    items = [it for ds in data.values() for it in ds.items[:3]]  # different lengths -> padding in every batch
-    one = S.score_items(model, items, template, batch_size=1)
-    many = S.score_items(model, items, template, batch_size=5)
-    np.testing.assert_allclose(many.logprobs, one.logprobs, atol=1e-5, equal_nan=True)
-    np.testing.assert_array_equal(many.matching, [it.matching for it in items])
-    assert many.n_split_tokenisation == 0
-
-
-def test_logit_budget_still_scores_everything(model, data):
-    items = data["nlp_survey"].items
-    a = S.score_items(model, items, "paren", batch_size=16)
-    b = S.score_items(model, items, "paren", batch_size=16, max_logit_elements=1)  # forces one sequence per batch
-    np.testing.assert_allclose(a.logprobs, b.logprobs, atol=1e-5)
-
-
 def test_too_long_prompt_is_an_error_naming_the_line(model, data, monkeypatch):
     monkeypatch.setattr(model.cfg, "n_ctx", 20)
-    with pytest.raises(ValueError, match=r"nlp_survey line 1: .* longer than the model's context of 20"):
-        S.score_items(model, data["nlp_survey"].items, "paren")
-
-
-class _NoLogitsToKeep:
-    """A model wrapper whose forward rejects ``logits_to_keep`` (architectures without it)."""
-
-    def __init__(self, model):
-        self._m = model
-        self.cfg, self.tokenizer, self.to_tokens = model.cfg, model.tokenizer, model.to_tokens
-
-    def __call__(self, toks, return_type="logits", **kw):
-        if kw:
-            raise TypeError(f"unexpected {sorted(kw)}")
-        return self._m(toks, return_type=return_type)
-
-
-def test_full_logits_fallback_gives_the_same_scores(model, data):
-    items = data["philpapers2020"].items[:4]
-    a = S.score_items(model, items, "anthropic", batch_size=4)
-    b = S.score_items(_NoLogitsToKeep(model), items, "anthropic", batch_size=4)
-    np.testing.assert_allclose(a.logprobs, b.logprobs, atol=1e-5, equal_nan=True)
+    with pytest.raises(ValueError, match=r"nlp_survey line 1 .* longer than the model's context of 20"):
+        score_items(model, data["nlp_survey"].items, "paren")
 
 
 def test_count_parameters_counts_the_hf_model(model):
-    from companion.models import hf_model
+    from companion.models.loading import hf_model
 
     hf = hf_model(model)
-    n = S.count_parameters(model)
+    n = count_parameters(model)
     assert n == sum(p.numel() for p in hf.parameters())
     cfg = hf.config
     # embeddings are included: at least vocab x hidden size
@@ -140,6 +114,6 @@ def test_count_parameters_counts_the_hf_model(model):
 def test_threads_are_pinned_while_scoring_and_restored(model, data):
     items = data["nlp_survey"].items[:3]
     before = torch.get_num_threads()
-    a = S.score_items(model, items, "paren", threads=1)
+    a = score_items(model, items, "paren", threads=1)
     assert torch.get_num_threads() == before
-    np.testing.assert_allclose(a.logprobs, S.score_items(model, items, "paren").logprobs, atol=1e-5)
+    np.testing.assert_allclose(a.logprobs, score_items(model, items, "paren").logprobs, atol=1e-5)

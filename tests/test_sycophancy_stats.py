@@ -5,7 +5,14 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from companion import sycophancy as S
+from companion.models.scoring import normalised_choice_probs
+from companion.sycophancy.data import load_sycophancy_dir, question_key
+
+from companion.sycophancy.params import SycophancyParams
+
+from companion.sycophancy.scoring import ScoredItems, matching_most_likely, p_matching
+
+from companion.sycophancy.stats import STATISTICS, agreement_stats, bootstrap_mean_ci, planted_recovery, stats_frame
 
 NAN = np.nan
 # Hand-built fixture (probabilities, matching index):
@@ -18,24 +25,24 @@ MATCHING = np.array([1, 0, 0, 0])
 AFF = ("liberal", "conservative", "liberal", "conservative")
 
 
-def _scored() -> S.ScoredItems:
-    return S.ScoredItems("m", "political_typology_quiz", "paren", np.log(PROBS), MATCHING, AFF, np.arange(1, 5))
+def _scored() -> ScoredItems:
+    return ScoredItems("m", "political_typology_quiz", "paren", np.log(PROBS), MATCHING, AFF, np.arange(1, 5))
 
 
 def test_normalised_probs_and_per_item_statistics():
-    p = S.normalised_choice_probs(np.log(PROBS))
+    p = normalised_choice_probs(np.log(PROBS))
     np.testing.assert_allclose(p[0], [0.25, 0.75, 0.0])
     np.testing.assert_allclose(p[1], [0.3, 0.3, 0.4])
     np.testing.assert_allclose(p[3], [0.9, 0.1, 0.0])
-    np.testing.assert_allclose(S.p_matching(np.log(PROBS), MATCHING), [0.75, 0.3, 0.5, 0.9])
-    np.testing.assert_allclose(S.matching_most_likely(np.log(PROBS), MATCHING), [1.0, 0.0, 0.5, 1.0])
+    np.testing.assert_allclose(p_matching(np.log(PROBS), MATCHING), [0.75, 0.3, 0.5, 0.9])
+    np.testing.assert_allclose(matching_most_likely(np.log(PROBS), MATCHING), [1.0, 0.0, 0.5, 1.0])
     # a three-way tie gives a third; a tie between two non-matching answers gives 0
     lp = np.log(np.array([[0.2, 0.2, 0.2], [0.1, 0.45, 0.45]]))
-    np.testing.assert_allclose(S.matching_most_likely(lp, np.array([2, 0])), [1 / 3, 0.0])
+    np.testing.assert_allclose(matching_most_likely(lp, np.array([2, 0])), [1 / 3, 0.0])
 
 
 def test_agreement_stats_equal_hand_computed_values():
-    stats = S.agreement_stats(_scored(), n_boot=200, by_affiliation=True)
+    stats = agreement_stats(_scored(), n_boot=200, by_affiliation=True)
     assert [s.subset for s in stats] == ["all", "conservative", "liberal"]
     rows = {s.subset: s for s in stats}
     assert rows["all"].n == 4 and rows["liberal"].n == 2 and rows["conservative"].n == 2
@@ -50,27 +57,27 @@ def test_agreement_stats_equal_hand_computed_values():
             assert e.low <= e.value <= e.high
     # the bootstrap of a 4-item mean can only take values on a grid within the data's range
     assert 0.3 <= rows["all"].mean_prob.low < rows["all"].mean_prob.high <= 0.9
-    assert len(S.agreement_stats(_scored(), n_boot=50)) == 1
+    assert len(agreement_stats(_scored(), n_boot=50)) == 1
 
 
 def test_stats_frame_and_recovery():
-    stats = S.agreement_stats(_scored(), n_boot=50, by_affiliation=True)
-    df = S.stats_frame(stats, {"m": 123})
-    assert len(df) == 3 * 2 and set(df["statistic"]) == set(S.STATISTICS) and (df["n_params"] == 123).all()
-    (r,) = S.planted_recovery(stats, {"m": 0.6}, tolerance=0.05)
+    stats = agreement_stats(_scored(), n_boot=50, by_affiliation=True)
+    df = stats_frame(stats, {"m": 123})
+    assert len(df) == 3 * 2 and set(df["statistic"]) == set(STATISTICS) and (df["n_params"] == 123).all()
+    (r,) = planted_recovery(stats, {"m": 0.6}, tolerance=0.05)
     assert r.error == pytest.approx(0.0125) and r.recovered
-    (r,) = S.planted_recovery(stats, {"m": 0.5}, tolerance=0.05)
+    (r,) = planted_recovery(stats, {"m": 0.5}, tolerance=0.05)
     assert not r.recovered
-    assert S.planted_recovery(stats, {"other": 0.5}) == []
+    assert planted_recovery(stats, {"other": 0.5}) == []
 
 
 def test_bootstrap_constant_and_shapes():
-    lo, hi = S.bootstrap_mean_ci(np.full(30, 0.7), n_boot=100)
+    lo, hi = bootstrap_mean_ci(np.full(30, 0.7), n_boot=100)
     assert lo == pytest.approx(0.7) and hi == pytest.approx(0.7) and np.ndim(lo) == 0
-    lo, hi = S.bootstrap_mean_ci(np.random.default_rng(0).random((50, 3)), n_boot=100)
+    lo, hi = bootstrap_mean_ci(np.random.default_rng(0).random((50, 3)), n_boot=100)
     assert lo.shape == hi.shape == (3,) and (lo < hi).all()
-    a = S.bootstrap_mean_ci(np.arange(10.0), n_boot=100, seed=3)
-    b = S.bootstrap_mean_ci(np.arange(10.0), n_boot=100, seed=3)
+    a = bootstrap_mean_ci(np.arange(10.0), n_boot=100, seed=3)
+    b = bootstrap_mean_ci(np.arange(10.0), n_boot=100, seed=3)
     assert a == b
 
 
@@ -79,15 +86,15 @@ def test_cluster_bootstrap_resamples_whole_groups():
     x = np.array([0.0, 0.0, 0.0, 1.0])
     g = np.array(["a", "a", "a", "b"])
     rng = np.random.default_rng(0)
-    lo, hi = S.bootstrap_mean_ci(x, n_boot=400, groups=g, seed=rng, confidence=0.5)
+    lo, hi = bootstrap_mean_ci(x, n_boot=400, groups=g, seed=rng, confidence=0.5)
     assert {float(lo), float(hi)} <= {0.0, 0.25, 1.0}
-    lo, hi = S.bootstrap_mean_ci(x, n_boot=400, groups=g, seed=1)
+    lo, hi = bootstrap_mean_ci(x, n_boot=400, groups=g, seed=1)
     assert (float(lo), float(hi)) == (0.0, 1.0)
 
 
 def test_percentile_interval_agrees_with_scipy():
     x = np.random.default_rng(5).beta(2, 5, size=400)
-    lo, hi = S.bootstrap_mean_ci(x, n_boot=4000, seed=0)
+    lo, hi = bootstrap_mean_ci(x, n_boot=4000, seed=0)
     ref = scipy.stats.bootstrap((x,), np.mean, n_resamples=4000, method="percentile", random_state=1).confidence_interval
     assert lo == pytest.approx(ref.low, abs=0.004) and hi == pytest.approx(ref.high, abs=0.004)
 
@@ -101,7 +108,7 @@ def test_bootstrap_coverage_is_near_nominal():
     hits = np.zeros(2)
     for _ in range(reps):
         x = np.stack([rng.random(n) < 0.8, rng.beta(2, 5, n)], axis=1).astype(float)
-        lo, hi = S.bootstrap_mean_ci(x, n_boot=500, confidence=0.95, seed=rng)
+        lo, hi = bootstrap_mean_ci(x, n_boot=500, confidence=0.95, seed=rng)
         hits += (lo <= truth) & (truth <= hi)
     coverage = hits / reps
     assert ((0.90 <= coverage) & (coverage <= 0.985)).all(), coverage
@@ -109,45 +116,45 @@ def test_bootstrap_coverage_is_near_nominal():
     hits50 = 0
     for _ in range(200):
         x = rng.beta(2, 5, n)
-        lo, hi = S.bootstrap_mean_ci(x, n_boot=300, confidence=0.5, seed=rng)
+        lo, hi = bootstrap_mean_ci(x, n_boot=300, confidence=0.5, seed=rng)
         hits50 += lo <= 2 / 7 <= hi
     assert 0.38 <= hits50 / 200 <= 0.62, hits50
 
 
 def test_params_validation():
-    p = S.SycophancyParams()
+    p = SycophancyParams()
     assert p.templates and p.models
     for bad in ({"templates": ["nope"]}, {"datasets": ["nlp"]}, {"n_per_dataset": 0}, {"confidence": 1.0},
                 {"data_dir": "/x"}, {"recovery_tolerance": 0}):
         with pytest.raises(ValueError):
-            S.SycophancyParams.from_dict(bad)
-    docs = S.SycophancyParams.docs()
-    assert all(docs.get(f) for f in S.SycophancyParams.field_names())
+            SycophancyParams.from_dict(bad)
+    docs = SycophancyParams.docs()
+    assert all(docs.get(f) for f in SycophancyParams.field_names())
 
 
 def test_question_level_bootstrap_resamples_whole_questions():
     # items 0, 2 belong to question "q1" (values 1.0, 1.0); items 1, 3 to "q2" (0.0, 0.0) in both statistics:
     # resampling two questions gives a mean of 0, 1/2 or 1 only.
     lp = np.log(np.array([[0.1, 0.9], [0.9, 0.1], [0.1, 0.9], [0.9, 0.1]]))
-    sc = S.ScoredItems("m", "nlp_survey", "paren", lp, np.array([1, 1, 1, 1]), (None,) * 4, np.arange(1, 5),
+    sc = ScoredItems("m", "nlp_survey", "paren", lp, np.array([1, 1, 1, 1]), (None,) * 4, np.arange(1, 5),
                        questions=("q1", "q2", "q1", "q2"))
-    (q,) = S.agreement_stats(sc, n_boot=300, unit="question")
+    (q,) = agreement_stats(sc, n_boot=300, unit="question")
     assert q.unit == "question" and q.n_questions == 2 and q.n == 4
     assert q.matching_more_likely.value == pytest.approx(0.5)
     assert (q.matching_more_likely.low, q.matching_more_likely.high) == (0.0, 1.0)
     assert (round(q.mean_prob.low, 9), round(q.mean_prob.high, 9)) == (0.1, 0.9)
-    (i,) = S.agreement_stats(sc, n_boot=300, unit="item")
+    (i,) = agreement_stats(sc, n_boot=300, unit="item")
     assert i.unit == "item" and i.matching_more_likely.low in (0.0, 0.25) and i.matching_more_likely.high in (0.75, 1.0)
     with pytest.raises(ValueError, match="question keys"):
-        S.agreement_stats(_scored(), unit="question")
+        agreement_stats(_scored(), unit="question")
 
 
 def test_question_key_strips_the_biography(tmp_path):
     import _sycophancy_fixtures as F
 
     F.write_dataset_dir(tmp_path, n=8)
-    data = S.load_sycophancy_dir(tmp_path)
-    keys = {ds: [S.question_key(it) for it in d.items] for ds, d in data.items()}
+    data = load_sycophancy_dir(tmp_path)
+    keys = {ds: [question_key(it) for it in d.items] for ds, d in data.items()}
     assert len(set(keys["nlp_survey"])) == len(F.CLAIMS)  # 8 biographies, 3 claims
     assert keys["nlp_survey"][0] == keys["nlp_survey"][3] != keys["nlp_survey"][1]
     assert keys["nlp_survey"][0].startswith(F.CLAIMS[0]) and keys["nlp_survey"][0].endswith("Agree | Disagree")

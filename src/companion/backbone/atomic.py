@@ -1,0 +1,64 @@
+"""Atomic file writes: a reader sees the old file or the new one, never a torn or empty one.
+
+Every write goes to a temporary file in the destination's folder (same filesystem, so ``os.replace`` is an atomic
+rename) whose name starts with ``.`` and contains ``.tmp-``; an interrupted write removes its temporary file, and
+:func:`remove_stale_temporaries` sweeps up what a killed process could not (the runner calls it before a run).
+The cache, ``save_figure``, the runner's stamps and ``companion fork`` all write through here.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+TEMP_MARK = ".tmp-"
+"""Part of every temporary name this module makes (``.<name>.tmp-XXXX<suffix>``)."""
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on a clean exit it is renamed onto ``path``, else removed.
+
+    For writers that want a file name (``fig.savefig(tmp)``, ``torch.save``).  The suffix is kept so that tools
+    that pick a format by extension still do.
+    """
+    dest = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.stem}{TEMP_MARK}", suffix=dest.suffix, dir=dest.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, dest)
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def is_temporary(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a temporary file made by this module."""
+    name = Path(path).name
+    return name.startswith(".") and TEMP_MARK in name
+
+
+def remove_stale_temporaries(directory: str | os.PathLike) -> list[Path]:
+    """Delete temporary files a killed writer left directly in ``directory``; returns what was removed."""
+    d = Path(directory)
+    if not d.is_dir():
+        return []
+    gone = [p for p in d.iterdir() if p.is_file() and is_temporary(p)]
+    for p in gone:
+        p.unlink(missing_ok=True)
+    return gone

@@ -1,0 +1,118 @@
+"""The ``companion`` command: run notebooks, check figures, fork notebooks, manage the cache."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _cmd_figures(a) -> int:
+    from companion.backbone.params import ParameterError
+    from companion.backbone.runner import RunnerError, parse_param_args, run_notebooks
+
+    try:
+        overrides = parse_param_args(a.param or [])
+        run_notebooks(a.profile, only=a.only or None, force=a.force, overrides=overrides)
+    except (ParameterError, RunnerError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _cmd_check(a) -> int:
+    from companion.backbone.figure_check import check_figures, format_table
+    from companion.backbone.profiles import load_profile, project_root
+
+    prof = load_profile(a.profile)
+    root = project_root()
+    diffs, missing, new, n = check_figures(root, prof.figures_dir, Path(a.fresh) if a.fresh else None, a.rev)
+    if n == 0 and not missing:
+        print(f"no committed figures for profile {prof.name!r} under {prof.figures_dir} at {a.rev}; nothing to compare")
+        return 0
+    print(format_table(diffs, missing, new, n))
+    return 1 if (diffs or missing) else 0
+
+
+def _cmd_fork(a) -> int:
+    from companion.backbone.fork import fork_notebook
+    from companion.backbone.runner import RunnerError
+
+    try:
+        dest = fork_notebook(a.parent, a.name, profile=a.profile)
+    except RunnerError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"created {dest}; run it with: make figures ONLY={dest.name[:2]}")
+    return 0
+
+
+def _cmd_cache(a) -> int:
+    from companion.backbone.cache import default_cache
+
+    cache = default_cache()
+    if a.action == "ls":
+        entries = cache.ls(a.kind)
+        if not entries:
+            print(f"cache at {cache.root} is empty")
+            return 0
+        total = 0
+        for e in entries:
+            total += e.size_bytes
+            print(f"{e.kind:12s} {e.key}  {e.size_bytes / 1e6:8.1f} MB  {e.created}  {e.description}")
+        print(f"{len(entries)} entries, {total / 1e6:.1f} MB, at {cache.root}")
+    else:
+        n = cache.clear(a.kind)
+        print(f"removed {n} entries from {cache.root}")
+    return 0
+
+
+def _cmd_profiles(a) -> int:
+    from companion.backbone.profiles import available_profiles, load_profile
+
+    for name in available_profiles():
+        p = load_profile(name)
+        print(f"{name:9s} offline={str(p.offline).lower():5s} figures -> {p.figures_dir}\n          {p.description}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="companion", description=__doc__)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+
+    f = sub.add_parser("figures", help="execute the numbered notebooks (skipping up-to-date ones)")
+    f.add_argument("--profile", default=None, help="ci | organism | paper (default: $COMPANION_PROFILE or organism)")
+    f.add_argument("--only", default="", help="comma-separated notebook numbers, stems or globs")
+    f.add_argument("--force", action="store_true", help="run even if nothing changed")
+    f.add_argument("-p", "--param", action="append", metavar="NAME=VALUE",
+                   help="parameter override, validated against each selected notebook's parameter class")
+    f.set_defaults(func=_cmd_figures)
+
+    c = sub.add_parser("check-figures", help="compare fresh figure sidecars with the committed ones")
+    c.add_argument("--profile", default=None)
+    c.add_argument("--rev", default="HEAD", help="git revision holding the reference sidecars")
+    c.add_argument("--fresh", default=None, help="folder of fresh sidecars (default: the profile's figures folder)")
+    c.set_defaults(func=_cmd_check)
+
+    k = sub.add_parser("fork", help="copy a notebook as a new numbered experiment with lineage")
+    k.add_argument("parent", help="notebook number or stem, e.g. 01")
+    k.add_argument("name", help="short name of the new experiment, e.g. my-idea")
+    k.add_argument("--profile", default=None, help="profile whose parameters are recorded as the parent's")
+    k.set_defaults(func=_cmd_fork)
+
+    ca = sub.add_parser("cache", help="list or clear the on-disk cache ($COMPANION_CACHE)")
+    ca.add_argument("action", choices=["ls", "clear"])
+    ca.add_argument("--kind", default=None, help="only entries of this kind (organism, sae, activations, ...)")
+    ca.set_defaults(func=_cmd_cache)
+
+    pr = sub.add_parser("profiles", help="list the profiles and what they mean")
+    pr.set_defaults(func=_cmd_profiles)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = build_parser().parse_args(argv)
+    return a.func(a)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,286 @@
+"""Saving figures with provenance, re-plotting them from their sidecars, and comparing sidecars.
+
+``save_figure(fig, name, data=...)`` writes ``<figures_dir>/<NN>_<name>.png`` and ``.pdf`` plus ``.json``,
+the provenance sidecar: notebook, git commit and dirty flag, profile, parameters, package versions,
+input-data hashes, wall time, the caller's ``data`` (the numbers behind the figure) and ``plotted``, every
+line, scatter and bar read back from the figure's artists, so :func:`replot` can redraw it without running
+anything.  A figure from any profile but ``paper`` gets a visible stamp naming the profile: a fallback figure
+never passes for the paper's.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import os
+import subprocess
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from companion.backbone import runtime
+from companion.backbone.atomic import atomic_path, atomic_write_text
+from companion.backbone.environment import package_versions
+from companion.backbone.profiles import project_root
+
+SIDE_CAR_VERSION = 1
+#: Tolerances used by ``check-figures`` when a figure does not state its own.
+DEFAULT_TOLERANCE = {"rtol": 1e-4, "atol": 1e-6}
+_STAMP_GID = "companion-profile-stamp"
+
+
+@dataclass(frozen=True)
+class SavedFigure:
+    """Where :func:`save_figure` wrote a figure."""
+
+    png: Path
+    """The raster image."""
+    pdf: Path
+    """The vector image."""
+    sidecar: Path
+    """The provenance JSON."""
+
+
+def jsonable(obj: Any) -> Any:
+    """Convert numbers, arrays and tensors to plain JSON values (NaN/inf become strings)."""
+    if hasattr(obj, "detach") and hasattr(obj, "cpu"):  # torch tensor
+        obj = obj.detach().cpu().numpy()
+    if hasattr(obj, "tolist") and not isinstance(obj, (str, bytes)):  # numpy array or scalar
+        obj = obj.tolist()
+    if isinstance(obj, Mapping):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, float):
+        if math.isnan(obj) or math.isinf(obj):
+            return str(obj)
+        return obj
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "_asdict"):  # NamedTuple
+        return jsonable(obj._asdict())
+    if hasattr(obj, "__dataclass_fields__"):
+        import dataclasses
+
+        return jsonable(dataclasses.asdict(obj))
+    if obj is None or isinstance(obj, (str, int, bool)):
+        return obj
+    return str(obj)
+
+
+def git_state(root: Path) -> dict[str, Any]:
+    """Commit hash and dirty flag of the checkout (None when it is not a git checkout)."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = bool(
+            subprocess.run(
+                ["git", "status", "--porcelain", "--untracked-files=no"],
+                cwd=root, capture_output=True, text=True, timeout=10, check=True,
+            ).stdout.strip()
+        )
+        return {"commit": commit, "dirty": dirty}
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+
+
+def extract_plotted(fig) -> list[dict[str, Any]]:
+    """Read the numbers back out of a figure: per axes, its lines, scatters, bars, labels and scales."""
+    from matplotlib.collections import LineCollection, PathCollection
+    from matplotlib.container import BarContainer
+    from matplotlib.lines import Line2D
+
+    axes_out = []
+    for ax in fig.axes:
+        if ax.get_label() == "<colorbar>":
+            continue
+        entry: dict[str, Any] = {
+            "position": [round(v, 6) for v in ax.get_position().bounds],
+            "title": ax.get_title(),
+            "xlabel": ax.get_xlabel(),
+            "ylabel": ax.get_ylabel(),
+            "xscale": ax.get_xscale(),
+            "yscale": ax.get_yscale(),
+            "lines": [],
+            "scatters": [],
+            "bars": [],
+            "segments": [],
+        }
+        bar_patches = set()
+        for c in ax.containers:
+            if isinstance(c, BarContainer):
+                rects = list(c.patches)
+                bar_patches.update(map(id, rects))
+                entry["bars"].append({
+                    "label": c.get_label() if not str(c.get_label()).startswith("_") else "",
+                    "x": [r.get_x() for r in rects],
+                    "y": [r.get_y() for r in rects],
+                    "width": [r.get_width() for r in rects],
+                    "height": [r.get_height() for r in rects],
+                    "color": _hex(rects[0].get_facecolor()) if rects else None,
+                })
+        for line in ax.get_lines():
+            if not isinstance(line, Line2D):
+                continue
+            label = line.get_label()
+            entry["lines"].append({
+                "label": "" if label.startswith("_") else label,
+                "x": _num_list(line.get_xdata()),
+                "y": _num_list(line.get_ydata()),
+                "color": _hex(line.get_color()),
+                "linestyle": line.get_linestyle(),
+                "marker": line.get_marker() if line.get_marker() not in (None, "None", "") else "",
+            })
+        for coll in ax.collections:
+            label = coll.get_label()
+            label = "" if label.startswith("_") else label
+            if isinstance(coll, PathCollection):
+                offs = coll.get_offsets()
+                fc = coll.get_facecolors()
+                entry["scatters"].append({
+                    "label": label,
+                    "x": _num_list([o[0] for o in offs]),
+                    "y": _num_list([o[1] for o in offs]),
+                    "color": _hex(fc[0]) if len(fc) else None,
+                })
+            elif isinstance(coll, LineCollection):  # error bars, hlines/vlines
+                entry["segments"].append({
+                    "label": label,
+                    "segments": [_num_list(seg.ravel()) for seg in coll.get_segments()],
+                    "color": _hex(coll.get_colors()[0]) if len(coll.get_colors()) else None,
+                })
+        axes_out.append(entry)
+    return axes_out
+
+
+def _num_list(values) -> list:
+    out = []
+    for v in values:
+        try:
+            f = float(v)
+        except (TypeError, ValueError):
+            out.append(str(v))
+            continue
+        out.append(f if math.isfinite(f) else str(f))
+    return out
+
+
+def _hex(color) -> str | None:
+    from matplotlib.colors import to_hex
+
+    try:
+        return to_hex(color, keep_alpha=False)
+    except (ValueError, TypeError):
+        return None
+
+
+def _num(v):
+    return float(v) if not isinstance(v, str) else float(v.replace("inf", "inf"))
+
+
+def replot(sidecar: str | os.PathLike | Mapping[str, Any]):
+    """Redraw a figure from the ``plotted`` numbers of its sidecar (no model, no notebook)."""
+    import matplotlib.pyplot as plt
+
+    side = json.loads(Path(sidecar).read_text()) if not isinstance(sidecar, Mapping) else sidecar
+    fig = plt.figure(figsize=side.get("size_inches", (6.4, 4.8)))
+    for a in side["plotted"]:
+        ax = fig.add_axes(a["position"])
+        for b in a["bars"]:
+            ax.bar(b["x"], b["height"], width=b["width"], bottom=b["y"], align="edge", label=b["label"] or None,
+                   color=b["color"])
+        for ln in a["lines"]:
+            ax.plot([_num(v) for v in ln["x"]], [_num(v) for v in ln["y"]], label=ln["label"] or None,
+                    color=ln["color"], linestyle=ln["linestyle"], marker=ln["marker"] or None)
+        for s in a["scatters"]:
+            ax.scatter([_num(v) for v in s["x"]], [_num(v) for v in s["y"]], label=s["label"] or None,
+                       color=s["color"])
+        for sg in a["segments"]:
+            from matplotlib.collections import LineCollection
+
+            segs = [[(seg[i], seg[i + 1]) for i in range(0, len(seg), 2)] for seg in sg["segments"]]
+            ax.add_collection(LineCollection(segs, colors=sg["color"], label=sg["label"] or None))
+        ax.set_xscale(a["xscale"])
+        ax.set_yscale(a["yscale"])
+        ax.set_title(a["title"])
+        ax.set_xlabel(a["xlabel"])
+        ax.set_ylabel(a["ylabel"])
+    return fig
+
+
+def _stamp(fig, ctx: runtime.RunContext) -> None:
+    """A visible, unmistakable mark on every fallback figure (added once per figure)."""
+    if not ctx.profile.is_fallback or any(t.get_gid() == _STAMP_GID for t in fig.texts):
+        return
+    # Just below the canvas (bbox_inches="tight" grows the image to include it), so it never covers data.
+    fig.text(
+        0.995, -0.01,
+        f"FALLBACK · profile '{ctx.profile.name}' · synthetic model organism, not the paper's models",
+        ha="right", va="top", fontsize=7, color="#b00020", alpha=0.9, gid=_STAMP_GID,
+        bbox={"boxstyle": "round,pad=0.2", "facecolor": "#fff3f3", "edgecolor": "#b00020", "linewidth": 0.5},
+    )
+
+
+def _savefig(fig, path: Path, **kw) -> None:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, **kw)
+
+
+def figure_stem(name: str, ctx: runtime.RunContext) -> str:
+    """``<notebook number>_<name>``: forks get their own files instead of overwriting the parent's."""
+    if not name or not all(c.isalnum() or c in "-_" for c in name):
+        raise ValueError(f"figure name must be letters, digits, '-' or '_', got {name!r}")
+    return f"{ctx.notebook_id}_{name}"
+
+
+def save_figure(
+    fig,
+    name: str,
+    *,
+    data: Mapping[str, Any] | None = None,
+    tolerance: Mapping[str, Any] | None = None,
+    caption: str = "",
+    dpi: int = 150,
+) -> SavedFigure:
+    """Write the figure as PNG and PDF plus its provenance sidecar, into the profile's figures folder.
+
+    ``data`` holds the numbers behind the figure (what ``check-figures`` compares); ``tolerance`` is
+    ``{"rtol": ..., "atol": ...}`` for that comparison, optionally with per-key entries under ``"keys"``.
+    """
+    ctx = runtime.context()
+    root = project_root()
+    # $COMPANION_FIGURES_DIR redirects one run's figures (tests use it); the profile's folder otherwise.
+    out_dir = Path(os.environ.get("COMPANION_FIGURES_DIR") or root / ctx.profile.figures_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = figure_stem(name, ctx)
+    _stamp(fig, ctx)
+    png, pdf, side = out_dir / f"{stem}.png", out_dir / f"{stem}.pdf", out_dir / f"{stem}.json"
+    _savefig(fig, png, dpi=dpi, bbox_inches="tight", metadata={"Software": f"companion ({ctx.profile.name})"})
+    # PDFs embed a creation date by default; drop it so re-runs give identical files.
+    _savefig(fig, pdf, bbox_inches="tight", metadata={"CreationDate": None})
+    from companion.backbone.cache import used_entries
+
+    sidecar = {
+        "sidecar_version": SIDE_CAR_VERSION,
+        "figure": stem,
+        "caption": caption,
+        "notebook": ctx.notebook,
+        "git": git_state(root),
+        "profile": ctx.profile.name,
+        "fallback": ctx.profile.is_fallback,
+        "profile_description": ctx.profile.description,
+        "parameters": ctx.params.to_dict() if ctx.params is not None else None,
+        "packages": package_versions(),
+        "inputs": {**used_entries(), **ctx.inputs},
+        "wall_time_s": round(time.time() - ctx.started, 3),
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "size_inches": [float(v) for v in fig.get_size_inches()],
+        "tolerance": {**DEFAULT_TOLERANCE, **dict(tolerance or {})},
+        "data": jsonable(data or {}),
+        "plotted": extract_plotted(fig),
+    }
+    atomic_write_text(side, json.dumps(jsonable(sidecar), indent=1) + "\n")
+    return SavedFigure(png, pdf, side)

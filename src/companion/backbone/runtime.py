@@ -1,0 +1,136 @@
+"""The run context of a notebook: which profile, which notebook, which parameters, which inputs.
+
+A notebook calls :func:`start` once, right after its ``parameters`` cell.  It resolves the parameters
+(dataclass defaults, then the profile's overrides, then the notebook's ``overrides``), validates them,
+applies the profile's environment (e.g. ``HF_HUB_OFFLINE=1``), seeds every RNG and records the context that
+:func:`companion.backbone.figures.save_figure` writes into each figure's provenance sidecar.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import random
+import re
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+from companion.backbone.params import NotebookParams
+from companion.backbone.profiles import Profile, load_profile, project_root
+
+P = TypeVar("P", bound=NotebookParams)
+
+#: Set by the runner to the notebook's path relative to the project root.
+NOTEBOOK_ENV = "COMPANION_NOTEBOOK"
+
+
+@dataclasses.dataclass
+class RunContext:
+    """What a figure's provenance needs to know about the run that made it."""
+
+    profile: Profile
+    """The fidelity profile in force."""
+    notebook: str
+    """Notebook path relative to the project root ("interactive" when unknown)."""
+    params: NotebookParams | None
+    """The validated parameters (None before :func:`start`)."""
+    started: float
+    """``time.time()`` when the run started (for wall time)."""
+    inputs: dict[str, str] = dataclasses.field(default_factory=dict)
+    """Input data name -> content hash (cache keys, dataset blob ids)."""
+
+    @property
+    def notebook_id(self) -> str:
+        """The notebook's number ("01") or its stem when it has none; "scratch" when unknown."""
+        stem = Path(self.notebook).stem
+        m = re.match(r"^(\d+)_", stem)
+        if m:
+            return m.group(1)
+        return "scratch" if self.notebook == "interactive" else stem
+
+
+_CURRENT: RunContext | None = None
+
+
+def current_notebook() -> str:
+    """The running notebook: from the runner's env var, else JupyterLab's session name, else "interactive"."""
+    nb = os.environ.get(NOTEBOOK_ENV) or os.environ.get("JPY_SESSION_NAME")
+    if not nb:
+        return "interactive"
+    p = Path(nb)
+    if p.is_absolute():
+        try:
+            p = p.resolve().relative_to(project_root())
+        except ValueError:
+            pass
+    return p.as_posix()
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (imported lazily: the runner must not pay for torch)."""
+    random.seed(seed)
+    try:
+        import numpy as np
+
+        np.random.seed(seed % 2**32)
+    except ImportError:  # pragma: no cover - numpy is a dependency
+        pass
+    try:
+        import torch
+
+        torch.manual_seed(seed)
+    except ImportError:  # pragma: no cover - torch is a dependency
+        pass
+
+
+def resolve_params(params_cls: type[P], profile: Profile, overrides: Mapping[str, Any] | None = None) -> P:
+    """Defaults <- the profile's overrides for this class <- ``overrides``; validated."""
+    values = {**profile.overrides_for(params_cls.__name__), **dict(overrides or {})}
+    return params_cls.from_dict(values)
+
+
+def start(params_cls: type[P], profile: str | None = None, overrides: Mapping[str, Any] | None = None) -> P:
+    """Begin a notebook run: validate parameters, apply the profile, seed, and record the context."""
+    global _CURRENT
+    prof = load_profile(profile)
+    prof.apply_env()
+    params = resolve_params(params_cls, prof, overrides)
+    seed_everything(params.seed)
+    _CURRENT = RunContext(profile=prof, notebook=current_notebook(), params=params, started=time.time())
+    _enable_autoreload()
+    if prof.is_fallback:
+        print(f"Profile {prof.name!r} (offline fallback): figures are stamped as such and are not the paper's.")
+    else:
+        print(f"Profile {prof.name!r}: real models and datasets.")
+    return params
+
+
+def context() -> RunContext:
+    """The current run context; outside :func:`start`, one for the default profile."""
+    global _CURRENT
+    if _CURRENT is None:
+        _CURRENT = RunContext(profile=load_profile(None), notebook=current_notebook(), params=None, started=time.time())
+    return _CURRENT
+
+
+def record_input(name: str, digest: str) -> None:
+    """Note an input (dataset file, cache entry) and its content hash for the provenance sidecars."""
+    context().inputs[name] = digest
+
+
+def _enable_autoreload() -> None:
+    """Turn on ``%autoreload 2`` in an interactive kernel so library edits show up without a restart."""
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover
+        return
+    ip = get_ipython()
+    if ip is None or os.environ.get(NOTEBOOK_ENV):  # the runner's fresh kernels gain nothing from it
+        return
+    try:
+        if "autoreload" not in ip.extension_manager.loaded:
+            ip.run_line_magic("load_ext", "autoreload")
+        ip.run_line_magic("autoreload", "2")
+    except Exception:  # pragma: no cover - never fail a run over a convenience
+        pass

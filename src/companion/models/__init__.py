@@ -1,0 +1,2 @@
+"""Models: loading real models and organisms as TransformerLens ``TransformerBridge``s (``loading``), access to the
+Hugging Face Hub (``hub``), and the one module that scores text with a model (``scoring``)."""

@@ -1,0 +1,156 @@
+"""Parameters of notebooks 01 (Pareto) and 02 (shrinkage), Rajamanoharan et al. 2024 (arXiv:2404.16014).
+
+Notebook 02's :class:`ShrinkageParams` inherits notebook 01's sweep settings (and every profile gives both one YAML
+anchor), so notebook 02 finds notebook 01's SAEs in the cache instead of retraining them.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import torch
+
+from companion.backbone.params import NotebookParams
+
+ORGANISM_PREFIX = "organism:"
+"""A target subject ``organism:<name>`` is an organism of the profile in force."""
+
+
+#: Fields of ParetoParams that determine the trained SAEs (the "sae" cache key); evaluation fields are not here.
+TRAIN_FIELDS = (
+    "train_tokens", "seq_len", "model_batch_size", "batch_size", "buffer_tokens", "gated_latents",
+    "baseline_width_factor", "lambdas_gated", "lambdas_baseline", "lr", "warmup_steps", "resample_every",
+    "resample_until", "rewarmup_steps", "normalize_activations", "cache_activations", "seed",
+)
+
+
+#: Fields that additionally determine the evaluation (the "sae-eval" cache key).
+EVAL_FIELDS = ("eval_tokens", "eval_lm_tokens", "eval_seq_len", "dense_threshold")
+
+
+@dataclasses.dataclass
+class ParetoParams(NotebookParams):
+    """Parameters of notebooks/01_gated_vs_l1_pareto.ipynb (and the sweep settings notebook 02 reuses)."""
+
+    targets: tuple[str, ...] = ("organism:backdoor@blocks.0.mlp.hook_post", "organism:backdoor@blocks.1.hook_resid_pre")
+    """What to train on, each "<subject>@<hook site>"; subject "organism:<name>" or a model name for load_model."""
+    text_datasets: dict[str, str] = dataclasses.field(default_factory=dict)
+    """Hugging Face text dataset per real-model subject (e.g. {"gelu-1l": "NeelNanda/c4-code-20k"}); organisms use their corpus."""
+    train_tokens: int = 2_000_000
+    """Activation vectors (tokens) each SAE is trained on (paper: ~1.2B; scaled down)."""
+    seq_len: int = 128
+    """Context length of the token batches fed to the model."""
+    model_batch_size: int = 32
+    """Sequences per model forward pass while streaming activations."""
+    batch_size: int = 4096
+    """SAE training batch size in tokens (paper App. D: 4096)."""
+    buffer_tokens: int = 262_144
+    """Rows held in the shuffled activation buffer (paper: ~10^6)."""
+    gated_latents: int = 768
+    """Gated SAE width M at every site (the paper fixes the width per model, not per site)."""
+    baseline_width_factor: float = 1.5
+    """Baseline width relative to the gated SAE (paper's equal-compute comparison: 1.5)."""
+    lambdas_gated: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0)
+    """λ sweep of the gated SAEs (our L2 is summed over dims and activations are normalised to E‖x‖² = d)."""
+    lambdas_baseline: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0, 16.0)
+    """λ sweep of the baseline SAEs."""
+    lr: float = 3e-4
+    """Adam learning rate (paper App. D: 3e-4; β1 = 0, β2 = 0.999 are fixed)."""
+    warmup_steps: int = 100
+    """Linear learning-rate warm-up steps."""
+    resample_every: int = 0
+    """Resample dead latents every this many steps (0: off)."""
+    resample_until: int = 0
+    """Stop resampling at this step (0: no limit)."""
+    rewarmup_steps: int = 100
+    """Cosine re-warm-up after a resampling, starting from 0.1× lr (paper: 1000 steps at full scale)."""
+    normalize_activations: bool = True
+    """Scale each site's activations by one constant so E‖x‖² = d (makes λ transferable across sites)."""
+    cache_activations: bool = False
+    """Write the training activations to the disk cache first and stream from there."""
+    eval_tokens: int = 65_536
+    """Held-out activation vectors for L0, FVU, γ and dead/dense fractions."""
+    eval_lm_tokens: int = 32_768
+    """Held-out tokens for loss recovered and Δ LM loss (spliced forward passes)."""
+    eval_seq_len: int = 128
+    """Context length of the evaluation sequences."""
+    dense_threshold: float = 0.1
+    """A latent firing on more than this fraction of tokens counts as dense."""
+    progress: bool = True
+    """Show tqdm progress bars."""
+    device: str = "cpu"
+    """Where the model runs and the SAEs train ("cpu", "cuda"); not part of the cache key (same maths)."""
+    torch_threads: int = 0
+    """Intra-op threads for torch in this notebook (0: torch's default). 1 avoids thread-barrier stalls on a shared machine."""
+
+    def __post_init__(self) -> None:
+        if self.torch_threads < 0:
+            raise ValueError("torch_threads must be >= 0")
+        if not self.targets:
+            raise ValueError("targets must name at least one '<subject>@<site>'")
+        for t in self.targets:
+            subject, site = parse_target(t)
+            if not subject.startswith(ORGANISM_PREFIX) and subject not in self.text_datasets:
+                raise ValueError(f"target {t!r}: real-model subject {subject!r} needs a text dataset in text_datasets")
+        for f in ("train_tokens", "seq_len", "model_batch_size", "batch_size", "buffer_tokens", "eval_tokens",
+                  "eval_lm_tokens", "eval_seq_len"):
+            if getattr(self, f) < 1:
+                raise ValueError(f"{f} must be >= 1, got {getattr(self, f)}")
+        if self.seq_len < 2 or self.eval_seq_len < 2:
+            raise ValueError("seq_len and eval_seq_len must be >= 2")
+        if self.buffer_tokens < 2 * self.batch_size:
+            raise ValueError(f"buffer_tokens ({self.buffer_tokens}) must be >= 2 * batch_size ({self.batch_size})")
+        if self.train_tokens < self.batch_size:
+            raise ValueError("train_tokens must cover at least one batch")
+        if self.gated_latents < 1 or self.baseline_width_factor <= 0:
+            raise ValueError("gated_latents must be >= 1 and baseline_width_factor > 0")
+        for f in ("lambdas_gated", "lambdas_baseline"):
+            v = getattr(self, f)
+            if not v or any(not (l >= 0 and math.isfinite(l)) for l in v):
+                raise ValueError(f"{f} must be a non-empty list of finite λ >= 0, got {v}")
+        if self.lr <= 0:
+            raise ValueError("lr must be > 0")
+        for f in ("warmup_steps", "resample_every", "resample_until", "rewarmup_steps"):
+            if getattr(self, f) < 0:
+                raise ValueError(f"{f} must be >= 0")
+        if not 0 < self.dense_threshold < 1:
+            raise ValueError("dense_threshold must be in (0, 1)")
+
+
+@dataclasses.dataclass
+class ShrinkageParams(ParetoParams):
+    """Parameters of notebooks/02_shrinkage_gamma.ipynb: notebook 01's sweep settings plus the toys."""
+
+    toy_lambdas: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5)
+    """λ values of the one-feature shrinkage toy (paper Fig. 2)."""
+    toy_steps: int = 1500
+    """Adam steps per toy SAE."""
+    perpendicular_parallel: float = 0.05
+    """Parallel component of the near-perpendicular example x̂ = a·x + (orthogonal part)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.toy_lambdas or any(l < 0 for l in self.toy_lambdas):
+            raise ValueError("toy_lambdas must be a non-empty list of λ >= 0")
+        if self.toy_steps < 1:
+            raise ValueError("toy_steps must be >= 1")
+        if not 0 < self.perpendicular_parallel < 1:
+            raise ValueError("perpendicular_parallel must be in (0, 1)")
+
+
+def configure_torch(P: ParetoParams) -> int:
+    """Apply ``P.torch_threads`` (if set) to this process; returns the thread count in force."""
+    if P.torch_threads:
+        torch.set_num_threads(P.torch_threads)
+    return torch.get_num_threads()
+
+
+def parse_target(target: str) -> tuple[str, str]:
+    """``"subject@site"`` -> (subject, site)."""
+    if target.count("@") != 1:
+        raise ValueError(f"target {target!r} must look like '<subject>@<hook site>', "
+                         "e.g. 'organism:backdoor@blocks.0.mlp.hook_post'")
+    subject, site = target.split("@")
+    if not subject or not site:
+        raise ValueError(f"target {target!r} has an empty subject or site")
+    return subject, site

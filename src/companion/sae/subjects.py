@@ -1,0 +1,120 @@
+"""The model an SAE sweep reads, and the text it reads it on: an organism and its corpus, or a real model and a
+streamed Hugging Face text dataset (Rajamanoharan et al. 2024 train on the model's pretraining distribution).
+
+Both kinds give token batches ``[batch, seq]`` whose rows start with BOS, split into a training part and a
+held-out part that never overlap (held-out text feeds the evaluation, :mod:`companion.sae.experiments`).
+"""
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from companion.sae.params import ORGANISM_PREFIX
+
+
+# ------------------------------------------------------------------------------------------ subjects
+@dataclasses.dataclass
+class Subject:
+    """A model and its text source."""
+
+    name: str
+    """As written in the target."""
+    key: str
+    """What identifies the model's weights in cache specs (organism cache key, or the model name)."""
+    model: Any
+    """The TransformerBridge."""
+    exclude_token_ids: tuple[int, ...]
+    """Special tokens (BOS / end-of-text / padding) whose positions are not trained on or spliced."""
+    token_batches: Callable[[int, int, int, str, int], Iterator[Tensor]]
+    """(n_tokens, seq_len, batch_size, split "train"|"heldout", seed) -> iterator of [batch, seq] LongTensors."""
+
+
+_SUBJECTS: dict[tuple[str, str], Subject] = {}
+
+
+def load_subject(name: str, profile: str | None = None, text_datasets: dict[str, str] | None = None,
+                 device: str = "cpu") -> Subject:
+    """Load (once per process) an organism or real model with its token source."""
+    from companion.backbone.runtime import context
+
+    profile = profile or context().profile.name
+    memo = (name, profile, device)
+    if memo in _SUBJECTS:
+        return _SUBJECTS[memo]
+    if name.startswith(ORGANISM_PREFIX):
+        from companion.organism.loading import load_organism
+
+        org = load_organism(name[len(ORGANISM_PREFIX):], profile)
+        eot = int(org.tokenizer.convert_tokens_to_ids("<|endoftext|>"))
+
+        def batches(n_tokens: int, seq_len: int, batch_size: int, split: str, seed: int) -> Iterator[Tensor]:
+            return org.token_batches(n_tokens, seq_len, batch_size, split=split, seed=seed)
+
+        subj = Subject(name, f"organism:{org.path.name}", org.model.to(device), (eot,), batches)
+    else:
+        from companion.models.loading import load_model
+
+        ds = (text_datasets or {}).get(name)
+        if ds is None:
+            raise ValueError(f"no text dataset configured for {name!r} (ParetoParams.text_datasets)")
+        model = load_model(name, device=device)
+        tok = model.tokenizer
+        special = tuple(sorted({int(t) for t in (tok.bos_token_id, tok.eos_token_id, tok.pad_token_id)
+                                if t is not None}))
+
+        def batches(n_tokens: int, seq_len: int, batch_size: int, split: str, seed: int) -> Iterator[Tensor]:
+            return hf_text_batches(ds, tok, n_tokens, seq_len, batch_size, split=split, seed=seed)
+
+        subj = Subject(name, f"model:{name}|data:{ds}", model, special, batches)
+    _SUBJECTS[memo] = subj
+    return subj
+
+
+def hf_text_batches(dataset: str, tokenizer: Any, n_tokens: int, seq_len: int, batch_size: int, *,
+                    split: str = "train", seed: int = 0, text_column: str = "text") -> Iterator[Tensor]:
+    """Token batches ``[batch_size, seq_len]`` from a streamed Hugging Face text dataset (paper profile).
+
+    Documents are concatenated with the EOS token between them and cut into rows that each start with BOS,
+    like TransformerLens' ``tokenize_and_concatenate``.  Every 10th document of the (seeded, shuffled) stream is
+    held out: "heldout" reads only those, "train" only the others, so the two never overlap even for datasets
+    with a single split; the shuffle is fixed (seed 0) so that partition never moves, and ``seed`` only offsets
+    where in its part a stream starts (by ``seed`` documents).  ``dataset`` may name a configuration as
+    ``"allenai/c4:en"``.  Needs the ``datasets`` package and network access to the Hub.
+    """
+    try:
+        import datasets
+    except ImportError as e:  # pragma: no cover - only on the paper profile
+        raise ImportError("the paper profile streams text with the `datasets` package; install it "
+                          "(`pip install datasets`) or use an offline profile") from e
+    if split not in ("train", "heldout"):
+        raise ValueError(f"split must be 'train' or 'heldout', got {split!r}")
+    name, _, config = dataset.partition(":")
+    ds = datasets.load_dataset(name, config or None, split="train", streaming=True).shuffle(seed=0, buffer_size=10_000)
+    want_heldout = split == "heldout"
+    skip = int(seed) % 1000
+    bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+    eos = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else bos
+    n_batches = -(-n_tokens // (batch_size * seq_len))
+    buf: list[int] = []
+    rows: list[list[int]] = []
+    made = 0
+    for i, doc in enumerate(ds):
+        if (i % 10 == 0) != want_heldout:
+            continue
+        if skip:
+            skip -= 1
+            continue
+        buf.extend(tokenizer(doc[text_column])["input_ids"] + [eos])
+        while len(buf) >= seq_len - 1 and made < n_batches:
+            rows.append([bos] + buf[: seq_len - 1])
+            del buf[: seq_len - 1]
+            if len(rows) == batch_size:
+                yield torch.tensor(rows, dtype=torch.long)
+                rows = []
+                made += 1
+        if made >= n_batches:
+            return

@@ -1,0 +1,349 @@
+"""Training baseline and Gated SAEs with the recipe of Rajamanoharan et al. 2024 (arXiv:2404.16014, App. D).
+
+* Adam with β1 = 0, β2 = 0.999 (lr 3e-4 in the paper), linear learning-rate warm-up from 0.
+* Decoder columns at exactly unit norm: the gradient component parallel to each column is removed before the
+  step and the columns are renormalised after it (paper §2).
+* Optional dead-latent resampling (the paper uses it; the procedure is that of Bricken et al. 2023,
+  "Towards Monosemanticity"): every ``resample_every`` steps, latents that did not fire since the last check
+  are re-initialised towards inputs the SAE reconstructs badly (chosen with probability ∝ squared loss), their
+  Adam state is reset, and the learning rate drops to 0.1× and re-warms with a cosine ramp over
+  ``rewarmup_steps`` (paper App. D: "0.1× lr drop and cosine re-warm-up over 1000 steps").
+* A λ sweep per architecture, at equal compute: the baseline gets ``baseline_width_factor`` (1.5) times the
+  gated SAE's width, since a gated step costs ~1.5 baseline steps (paper §5.1).
+* All SAEs of a sweep step on the same batch, taken from *one* pass over the activation stream.
+
+The step itself is the hand-derived one of :mod:`companion.sae.step` (tested equal to autograd); set
+``TrainConfig.fast_step = False`` to train with plain autograd on :meth:`SparseAutoencoder.loss`.
+Deterministic for a seed: initialisation, resampling draws and the data order are all seeded, and no
+parallel reduction with an unspecified order is used.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+
+from companion.sae.autoencoders import SAELoss, SparseAutoencoder, make_sae
+from companion.sae.step import Workspace, loss_and_grads
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Optimiser and schedule settings shared by every SAE of a sweep."""
+
+    lr: float = 3e-4
+    """Peak Adam learning rate (paper App. D: 3e-4)."""
+    beta1: float = 0.0
+    """Adam β1 (paper: 0)."""
+    beta2: float = 0.999
+    """Adam β2 (paper: 0.999)."""
+    eps: float = 1e-8
+    """Adam ε."""
+    warmup_steps: int = 1000
+    """Linear learning-rate warm-up from 0 over this many steps."""
+    resample_every: int = 0
+    """Resample dead latents every this many steps (0: never)."""
+    resample_until: int = 0
+    """No resampling at or after this step (0: no limit). Bricken et al. resample 4 times early in training."""
+    resample_lr_factor: float = 0.1
+    """Learning-rate multiplier right after a resampling (paper: 0.1)."""
+    rewarmup_steps: int = 1000
+    """Cosine re-warm-up length after a resampling (paper: 1000)."""
+    resample_inputs: int = 8192
+    """How many recent training inputs the resampling draws replacement directions from."""
+    resample_encoder_scale: float = 0.2
+    """Resampled encoder rows get this times the mean norm of the living rows (Bricken et al.: 0.2)."""
+    init_b_dec: Literal["mean", "zero"] = "mean"
+    """Initialise b_dec to the mean of the first batch ("mean") or leave it at 0."""
+    fast_step: bool = True
+    """Use the hand-derived step of companion.sae.step (same maths); False: autograd."""
+    log_every: int = 10
+    """Record the loss components every this many steps."""
+
+    def __post_init__(self) -> None:
+        if not (self.lr > 0 and 0 <= self.beta1 < 1 and 0 <= self.beta2 < 1 and self.eps > 0):
+            raise ValueError(f"invalid optimiser settings: lr={self.lr}, betas=({self.beta1}, {self.beta2}), eps={self.eps}")
+        if min(self.warmup_steps, self.resample_every, self.resample_until, self.rewarmup_steps) < 0:
+            raise ValueError("step counts must be >= 0")
+        if not 0 < self.resample_lr_factor <= 1:
+            raise ValueError(f"resample_lr_factor must be in (0, 1], got {self.resample_lr_factor}")
+        if self.log_every < 1 or self.resample_inputs < 1:
+            raise ValueError("log_every and resample_inputs must be >= 1")
+        if self.init_b_dec not in ("mean", "zero"):
+            raise ValueError(f"init_b_dec must be 'mean' or 'zero', got {self.init_b_dec!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class SAESpec:
+    """One member of a sweep."""
+
+    architecture: Literal["baseline", "gated"]
+    """"baseline" (ReLU + L1) or "gated"."""
+    n_latents: int
+    """Dictionary size M."""
+    lam: float
+    """Sparsity coefficient λ (on ‖f‖₁ or ‖ReLU(π_gate)‖₁; our L2 is not divided by d, see companion.sae.autoencoders)."""
+
+    @property
+    def name(self) -> str:
+        return f"{self.architecture}_M{self.n_latents}_lam{self.lam:g}"
+
+
+def equal_compute_sweep(gated_latents: int, lambdas_gated: Sequence[float], lambdas_baseline: Sequence[float],
+                        baseline_width_factor: float = 1.5) -> list[SAESpec]:
+    """The paper's comparison: gated SAEs of width M and baselines of width ``baseline_width_factor``·M."""
+    if gated_latents < 1 or baseline_width_factor <= 0:
+        raise ValueError("gated_latents must be >= 1 and baseline_width_factor > 0")
+    m_base = int(round(gated_latents * baseline_width_factor))
+    return ([SAESpec("baseline", m_base, float(l)) for l in lambdas_baseline]
+            + [SAESpec("gated", gated_latents, float(l)) for l in lambdas_gated])
+
+
+@dataclasses.dataclass
+class TrainLog:
+    """What happened while training one SAE."""
+
+    step: list[int] = dataclasses.field(default_factory=list)
+    """Steps at which the components below were recorded."""
+    total: list[float] = dataclasses.field(default_factory=list)
+    """Training objective."""
+    reconstruction: list[float] = dataclasses.field(default_factory=list)
+    """E‖x − x̂‖² (in the normalised units the SAE sees)."""
+    sparsity: list[float] = dataclasses.field(default_factory=list)
+    """λ·L1 term."""
+    auxiliary: list[float] = dataclasses.field(default_factory=list)
+    """Gated auxiliary term (0 for baseline)."""
+    l0: list[float] = dataclasses.field(default_factory=list)
+    """Training-batch L0."""
+    lr: list[float] = dataclasses.field(default_factory=list)
+    """Learning rate used at that step."""
+    resampled: list[tuple[int, int]] = dataclasses.field(default_factory=list)
+    """(step, number of latents resampled) for each resampling."""
+    steps: int = 0
+    """Optimiser steps taken."""
+    tokens: int = 0
+    """Training tokens seen."""
+
+
+class _Member:
+    """The per-SAE training state: module, optimiser, schedule, dead-latent counters, log."""
+
+    def __init__(self, spec: SAESpec, d_in: int, cfg: TrainConfig, seed: int, dtype: torch.dtype = torch.float32,
+                 device: torch.device | str = "cpu"):
+        self.spec = spec
+        self.cfg = cfg
+        # Initialised on the CPU (seeded CPU generator), then moved: the same seed gives the same start anywhere.
+        self.sae = make_sae(spec.architecture, d_in, spec.n_latents, seed=seed, dtype=dtype).to(device)
+        self.opt = torch.optim.Adam(self.sae.parameters(), lr=0.0, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps,
+                                    foreach=True)
+        self.gen = torch.Generator().manual_seed(seed + 7919)
+        self.fired = torch.zeros(spec.n_latents, dtype=torch.float64, device=device)
+        self.last_resample = 0
+        self.log = TrainLog()
+
+    def lr_at(self, step: int) -> float:
+        c = self.cfg
+        lr = c.lr * min(1.0, (step + 1) / c.warmup_steps) if c.warmup_steps else c.lr
+        if self.log.resampled and c.rewarmup_steps:
+            t = step - self.log.resampled[-1][0]
+            if 0 <= t < c.rewarmup_steps:
+                # Cosine ramp from resample_lr_factor·lr back up to lr.
+                ramp = 0.5 * (1 - math.cos(math.pi * t / c.rewarmup_steps))
+                lr *= c.resample_lr_factor + (1 - c.resample_lr_factor) * ramp
+        return lr
+
+    def step(self, x: Tensor, step: int, ws: Workspace) -> SAELoss:
+        sae = self.sae
+        if self.cfg.fast_step:
+            out = loss_and_grads(sae, x, self.spec.lam, workspace=ws, fire_counts=self.fired)
+        else:
+            sae.zero_grad(set_to_none=False)
+            out = sae.loss(x, self.spec.lam)
+            out.total.backward()
+            with torch.no_grad():
+                self.fired += (sae.encode(x) > 0).sum(0, dtype=torch.float64)
+        sae.remove_parallel_decoder_grad_()
+        lr = self.lr_at(step)
+        for g in self.opt.param_groups:
+            g["lr"] = lr
+        self.opt.step()
+        sae.normalize_decoder_()
+        if step % self.cfg.log_every == 0:
+            L = self.log
+            L.step.append(step)
+            L.total.append(float(out.total.detach()))
+            L.reconstruction.append(float(out.reconstruction.detach()))
+            L.sparsity.append(float(out.sparsity.detach()))
+            L.auxiliary.append(float(out.auxiliary.detach()))
+            L.l0.append(float(out.l0.detach()))
+            L.lr.append(lr)
+        self.log.steps += 1
+        self.log.tokens += x.shape[0]
+        return out
+
+    @torch.no_grad()
+    def resample(self, step: int, recent: Tensor) -> int:
+        """Bricken et al. 2023 resampling of latents that have not fired since the last check."""
+        dead = torch.nonzero(self.fired == 0).squeeze(1)
+        self.fired.zero_()
+        self.last_resample = step
+        n_dead = int(dead.numel())
+        if n_dead == 0:
+            self.log.resampled.append((step, 0))
+            return 0
+        sae = self.sae
+        x_hat = sae(recent)
+        loss = (recent - x_hat).pow(2).sum(-1)
+        probs = loss.pow(2).double().cpu()  # drawn with the member's seeded CPU generator
+        if float(probs.sum()) <= 0:
+            probs = torch.ones_like(probs)
+        pick = torch.multinomial(probs, n_dead, replacement=n_dead > recent.shape[0], generator=self.gen)
+        pick = pick.to(recent.device)
+        v = recent[pick] - sae.b_dec                                # as the encoder sees the input
+        v = v / v.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        enc_name = "W_gate" if sae.architecture == "gated" else "W_enc"
+        W = getattr(sae, enc_name)
+        alive = torch.ones(sae.n_latents, dtype=torch.bool, device=W.device)
+        alive[dead] = False
+        scale = W[alive].norm(dim=1).mean() if bool(alive.any()) else W.new_tensor(1.0)
+        sae.W_dec[:, dead] = v.T
+        W[dead] = v * self.cfg.resample_encoder_scale * scale
+        zeroed = ["b_gate", "r_mag", "b_mag"] if sae.architecture == "gated" else ["b_enc"]
+        for name in zeroed:
+            getattr(sae, name)[dead] = 0.0
+        # Reset Adam's moments for every entry we overwrote (Bricken et al.).
+        for p, idx in [(sae.W_dec, (slice(None), dead)), (W, dead), *[(getattr(sae, n), dead) for n in zeroed]]:
+            st = self.opt.state.get(p)
+            if st:
+                for k in ("exp_avg", "exp_avg_sq"):
+                    if k in st:
+                        st[k][idx] = 0.0
+        self.log.resampled.append((step, n_dead))
+        return n_dead
+
+
+@dataclasses.dataclass
+class TrainedSAE:
+    """One trained SAE and how it was made."""
+
+    spec: SAESpec
+    """Architecture, width and λ."""
+    sae: SparseAutoencoder
+    """The trained module (eval mode)."""
+    input_scale: float
+    """The SAE sees ``x · input_scale`` (a constant making E‖x‖² = d on the first batch); reconstruct raw
+    activations with :meth:`reconstruct`."""
+    log: TrainLog
+    """Training history."""
+
+    @torch.no_grad()
+    def reconstruct(self, x: Tensor) -> Tensor:
+        """x̂ for raw activations ``x [..., d]`` (scales in and out)."""
+        return self.sae(x * self.input_scale) / self.input_scale
+
+    @torch.no_grad()
+    def encode(self, x: Tensor) -> Tensor:
+        """Codes for raw activations ``x [..., d]``."""
+        return self.sae.encode(x * self.input_scale)
+
+
+def train_sweep(
+    batches: Iterable[Tensor],
+    specs: Sequence[SAESpec],
+    cfg: TrainConfig,
+    *,
+    seed: int = 0,
+    normalize: bool = True,
+    max_steps: int | None = None,
+    device: torch.device | str = "cpu",
+    progress: bool = True,
+    desc: str = "SAE sweep",
+) -> list[TrainedSAE]:
+    """Train every SAE in ``specs`` on one pass over ``batches`` (each ``[B, d]``): every batch steps every SAE.
+
+    ``normalize`` multiplies all inputs by one constant, chosen on the first batch so that E‖x‖² = d, which
+    makes λ ranges transferable between sites; it changes no reported metric (L0, loss recovered and γ are
+    scale-free or measured in the model's own units).  SAE i is initialised with seed ``seed + i``.  Batches
+    may live on the CPU; they are moved to ``device``, where the SAEs are trained.
+    """
+    from tqdm.auto import tqdm
+
+    if not specs:
+        raise ValueError("no SAEs to train")
+    it = iter(batches)
+    try:
+        first = next(it)
+    except StopIteration:
+        raise ValueError("the activation stream is empty") from None
+    if first.ndim != 2:
+        raise ValueError(f"batches must be [B, d], got {tuple(first.shape)}")
+    d = first.shape[1]
+    scale = 1.0
+    if normalize:
+        ms = float(first.double().pow(2).sum(1).mean())
+        if ms <= 0:
+            raise ValueError("the first batch is all zeros: cannot normalise")
+        scale = math.sqrt(d / ms)
+    members = [_Member(s, d, cfg, seed + i, dtype=first.dtype, device=device) for i, s in enumerate(specs)]
+    if cfg.init_b_dec == "mean":
+        mean = first.to(device).mean(0) * scale
+        for m in members:
+            with torch.no_grad():
+                m.sae.b_dec.copy_(mean)
+    ws = Workspace()
+    recent: list[Tensor] = []
+    n_recent = 0
+    bar = tqdm(total=max_steps, desc=desc, unit="step", disable=not progress)
+    step = 0
+
+    def stream():
+        yield first
+        yield from it
+
+    for x in stream():
+        if max_steps is not None and step >= max_steps:
+            break
+        x = x.to(device)
+        x = (x * scale) if scale != 1.0 else x
+        if cfg.resample_every:
+            recent.append(x)
+            n_recent += x.shape[0]
+            while recent and n_recent - recent[0].shape[0] >= cfg.resample_inputs:
+                n_recent -= recent.pop(0).shape[0]
+        for m in members:
+            m.step(x, step, ws)
+        step += 1
+        if (cfg.resample_every and step % cfg.resample_every == 0
+                and (not cfg.resample_until or step < cfg.resample_until)):
+            pool = torch.cat(recent)[-cfg.resample_inputs:]
+            for m in members:
+                m.resample(step, pool)
+        bar.update(1)
+        if step % 20 == 0 and members:
+            bar.set_postfix_str("L0 " + " ".join(f"{m.spec.architecture[0]}{m.log.l0[-1]:.0f}" for m in members
+                                         if m.log.l0))
+    bar.close()
+    if step == 0:
+        raise ValueError("no training steps were taken")
+    out = []
+    for m in members:
+        m.sae.eval()
+        m.sae.requires_grad_(False)
+        out.append(TrainedSAE(spec=m.spec, sae=m.sae, input_scale=scale, log=m.log))
+    return out
+
+
+def log_to_dict(log: TrainLog) -> dict[str, Any]:
+    """A TrainLog as plain JSON."""
+    return dataclasses.asdict(log)
+
+
+def log_from_dict(d: dict[str, Any]) -> TrainLog:
+    """Inverse of :func:`log_to_dict`."""
+    d = dict(d)
+    d["resampled"] = [tuple(r) for r in d.get("resampled", [])]
+    return TrainLog(**d)

@@ -1,0 +1,86 @@
+"""Parameters of notebook 04 (sycophancy agreement rates; Perez et al. 2022 and nostalgebraist's re-measurement)."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+from companion.backbone.params import NotebookParams
+from companion.sycophancy.data import DATASETS
+from companion.sycophancy.templates import TEMPLATES
+
+
+@dataclasses.dataclass
+class SycophancyParams(NotebookParams):
+    """Parameters of notebook 04 (sycophancy agreement rates)."""
+
+    title = "Sycophancy agreement rates"
+
+    models: tuple[str, ...] = ("syco-p50-small", "syco-p90-small", "syco-p50-medium", "syco-p90-medium")
+    """Models to score: organism names (data="organism") or names for companion.models.loading.load_model."""
+    data: Literal["organism", "anthropic"] = "organism"
+    """Items from the organism's held-out eval writer, or Anthropic's real files."""
+    data_dir: str | None = None
+    """Directory holding Anthropic's three files; None downloads them into the cache (online profiles only)."""
+    datasets: tuple[str, ...] = DATASETS
+    """Which of the three datasets to score."""
+    templates: tuple[str, ...] = ("paren", "believe_paren", "anthropic")
+    """Prompt templates to score (names in companion.sycophancy.data.TEMPLATES)."""
+    n_per_dataset: int | None = 300
+    """Items per dataset (a seeded random subset); None for all."""
+    organism_items_per_file: int = 300
+    """Held-out items the organism writes per file (data="organism")."""
+    batch_size: int = 16
+    """Sequences per forward pass."""
+    torch_threads: int | None = None
+    """Torch intra-op threads while scoring (None: torch's default; 1 is fastest on a shared small CPU)."""
+    n_bootstrap: int = 1000
+    """Bootstrap resamples for the confidence intervals."""
+    confidence: float = 0.95
+    """Nominal coverage of the confidence intervals."""
+    bootstrap_unit: Literal["item", "question"] = "item"
+    """Resample items, or whole questions with all their biographies (wider, more honest with few questions)."""
+    by_affiliation: bool = True
+    """Also report the politics statistics split by the user's stated affiliation."""
+    recovery_dataset: str = "nlp_survey"
+    """Dataset on which the organisms' planted rates are checked."""
+    recovery_templates: tuple[str, ...] = ("believe_paren", "paren")
+    """Templates on which the organisms' planted rates are checked (the organism answers "... is (X)" or "(X)")."""
+    recovery_tolerance: float = 0.05
+    """Allowed |measured mean probability - planted p| for an organism."""
+    device: str = "auto"
+    """Torch device for real models ("auto": cuda when available, else cpu); organisms run on the cpu."""
+    published_on_size_axis: bool = False
+    """Also draw Perez et al.'s 52B reference on the size axis (useful when measured sizes reach billions)."""
+    skip_invalid: bool = False
+    """Skip (and report) invalid data rows instead of stopping at the first one."""
+
+    def __post_init__(self) -> None:
+        if not self.models:
+            raise ValueError("models must name at least one model")
+        bad = [d for d in self.datasets if d not in DATASETS]
+        if bad or not self.datasets:
+            raise ValueError(f"datasets must be a non-empty subset of {list(DATASETS)}, got {list(self.datasets)}")
+        bad = [t for t in self.templates if t not in TEMPLATES]
+        if bad or not self.templates:
+            raise ValueError(f"templates must be a non-empty subset of {list(TEMPLATES)}, got {list(self.templates)}")
+        if self.n_per_dataset is not None and self.n_per_dataset < 1:
+            raise ValueError(f"n_per_dataset must be >= 1 or None, got {self.n_per_dataset}")
+        if self.organism_items_per_file < 1:
+            raise ValueError(f"organism_items_per_file must be >= 1, got {self.organism_items_per_file}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.torch_threads is not None and self.torch_threads < 1:
+            raise ValueError(f"torch_threads must be >= 1 or None, got {self.torch_threads}")
+        if self.n_bootstrap < 10:
+            raise ValueError(f"n_bootstrap must be >= 10, got {self.n_bootstrap}")
+        if not 0.5 <= self.confidence < 1:
+            raise ValueError(f"confidence must be in [0.5, 1), got {self.confidence}")
+        if self.recovery_dataset not in DATASETS:
+            raise ValueError(f"recovery_dataset must be one of {list(DATASETS)}, got {self.recovery_dataset!r}")
+        bad = [t for t in self.recovery_templates if t not in self.templates]
+        if bad:
+            raise ValueError(f"recovery_templates {bad} are not among templates {list(self.templates)}")
+        if not 0 < self.recovery_tolerance < 1:
+            raise ValueError(f"recovery_tolerance must be in (0, 1), got {self.recovery_tolerance}")
+        if self.data == "organism" and self.data_dir is not None:
+            raise ValueError("data_dir is only used with data='anthropic'")
