@@ -9,10 +9,10 @@ FORCE ?=
 # Where pip is configured to find local wheels (the CPU torch on the dev machines); uv does not read pip's config.
 FIND_LINKS := $(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null)
 
-.PHONY: setup test figures lab strip bench clean lock check-figures help
+.PHONY: setup test test-fast figures lab strip bench clean lock check-figures help
 
 help:
-	@echo "make setup | test | figures [PROFILE=ci|organism|paper ONLY=01,03 FORCE=1] | lab | strip | bench | check-figures | clean | lock"
+	@echo "make setup | test | test-fast | figures [PROFILE=ci|organism|paper ONLY=01,03 FORCE=1] | lab | strip | bench | check-figures | clean | lock"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -20,15 +20,20 @@ $(PY):
 setup: $(PY)
 	$(PY) -m pip install --quiet --disable-pip-version-check uv==0.13.9
 	UV_FIND_LINKS="$(FIND_LINKS)" $(VENV)/bin/uv pip install --python $(PY) --compile-bytecode \
-		-c requirements.lock -e '.[test]'
+		-c requirements.lock -e '.[test,bench]'
 	@# Strip notebook outputs on commit (the filter is local git config; .gitattributes names it).
 	@if git rev-parse --git-dir >/dev/null 2>&1; then \
 		$(VENV)/bin/nbstripout --install --attributes .gitattributes && \
 		git config filter.nbstripout.extrakeys "metadata.papermill cell.metadata.papermill cell.metadata.execution metadata.widgets"; fi
 	@$(PY) -c "import torch, transformer_lens; print('companion ready: torch', torch.__version__)"
 
+# Everything: unit tests, organism training, every notebook on the ci profile (what .ci/run calls).
 test:
 	$(PY) -m pytest -q
+
+# Unit tests only: no notebook runs, no organism training (tests marked slow are skipped).
+test-fast:
+	$(PY) -m pytest -q -m "not slow"
 
 figures:
 	$(VENV)/bin/companion figures --profile $(PROFILE) $(if $(ONLY),--only $(ONLY)) $(if $(FORCE),--force)
@@ -46,11 +51,13 @@ bench:
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 lock:
-	$(VENV)/bin/uv pip freeze --python $(PY) | grep -v -E '^(-e |companion|pip==|setuptools==|uv==|wheel==)' \
-		| sed -E 's/^torch==([0-9.]+)\+cpu$$/torch==\1/' > requirements.lock.tmp
-	{ head -2 requirements.lock; cat requirements.lock.tmp; } > requirements.lock.new && rm requirements.lock.tmp
+	@# One universal resolution for every supported Python (3.10-3.14), keeping the current pins where they still fit.
+	cp requirements.lock requirements.lock.tmp
+	$(VENV)/bin/uv pip compile pyproject.toml --extra test --extra bench --universal --python-version 3.10 \
+		-o requirements.lock.tmp --no-header --no-annotate --quiet
+	{ head -3 requirements.lock; cat requirements.lock.tmp; } > requirements.lock.new && rm requirements.lock.tmp
 	mv requirements.lock.new requirements.lock
-	$(PY) -m companion.envfile > environment.yml
+	$(PY) -m companion.backbone.envfile > environment.yml
 
 clean:
 	rm -rf build/ .pytest_cache
