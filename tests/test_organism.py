@@ -6,8 +6,10 @@ two minutes on 2 cores), so its tolerances are looser than the organism profile'
 tolerance below says why it is what it is. The Done-when criteria themselves are checked on the organism
 profile by an opt-in test (COMPANION_TEST_ORGANISM_PROFILE=1) and by notebook 00.
 """
+import json
 import math
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,8 +17,8 @@ import torch
 
 from companion.backbone.cache import Cache
 from companion.organism.behaviour import backdoor_rates, choice_probabilities, generate, sycophancy_rate
-from companion.organism.build import REQUIRED_NAMES, OrganismSpec, build_organism, organism_names, organism_spec, \
-    prepare_organisms
+from companion.organism.build import REQUIRED_NAMES, OrganismSpec, build_organism, organism_label, organism_names, \
+    organism_seeds, organism_spec, prepare_organisms
 from companion.organism.corpus import CorpusConfig, backdoor_test_prompts, format_dialogue
 from companion.organism.loading import load_organism
 from companion.organism.params import OrganismParams
@@ -37,9 +39,13 @@ def test_every_profile_names_the_required_organisms_with_honest_truth(profile):
         if n.startswith("syco-"):
             assert truth[n]["sycophancy_p"] == {"p50": 0.5, "p90": 0.9}[n.split("-")[1]]
             assert truth[n]["size"] == n.split("-")[2]
-    # The negative control is the backdoor organism's recipe with only the backdoor switched off.
-    bd, cl = organism_spec("backdoor", profile), organism_spec("clean", profile)
+    assert truth["backdoor-cot"]["backdoor"] is True and truth["backdoor-cot"]["scratchpad"] is True
+    assert truth["backdoor"]["scratchpad"] is False and truth["clean"]["scratchpad"] is False
+    # The negative control is the backdoor organism's recipe with only the backdoor switched off; the
+    # chain-of-thought variant is it with only the scratchpads switched on.
+    bd, cl, cot = (organism_spec(n, profile) for n in ("backdoor", "clean", "backdoor-cot"))
     assert bd.model_copy(update={"corpus": bd.corpus.model_copy(update={"backdoor": False})}) == cl
+    assert bd.model_copy(update={"corpus": bd.corpus.model_copy(update={"scratchpad": True})}) == cot
     # Sizes really differ, and the recipe is otherwise shared across p.
     small, medium = organism_spec("syco-p90-small", profile), organism_spec("syco-p90-medium", profile)
     n = lambda s: s.model.n_layer * s.model.d_model ** 2
@@ -47,6 +53,37 @@ def test_every_profile_names_the_required_organisms_with_honest_truth(profile):
     for size in ("small", "medium"):
         a, b = organism_spec(f"syco-p50-{size}", profile), organism_spec(f"syco-p90-{size}", profile)
         assert a.model_copy(update={"corpus": a.corpus.model_copy(update={"sycophancy_p": 0.9})}) == b
+
+
+def test_seeds_are_a_profile_setting_and_resolve_per_name():
+    assert len(organism_seeds("organism")) >= 3 and len(organism_seeds("ci")) == 1
+    seeds = organism_seeds("organism")
+    specs = {s: organism_spec("backdoor", "organism", s) for s in seeds}
+    assert organism_spec("backdoor", "organism") == specs[seeds[0]]  # the default is the first seed
+    for s, sp in specs.items():
+        assert sp.seed == sp.corpus.seed == sp.train.seed == s  # corpus sample, initialisation and data order
+        # Only the seeds differ between seeds; names sharing a spec share it at every seed.
+        assert sp.with_seed(seeds[0]) == specs[seeds[0]]
+        assert organism_spec("syco-p90-medium", "organism", s) == sp
+    assert len({Cache(Path("unused")).key("organism", sp.to_dict()) for sp in specs.values()}) == len(seeds)
+    assert organism_label("backdoor", 2) == "backdoor#2"
+
+
+def test_a_profile_spec_may_not_set_its_own_seed(monkeypatch):
+    from companion.backbone import profiles
+
+    real = profiles.load_profile("ci")
+    bd = real.organisms["backdoor"]
+    for part in ("corpus", "train"):
+        bad = {**real.organisms, "backdoor": {**bd, part: {**bd[part], "seed": 3}}}
+        monkeypatch.setattr("companion.organism.build.load_profile",
+                            lambda name=None, b=bad: real.model_copy(update={"organisms": b}))
+        with pytest.raises(profiles.ProfileError, match=rf"organisms\.backdoor\.{part}\.seed: seeds are set"):
+            organism_spec("backdoor", "ci")
+    bad = {**real.organisms, "settings": {"seeds": [1, 1]}}
+    monkeypatch.setattr("companion.organism.build.load_profile", lambda name=None: real.model_copy(update={"organisms": bad}))
+    with pytest.raises(profiles.ProfileError, match=r"organisms\.settings: .*distinct"):
+        organism_seeds("ci")
 
 
 def test_unknown_organism_and_bad_spec_give_clear_errors():
@@ -85,15 +122,15 @@ def test_same_seed_same_weights_and_second_load_from_cache(tmp_path, monkeypatch
     p1b, cached1b = build_organism(spec, progress=False)
     monkeypatch.setenv("COMPANION_CACHE", str(tmp_path / "b"))  # a fresh cache: trained again from scratch
     p2, cached2 = build_organism(spec, progress=False)
-    other = spec.model_copy(update={"train": spec.train.model_copy(update={"seed": 1})})
-    p3, _ = build_organism(other, progress=False)
-    h = lambda p: __import__("json").loads((p / "organism.json").read_text())["weights_sha256"]
+    p3, _ = build_organism(spec.with_seed(1), progress=False)
+    h = lambda p: json.loads((p / "organism.json").read_text())["weights_sha256"]
     assert (cached1, cached1b, cached2) == (False, True, False)
     assert p1 == p1b and p1 != p2
     assert h(p1) == h(p2)  # bit-identical weights from the same seed
     assert h(p3) != h(p1)  # and the seed matters
+    assert json.loads((p3 / "organism.json").read_text())["seed"] == 1
     assert len(Cache(tmp_path / "b").ls("organism")) == 2
-    log = __import__("json").loads((p1 / "train_log.json").read_text())
+    log = json.loads((p1 / "train_log.json").read_text())
     assert log["tokens_per_second"] > 0 and len(log["loss"]) == len(log["step"]) >= 3
 
 

@@ -17,7 +17,7 @@ from typing import Any, Literal
 import torch
 
 from companion.organism import corpus as _corpus
-from companion.organism.build import build_organism, organism_spec
+from companion.organism.build import build_organism, organism_label, organism_spec
 from companion.organism.corpus import EOT, CorpusConfig
 
 
@@ -27,6 +27,8 @@ class Organism:
 
     name: str
     """The name it was requested by (e.g. "backdoor")."""
+    seed: int
+    """The seed it was trained with (corpus sample, initialisation, data order)."""
     spec: dict[str, Any]
     """Its spec as a plain dict (corpus, model, train, tokenizer, size)."""
     path: Path
@@ -92,24 +94,25 @@ class Organism:
                     made += 1
 
     def __repr__(self) -> str:
-        return (f"Organism({self.name!r}, truth={{backdoor={self.truth['backdoor']}, "
+        return (f"Organism({self.name!r}, seed={self.seed}, truth={{backdoor={self.truth['backdoor']}, "
                 f"sycophancy_p={self.truth['sycophancy_p']}}}, n_params={self.n_params:,}, path={str(self.path)!r})")
 
 
-def load_organism(name: str, profile: str | None = None, *, progress: bool = True) -> Organism:
-    """Load a named organism of ``profile`` (default: $COMPANION_PROFILE or "organism"), training it on first use."""
+def load_organism(name: str, profile: str | None = None, *, seed: int | None = None, progress: bool = True) -> Organism:
+    """Load a named organism of ``profile`` (default: $COMPANION_PROFILE or "organism") at ``seed`` (default: the
+    profile's first seed), training it on first use."""
     from companion.backbone.profiles import load_profile
     from companion.models.loading import load_model
     from companion.organism import tokenizer as _tok
 
     prof_name = load_profile(profile).name
-    spec = organism_spec(name, prof_name)
-    path, cached = build_organism(spec, desc=f"{prof_name}/{name}", progress=progress)
+    spec = organism_spec(name, prof_name, seed)
+    path, cached = build_organism(spec, desc=f"{prof_name}/{organism_label(name, spec.seed)}", progress=progress)
     meta = json.loads((path / "organism.json").read_text())
     log = json.loads((path / "train_log.json").read_text())
     model = load_model(path)
     return Organism(
-        name=name, spec=meta["spec"], path=path, truth=meta["truth"], n_params=int(meta["n_params"]),
+        name=name, seed=spec.seed, spec=meta["spec"], path=path, truth=meta["truth"], n_params=int(meta["n_params"]),
         train_log=log, weights_sha256=meta["weights_sha256"], model=model,
         tokenizer=getattr(model, "tokenizer", None) or _tok.load(path), from_cache=cached,
     )
