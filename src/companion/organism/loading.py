@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
 
 from companion.organism import corpus as _corpus
-from companion.organism.build import build_organism, organism_label, organism_spec
+from companion.organism.build import build_organism, organism_label, organism_seeds, organism_spec, prepare_organisms
 from companion.organism.corpus import EOT, CorpusConfig
 
 
@@ -116,3 +116,25 @@ def load_organism(name: str, profile: str | None = None, *, seed: int | None = N
         train_log=log, weights_sha256=meta["weights_sha256"], model=model,
         tokenizer=getattr(model, "tokenizer", None) or _tok.load(path), from_cache=cached,
     )
+
+
+def load_organisms(names: Sequence[str], profile: str | None = None, *, seeds: Sequence[int] | None = None,
+                   progress: bool = True) -> dict[tuple[str, int], Organism]:
+    """Every named organism at every seed (default: all of the profile's seeds), keyed ``(name, seed)``.
+
+    Trains what is missing first (:func:`companion.organism.build.prepare_organisms`, two at a time); names
+    that share one trained model at a seed share one loaded model too.
+    """
+    from companion.backbone.profiles import load_profile
+
+    prof_name = load_profile(profile).name
+    seeds = list(seeds) if seeds is not None else list(organism_seeds(prof_name))
+    paths = prepare_organisms(names, prof_name, seeds=seeds, progress=progress)
+    out: dict[tuple[str, int], Organism] = {}
+    by_path: dict[Path, Organism] = {}
+    for key, path in paths.items():
+        if path in by_path:
+            out[key] = dataclasses.replace(by_path[path], name=key[0])
+        else:
+            by_path[path] = out[key] = load_organism(key[0], prof_name, seed=key[1], progress=False)
+    return out
