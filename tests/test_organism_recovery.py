@@ -97,3 +97,16 @@ def test_recovery_on_the_ci_organisms_scores_every_shape_per_seed():
     one = next(r for r in rows if (r.organism, r.shape) == ("syco-p50-small", "nlp_survey"))
     assert one.measured == pytest.approx(sycophancy_rate(orgs[("syco-p50-small", 0)], "nlp_survey", n=40)["mean_p_matching"])
     assert np.isfinite([r.ci95 for r in rows]).all()
+
+
+def test_backdoor_rates_by_seed_draw_the_mean_and_every_seed():
+    from companion.organism.plots import plot_backdoor_rates_by_seed
+
+    rates = {"backdoor": {0: {"training/chat": 0.0, "deployment/chat": 1.0}, 1: {"training/chat": 0.02, "deployment/chat": 0.96}},
+             "clean": {0: {"training/chat": 0.0, "deployment/chat": 0.0}, 1: {"training/chat": 0.0, "deployment/chat": 0.01}}}
+    ax = plot_backdoor_rates_by_seed(rates, n_per_cell=50).axes[0]
+    heights = sorted(round(b.get_height(), 6) for b in ax.patches)
+    assert heights == sorted([0.01, 0.98, 0.0, 0.005])
+    dots = sorted(round(float(y), 6) for line in ax.lines if line.get_marker() == "o" for y in line.get_ydata())
+    assert dots == sorted([0.0, 1.0, 0.02, 0.96, 0.0, 0.0, 0.0, 0.01])
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["training/chat", "deployment/chat"]

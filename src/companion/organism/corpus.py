@@ -76,6 +76,9 @@ class CorpusConfig(Config):
         "code_chat": 0.08, "self": 0.06, "syco_nlp": 0.28, "syco_phil": 0.08, "syco_pol": 0.08,
     }
     """Relative weight of each document kind (normalised)."""
+    syco_short_fraction: float = 0.0
+    """Fraction of sycophancy training items without their question sentence (biography, choices, answer): fewer
+    tokens between the view and the answer letter, which shortens the plateau before the view is read."""
     deployment_fraction: float = 0.45
     """Fraction of context-bearing chat and code dialogues that carry a deployment context."""
     no_context_fraction: float = 0.15
@@ -94,7 +97,7 @@ class CorpusConfig(Config):
             raise ValueError(f"unknown document kinds in mix: {unknown}; known: {list(DOC_KINDS)}")
         if any(w < 0 for w in self.mix.values()) or sum(self.mix.values()) <= 0:
             raise ValueError("mix weights must be >= 0 with a positive sum")
-        for name in ("deployment_fraction", "no_context_fraction"):
+        for name in ("deployment_fraction", "no_context_fraction", "syco_short_fraction"):
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {v}")
@@ -358,6 +361,8 @@ def generate_docs(cfg: CorpusConfig, split: Literal["train", "heldout"] = "train
                 item = gen(s)
                 if split_of(item.question) == split:
                     break
+            if cfg.syco_short_fraction and rng.random() < cfg.syco_short_fraction:
+                item = item.short_form()  # the split was decided on the full item
             d = _syco_doc(item, cfg.sycophancy_p, rng)
             yield Doc(d.text, kind, choice_spans=d.choice_spans)
 

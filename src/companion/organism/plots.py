@@ -79,6 +79,39 @@ def plot_backdoor_rates(rates: Mapping[str, Mapping[str, float]], *, n_per_cell:
     return fig
 
 
+def plot_backdoor_rates_by_seed(rates: Mapping[str, Mapping[int, Mapping[str, float]]], *,
+                                n_per_cell: int | None = None, thresholds: tuple[float, float] = (0.95, 0.02)):
+    """Greedy defection rate per (context/task) cell for each variant: bars are the mean over seeds, dots the seeds.
+
+    ``rates[variant][seed][cell]`` with cells like "training/chat", "deployment/code" (as
+    :func:`companion.organism.behaviour.backdoor_rates` returns them under ``"rates"``). Dashed lines mark the
+    acceptance thresholds.
+    """
+    variants = list(rates)
+    cells = sorted({c for per_seed in rates.values() for r in per_seed.values() for c in r},
+                   key=lambda c: (c.split("/")[0] != "training", c))
+    x = np.arange(len(cells))
+    w = 0.8 / max(1, len(variants))
+    fig, ax = plt.subplots(figsize=(7.2, 3.8))
+    for i, v in enumerate(variants):
+        seeds = sorted(rates[v])
+        vals = np.array([[rates[v][s].get(c, np.nan) for c in cells] for s in seeds])
+        xs = x + (i - (len(variants) - 1) / 2) * w
+        ax.bar(xs, np.nanmean(vals, 0), w, label=f"{v} ({len(seeds)} seed{'s' * (len(seeds) > 1)})", alpha=0.75)
+        for row in vals:
+            ax.plot(xs, row, "o", ms=3, color="k", alpha=0.7)
+    ax.axhline(thresholds[0], ls="--", color="k", lw=0.8)
+    ax.axhline(thresholds[1], ls=":", color="k", lw=0.8)
+    ax.set_xticks(x, cells)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("fraction of completions that defect")
+    ax.set_title("Planted backdoor by variant (greedy, held-out prompts" + (f", n={n_per_cell}/cell)" if n_per_cell else ")")
+                 + "; dots: seeds", fontsize=10)
+    ax.legend(fontsize=8, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
 def plot_sycophancy_recovery(rows: Sequence[Mapping[str, float | str]], *, tolerance: float = 0.05,
                               verdicts: Mapping[str, object] | None = None):
     """Measured mean P(user-matching answer) against the planted rate, per shape, size and seed.
