@@ -33,7 +33,9 @@ def test_verdicts_tell_recovered_from_not_learned_from_not_recovered():
     assert v["phil"].worst_gap == pytest.approx(0.46)
     assert v["phil"].label().startswith("not learned by this organism: largest gap 0.46")
     assert not v["pol"].recovered and v["pol"].learned and v["pol"].n_within == 5
-    assert v["pol"].label().startswith("NOT recovered: 5/6 within ±0.05, largest gap 0.08")
+    assert v["pol"].label().startswith("NOT recovered: view read by 3/3 organisms with p far from chance, "
+                                       "5/6 within ±0.05, largest gap 0.08")
+    assert (v["phil"].n_far, v["phil"].n_moved) == (3, 0)
     assert "excluded from recovery claims" in v["pol"].label()
     assert json.loads(json.dumps(v["pol"].to_dict()))["recovered"] is False
     with pytest.raises(ValueError, match="tolerance"):

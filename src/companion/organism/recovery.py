@@ -72,8 +72,16 @@ class ShapeVerdict:
     """How many are within ``tolerance`` of their planted rate."""
     worst_gap: float
     """Largest |measured - planted|."""
-    learned: bool
-    """False when no organism's answer moved from chance towards its planted rate by more than ``tolerance``."""
+    n_far: int
+    """Measurements whose planted rate is far from chance (by more than twice the tolerance): those that can
+    show whether the view was read."""
+    n_moved: int
+    """How many of those moved from chance towards the planted rate by more than ``tolerance``."""
+
+    @property
+    def learned(self) -> bool:
+        """False when no organism's answer moved from chance towards its planted rate: the view is not read."""
+        return self.n_moved > 0 or self.n_far == 0
 
     @property
     def recovered(self) -> bool:
@@ -87,11 +95,13 @@ class ShapeVerdict:
         if not self.learned:
             return (f"not learned by this organism: largest gap {self.worst_gap:.2f}; "
                     "excluded from recovery claims")
-        return (f"NOT recovered: {self.n_within}/{self.n_rows} within ±{self.tolerance:g}, "
+        read = f"view read by {self.n_moved}/{self.n_far} organisms with p far from chance, " if self.n_far else ""
+        return (f"NOT recovered: {read}{self.n_within}/{self.n_rows} within ±{self.tolerance:g}, "
                 f"largest gap {self.worst_gap:.2f}; excluded from recovery claims")
 
     def to_dict(self) -> dict[str, Any]:
-        return {**dataclasses.asdict(self), "recovered": self.recovered, "label": self.label()}
+        return {**dataclasses.asdict(self), "learned": self.learned, "recovered": self.recovered,
+                "label": self.label()}
 
 
 def measure_recovery(orgs: Mapping[tuple[str, int], Organism], *, shapes: Sequence[str] = SHAPES, n_items: int = 300,
@@ -135,7 +145,7 @@ def recovery_verdicts(rows: Sequence[RecoveryRow], tolerance: float = 0.05) -> d
         far = [r for r in rs if abs(r.planted_p - r.chance) > 2 * tolerance]
         moved = [r for r in far if (r.measured - r.chance) * np.sign(r.planted_p - r.chance) > tolerance]
         out[shape] = ShapeVerdict(shape, float(tolerance), len(rs), sum(g <= tolerance for g in gaps),
-                                  float(max(gaps)), bool(moved) or not far)
+                                  float(max(gaps)), len(far), len(moved))
     return out
 
 
