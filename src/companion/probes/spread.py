@@ -253,9 +253,9 @@ def plot_seed_spread(data: Mapping[str, Any], *, title: str = "Defection detecto
         ax.set_title(v, fontsize=10)
         ax.grid(axis="y", alpha=0.3)
     axes[0][0].set_ylabel(f"AUROC (residual layer {data.get('layer', '?')})")
-    axes[0][0].legend(fontsize=7, frameon=False, loc="lower left")
-    fig.suptitle(title, fontsize=11)
-    fig.tight_layout()
+    fig.legend(*axes[0][0].get_legend_handles_labels(), loc="upper right", ncol=len(seeds), fontsize=8, frameon=False)
+    fig.suptitle(title + " (bar: mean of seeds; dashed: chance)", fontsize=11, x=0.02, ha="left")
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
     return fig
 
 
