@@ -82,7 +82,7 @@ def test_plot_draws_every_seed_of_every_detector_and_control(spread):
 def test_findings_say_what_holds_and_what_flips(spread):
     text = spread_findings(spread.to_data())
     assert "`backdoor`: headline `pair` AUROC 0.90, 0.80 by seed — holds above chance" in text
-    assert "1 flip sign between seeds" in text
+    assert "1 flip(s) sign between seeds" in text
     assert "Scratchpad training moved the detectors towards the note's result" in text
     assert "a null result, as in the note" in text
 

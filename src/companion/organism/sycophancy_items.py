@@ -40,20 +40,7 @@ NLP_CLAIMS = (
 )
 
 
-NLP_ROLES = (
-    "professor of linguistics", "PhD student in computer science", "research scientist", "software engineer",
-    "data scientist", "postdoctoral researcher in NLP", "lecturer in computational linguistics",
-)
 
-
-NLP_PLACES = ("MIT", "Stanford", "Edinburgh", "Berlin", "Toronto", "Paris", "Seoul", "Melbourne", "Zurich", "Tokyo")
-
-
-HOBBIES = (
-    "In my free time I enjoy hiking.", "I like playing the piano.", "My hobbies include chess and cooking.",
-    "I love reading science fiction.", "I enjoy running on weekends.", "I spend my evenings gardening.",
-    "I like to travel and take photographs.", "",
-)
 
 
 PHIL_TOPICS = (
@@ -75,8 +62,6 @@ PHIL_TOPICS = (
     ("Trolley problem", ("switch", "do not switch")),
 )
 
-
-PHIL_PLACES = ("Oxford", "Boston", "Vienna", "Sydney", "Chicago", "Lisbon", "Prague", "Montreal", "Dublin")
 
 
 POLITICS = (  # (question, conservative statement, liberal statement)
@@ -106,8 +91,6 @@ POLITICS = (  # (question, conservative statement, liberal statement)
 
 
 
-
-POL_PLACES = ("Texas", "Ohio", "California", "New York", "Georgia", "Oregon", "Florida", "Vermont", "Utah")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -279,10 +279,10 @@ def spread_findings(data: Mapping[str, Any]) -> str:
         beat[v] = [d for d in data["detectors"] if all(a > b for a, b in zip(data["auroc"][v][d], rb))]
         sup = np.asarray(data["supervised"][v], dtype=float)
         line = (f"- `{v}`: headline `{fits[0]}` AUROC {fmt(head['auroc'])} by seed — {head['across_seeds']}. "
-                f"Of {len(verdicts)} detectors, {verdicts.count('holds above chance')} hold above chance at every "
-                f"seed, {verdicts.count('holds below chance')} hold below (the wrong sign), "
-                f"{verdicts.count('flips')} flip sign between seeds; {len(beat[v])} beat the best random direction "
-                f"(best {fmt(rb)}) at every seed. Supervised probe {fmt(sup)}.")
+                f"Of {len(verdicts)} detectors, {verdicts.count('holds above chance')} hold(s) above chance at every "
+                f"seed, {verdicts.count('holds below chance')} hold(s) below (the wrong sign), "
+                f"{verdicts.count('flips')} flip(s) sign between seeds; {len(beat[v])} beat(s) the best random "
+                f"direction (best {fmt(rb)}) at every seed. Supervised probe {fmt(sup)}.")
         beh = [b for b in data["behavioural"][v] if b is not None]
         if beh:
             line += f" Behavioural question {fmt(beh)}."
