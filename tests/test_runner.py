@@ -8,7 +8,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from companion.backbone import runner
+from companion.backbone import plan, runner
 from companion.backbone.fork import fork_notebook
 from companion.backbone.params import ParameterError
 from companion.backbone.runner import RunnerError, run_notebooks
@@ -23,8 +23,8 @@ def project(tmp_path, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", str(FIXTURES))
     monkeypatch.syspath_prepend(str(FIXTURES))
     pkg = tmp_path / "pkgcopy"
-    shutil.copytree(runner.PKG_DIR, pkg, ignore=shutil.ignore_patterns("__pycache__"))
-    monkeypatch.setattr(runner, "PKG_DIR", pkg)
+    shutil.copytree(plan.PKG_DIR, pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(plan, "PKG_DIR", pkg)
     write_smoke_notebook(tmp_path / "notebooks" / "00_figs.ipynb", save_fig=True)
     write_smoke_notebook(tmp_path / "notebooks" / "01_plain.ipynb", save_fig=False)
     return tmp_path
@@ -47,15 +47,15 @@ def test_runs_then_skips_then_reruns_only_what_a_module_change_touches(project):
     assert status == {"00_figs.ipynb": "skipped", "01_plain.ipynb": "skipped"}
     # Deciding to skip is cheap: it never imports torch (a fresh process, the same decision).
     probe = (f"import sys; sys.path.insert(0, {str(FIXTURES)!r}); from pathlib import Path; "
-             "from companion.backbone import runner; "
-             f"runner.PKG_DIR = Path({str(runner.PKG_DIR)!r}); "
+             "from companion.backbone import plan, runner; "
+             f"plan.PKG_DIR = Path({str(plan.PKG_DIR)!r}); "
              f"res = runner.run_notebooks('ci', root=Path({str(project)!r}), log=lambda *_: None); "
              "print([r.status for r in res], 'torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "['skipped', 'skipped'] False"
 
     # figures.py is imported by notebook 00 only (01 imports runtime, which does not import figures).
-    fig_mod = runner.PKG_DIR / "backbone" / "figures.py"
+    fig_mod = plan.PKG_DIR / "backbone" / "figures.py"
     fig_mod.write_text(fig_mod.read_text() + "\n# touched\n")
     status, log = run(project)
     assert status == {"00_figs.ipynb": "ran", "01_plain.ipynb": "skipped"}

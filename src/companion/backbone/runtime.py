@@ -23,6 +23,8 @@ P = TypeVar("P", bound=NotebookParams)
 
 #: Set by the runner to the notebook's path relative to the project root.
 NOTEBOOK_ENV = "COMPANION_NOTEBOOK"
+#: Set (to "1") by the runner in the kernels it starts.
+RUNNER_ENV = "COMPANION_RUNNER"
 
 
 @dataclasses.dataclass
@@ -98,6 +100,9 @@ def start(params_cls: type[P], profile: str | None = None, overrides: Mapping[st
     params = resolve_params(params_cls, prof, overrides)
     seed_everything(params.seed)
     _CURRENT = RunContext(profile=prof, notebook=current_notebook(), params=params, started=time.time())
+    from companion.backbone.quiet import quiet_libraries
+
+    quiet_libraries(text_bars=under_runner())
     _enable_autoreload()
     if prof.is_fallback:
         print(f"Profile {prof.name!r} (offline fallback): figures are stamped as such and are not the paper's.")
@@ -119,6 +124,11 @@ def record_input(name: str, digest: str) -> None:
     context().inputs[name] = digest
 
 
+def under_runner() -> bool:
+    """Whether this kernel was started by the runner (``make figures``) rather than opened by a person."""
+    return bool(os.environ.get(RUNNER_ENV))
+
+
 def _enable_autoreload() -> None:
     """Turn on ``%autoreload 2`` in an interactive kernel so library edits show up without a restart."""
     try:
@@ -126,11 +136,12 @@ def _enable_autoreload() -> None:
     except ImportError:  # pragma: no cover
         return
     ip = get_ipython()
-    if ip is None or os.environ.get(NOTEBOOK_ENV):  # the runner's fresh kernels gain nothing from it
+    if ip is None or under_runner():  # the runner's fresh kernels gain nothing from it
         return
     try:
-        if "autoreload" not in ip.extension_manager.loaded:
-            ip.run_line_magic("load_ext", "autoreload")
+        # The extension manager's own call, not %load_ext: it is silent when the extension is already loaded
+        # (IPython 9 registers it as "IPython.extensions.autoreload", which a check for "autoreload" misses).
+        ip.extension_manager.load_extension("autoreload")
         ip.run_line_magic("autoreload", "2")
     except Exception:  # pragma: no cover - never fail a run over a convenience
         pass
