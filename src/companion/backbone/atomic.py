@@ -81,7 +81,8 @@ def _alive(pid: int) -> bool:
 def remove_stale_temporaries(directory: str | os.PathLike) -> list[Path]:
     """Delete temporary files that dead writers left directly in ``directory``; returns what was removed.
 
-    A temporary whose writer is still running (a concurrent run, an open notebook) is kept.
+    A temporary whose writer is another process that is still running (a concurrent run, an open notebook) is kept;
+    the caller's own are removed (it sweeps when it is not writing).
     """
     d = Path(directory)
     if not d.is_dir():

@@ -138,9 +138,9 @@ def main(argv: list[str] | None = None) -> int:
     except errors as e:
         print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM during a run (the runner raises it as one)
         print("interrupted", file=sys.stderr)
-        return 130
+        return 128 + int(getattr(e, "signum", 2))
 
 
 if __name__ == "__main__":  # pragma: no cover

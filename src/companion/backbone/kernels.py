@@ -79,15 +79,21 @@ def stop_kernels(grace_s: float = 2.0, term_s: float = 5.0) -> None:
         _LIVE.discard(km)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C's KeyboardInterrupt so that the same clean-up runs."""
+
+    signum = signal.SIGTERM
+
+
 @contextlib.contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
-    """Within the block, SIGTERM raises KeyboardInterrupt like Ctrl-C does (main thread only)."""
+    """Within the block, SIGTERM raises :class:`Terminated` (a KeyboardInterrupt) like Ctrl-C does (main thread only)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def handler(signum, frame):
-        raise KeyboardInterrupt(f"signal {signum}")
+        raise Terminated()
 
     before = signal.signal(signal.SIGTERM, handler)
     try:
