@@ -219,8 +219,12 @@ def _figures_unchanged(stamp: Mapping[str, Any], figs: Path) -> list[str]:
 
 
 def plan_run(prof: Profile, nbs: Sequence[Path], overrides: Mapping[str, Any], *, root: Path, out_dir: Path,
-             force: bool = False, validate_all: bool = False) -> list[NotebookPlan]:
-    """Decide what must run and validate its parameters (every notebook's with ``validate_all``), running nothing."""
+             force: bool = False) -> list[NotebookPlan]:
+    """Decide what must run and validate its parameters, running nothing.
+
+    A notebook that is up to date is not validated again: its parameters are those it last ran with (any change
+    to them, or to the profile, makes it run).  So deciding that nothing needs to run imports no parameter class.
+    """
     versions = pinned_package_versions(root)
     books = {p.name: read_notebook(p) for p in nbs}
     cls_paths = {p.name: params_class_path(books[p.name], p) for p in nbs}
@@ -256,7 +260,7 @@ def plan_run(prof: Profile, nbs: Sequence[Path], overrides: Mapping[str, Any], *
             reasons.insert(0, "--force")
         plans.append(NotebookPlan(nb_path, cls_path, routed[name], values, manifest, reasons))
     for plan in plans:  # validate before reporting or running anything
-        if plan.reasons or validate_all:
+        if plan.reasons:
             cls = classes.get(plan.path.name) or load_params_class(plan.cls_path)
             try:
                 cls.from_dict(plan.values)

@@ -76,8 +76,7 @@ def run_notebooks(
     nbs = discover(notebooks_dir, only)
     if not nbs:
         raise RunnerError(f"no NN_*.ipynb notebooks in {notebooks_dir}")
-    plans = plan_run(prof, nbs, dict(overrides or {}), root=root, out_dir=out_dir, force=force,
-                     validate_all=dry_run)
+    plans = plan_run(prof, nbs, dict(overrides or {}), root=root, out_dir=out_dir, force=force)
 
     if dry_run:
         results = []
