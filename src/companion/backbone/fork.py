@@ -62,11 +62,11 @@ def fork_notebook(parent: str, name: str, *, root: Path | None = None, notebooks
     for cell in new.get("cells", []):
         if cell.get("cell_type") == "code":
             cell["outputs"], cell["execution_count"] = [], None
-    commit = (git["commit"] or "uncommitted")[:10]
+    where = f"at commit `{git['commit'][:10]}`" if git["commit"] else "outside any git commit"
     banner = {
         "cell_type": "markdown",
         "metadata": {},
-        "source": [f"> **Fork of `{parent_path.name}`** at commit `{commit}`"
+        "source": [f"> **Fork of `{parent_path.name}`** {where}"
                    f"{' (dirty tree)' if git['dirty'] else ''}. Change the parameters cell or the code below; "
                    f"figures from this notebook are saved as `{nxt:02d}_*` and never overwrite the parent's."],
     }
