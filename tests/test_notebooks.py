@@ -10,6 +10,7 @@ import re
 import time
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import pytest
 
 from companion.backbone import runner
@@ -76,7 +77,9 @@ def test_every_figure_has_png_pdf_and_a_sidecar_that_replots_it(ci_run):
         assert side_path.with_suffix(".png").stat().st_size > 0
         assert side_path.with_suffix(".pdf").read_bytes()[:4] == b"%PDF"
         assert side["profile"] == "ci" and side["fallback"] is True and side["parameters"] is not None
-        again = extract_plotted(replot(side))
+        fig = replot(side)
+        again = extract_plotted(fig)
+        plt.close(fig)
         assert [len(a["lines"]) + len(a["scatters"]) + len(a["bars"]) for a in again] == \
                [len(a["lines"]) + len(a["scatters"]) + len(a["bars"]) for a in side["plotted"]]
 

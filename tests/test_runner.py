@@ -233,6 +233,7 @@ def test_cli_errors_are_one_line_with_exit_status_2(project):
         (["figures", "--bogus"], "unrecognized arguments: --bogus"),
         (["fork", "42", "x"], "matches no notebook"),
         (["check-figures", "--profile", "nosuch"], "unknown profile 'nosuch'"),
+        (["check-figures", "--profile", "ci", "--rev", "no-such-rev"], "--rev 'no-such-rev' is not a commit"),
     ]
     for args, expected in cases:
         proc = _cli(*args, env=env)

@@ -42,7 +42,10 @@ def _cmd_check(a) -> int:
 
     prof = load_profile(a.profile)
     root = project_root()
-    diffs, missing, new, n = check_figures(root, prof.figures_dir, Path(a.fresh) if a.fresh else None, a.rev)
+    try:
+        diffs, missing, new, n = check_figures(root, prof.figures_dir, Path(a.fresh) if a.fresh else None, a.rev)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
     if n == 0 and not missing:
         print(f"no committed figures for profile {prof.name!r} under {prof.figures_dir} at {a.rev}; nothing to compare")
         return 0
