@@ -33,6 +33,7 @@ git-filter:
 	@if git rev-parse --git-dir >/dev/null 2>&1; then \
 		$(VENV)/bin/nbstripout --install --attributes .gitattributes && \
 		git config filter.nbstripout.clean '$(PY) -m nbstripout' && \
+		git config diff.ipynb.textconv '$(PY) -m nbstripout -t' && \
 		git config filter.nbstripout.extrakeys "metadata.papermill cell.metadata.papermill cell.metadata.execution metadata.widgets" && \
 		{ git update-index -q --refresh >/dev/null || true; }; fi
 

@@ -26,6 +26,7 @@ def write_smoke_notebook(path: Path, *, save_fig: bool = True, pyplot: bool = Fa
             f"P = start({cls}, profile, overrides)\nP"
         ),
         nbformat.v4.new_code_cell("if getattr(P, 'fail', False):\n    raise RuntimeError('planted failure')"),
+        nbformat.v4.new_code_cell("from tqdm.auto import tqdm\nfor _ in tqdm(range(3), desc='smoke progress'):\n    pass"),
     ]
     if save_fig:
         make = "    fig, ax = plt.subplots()\n" if pyplot else "    fig = Figure()\n    ax = fig.subplots()\n"

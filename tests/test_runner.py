@@ -44,6 +44,12 @@ def test_runs_then_skips_then_reruns_only_what_a_module_change_touches(project):
     executed = project / "build" / "executed" / "ci" / "00_figs.ipynb"
     meta = json.loads(executed.read_text())["metadata"]
     assert meta["companion"]["executed_profile"] == "ci" and meta["papermill"]["parameters"]["profile"] == "ci"
+    # Progress under the runner is a text bar on stdout, not a widget the executed copy cannot show, nor red.
+    outputs = [o for c in json.loads(executed.read_text())["cells"] for o in c.get("outputs", [])]
+    bars = [o for o in outputs if "smoke progress" in "".join(o.get("text", ""))]
+    assert len(bars) == 1 and bars[0]["name"] == "stdout" and "100%" in "".join(bars[0]["text"])
+    assert not any("widget" in k for o in outputs for k in o.get("data", {}))
+    assert not any(o.get("name") == "stderr" for o in outputs)
 
     status, _ = run(project)
     assert status == {"00_figs.ipynb": "skipped", "01_plain.ipynb": "skipped"}
