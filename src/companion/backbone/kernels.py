@@ -3,10 +3,12 @@
 * The kernel talks to the runner over IPC sockets, not TCP (ipykernel warns, in red, about unencrypted TCP), and a
   notebook that finished is shut down without the SIGINT jupyter_client sends first by default (the kernel logs
   "KeyboardInterrupt caught in kernel" for it).
-* Ctrl-C or SIGTERM during a notebook: the kernel's process group (the kernel and anything it spawned, such as
-  organism-training workers) gets SIGINT, so code in the middle of ``save_figure`` unwinds and removes its
-  temporaries, then SIGTERM and, if need be, SIGKILL.  The partial notebook is kept as ``<name>.failed.ipynb``;
-  temporaries a killed writer could not remove are swept (:func:`companion.backbone.atomic.remove_stale_temporaries`).
+* Ctrl-C or SIGTERM during a notebook reach the runner's main thread only (papermill runs in a worker thread, so
+  nbclient's own signal handlers, which would kill the kernel mid-write, are never installed).  The kernel's process
+  group (the kernel and anything it spawned, such as organism-training workers) then gets SIGINT, so code in the
+  middle of ``save_figure`` unwinds and removes its temporaries, then SIGTERM and, if need be, SIGKILL.  The runner
+  keeps the partial notebook as ``<name>.failed.ipynb`` and sweeps temporaries a killed writer could not remove
+  (:func:`companion.backbone.atomic.remove_stale_temporaries`).
 """
 from __future__ import annotations
 
