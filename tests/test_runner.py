@@ -9,7 +9,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from companion.backbone import plan, runner
+from companion.backbone import plan
 from companion.backbone.fork import fork_notebook
 from companion.backbone.params import ParameterError
 from companion.backbone.runner import RunnerError, run_notebooks
