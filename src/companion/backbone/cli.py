@@ -75,6 +75,17 @@ def _cmd_profiles(a) -> int:
     return 0
 
 
+def _cmd_doctor(a) -> int:
+    from companion.backbone.profiles import ProfileError
+    from companion.models.doctor import diagnose, report  # the command dispatches to every layer
+
+    try:
+        return report(diagnose(a.profile))
+    except ProfileError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="companion", description=__doc__)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -106,6 +117,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     pr = sub.add_parser("profiles", help="list the profiles and what they mean")
     pr.set_defaults(func=_cmd_profiles)
+
+    dr = sub.add_parser("doctor", help="preflight: GPU, disk, Hub access and run time a profile needs")
+    dr.add_argument("--profile", default="paper")
+    dr.set_defaults(func=_cmd_doctor)
     return ap
 
 
