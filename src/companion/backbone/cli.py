@@ -8,12 +8,13 @@ from pathlib import Path
 
 def _cmd_figures(a) -> int:
     from companion.backbone.params import ParameterError
+    from companion.backbone.profiles import ProfileError
     from companion.backbone.runner import RunnerError, parse_param_args, run_notebooks
 
     try:
         overrides = parse_param_args(a.param or [])
         run_notebooks(a.profile, only=a.only or None, force=a.force, overrides=overrides)
-    except (ParameterError, RunnerError) as e:
+    except (ParameterError, ProfileError, RunnerError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

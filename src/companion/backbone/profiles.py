@@ -108,7 +108,7 @@ def expand_env(value: str, where: str = "") -> str:
     def sub(m: re.Match) -> str:
         v = os.environ.get(m.group(1))
         if v is None:
-            raise ProfileError(f"{where or value!r} needs the environment variable {m.group(1)}, which is not set "
+            raise ProfileError(f"{where or repr(value)} needs the environment variable {m.group(1)}, which is not set "
                                f"(see the profile's description for what to set it to)")
         return v
 
