@@ -8,12 +8,13 @@ from pathlib import Path
 
 def _cmd_figures(a) -> int:
     from companion.backbone.params import ParameterError
+    from companion.backbone.profiles import ProfileError
     from companion.backbone.runner import RunnerError, parse_param_args, run_notebooks
 
     try:
         overrides = parse_param_args(a.param or [])
         run_notebooks(a.profile, only=a.only or None, force=a.force, overrides=overrides)
-    except (ParameterError, RunnerError) as e:
+    except (ParameterError, ProfileError, RunnerError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0
@@ -75,6 +76,17 @@ def _cmd_profiles(a) -> int:
     return 0
 
 
+def _cmd_doctor(a) -> int:
+    from companion.backbone.profiles import ProfileError
+    from companion.models.doctor import diagnose, report  # the command dispatches to every layer
+
+    try:
+        return report(diagnose(a.profile))
+    except ProfileError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="companion", description=__doc__)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -106,6 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     pr = sub.add_parser("profiles", help="list the profiles and what they mean")
     pr.set_defaults(func=_cmd_profiles)
+
+    dr = sub.add_parser("doctor", help="preflight: GPU, disk, Hub access and run time a profile needs")
+    dr.add_argument("--profile", default="paper")
+    dr.set_defaults(func=_cmd_doctor)
     return ap
 
 

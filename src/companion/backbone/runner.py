@@ -45,7 +45,7 @@ class NotebookResult:
     notebook: str
     """Notebook file name."""
     status: str
-    """"ran", "skipped" or "failed"."""
+    """"ran", "skipped", "not applicable" (not a notebook of the profile) or "failed"."""
     seconds: float
     """Wall time spent on it (0 when skipped)."""
     output: Path | None
@@ -199,6 +199,11 @@ def run_notebooks(
     if not nbs:
         raise RunnerError(f"no NN_*.ipynb notebooks in {notebooks_dir}")
     versions = pinned_package_versions(root)
+    # Notebooks that are not this profile's (notebook 00 under paper/rehearsal) are skipped, saying why.
+    excluded = [NotebookResult(nb.name, "not applicable", 0.0, None) for nb in nbs if prof.skip_reason(nb.name)]
+    for r in excluded:
+        log(f"{r.notebook}: skipped, not a notebook of profile {prof.name!r}: {prof.skip_reason(r.notebook)}")
+    nbs = [nb for nb in nbs if not prof.skip_reason(nb.name)]
 
     # Pass 1: decide what must run, cheaply (no heavy imports).
     plan: list[tuple[Path, dict, str, dict, dict, bool]] = []
@@ -226,7 +231,7 @@ def run_notebooks(
             raise ParameterError(f"{nb_path.name}: {e}") from None
 
     # Pass 3: execute.
-    results: list[NotebookResult] = []
+    results: list[NotebookResult] = list(excluded)
     out_dir.mkdir(parents=True, exist_ok=True)
     env_before = dict(os.environ)
     try:
