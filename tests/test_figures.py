@@ -153,3 +153,28 @@ def test_stale_temporaries_of_dead_writers_are_swept_and_live_ones_kept(tmp_path
     other.write_bytes(b"")
     gone = remove_stale_temporaries(tmp_path)
     assert gone == [stale] and not stale.exists() and other.exists()
+
+
+def test_numbers_of_a_seed_summary_are_judged_against_the_spread_across_seeds():
+    from companion.backbone.figure_check import seed_summary
+
+    s = seed_summary([0.60, 0.70, 0.80])
+    assert s == {"per_seed": [0.6, 0.7, 0.8], "mean": pytest.approx(0.7), "std": pytest.approx(0.1), "n": 3}
+    assert seed_summary([0.4])["std"] == 0.0
+    old = {"figure": "03_seed_spread", "tolerance": {"rtol": 0.0, "atol": 1e-6},
+           "data": {"auroc": {"helpful": s, "solo": seed_summary([0.5])}, "fixed": 1.0}}
+    fresh = {"figure": "03_seed_spread",
+             "data": {"auroc": {"helpful": {"per_seed": [0.55, 0.72, 0.95], "mean": 0.74, "std": 0.2, "n": 3},
+                                "solo": {"per_seed": [0.52], "mean": 0.52, "std": 0.0, "n": 1}}, "fixed": 1.1}}
+    d = {x.key: x for x in compare_sidecars(old, fresh)}
+    # Inside [min - std, max + std] = [0.5, 0.9]: reseeding explains it.  Outside: it moved.
+    assert d["auroc/helpful/per_seed/0"].within_seed_spread and d["auroc/helpful/per_seed/1"].within_seed_spread
+    assert not d["auroc/helpful/per_seed/2"].within_seed_spread
+    # The mean: within 2·std·sqrt(2/n) = 0.163; the spread: at most 3x.  One seed gives no spread to judge by.
+    assert d["auroc/helpful/mean"].within_seed_spread and d["auroc/helpful/std"].within_seed_spread
+    assert not d["auroc/solo/per_seed/0"].within_seed_spread and not d["auroc/solo/mean"].within_seed_spread
+    assert not d["fixed"].within_seed_spread
+    table = format_table(list(d.values()), [], [], 1)
+    assert "within seed spread" in table and "1 moved beyond tolerance" in table
+    only_spread = [x for x in d.values() if x.within_seed_spread]
+    assert "0 moved beyond tolerance, 1 within seed spread only" in format_table(only_spread, [], [], 1)

@@ -50,7 +50,7 @@ def _cmd_check(a) -> int:
         print(f"no committed figures for profile {prof.name!r} under {prof.figures_dir} at {a.rev}; nothing to compare")
         return 0
     print(format_table(diffs, missing, new, n))
-    return 1 if (diffs or missing) else 0
+    return 1 if (any(not d.within_seed_spread for d in diffs) or missing) else 0
 
 
 def _cmd_fork(a) -> int:
@@ -88,6 +88,12 @@ def _cmd_profiles(a) -> int:
         p = load_profile(name)
         print(f"{name:9s} offline={str(p.offline).lower():5s} figures -> {p.figures_dir}\n          {p.description}")
     return 0
+
+
+def _cmd_doctor(a) -> int:
+    from companion.models.doctor import diagnose, report  # the command dispatches to every layer
+
+    return report(diagnose(a.profile))  # an unknown profile is a one-line error (main)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -130,6 +136,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     pr = sub.add_parser("profiles", help="list the profiles and what they mean")
     pr.set_defaults(func=_cmd_profiles)
+
+    dr = sub.add_parser("doctor", help="preflight: GPU, disk, Hub access and run time a profile needs")
+    dr.add_argument("--profile", default="paper")
+    dr.set_defaults(func=_cmd_doctor)
     return ap
 
 

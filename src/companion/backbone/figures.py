@@ -207,12 +207,13 @@ def replot(sidecar: str | os.PathLike | Mapping[str, Any]):
 
 def _stamp(fig, ctx: runtime.RunContext) -> None:
     """A visible, unmistakable mark on every fallback figure (added once per figure)."""
-    if not ctx.profile.is_fallback or any(t.get_gid() == _STAMP_GID for t in fig.texts):
+    text = ctx.profile.stamp_for(ctx.notebook)  # the profile's stamp; a notebook not of the profile gets its own
+    if text is None or any(t.get_gid() == _STAMP_GID for t in fig.texts):
         return
     # Just below the canvas (bbox_inches="tight" grows the image to include it), so it never covers data.
     fig.text(
         0.995, -0.01,
-        f"FALLBACK · profile '{ctx.profile.name}' · synthetic model organism, not the paper's models",
+        text,
         ha="right", va="top", fontsize=7, color="#b00020", alpha=0.9, gid=_STAMP_GID,
         bbox={"boxstyle": "round,pad=0.2", "facecolor": "#fff3f3", "edgecolor": "#b00020", "linewidth": 0.5},
     )
@@ -266,7 +267,8 @@ def save_figure(
             "git": git_state(root),
             "run": os.environ.get(RUN_ENV),
             "profile": ctx.profile.name,
-            "fallback": ctx.profile.is_fallback,
+            "fallback": ctx.profile.is_fallback_for(ctx.notebook),
+            "stamp": ctx.profile.stamp_for(ctx.notebook),
             "profile_description": ctx.profile.description,
             "parameters": ctx.params.to_dict() if ctx.params is not None else None,
             "packages": package_versions(),

@@ -27,9 +27,14 @@ TIMEOUT_S = 20
 
 def output_dirs(root: Path) -> list[str]:
     """Folders (relative to ``root``) whose changes never make the tree dirty: ``build`` and every figure folder."""
-    from companion.backbone.profiles import available_profiles, load_profile
+    from companion.backbone.profiles import ProfileError, available_profiles, load_profile
 
-    dirs = {"build"} | {load_profile(n).figures_dir.strip("/") for n in available_profiles()}
+    dirs = {"build"}
+    for name in available_profiles():
+        try:
+            dirs.add(load_profile(name).figures_dir.strip("/"))
+        except ProfileError:  # a broken profile is reported where it is used, not by every figure's git query
+            continue
     extra = os.environ.get("COMPANION_FIGURES_DIR")
     if extra:
         try:

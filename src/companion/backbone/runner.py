@@ -38,7 +38,8 @@ class NotebookResult:
     notebook: str
     """Notebook file name."""
     status: str
-    """"ran" or "skipped"; in a dry run "would run" or "up to date"."""
+    """"ran", "skipped" or "not applicable" (not a notebook of the profile); in a dry run "would run" or
+    "up to date"."""
     seconds: float
     """Wall time spent on it (0 when skipped)."""
     output: Path | None
@@ -76,17 +77,22 @@ def run_notebooks(
     nbs = discover(notebooks_dir, only)
     if not nbs:
         raise RunnerError(f"no NN_*.ipynb notebooks in {notebooks_dir}")
+    # Notebooks that are not this profile's (notebook 00 under paper/rehearsal) are skipped, saying why.
+    excluded = [NotebookResult(nb.name, "not applicable", 0.0, None) for nb in nbs if prof.skip_reason(nb.name)]
+    for r in excluded:
+        log(f"{r.notebook}: skipped, not a notebook of profile {prof.name!r}: {prof.skip_reason(r.notebook)}")
+    nbs = [nb for nb in nbs if not prof.skip_reason(nb.name)]
     plans = plan_run(prof, nbs, dict(overrides or {}), root=root, out_dir=out_dir, force=force)
 
     if dry_run:
-        results = []
+        results = list(excluded)
         for plan in plans:
             status = "would run" if plan.reasons else "up to date"
             why = f" ({'; '.join(plan.reasons)})" if plan.reasons else ", would be skipped"
             log(f"{plan.path.name}: {status}{why}")
             results.append(NotebookResult(plan.path.name, status, 0.0, None, tuple(plan.reasons)))
         n = sum(r.status == "would run" for r in results)
-        log(f"dry run, profile {prof.name!r}: {n} would run, {len(results) - n} up to date; parameters valid; "
+        log(f"dry run, profile {prof.name!r}: {n} would run, {len(plans) - n} up to date; parameters valid; "
             "nothing was executed")
         return results
 
@@ -94,7 +100,7 @@ def run_notebooks(
     from companion.backbone.gitstate import GIT_ENV, read_git_state
     from companion.backbone.kernels import sigterm_as_interrupt
 
-    results: list[NotebookResult] = []
+    results: list[NotebookResult] = list(excluded)
     out_dir.mkdir(parents=True, exist_ok=True)
     figs = figures_dir(prof, root)
     env_before = dict(os.environ)
