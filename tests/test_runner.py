@@ -80,25 +80,26 @@ def test_runs_then_skips_then_reruns_only_what_a_module_change_touches(project):
 
 
 @pytest.mark.slow  # executes notebooks
-def test_parameter_change_reruns_and_unknown_parameter_fails_before_anything_runs(project):
-    with pytest.raises(ParameterError, match="no_such_param"):
-        run(project, overrides={"no_such_param": 1})
-    assert not (project / "build" / "executed" / "ci").exists()
-    with pytest.raises(ParameterError, match="n_points.*must be int"):
-        run(project, overrides={"n_points": "five"})
-    with pytest.raises(ParameterError, match="at least 2"):
-        run(project, overrides={"n_points": 1})
-    run(project)
-    status, _ = run(project, overrides={"n_points": 7})
-    assert set(status.values()) == {"ran"}
-    side = json.loads((project / "build" / "figures" / "ci" / "00_line.json").read_text())
-    assert side["data"]["ys"] == [2.0 * x for x in range(7)]
-
-
-@pytest.mark.slow  # executes notebooks
-def test_failure_stops_the_run_shows_the_cell_and_keeps_earlier_results(project):
+def test_dry_run_then_a_failure_that_stops_the_run_and_keeps_earlier_results(project):
+    # A dry run validates and says what would run and why, and runs nothing.
+    log: list[str] = []
+    res = run_notebooks("ci", root=project, dry_run=True, log=log.append)
+    assert [r.status for r in res] == ["would run", "would run"]
+    assert "no earlier run on profile 'ci'" in log[0] and "nothing was executed" in log[-1]
+    assert not (project / "build").exists()
     run(project)
     out = project / "build" / "executed" / "ci"
+    stamps = {p: p.read_text() for p in out.glob("*.stamp.json")}
+    log.clear()
+    res = run_notebooks("ci", root=project, dry_run=True, overrides={"slope": "0.5"}, log=log.append)
+    assert [r.status for r in res] == ["would run", "would run"]
+    assert all("inputs changed: params: slope" in line for line in log[:2])
+    assert {p: p.read_text() for p in stamps} == stamps  # nothing ran, nothing was rewritten
+    with pytest.raises(ParameterError, match="at least 2"):  # invalid values fail the dry run too
+        run_notebooks("ci", root=project, dry_run=True, overrides={"n_points": "1"}, log=log.append)
+    res = run_notebooks("ci", root=project, dry_run=True, log=log.append)
+    assert [r.status for r in res] == ["up to date", "up to date"]
+
     before = (out / "01_plain.ipynb").read_text()
     with pytest.raises(RunnerError) as e:
         run(project, overrides={"fail": True})
@@ -144,8 +145,18 @@ def test_fork_records_lineage_and_runs_under_its_own_number(project):
 
 
 @pytest.mark.slow  # executes notebooks
-def test_command_line_values_are_converted_by_type_and_routed_to_the_notebooks_that_declare_them(project):
+def test_parameters_are_converted_routed_and_validated_before_anything_runs(project):
     write_smoke_notebook(project / "notebooks" / "02_other.ipynb", save_fig=False, params="other_params:OtherParams")
+    with pytest.raises(ParameterError, match="unknown parameter no_such_param=1: none of the selected notebooks"):
+        run(project, overrides={"no_such_param": 1})
+    with pytest.raises(ParameterError) as e:
+        run(project, overrides={"n_points": "five"})
+    assert str(e.value).startswith("00_figs.ipynb: parameter 'n_points' of SmokeParams must be int, got 'five'")
+    with pytest.raises(ParameterError, match="at least 2"):
+        run(project, overrides={"n_points": 1})
+    with pytest.raises(ParameterError, match="none of the selected notebooks declares it"):
+        run(project, only="02", overrides={"slope": "1"})
+    assert not (project / "build" / "executed" / "ci").exists()
     # slope is SmokeParams' only: it reaches 00 and 01, and 02 (OtherParams) runs without it.
     status, log = run(project, overrides={"slope": "3e-1", "n_points": "1e1", "fail": "false"})
     assert set(status.values()) == {"ran"}
@@ -154,33 +165,6 @@ def test_command_line_values_are_converted_by_type_and_routed_to_the_notebooks_t
     assert side["data"]["ys"] == [0.3 * x for x in range(10)]
     other = json.loads((project / "build" / "executed" / "ci" / "02_other.ipynb").read_text())
     assert other["metadata"]["papermill"]["parameters"]["overrides"] == {}
-    with pytest.raises(ParameterError) as e:
-        run(project, overrides={"n_points": "abc"})
-    assert str(e.value).startswith("00_figs.ipynb: parameter 'n_points' of SmokeParams must be int, got 'abc'")
-    with pytest.raises(ParameterError, match=r"unknown parameter zzz='1': none of the selected notebooks"):
-        run(project, overrides={"zzz": "1"})
-    with pytest.raises(ParameterError, match="none of the selected notebooks declares it"):
-        run(project, only="02", overrides={"slope": "1"})
-
-
-@pytest.mark.slow  # executes notebooks
-def test_dry_run_validates_and_says_what_would_run_and_why_running_nothing(project):
-    log: list[str] = []
-    res = run_notebooks("ci", root=project, dry_run=True, log=log.append)
-    assert [r.status for r in res] == ["would run", "would run"]
-    assert "no earlier run on profile 'ci'" in log[0] and "nothing was executed" in log[-1]
-    assert not (project / "build").exists()
-    run(project)
-    stamps = {p: p.read_text() for p in (project / "build" / "executed" / "ci").glob("*.stamp.json")}
-    log.clear()
-    res = run_notebooks("ci", root=project, dry_run=True, overrides={"slope": "0.5"}, log=log.append)
-    assert [r.status for r in res] == ["would run", "would run"]
-    assert all("inputs changed: params: slope" in line for line in log[:2])
-    assert {p: p.read_text() for p in stamps} == stamps  # nothing ran, nothing was rewritten
-    with pytest.raises(ParameterError, match="at least 2"):  # invalid values fail the dry run too
-        run_notebooks("ci", root=project, dry_run=True, overrides={"n_points": "1"}, log=log.append)
-    res = run_notebooks("ci", root=project, dry_run=True, log=log.append)
-    assert [r.status for r in res] == ["up to date", "up to date"]
 
 
 def _git(cwd, *args):
