@@ -146,7 +146,14 @@ def _spread_for(key: str, fresh: float, summaries: Mapping[str, Mapping[str, Any
 
 
 def committed_sidecars(root: Path, figures_dir: str, rev: str = "HEAD") -> dict[str, dict]:
-    """The sidecars as committed at ``rev`` (read through git, so the working tree may hold fresh ones)."""
+    """The sidecars as committed at ``rev`` (read through git, so the working tree may hold fresh ones).
+
+    A ``rev`` git does not know is an error (``ValueError``); a folder that does not exist at ``rev`` holds none.
+    """
+    known = subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"], cwd=root,
+                           capture_output=True, text=True)
+    if known.returncode:
+        raise ValueError(f"--rev {rev!r} is not a commit in {root}")
     try:
         names = subprocess.run(["git", "ls-tree", "--name-only", f"{rev}:{figures_dir}"], cwd=root,
                                capture_output=True, text=True, check=True).stdout.split()
