@@ -20,10 +20,6 @@ CELLS = [
     "import matplotlib.pyplot as plt\nfig, ax = plt.subplots()\nax.plot([3, 2, 1])\nsaved = save_figure(fig, 'py')\nsaved",
     "save_figure(bare, 'again')\nprint('after the figure')",
     "import transformers.utils.logging as hf_logging\nprint('transformers bars:', hf_logging.is_progress_bar_enabled())",
-    "import types, torch\nfrom transformer_lens.model_bridge import transformer_bridge\n"
-    "m = torch.nn.Linear(2, 2)\nm.cfg = types.SimpleNamespace(device=None)\n"
-    "transformer_bridge.move_to_and_update_config(m, 'cpu')  # what TransformerBridge.to(device) calls\n"
-    "print('device:', m.cfg.device)",
 ]
 
 
@@ -72,4 +68,5 @@ def test_start_again_is_silent_and_libraries_are_quiet(executed):
         _, text = _outputs(nb.cells[i])
         assert "already loaded" not in text and not any(o.get("name") == "stderr" for o in nb.cells[i].outputs)
     assert "transformers bars: False" in _outputs(nb.cells[6])[1]
-    assert _outputs(nb.cells[7])[1].strip() == "device: cpu"  # moved, without "Moving model to device"
+    # TransformerLens' "Moving model to device" is checked where it would appear: the executed ci notebooks
+    # (tests/test_notebooks.py, LIBRARY_CHATTER).

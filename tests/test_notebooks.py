@@ -86,6 +86,8 @@ def test_every_figure_has_png_pdf_and_a_sidecar_that_replots_it(ci_run):
 
 #: Lines a notebook may print on stderr: progress bars (text bars of tqdm), nothing else.
 STDERR_ALLOWED = re.compile(r"^[^\n]*\d+%\|[^\n]*\|[^\n]*$|^\s*$")
+#: What libraries print on their own, on stdout or stderr, that a reader should never see.
+LIBRARY_CHATTER = ("Moving model to device", "Loading weights", "Writing model shards", "TqdmWarning")
 
 
 @pytest.mark.skipif(not NOTEBOOKS, reason="no notebooks yet")
@@ -113,6 +115,8 @@ def test_executed_copies_show_one_image_per_saved_figure_and_nothing_in_red(ci_r
                 if o.get("name") == "stderr":
                     bad += [f"cell {i}: stderr {line!r}" for line in "".join(o["text"]).splitlines()
                             if not STDERR_ALLOWED.match(line)]
+                chatter = [c for c in LIBRARY_CHATTER if c in "".join(o.get("text", ""))]
+                bad += [f"cell {i}: library chatter {c!r}" for c in chatter]
         assert images == len(saved), f"{nb_path.name}: {images} images for {len(saved)} saved figures"
         assert not bad, f"{nb_path.name}: " + "; ".join(bad)
 

@@ -69,7 +69,7 @@ def load_subject(name: str, profile: str | None = None, text_datasets: dict[str,
                 return org.token_batches(n_tokens, seq_len, batch_size, split="heldout", seed=seed + _ORGANISM_LM_SEED)
             return org.token_batches(n_tokens, seq_len, batch_size, split=split, seed=seed)
 
-        subj = Subject(name, f"organism:{org.path.name}", org.model.to(device), (eot,), batches)
+        subj = Subject(name, f"organism:{org.path.name}", org.model.to(device, print_details=False), (eot,), batches)
     else:
         from companion.models.loading import load_model
 
