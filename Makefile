@@ -6,13 +6,14 @@ PY := $(VENV)/bin/python
 PROFILE ?= organism
 ONLY ?=
 FORCE ?=
+DRY_RUN ?=
 # Where pip is configured to find local wheels (the CPU torch on the dev machines); uv does not read pip's config.
 FIND_LINKS := $(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null)
 
-.PHONY: setup test test-fast figures lab strip bench clean lock check-figures help
+.PHONY: setup git-filter test test-fast figures lab strip bench clean lock check-figures help
 
 help:
-	@echo "make setup | test | test-fast | figures [PROFILE=ci|organism|paper ONLY=01,03 FORCE=1] | lab | strip | bench | check-figures | clean | lock"
+	@echo "make setup | test | test-fast | figures [PROFILE=ci|organism|paper ONLY=01,03 FORCE=1 DRY_RUN=1] | lab [PROFILE=ci] | strip | bench | check-figures | clean | lock"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -21,11 +22,20 @@ setup: $(PY)
 	$(PY) -m pip install --quiet --disable-pip-version-check uv==0.13.9
 	UV_FIND_LINKS="$(FIND_LINKS)" $(VENV)/bin/uv pip install --python $(PY) --compile-bytecode \
 		-c requirements.lock -e '.[test,bench]'
-	@# Strip notebook outputs on commit (the filter is local git config; .gitattributes names it).
+	@$(MAKE) --no-print-directory git-filter
+	@$(PY) -c "import torch, transformer_lens; print('companion ready: torch', torch.__version__)"
+
+# Strip notebook outputs on commit (the filter is local git config; .gitattributes names it). Git runs filters from
+# the top of the work tree, so the venv's path is kept relative: every clone or worktree uses its own venv, and
+# moving the checkout does not break git. The index is refreshed last, so the first `git status` is instant instead
+# of running the filter over every notebook.
+git-filter:
 	@if git rev-parse --git-dir >/dev/null 2>&1; then \
 		$(VENV)/bin/nbstripout --install --attributes .gitattributes && \
-		git config filter.nbstripout.extrakeys "metadata.papermill cell.metadata.papermill cell.metadata.execution metadata.widgets"; fi
-	@$(PY) -c "import torch, transformer_lens; print('companion ready: torch', torch.__version__)"
+		git config filter.nbstripout.clean '$(PY) -m nbstripout' && \
+		git config diff.ipynb.textconv '$(PY) -m nbstripout -t' && \
+		git config filter.nbstripout.extrakeys "metadata.papermill cell.metadata.papermill cell.metadata.execution metadata.widgets" && \
+		{ git update-index -q --refresh >/dev/null || true; }; fi
 
 # Everything: unit tests, organism training, every notebook on the ci profile (what .ci/run calls).
 test:
@@ -36,13 +46,14 @@ test-fast:
 	$(PY) -m pytest -q -m "not slow"
 
 figures:
-	$(VENV)/bin/companion figures --profile $(PROFILE) $(if $(ONLY),--only $(ONLY)) $(if $(FORCE),--force)
+	$(VENV)/bin/companion figures --profile $(PROFILE) $(if $(ONLY),--only $(ONLY)) $(if $(FORCE),--force) $(if $(DRY_RUN),--dry-run)
 
 check-figures:
 	$(VENV)/bin/companion check-figures --profile $(PROFILE)
 
+# Notebooks open on $(PROFILE) (their parameters cell reads $$COMPANION_PROFILE): make lab PROFILE=ci
 lab:
-	$(VENV)/bin/jupyter lab notebooks/
+	COMPANION_PROFILE=$(PROFILE) $(VENV)/bin/jupyter lab notebooks/
 
 strip:
 	$(VENV)/bin/nbstripout --extra-keys "metadata.papermill cell.metadata.papermill cell.metadata.execution metadata.widgets" notebooks/*.ipynb

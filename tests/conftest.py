@@ -1,4 +1,5 @@
 """Test-session settings: an isolated cache under build/, offline Hugging Face, a non-interactive backend."""
+import companion  # noqa: F401  first import: pins the numeric code paths before any test imports torch
 import os
 from pathlib import Path
 

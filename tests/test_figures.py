@@ -1,5 +1,6 @@
 """save_figure: image files, provenance sidecar, fallback stamp, re-plotting, figure regression."""
 import json
+import os
 
 import matplotlib
 
@@ -96,3 +97,84 @@ def test_compare_sidecars_tolerances():
     table = format_table(list(diffs.values()), ["01_gone"], [], 1)
     assert "loose/c" in table and "missing: 01_gone" in table and "1 moved beyond tolerance" in table
     assert flatten({"a": {"b": [1, {"c": 2}]}}) == {"a/b/0": 1, "a/b/1/c": 2}
+
+
+def test_the_sidecar_vouches_for_its_images_and_no_temporary_is_left(in_project):
+    from companion.backbone.figures import figure_is_complete
+
+    runtime.start(NotebookParams, "ci")
+    saved = save_figure(demo_figure(), "set")
+    side = json.loads(saved.sidecar.read_text())
+    assert set(side["files"]) == {"png", "pdf"} and figure_is_complete(saved.sidecar)
+    assert sorted(p.name for p in saved.png.parent.iterdir()) == ["07_set.json", "07_set.pdf", "07_set.png"]
+    png = saved.png.read_bytes()
+    saved.png.write_bytes(png[:-10])  # an image from some other write than the one the sidecar records
+    assert not figure_is_complete(saved.sidecar)
+    saved.png.write_bytes(png)
+    assert figure_is_complete(saved.sidecar)
+    saved.pdf.unlink()
+    assert not figure_is_complete(saved.sidecar)
+
+
+def test_a_failed_render_leaves_the_previous_figure_whole_and_no_debris(in_project):
+    from companion.backbone.figures import figure_is_complete
+
+    runtime.start(NotebookParams, "ci")
+    saved = save_figure(demo_figure(), "keep")
+    before = {p.name: p.read_bytes() for p in saved.png.parent.iterdir()}
+
+    class Boom(matplotlib.artist.Artist):
+        def draw(self, renderer):
+            raise KeyboardInterrupt  # what Ctrl-C in the middle of rendering looks like
+
+    fig = demo_figure()
+    fig.add_artist(Boom())
+    with pytest.raises(KeyboardInterrupt):
+        save_figure(fig, "keep")
+    assert {p.name: p.read_bytes() for p in saved.png.parent.iterdir()} == before
+    assert figure_is_complete(saved.sidecar)
+
+
+def test_stale_temporaries_of_dead_writers_are_swept_and_live_ones_kept(tmp_path):
+    import subprocess
+    import sys
+
+    from companion.backbone.atomic import is_temporary, remove_stale_temporaries, temporary_beside, writer_pid
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)
+    stale = tmp_path / f".01_x.tmp-{dead_pid}-abcd.png"
+    stale.write_bytes(b"")
+    with temporary_beside(tmp_path / "01_y.png") as mine:
+        assert is_temporary(mine) and writer_pid(mine) == os.getpid()
+        mine.write_bytes(b"half")
+    assert not mine.exists()  # a writer removes its own temporary however it exits
+    other = tmp_path / f".01_z.tmp-{os.getppid()}-efgh.pdf"  # a live writer elsewhere (our parent process)
+    other.write_bytes(b"")
+    gone = remove_stale_temporaries(tmp_path)
+    assert gone == [stale] and not stale.exists() and other.exists()
+
+
+def test_numbers_of_a_seed_summary_are_judged_against_the_spread_across_seeds():
+    from companion.backbone.figure_check import seed_summary
+
+    s = seed_summary([0.60, 0.70, 0.80])
+    assert s == {"per_seed": [0.6, 0.7, 0.8], "mean": pytest.approx(0.7), "std": pytest.approx(0.1), "n": 3}
+    assert seed_summary([0.4])["std"] == 0.0
+    old = {"figure": "03_seed_spread", "tolerance": {"rtol": 0.0, "atol": 1e-6},
+           "data": {"auroc": {"helpful": s, "solo": seed_summary([0.5])}, "fixed": 1.0}}
+    fresh = {"figure": "03_seed_spread",
+             "data": {"auroc": {"helpful": {"per_seed": [0.55, 0.72, 0.95], "mean": 0.74, "std": 0.2, "n": 3},
+                                "solo": {"per_seed": [0.52], "mean": 0.52, "std": 0.0, "n": 1}}, "fixed": 1.1}}
+    d = {x.key: x for x in compare_sidecars(old, fresh)}
+    # Inside [min - std, max + std] = [0.5, 0.9]: reseeding explains it.  Outside: it moved.
+    assert d["auroc/helpful/per_seed/0"].within_seed_spread and d["auroc/helpful/per_seed/1"].within_seed_spread
+    assert not d["auroc/helpful/per_seed/2"].within_seed_spread
+    # The mean: within 2·std·sqrt(2/n) = 0.163; the spread: at most 3x.  One seed gives no spread to judge by.
+    assert d["auroc/helpful/mean"].within_seed_spread and d["auroc/helpful/std"].within_seed_spread
+    assert not d["auroc/solo/per_seed/0"].within_seed_spread and not d["auroc/solo/mean"].within_seed_spread
+    assert not d["fixed"].within_seed_spread
+    table = format_table(list(d.values()), [], [], 1)
+    assert "within seed spread" in table and "1 moved beyond tolerance" in table
+    only_spread = [x for x in d.values() if x.within_seed_spread]
+    assert "0 moved beyond tolerance, 1 within seed spread only" in format_table(only_spread, [], [], 1)

@@ -96,7 +96,11 @@ def test_unreachable_hub_fails_fast_without_offline_env(monkeypatch, tmp_path):
     # No offline flag, but the Hub endpoint is unreachable (a closed local port): still no retries.
     for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
         monkeypatch.delenv(v, raising=False)
+    # The clients read HF_ENDPOINT at import; point the endpoint they use (and the variable) at a closed port.
+    import huggingface_hub.constants as hc
+
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setattr(hc, "ENDPOINT", "http://127.0.0.1:9")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     _no_download_attempt(monkeypatch)
     with pytest.raises(ModelUnavailableError):

@@ -1,16 +1,21 @@
 """Every notebook, end to end, on the `ci` profile, through the same runner `make figures` uses.
 
 The executed copies and figures go to a temporary folder so the test always executes (it never trusts a
-stamp from an earlier run); the organisms come from the test cache (build/cache), trained on first use.
+stamp from an earlier run); the organisms come from the test cache (build/cache), trained on first use.  The
+kernels get the inline backend, as under `make figures`; the executed copies are then read as a person would
+see them: one image per saved figure, nothing in red.
 """
 import json
+import re
 import time
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import pytest
 
 from companion.backbone import runner
-from companion.backbone.figures import extract_plotted, replot
+from companion.backbone.figures import extract_plotted, figure_is_complete, replot
+from companion.backbone.gitstate import read_git_state
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = runner.discover(ROOT / "notebooks")
@@ -22,9 +27,11 @@ def ci_run(tmp_path_factory, monkeypatch_module):
     out = tmp_path_factory.mktemp("ci-run")
     figs = out / "figures"
     monkeypatch_module.setattr(runner, "load_profile", _ci_with_figures_in(figs))
+    monkeypatch_module.delenv("MPLBACKEND", raising=False)  # the tests' Agg would hide the inline backend's images
+    git_before = read_git_state(ROOT)
     t0 = time.time()
     results = runner.run_notebooks("ci", root=ROOT, build_dir=out / "executed")
-    return results, out, figs, time.time() - t0
+    return results, out, figs, time.time() - t0, git_before
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +55,7 @@ def _ci_with_figures_in(figs: Path):
 
 @pytest.mark.skipif(not NOTEBOOKS, reason="no notebooks yet")
 def test_every_notebook_runs_on_ci_then_skips(ci_run):
-    results, out, _figs, seconds = ci_run
+    results, out, _figs, seconds, _git = ci_run
     assert [r.notebook for r in results] == [p.name for p in NOTEBOOKS]
     assert all(r.status == "ran" for r in results)
     print(f"ci profile: {len(results)} notebooks in {seconds:.0f} s: "
@@ -59,7 +66,7 @@ def test_every_notebook_runs_on_ci_then_skips(ci_run):
 
 @pytest.mark.skipif(not NOTEBOOKS, reason="no notebooks yet")
 def test_every_figure_has_png_pdf_and_a_sidecar_that_replots_it(ci_run):
-    _results, _out, figs, _s = ci_run
+    _results, _out, figs, _s, _git = ci_run
     sidecars = sorted(figs.glob("*.json"))
     assert sidecars, "the notebooks saved no figures"
     made_by = {json.loads(p.read_text())["notebook"] for p in sidecars}
@@ -70,6 +77,53 @@ def test_every_figure_has_png_pdf_and_a_sidecar_that_replots_it(ci_run):
         assert side_path.with_suffix(".png").stat().st_size > 0
         assert side_path.with_suffix(".pdf").read_bytes()[:4] == b"%PDF"
         assert side["profile"] == "ci" and side["fallback"] is True and side["parameters"] is not None
-        again = extract_plotted(replot(side))
+        fig = replot(side)
+        again = extract_plotted(fig)
+        plt.close(fig)
         assert [len(a["lines"]) + len(a["scatters"]) + len(a["bars"]) for a in again] == \
                [len(a["lines"]) + len(a["scatters"]) + len(a["bars"]) for a in side["plotted"]]
+
+
+#: Lines a notebook may print on stderr: progress bars (text bars of tqdm), nothing else.
+STDERR_ALLOWED = re.compile(r"^[^\n]*\d+%\|[^\n]*\|[^\n]*$|^\s*$")
+#: What libraries print on their own, on stdout or stderr, that a reader should never see.
+LIBRARY_CHATTER = ("Moving model to device", "Loading weights", "Writing model shards", "TqdmWarning")
+
+
+@pytest.mark.skipif(not NOTEBOOKS, reason="no notebooks yet")
+def test_executed_copies_show_one_image_per_saved_figure_and_nothing_in_red(ci_run):
+    _results, out, figs, _s, _git = ci_run
+    for nb_path in NOTEBOOKS:
+        executed = json.loads((out / "executed" / "ci" / nb_path.name).read_text())
+        stamp = json.loads((out / "executed" / "ci" / f"{nb_path.stem}.stamp.json").read_text())
+        saved = stamp["figures"]
+        assert saved and all(figure_is_complete(figs / f"{stem}.json") for stem in saved), nb_path.name
+        images, bad = 0, []
+        for i, cell in enumerate(executed["cells"]):
+            for o in cell.get("outputs", []):
+                data = o.get("data", {})
+                if "image/png" in data:
+                    images += 1
+                    if "save_figure(" not in "".join(cell["source"]):
+                        bad.append(f"cell {i}: an image not from save_figure")
+                if "application/vnd.jupyter.widget-view+json" in data:
+                    bad.append(f"cell {i}: a widget, which an executed copy cannot show")
+                if "<Figure size" in "".join(data.get("text/plain", "")):
+                    bad.append(f"cell {i}: a figure shown as text")
+                if o.get("output_type") == "error":
+                    bad.append(f"cell {i}: error {o.get('ename')}")
+                if o.get("name") == "stderr":
+                    bad += [f"cell {i}: stderr {line!r}" for line in "".join(o["text"]).splitlines()
+                            if not STDERR_ALLOWED.match(line)]
+                chatter = [c for c in LIBRARY_CHATTER if c in "".join(o.get("text", ""))]
+                bad += [f"cell {i}: library chatter {c!r}" for c in chatter]
+        assert images == len(saved), f"{nb_path.name}: {images} images for {len(saved)} saved figures"
+        assert not bad, f"{nb_path.name}: " + "; ".join(bad)
+
+
+@pytest.mark.skipif(not NOTEBOOKS, reason="no notebooks yet")
+def test_every_sidecar_of_the_run_records_one_git_state_read_before_it(ci_run):
+    _results, _out, figs, _s, git_before = ci_run
+    states = {json.dumps(json.loads(p.read_text())["git"], sort_keys=True) for p in figs.glob("*.json")}
+    assert states == {json.dumps(git_before, sort_keys=True)}
+    assert git_before["commit"] is not None and git_before["dirty"] is not None

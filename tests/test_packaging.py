@@ -83,8 +83,9 @@ def test_make_targets_ci_and_readme_agree():
     make = (ROOT / "Makefile").read_text()
     for target in ("setup", "test", "figures", "lab", "strip", "bench", "clean"):
         assert re.search(rf"^{target}:", make, re.M), f"Makefile lacks target {target}"
-    assert "PROFILE" in make and "ONLY" in make and "FORCE" in make
+    assert "PROFILE" in make and "ONLY" in make and "FORCE" in make and "DRY_RUN" in make
     ci = (ROOT / ".ci" / "run").read_text()
+    assert "apt-get install" in ci and "chromium" in ci, "CI must install the browser the JupyterLab test drives"
     readme = (ROOT / "README.md").read_text()
     assert "make setup" in ci and "make test" in ci
     first_block = re.search(r"```(?:bash|sh)?\n(.*?)```", readme, re.S).group(1)

@@ -96,3 +96,70 @@ def test_profile_fields_carry_their_docs():
     from companion.backbone.profiles import Profile
 
     assert "never touch a model hub" in Profile.model_fields["offline"].description
+
+
+@pytest.mark.parametrize(
+    "text, field, expected",
+    [
+        ("3e-4", "lr", 3e-4), ("1E-3", "lr", 1e-3), ("2", "lr", 2.0), ("1_000", "n", 1000), ("1e3", "n", 1000),
+        ("[x, y]", "sites", ("x", "y")), ("x,y", "sites", ("x", "y")), ("x", "sites", ("x",)),
+        ("slow", "mode", "slow"), ("none", "cap", None), ("7", "cap", 7), ("True", "flag", True),
+        ("no", "flag", False), ("[1e-3, 2]", "lrs", (1e-3, 2.0)), ("{a: 1}", "names", {"a": "1"}),
+    ],
+)
+def test_command_line_text_is_read_by_the_declared_type(text, field, expected):
+    values = Typed.from_text({field: text})
+    p = Typed.from_dict(values)
+    assert getattr(p, field) == expected and type(getattr(p, field)) is type(expected)
+
+
+@pytest.mark.parametrize(
+    "texts, message",
+    [
+        ({"n": "abc"}, "parameter 'n' of Typed must be int, got 'abc'"),
+        ({"n": "1.5"}, "parameter 'n' of Typed must be int, got '1.5'"),
+        ({"lr": "fast"}, "parameter 'lr' of Typed must be float, got 'fast'"),
+        ({"flag": "maybe"}, "parameter 'flag' of Typed must be bool, got 'maybe'"),
+        ({"mode": "medium"}, "parameter 'mode' of Typed must be one of ['fast', 'slow'], got 'medium'"),
+        ({"lrs": "[a]"}, "parameter 'lrs' of Typed must be float, got 'a'"),
+        ({"nope": "1"}, "unknown parameter 'nope' for Typed"),
+    ],
+)
+def test_command_line_text_that_does_not_convert_is_named(texts, message):
+    with pytest.raises(ParameterError) as e:
+        Typed.from_text(texts)
+    assert str(e.value).startswith(message)
+
+
+def test_overrides_go_to_the_notebooks_whose_class_declares_them():
+    from companion.backbone.plan import route_overrides
+
+    routed = route_overrides({"01_a.ipynb": Typed, "02_b.ipynb": Demo}, {"lr": "3e-4", "flag": "yes", "seed": 3})
+    assert routed == {"01_a.ipynb": {"lr": 3e-4, "flag": True, "seed": 3}, "02_b.ipynb": {"lr": 3e-4, "seed": 3}}
+    with pytest.raises(ParameterError, match=r"^01_a.ipynb: parameter 'n' of Typed must be int, got 'x'$"):
+        route_overrides({"01_a.ipynb": Typed, "02_b.ipynb": Demo}, {"n": "x"})
+    with pytest.raises(ParameterError, match=r"unknown parameter zz='1': none of the selected notebooks declares it "
+                                             r"\(selected: 01_a.ipynb \(Typed\)\)"):
+        route_overrides({"01_a.ipynb": Typed}, {"zz": "1"})
+
+
+@dataclasses.dataclass
+class Typed(NotebookParams):
+    """Every kind of field a notebook declares."""
+
+    n: int = 3
+    """An integer."""
+    lr: float = 1e-3
+    """A float."""
+    sites: tuple[str, ...] = ("a",)
+    """Strings."""
+    lrs: tuple[float, ...] = (1.0,)
+    """Floats."""
+    mode: Literal["fast", "slow"] = "fast"
+    """A choice."""
+    cap: int | None = None
+    """Optional."""
+    flag: bool = False
+    """A switch."""
+    names: dict[str, str] = dataclasses.field(default_factory=dict)
+    """A mapping."""

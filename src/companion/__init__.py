@@ -1,2 +1,27 @@
-"""companion: reproducible notebooks for four mechanistic-interpretability results."""
+"""companion: reproducible notebooks for four mechanistic-interpretability results.
+
+Importing the package pins the CPU's numeric code paths for everything computed afterwards in this process and in
+the processes it starts (papermill kernels, organism-training workers): torch's vectorised kernels
+(``ATEN_CPU_CAPABILITY``), MKL's matrix products (``MKL_CBWR``) and oneDNN (``ONEDNN_MAX_CPU_ISA``) take their
+AVX2 paths, which every x86-64 CPU with AVX2 runs bit for bit the same.  Without this, an organism trained on an
+AVX-512 machine differs from one trained on an AVX2 machine (measured: different weights, probe scores changing
+sign).  torch, MKL and oneDNN read the variables when they first compute, so companion must be imported before
+anything computes with torch (our notebooks import it first);
+:func:`companion.backbone.environment.numerics` reports what is actually in force, and it is part of every cache
+key, cache manifest and figure sidecar.  ``COMPANION_NATIVE_NUMERICS=1`` opts out (faster on some CPUs; results then differ by
+machine and are cached under their own keys).
+"""
+import os as _os
+import sys as _sys
+
 __version__ = "0.1.0"
+
+PINNED_NUMERICS = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+"""The numeric code paths fixed at import (environment variables read by torch, MKL and oneDNN at start-up)."""
+NATIVE_NUMERICS_ENV = "COMPANION_NATIVE_NUMERICS"
+"""Set to 1 to leave the CPU's own (fastest, machine-dependent) code paths."""
+TORCH_IMPORTED_BEFORE_COMPANION = "torch" in _sys.modules
+"""True when torch was already imported when companion was (harmless unless it had already computed something)."""
+
+if _os.environ.get(NATIVE_NUMERICS_ENV, "").strip().lower() not in ("1", "true", "yes", "on"):
+    _os.environ.update(PINNED_NUMERICS)

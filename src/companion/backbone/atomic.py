@@ -1,8 +1,9 @@
 """Atomic file writes: a reader sees the old file or the new one, never a torn or empty one.
 
 Every write goes to a temporary file in the destination's folder (same filesystem, so ``os.replace`` is an atomic
-rename) whose name starts with ``.`` and contains ``.tmp-``; an interrupted write removes its temporary file, and
-:func:`remove_stale_temporaries` sweeps up what a killed process could not (the runner calls it before a run).
+rename) whose name starts with ``.`` and contains ``.tmp-<pid>-``; an interrupted write removes its temporary file,
+and :func:`remove_stale_temporaries` sweeps up what a killed process could not (the runner calls it before a run
+and after an interrupted one), leaving alone the temporaries of writers that are still alive.
 The cache, ``save_figure``, the runner's stamps and ``companion fork`` all write through here.
 """
 from __future__ import annotations
@@ -25,15 +26,22 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     that pick a format by extension still do.
     """
     dest = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.stem}{TEMP_MARK}", suffix=dest.suffix, dir=dest.parent)
+    with temporary_beside(dest) as tmp_path:
+        yield tmp_path
+        os.replace(tmp_path, dest)
+
+
+@contextlib.contextmanager
+def temporary_beside(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a fresh temporary path in ``path``'s folder, removed on exit unless the caller renamed it away."""
+    dest = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.stem}{TEMP_MARK}{os.getpid()}-", suffix=dest.suffix, dir=dest.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
-        os.replace(tmp_path, dest)
-    except BaseException:
+    finally:
         tmp_path.unlink(missing_ok=True)
-        raise
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -53,12 +61,37 @@ def is_temporary(path: str | os.PathLike) -> bool:
     return name.startswith(".") and TEMP_MARK in name
 
 
+def writer_pid(path: str | os.PathLike) -> int | None:
+    """The process that made a temporary file (None for names without one)."""
+    rest = Path(path).name.partition(TEMP_MARK)[2]
+    head = rest.partition("-")[0]
+    return int(head) if head.isdigit() else None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
 def remove_stale_temporaries(directory: str | os.PathLike) -> list[Path]:
-    """Delete temporary files a killed writer left directly in ``directory``; returns what was removed."""
+    """Delete temporary files that dead writers left directly in ``directory``; returns what was removed.
+
+    A temporary whose writer is another process that is still running (a concurrent run, an open notebook) is kept;
+    the caller's own are removed (it sweeps when it is not writing).
+    """
     d = Path(directory)
     if not d.is_dir():
         return []
-    gone = [p for p in d.iterdir() if p.is_file() and is_temporary(p)]
-    for p in gone:
-        p.unlink(missing_ok=True)
+    gone = []
+    for p in d.iterdir():
+        if p.is_file() and is_temporary(p):
+            pid = writer_pid(p)
+            if pid is None or pid == os.getpid() or not _alive(pid):
+                p.unlink(missing_ok=True)
+                gone.append(p)
     return gone

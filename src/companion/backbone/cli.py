@@ -1,4 +1,9 @@
-"""The ``companion`` command: run notebooks, check figures, fork notebooks, manage the cache."""
+"""The ``companion`` command: run notebooks, check figures, fork notebooks, manage the cache.
+
+A mistake on the command line (an unknown profile, notebook or parameter, a value of the wrong type) is one line
+on stderr and exit status 2, never a traceback; a notebook that fails prints its failing cell and traceback and
+exits 1; an interrupted run exits 130.
+"""
 from __future__ import annotations
 
 import argparse
@@ -6,16 +11,28 @@ import sys
 from pathlib import Path
 
 
-def _cmd_figures(a) -> int:
-    from companion.backbone.params import ParameterError
-    from companion.backbone.runner import RunnerError, parse_param_args, run_notebooks
+class UsageError(Exception):
+    """A mistake on the command line, reported as one line."""
 
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions that mean "the request was wrong", not "the code is broken"."""
+    from companion.backbone.params import ParameterError
+    from companion.backbone.plan import RunnerError
+    from companion.backbone.profiles import ProfileError
+
+    return UsageError, ParameterError, ProfileError, RunnerError
+
+
+def _cmd_figures(a) -> int:
+    from companion.backbone.runner import NotebookFailed, parse_param_args, run_notebooks
+
+    overrides = parse_param_args(a.param or [])
     try:
-        overrides = parse_param_args(a.param or [])
-        run_notebooks(a.profile, only=a.only or None, force=a.force, overrides=overrides)
-    except (ParameterError, RunnerError) as e:
+        run_notebooks(a.profile, only=a.only or None, force=a.force, overrides=overrides, dry_run=a.dry_run)
+    except NotebookFailed as e:  # the failing cell and its traceback are the message: print them whole
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return 1
     return 0
 
 
@@ -25,23 +42,21 @@ def _cmd_check(a) -> int:
 
     prof = load_profile(a.profile)
     root = project_root()
-    diffs, missing, new, n = check_figures(root, prof.figures_dir, Path(a.fresh) if a.fresh else None, a.rev)
+    try:
+        diffs, missing, new, n = check_figures(root, prof.figures_dir, Path(a.fresh) if a.fresh else None, a.rev)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
     if n == 0 and not missing:
         print(f"no committed figures for profile {prof.name!r} under {prof.figures_dir} at {a.rev}; nothing to compare")
         return 0
     print(format_table(diffs, missing, new, n))
-    return 1 if (diffs or missing) else 0
+    return 1 if (any(not d.within_seed_spread for d in diffs) or missing) else 0
 
 
 def _cmd_fork(a) -> int:
     from companion.backbone.fork import fork_notebook
-    from companion.backbone.runner import RunnerError
 
-    try:
-        dest = fork_notebook(a.parent, a.name, profile=a.profile)
-    except RunnerError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    dest = fork_notebook(a.parent, a.name, profile=a.profile)
     print(f"created {dest}; run it with: make figures ONLY={dest.name[:2]}")
     return 0
 
@@ -75,14 +90,29 @@ def _cmd_profiles(a) -> int:
     return 0
 
 
+def _cmd_doctor(a) -> int:
+    from companion.models.doctor import diagnose, report  # the command dispatches to every layer
+
+    return report(diagnose(a.profile))  # an unknown profile is a one-line error (main)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors as one line (``error: ...``) instead of a usage block."""
+
+    def error(self, message: str):
+        raise UsageError(f"{message} (see `{self.prog} --help`)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="companion", description=__doc__)
-    sub = ap.add_subparsers(dest="cmd", required=True)
+    ap = _Parser(prog="companion", description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
 
     f = sub.add_parser("figures", help="execute the numbered notebooks (skipping up-to-date ones)")
     f.add_argument("--profile", default=None, help="ci | organism | paper (default: $COMPANION_PROFILE or organism)")
     f.add_argument("--only", default="", help="comma-separated notebook numbers, stems or globs")
     f.add_argument("--force", action="store_true", help="run even if nothing changed")
+    f.add_argument("-n", "--dry-run", action="store_true",
+                   help="validate the parameters and say which notebooks would run and why; run nothing")
     f.add_argument("-p", "--param", action="append", metavar="NAME=VALUE",
                    help="parameter override, validated against each selected notebook's parameter class")
     f.set_defaults(func=_cmd_figures)
@@ -106,12 +136,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     pr = sub.add_parser("profiles", help="list the profiles and what they mean")
     pr.set_defaults(func=_cmd_profiles)
+
+    dr = sub.add_parser("doctor", help="preflight: GPU, disk, Hub access and run time a profile needs")
+    dr.add_argument("--profile", default="paper")
+    dr.set_defaults(func=_cmd_doctor)
     return ap
 
 
 def main(argv: list[str] | None = None) -> int:
-    a = build_parser().parse_args(argv)
-    return a.func(a)
+    errors = _user_errors()
+    try:
+        a = build_parser().parse_args(argv)
+        return a.func(a)
+    except errors as e:
+        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM during a run (the runner raises it as one)
+        print("interrupted", file=sys.stderr)
+        return 128 + int(getattr(e, "signum", 2))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -28,3 +28,26 @@ def package_versions(names: Iterable[str] = PROVENANCE_PACKAGES) -> dict[str, st
         except metadata.PackageNotFoundError:
             out[n] = None
     return out
+
+
+def numerics() -> dict[str, object]:
+    """The numeric code paths in force in this process (part of every cache key, manifest and figure sidecar).
+
+    ``pinned`` is what :mod:`companion` set (empty when opted out), ``cpu_capability`` what torch actually runs
+    (``AVX2`` when the pinning took effect; ``AVX512``, ``DEFAULT``, ... otherwise), ``machine`` the architecture.
+    Two processes with equal ``numerics()`` and equal inputs compute the same bits.
+    """
+    import os
+    import platform
+
+    import torch
+
+    import companion
+
+    pinned = {k: os.environ.get(k) for k in companion.PINNED_NUMERICS}
+    return {
+        "pinned": pinned if pinned == companion.PINNED_NUMERICS else {},
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "machine": platform.machine(),
+        "torch_imported_before_companion": companion.TORCH_IMPORTED_BEFORE_COMPANION,
+    }

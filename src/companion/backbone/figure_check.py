@@ -5,6 +5,12 @@ numbers behind a figure are not.  Each sidecar carries ``data`` (the numbers the
 shows) and a ``tolerance`` (``rtol``/``atol``, optionally per key under ``keys``).  ``companion check-figures``
 flattens both versions to ``path -> number`` and reports every number that moved beyond
 ``atol + rtol * |committed|``, every number that appeared or disappeared, and every figure that is new or gone.
+
+Where bitwise equality cannot hold (another CPU architecture, a GPU), a fixed tolerance is either too tight or
+meaningless.  Numbers reported across independently seeded organisms are stored as a *seed summary*
+(:func:`seed_summary`: ``{"per_seed": [...], "mean", "std", "n"}``), and a number of such a summary that moved
+beyond its tolerance is judged against the committed spread across seeds instead (:func:`within_seed_spread`):
+it is reported as "within seed spread", apart from "moved", and does not fail the check.
 """
 from __future__ import annotations
 
@@ -15,6 +21,53 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+
+SEED_SUMMARY_KEYS = frozenset({"per_seed", "mean", "std", "n"})
+
+
+def seed_summary(values) -> dict[str, Any]:
+    """A number measured on several independently seeded organisms: every value, their mean, the sample standard
+    deviation (0 for one seed) and the count.  ``check-figures`` judges movements of these against the spread."""
+    vals = [float(v) for v in values]
+    if not vals:
+        raise ValueError("a seed summary needs at least one value")
+    n = len(vals)
+    mean = sum(vals) / n
+    std = (sum((v - mean) ** 2 for v in vals) / (n - 1)) ** 0.5 if n > 1 else 0.0
+    return {"per_seed": vals, "mean": mean, "std": std, "n": n}
+
+
+def _seed_summaries(obj: Any, prefix: str = "") -> dict[str, Mapping[str, Any]]:
+    """Path -> seed summary for every seed summary inside ``obj``."""
+    out: dict[str, Mapping[str, Any]] = {}
+    if isinstance(obj, Mapping):
+        if set(obj) == SEED_SUMMARY_KEYS:
+            out[prefix] = obj
+            return out
+        for k, v in obj.items():
+            out.update(_seed_summaries(v, f"{prefix}/{k}" if prefix else str(k)))
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            out.update(_seed_summaries(v, f"{prefix}/{i}" if prefix else str(i)))
+    return out
+
+
+def within_seed_spread(fresh: float, summary: Mapping[str, Any], leaf: str) -> bool:
+    """Whether ``fresh`` (the value at ``leaf`` of a seed summary) is what reseeding the organisms could give.
+
+    A per-seed value: inside the committed per-seed range widened by one standard deviation.  The mean: within two
+    standard errors of a difference of two means of ``n`` seeds, 2·std·sqrt(2/n).  The spread itself: at most three
+    times the committed one.  The number of seeds must not change.  With one seed there is no spread to judge by.
+    """
+    n, std, vals = int(summary["n"]), float(summary["std"]), [float(v) for v in summary["per_seed"]]
+    if n < 2 or leaf == "n":
+        return False
+    if leaf == "mean":
+        return abs(fresh - float(summary["mean"])) <= 2 * std * (2 / n) ** 0.5
+    if leaf == "std":
+        return 0 <= fresh <= 3 * std
+    return min(vals) - std <= fresh <= max(vals) + std
 
 
 @dataclass(frozen=True)
@@ -31,6 +84,8 @@ class Difference:
     """Fresh value (None when the number disappeared)."""
     allowed: float
     """The tolerance that applied: atol + rtol * |committed|."""
+    within_seed_spread: bool = False
+    """True when the number belongs to a seed summary and moved no further than reseeding explains."""
 
     @property
     def delta(self) -> float | None:
@@ -66,6 +121,7 @@ def compare_sidecars(committed: Mapping[str, Any], fresh: Mapping[str, Any]) -> 
     name = fresh.get("figure") or committed.get("figure") or "?"
     tol = committed.get("tolerance") or {}
     a, b = flatten(committed.get("data", {})), flatten(fresh.get("data", {}))
+    summaries = _seed_summaries(committed.get("data", {}))
     diffs = []
     for key in sorted(set(a) | set(b)):
         va, vb = a.get(key), b.get(key)
@@ -74,14 +130,30 @@ def compare_sidecars(committed: Mapping[str, Any], fresh: Mapping[str, Any]) -> 
         allowed = atol + rtol * abs(va) if num else 0.0
         if num:
             if abs(vb - va) > allowed:
-                diffs.append(Difference(name, key, va, vb, allowed))
+                spread = _spread_for(key, vb, summaries)
+                diffs.append(Difference(name, key, va, vb, allowed, spread))
         elif va != vb:
             diffs.append(Difference(name, key, va, vb, allowed))
     return diffs
 
 
+def _spread_for(key: str, fresh: float, summaries: Mapping[str, Mapping[str, Any]]) -> bool:
+    for path, summary in summaries.items():
+        if key.startswith(path + "/"):
+            leaf = key[len(path) + 1:].split("/")[0]
+            return within_seed_spread(fresh, summary, leaf)
+    return False
+
+
 def committed_sidecars(root: Path, figures_dir: str, rev: str = "HEAD") -> dict[str, dict]:
-    """The sidecars as committed at ``rev`` (read through git, so the working tree may hold fresh ones)."""
+    """The sidecars as committed at ``rev`` (read through git, so the working tree may hold fresh ones).
+
+    A ``rev`` git does not know is an error (``ValueError``); a folder that does not exist at ``rev`` holds none.
+    """
+    known = subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"], cwd=root,
+                           capture_output=True, text=True)
+    if known.returncode:
+        raise ValueError(f"--rev {rev!r} is not a commit in {root}")
     try:
         names = subprocess.run(["git", "ls-tree", "--name-only", f"{rev}:{figures_dir}"], cwd=root,
                                capture_output=True, text=True, check=True).stdout.split()
@@ -103,10 +175,11 @@ def fresh_sidecars(directory: Path) -> dict[str, dict]:
 def format_table(diffs: list[Difference], missing: list[str], new: list[str], checked: int) -> str:
     lines = []
     if diffs:
-        rows = [("figure", "number", "committed", "fresh", "|Δ|", "allowed")]
+        rows = [("figure", "number", "committed", "fresh", "|Δ|", "allowed", "verdict")]
         for d in diffs:
             rows.append((d.figure, d.key, _fmt(d.committed), _fmt(d.fresh),
-                         _fmt(d.delta) if d.delta is not None else "-", _fmt(d.allowed)))
+                         _fmt(d.delta) if d.delta is not None else "-", _fmt(d.allowed),
+                         "within seed spread" if d.within_seed_spread else "moved"))
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         for j, r in enumerate(rows):
             lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths)))
@@ -116,8 +189,10 @@ def format_table(diffs: list[Difference], missing: list[str], new: list[str], ch
         lines.append(f"missing: {m} is committed but was not regenerated")
     for n in new:
         lines.append(f"new: {n} has no committed sidecar to compare with")
-    moved = len({d.figure for d in diffs})
-    lines.append(f"{checked} figures compared, {moved} moved beyond tolerance, {len(missing)} missing, {len(new)} new")
+    moved = len({d.figure for d in diffs if not d.within_seed_spread})
+    spread = len({d.figure for d in diffs if d.within_seed_spread} - {d.figure for d in diffs if not d.within_seed_spread})
+    lines.append(f"{checked} figures compared, {moved} moved beyond tolerance, {spread} within seed spread only, "
+                 f"{len(missing)} missing, {len(new)} new")
     return "\n".join(lines)
 
 

@@ -2,18 +2,23 @@
 
 ``save_figure(fig, name, data=...)`` writes ``<figures_dir>/<NN>_<name>.png`` and ``.pdf`` plus ``.json``,
 the provenance sidecar: notebook, git commit and dirty flag, profile, parameters, package versions,
-input-data hashes, wall time, the caller's ``data`` (the numbers behind the figure) and ``plotted``, every
+input-data hashes, wall time, the hashes of the two images, the caller's ``data`` (the numbers behind the
+figure) and ``plotted``, every
 line, scatter and bar read back from the figure's artists, so :func:`replot` can redraw it without running
 anything.  A figure from any profile but ``paper`` gets a visible stamp naming the profile: a fallback figure
-never passes for the paper's.
+never passes for the paper's.  In a notebook, ``save_figure`` is also what displays the figure, exactly once.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
+import hashlib
 import json
 import math
 import os
-import subprocess
+import signal
+import sys
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -21,11 +26,14 @@ from pathlib import Path
 from typing import Any
 
 from companion.backbone import runtime
-from companion.backbone.atomic import atomic_path, atomic_write_text
+from companion.backbone.atomic import temporary_beside
 from companion.backbone.environment import package_versions
+from companion.backbone.gitstate import git_state
 from companion.backbone.profiles import project_root
 
-SIDE_CAR_VERSION = 1
+SIDE_CAR_VERSION = 2
+#: Set by the runner to an id shared by every figure of one run (the runner finds a run's figures by it).
+RUN_ENV = "COMPANION_RUN_ID"
 #: Tolerances used by ``check-figures`` when a figure does not state its own.
 DEFAULT_TOLERANCE = {"rtol": 1e-4, "atol": 1e-6}
 _STAMP_GID = "companion-profile-stamp"
@@ -41,6 +49,9 @@ class SavedFigure:
     """The vector image."""
     sidecar: Path
     """The provenance JSON."""
+
+    def _ipython_display_(self) -> None:
+        """Nothing: :func:`save_figure` has already shown the image (a cell ending in it shows it once)."""
 
 
 def jsonable(obj: Any) -> Any:
@@ -68,23 +79,6 @@ def jsonable(obj: Any) -> Any:
     if obj is None or isinstance(obj, (str, int, bool)):
         return obj
     return str(obj)
-
-
-def git_state(root: Path) -> dict[str, Any]:
-    """Commit hash and dirty flag of the checkout (None when it is not a git checkout)."""
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10, check=True
-        ).stdout.strip()
-        dirty = bool(
-            subprocess.run(
-                ["git", "status", "--porcelain", "--untracked-files=no"],
-                cwd=root, capture_output=True, text=True, timeout=10, check=True,
-            ).stdout.strip()
-        )
-        return {"commit": commit, "dirty": dirty}
-    except (OSError, subprocess.SubprocessError):
-        return {"commit": None, "dirty": None}
 
 
 def extract_plotted(fig) -> list[dict[str, Any]]:
@@ -213,20 +207,16 @@ def replot(sidecar: str | os.PathLike | Mapping[str, Any]):
 
 def _stamp(fig, ctx: runtime.RunContext) -> None:
     """A visible, unmistakable mark on every fallback figure (added once per figure)."""
-    if not ctx.profile.is_fallback or any(t.get_gid() == _STAMP_GID for t in fig.texts):
+    text = ctx.profile.stamp_for(ctx.notebook)  # the profile's stamp; a notebook not of the profile gets its own
+    if text is None or any(t.get_gid() == _STAMP_GID for t in fig.texts):
         return
     # Just below the canvas (bbox_inches="tight" grows the image to include it), so it never covers data.
     fig.text(
         0.995, -0.01,
-        f"FALLBACK · profile '{ctx.profile.name}' · synthetic model organism, not the paper's models",
+        text,
         ha="right", va="top", fontsize=7, color="#b00020", alpha=0.9, gid=_STAMP_GID,
         bbox={"boxstyle": "round,pad=0.2", "facecolor": "#fff3f3", "edgecolor": "#b00020", "linewidth": 0.5},
     )
-
-
-def _savefig(fig, path: Path, **kw) -> None:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, **kw)
 
 
 def figure_stem(name: str, ctx: runtime.RunContext) -> str:
@@ -245,10 +235,15 @@ def save_figure(
     caption: str = "",
     dpi: int = 150,
 ) -> SavedFigure:
-    """Write the figure as PNG and PDF plus its provenance sidecar, into the profile's figures folder.
+    """Write the figure as PNG and PDF plus its provenance sidecar, into the profile's figures folder, and show it.
 
     ``data`` holds the numbers behind the figure (what ``check-figures`` compares); ``tolerance`` is
     ``{"rtol": ..., "atol": ...}`` for that comparison, optionally with per-key entries under ``"keys"``.
+
+    The three files always come from one call: both images are rendered to temporaries first, the sidecar records
+    their hashes, and the renames happen with SIGINT/SIGTERM held back (:func:`figure_is_complete` checks a set).
+    In a notebook the PNG just written is displayed once as the cell's image, whatever kind of figure this is, and a
+    pyplot figure is closed so the inline backend does not show it a second time.
     """
     ctx = runtime.context()
     root = project_root()
@@ -258,29 +253,93 @@ def save_figure(
     stem = figure_stem(name, ctx)
     _stamp(fig, ctx)
     png, pdf, side = out_dir / f"{stem}.png", out_dir / f"{stem}.pdf", out_dir / f"{stem}.json"
-    _savefig(fig, png, dpi=dpi, bbox_inches="tight", metadata={"Software": f"companion ({ctx.profile.name})"})
-    # PDFs embed a creation date by default; drop it so re-runs give identical files.
-    _savefig(fig, pdf, bbox_inches="tight", metadata={"CreationDate": None})
     from companion.backbone.cache import used_entries
 
-    sidecar = {
-        "sidecar_version": SIDE_CAR_VERSION,
-        "figure": stem,
-        "caption": caption,
-        "notebook": ctx.notebook,
-        "git": git_state(root),
-        "profile": ctx.profile.name,
-        "fallback": ctx.profile.is_fallback,
-        "profile_description": ctx.profile.description,
-        "parameters": ctx.params.to_dict() if ctx.params is not None else None,
-        "packages": package_versions(),
-        "inputs": {**used_entries(), **ctx.inputs},
-        "wall_time_s": round(time.time() - ctx.started, 3),
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "size_inches": [float(v) for v in fig.get_size_inches()],
-        "tolerance": {**DEFAULT_TOLERANCE, **dict(tolerance or {})},
-        "data": jsonable(data or {}),
-        "plotted": extract_plotted(fig),
-    }
-    atomic_write_text(side, json.dumps(jsonable(sidecar), indent=1) + "\n")
+    with temporary_beside(png) as png_tmp, temporary_beside(pdf) as pdf_tmp, temporary_beside(side) as side_tmp:
+        fig.savefig(png_tmp, dpi=dpi, bbox_inches="tight", metadata={"Software": f"companion ({ctx.profile.name})"})
+        # PDFs embed a creation date by default; drop it so re-runs give identical files.
+        fig.savefig(pdf_tmp, bbox_inches="tight", metadata={"CreationDate": None})
+        sidecar = {
+            "sidecar_version": SIDE_CAR_VERSION,
+            "figure": stem,
+            "caption": caption,
+            "notebook": ctx.notebook,
+            "git": git_state(root),
+            "run": os.environ.get(RUN_ENV),
+            "profile": ctx.profile.name,
+            "fallback": ctx.profile.is_fallback_for(ctx.notebook),
+            "stamp": ctx.profile.stamp_for(ctx.notebook),
+            "profile_description": ctx.profile.description,
+            "parameters": ctx.params.to_dict() if ctx.params is not None else None,
+            "packages": package_versions(),
+            "inputs": {**used_entries(), **ctx.inputs},
+            "wall_time_s": round(time.time() - ctx.started, 3),
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "size_inches": [float(v) for v in fig.get_size_inches()],
+            "files": {"png": _sha256(png_tmp), "pdf": _sha256(pdf_tmp)},
+            "tolerance": {**DEFAULT_TOLERANCE, **dict(tolerance or {})},
+            "data": jsonable(data or {}),
+            "plotted": extract_plotted(fig),
+        }
+        side_tmp.write_text(json.dumps(jsonable(sidecar), indent=1) + "\n")
+        with _signals_held():
+            # The old sidecar goes first: a set cut short by SIGKILL has no sidecar vouching for it.
+            side.unlink(missing_ok=True)
+            os.replace(png_tmp, png)
+            os.replace(pdf_tmp, pdf)
+            os.replace(side_tmp, side)
+    _show(fig, png, dpi)
     return SavedFigure(png, pdf, side)
+
+
+def figure_is_complete(sidecar: str | os.PathLike) -> bool:
+    """Whether a sidecar's PNG and PDF exist and are the very files it was written with."""
+    side_path = Path(sidecar)
+    try:
+        files = json.loads(side_path.read_text()).get("files") or {}
+    except (OSError, ValueError):
+        return False
+    if set(files) != {"png", "pdf"}:
+        return False
+    for suffix, digest in files.items():
+        path = side_path.with_suffix(f".{suffix}")
+        if not path.is_file() or _sha256(path) != digest:
+            return False
+    return True
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@contextlib.contextmanager
+def _signals_held():
+    """Hold SIGINT and SIGTERM back for a few renames (delivered right after); a no-op off the main thread."""
+    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held = {signal.SIGINT, signal.SIGTERM}
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
+
+
+def _show(fig, png: Path, dpi: int) -> None:
+    """In a notebook kernel, display the saved PNG once and keep the inline backend from showing ``fig`` again."""
+    if "matplotlib.pyplot" in sys.modules:
+        sys.modules["matplotlib.pyplot"].close(fig)  # a no-op for figures pyplot does not manage
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover - IPython is a dependency
+        return
+    ip = get_ipython()
+    if ip is None or not hasattr(ip, "kernel"):  # plain Python or a terminal: nothing to display into
+        return
+    from IPython.display import Image, display
+
+    data = png.read_bytes()
+    width_px = int.from_bytes(data[16:20], "big")  # the PNG header's IHDR width
+    # Shown at the size the inline backend would use (100 dpi), however finely the file was rendered.
+    display(Image(data=data, format="png", width=max(1, round(width_px * 100 / dpi))))

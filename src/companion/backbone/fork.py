@@ -14,9 +14,9 @@ import re
 from pathlib import Path
 
 from companion.backbone.atomic import atomic_write_text
-from companion.backbone.figures import git_state
+from companion.backbone.gitstate import read_git_state
 from companion.backbone.profiles import load_profile, project_root
-from companion.backbone.runner import NOTEBOOK_RE, RunnerError, discover, load_params_class, params_class_path, read_notebook
+from companion.backbone.plan import NOTEBOOK_RE, RunnerError, discover, load_params_class, params_class_path, read_notebook
 from companion.backbone.runtime import resolve_params
 
 
@@ -48,7 +48,7 @@ def fork_notebook(parent: str, name: str, *, root: Path | None = None, notebooks
     if clash:
         raise RunnerError(f"fork: a notebook named {slug!r} already exists ({clash[0]}); choose another name")
     dest = nb_dir / f"{nxt:02d}_{slug}.ipynb"
-    git = git_state(root)
+    git = read_git_state(root)
     new = copy.deepcopy(nb)
     meta = new.setdefault("metadata", {}).setdefault("companion", {})
     meta["lineage"] = {
@@ -62,11 +62,11 @@ def fork_notebook(parent: str, name: str, *, root: Path | None = None, notebooks
     for cell in new.get("cells", []):
         if cell.get("cell_type") == "code":
             cell["outputs"], cell["execution_count"] = [], None
-    commit = (git["commit"] or "uncommitted")[:10]
+    where = f"at commit `{git['commit'][:10]}`" if git["commit"] else "outside any git commit"
     banner = {
         "cell_type": "markdown",
         "metadata": {},
-        "source": [f"> **Fork of `{parent_path.name}`** at commit `{commit}`"
+        "source": [f"> **Fork of `{parent_path.name}`** {where}"
                    f"{' (dirty tree)' if git['dirty'] else ''}. Change the parameters cell or the code below; "
                    f"figures from this notebook are saved as `{nxt:02d}_*` and never overwrite the parent's."],
     }

@@ -3,7 +3,8 @@
 Papermill only warns about a parameter the notebook does not declare; we reject it.  Every notebook
 declares a dataclass subclassing :class:`NotebookParams` (one-line docstring per field, validation in
 ``__post_init__``), and :meth:`NotebookParams.from_dict` builds it from a mapping, refusing unknown names and
-values of the wrong type with a message that lists what is allowed.
+values of the wrong type with a message that lists what is allowed.  :meth:`NotebookParams.from_text` reads
+command-line text (``companion figures -p lr=3e-4``) by each field's declared type.
 """
 from __future__ import annotations
 
@@ -57,6 +58,23 @@ class NotebookParams:
             raise
         except (TypeError, ValueError) as e:
             raise ParameterError(f"{cls.__name__}: {e}") from e
+
+    @classmethod
+    def from_text(cls, texts: Mapping[str, str]) -> dict[str, Any]:
+        """Convert ``name -> text`` (command-line values) by each field's declared type; unknown names raise.
+
+        ``3e-4`` is a float, ``true``/``false`` a bool, ``none`` an optional's None, ``[1, 2]`` or ``1,2`` a
+        tuple; a ``str`` field takes the text verbatim.  Returns plain values for :meth:`from_dict`.
+        """
+        hints = typing.get_type_hints(cls)
+        names = cls.field_names()
+        unknown = sorted(set(texts) - set(names))
+        if unknown:
+            raise ParameterError(
+                f"unknown parameter{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} for "
+                f"{cls.__name__}. Allowed: {', '.join(names)}."
+            )
+        return {name: _plain(convert_text(name, text, hints[name], cls.__name__)) for name, text in texts.items()}
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-friendly dict of the values (tuples become lists)."""
@@ -169,3 +187,84 @@ def _coerce(name: str, value: Any, tp: Any, owner: str) -> Any:
             return value
         raise err
     return value
+
+
+_TRUE, _FALSE, _NONE = {"true", "yes", "on", "1"}, {"false", "no", "off", "0"}, {"none", "null", "~", ""}
+
+
+def convert_text(name: str, text: Any, tp: Any, owner: str) -> Any:
+    """Read command-line ``text`` as a value of annotation ``tp`` (see :meth:`NotebookParams.from_text`).
+
+    Non-text values (items of a YAML list) are checked by :func:`_coerce`.  The error names the parameter,
+    its class and the offending text.
+    """
+    if not isinstance(text, str):
+        return _coerce(name, text, tp, owner)
+    err = ParameterError(f"parameter {name!r} of {owner} must be {_type_name(tp)}, got {text!r}")
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    raw = text.strip()
+    if tp is Any:
+        import yaml
+
+        return yaml.safe_load(raw) if raw else ""
+    if origin in (Union, types.UnionType):
+        if raw.lower() in _NONE and type(None) in args:
+            return None
+        for a in args:
+            if a is not type(None):
+                try:
+                    return convert_text(name, text, a, owner)
+                except ParameterError:
+                    pass
+        raise err
+    if origin is typing.Literal:
+        for a in args:
+            if raw == str(a) or (isinstance(a, bool) and raw.lower() in (_TRUE if a else _FALSE)):
+                return a
+        raise ParameterError(f"parameter {name!r} of {owner} must be one of {list(args)}, got {text!r}")
+    if origin in (tuple, list, dict):
+        import yaml
+
+        try:  # "[1, 2]" / "{a: b}" are YAML, read with every scalar kept as text; "1,2" is a bare list
+            items = yaml.load(raw, Loader=yaml.BaseLoader) if raw.startswith(("[", "{")) \
+                else [s.strip() for s in raw.split(",") if s.strip()]
+        except yaml.YAMLError:
+            raise err from None
+        if origin is dict:
+            if not isinstance(items, Mapping):
+                raise err
+            kt, vt = args if args else (Any, Any)
+            return {convert_text(name, str(k), kt, owner): convert_text(name, v, vt, owner) for k, v in items.items()}
+        if not isinstance(items, list):
+            raise err
+        if origin is tuple and args and not (len(args) == 2 and args[1] is Ellipsis):
+            if len(args) != len(items):
+                raise err
+            return tuple(convert_text(name, v, a, owner) for v, a in zip(items, args))
+        item = args[0] if args else Any
+        seq = [convert_text(name, v, item, owner) for v in items]
+        return tuple(seq) if origin is tuple else seq
+    if tp is str:
+        return text
+    if tp is bool:
+        if raw.lower() in _TRUE | _FALSE:
+            return raw.lower() in _TRUE
+        raise err
+    if tp is int:
+        try:
+            return int(raw.replace("_", ""))
+        except ValueError:
+            pass
+        try:  # 1e6 tokens: an integer written in scientific notation
+            f = float(raw)
+        except ValueError:
+            raise err from None
+        if f.is_integer() and abs(f) < 2**53:
+            return int(f)
+        raise err
+    if tp is float:
+        try:
+            return float(raw.replace("_", ""))
+        except ValueError:
+            raise err from None
+    return _coerce(name, text, tp, owner)

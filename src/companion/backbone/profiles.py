@@ -3,11 +3,19 @@
 A profile is configuration, not a code path: ``profiles/<name>.yaml`` holds the environment it sets, whether
 it may touch the network, where its figures go, the organisms it trains and per-notebook parameter overrides
 (keyed by the parameter class name).  ``ci`` is the smallest offline run, ``organism`` the default offline
-fallback, ``paper`` the real models and datasets (GPU expected).
+fallback, ``paper`` the real models and datasets (GPU expected), ``rehearsal`` the paper profile at toy scale
+against a loopback Hub of random-weight stand-ins (``tests/rehearsal``).
+
+**Inheritance.** ``extends: paper`` starts from the named profile's settings and deep-merges this file's over them
+(mappings merge key by key, anything else is replaced), so a derived profile states only what it changes and can
+never drift from its parent.  **Environment references.** ``${NAME}`` in an ``env`` value (or in a notebook
+parameter that says so, e.g. the sycophancy data's base URL) is replaced by that environment variable when the
+profile is applied; an unset one is an error naming it.
 """
 from __future__ import annotations
 
 import os
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -29,7 +37,9 @@ class Profile(Config):
     """A fidelity profile, read from ``src/companion/backbone/profiles/<name>.yaml``."""
 
     name: str
-    """The profile's name: "ci", "organism" or "paper" (the file's stem, not a key of the file)."""
+    """The profile's name: "ci", "organism", "paper" or "rehearsal" (the file's stem, not a key of the file)."""
+    extends: str | None = None
+    """The profile this one is built on (its settings deep-merged under this file's), or None."""
     description: str
     """One paragraph saying what the profile runs and what its figures mean."""
     offline: bool
@@ -42,8 +52,12 @@ class Profile(Config):
     """Organism specs by name (validated by ``companion.organism.build.organism_spec`` when one is used)."""
     notebooks: dict[str, dict[str, Any]] = {}
     """Parameter overrides keyed by notebook parameter-class name (validated by each notebook's class)."""
+    stamp: str = ""
+    """Text stamped on every figure of this profile; empty means the default FALLBACK stamp (never none but for paper)."""
+    not_applicable: dict[str, str] = {}
+    """Notebooks (by number, e.g. "00") that do not belong to this profile, each with the reason the runner prints."""
     source_text: str = ""
-    """The YAML text itself (hashed into the runner's skip key)."""
+    """The YAML text itself, its parents' first (hashed into the runner's skip key)."""
 
     @field_validator("description")
     @classmethod
@@ -55,14 +69,60 @@ class Profile(Config):
         """Figures from any profile but ``paper`` are fallbacks and are stamped as such."""
         return self.name != "paper"
 
+    def skip_reason(self, notebook: str) -> str | None:
+        """Why ``notebook`` (a file name, path or number) does not run under this profile; None when it does."""
+        m = re.match(r"^(\d+)", os.path.basename(str(notebook)))
+        return self.not_applicable.get(m.group(1)) if m else None
+
+    def stamp_for(self, notebook: str = "") -> str | None:
+        """The stamp a figure of ``notebook`` gets under this profile (None: a paper figure, unstamped)."""
+        reason = self.skip_reason(notebook)
+        if reason is not None:
+            return (f"NOT A {self.name.upper()} FIGURE · notebook {os.path.basename(str(notebook))} under profile "
+                    f"'{self.name}' · {reason}")
+        if not self.is_fallback:
+            return None
+        return self.stamp or f"FALLBACK · profile '{self.name}' · synthetic model organism, not the paper's models"
+
+    def is_fallback_for(self, notebook: str = "") -> bool:
+        """Whether a figure of ``notebook`` is a fallback figure (any profile but paper, or a notebook not its own)."""
+        return self.stamp_for(notebook) is not None
+
     def overrides_for(self, params_class_name: str) -> dict[str, Any]:
         """The profile's parameter overrides for one notebook parameter class."""
         return dict(self.notebooks.get(params_class_name) or {})
 
     def apply_env(self) -> None:
-        """Set this profile's environment variables in this process (inherited by kernels it starts)."""
-        for k, v in self.env.items():
-            os.environ[k] = str(v)
+        """Set this profile's environment variables in this process (inherited by kernels it starts).
+
+        ``${NAME}`` references are expanded first (all of them, before anything is set)."""
+        values = {k: expand_env(str(v), f"profile {self.name}: env.{k}") for k, v in self.env.items()}
+        os.environ.update(values)
+
+
+_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def expand_env(value: str, where: str = "") -> str:
+    """``value`` with each ``${NAME}`` replaced by the environment variable; an unset one raises ProfileError."""
+    def sub(m: re.Match) -> str:
+        v = os.environ.get(m.group(1))
+        if v is None:
+            raise ProfileError(f"{where or repr(value)} needs the environment variable {m.group(1)}, which is not set "
+                               f"(see the profile's description for what to set it to)")
+        return v
+
+    return _REF.sub(sub, value)
+
+
+def deep_merge(base: Any, over: Any) -> Any:
+    """``over`` merged onto ``base``: mappings key by key (recursively), anything else replaced by ``over``."""
+    if isinstance(base, dict) and isinstance(over, dict):
+        out = dict(base)
+        for k, v in over.items():
+            out[k] = deep_merge(base[k], v) if k in base else v
+        return out
+    return over
 
 
 def available_profiles() -> list[str]:
@@ -74,14 +134,17 @@ def available_profiles() -> list[str]:
 def load_profile(name: str | None = None) -> Profile:
     """Read and validate a profile by name (default: ``$COMPANION_PROFILE`` or "organism")."""
     name = name or os.environ.get(PROFILE_ENV) or DEFAULT_PROFILE
+    return parse_profile(name, _packaged_text(name))
+
+
+def _packaged_text(name: str) -> str:
     names = available_profiles()
     if name not in names:
         raise ProfileError(f"unknown profile {name!r}; choose one of {', '.join(names)}")
-    return parse_profile(name, (resources.files("companion.backbone") / "profiles" / f"{name}.yaml").read_text())
+    return (resources.files("companion.backbone") / "profiles" / f"{name}.yaml").read_text()
 
 
-def parse_profile(name: str, text: str) -> Profile:
-    """Validate a profile's YAML text; every problem is named by its key path."""
+def _raw(name: str, text: str) -> dict[str, Any]:
     try:
         raw = yaml.safe_load(text) or {}
     except yaml.YAMLError as e:
@@ -90,8 +153,31 @@ def parse_profile(name: str, text: str) -> Profile:
         raise ProfileError(f"profile {name}: a profile is a mapping of settings, got {type(raw).__name__}")
     if "name" in raw or "source_text" in raw:
         raise ProfileError(f"profile {name}: 'name' and 'source_text' are not settings (the name is the file's stem)")
+    return raw
+
+
+def _resolved(name: str, text: str, load_text, chain: tuple[str, ...]) -> tuple[dict[str, Any], str]:
+    """The merged settings of ``name`` with its ``extends`` chain, and the chain's texts (parents first)."""
+    raw = _raw(name, text)
+    parent = raw.get("extends")
+    if parent is None:
+        return raw, text
+    if not isinstance(parent, str):
+        raise ProfileError(f"profile {name}: extends must be a profile name, got {parent!r}")
+    if parent in chain + (name,):
+        raise ProfileError(f"profile {name}: extends forms a cycle: {' -> '.join(chain + (name, parent))}")
+    base, base_text = _resolved(parent, load_text(parent), load_text, chain + (name,))
+    # A parent's own name and parent are not inherited; everything else is, merged.
+    merged = deep_merge({k: v for k, v in base.items() if k != "extends"}, raw)
+    return merged, f"{base_text}\n--- {name} extends {parent} ---\n{text}"
+
+
+def parse_profile(name: str, text: str, *, load_text=None) -> Profile:
+    """Validate a profile's YAML text (following ``extends`` through ``load_text(name) -> text``, the packaged
+    profiles by default); every problem is named by its key path."""
+    raw, source = _resolved(name, text, load_text or _packaged_text, ())
     try:
-        return Profile.model_validate({**raw, "name": name, "source_text": text})
+        return Profile.model_validate({**raw, "name": name, "source_text": source})
     except ValidationError as e:
         raise ProfileError(f"profile {name}: {format_validation_error(e)}") from None
 

@@ -1,41 +1,34 @@
-"""Execute the numbered notebooks with papermill, skipping those whose inputs did not change.
+"""Execute the numbered notebooks with papermill (``make figures``), skipping those that are up to date.
 
-A notebook's *inputs* are everything that can change its outputs: its code cells, the source of every
-``companion`` module it imports (followed transitively), the package data files, its parameters (the
-profile's overrides and the command line's), the profile file and the installed versions of the pinned
-packages.  Their hash is written to ``build/executed/<profile>/<notebook>.stamp.json`` after a successful run;
-a later run with the same hash (and the executed copy still present) skips the notebook.
+What must run, and why, is decided by :mod:`companion.backbone.plan` (inputs, stamps, parameters), before anything
+runs.  Each notebook's stamp is removed as it starts and rewritten when it finishes, with the hashes of the figures
+it saved, so a run that fails or is interrupted is redone next time; an interrupted notebook's partial copy is kept
+as ``<name>.failed.ipynb`` (:mod:`companion.backbone.kernels` stops its kernel).  Git state is read once per run and
+handed to the kernels, so every figure of a run records the same commit and dirty flag.
 
 This module must stay cheap to import: deciding to skip everything must not import torch.
 """
 from __future__ import annotations
 
 import dataclasses
-import fnmatch
-import hashlib
-import importlib
 import json
 import os
 import re
-import sys
 import time
-from collections.abc import Mapping, Sequence
+import uuid
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from companion.backbone import codegraph
-from companion.backbone.environment import package_versions
-from companion.backbone.params import NotebookParams, ParameterError
+from companion.backbone.plan import (  # noqa: F401 - re-exported: the runner's public names
+    NOTEBOOK_RE, NotebookPlan, RunnerError, describe_changes, discover, figures_dir, load_params_class,
+    params_class_path, parse_param_args, plan_run, read_notebook, route_overrides,
+)
 from companion.backbone.profiles import Profile, load_profile, project_root
 
-NOTEBOOK_RE = re.compile(r"^(\d\d)_[\w\-]+\.ipynb$")
-LOCK_FILE = "requirements.lock"
-PKG_DIR = codegraph.PKG_DIR
-"""The companion package whose modules are hashed (tests point it at a copy)."""
 
-
-class RunnerError(RuntimeError):
-    """A notebook could not be run; the message says which and why."""
+class NotebookFailed(RunnerError):
+    """A notebook raised in one of its cells; the message holds the cell and the traceback."""
 
 
 @dataclasses.dataclass
@@ -45,148 +38,35 @@ class NotebookResult:
     notebook: str
     """Notebook file name."""
     status: str
-    """"ran", "skipped" or "failed"."""
+    """"ran", "skipped" or "not applicable" (not a notebook of the profile); in a dry run "would run" or
+    "up to date"."""
     seconds: float
     """Wall time spent on it (0 when skipped)."""
     output: Path | None
     """The executed copy, when there is one."""
-
-
-# --------------------------------------------------------------------------------------------- discovery
-def discover(notebooks_dir: Path, only: str | Sequence[str] | None = None) -> list[Path]:
-    """The ``NN_name.ipynb`` notebooks in order, filtered by ``only`` (numbers, stems or globs, comma-separated)."""
-    nbs = sorted(p for p in notebooks_dir.glob("*.ipynb") if NOTEBOOK_RE.match(p.name))
-    if not only:
-        return nbs
-    pats = [s.strip() for s in (only.split(",") if isinstance(only, str) else only) if s.strip()]
-    chosen = []
-    for nb in nbs:
-        for pat in pats:
-            hit = (nb.name[:2] == pat.zfill(2)) if pat.isdigit() else fnmatch.fnmatch(nb.stem, pat)
-            if hit:
-                chosen.append(nb)
-                break
-    if not chosen:
-        raise RunnerError(f"ONLY={only!r} matches no notebook in {notebooks_dir}; have: {[p.name for p in nbs]}")
-    return chosen
-
-
-def read_notebook(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise RunnerError(f"cannot read notebook {path}: {e}") from e
-
-
-def params_class_path(nb: Mapping[str, Any], path: Path) -> str:
-    try:
-        return nb["metadata"]["companion"]["params"]
-    except KeyError:
-        raise RunnerError(
-            f"{path.name} does not name its parameter class: add notebook metadata "
-            '{"companion": {"params": "companion.module:ParamsClass"}}'
-        ) from None
-
-
-def load_params_class(spec: str) -> type[NotebookParams]:
-    mod_name, _, cls_name = spec.partition(":")
-    try:
-        cls = getattr(importlib.import_module(mod_name), cls_name)
-    except (ImportError, AttributeError) as e:
-        raise RunnerError(f"cannot import the parameter class {spec!r}: {e}") from e
-    if not (isinstance(cls, type) and issubclass(cls, NotebookParams)):
-        raise RunnerError(f"{spec} is not a companion.backbone.params.NotebookParams subclass")
-    return cls
-
-
-# ------------------------------------------------------------------------------------------- dependencies
-def code_cells(nb: Mapping[str, Any]) -> list[str]:
-    return ["".join(c["source"]) if isinstance(c["source"], list) else c["source"]
-            for c in nb.get("cells", []) if c.get("cell_type") == "code"]
-
-
-def pinned_package_versions(root: Path) -> dict[str, str | None]:
-    """Installed versions of the packages pinned in the lock file (what a re-run would use)."""
-    lock = root / LOCK_FILE
-    names = []
-    if lock.is_file():
-        for line in lock.read_text().splitlines():
-            line = line.split("#")[0].strip()
-            m = re.match(r"^([A-Za-z0-9_.\-]+)\s*==", line)
-            if m:
-                names.append(m.group(1))
-    return package_versions(tuple(names))
-
-
-def _sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def dependency_manifest(nb_path: Path, nb: Mapping[str, Any], profile: Profile, params: Mapping[str, Any],
-                        root: Path, versions: Mapping[str, str | None]) -> dict[str, Any]:
-    """Everything the notebook's outputs depend on, as hashes (readable, so a re-run can say what changed)."""
-    cells = code_cells(nb)
-    mods = codegraph.module_closure(set().union(*map(codegraph.imports_of, cells)) | {"companion"}, PKG_DIR)
-    # Package data (profiles, fit sets): every non-Python file under the package, read at call time.
-    data_files = sorted(p for p in PKG_DIR.rglob("*")
-                        if p.is_file() and p.suffix not in (".py", ".pyc") and "__pycache__" not in p.parts)
-    return {
-        "notebook": _sha("\n\x00".join(cells).encode()),
-        "modules": {m: _sha(p.read_bytes()) for m, p in sorted(mods.items())},
-        "package_data": _sha(b"".join(p.relative_to(PKG_DIR).as_posix().encode() + _sha(p.read_bytes()).encode()
-                                      for p in data_files)),
-        "params": json.loads(json.dumps(params, sort_keys=True, default=str)),
-        "profile": {"name": profile.name, "yaml": _sha(profile.source_text.encode())},
-        "packages": dict(versions),
-    }
-
-
-def describe_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
-    """Human-readable reasons a stamp no longer matches."""
-    reasons = []
-    for key in new:
-        if old.get(key) == new[key]:
-            continue
-        if key in ("modules", "packages", "params") and isinstance(old.get(key), Mapping):
-            changed = sorted(k for k in set(old[key]) | set(new[key]) if old[key].get(k) != new[key].get(k))
-            reasons.append(f"{key}: {', '.join(changed)}")
-        else:
-            reasons.append(key)
-    return reasons
+    reasons: tuple[str, ...] = ()
+    """Why it ran (or would run): which inputs changed, --force, no earlier run, ..."""
 
 
 # ---------------------------------------------------------------------------------------------- the run
-def parse_param_args(pairs: Sequence[str]) -> dict[str, Any]:
-    """``name=value`` pairs from the command line; values are YAML (so 3, 0.5, true, [1, 2] are typed)."""
-    import yaml
-
-    out = {}
-    for p in pairs:
-        if "=" not in p:
-            raise ParameterError(f"parameter {p!r} must look like name=value")
-        k, v = p.split("=", 1)
-        k = k.strip()
-        if not k.isidentifier():
-            raise ParameterError(f"parameter name {k!r} is not a valid identifier")
-        out[k] = yaml.safe_load(v) if v.strip() else ""
-    return out
-
-
 def run_notebooks(
     profile: str | None = None,
     *,
     only: str | Sequence[str] | None = None,
     force: bool = False,
     overrides: Mapping[str, Any] | None = None,
+    dry_run: bool = False,
     root: Path | None = None,
     notebooks_dir: Path | None = None,
     build_dir: Path | None = None,
-    log=print,
+    log: Callable[[str], Any] = print,
 ) -> list[NotebookResult]:
     """Run the selected notebooks in order under ``profile``; returns what happened to each.
 
-    Parameters are validated for every notebook that will run before any of them executes.  A failing
-    notebook stops the run (its partial copy is kept as ``<name>.failed.ipynb``); earlier executed copies and
+    ``overrides`` values that are text (the command line's) are converted by each notebook's declared types; every
+    parameter is validated before any notebook executes.  ``dry_run`` reports what would run, and why, and runs
+    nothing.  A failing notebook stops the run (:class:`NotebookFailed`; its partial copy is kept as
+    ``<name>.failed.ipynb``), as does an interrupt (KeyboardInterrupt, also for SIGTERM); earlier executed copies and
     stamps are kept.
     """
     t_start = time.time()
@@ -194,51 +74,51 @@ def run_notebooks(
     prof = load_profile(profile)
     notebooks_dir = (notebooks_dir or root / "notebooks").resolve()
     out_dir = (build_dir or root / "build" / "executed") / prof.name
-    overrides = dict(overrides or {})
     nbs = discover(notebooks_dir, only)
     if not nbs:
         raise RunnerError(f"no NN_*.ipynb notebooks in {notebooks_dir}")
-    versions = pinned_package_versions(root)
+    # Notebooks that are not this profile's (notebook 00 under paper/rehearsal) are skipped, saying why.
+    excluded = [NotebookResult(nb.name, "not applicable", 0.0, None) for nb in nbs if prof.skip_reason(nb.name)]
+    for r in excluded:
+        log(f"{r.notebook}: skipped, not a notebook of profile {prof.name!r}: {prof.skip_reason(r.notebook)}")
+    nbs = [nb for nb in nbs if not prof.skip_reason(nb.name)]
+    plans = plan_run(prof, nbs, dict(overrides or {}), root=root, out_dir=out_dir, force=force)
 
-    # Pass 1: decide what must run, cheaply (no heavy imports).
-    plan: list[tuple[Path, dict, str, dict, dict, bool]] = []
-    for nb_path in nbs:
-        nb = read_notebook(nb_path)
-        cls_path = params_class_path(nb, nb_path)
-        cls_name = cls_path.partition(":")[2]
-        raw = {**prof.overrides_for(cls_name), **overrides}
-        manifest = dependency_manifest(nb_path, nb, prof, {"class": cls_path, **raw}, root, versions)
-        stamp_path = out_dir / f"{nb_path.stem}.stamp.json"
-        executed = out_dir / nb_path.name
-        old = json.loads(stamp_path.read_text())["inputs"] if stamp_path.is_file() else None
-        fresh = old == manifest and executed.is_file()
-        plan.append((nb_path, nb, cls_path, raw, manifest, fresh))
-        if not fresh and old is not None and not force:
-            log(f"{nb_path.name}: inputs changed ({'; '.join(describe_changes(old, manifest)) or 'output missing'})")
+    if dry_run:
+        results = list(excluded)
+        for plan in plans:
+            status = "would run" if plan.reasons else "up to date"
+            why = f" ({'; '.join(plan.reasons)})" if plan.reasons else ", would be skipped"
+            log(f"{plan.path.name}: {status}{why}")
+            results.append(NotebookResult(plan.path.name, status, 0.0, None, tuple(plan.reasons)))
+        n = sum(r.status == "would run" for r in results)
+        log(f"dry run, profile {prof.name!r}: {n} would run, {len(plans) - n} up to date; parameters valid; "
+            "nothing was executed")
+        return results
 
-    # Pass 2: validate the parameters of everything that will run, before running anything.
-    to_run = [p for p in plan if force or not p[5]]
-    for nb_path, _nb, cls_path, raw, _m, _f in to_run:
-        cls = load_params_class(cls_path)
-        try:
-            cls.from_dict(raw)
-        except ParameterError as e:
-            raise ParameterError(f"{nb_path.name}: {e}") from None
+    from companion.backbone.atomic import remove_stale_temporaries
+    from companion.backbone.gitstate import GIT_ENV, read_git_state
+    from companion.backbone.kernels import sigterm_as_interrupt
 
-    # Pass 3: execute.
-    results: list[NotebookResult] = []
+    results: list[NotebookResult] = list(excluded)
     out_dir.mkdir(parents=True, exist_ok=True)
+    figs = figures_dir(prof, root)
     env_before = dict(os.environ)
     try:
         prof.apply_env()
-        os.environ["COMPANION_ROOT"] = str(root)
-        os.environ["COMPANION_PROFILE"] = prof.name
-        for nb_path, _nb, cls_path, raw, manifest, fresh in plan:
-            if fresh and not force:
-                log(f"{nb_path.name}: up to date, skipped")
-                results.append(NotebookResult(nb_path.name, "skipped", 0.0, out_dir / nb_path.name))
-                continue
-            results.append(_execute(nb_path, prof, overrides, manifest, out_dir, root, log))
+        os.environ.update({"COMPANION_ROOT": str(root), "COMPANION_PROFILE": prof.name, "COMPANION_RUNNER": "1"})
+        if any(p.reasons for p in plans):
+            for d in (figs, out_dir):  # what an earlier, killed run could not clean up
+                remove_stale_temporaries(d)
+            # Read once, before any kernel writes a figure: every figure of this run records the same state.
+            os.environ[GIT_ENV] = json.dumps(read_git_state(root))
+        with sigterm_as_interrupt():
+            for plan in plans:
+                if not plan.reasons:
+                    log(f"{plan.path.name}: up to date, skipped")
+                    results.append(NotebookResult(plan.path.name, "skipped", 0.0, out_dir / plan.path.name))
+                    continue
+                results.append(_execute(plan, prof, out_dir, figs, root, log))
     finally:
         os.environ.clear()
         os.environ.update(env_before)
@@ -248,45 +128,70 @@ def run_notebooks(
     return results
 
 
-def _execute(nb_path: Path, prof: Profile, overrides: Mapping[str, Any], manifest: Mapping[str, Any],
-             out_dir: Path, root: Path, log) -> NotebookResult:
-    import papermill
+def _execute(plan: NotebookPlan, prof: Profile, out_dir: Path, figs: Path, root: Path, log) -> NotebookResult:
     from papermill.exceptions import PapermillExecutionError
 
+    from companion.backbone import kernels
+    from companion.backbone.atomic import atomic_write_text, remove_stale_temporaries, temporary_beside
+
+    nb_path = plan.path
     final = out_dir / nb_path.name
-    running = out_dir / f".{nb_path.stem}.running.ipynb"
     failed = out_dir / f"{nb_path.stem}.failed.ipynb"
     stamp_path = out_dir / f"{nb_path.stem}.stamp.json"
+    stamp_path.unlink(missing_ok=True)  # from here on, until it finishes, the notebook is not up to date
+    run_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
     os.environ["COMPANION_NOTEBOOK"] = nb_path.relative_to(root).as_posix() if nb_path.is_relative_to(root) \
         else nb_path.name
-    log(f"{nb_path.name}: running (profile {prof.name})")
+    os.environ["COMPANION_RUN_ID"] = run_id
+    log(f"{nb_path.name}: running ({'; '.join(plan.reasons)})")
     t0 = time.time()
-    try:
-        papermill.execute_notebook(
-            str(nb_path), str(running),
-            parameters={"profile": prof.name, "overrides": dict(overrides)},
-            kernel_name="python3", cwd=str(nb_path.parent), progress_bar=sys.stderr.isatty(),
-            report_mode=False,
-        )
-    except PapermillExecutionError as e:
-        running.replace(failed) if running.exists() else None
-        msg = (f"{nb_path.name} failed in cell {e.cell_index} (execution count {e.exec_count}); earlier results "
-               f"are kept. Partial notebook: {failed}\n--- cell source ---\n{e.source}\n--- error ---\n"
-               f"{e.ename}: {e.evalue}\n" + _strip_ansi("\n".join(e.traceback)))
-        raise RunnerError(msg) from None
-    except BaseException:
-        running.unlink(missing_ok=True)
-        raise
-    _tag_executed(running, prof)
-    os.replace(running, final)
+    with temporary_beside(final) as running:
+        try:
+            kernels.execute(nb_path, running, {"profile": prof.name, "overrides": plan.overrides},
+                            cwd=nb_path.parent)
+        except PapermillExecutionError as e:
+            _keep(running, failed)
+            msg = (f"{nb_path.name} failed in cell {e.cell_index} (execution count {e.exec_count}); earlier results "
+                   f"are kept. Partial notebook: {failed}\n--- cell source ---\n{e.source}\n--- error ---\n"
+                   f"{e.ename}: {e.evalue}\n" + _strip_ansi("\n".join(e.traceback)))
+            raise NotebookFailed(msg) from None
+        except BaseException:
+            _keep(running, failed)
+            remove_stale_temporaries(figs)  # the kernel is dead: whatever it was writing is debris
+            log(f"{nb_path.name}: interrupted after {time.time() - t0:.1f} s; partial notebook kept as {failed}; "
+                "the next run redoes it")
+            raise
+        _tag_executed(running, prof)
+        os.replace(running, final)
     failed.unlink(missing_ok=True)
-    from companion.backbone.atomic import atomic_write_text
-
     secs = time.time() - t0
-    atomic_write_text(stamp_path, json.dumps({"inputs": manifest, "seconds": round(secs, 2),
-                                              "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}, indent=1))
+    stamp = {"inputs": plan.manifest, "run": run_id, "figures": _figures_of_run(figs, run_id),
+             "seconds": round(secs, 2), "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    atomic_write_text(stamp_path, json.dumps(stamp, indent=1))
     log(f"{nb_path.name}: done in {secs:.1f} s")
-    return NotebookResult(nb_path.name, "ran", secs, final)
+    return NotebookResult(nb_path.name, "ran", secs, final, tuple(plan.reasons))
+
+
+def _keep(running: Path, failed: Path) -> None:
+    """Keep the partial executed notebook (papermill wrote it as far as it ran) as ``<name>.failed.ipynb``."""
+    if running.is_file() and running.stat().st_size:
+        os.replace(running, failed)
+
+
+def _figures_of_run(figs: Path, run_id: str) -> dict[str, dict[str, str]]:
+    """Figure stem -> image hashes, for every sidecar in ``figs`` that this run wrote."""
+    out = {}
+    for side in sorted(figs.glob("*.json")) if figs.is_dir() else []:
+        try:
+            text = side.read_text()
+            if run_id not in text:
+                continue
+            data = json.loads(text)
+        except (OSError, ValueError):
+            continue
+        if data.get("run") == run_id and data.get("files"):
+            out[side.stem] = data["files"]
+    return out
 
 
 def _tag_executed(path: Path, prof: Profile) -> None:

@@ -23,6 +23,8 @@ P = TypeVar("P", bound=NotebookParams)
 
 #: Set by the runner to the notebook's path relative to the project root.
 NOTEBOOK_ENV = "COMPANION_NOTEBOOK"
+#: Set (to "1") by the runner in the kernels it starts.
+RUNNER_ENV = "COMPANION_RUNNER"
 
 
 @dataclasses.dataclass
@@ -84,6 +86,20 @@ def seed_everything(seed: int) -> None:
         pass
 
 
+def _single_intra_op_thread() -> None:
+    """One torch intra-op thread for the organisms (2 blocks, <= 96 wide).
+
+    On models this small a second thread only adds synchronisation: scoring notebook 03's 100 test prompts took
+    0.2 s on one thread and 1-11 s on two, on a loaded 2-core machine.  A notebook whose parameters set
+    ``torch_threads`` applies its own choice afterwards; the paper profile keeps torch's default.
+    """
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a dependency
+        return
+    torch.set_num_threads(1)
+
+
 def resolve_params(params_cls: type[P], profile: Profile, overrides: Mapping[str, Any] | None = None) -> P:
     """Defaults <- the profile's overrides for this class <- ``overrides``; validated."""
     values = {**profile.overrides_for(params_cls.__name__), **dict(overrides or {})}
@@ -97,7 +113,12 @@ def start(params_cls: type[P], profile: str | None = None, overrides: Mapping[st
     prof.apply_env()
     params = resolve_params(params_cls, prof, overrides)
     seed_everything(params.seed)
+    if prof.is_fallback:
+        _single_intra_op_thread()
     _CURRENT = RunContext(profile=prof, notebook=current_notebook(), params=params, started=time.time())
+    from companion.backbone.quiet import quiet_libraries
+
+    quiet_libraries(text_bars=under_runner())
     _enable_autoreload()
     if prof.is_fallback:
         print(f"Profile {prof.name!r} (offline fallback): figures are stamped as such and are not the paper's.")
@@ -119,6 +140,11 @@ def record_input(name: str, digest: str) -> None:
     context().inputs[name] = digest
 
 
+def under_runner() -> bool:
+    """Whether this kernel was started by the runner (``make figures``) rather than opened by a person."""
+    return bool(os.environ.get(RUNNER_ENV))
+
+
 def _enable_autoreload() -> None:
     """Turn on ``%autoreload 2`` in an interactive kernel so library edits show up without a restart."""
     try:
@@ -126,11 +152,12 @@ def _enable_autoreload() -> None:
     except ImportError:  # pragma: no cover
         return
     ip = get_ipython()
-    if ip is None or os.environ.get(NOTEBOOK_ENV):  # the runner's fresh kernels gain nothing from it
+    if ip is None or under_runner():  # the runner's fresh kernels gain nothing from it
         return
     try:
-        if "autoreload" not in ip.extension_manager.loaded:
-            ip.run_line_magic("load_ext", "autoreload")
+        # The extension manager's own call, not %load_ext: it is silent when the extension is already loaded
+        # (IPython 9 registers it as "IPython.extensions.autoreload", which a check for "autoreload" misses).
+        ip.extension_manager.load_extension("autoreload")
         ip.run_line_magic("autoreload", "2")
     except Exception:  # pragma: no cover - never fail a run over a convenience
         pass

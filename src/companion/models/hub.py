@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
-import threading
 
 OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE")
 _TRUE = {"1", "on", "yes", "true"}
@@ -21,25 +19,31 @@ def offline_env() -> bool:
     return any(os.environ.get(v, "").strip().lower() in _TRUE for v in OFFLINE_VARIABLES)
 
 
-def hub_reachable(timeout: float = 2.0) -> bool:
-    """Whether a TCP connection to the Hub endpoint opens within ``timeout`` seconds (DNS included)."""
-    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
-    host = endpoint.split("://", 1)[-1].split("/", 1)[0]
-    host, _, port = host.partition(":")
-    result: list[bool] = []
+def hub_endpoint() -> str:
+    """The endpoint the Hub clients will use: huggingface_hub's (read from ``HF_ENDPOINT`` when it was imported)."""
+    import huggingface_hub.constants as hc
 
-    def probe() -> None:
-        try:
-            with socket.create_connection((host, int(port or 443)), timeout=timeout):
-                result.append(True)
-        except OSError:
-            result.append(False)
+    return hc.ENDPOINT
 
-    # getaddrinfo has no timeout of its own: run the probe in a daemon thread and stop waiting for it.
-    t = threading.Thread(target=probe, daemon=True)
-    t.start()
-    t.join(timeout + 0.5)
-    return bool(result and result[0])
+
+def hub_reachable(repo_id: str | None = None, timeout: float = 5.0, repo_type: str = "model") -> bool:
+    """Whether the Hub answers, asked the way the clients ask: through huggingface_hub's own HTTP session.
+
+    So whatever the clients would use decides it: their endpoint (``HF_ENDPOINT``, a mirror), their proxies
+    (``HTTP(S)_PROXY``/``NO_PROXY``, honoured by the session), their offline switches.  Any HTTP answer counts as
+    reachable (even 401/404: the server is there); a connection error or timeout does not.  Not a raw socket to a
+    fixed host, which is wrong behind a proxy or with a mirror.
+    """
+    if offline_env():
+        return False
+    from huggingface_hub.utils import get_session
+
+    path = f"/api/{repo_type}s/{repo_id}" if repo_id else "/api/models/gpt2"
+    try:
+        get_session().head(hub_endpoint() + path, timeout=timeout, follow_redirects=False)
+    except Exception:  # httpx's connect/read/proxy errors, huggingface_hub's offline error: not reachable
+        return False
+    return True
 
 
 def is_cached_locally(repo_id: str) -> bool:

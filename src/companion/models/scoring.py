@@ -37,10 +37,19 @@ class SequenceTooLongError(ValueError):
 
 # ------------------------------------------------------------------------------------------------ tokens
 def token_ids(model: Any, text: str, *, prepend_bos: bool | None = None) -> list[int]:
-    """Token ids of ``text`` as ``model.to_tokens`` makes them (never truncated).  ``prepend_bos=None``: model default."""
+    """Token ids of ``text`` as ``model.to_tokens`` makes them (never truncated).  ``prepend_bos=None``: the model's
+    default, except that a text which already starts with the BOS token's text (a chat template written out, e.g.
+    ``"<s>[INST] ..."``) gets no second one: it is tokenised as the template's rendered text is."""
+    if prepend_bos is None and _starts_with_bos(model, text):
+        prepend_bos = False
     kw = {} if prepend_bos is None else {"prepend_bos": prepend_bos}
     ids = model.to_tokens(text, truncate=False, move_to_device=False, **kw)
     return [int(t) for t in ids[0].tolist()]
+
+
+def _starts_with_bos(model: Any, text: str) -> bool:
+    bos = getattr(getattr(model, "tokenizer", None), "bos_token", None)
+    return isinstance(bos, str) and bool(bos) and text.startswith(bos)
 
 
 def context_length(model: Any) -> int | None:

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from companion.probes.directions import RandomDirectionControl
-from companion.probes.metrics import AurocCI
+from companion.probes.metrics import AurocCI, FprReport
 
 
 def verdict(name: str, ci: AurocCI, rand: RandomDirectionControl) -> str:
@@ -33,16 +33,23 @@ def findings_markdown(
     behavioural: AurocCI | None = None, control_name: str = "", control_evals: Mapping[str, AurocCI] | None = None,
     control_rand: RandomDirectionControl | None = None, answer_word_cosine: float | None = None,
     single_questions: Sequence[tuple[str, str, float]] = (),
+    variance_ratio: Mapping[str, Sequence[float]] | None = None, layers: Sequence[int] = (),
+    fpr_reports: Mapping[str, FprReport] | None = None,
+    control_variance_ratio: Mapping[str, Sequence[float]] | None = None, control_supervised_auroc: float | None = None,
 ) -> str:
     """Plain-language findings of one run, derived only from its numbers (so they stay true for any model).
 
     ``evals`` maps the plotted fit sets to their AUROC (first = the headline detector); ``answer_word_cosine``
     is the smallest cosine between single-question directions oriented as yes - no (None to skip);
-    ``single_questions`` lists ``(question, positive answer, AUROC)`` of the single-pair detectors.
+    ``single_questions`` lists ``(question, positive answer, AUROC)`` of the single-pair detectors;
+    ``variance_ratio`` (per test set, over ``layers``) is the context's between/within-class variance ratio;
+    ``fpr_reports`` the false-positive rates at the target detection rate of the plotted detectors.
     """
     if not evals:
         raise ValueError("evals must hold at least one detector")
     out = [f"**Findings for {model_name}, residual layer {layer}** (computed from this run's numbers):", ""]
+    if variance_ratio and layers:
+        out.append("- " + _salience(variance_ratio, layers))
     ok = supervised_auroc >= 0.99
     out.append(f"- Positive control: a supervised linear probe reads the defection condition with AUROC "
                f"{supervised_auroc:.3f} — {'the information is there, linearly' if ok else 'below 0.99, so even a supervised linear read-out struggles here'}.")
@@ -63,6 +70,13 @@ def findings_markdown(
     if rest:
         out.append(f"- Other fit sets: {', '.join(rest)}. Beating every random direction: "
                    f"{', '.join(f'`{n}`' for n, c in evals.items() if c.auroc > rand.best) or 'none'}.")
+    if fpr_reports:
+        best = min(fpr_reports, key=lambda n: fpr_reports[n].worst_fpr)
+        r = fpr_reports[best]
+        out.append(f"- False positives: to catch {r.tpr:.0%} of defections, even the best detector here (`{best}`) "
+                   f"flags {r.worst_fpr:.0%} of the non-defecting prompts on the '{r.worst_set}' set"
+                   + (f"; the worst flags {max(x.worst_fpr for x in fpr_reports.values()):.0%}."
+                      if len(fpr_reports) > 1 else "."))
     by_answer: dict[str, list[float]] = {}
     for _, pos, a in single_questions:
         by_answer.setdefault(pos.strip().lower(), []).append(a)
@@ -92,7 +106,31 @@ def findings_markdown(
         beyond = [n for n, c in control_evals.items() if abs(c.auroc - 0.5) > bound]
         lo = min(c.auroc for c in control_evals.values())
         hi = max(c.auroc for c in control_evals.values())
+        extra = []
+        if control_supervised_auroc is not None:
+            extra.append(f"the supervised probe reaches {control_supervised_auroc:.3f}")
+        if control_variance_ratio:
+            extra.append(f"the context's variance ratio is at most {_max_finite(control_variance_ratio):.2f} at any "
+                         "layer")
         out.append(f"- Negative control ({control_name}): detector AUROCs {lo:.3f}–{hi:.3f}; "
-                   + ("none is further from chance than every random direction — a null result, as in the note."
-                      if not beyond else f"{', '.join(beyond)} beat every random direction — NOT a null result."))
+                   + ("none is further from chance than every random direction — a null result, as in the note"
+                      if not beyond else f"{', '.join(beyond)} beat every random direction — NOT a null result")
+                   + (f"; {', '.join(extra)}." if extra else "."))
     return "\n".join(out)
+
+
+def _max_finite(curves: Mapping[str, Sequence[float]]) -> float:
+    vals = np.concatenate([np.asarray(v, dtype=float) for v in curves.values()])
+    vals = vals[np.isfinite(vals)]
+    return float(vals.max()) if len(vals) else float("nan")
+
+
+def _salience(variance_ratio: Mapping[str, Sequence[float]], layers: Sequence[int]) -> str:
+    """Where the context is most salient (the note's explanation of why probes work): the variance-ratio peaks."""
+    parts = []
+    for task, v in sorted(variance_ratio.items()):
+        v = np.asarray(v, dtype=float)
+        i = int(np.nanargmax(v))
+        parts.append(f"`{task}` peaks at residual layer {layers[i]} ({v[i]:.2f}; last layer {v[-1]:.2f})")
+    return ("Salience: the between/within-class variance ratio of the context (training vs deployment) "
+            + "; ".join(parts) + ".")

@@ -198,6 +198,16 @@ def evaluate_site(P: ParetoParams, sweep: SiteSweep) -> list[SAEEval]:
     return [SAEEval(**r) for r in json.loads((path / "eval.json").read_text())]
 
 
+def heldout_batches(P: ParetoParams, subject: Subject) -> tuple[Iterator[Tensor], list[Tensor]]:
+    """The evaluation's token batches: an iterator for the held-out activations (L0, FVU, γ) and the list for the
+    LM loss (loss recovered), read from the subject's two held-out parts, which share no document."""
+    held_seed = P.seed + 1_000
+    n_eval = int(P.eval_tokens * 1.15) + P.eval_seq_len * P.model_batch_size  # margin for dropped positions
+    acts = subject.token_batches(n_eval, P.eval_seq_len, P.model_batch_size, "heldout", held_seed)
+    lm = list(subject.token_batches(P.eval_lm_tokens, P.eval_seq_len, P.model_batch_size, "heldout_lm", held_seed))
+    return acts, lm
+
+
 @torch.no_grad()
 def _evaluate(P: ParetoParams, subject: Subject, sweep: SiteSweep) -> list[SAEEval]:
     from tqdm.auto import tqdm
@@ -206,13 +216,8 @@ def _evaluate(P: ParetoParams, subject: Subject, sweep: SiteSweep) -> list[SAEEv
     from companion.sae import metrics as sm
 
     site = sweep.site
-    held_seed = P.seed + 1_000
-    n_eval = int(P.eval_tokens * 1.15) + P.eval_seq_len * P.model_batch_size  # margin for dropped positions
-    chunks = model_chunks(subject.model, subject.token_batches(n_eval, P.eval_seq_len, P.model_batch_size, "heldout",
-                                                               held_seed), [site], subject.exclude_token_ids)
-    x = collect(chunks, P.eval_tokens)[site]
-    lm_batches = list(subject.token_batches(P.eval_lm_tokens, P.eval_seq_len, P.model_batch_size, "heldout",
-                                            held_seed + 1))
+    act_batches, lm_batches = heldout_batches(P, subject)
+    x = collect(model_chunks(subject.model, act_batches, [site], subject.exclude_token_ids), P.eval_tokens)[site]
     names = [f"{i}" for i in range(len(sweep.saes))]
     recon = {n: t.reconstruct for n, t in zip(names, sweep.saes)}
     lm = sm.lm_losses(subject.model, tqdm(lm_batches, desc=f"eval {sweep.target}", disable=not P.progress),

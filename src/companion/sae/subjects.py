@@ -1,11 +1,13 @@
 """The model an SAE sweep reads, and the text it reads it on: an organism and its corpus, or a real model and a
 streamed Hugging Face text dataset (Rajamanoharan et al. 2024 train on the model's pretraining distribution).
 
-Both kinds give token batches ``[batch, seq]`` whose rows start with BOS, split into a training part and a
-held-out part that never overlap (held-out text feeds the evaluation, :mod:`companion.sae.experiments`).
+Both kinds give token batches ``[batch, seq]`` whose rows start with BOS, split into three parts that never share
+a document: "train", and two held-out parts for the evaluation (:mod:`companion.sae.experiments`): "heldout" (the
+activations behind L0, FVU and γ) and "heldout_lm" (the tokens behind loss recovered).
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -30,7 +32,14 @@ class Subject:
     exclude_token_ids: tuple[int, ...]
     """Special tokens (BOS / end-of-text / padding) whose positions are not trained on or spliced."""
     token_batches: Callable[[int, int, int, str, int], Iterator[Tensor]]
-    """(n_tokens, seq_len, batch_size, split "train"|"heldout", seed) -> iterator of [batch, seq] LongTensors."""
+    """(n_tokens, seq_len, batch_size, split "train"|"heldout"|"heldout_lm", seed) -> [batch, seq] LongTensors."""
+
+
+SPLITS = ("train", "heldout", "heldout_lm")
+"""The three disjoint parts of a subject's text."""
+
+_ORGANISM_LM_SEED = 7_919_000
+"""Organism "heldout_lm" text is the held-out recipe generated from seeds offset by this (disjoint streams)."""
 
 
 _SUBJECTS: dict[tuple[str, str], Subject] = {}
@@ -40,7 +49,9 @@ def load_subject(name: str, profile: str | None = None, text_datasets: dict[str,
                  device: str = "cpu") -> Subject:
     """Load (once per process) an organism or real model with its token source."""
     from companion.backbone.runtime import context
+    from companion.models.loading import check_device
 
+    device = str(check_device(device))  # a missing CUDA device is an error, for organisms and real models alike
     profile = profile or context().profile.name
     memo = (name, profile, device)
     if memo in _SUBJECTS:
@@ -52,9 +63,13 @@ def load_subject(name: str, profile: str | None = None, text_datasets: dict[str,
         eot = int(org.tokenizer.convert_tokens_to_ids("<|endoftext|>"))
 
         def batches(n_tokens: int, seq_len: int, batch_size: int, split: str, seed: int) -> Iterator[Tensor]:
+            if split not in SPLITS:
+                raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+            if split == "heldout_lm":  # freshly generated held-out documents from a separate block of seeds
+                return org.token_batches(n_tokens, seq_len, batch_size, split="heldout", seed=seed + _ORGANISM_LM_SEED)
             return org.token_batches(n_tokens, seq_len, batch_size, split=split, seed=seed)
 
-        subj = Subject(name, f"organism:{org.path.name}", org.model.to(device), (eot,), batches)
+        subj = Subject(name, f"organism:{org.path.name}", org.model.to(device, print_details=False), (eot,), batches)
     else:
         from companion.models.loading import load_model
 
@@ -74,27 +89,44 @@ def load_subject(name: str, profile: str | None = None, text_datasets: dict[str,
     return subj
 
 
+@contextlib.contextmanager
+def _only_the_hub():
+    """While a dataset is resolved, keep ``datasets`` to the configured Hub endpoint: no download-count ping to S3
+    and no dataset-viewer request to ``datasets-server.<endpoint host>`` (a host a mirror or proxy may not serve;
+    its exported infos are not needed to stream the raw files)."""
+    from datasets import config
+
+    saved = config.USE_PARQUET_EXPORT, config.HF_UPDATE_DOWNLOAD_COUNTS
+    config.USE_PARQUET_EXPORT, config.HF_UPDATE_DOWNLOAD_COUNTS = False, False
+    try:
+        yield
+    finally:
+        config.USE_PARQUET_EXPORT, config.HF_UPDATE_DOWNLOAD_COUNTS = saved
+
+
 def hf_text_batches(dataset: str, tokenizer: Any, n_tokens: int, seq_len: int, batch_size: int, *,
                     split: str = "train", seed: int = 0, text_column: str = "text") -> Iterator[Tensor]:
     """Token batches ``[batch_size, seq_len]`` from a streamed Hugging Face text dataset (paper profile).
 
     Documents are concatenated with the EOS token between them and cut into rows that each start with BOS,
     like TransformerLens' ``tokenize_and_concatenate``.  Every 10th document of the (seeded, shuffled) stream is
-    held out: "heldout" reads only those, "train" only the others, so the two never overlap even for datasets
-    with a single split; the shuffle is fixed (seed 0) so that partition never moves, and ``seed`` only offsets
-    where in its part a stream starts (by ``seed`` documents).  ``dataset`` may name a configuration as
-    ``"allenai/c4:en"``.  Needs the ``datasets`` package and network access to the Hub.
+    held out, alternately for "heldout" (documents 0, 20, 40, ...) and "heldout_lm" (10, 30, 50, ...); "train"
+    reads only the others, so no two parts share a document even for datasets with a single split.  The shuffle is
+    fixed (seed 0) so that partition never moves, and ``seed`` only offsets where in its part a stream starts (by
+    ``seed`` documents).  ``dataset`` may name a configuration as ``"allenai/c4:en"``.  Needs the ``datasets``
+    package and access to the Hub.
     """
     try:
         import datasets
     except ImportError as e:  # pragma: no cover - only on the paper profile
         raise ImportError("the paper profile streams text with the `datasets` package; install it "
                           "(`pip install datasets`) or use an offline profile") from e
-    if split not in ("train", "heldout"):
-        raise ValueError(f"split must be 'train' or 'heldout', got {split!r}")
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     name, _, config = dataset.partition(":")
-    ds = datasets.load_dataset(name, config or None, split="train", streaming=True).shuffle(seed=0, buffer_size=10_000)
-    want_heldout = split == "heldout"
+    with _only_the_hub():
+        ds = datasets.load_dataset(name, config or None, split="train", streaming=True)
+    ds = ds.shuffle(seed=0, buffer_size=10_000)
     skip = int(seed) % 1000
     bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
     eos = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else bos
@@ -103,7 +135,7 @@ def hf_text_batches(dataset: str, tokenizer: Any, n_tokens: int, seq_len: int, b
     rows: list[list[int]] = []
     made = 0
     for i, doc in enumerate(ds):
-        if (i % 10 == 0) != want_heldout:
+        if document_split(i) != split:
             continue
         if skip:
             skip -= 1
@@ -118,3 +150,11 @@ def hf_text_batches(dataset: str, tokenizer: Any, n_tokens: int, seq_len: int, b
                 made += 1
         if made >= n_batches:
             return
+
+
+def document_split(i: int) -> str:
+    """Which part document ``i`` of a shuffled stream belongs to: every 10th held out, alternating between the two
+    held-out parts (``hf_text_batches``)."""
+    if i % 10:
+        return "train"
+    return "heldout" if i % 20 == 0 else "heldout_lm"

@@ -353,13 +353,17 @@ def download_sycophancy_data(
     Each file is fetched from ``{base_url}/{commit}/sycophancy/{file}`` into a private temporary directory and
     its git blob id checked against ``blobs``; only when all match is the entry renamed into place
     (:meth:`companion.backbone.cache.Cache.get_or_build`), so a failed or tampered download leaves nothing behind.
+    ``base_url`` may hold ``${VAR}`` references (the rehearsal profile points it at its loopback Hub); the cache key
+    is the commit and the blobs, not the URL, since verified bytes are the same wherever they came from.
     A cached entry is used without touching the network.  ``offline`` (default:
     :func:`companion.models.hub.offline_env`, the variables the offline profiles set) makes a cache miss fail at
     once with a message instead of trying the network.
     """
     from companion.backbone.cache import default_cache
+    from companion.backbone.profiles import expand_env
 
     cache = cache if cache is not None else default_cache()
+    base_url = expand_env(base_url, "the sycophancy data's base URL")
     spec = {"source": "anthropics/evals/sycophancy", "commit": commit, "blobs": dict(sorted(blobs.items()))}
     if cache.exists(DATA_CACHE_KIND, spec):
         return cache.get(DATA_CACHE_KIND, spec)

@@ -7,7 +7,8 @@ so that organism and real data go through one loader.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -40,6 +41,58 @@ def measure_model(
                                  threads=threads)
             out += agreement_stats(scored, n_boot=n_boot, confidence=confidence, seed=seed, unit=unit,
                                    by_affiliation=by_affiliation and ds_name == "political_typology_quiz")
+    return out
+
+
+@dataclasses.dataclass
+class SweepResult:
+    """What notebook 04's model sweep measured."""
+
+    stats: list[AgreementStats]
+    """Every model x dataset x template statistic (and the politics affiliation split)."""
+    n_params: dict[str, int]
+    """Model name -> parameter count (the size axis)."""
+    planted: dict[str, float]
+    """Organism name -> its planted sycophancy rate (empty for real models)."""
+
+
+def load_for_sweep(name: str, P: Any, organisms: Mapping[str, Any], profile: str) -> tuple[Any, int, float | None]:
+    """One model of the sweep: (model, parameter count, planted rate or None).  An organism of ``profile`` by name,
+    else :func:`companion.models.loading.load_model` on ``P.device`` in ``P.dtype`` (the device is checked first)."""
+    if name in organisms:
+        from companion.organism.loading import load_organism
+
+        org = load_organism(name, profile=profile)
+        return org.model, org.n_params, float(org.truth["sycophancy_p"])
+    from companion.models.loading import load_model
+
+    model = load_model(name, device=P.device, dtype=P.dtype)
+    return model, count_parameters(model), None
+
+
+def measure_models(P: Any, data: Mapping[str, SycophancyDataset], *, organisms: Mapping[str, Any] = (),
+                   profile: str | None = None, load: Callable[..., tuple[Any, int, float | None]] = load_for_sweep,
+                   ) -> SweepResult:
+    """Load, measure and release each of ``P.models`` in turn (notebook 04's sweep).
+
+    Only one model is alive at a time: each is dropped and released (:func:`companion.models.loading.release`: reference
+    cycles collected, CUDA cache emptied) before the next loads, so Pythia-6.9b and -12b are never in memory
+    together.  ``load(name, P, organisms, profile)`` is :func:`load_for_sweep`.
+    """
+    from companion.models.loading import check_device, release
+
+    if any(name not in organisms for name in P.models):
+        check_device(P.device)  # before the first download, not after it
+    out = SweepResult([], {}, {})
+    for name in P.models:
+        model, out.n_params[name], planted = load(name, P, organisms, profile)
+        if planted is not None:
+            out.planted[name] = planted
+        out.stats += measure_model(model, name, data, P.templates, batch_size=P.batch_size, n_boot=P.n_bootstrap,
+                                   confidence=P.confidence, seed=P.seed, by_affiliation=P.by_affiliation,
+                                   unit=P.bootstrap_unit, threads=P.torch_threads, progress=True)
+        del model
+        release()
     return out
 
 

@@ -5,7 +5,7 @@ import dataclasses
 from typing import Literal
 
 from companion.backbone.params import NotebookParams
-from companion.sycophancy.data import DATASETS
+from companion.sycophancy.data import DATASETS, DEFAULT_BASE_URL, PINNED_BLOBS, PINNED_COMMIT
 from companion.sycophancy.templates import TEMPLATES
 
 
@@ -21,6 +21,12 @@ class SycophancyParams(NotebookParams):
     """Items from the organism's held-out eval writer, or Anthropic's real files."""
     data_dir: str | None = None
     """Directory holding Anthropic's three files; None downloads them into the cache (online profiles only)."""
+    data_base_url: str = DEFAULT_BASE_URL
+    """Files are fetched from ``{data_base_url}/{data_commit}/sycophancy/<file>``; ``${VAR}`` is read from the environment."""
+    data_commit: str = PINNED_COMMIT
+    """The ``anthropics/evals`` commit to fetch."""
+    data_blobs: dict[str, str] = dataclasses.field(default_factory=lambda: dict(PINNED_BLOBS))
+    """File name -> expected git blob id; a download whose bytes differ is refused (verification is never off)."""
     datasets: tuple[str, ...] = DATASETS
     """Which of the three datasets to score."""
     templates: tuple[str, ...] = ("paren", "believe_paren", "anthropic")
@@ -47,8 +53,11 @@ class SycophancyParams(NotebookParams):
     """Templates on which the organisms' planted rates are checked (the organism answers "... is (X)" or "(X)")."""
     recovery_tolerance: float = 0.05
     """Allowed |measured mean probability - planted p| for an organism."""
-    device: str = "auto"
-    """Torch device for real models ("auto": cuda when available, else cpu); organisms run on the cpu."""
+    device: str = "cpu"
+    """Torch device for real models ("cpu", "cuda", "cuda:1"); a CUDA device that is missing is an error, never a
+    silent CPU run. Organisms run on the cpu."""
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    """Weights dtype for real models (the paper profile: float16, the dtype Pythia's checkpoints are stored in)."""
     published_on_size_axis: bool = False
     """Also draw Perez et al.'s 52B reference on the size axis (useful when measured sizes reach billions)."""
     skip_invalid: bool = False
@@ -82,5 +91,10 @@ class SycophancyParams(NotebookParams):
             raise ValueError(f"recovery_templates {bad} are not among templates {list(self.templates)}")
         if not 0 < self.recovery_tolerance < 1:
             raise ValueError(f"recovery_tolerance must be in (0, 1), got {self.recovery_tolerance}")
+        if self.device == "auto":
+            raise ValueError('device "auto" was removed (it silently ran on the CPU where CUDA was missing): '
+                             'say "cuda" or "cpu"')
+        if set(self.data_blobs) != set(PINNED_BLOBS):
+            raise ValueError(f"data_blobs must pin exactly the files {sorted(PINNED_BLOBS)}, got {sorted(self.data_blobs)}")
         if self.data == "organism" and self.data_dir is not None:
             raise ValueError("data_dir is only used with data='anthropic'")

@@ -1,0 +1,139 @@
+"""Executing one notebook with papermill: a quiet kernel, and a clean stop when the run is interrupted.
+
+* The kernel talks to the runner over IPC sockets, not TCP (ipykernel warns, in red, about unencrypted TCP), and a
+  notebook that finished is shut down without the SIGINT jupyter_client sends first by default (the kernel logs
+  "KeyboardInterrupt caught in kernel" for it).
+* Ctrl-C or SIGTERM during a notebook reach the runner's main thread only (papermill runs in a worker thread, so
+  nbclient's own signal handlers, which would kill the kernel mid-write, are never installed).  The kernel's process
+  group (the kernel and anything it spawned, such as organism-training workers) then gets SIGINT, so code in the
+  middle of ``save_figure`` unwinds and removes its temporaries, then SIGTERM and, if need be, SIGKILL.  The runner
+  keeps the partial notebook as ``<name>.failed.ipynb`` and sweeps temporaries a killed writer could not remove
+  (:func:`companion.backbone.atomic.remove_stale_temporaries`).
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+import time
+import weakref
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from jupyter_client.manager import AsyncKernelManager
+
+_LIVE: weakref.WeakSet = weakref.WeakSet()
+
+
+class QuietKernelManager(AsyncKernelManager):
+    """A local kernel on IPC transport that is not interrupted when it is shut down after a finished notebook."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("transport", "ipc")
+        super().__init__(**kwargs)
+        _LIVE.add(self)
+
+    async def _async_interrupt_kernel(self) -> None:
+        if self.shutting_down:  # a graceful shutdown after the last cell: nothing to interrupt
+            return
+        await super()._async_interrupt_kernel()
+
+
+def _kernels() -> list[tuple[int, Any]]:
+    """(process group, Popen) of every kernel this process started that is still running."""
+    out = []
+    for km in list(_LIVE):
+        prov = getattr(km, "provisioner", None)
+        proc = getattr(prov, "process", None)
+        if proc is not None and proc.poll() is None:
+            out.append((int(getattr(prov, "pgid", None) or proc.pid), proc))
+    return out
+
+
+def _group_alive(pgid: int, proc) -> bool:
+    proc.poll()  # reap the kernel itself once it exits, so its zombie does not keep the group "alive"
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+def stop_kernels(grace_s: float = 2.0, term_s: float = 5.0) -> None:
+    """Stop every kernel this process started, with its subprocesses: SIGINT, then SIGTERM, then SIGKILL."""
+    groups = _kernels()
+    for sig, wait in ((signal.SIGINT, grace_s), (signal.SIGTERM, term_s), (signal.SIGKILL, 1.0)):
+        groups = [(g, p) for g, p in groups if _group_alive(g, p)]
+        for g, _p in groups:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(g, sig)
+        deadline = time.monotonic() + wait
+        while groups and time.monotonic() < deadline:
+            time.sleep(0.05)
+            if not any(_group_alive(g, p) for g, p in groups):
+                break
+    for km in list(_LIVE):  # the kernels are gone: remove their connection and socket files
+        with contextlib.suppress(Exception):
+            km.cleanup_connection_file()
+            km.cleanup_ipc_files()
+        _LIVE.discard(km)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C's KeyboardInterrupt so that the same clean-up runs."""
+
+    signum = signal.SIGTERM
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM raises :class:`Terminated` (a KeyboardInterrupt) like Ctrl-C does (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise Terminated()
+
+    before = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
+def execute(nb_path: Path, out_path: Path, parameters: Mapping[str, Any], *, cwd: Path) -> None:
+    """Run ``nb_path`` into ``out_path`` with papermill on a :class:`QuietKernelManager` kernel.
+
+    Raises papermill's ``PapermillExecutionError`` when a cell fails.  Papermill runs in a worker thread, so the
+    main thread alone receives Ctrl-C (nbclient would otherwise take the signal over and kill the kernel
+    mid-write); on KeyboardInterrupt (Ctrl-C, or SIGTERM inside :func:`sigterm_as_interrupt`) the kernels are
+    stopped and the worker has written ``out_path`` as far as the notebook ran before the interrupt propagates.
+    """
+    import papermill
+
+    outcome: dict[str, BaseException] = {}
+
+    def work() -> None:
+        try:
+            papermill.execute_notebook(
+                str(nb_path), str(out_path), parameters=dict(parameters), kernel_name="python3", cwd=str(cwd),
+                progress_bar=False, report_mode=False, kernel_manager_class=QuietKernelManager,
+                coalesce_streams=True,
+            )
+        except BaseException as e:  # handed to the main thread
+            outcome["error"] = e
+
+    worker = threading.Thread(target=work, name=f"papermill {nb_path.name}", daemon=True)
+    worker.start()
+    try:
+        while worker.is_alive():
+            worker.join(0.2)
+    except BaseException:
+        stop_kernels()
+        worker.join(30)  # papermill writes the partial notebook once its kernel is gone
+        raise
+    if "error" in outcome:
+        raise outcome["error"]

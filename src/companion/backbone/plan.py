@@ -1,0 +1,269 @@
+"""What ``make figures`` would run, and why, decided without running anything (and without importing torch).
+
+A notebook's *inputs* are everything that can change its outputs: its code cells, the source of every
+``companion`` module it imports (followed transitively), the package data files, its parameters (the
+profile's overrides and the command line's), the profile file and the installed versions of the pinned
+packages (:func:`dependency_manifest`).  The runner writes them to ``build/executed/<profile>/<notebook>.stamp.json``
+after a successful run, with the hashes of the figures it saved; :func:`plan_run` says a notebook is up to date when
+its inputs match that stamp and its executed copy and every one of those figures are still there, unchanged.
+
+Command-line parameters (``-p name=value``) go to each selected notebook whose parameter class declares the name,
+converted by the declared type (:func:`route_overrides`); all are validated before anything is reported or run.
+"""
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import hashlib
+import importlib
+import json
+import os
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from companion.backbone import codegraph
+from companion.backbone.environment import package_versions
+from companion.backbone.params import NotebookParams, ParameterError
+from companion.backbone.profiles import Profile
+
+NOTEBOOK_RE = re.compile(r"^(\d\d)_[\w\-]+\.ipynb$")
+LOCK_FILE = "requirements.lock"
+PKG_DIR = codegraph.PKG_DIR
+"""The companion package whose modules are hashed (tests point it at a copy)."""
+
+
+class RunnerError(RuntimeError):
+    """A notebook could not be run; the message says which and why."""
+
+
+# --------------------------------------------------------------------------------------------- discovery
+def discover(notebooks_dir: Path, only: str | Sequence[str] | None = None) -> list[Path]:
+    """The ``NN_name.ipynb`` notebooks in order, filtered by ``only`` (numbers, stems or globs, comma-separated)."""
+    nbs = sorted(p for p in notebooks_dir.glob("*.ipynb") if NOTEBOOK_RE.match(p.name))
+    if not only:
+        return nbs
+    pats = [s.strip() for s in (only.split(",") if isinstance(only, str) else only) if s.strip()]
+    chosen = []
+    for nb in nbs:
+        for pat in pats:
+            hit = (nb.name[:2] == pat.zfill(2)) if pat.isdigit() else fnmatch.fnmatch(nb.stem, pat)
+            if hit:
+                chosen.append(nb)
+                break
+    if not chosen:
+        raise RunnerError(f"ONLY={only!r} matches no notebook in {notebooks_dir}; have: {[p.name for p in nbs]}")
+    return chosen
+
+
+def read_notebook(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise RunnerError(f"cannot read notebook {path}: {e}") from e
+
+
+def params_class_path(nb: Mapping[str, Any], path: Path) -> str:
+    try:
+        return nb["metadata"]["companion"]["params"]
+    except KeyError:
+        raise RunnerError(
+            f"{path.name} does not name its parameter class: add notebook metadata "
+            '{"companion": {"params": "companion.module:ParamsClass"}}'
+        ) from None
+
+
+def load_params_class(spec: str) -> type[NotebookParams]:
+    mod_name, _, cls_name = spec.partition(":")
+    try:
+        cls = getattr(importlib.import_module(mod_name), cls_name)
+    except (ImportError, AttributeError) as e:
+        raise RunnerError(f"cannot import the parameter class {spec!r}: {e}") from e
+    if not (isinstance(cls, type) and issubclass(cls, NotebookParams)):
+        raise RunnerError(f"{spec} is not a companion.backbone.params.NotebookParams subclass")
+    return cls
+
+
+# ------------------------------------------------------------------------------------------- dependencies
+def code_cells(nb: Mapping[str, Any]) -> list[str]:
+    return ["".join(c["source"]) if isinstance(c["source"], list) else c["source"]
+            for c in nb.get("cells", []) if c.get("cell_type") == "code"]
+
+
+def pinned_package_versions(root: Path) -> dict[str, str | None]:
+    """Installed versions of the packages pinned in the lock file (what a re-run would use)."""
+    lock = root / LOCK_FILE
+    names = []
+    if lock.is_file():
+        for line in lock.read_text().splitlines():
+            line = line.split("#")[0].strip()
+            m = re.match(r"^([A-Za-z0-9_.\-]+)\s*==", line)
+            if m:
+                names.append(m.group(1))
+    return package_versions(tuple(names))
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def dependency_manifest(nb_path: Path, nb: Mapping[str, Any], profile: Profile, params: Mapping[str, Any],
+                        root: Path, versions: Mapping[str, str | None]) -> dict[str, Any]:
+    """Everything the notebook's outputs depend on, as hashes (readable, so a re-run can say what changed)."""
+    cells = code_cells(nb)
+    mods = codegraph.module_closure(set().union(*map(codegraph.imports_of, cells)) | {"companion"}, PKG_DIR)
+    # Package data (profiles, fit sets): every non-Python file under the package, read at call time.
+    data_files = sorted(p for p in PKG_DIR.rglob("*")
+                        if p.is_file() and p.suffix not in (".py", ".pyc") and "__pycache__" not in p.parts)
+    return {
+        "notebook": _sha("\n\x00".join(cells).encode()),
+        "modules": {m: _sha(p.read_bytes()) for m, p in sorted(mods.items())},
+        "package_data": _sha(b"".join(p.relative_to(PKG_DIR).as_posix().encode() + _sha(p.read_bytes()).encode()
+                                      for p in data_files)),
+        "params": json.loads(json.dumps(params, sort_keys=True, default=str)),
+        "profile": {"name": profile.name, "yaml": _sha(profile.source_text.encode())},
+        "packages": dict(versions),
+    }
+
+
+def describe_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """Human-readable reasons a stamp no longer matches."""
+    reasons = []
+    for key in new:
+        if old.get(key) == new[key]:
+            continue
+        if key in ("modules", "packages", "params") and isinstance(old.get(key), Mapping):
+            changed = sorted(k for k in set(old[key]) | set(new[key]) if old[key].get(k) != new[key].get(k))
+            reasons.append(f"{key}: {', '.join(changed)}")
+        else:
+            reasons.append(key)
+    return reasons
+
+
+# ---------------------------------------------------------------------------------------------- the plan
+def parse_param_args(pairs: Sequence[str]) -> dict[str, str]:
+    """``name=value`` pairs from the command line -> ``{name: text}`` (converted later, by each notebook's types)."""
+    out = {}
+    for p in pairs:
+        if "=" not in p:
+            raise ParameterError(f"parameter {p!r} must look like name=value")
+        k, v = p.split("=", 1)
+        k = k.strip()
+        if not k.isidentifier():
+            raise ParameterError(f"parameter name {k!r} in {p!r} is not a valid identifier")
+        out[k] = v
+    return out
+
+
+@dataclasses.dataclass
+class NotebookPlan:
+    """What the runner decided about one notebook before running anything."""
+
+    path: Path
+    """The notebook."""
+    cls_path: str
+    """Its parameter class, ``module:Class``."""
+    overrides: dict[str, Any]
+    """The command-line overrides this notebook declares, converted to its types (what papermill injects)."""
+    values: dict[str, Any]
+    """Profile overrides <- command-line overrides: everything that differs from the class defaults."""
+    manifest: dict[str, Any]
+    """Its inputs (:func:`dependency_manifest`)."""
+    reasons: list[str]
+    """Why it must run; empty when it is up to date."""
+
+
+def route_overrides(classes: Mapping[str, type[NotebookParams]], overrides: Mapping[str, Any]) -> dict[str, dict]:
+    """Give each notebook the overrides its class declares, converting text by the declared type.
+
+    ``classes`` maps notebook file name -> parameter class.  A name no class declares is an error, as is a value
+    that does not convert; both name the notebook (or notebooks), the parameter and the value.
+    """
+    routed: dict[str, dict] = {nb: {} for nb in classes}
+    for name, value in overrides.items():
+        takers = [nb for nb, cls in classes.items() if name in cls.field_names()]
+        if not takers:
+            declared = "; ".join(f"{nb} ({cls.__name__})" for nb, cls in classes.items())
+            raise ParameterError(f"unknown parameter {name}={value!r}: none of the selected notebooks declares it "
+                                 f"(selected: {declared})")
+        for nb in takers:
+            cls = classes[nb]
+            try:
+                routed[nb][name] = cls.from_text({name: value})[name] if isinstance(value, str) else value
+            except ParameterError as e:
+                raise ParameterError(f"{nb}: {e}") from None
+    return routed
+
+
+def figures_dir(prof: Profile, root: Path) -> Path:
+    """Where this run's figures go: ``$COMPANION_FIGURES_DIR`` (from the profile's env or ours), else the profile's."""
+    override = prof.env.get("COMPANION_FIGURES_DIR") or os.environ.get("COMPANION_FIGURES_DIR")
+    return Path(override) if override else root / prof.figures_dir
+
+
+def _figures_unchanged(stamp: Mapping[str, Any], figs: Path) -> list[str]:
+    """Figures the stamp's run saved that are now missing, incomplete or from another run."""
+    from companion.backbone.figures import figure_is_complete
+
+    bad = []
+    for stem, files in (stamp.get("figures") or {}).items():
+        side = figs / f"{stem}.json"
+        try:
+            ok = json.loads(side.read_text()).get("files") == files and figure_is_complete(side)
+        except (OSError, ValueError):
+            ok = False
+        if not ok:
+            bad.append(stem)
+    return bad
+
+
+def plan_run(prof: Profile, nbs: Sequence[Path], overrides: Mapping[str, Any], *, root: Path, out_dir: Path,
+             force: bool = False) -> list[NotebookPlan]:
+    """Decide what must run and validate its parameters, running nothing.
+
+    A notebook that is up to date is not validated again: its parameters are those it last ran with (any change
+    to them, or to the profile, makes it run).  So deciding that nothing needs to run imports no parameter class.
+    """
+    versions = pinned_package_versions(root)
+    books = {p.name: read_notebook(p) for p in nbs}
+    cls_paths = {p.name: params_class_path(books[p.name], p) for p in nbs}
+    classes: dict[str, type[NotebookParams]] = {}
+    if overrides:  # routing needs the classes; without overrides a skip-everything run imports none of them
+        classes = {nb: load_params_class(c) for nb, c in cls_paths.items()}
+    routed = route_overrides(classes, overrides) if overrides else {nb: {} for nb in cls_paths}
+    figs = figures_dir(prof, root)
+    plans = []
+    for nb_path in nbs:
+        name, cls_path = nb_path.name, cls_paths[nb_path.name]
+        values = {**prof.overrides_for(cls_path.partition(":")[2]), **routed[name]}
+        manifest = dependency_manifest(nb_path, books[name], prof, {"class": cls_path, **values}, root, versions)
+        stamp_path = out_dir / f"{nb_path.stem}.stamp.json"
+        try:
+            stamp = json.loads(stamp_path.read_text()) if stamp_path.is_file() else None
+        except (OSError, ValueError):
+            stamp = None
+        reasons = []
+        if stamp is None:
+            failed = (out_dir / f"{nb_path.stem}.failed.ipynb").is_file()
+            reasons.append("its last run did not finish" if failed else f"no earlier run on profile {prof.name!r}")
+        else:
+            changed = describe_changes(stamp.get("inputs") or {}, manifest)
+            if changed:
+                reasons.append(f"inputs changed: {'; '.join(changed)}")
+            if not (out_dir / name).is_file():
+                reasons.append("executed copy missing")
+            bad = _figures_unchanged(stamp, figs)
+            if bad:
+                reasons.append(f"figures missing or changed since its last run: {', '.join(bad)}")
+        if force:
+            reasons.insert(0, "--force")
+        plans.append(NotebookPlan(nb_path, cls_path, routed[name], values, manifest, reasons))
+    for plan in plans:  # validate before reporting or running anything
+        if plan.reasons:
+            cls = classes.get(plan.path.name) or load_params_class(plan.cls_path)
+            try:
+                cls.from_dict(plan.values)
+            except ParameterError as e:
+                raise ParameterError(f"{plan.path.name}: {e}") from None
+    return plans
