@@ -6,9 +6,9 @@ One training step of each distinct organism size of the profile (single-threaded
 timed over ``--steps`` steps after a warm-up: tokens/s, the model FLOPs it does (6 x matmul parameters x tokens,
 plus attention) per second, and that as a fraction of ``torch.mm`` throughput on this core at the same shapes.
 A fraction near 1 would mean per-step overheads are negligible; the rest of the step is attention, GELU,
-log-softmax and the optimiser. Run it with the pinned numeric paths exported (``ATEN_CPU_CAPABILITY=avx2
-MKL_CBWR=AVX2 ONEDNN_MAX_CPU_ISA=AVX2``) to measure what the organisms cost under them; the script prints which
-CPU capability torch uses. Shared machines inflate the times: compare runs made under the same load.
+log-softmax and the optimiser. Importing companion pins the AVX2 numeric paths the organisms are trained under
+(``companion.PINNED_NUMERICS``); ``COMPANION_NATIVE_NUMERICS=1`` measures the CPU's own instead. The script prints
+which CPU capability torch uses. Shared machines inflate the times: compare runs made under the same load.
 """
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20)
     a = ap.parse_args()
 
+    import companion  # noqa: F401  (pins the numeric paths before torch computes anything)
     import torch
 
     from companion.organism.build import organism_names, organism_spec
