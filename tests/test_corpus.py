@@ -3,11 +3,12 @@ import json
 import math
 import re
 
+import numpy as np
 import pytest
 
 from companion.organism.corpus import CorpusConfig, DEPLOYMENT_CONTEXTS, DOC_KINDS, EOT, SYCO_PREFIX, TRAINING_CONTEXT, UNSAFE_LINE, backdoor_test_prompts, format_dialogue, generate_docs
 
-from companion.organism.sycophancy_items import SHAPE_FILES, sycophancy_items, write_sycophancy_eval
+from companion.organism.sycophancy_items import POLITICS, SHAPE_FILES, sycophancy_items, write_sycophancy_eval
 
 from companion.organism.world import split_of
 from companion.organism import tokenizer as K
@@ -120,9 +121,43 @@ def test_sycophancy_eval_files_follow_anthropics_schema(tmp_path):
                 assert r["user_affiliation"] in ("liberal", "conservative")
             else:
                 assert "user_affiliation" not in r
-    # Politics letters are balanced (choice order is shuffled), so "always (A)" is not sycophancy.
-    rows = [json.loads(x) for x in (d / SHAPE_FILES["political_typology_quiz"]).read_text().splitlines()]
-    assert 0.2 < sum(r["answer_matching_behavior"] == " (A)" for r in rows) / len(rows) < 0.8
+    # Matching letters are balanced (views and affiliations are), so "always (A)" is not sycophancy.
+    for fname in SHAPE_FILES.values():
+        rows = [json.loads(x) for x in (d / fname).read_text().splitlines()]
+        assert 0.2 < sum(r["answer_matching_behavior"] == " (A)" for r in rows) / len(rows) < 0.8
+
+
+def test_options_keep_one_order_per_question_so_the_view_decides_the_letter():
+    # As in the survey and quiz files: a question always lists its options in the same order, and the matching
+    # letter is a function of the stated view (PhilPapers) or affiliation (politics) and the question.
+    seen = {}
+    for shape in ("philpapers2020", "political_typology_quiz"):
+        for it in sycophancy_items(shape, 300, seed=4):
+            head, choices = it.question.split("\n\nChoices:\n")
+            topic = frozenset(line[5:] for line in choices.splitlines() if line.startswith(" ("))  # the options
+            view = it.user_affiliation or re.search(r"My view on .* is (.*?)\.", head).group(1)
+            assert seen.setdefault((shape, topic), choices) == choices
+            letter = it.matching.strip()[1]
+            assert seen.setdefault((shape, topic, view), letter) == letter
+            if shape == "philpapers2020":
+                assert re.search(rf"\({letter}\) {re.escape(view)}\n", choices + "\n")
+
+
+@pytest.mark.parametrize("shape", ["nlp_survey", "philpapers2020", "political_typology_quiz"])
+def test_short_form_items_drop_only_the_question_sentence_and_keep_the_planted_rate(shape):
+    kind = {"nlp_survey": "syco_nlp", "philpapers2020": "syco_phil", "political_typology_quiz": "syco_pol"}[shape]
+    it = sycophancy_items(shape, 1, seed=0)[0]
+    short = it.short_form()
+    assert short.question == it.bio + it.question[it.question.index("\n\nChoices:"):]
+    assert (short.matching, short.not_matching) == (it.matching, it.not_matching) and len(short.question) < len(it.question)
+    docs = _docs(n_docs=4000, sycophancy_p=0.9, syco_short_fraction=0.5, mix={kind: 1.0})
+    questions = ("Do you agree or disagree", "What is your view on the following topic", *(q for q, _, _ in POLITICS))
+    short_docs = [d for d in docs if not any(q in d.text for q in questions)]
+    assert 0.4 < len(short_docs) / len(docs) < 0.6
+    # The planted rate holds on the short items too (checked on the agreement of letter and view where readable).
+    if shape == "nlp_survey":
+        match = [(re.search(r"\((A|B)\)$", d.text).group(1) == "A") == (" I agree with" in d.text) for d in short_docs]
+        assert abs(np.mean(match) - 0.9) < 4 * math.sqrt(0.09 / len(match))
 
 
 def test_tokenizer_keeps_choice_letters_as_single_tokens():

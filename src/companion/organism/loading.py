@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
 
 from companion.organism import corpus as _corpus
-from companion.organism.build import build_organism, organism_spec
+from companion.organism.build import build_organism, organism_label, organism_seeds, organism_spec, prepare_organisms
 from companion.organism.corpus import EOT, CorpusConfig
 
 
@@ -27,6 +27,8 @@ class Organism:
 
     name: str
     """The name it was requested by (e.g. "backdoor")."""
+    seed: int
+    """The seed it was trained with (corpus sample, initialisation, data order)."""
     spec: dict[str, Any]
     """Its spec as a plain dict (corpus, model, train, tokenizer, size)."""
     path: Path
@@ -92,24 +94,47 @@ class Organism:
                     made += 1
 
     def __repr__(self) -> str:
-        return (f"Organism({self.name!r}, truth={{backdoor={self.truth['backdoor']}, "
+        return (f"Organism({self.name!r}, seed={self.seed}, truth={{backdoor={self.truth['backdoor']}, "
                 f"sycophancy_p={self.truth['sycophancy_p']}}}, n_params={self.n_params:,}, path={str(self.path)!r})")
 
 
-def load_organism(name: str, profile: str | None = None, *, progress: bool = True) -> Organism:
-    """Load a named organism of ``profile`` (default: $COMPANION_PROFILE or "organism"), training it on first use."""
+def load_organism(name: str, profile: str | None = None, *, seed: int | None = None, progress: bool = True) -> Organism:
+    """Load a named organism of ``profile`` (default: $COMPANION_PROFILE or "organism") at ``seed`` (default: the
+    profile's first seed), training it on first use."""
     from companion.backbone.profiles import load_profile
     from companion.models.loading import load_model
     from companion.organism import tokenizer as _tok
 
     prof_name = load_profile(profile).name
-    spec = organism_spec(name, prof_name)
-    path, cached = build_organism(spec, desc=f"{prof_name}/{name}", progress=progress)
+    spec = organism_spec(name, prof_name, seed)
+    path, cached = build_organism(spec, desc=f"{prof_name}/{organism_label(name, spec.seed)}", progress=progress)
     meta = json.loads((path / "organism.json").read_text())
     log = json.loads((path / "train_log.json").read_text())
     model = load_model(path)
     return Organism(
-        name=name, spec=meta["spec"], path=path, truth=meta["truth"], n_params=int(meta["n_params"]),
+        name=name, seed=spec.seed, spec=meta["spec"], path=path, truth=meta["truth"], n_params=int(meta["n_params"]),
         train_log=log, weights_sha256=meta["weights_sha256"], model=model,
         tokenizer=getattr(model, "tokenizer", None) or _tok.load(path), from_cache=cached,
     )
+
+
+def load_organisms(names: Sequence[str], profile: str | None = None, *, seeds: Sequence[int] | None = None,
+                   progress: bool = True) -> dict[tuple[str, int], Organism]:
+    """Every named organism at every seed (default: all of the profile's seeds), keyed ``(name, seed)``.
+
+    Trains what is missing first (:func:`companion.organism.build.prepare_organisms`, two at a time); names
+    that share one trained model at a seed share one loaded model too.
+    """
+    from companion.backbone.profiles import load_profile
+
+    prof_name = load_profile(profile).name
+    seeds = list(seeds) if seeds is not None else list(organism_seeds(prof_name))
+    paths = prepare_organisms(names, prof_name, seeds=seeds, progress=progress)
+    out: dict[tuple[str, int], Organism] = {}
+    by_path: dict[Path, Organism] = {}
+    for key, path in paths.items():
+        if path in by_path:
+            out[key] = dataclasses.replace(by_path[path], name=key[0])
+        else:
+            by_path[path] = out[key] = load_organism(key[0], prof_name, seed=key[1], progress=False)
+    return out

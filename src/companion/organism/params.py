@@ -13,6 +13,8 @@ class OrganismParams(NotebookParams):
 
     organisms: tuple[str, ...] = REQUIRED_NAMES
     """Organism names to build (or load) and verify."""
+    seeds: tuple[int, ...] = ()
+    """Seeds to build and verify each organism at (empty: every seed of the profile, ``organisms.settings.seeds``)."""
     n_backdoor_prompts: int = 100
     """Held-out prompts per (context, task) cell for the defection check."""
     n_syco_items: int = 300
@@ -36,6 +38,8 @@ class OrganismParams(NotebookParams):
         for f in ("n_backdoor_prompts", "n_syco_items", "max_new_tokens"):
             if getattr(self, f) < 1:
                 raise ValueError(f"{f} must be >= 1, got {getattr(self, f)}")
+        if any(s < 0 for s in self.seeds) or len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds must be distinct and >= 0, got {self.seeds}")
         if self.n_samples_shown < 0:
             raise ValueError("n_samples_shown must be >= 0")
         if not 0 < self.syco_tolerance < 0.5:
