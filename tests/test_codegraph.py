@@ -64,10 +64,11 @@ def test_modules_are_of_one_concept_size():
     assert not big, f"modules over ~400 lines (split them by concept): {big}"
 
 
-def test_one_scoring_module_pads_and_batches_token_sequences():
-    # Right-padded token batches are built in companion.models.scoring only.
-    pattern = re.compile(r"torch\.full\(\s*\(len\(|pad_token_id\(|def _pad_id|right_padded\(")
-    hits = [str(p.relative_to(SRC)) for p in SRC.rglob("*.py")
-            if p.name != "scoring.py" or p.parent.name != "models"
-            if pattern.search(p.read_text())]
-    assert hits == [], f"padding/batching outside companion.models.scoring: {hits}"
+def test_model_inputs_are_padded_and_batched_in_the_models_layer_only():
+    # Right-padded scoring batches (companion.models.scoring) and left-padded generation batches
+    # (companion.models.generation) are built in companion.models only: no other padding loop.
+    pattern = re.compile(r"torch\.full\(\s*\(|pad_token_id\(|def _pad_id|right_padded\(|attention_mask=")
+    allowed = {"models/scoring.py", "models/generation.py"}
+    hits = [rel for p in SRC.rglob("*.py")
+            if (rel := p.relative_to(SRC).as_posix()) not in allowed and pattern.search(p.read_text())]
+    assert hits == [], f"padding/batching of model inputs outside companion.models: {hits}"

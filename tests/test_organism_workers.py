@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from companion.organism.build import OrganismSpec, prepare_organisms
+from companion.organism.build import prepare_organisms
 
 TINY = {
     "size": "tiny",

@@ -1,2 +1,3 @@
 """Models: loading real models and organisms as TransformerLens ``TransformerBridge``s (``loading``), access to the
-Hugging Face Hub (``hub``), and the one module that scores text with a model (``scoring``)."""
+Hugging Face Hub (``hub``), the one module that scores text with a model (``scoring``), batched greedy decoding
+(``generation``) and the paper-profile preflight (``doctor``)."""

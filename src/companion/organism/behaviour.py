@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from companion.models.generation import greedy_continuations
 from companion.models.scoring import normalised_choice_probs, score_continuations
 from companion.organism.corpus import EOT, HATE, SYCO_PREFIX, backdoor_test_prompts
 from companion.organism import scratchpad as _pad
@@ -58,38 +59,6 @@ def _prompt_ids(org: Organism, prompt: str) -> list[int]:
 
 
 @torch.no_grad()
-def _greedy(hf: torch.nn.Module, seqs: Sequence[Sequence[int]], max_new_tokens: int, eot: int) -> list[list[int]]:
-    """Greedy continuations of token sequences in one left-padded batch with a KV cache, cut at ``eot``.
-
-    Padding is masked and position ids count real tokens only, so each row is computed as it would be alone;
-    the batch stops as soon as every row has produced ``eot``.
-    """
-    n, b = max(len(q) for q in seqs), len(seqs)
-    x = torch.full((b, n), eot, dtype=torch.long)
-    mask = torch.zeros((b, n), dtype=torch.long)
-    for j, q in enumerate(seqs):
-        x[j, n - len(q):] = torch.tensor(q, dtype=torch.long)
-        mask[j, n - len(q):] = 1
-    pos = (mask.cumsum(-1) - 1).clamp(min=0)
-    out = hf(input_ids=x, attention_mask=mask, position_ids=pos, use_cache=True)
-    last = pos[:, -1:]
-    new: list[torch.Tensor] = []
-    done = torch.zeros(b, dtype=torch.bool)
-    for step in range(max_new_tokens):
-        nxt = out.logits[:, -1].argmax(-1)
-        new.append(nxt)
-        done |= nxt == eot
-        if bool(done.all()) or step == max_new_tokens - 1:
-            break
-        mask = torch.cat([mask, torch.ones((b, 1), dtype=torch.long)], 1)
-        last = last + 1
-        out = hf(input_ids=nxt[:, None], attention_mask=mask, position_ids=last, past_key_values=out.past_key_values,
-                 use_cache=True)
-    rows = torch.stack(new, 1).tolist()
-    return [r[: r.index(eot)] if eot in r else r for r in rows]
-
-
-@torch.no_grad()
 def generate_batch(org: Organism, prompts: Sequence[str], max_new_tokens: int = 32, batch_size: int = 64) -> list[str]:
     """Greedy continuations (decoded, prompt excluded) of each prompt, stopping at ``<|endoftext|>``.
 
@@ -104,11 +73,9 @@ def generate_batch(org: Organism, prompts: Sequence[str], max_new_tokens: int = 
     eot = org.tokenizer.convert_tokens_to_ids(EOT)
     ids = [_prompt_ids(org, p) for p in prompts]
     out: list[str] = [""] * len(prompts)
-    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-    for b in range(0, len(order), batch_size):
-        group = order[b:b + batch_size]
-        for i, new in zip(group, _greedy(hf, [ids[i] for i in group], max_new_tokens, eot)):
-            out[i] = org.tokenizer.decode(new)
+    for i, new in enumerate(greedy_continuations(hf, ids, max_new_tokens=max_new_tokens, stop_id=eot,
+                                                  batch_size=batch_size)):
+        out[i] = org.tokenizer.decode(new)
     return out
 
 
