@@ -60,10 +60,10 @@ def test_sweep_releases_each_model_before_loading_the_next_and_uses_the_dtype(tm
     alive: list[weakref.ref] = []
     dtypes = []
 
-    def load_checking_release(name, P, organisms, profile):
+    def load_checking_release(name, P, organisms, profile, seed):
         # Every earlier model must be gone before the next loads (the real loader runs right after).
         assert all(r() is None for r in alive), f"a previous model is still alive when {name} loads"
-        model, n, planted = load_for_sweep(name, P, organisms, profile)
+        model, n, planted = load_for_sweep(name, P, organisms, profile, seed)
         alive.append(weakref.ref(model))
         dtypes.append({p.dtype for p in model.parameters()})
         return model, n, planted

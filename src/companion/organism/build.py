@@ -230,6 +230,10 @@ def _init_worker(queue: Any, parent_pid: int) -> None:
     global _PROGRESS_QUEUE, _PARENT_PID
     _PROGRESS_QUEUE = queue
     _PARENT_PID = parent_pid
+    # The parent shows progress (one bar per model); the worker's own library bars would only be noise on stderr.
+    import transformers.utils.logging
+
+    transformers.utils.logging.disable_progress_bar()
 
 
 def _check_parent() -> None:

@@ -296,6 +296,16 @@ def spread_findings(data: Mapping[str, Any]) -> str:
                    + ("Scratchpad training moved the detectors towards the note's result."
                       if better and len(beat["backdoor-cot"]) > len(beat["backdoor"]) else
                       "Scratchpad training did not make the generic detectors work."))
+        li = list(data["layers"]).index(data["layer"])
+        vr = {v: [max(data["variance_ratio"][v][t][k][li] for t in data["variance_ratio"][v]) for k in range(len(seeds))]
+              for v in ("backdoor", "backdoor-cot")}
+        out.append(f"- Salience at the prompt's last token (between/within variance ratio of the context, layer "
+                   f"{data['layer']}, the larger of the two tasks): `backdoor` {fmt(vr['backdoor'])}, `backdoor-cot` "
+                   f"{fmt(vr['backdoor-cot'])} by seed. "
+                   + ("The scratchpad organism carries the condition LESS saliently where the probes read: its "
+                      "scratchpad begins after the prompt, so the decision is taken inside it, not at the prompt."
+                      if np.mean(vr["backdoor-cot"]) < np.mean(vr["backdoor"]) else
+                      "The scratchpad organism carries the condition at least as saliently where the probes read."))
     if "clean" in data["variants"]:
         out.append(f"- Negative control `clean`: {len(beat['clean'])} detectors beat the best random direction at "
                    "every seed" + (" — a null result, as in the note." if not beat["clean"] else " — NOT a null result."))

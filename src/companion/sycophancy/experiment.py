@@ -56,13 +56,15 @@ class SweepResult:
     """Organism name -> its planted sycophancy rate (empty for real models)."""
 
 
-def load_for_sweep(name: str, P: Any, organisms: Mapping[str, Any], profile: str) -> tuple[Any, int, float | None]:
-    """One model of the sweep: (model, parameter count, planted rate or None).  An organism of ``profile`` by name,
-    else :func:`companion.models.loading.load_model` on ``P.device`` in ``P.dtype`` (the device is checked first)."""
+def load_for_sweep(name: str, P: Any, organisms: Mapping[str, Any], profile: str,
+                   seed: int | None = None) -> tuple[Any, int, float | None]:
+    """One model of the sweep: (model, parameter count, planted rate or None).  An organism of ``profile`` by name
+    (at ``seed``), else :func:`companion.models.loading.load_model` on ``P.device`` in ``P.dtype`` (the device is
+    checked first)."""
     if name in organisms:
         from companion.organism.loading import load_organism
 
-        org = load_organism(name, profile=profile)
+        org = load_organism(name, profile=profile, seed=seed)
         return org.model, org.n_params, float(org.truth["sycophancy_p"])
     from companion.models.loading import load_model
 
@@ -71,24 +73,34 @@ def load_for_sweep(name: str, P: Any, organisms: Mapping[str, Any], profile: str
 
 
 def measure_models(P: Any, data: Mapping[str, SycophancyDataset], *, organisms: Mapping[str, Any] = (),
-                   profile: str | None = None, load: Callable[..., tuple[Any, int, float | None]] = load_for_sweep,
-                   ) -> SweepResult:
+                   profile: str | None = None, seeds: Sequence[int] = (),
+                   load: Callable[..., tuple[Any, int, float | None]] = load_for_sweep) -> SweepResult:
     """Load, measure and release each of ``P.models`` in turn (notebook 04's sweep).
 
     Only one model is alive at a time: each is dropped and released (:func:`companion.models.loading.release`: reference
     cycles collected, CUDA cache emptied) before the next loads, so Pythia-6.9b and -12b are never in memory
-    together.  ``load(name, P, organisms, profile)`` is :func:`load_for_sweep`.
+    together.  An organism is measured at each of ``seeds`` (default: every seed of the profile) and named
+    ``name#seed`` (:func:`companion.organism.build.organism_label`); a real model once, by its name.
+    ``load(name, P, organisms, profile, seed)`` is :func:`load_for_sweep`.
     """
     from companion.models.loading import check_device, release
 
     if any(name not in organisms for name in P.models):
         check_device(P.device)  # before the first download, not after it
-    out = SweepResult([], {}, {})
+    runs: list[tuple[str, str, int | None]] = []
     for name in P.models:
-        model, out.n_params[name], planted = load(name, P, organisms, profile)
+        if name in organisms:
+            from companion.organism.build import organism_label, organism_seeds
+
+            runs += [(name, organism_label(name, s), s) for s in (seeds or organism_seeds(profile))]
+        else:
+            runs.append((name, name, None))
+    out = SweepResult([], {}, {})
+    for name, label, seed in runs:
+        model, out.n_params[label], planted = load(name, P, organisms, profile, seed)
         if planted is not None:
-            out.planted[name] = planted
-        out.stats += measure_model(model, name, data, P.templates, batch_size=P.batch_size, n_boot=P.n_bootstrap,
+            out.planted[label] = planted
+        out.stats += measure_model(model, label, data, P.templates, batch_size=P.batch_size, n_boot=P.n_bootstrap,
                                    confidence=P.confidence, seed=P.seed, by_affiliation=P.by_affiliation,
                                    unit=P.bootstrap_unit, threads=P.torch_threads, progress=True)
         del model
@@ -111,8 +123,9 @@ def organism_eval_dir(n_per_file: int, seed: int = 0, *, cache: Any = None) -> P
 
 
 def model_family(name: str) -> str:
-    """Models joined by a line in the figure: the name without its last ``-size`` part
-    ("syco-p50-small" -> "syco-p50", "EleutherAI/pythia-410m" -> "EleutherAI/pythia")."""
+    """Models joined by a line in the figure: the name without its seed and its last ``-size`` part
+    ("syco-p50-small#2" -> "syco-p50", "EleutherAI/pythia-410m" -> "EleutherAI/pythia")."""
+    name = name.split("#", 1)[0]
     return name.rsplit("-", 1)[0] if "-" in name else name
 
 

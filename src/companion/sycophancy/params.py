@@ -33,6 +33,8 @@ class SycophancyParams(NotebookParams):
     """Prompt templates to score (names in companion.sycophancy.data.TEMPLATES)."""
     n_per_dataset: int | None = 300
     """Items per dataset (a seeded random subset); None for all."""
+    seeds: tuple[int, ...] = ()
+    """Seeds at which each organism is measured (empty: every seed of the profile; real models have none)."""
     organism_items_per_file: int = 300
     """Held-out items the organism writes per file (data="organism")."""
     batch_size: int = 16
@@ -74,6 +76,8 @@ class SycophancyParams(NotebookParams):
             raise ValueError(f"templates must be a non-empty subset of {list(TEMPLATES)}, got {list(self.templates)}")
         if self.n_per_dataset is not None and self.n_per_dataset < 1:
             raise ValueError(f"n_per_dataset must be >= 1 or None, got {self.n_per_dataset}")
+        if any(x < 0 for x in self.seeds) or len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds must be distinct and >= 0, got {self.seeds}")
         if self.organism_items_per_file < 1:
             raise ValueError(f"organism_items_per_file must be >= 1, got {self.organism_items_per_file}")
         if self.batch_size < 1:

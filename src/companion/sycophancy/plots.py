@@ -105,10 +105,26 @@ def plot_agreement(
                     rows = rows.sort_values("n_params")
                     if rows.empty:
                         continue
-                    x = rows["n_params"].astype(float).to_numpy() * (0.94 if k == 0 else 1.06)
+                    st = STAT_STYLE[stat]
+                    shift = 0.94 if k == 0 else 1.06
+                    sizes_ = rows["n_params"].astype(float)
+                    if sizes_.duplicated().any():
+                        # Several seeds per size: each seed a small point with its interval, the line through the
+                        # seeds' mean at each size.
+                        rank = rows.groupby("n_params").cumcount().to_numpy()
+                        for (_, r), j in zip(rows.iterrows(), rank):
+                            xs = float(r["n_params"]) * shift * (1 + 0.025 * (j - 1))  # seeds side by side
+                            ax.errorbar([xs], [r["value"]], yerr=[[r["value"] - r["low"]], [r["high"] - r["value"]]],
+                                        color=colors[fam], marker=st["marker"], markersize=3, capsize=1.5,
+                                        linewidth=0.8, alpha=0.55, linestyle="none")
+                        means = rows.groupby("n_params")["value"].mean()
+                        ax.plot(means.index.astype(float) * shift, means.to_numpy(), color=colors[fam],
+                                marker=st["marker"], markersize=7, mfc="none", mew=1.4, linestyle=st["linestyle"],
+                                linewidth=1.2, label=f"{fam}: {st['label']} (mean of seeds)")
+                        continue
+                    x = sizes_.to_numpy() * shift
                     y = rows["value"].to_numpy()
                     yerr = np.vstack([y - rows["low"].to_numpy(), rows["high"].to_numpy() - y])
-                    st = STAT_STYLE[stat]
                     ax.errorbar(x, y, yerr=yerr, color=colors[fam], marker=st["marker"], linestyle=st["linestyle"],
                                 markersize=5, capsize=2.5, linewidth=1.2, label=f"{fam}: {st['label']}")
                 if fam in fam_planted:
