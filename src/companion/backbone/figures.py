@@ -27,7 +27,7 @@ from typing import Any
 
 from companion.backbone import runtime
 from companion.backbone.atomic import temporary_beside
-from companion.backbone.environment import package_versions
+from companion.backbone.environment import numerics, package_versions
 from companion.backbone.gitstate import git_state
 from companion.backbone.profiles import project_root
 
@@ -272,6 +272,7 @@ def save_figure(
             "profile_description": ctx.profile.description,
             "parameters": ctx.params.to_dict() if ctx.params is not None else None,
             "packages": package_versions(),
+        "numerics": numerics(),  # the CPU code paths the numbers were computed on (companion pins AVX2)
             "inputs": {**used_entries(), **ctx.inputs},
             "wall_time_s": round(time.time() - ctx.started, 3),
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
