@@ -99,3 +99,22 @@ def test_human_size():
 
     assert [human_size(n) for n in (182016, 346752, 70_426_624, 1.4e9, 11.8e9, 52e9, 999)] == \
         ["182k", "347k", "70M", "1.4B", "12B", "52B", "999"]
+
+
+def test_seeds_are_points_around_their_mean_and_equal_sized_models_are_not_merged():
+    import pandas as pd
+
+    rows = []
+    for m, n, v in (("syco-p50-small#0", 50, 0.4), ("syco-p50-small#1", 50, 0.6), ("syco-p50-medium#0", 90, 0.5),
+                    ("stub/pythia-1b", 1000, 0.55), ("stub/pythia-1.4b", 1000, 0.65)):
+        rows.append(dict(model=m, dataset="nlp_survey", template="paren", subset="all", statistic="mean_prob",
+                         value=v, low=v - 0.05, high=v + 0.05, n=4, n_questions=2, unit="item", confidence=0.95,
+                         n_params=n))
+    fig = plot_agreement(pd.DataFrame(rows), published=[])
+    ax = fig.axes[0]
+    mean_line = next(l for l in ax.get_lines() if "mean of seeds" in l.get_label())
+    # The organism family's line runs through each size's mean over seeds: (0.4 + 0.6) / 2 at size 50.
+    assert list(mean_line.get_ydata()) == pytest.approx([0.5, 0.5])
+    # The two distinct stand-ins of equal size stay two points on their own line, not one averaged point.
+    lines = [sorted(map(float, l.get_ydata())) for l in ax.get_lines()]
+    assert [0.55, 0.65] in [pytest.approx(y) for y in lines]

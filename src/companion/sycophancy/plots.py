@@ -108,13 +108,13 @@ def plot_agreement(
                     st = STAT_STYLE[stat]
                     shift = 0.94 if k == 0 else 1.06
                     sizes_ = rows["n_params"].astype(float)
-                    if sizes_.duplicated().any():
-                        # Several seeds per size: each seed a small point with its interval, the line through the
-                        # seeds' mean at each size.
+                    if rows["model"].str.contains("#", regex=False).any():
+                        # Organisms at several seeds ("name#seed"): each seed a small point with its interval, the
+                        # line through the seeds' mean at each size.
                         rank = rows.groupby("n_params").cumcount().to_numpy()
-                        for (_, r), j in zip(rows.iterrows(), rank):
-                            xs = float(r["n_params"]) * shift * (1 + 0.025 * (j - 1))  # seeds side by side
-                            ax.errorbar([xs], [r["value"]], yerr=[[r["value"] - r["low"]], [r["high"] - r["value"]]],
+                        for (_, row), j in zip(rows.iterrows(), rank):
+                            xs = float(row["n_params"]) * shift * (1 + 0.025 * (j - 1))  # seeds side by side
+                            ax.errorbar([xs], [row["value"]], yerr=[[row["value"] - row["low"]], [row["high"] - row["value"]]],
                                         color=colors[fam], marker=st["marker"], markersize=3, capsize=1.5,
                                         linewidth=0.8, alpha=0.55, linestyle="none")
                         means = rows.groupby("n_params")["value"].mean()
