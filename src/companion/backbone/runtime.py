@@ -121,7 +121,8 @@ def start(params_cls: type[P], profile: str | None = None, overrides: Mapping[st
     quiet_libraries(text_bars=under_runner())
     _enable_autoreload()
     if prof.is_fallback:
-        print(f"Profile {prof.name!r} (offline fallback): figures are stamped as such and are not the paper's.")
+        what = "offline fallback" if prof.offline else "a rehearsal of the paper path on stand-ins"
+        print(f"Profile {prof.name!r} ({what}): figures are stamped as such and are not the paper's.")
     else:
         print(f"Profile {prof.name!r}: real models and datasets.")
     return params

@@ -79,7 +79,7 @@ class ParetoParams(NotebookParams):
     progress: bool = True
     """Show tqdm progress bars."""
     device: str = "cpu"
-    """Where the model runs and the SAEs train ("cpu", "cuda"); not part of the cache key (same maths)."""
+    """Where the model runs and the SAEs train ("cpu", "cuda"); part of the cache key (CUDA kernels round differently)."""
     torch_threads: int = 0
     """Intra-op threads for torch in this notebook (0: torch's default). 1 avoids thread-barrier stalls on a shared machine."""
 
