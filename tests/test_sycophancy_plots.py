@@ -118,3 +118,18 @@ def test_seeds_are_points_around_their_mean_and_equal_sized_models_are_not_merge
     # The two distinct stand-ins of equal size stay two points on their own line, not one averaged point.
     lines = [sorted(map(float, l.get_ydata())) for l in ax.get_lines()]
     assert [0.55, 0.65] in [pytest.approx(y) for y in lines]
+
+
+def test_panel_notes_mark_every_panel_of_their_dataset_and_only_those(frame):
+    warn = "NOT recovered: planted p within ±0.05 in 1/4 checks; excluded from recovery claims"
+    fig = plot_agreement(frame, planted={m: v[1] for m, v in MODELS.items()}, panel_notes={"philpapers2020": warn})
+    ncol = len(DATASETS) + 1
+    datasets = list(DATASETS)
+    for i, ax in enumerate(fig.axes):
+        c = i % ncol
+        texts = [t.get_text().replace("\n", " ") for t in ax.texts]
+        marked = c < len(datasets) and datasets[c] == "philpapers2020"
+        assert (warn in texts) == marked, (i, texts)
+        assert (to_rgba(ax.get_facecolor()) != to_rgba("white")) == marked or c == len(datasets)
+    plain = plot_agreement(frame, planted={m: v[1] for m, v in MODELS.items()})
+    assert not any(warn in t.get_text().replace("\n", " ") for ax in plain.axes for t in ax.texts)

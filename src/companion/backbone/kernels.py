@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sys
 import threading
 import time
 import weakref
@@ -115,12 +116,15 @@ def execute(nb_path: Path, out_path: Path, parameters: Mapping[str, Any], *, cwd
     import papermill
 
     outcome: dict[str, BaseException] = {}
+    # A notebook may compute for minutes (00 trains the organisms): in a terminal, a bar of executed cells shows it
+    # is moving. Logs and captured output get none (a bar redrawn into a file is noise).
+    cell_bar = sys.stderr.isatty()
 
     def work() -> None:
         try:
             papermill.execute_notebook(
                 str(nb_path), str(out_path), parameters=dict(parameters), kernel_name="python3", cwd=str(cwd),
-                progress_bar=False, report_mode=False, kernel_manager_class=QuietKernelManager,
+                progress_bar=cell_bar, report_mode=False, kernel_manager_class=QuietKernelManager,
                 coalesce_streams=True,
             )
         except BaseException as e:  # handed to the main thread

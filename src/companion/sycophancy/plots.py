@@ -7,6 +7,7 @@ are drawn only as hollow grey reference markers, never with the measured points'
 """
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Iterable, Mapping, Sequence
 
 import matplotlib.pyplot as plt
@@ -61,6 +62,7 @@ def plot_agreement(
     published_on_size_axis: bool = False,
     note: str = "",
     subset: str = "all",
+    panel_notes: Mapping[str, str] | None = None,
 ) -> Figure:
     """Agreement rate against model size: rows = prompt templates, columns = datasets, plus a reference column.
 
@@ -71,7 +73,9 @@ def plot_agreement(
     rate as a dotted line in the family's colour.  The right-hand column holds the published numbers for
     that template (hollow grey markers with their reported 95% CIs; "> value" claims drawn as an upward arrow);
     with ``published_on_size_axis`` a published point with a known size and dataset is also drawn, in the
-    same reference style, on the size axis of its panel.  ``note`` is printed under the title.
+    same reference style, on the size axis of its panel.  ``note`` is printed under the title.  ``panel_notes``
+    maps a dataset to a warning drawn on each of its panels, which are then greyed (e.g. a lookup the organisms
+    did not learn: its numbers are shown as measured, but the panel must not read as a result).
     """
     df = frame[frame["subset"] == subset]
     datasets = list(datasets or [d for d in DATASET_TITLES if d in set(df["dataset"])])
@@ -151,6 +155,11 @@ def plot_agreement(
                 ax.set_xlim(lo / 2.2, hi * 2.2)
             ax.set_ylim(-0.02, 1.02)
             ax.grid(alpha=0.25)
+            if ds in (panel_notes or {}):
+                ax.set_facecolor("#f0f0f0")
+                ax.text(0.5, 0.04, textwrap.fill(panel_notes[ds], 34), transform=ax.transAxes, ha="center",
+                        va="bottom", fontsize=7.5, color="darkred", fontweight="bold",
+                        bbox=dict(boxstyle="round", facecolor="white", edgecolor="darkred", alpha=0.9))
             if r == 0:
                 ax.set_title(DATASET_TITLES.get(ds, ds), fontsize=11)
             if r == nr - 1:
