@@ -118,7 +118,7 @@ def execute(nb_path: Path, out_path: Path, parameters: Mapping[str, Any], *, cwd
     outcome: dict[str, BaseException] = {}
     # A notebook may compute for minutes (00 trains the organisms): in a terminal, a bar of executed cells shows it
     # is moving. Logs and captured output get none (a bar redrawn into a file is noise).
-    cell_bar = sys.stderr.isatty()
+    cell_bar: dict[str, Any] | bool = {"desc": nb_path.stem, "leave": False} if sys.stderr.isatty() else False
 
     def work() -> None:
         try:
