@@ -14,7 +14,7 @@ import inspect
 import textwrap
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar, TypeVar, Union
 
 T = TypeVar("T", bound="NotebookParams")
@@ -39,16 +39,21 @@ class NotebookParams:
         return [f.name for f in dataclasses.fields(cls)]
 
     @classmethod
-    def from_dict(cls: type[T], values: Mapping[str, Any]) -> T:
-        """Build the parameters from ``values``; unknown names and wrong types raise ``ParameterError``."""
-        hints = typing.get_type_hints(cls)
-        names = cls.field_names()
-        unknown = sorted(set(values) - set(names))
+    def _reject_unknown(cls, names: Iterable[str]) -> None:
+        """Raise ``ParameterError`` naming every name that is not a field, and the allowed ones."""
+        allowed = cls.field_names()
+        unknown = sorted(set(names) - set(allowed))
         if unknown:
             raise ParameterError(
                 f"unknown parameter{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} for "
-                f"{cls.__name__}. Allowed: {', '.join(names)}."
+                f"{cls.__name__}. Allowed: {', '.join(allowed)}."
             )
+
+    @classmethod
+    def from_dict(cls: type[T], values: Mapping[str, Any]) -> T:
+        """Build the parameters from ``values``; unknown names and wrong types raise ``ParameterError``."""
+        hints = typing.get_type_hints(cls)
+        cls._reject_unknown(values)
         kwargs = {}
         for name, value in values.items():
             kwargs[name] = _coerce(name, value, hints[name], cls.__name__)
@@ -67,13 +72,7 @@ class NotebookParams:
         tuple; a ``str`` field takes the text verbatim.  Returns plain values for :meth:`from_dict`.
         """
         hints = typing.get_type_hints(cls)
-        names = cls.field_names()
-        unknown = sorted(set(texts) - set(names))
-        if unknown:
-            raise ParameterError(
-                f"unknown parameter{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} for "
-                f"{cls.__name__}. Allowed: {', '.join(names)}."
-            )
+        cls._reject_unknown(texts)
         return {name: _plain(convert_text(name, text, hints[name], cls.__name__)) for name, text in texts.items()}
 
     def to_dict(self) -> dict[str, Any]:

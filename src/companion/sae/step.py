@@ -199,6 +199,23 @@ def _baseline(sae: BaselineSAE, x: Tensor, lam: float, ws: Workspace, max_densit
                    l0=rec.new_tensor(nnz / B))
 
 
+def _gated_errors(x: Tensor, x_hat: Tensor, x_aux: Tensor, gate_act: Tensor, on: Tensor):
+    """Losses of the gated SAE (L_gated, paper §3.2) and their gradients w.r.t. ``x_hat`` and ``x_aux``.
+
+    ``gate_act`` holds ReLU(π_gate) and ``on`` the active latents, on the gate's support (sparse path) or dense
+    ``[B, M]`` (dense path): the sums are the same.  Returns (L_rec, L_aux, mean L1 of the gate, active count,
+    ∂L_rec/∂x̂, ∂L_aux/∂x̂_frozen); the error tensors are reused in place as the gradients.
+    """
+    B = x.shape[0]
+    err = x_hat - x
+    err_aux = x_aux - x
+    rec = err.pow(2).sum() / B
+    aux = err_aux.pow(2).sum() / B
+    l1 = gate_act.sum() / B
+    l0 = int(on.sum())
+    return rec, aux, l1, l0, err.mul_(2.0 / B), err_aux.mul_(2.0 / B)
+
+
 def _gated(sae: GatedSAE, x: Tensor, lam: float, ws: Workspace, max_density: float,
            fire_counts: Tensor | None) -> SAELoss:
     B, M = x.shape[0], sae.n_latents
@@ -221,14 +238,7 @@ def _gated(sae: GatedSAE, x: Tensor, lam: float, ws: Workspace, max_density: flo
         WdT = W_dec.T.contiguous()
         x_hat = torch.addmm(b_dec, pat.csr(f_vals), WdT)
         x_aux = torch.addmm(b_dec, pat.csr(gate_act), WdT)           # decoder frozen: no gradient to W_dec, b_dec
-        err = x_hat - x
-        err_aux = x_aux - x
-        rec = err.pow(2).sum() / B
-        aux = err_aux.pow(2).sum() / B
-        l1 = gate_act.sum() / B
-        l0 = int(on.sum())
-        g = err.mul_(2.0 / B)
-        g_aux = err_aux.mul_(2.0 / B)
+        rec, aux, l1, l0, g, g_aux = _gated_errors(x, x_hat, x_aux, gate_act, on)
         grad_W_dec_t = pat.csr_t(f_vals) @ g                         # only the main reconstruction trains W_dec
         d_mag = pat.sampled(g, W_dec).mul_(on)                       # ∂L/∂π_mag on G (ReLU′ and gate)
         d_gate = pat.sampled(g_aux, W_dec).add_(lam / B)             # ∂L/∂π_gate on G: auxiliary + L1
@@ -248,14 +258,7 @@ def _gated(sae: GatedSAE, x: Tensor, lam: float, ws: Workspace, max_density: flo
         f = mag_pre * on
         x_hat = torch.addmm(b_dec, f, W_dec.T)
         x_aux = torch.addmm(b_dec, gate_act, W_dec.T)
-        err = x_hat - x
-        err_aux = x_aux - x
-        rec = err.pow(2).sum() / B
-        aux = err_aux.pow(2).sum() / B
-        l1 = gate_act.sum() / B
-        l0 = int(on.sum())
-        g = err.mul_(2.0 / B)
-        g_aux = err_aux.mul_(2.0 / B)
+        rec, aux, l1, l0, g, g_aux = _gated_errors(x, x_hat, x_aux, gate_act, on)
         grad_W_dec_t = f.T @ g
         d_mag = torch.mm(g, W_dec).mul_(on)
         d_gate = torch.mm(g_aux, W_dec).add_(lam / B).mul_(open_)
