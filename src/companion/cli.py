@@ -1,4 +1,9 @@
-"""The ``companion`` command: run notebooks, check figures, fork notebooks, manage the cache.
+"""The ``companion`` command: run notebooks, check figures, fork notebooks, manage the cache, preflight a profile,
+regenerate the README's findings.
+
+The command is the top of the package: it dispatches to every layer (the runner in ``backbone``, the doctor in
+``models``, the README's findings in :mod:`companion.readme`) and nothing imports it, which is why it sits beside
+the layers rather than inside ``backbone`` (the direction of every import is tested in ``tests/test_codegraph.py``).
 
 A mistake on the command line (an unknown profile, notebook or parameter, a value of the wrong type) is one line
 on stderr and exit status 2, never a traceback; a notebook that fails prints its failing cell and traceback and
@@ -91,7 +96,7 @@ def _cmd_profiles(a) -> int:
 
 
 def _cmd_doctor(a) -> int:
-    from companion.models.doctor import diagnose, report  # the command dispatches to every layer
+    from companion.models.doctor import diagnose, report
 
     return report(diagnose(a.profile))  # an unknown profile is a one-line error (main)
 
