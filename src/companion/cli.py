@@ -101,6 +101,25 @@ def _cmd_doctor(a) -> int:
     return report(diagnose(a.profile))  # an unknown profile is a one-line error (main)
 
 
+def _cmd_readme(a) -> int:
+    from companion.backbone.profiles import load_profile, project_root
+    from companion.readme import ReadmeError, update_readme
+
+    root = project_root()
+    readme, figs = root / "README.md", root / load_profile("organism").figures_dir
+    try:
+        stale = update_readme(readme, figs, check=a.check)
+    except ReadmeError as e:
+        raise UsageError(str(e)) from None
+    if a.check:
+        print(f"{readme.name}: findings block {'differs from' if stale else 'matches'} {figs.relative_to(root)}/*.json"
+              + (" (run `companion readme` to rewrite it)" if stale else ""))
+        return 1 if stale else 0
+    print(f"{readme.name}: findings block {'rewritten' if stale else 'already up to date'} from "
+          f"{figs.relative_to(root)}/*.json")
+    return 0
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, with its errors as one line (``error: ...``) instead of a usage block."""
 
@@ -145,6 +164,10 @@ def build_parser() -> argparse.ArgumentParser:
     dr = sub.add_parser("doctor", help="preflight: GPU, disk, Hub access and run time a profile needs")
     dr.add_argument("--profile", default="paper")
     dr.set_defaults(func=_cmd_doctor)
+
+    rd = sub.add_parser("readme", help="rewrite README.md's findings block from the committed organism sidecars")
+    rd.add_argument("--check", action="store_true", help="only compare; exit status 1 when the block is out of date")
+    rd.set_defaults(func=_cmd_readme)
     return ap
 
 
