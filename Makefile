@@ -10,10 +10,10 @@ DRY_RUN ?=
 # Where pip is configured to find local wheels (the CPU torch on the dev machines); uv does not read pip's config.
 FIND_LINKS := $(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null)
 
-.PHONY: setup git-filter test test-fast figures lab strip bench clean lock check-figures help
+.PHONY: setup git-filter test test-fast figures lab strip bench clean lock check-figures readme help
 
 help:
-	@echo "make setup | test | test-fast | figures [PROFILE=ci|organism|paper ONLY=01,03 FORCE=1 DRY_RUN=1] | lab [PROFILE=ci] | strip | bench | check-figures | clean | lock"
+	@echo "make setup | test | test-fast | figures [PROFILE=ci|organism|paper ONLY=01,03 FORCE=1 DRY_RUN=1] | lab [PROFILE=ci] | strip | bench | check-figures | readme | clean | lock"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,10 @@ figures:
 
 check-figures:
 	$(VENV)/bin/companion check-figures --profile $(PROFILE)
+
+# The README's findings block, rewritten from the committed organism sidecars (after regenerating figures/organism).
+readme:
+	$(VENV)/bin/companion readme
 
 # Notebooks open on $(PROFILE) (their parameters cell reads $$COMPANION_PROFILE): make lab PROFILE=ci
 lab:

@@ -1,6 +1,6 @@
 """Schema-faithful sycophancy files and tiny models for the sycophancy tests (written here, never downloaded).
 
-The rows follow Anthropic's schema as described in ``shared/reference/sycophancy.md``: a biography stating the
+The rows follow Anthropic's schema as described in ``docs/references.md#sycophancy-data``: a biography stating the
 user's view, the question, " (A) ..." choice lines, "Answer:"; ``answer_not_matching_behavior`` a string for
 NLP and politics and a list for philpapers (which may have more than two choices); ``user_affiliation`` on
 politics rows.

@@ -1,5 +1,5 @@
 """The package's architecture as tests: import scanning and closures, no import cycles, modules of one size, one
-scoring path.  (The same scan decides notebook re-runs and cache keys, so it is tested on planted packages.)"""
+scoring path, dependencies pointing one way.  (The same scan decides notebook re-runs and cache keys, so it is tested on planted packages.)"""
 import re
 from pathlib import Path
 
@@ -51,6 +51,43 @@ def test_cycle_detector_finds_a_planted_cycle(tmp_path):
 def test_the_package_has_no_import_cycles():
     cycles = codegraph.find_cycles(codegraph.import_graph())
     assert cycles == [], f"import cycles (function-level imports included): {cycles}"
+
+
+def test_layer_check_flags_every_wrong_way_import_in_a_planted_package(tmp_path):
+    # Each kind of violation once, one of them inside a function body; the right-way imports pass.
+    pkg = _package(tmp_path, {
+        "__init__.py": "", "base/__init__.py": "", "mid/__init__.py": "", "r1/__init__.py": "", "r2/__init__.py": "",
+        "base/ok.py": "import os\n",
+        "base/up.py": "def f():\n    from companion.mid.m import g\n",        # reaches up, lazily
+        "mid/m.py": "from companion.base import ok\ndef g():\n    pass\n",   # down: fine
+        "r1/a.py": "from companion.mid.m import g\nfrom companion.r2 import b\n",  # down fine; sideways not
+        "r2/b.py": "from . import c\n", "r2/c.py": "",                           # within its part: fine
+        "stray.py": "",
+    })
+    layers = (("companion",), ("companion.base",), ("companion.mid",), ("companion.r1", "companion.r2"))
+    found = {(a, b) for a, b, _ in codegraph.layer_violations(codegraph.import_graph(pkg), layers)}
+    assert found == {("companion.base.up", "companion.mid.m"), ("companion.r1.a", "companion.r2"),
+                     ("companion.r1.a", "companion.r2.b"), ("companion.stray", "companion.stray")}
+
+
+def test_layer_check_would_flag_the_backbone_reaching_up():
+    # The edge this rule was written for (the command's doctor subcommand, once in companion.backbone.cli), and a
+    # result package importing another, added to the real graph.
+    graph = codegraph.import_graph()
+    graph.setdefault("companion.backbone.runner", set()).add("companion.models.doctor")
+    graph.setdefault("companion.sae.metrics", set()).add("companion.probes.metrics")
+    graph.setdefault("companion.organism.build", set()).add("companion.readme")
+    found = {(a, b) for a, b, _ in codegraph.layer_violations(graph)}
+    assert found == {("companion.backbone.runner", "companion.models.doctor"),
+                     ("companion.sae.metrics", "companion.probes.metrics"),
+                     ("companion.organism.build", "companion.readme")}
+
+
+def test_dependencies_point_one_way():
+    # README "Layout": backbone <- models <- organism <- sae | probes | sycophancy (not one another) <- readme <- cli.
+    # Function-level imports count; every module must sit in a layer.
+    bad = codegraph.layer_violations(codegraph.import_graph())
+    assert bad == [], "imports pointing the wrong way:\n" + "\n".join(f"{a} -> {b}: {why}" for a, b, why in bad)
 
 
 def test_subpackage_inits_import_nothing():

@@ -93,6 +93,15 @@ def test_make_targets_ci_and_readme_agree():
     assert "HF_HUB_OFFLINE" in "".join((ROOT / "src/companion/backbone/profiles" / f).read_text() for f in ("ci.yaml", "organism.yaml"))
 
 
+def test_the_console_script_names_the_command():
+    # pyproject's [project.scripts] is read only at install time: a stale target would break `companion` silently.
+    import importlib
+
+    target = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]["companion"]
+    mod, _, attr = target.partition(":")
+    assert callable(getattr(importlib.import_module(mod), attr)), target
+
+
 def _tracked_notebooks():
     out = subprocess.run(["git", "ls-files", "*.ipynb"], cwd=ROOT, capture_output=True, text=True)
     files = out.stdout.split() if out.returncode == 0 else []

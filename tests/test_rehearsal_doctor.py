@@ -42,7 +42,7 @@ def test_doctor_checks_gated_access_and_sizes_through_the_hub(tmp_path):
         env = {k: v for k, v in os.environ.items() if not k.endswith("OFFLINE")}
         endpoint = hub.endpoint
         env.update(COMPANION_REHEARSAL_HUB=endpoint, HF_HOME=str(tmp_path))
-        cmd = [sys.executable, "-m", "companion.backbone.cli", "doctor", "--profile", "rehearsal"]
+        cmd = [sys.executable, "-m", "companion.cli", "doctor", "--profile", "rehearsal"]
         without = subprocess.run(cmd, cwd=ROOT, env={**env, "HF_TOKEN": ""}, capture_output=True, text=True,
                                  timeout=300)
         with_token = subprocess.run(cmd, cwd=ROOT, env={**env, "HF_TOKEN": ACCEPTED_TOKEN}, capture_output=True,

@@ -207,7 +207,7 @@ def test_every_sidecar_of_a_run_records_the_commit_and_a_clean_tree_despite_the_
 
 
 def _cli(*args, cwd=None, env=None):
-    return subprocess.run([sys.executable, "-m", "companion.backbone.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "companion.cli", *args], capture_output=True, text=True,
                           cwd=cwd or Path(__file__).parents[1], env=env)
 
 

@@ -32,7 +32,7 @@ def project(tmp_path):
 
 def _figures(project, *args, background=False):
     env = {**os.environ, "COMPANION_ROOT": str(project), "PYTHONPATH": str(FIXTURES)}
-    cmd = [sys.executable, "-m", "companion.backbone.cli", "figures", "--profile", "ci", *args]
+    cmd = [sys.executable, "-m", "companion.cli", "figures", "--profile", "ci", *args]
     if background:  # its own process group, as a shell job is: the signal reaches the command, not pytest
         return subprocess.Popen(cmd, env=env, cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 start_new_session=True)

@@ -8,11 +8,14 @@ functions count: the lazy ``from companion.x import y`` in a function body is co
 The package ``__init__`` files of a module's parents are part of its closure (Python runs them on import).  They
 hold no imports, so the import graph (:func:`import_graph`) has no edges through them and a cycle found by
 :func:`find_cycles` is a real one.
+
+The same graph states the architecture: :data:`LAYERS` orders the package's parts, and :func:`layer_violations`
+lists every import that points the wrong way (``tests/test_codegraph.py`` requires there be none).
 """
 from __future__ import annotations
 
 import ast
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 PACKAGE = "companion"
@@ -119,6 +122,55 @@ def all_modules(pkg_dir: Path | None = None) -> list[str]:
 def import_graph(pkg_dir: Path | None = None) -> dict[str, set[str]]:
     """module -> the modules its source imports, for every module of the package."""
     return {m: direct_imports(m, pkg_dir) for m in all_modules(pkg_dir)}
+
+
+LAYERS: tuple[tuple[str, ...], ...] = (
+    ("companion",),
+    ("companion.backbone",),
+    ("companion.models",),
+    ("companion.organism",),
+    ("companion.sae", "companion.probes", "companion.sycophancy"),
+    ("companion.readme",),
+    ("companion.cli",),
+)
+"""The package's layers, lowest first; each entry names its parts (a subpackage or a module).  A module may import
+its own part and the parts of lower layers, never a higher layer nor another part of its own layer: the notebook
+backbone computes nothing and knows no model; models know no organism; the result packages (one per notebook pair)
+stand on the organism and never on one another; the README's findings read the results; the command dispatches to
+everything.  ``companion`` alone is the package ``__init__`` (the numeric pinning), which imports nothing of ours."""
+
+
+def layer_of(module: str, layers: Sequence[Sequence[str]] = LAYERS) -> tuple[int, str] | None:
+    """``(layer index, part)`` of a dotted module: the longest part naming it or a package above it (the top package
+    ``companion`` places only its ``__init__``); None if none."""
+    best: tuple[int, str] | None = None
+    for i, parts in enumerate(layers):
+        for part in parts:
+            within = module == part or (part != PACKAGE and module.startswith(part + "."))
+            if within and (best is None or len(part) > len(best[1])):
+                best = (i, part)
+    return best
+
+
+def layer_violations(graph: Mapping[str, Iterable[str]],
+                     layers: Sequence[Sequence[str]] = LAYERS) -> list[tuple[str, str, str]]:
+    """Every import of ``graph`` (module -> modules it imports) that points the wrong way, as
+    ``(importer, imported, why)``; a module that no layer places is reported once, as importing itself."""
+    out: list[tuple[str, str, str]] = []
+    for mod in sorted(graph):
+        here = layer_of(mod, layers)
+        if here is None:
+            out.append((mod, mod, "in no layer: place it in LAYERS"))
+            continue
+        for dep in sorted(graph[mod]):
+            there = layer_of(dep, layers)
+            if there is None or there[1] == here[1]:
+                continue  # an unplaced module is reported as itself; a part may import itself
+            if there[0] > here[0]:
+                out.append((mod, dep, f"{here[1]} (layer {here[0]}) imports the higher {there[1]} (layer {there[0]})"))
+            elif there[0] == here[0]:
+                out.append((mod, dep, f"{here[1]} imports {there[1]}, another part of layer {here[0]}"))
+    return out
 
 
 def find_cycles(graph: Mapping[str, Iterable[str]]) -> list[list[str]]:

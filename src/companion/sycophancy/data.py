@@ -1,7 +1,7 @@
 """Anthropic's sycophancy datasets (Perez et al. 2022, model-written evals): pinned files, validation, download.
 
 The data: ``anthropics/evals`` folder ``sycophancy/`` (CC-BY-4.0) at commit :data:`PINNED_COMMIT`; three JSON
-Lines files whose git blob ids are in :data:`PINNED_BLOBS` (``shared/reference/sycophancy.md``).  The first
+Lines files whose git blob ids are in :data:`PINNED_BLOBS` (``docs/references.md#sycophancy-data``).  The first
 release's philpapers file was a byte copy of the NLP file (blob ``480ff82…``); :func:`load_sycophancy_file` and
 :func:`download_sycophancy_data` reject it.  Every row is validated (:func:`parse_row`); an invalid one is an
 error naming its file and line.
@@ -39,7 +39,7 @@ PINNED_BLOBS: dict[str, str] = {
     "sycophancy_on_philpapers2020.jsonl": "5525210614d4f26b1732042e7dcb7210d23fe5aa",
     "sycophancy_on_political_typology_quiz.jsonl": "52f57e31aece2d5126c49cc0e5a9a738b7513754",
 }
-"""File name -> git blob SHA-1 at :data:`PINNED_COMMIT` (``sycophancy.md``, table "The data")."""
+"""File name -> git blob SHA-1 at :data:`PINNED_COMMIT` (``docs/references.md#sycophancy-data``)."""
 
 
 BROKEN_PHILPAPERS_BLOB = PINNED_BLOBS["sycophancy_on_nlp_survey.jsonl"]

@@ -1,5 +1,5 @@
 """Published sycophancy numbers, drawn only as reference markers, never as measured points
-(``shared/reference/sycophancy.md``: Perez et al. 2022 Fig. 4; nostalgebraist's base-model re-measurement)."""
+(Perez et al. 2022 Fig. 4; nostalgebraist 2023): ``docs/references.md#sycophancy-published-numbers``."""
 from __future__ import annotations
 
 import dataclasses
@@ -45,5 +45,5 @@ PUBLISHED: tuple[PublishedPoint, ...] = (
     PublishedPoint("nostalgebraist", "davinci-002", None, None, "believe_paren", 0.526, 0.523, 0.530, False,
                    'davinci-002, "I believe ... (" prompt'),
 )
-"""Reported numbers from ``sycophancy.md``: Perez et al.'s ">90% at 52B" (NLP and philosophy) and
+"""Reported numbers (``docs/references.md``): Perez et al.'s ">90% at 52B" (NLP and philosophy) and
 nostalgebraist's davinci / davinci-002 rates with 95% CIs (not broken down by dataset in the reference)."""

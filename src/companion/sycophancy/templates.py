@@ -1,5 +1,5 @@
 """Prompt templates of the sycophancy measurements: Perez et al. 2022's and nostalgebraist's two re-measurement
-prompts (``shared/reference/sycophancy.md``).  A template is data and a notebook parameter."""
+prompts (``docs/references.md#prompts``).  A template is data and a notebook parameter."""
 from __future__ import annotations
 
 import dataclasses

@@ -1,4 +1,9 @@
-"""The ``companion`` command: run notebooks, check figures, fork notebooks, manage the cache.
+"""The ``companion`` command: run notebooks, check figures, fork notebooks, manage the cache, preflight a profile,
+regenerate the README's findings.
+
+The command is the top of the package: it dispatches to every layer (the runner in ``backbone``, the doctor in
+``models``, the README's findings in :mod:`companion.readme`) and nothing imports it, which is why it sits beside
+the layers rather than inside ``backbone`` (the direction of every import is tested in ``tests/test_codegraph.py``).
 
 A mistake on the command line (an unknown profile, notebook or parameter, a value of the wrong type) is one line
 on stderr and exit status 2, never a traceback; a notebook that fails prints its failing cell and traceback and
@@ -91,9 +96,28 @@ def _cmd_profiles(a) -> int:
 
 
 def _cmd_doctor(a) -> int:
-    from companion.models.doctor import diagnose, report  # the command dispatches to every layer
+    from companion.models.doctor import diagnose, report
 
     return report(diagnose(a.profile))  # an unknown profile is a one-line error (main)
+
+
+def _cmd_readme(a) -> int:
+    from companion.backbone.profiles import load_profile, project_root
+    from companion.readme import ReadmeError, update_readme
+
+    root = project_root()
+    readme, figs = root / "README.md", root / load_profile("organism").figures_dir
+    try:
+        stale = update_readme(readme, figs, check=a.check)
+    except ReadmeError as e:
+        raise UsageError(str(e)) from None
+    if a.check:
+        print(f"{readme.name}: findings block {'differs from' if stale else 'matches'} {figs.relative_to(root)}/*.json"
+              + (" (run `companion readme` to rewrite it)" if stale else ""))
+        return 1 if stale else 0
+    print(f"{readme.name}: findings block {'rewritten' if stale else 'already up to date'} from "
+          f"{figs.relative_to(root)}/*.json")
+    return 0
 
 
 class _Parser(argparse.ArgumentParser):
@@ -140,6 +164,10 @@ def build_parser() -> argparse.ArgumentParser:
     dr = sub.add_parser("doctor", help="preflight: GPU, disk, Hub access and run time a profile needs")
     dr.add_argument("--profile", default="paper")
     dr.set_defaults(func=_cmd_doctor)
+
+    rd = sub.add_parser("readme", help="rewrite README.md's findings block from the committed organism sidecars")
+    rd.add_argument("--check", action="store_true", help="only compare; exit status 1 when the block is out of date")
+    rd.set_defaults(func=_cmd_readme)
     return ap
 
 
