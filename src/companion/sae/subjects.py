@@ -2,7 +2,7 @@
 streamed Hugging Face text dataset (Rajamanoharan et al. 2024 train on the model's pretraining distribution).
 
 Both kinds give token batches ``[batch, seq]`` whose rows start with BOS, split into three parts that never share
-a document: "train", and two held-out parts for the evaluation (:mod:`companion.sae.experiments`): "heldout" (the
+a document: "train", and two held-out parts for the evaluation (:mod:`companion.sae.experiment`): "heldout" (the
 activations behind L0, FVU and γ) and "heldout_lm" (the tokens behind loss recovered).
 """
 from __future__ import annotations
