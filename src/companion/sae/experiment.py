@@ -235,12 +235,13 @@ def _evaluate(params: ParetoParams, subject: Subject, sweep: SiteSweep) -> list[
             xb = x[i:i + 8192].to(params.device)
             f = t.encode(xb)
             stats.update(xb, t.sae.decode(f) / t.input_scale, f)
-        freq = stats.frequencies
+        s = stats.summary()
         rows.append(SAEEval(
             target=sweep.target, architecture=t.spec.architecture, n_latents=t.spec.n_latents, lam=t.spec.lam,
-            l0=stats.l0, loss_recovered=lm.loss_recovered(n), delta_lm_loss=lm.delta_lm_loss(n), fvu=stats.fvu,
-            gamma=stats.gamma, gamma_first_version=stats.gamma_first_version, rescaling=stats.rescaling,
-            dead_fraction=sm.dead_fraction(freq), dense_fraction=sm.dense_fraction(freq, params.dense_threshold),
+            l0=s.l0, loss_recovered=lm.loss_recovered(n), delta_lm_loss=lm.delta_lm_loss(n), fvu=s.fvu,
+            gamma=s.gamma, gamma_first_version=s.gamma_first_version, rescaling=s.rescaling,
+            dead_fraction=sm.dead_fraction(s.frequencies),
+            dense_fraction=sm.dense_fraction(s.frequencies, params.dense_threshold),
             ce_clean=lm.ce_clean, ce_zero=lm.ce_zero, ce_spliced=lm.ce_spliced[n]))
     return rows
 
