@@ -313,7 +313,7 @@ def fast_step_disagreement(cls: type[SparseAutoencoder], *, rtol: float = 1e-8, 
     """Where the fast step of ``cls`` disagrees with autograd on ``cls.loss`` (the definition); None if nowhere.
 
     Runs both on a float64 SAE of the class (``cls(d, M, seed=0, dtype=float64)``, every parameter moved off its
-    initial value) and a random batch, at λ = 0 and λ > 0, through the fast step's sparse and dense code paths;
+    initial value; an architecture whose constructor takes more arguments gives them defaults) and a random batch, at λ = 0 and λ > 0, through the fast step's sparse and dense code paths;
     compares every loss component, every parameter's gradient and the per-latent firing counts (against
     ``cls.encode``).  Uses its own seeded generators: it draws nothing from torch's global random state.  In
     float64 the two differ by rounding only (~1e-15); an edit of ``loss``, ``encode`` or anything they call shows
