@@ -91,9 +91,9 @@ def _package_copy(tmp_path, monkeypatch) -> Path:
     # The organism key: training code imports the corpus, which imports the fixed world.
     ("companion.organism.build", "organism/world.py"),
     # The SAE key: the sweep code reaches the organism's token batching (what it trains on) and the SAE step.
-    ("companion.sae.experiments", "organism/loading.py"),
-    ("companion.sae.experiments", "sae/step.py"),
-    ("companion.sae.experiments", "models/scoring.py"),
+    ("companion.sae.experiment", "organism/loading.py"),
+    ("companion.sae.experiment", "sae/step.py"),
+    ("companion.sae.experiment", "models/scoring.py"),
 ])
 def test_editing_a_helper_the_producer_imports_changes_the_key(tmp_path, monkeypatch, producer, helper):
     pkg = _package_copy(tmp_path, monkeypatch)

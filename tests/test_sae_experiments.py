@@ -1,4 +1,4 @@
-"""Notebook-level SAE library (companion.sae.experiments): cached sweeps on a tiny real model, notebook 02's
+"""Notebook-level SAE library (companion.sae.experiment): cached sweeps on a tiny real model, notebook 02's
 cache hit, Pareto/matched-L0 helpers, profile sections and parameter validation."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from companion.sae.experiments import SAEEval, evaluate_site, interpolate_at_l0, matched_l0_table, paper_reference_table, pareto_frontier, site_sweep
+from companion.sae.experiment import SAEEval, evaluate_site, interpolate_at_l0, matched_l0_table, paper_reference_table, pareto_frontier, run_sweeps, site_sweep
 
 from companion.sae.params import ParetoParams, ShrinkageParams, parse_target
 
@@ -88,6 +88,29 @@ def test_evaluate_site_rows_are_consistent(tiny_subject):
     assert len({r.ce_clean for r in rows}) == 1, "one clean CE per target"
     again = evaluate_site(P, sweep)
     assert [dataclasses.asdict(r) for r in again] == [dataclasses.asdict(r) for r in rows]
+
+
+def test_run_sweeps_goes_target_by_target_and_says_what_came_from_the_cache(tiny_subject, monkeypatch):
+    # A second subject (the same tiny model under another key), so that both targets' sites have a defined loss
+    # recovered (zero-ablating most sites of a random model does not hurt it).
+    from companion.backbone.runtime import context
+
+    twin = dataclasses.replace(tiny_subject, name="twin", key="tiny-test-model-twin")
+    monkeypatch.setitem(_SUBJECTS, ("twin", context().profile.name, "cpu"), twin)
+    params = _params(targets=("tiny@blocks.0.hook_mlp_out", "twin@blocks.0.hook_mlp_out"),
+                     text_datasets={"tiny": "unused", "twin": "unused"})
+    first: list[str] = []
+    rows = run_sweeps(params, log=first.append)
+    assert [r.target for r in rows] == [t for t in params.targets for _ in range(4)]
+    assert len(first) == 3 and "8 SAEs at 2 targets" in first[2]
+    for target, line in zip(params.targets, first):
+        sweep = site_sweep(params, target)
+        assert line.startswith(f"{target}: d = 16, 4 SAEs trained now in ") and f"(key {sweep.cache_key})" in line
+    again: list[str] = []
+    assert run_sweeps(params, log=again.append) == rows
+    assert all(f"{t}: d = 16, 4 SAEs from the cache in " in line for t, line in zip(params.targets, again))
+    # The same rows as the two calls it makes, per target.
+    assert rows[4:] == evaluate_site(params, site_sweep(params, params.targets[1]))
 
 
 def test_pareto_frontier_and_interpolation():

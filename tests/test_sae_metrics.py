@@ -117,12 +117,18 @@ def test_streaming_stats_equal_full_batch_functions():
     st = sm.ReconstructionStats()
     for i in range(0, 300, 64):
         st.update(x[i:i + 64], xh[i:i + 64], f[i:i + 64])
-    assert st.gamma == pytest.approx(sm.relative_reconstruction_bias(x, xh), rel=1e-12)
-    assert st.gamma_first_version == pytest.approx(sm.first_version_gamma(x, xh), rel=1e-12)
-    assert st.rescaling == pytest.approx(sm.optimal_rescaling(x, xh), rel=1e-12)
-    assert st.fvu == pytest.approx(sm.fraction_variance_unexplained(x, xh), rel=1e-10)
-    assert st.l0 == pytest.approx(sm.l0(f))
-    assert torch.allclose(st.frequencies, sm.firing_frequencies(f))
+    s = st.summary()
+    assert s.gamma == pytest.approx(sm.relative_reconstruction_bias(x, xh), rel=1e-12)
+    assert s.gamma_first_version == pytest.approx(sm.first_version_gamma(x, xh), rel=1e-12)
+    assert s.rescaling == pytest.approx(sm.optimal_rescaling(x, xh), rel=1e-12)
+    assert s.fvu == pytest.approx(sm.fraction_variance_unexplained(x, xh), rel=1e-10)
+    assert s.l0 == pytest.approx(sm.l0(f))
+    assert torch.allclose(s.frequencies, sm.firing_frequencies(f))
+
+
+def test_streaming_stats_need_a_batch():
+    with pytest.raises(ValueError, match="no batch was added"):
+        sm.ReconstructionStats().summary()
 
 
 def test_loss_recovered_formula():

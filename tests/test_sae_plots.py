@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from companion.sae.experiments import SAEEval, pareto_plot_data
+from companion.sae.experiment import SAEEval, pareto_plot_data
 from companion.sae import plots as sae_plots
 
 

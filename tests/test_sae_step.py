@@ -1,12 +1,15 @@
 """The hand-derived training step (companion.sae.step) must give the same losses and gradients as autograd on
-the paper's loss (companion.sae.autoencoders), in both its sparse and dense code paths."""
+the one definition of each loss (the ``loss`` methods of companion.sae.autoencoders), in both its sparse and dense
+code paths; and the check the trainer runs before training must catch an edited loss."""
 from __future__ import annotations
 
 import pytest
 import torch
 
-from companion.sae.autoencoders import BaselineSAE, GatedSAE
-from companion.sae.step import Workspace, loss_and_grads
+import dataclasses
+
+from companion.sae.autoencoders import ARCHITECTURES, BaselineSAE, GatedSAE
+from companion.sae.step import Workspace, fast_step_disagreement, loss_and_grads
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -85,3 +88,47 @@ def test_fast_step_rejects_bad_input():
         loss_and_grads(sae, torch.zeros(2, 3, 4), 1.0)
     with pytest.raises(ValueError, match="fire_counts"):
         loss_and_grads(sae, torch.zeros(2, 4), 1.0, fire_counts=torch.zeros(3))
+
+
+@pytest.mark.parametrize("cls", sorted(ARCHITECTURES.values(), key=lambda c: c.__name__))
+def test_the_trainers_check_finds_every_fast_step_equal_to_its_loss(cls):
+    assert fast_step_disagreement(cls) is None
+
+
+def _doubled(term):
+    """A reader's edit of a loss: one of its terms counted twice."""
+    def edit(original):
+        def loss(self, x, lam):
+            L = original(self, x, lam)
+            return dataclasses.replace(L, total=L.total + getattr(L, term), **{term: 2 * getattr(L, term)})
+        return loss
+    return edit
+
+
+def _aux_decoder_unfrozen(original):
+    """The paper's Fig. 8 ablation: the gated auxiliary path's decoder trains (same values, other gradients)."""
+    def loss(self, x, lam):
+        L = original(self, x, lam)
+        x_aux = torch.relu(self.gate_pre_activation(x)) @ self.W_dec.T + self.b_dec
+        aux = (x - x_aux).pow(2).sum(-1).mean()
+        return dataclasses.replace(L, total=L.total - L.auxiliary + aux, auxiliary=aux)
+    return loss
+
+
+@pytest.mark.parametrize("cls,edit,what", [
+    (BaselineSAE, _doubled("sparsity"), "sparsity term"),
+    (BaselineSAE, _doubled("reconstruction"), "reconstruction term"),
+    (GatedSAE, _doubled("auxiliary"), "auxiliary term"),
+    (GatedSAE, _aux_decoder_unfrozen, "gradient of W_dec"),
+])
+def test_an_edited_loss_makes_the_check_fail(monkeypatch, cls, edit, what):
+    monkeypatch.setattr(cls, "loss", edit(cls.loss))
+    problem = fast_step_disagreement(cls)
+    assert problem is not None and f"{cls.__name__}.loss" in problem and what in problem, problem
+
+
+def test_an_edited_encoder_makes_the_check_fail(monkeypatch):
+    # The gate opens at π_gate > −0.5 instead of > 0: encode and the loss change together, the fast step does not.
+    monkeypatch.setattr(GatedSAE, "gated_code", lambda self, x, pi: (pi > -0.5).to(x.dtype)
+                        * torch.relu(self.magnitude_pre_activation(x)))
+    assert fast_step_disagreement(GatedSAE) is not None

@@ -47,6 +47,40 @@ def test_training_is_deterministic_for_a_seed_and_keeps_unit_norm_decoders():
         assert ta.log.steps == 30 and ta.log.tokens == 30 * 128
 
 
+def test_an_edited_loss_is_what_trains_with_a_warning(monkeypatch):
+    """A reader who edits GatedSAE.loss trains the edit: the trainer's check finds that the fast step no longer
+    matches, warns, and trains the gated SAEs with autograd on the edited loss; the baseline keeps its fast step."""
+    import dataclasses
+    import warnings
+
+    from companion.sae.autoencoders import GatedSAE
+
+    specs = [SAESpec("baseline", 48, 0.3), SAESpec("gated", 32, 0.5)]
+    stream = _stream(12)
+    cfg = TrainConfig(lr=3e-3, warmup_steps=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the unedited losses pass the check silently
+        before = train_sweep(stream, specs, cfg, seed=0, progress=False)
+    original = GatedSAE.loss
+
+    def edited(self, x, lam):  # the auxiliary term counted twice
+        L = original(self, x, lam)
+        return dataclasses.replace(L, total=L.total + L.auxiliary, auxiliary=2 * L.auxiliary)
+
+    monkeypatch.setattr(GatedSAE, "loss", edited)
+    with pytest.warns(UserWarning, match=r"GatedSAE\.loss and its fast step disagree .* the auxiliary term .*autograd on GatedSAE\.loss"):
+        fast = train_sweep(stream, specs, cfg, seed=0, progress=False)
+    autograd = train_sweep(stream, specs, TrainConfig(lr=3e-3, warmup_steps=3, fast_step=False), seed=0,
+                           progress=False)
+    for (n, p_before), p_fast, p_autograd in zip(before[1].sae.named_parameters(), fast[1].sae.parameters(),
+                                                  autograd[1].sae.parameters()):
+        assert torch.equal(p_fast, p_autograd), f"gated {n}: not trained with autograd on the edited loss"
+    assert not torch.equal(before[1].sae.W_gate, fast[1].sae.W_gate)
+    assert fast[1].log.auxiliary[0] == pytest.approx(2 * before[1].log.auxiliary[0], rel=1e-6)
+    for p_before, p_fast in zip(before[0].sae.parameters(), fast[0].sae.parameters()):
+        assert torch.equal(p_before, p_fast)  # the baseline's loss was not edited: same (fast) training
+
+
 def test_fast_step_and_autograd_train_the_same_sae():
     specs = [SAESpec("baseline", 48, 0.3), SAESpec("gated", 32, 0.5)]
     stream = [x.double() for x in _stream(15)]

@@ -33,8 +33,12 @@ Conventions (say them once, here):
   random unit vectors, the encoder (``W_enc`` / ``W_gate``) starts as their transpose, all biases and ``r_mag``
   start at 0.  The trainer may set ``b_dec`` to the data mean before the first step.
 
-Every loss here is the plain autograd formula — the reference.  The fast training step in
-:mod:`companion.sae.step` computes the same losses and gradients by hand and is tested against these.
+Each architecture's loss is defined once, here, as a plain autograd formula (its ``loss`` method, with the
+equation in the docstring): this is the definition that trains.  :mod:`companion.sae.step` holds hand-derived fast
+steps (the same losses and gradients with less work); every training run first checks the fast step of each
+architecture against its ``loss`` (:func:`companion.sae.step.fast_step_disagreement`) and, if they disagree — an
+edited loss, say — trains with autograd on ``loss`` and warns.  A new architecture needs only ``encode`` and
+``loss``; a fast step is optional.
 """
 from __future__ import annotations
 
@@ -64,7 +68,8 @@ class SAELoss:
     """Mean number of non-zero latents of the final code per token (detached; for logging)."""
 
 
-def _check_input(x: Tensor, d_in: int) -> None:
+def check_input(x: Tensor, d_in: int) -> None:
+    """Raise a clear error unless ``x`` is a floating-point tensor of shape ``[..., d_in]``."""
     if not isinstance(x, Tensor):
         raise TypeError(f"expected a torch.Tensor of shape [..., {d_in}], got {type(x).__name__}")
     if x.ndim < 1 or x.shape[-1] != d_in:
@@ -73,7 +78,8 @@ def _check_input(x: Tensor, d_in: int) -> None:
         raise TypeError(f"expected a floating-point input, got {x.dtype}")
 
 
-def _check_lam(lam: float) -> float:
+def check_lam(lam: float) -> float:
+    """``lam`` as a float, or a clear error unless it is a finite number ≥ 0."""
     lam = float(lam)
     if not math.isfinite(lam) or lam < 0:
         raise ValueError(f"sparsity coefficient λ must be a finite number ≥ 0, got {lam}")
@@ -81,9 +87,10 @@ def _check_lam(lam: float) -> float:
 
 
 class SparseAutoencoder(nn.Module):
-    """Shared interface of both architectures: encode / decode / forward / loss, unit-norm decoder columns.
+    """Shared interface of every architecture: encode / decode / forward / loss, unit-norm decoder columns.
 
-    Subclasses set ``architecture`` and implement :meth:`encode` and :meth:`loss`.
+    Subclasses set ``architecture`` and implement :meth:`init_encoder` (their parameters besides the decoder),
+    :meth:`encode` and :meth:`loss` (the training objective, the one definition of it).
     """
 
     architecture: ClassVar[str] = ""
@@ -101,8 +108,13 @@ class SparseAutoencoder(nn.Module):
         """Decoder ``[d, M]``; column i is latent i's unit-norm dictionary direction."""
         self.b_dec = nn.Parameter(torch.zeros(self.d_in, dtype=dtype))
         """Decoder (output) bias ``[d]``, also subtracted from the input before encoding."""
+        self.init_encoder(dtype)
 
     # ----------------------------------------------------------------- interface
+    def init_encoder(self, dtype: torch.dtype) -> None:
+        """Create the architecture's own parameters (called by ``__init__`` once the decoder exists)."""
+        raise NotImplementedError
+
     def encode(self, x: Tensor) -> Tensor:
         """The sparse code ``[..., M]`` of ``x [..., d]`` (f for baseline, f̃ for gated)."""
         raise NotImplementedError
@@ -118,7 +130,11 @@ class SparseAutoencoder(nn.Module):
         return self.decode(self.encode(x))
 
     def loss(self, x: Tensor, lam: float) -> SAELoss:
-        """The paper's training loss of a batch ``x [B, d]`` with sparsity coefficient ``lam``."""
+        """The paper's training loss of a batch ``x [B, d]`` with sparsity coefficient ``lam``.
+
+        The one definition of the objective: training minimises this (through a fast step only where one exists
+        and agrees with it, :mod:`companion.sae.step`).
+        """
         raise NotImplementedError
 
     # ----------------------------------------------------------------- unit-norm decoder (paper §2)
@@ -154,8 +170,7 @@ class BaselineSAE(SparseAutoencoder):
 
     architecture: ClassVar[str] = "baseline"
 
-    def __init__(self, d_in: int, n_latents: int, *, seed: int | None = None, dtype: torch.dtype = torch.float32):
-        super().__init__(d_in, n_latents, seed=seed, dtype=dtype)
+    def init_encoder(self, dtype: torch.dtype) -> None:
         self.W_enc = nn.Parameter(self.W_dec.detach().T.clone())
         """Encoder ``[M, d]`` (initialised to the decoder's transpose)."""
         self.b_enc = nn.Parameter(torch.zeros(self.n_latents, dtype=dtype))
@@ -163,7 +178,7 @@ class BaselineSAE(SparseAutoencoder):
 
     def pre_activation(self, x: Tensor) -> Tensor:
         """W_enc (x − b_dec) + b_enc, ``[..., M]``."""
-        _check_input(x, self.d_in)
+        check_input(x, self.d_in)
         return (x - self.b_dec) @ self.W_enc.T + self.b_enc
 
     def encode(self, x: Tensor) -> Tensor:
@@ -171,8 +186,8 @@ class BaselineSAE(SparseAutoencoder):
 
     def loss(self, x: Tensor, lam: float) -> SAELoss:
         """L = E‖x − x̂(f(x))‖² + λ E‖f(x)‖₁ (paper §2), expectations over the batch's tokens."""
-        lam = _check_lam(lam)
-        _check_input(x, self.d_in)
+        lam = check_lam(lam)
+        check_input(x, self.d_in)
         f = self.encode(x)
         x_hat = self.decode(f)
         rec = (x - x_hat).pow(2).sum(-1).mean()
@@ -194,8 +209,7 @@ class GatedSAE(SparseAutoencoder):
 
     architecture: ClassVar[str] = "gated"
 
-    def __init__(self, d_in: int, n_latents: int, *, seed: int | None = None, dtype: torch.dtype = torch.float32):
-        super().__init__(d_in, n_latents, seed=seed, dtype=dtype)
+    def init_encoder(self, dtype: torch.dtype) -> None:
         self.W_gate = nn.Parameter(self.W_dec.detach().T.clone())
         """Gate encoder ``[M, d]``; the magnitude encoder is tied to it through ``r_mag``."""
         self.b_gate = nn.Parameter(torch.zeros(self.n_latents, dtype=dtype))
@@ -212,16 +226,19 @@ class GatedSAE(SparseAutoencoder):
 
     def gate_pre_activation(self, x: Tensor) -> Tensor:
         """π_gate(x) = W_gate (x − b_dec) + b_gate, ``[..., M]``."""
-        _check_input(x, self.d_in)
+        check_input(x, self.d_in)
         return (x - self.b_dec) @ self.W_gate.T + self.b_gate
 
     def magnitude_pre_activation(self, x: Tensor) -> Tensor:
         """W_mag (x − b_dec) + b_mag, ``[..., M]``."""
-        _check_input(x, self.d_in)
+        check_input(x, self.d_in)
         return (x - self.b_dec) @ self.W_mag.T + self.b_mag
 
     def encode(self, x: Tensor) -> Tensor:
-        pi_gate = self.gate_pre_activation(x)
+        return self.gated_code(x, self.gate_pre_activation(x))
+
+    def gated_code(self, x: Tensor, pi_gate: Tensor) -> Tensor:
+        """f̃ = 1[π_gate > 0] ⊙ ReLU(W_mag (x − b_dec) + b_mag) ``[..., M]`` given π_gate(x): encode's and loss's."""
         # The Heaviside step is a comparison: no gradient reaches π_gate through f̃, as in the paper.
         return (pi_gate > 0).to(x.dtype) * torch.relu(self.magnitude_pre_activation(x))
 
@@ -231,10 +248,10 @@ class GatedSAE(SparseAutoencoder):
 
     def loss(self, x: Tensor, lam: float) -> SAELoss:
         """L_gated = E‖x − x̂(f̃)‖² + λ E‖ReLU(π_gate)‖₁ + E‖x − x̂_frozen(ReLU(π_gate))‖² (paper §3.2)."""
-        lam = _check_lam(lam)
-        _check_input(x, self.d_in)
+        lam = check_lam(lam)
+        check_input(x, self.d_in)
         pi_gate = self.gate_pre_activation(x)
-        f_tilde = (pi_gate > 0).to(x.dtype) * torch.relu(self.magnitude_pre_activation(x))
+        f_tilde = self.gated_code(x, pi_gate)
         x_hat = self.decode(f_tilde)
         rec = (x - x_hat).pow(2).sum(-1).mean()
         gate_act = torch.relu(pi_gate)

@@ -37,16 +37,21 @@ from companion.models.scoring import model_device
 from companion.sae.activations import keep_mask
 
 
-def _check_pair(x: Tensor, x_hat: Tensor) -> None:
+def _pair(x: Tensor, x_hat: Tensor) -> tuple[Tensor, Tensor]:
+    """``x, x_hat [N, d]`` checked and in float64 (sums over ~10^6 tokens lose digits in float32; the metrics are
+    ratios of such sums)."""
     if x.shape != x_hat.shape:
         raise ValueError(f"x and x_hat must have the same shape [N, d], got {tuple(x.shape)} and {tuple(x_hat.shape)}")
     if x.ndim != 2 or x.shape[0] == 0:
         raise ValueError(f"expected [N, d] tensors with N >= 1, got {tuple(x.shape)}")
+    return x.detach().to(torch.float64), x_hat.detach().to(torch.float64)
 
 
-def _f64(t: Tensor) -> Tensor:
-    # Sums over ~10^6 tokens lose digits in float32; the metrics are ratios of such sums.
-    return t.detach().to(torch.float64)
+def _ratio(num: Tensor, den: Tensor, undefined: str) -> float:
+    """num / den, or ValueError(undefined) when den is 0."""
+    if den == 0:
+        raise ValueError(undefined)
+    return float(num / den)
 
 
 # ------------------------------------------------------------------------------------------ sparsity
@@ -79,12 +84,9 @@ def dense_fraction(freq: Tensor, threshold: float = 0.1) -> float:
 # ------------------------------------------------------------------------------------------ reconstruction
 def fraction_variance_unexplained(x: Tensor, x_hat: Tensor) -> float:
     """FVU = Σ_n ‖x_n − x̂_n‖² / Σ_n ‖x_n − x̄‖² with x̄ = mean over tokens; ``x, x_hat [N, d]`` -> scalar."""
-    _check_pair(x, x_hat)
-    x, x_hat = _f64(x), _f64(x_hat)
+    x, x_hat = _pair(x, x_hat)
     total = (x - x.mean(dim=0, keepdim=True)).pow(2).sum()
-    if total == 0:
-        raise ValueError("x has zero variance: FVU is undefined")
-    return float((x - x_hat).pow(2).sum() / total)
+    return _ratio((x - x_hat).pow(2).sum(), total, "x has zero variance: FVU is undefined")
 
 
 def relative_reconstruction_bias(x: Tensor, x_hat: Tensor) -> float:
@@ -92,32 +94,20 @@ def relative_reconstruction_bias(x: Tensor, x_hat: Tensor) -> float:
 
     Expectations are aggregated over all N tokens before dividing.
     """
-    _check_pair(x, x_hat)
-    x, x_hat = _f64(x), _f64(x_hat)
-    dot = (x * x_hat).sum()
-    if dot == 0:
-        raise ValueError("E[x·x̂] = 0: γ is undefined (x̂ is orthogonal to x on average)")
-    return float(x_hat.pow(2).sum() / dot)
+    x, x_hat = _pair(x, x_hat)
+    return _ratio(x_hat.pow(2).sum(), (x * x_hat).sum(), "E[x·x̂] = 0: γ is undefined (x̂ is orthogonal to x on average)")
 
 
 def first_version_gamma(x: Tensor, x_hat: Tensor) -> float:
     """The first version's γ₁ = argmin_γ' E‖x̂ − γ'x‖² = E[x·x̂] / E‖x‖²; ``x, x_hat [N, d]`` -> scalar."""
-    _check_pair(x, x_hat)
-    x, x_hat = _f64(x), _f64(x_hat)
-    nx = x.pow(2).sum()
-    if nx == 0:
-        raise ValueError("E‖x‖² = 0: γ₁ is undefined")
-    return float((x * x_hat).sum() / nx)
+    x, x_hat = _pair(x, x_hat)
+    return _ratio((x * x_hat).sum(), x.pow(2).sum(), "E‖x‖² = 0: γ₁ is undefined")
 
 
 def optimal_rescaling(x: Tensor, x_hat: Tensor) -> float:
     """The best rescaling of x̂ (reverse argmin): argmin_s E‖s·x̂ − x‖² = E[x·x̂] / E‖x̂‖² (= 1/γ); -> scalar."""
-    _check_pair(x, x_hat)
-    x, x_hat = _f64(x), _f64(x_hat)
-    nh = x_hat.pow(2).sum()
-    if nh == 0:
-        raise ValueError("E‖x̂‖² = 0: the rescaling is undefined")
-    return float((x * x_hat).sum() / nh)
+    x, x_hat = _pair(x, x_hat)
+    return _ratio((x * x_hat).sum(), x_hat.pow(2).sum(), "E‖x̂‖² = 0: the rescaling is undefined")
 
 
 @dataclasses.dataclass
@@ -146,8 +136,7 @@ class ReconstructionStats:
 
     def update(self, x: Tensor, x_hat: Tensor, f: Tensor | None = None) -> None:
         """Add a batch: ``x, x_hat [N, d]``, optional codes ``f [N, M]``."""
-        _check_pair(x, x_hat)
-        x, x_hat = _f64(x), _f64(x_hat)
+        x, x_hat = _pair(x, x_hat)
         self.n += x.shape[0]
         self.sum_x_sq += float(x.pow(2).sum())
         self.sum_xhat_sq += float(x_hat.pow(2).sum())
@@ -161,43 +150,37 @@ class ReconstructionStats:
             c = nz.sum(0, dtype=torch.float64)
             self.fire_counts = c if self.fire_counts is None else self.fire_counts + c
 
-    @property
-    def gamma(self) -> float:
-        """Corrected γ = Σ‖x̂‖² / Σ x·x̂ (Eq. 10)."""
-        return self.sum_xhat_sq / self.sum_dot
+    def summary(self) -> ReconstructionSummary:
+        """The metrics of everything added so far, each a ratio of totals (expectations aggregated, then divided)."""
+        if self.sum_x is None:
+            raise ValueError("no batch was added: call update(x, x_hat, f) first")
+        variance = self.sum_x_sq - float(self.sum_x.pow(2).sum()) / self.n  # Σ‖x − x̄‖² = Σ‖x‖² − ‖Σx‖²/n
+        return ReconstructionSummary(
+            gamma=self.sum_xhat_sq / self.sum_dot,
+            gamma_first_version=self.sum_dot / self.sum_x_sq,
+            rescaling=self.sum_dot / self.sum_xhat_sq,
+            fvu=self.sum_err_sq / variance,
+            l0=self.sum_l0 / self.n,
+            frequencies=torch.zeros(0, dtype=torch.float64) if self.fire_counts is None else self.fire_counts / self.n,
+        )
 
-    @property
-    def gamma_first_version(self) -> float:
-        """γ₁ = Σ x·x̂ / Σ‖x‖²."""
-        return self.sum_dot / self.sum_x_sq
 
-    @property
-    def rescaling(self) -> float:
-        """argmin_s E‖s x̂ − x‖² = Σ x·x̂ / Σ‖x̂‖²."""
-        return self.sum_dot / self.sum_xhat_sq
+@dataclasses.dataclass(frozen=True)
+class ReconstructionSummary:
+    """What :meth:`ReconstructionStats.summary` returns."""
 
-    @property
-    def fvu(self) -> float:
-        """Σ‖x − x̂‖² / Σ‖x − x̄‖² where Σ‖x − x̄‖² = Σ‖x‖² − ‖Σx‖²/n."""
-        assert self.sum_x is not None
-        total = self.sum_x_sq - float(self.sum_x.pow(2).sum()) / self.n
-        return self.sum_err_sq / total
-
-    @property
-    def mse(self) -> float:
-        """E‖x − x̂‖² (summed over dims, mean over tokens)."""
-        return self.sum_err_sq / self.n
-
-    @property
-    def l0(self) -> float:
-        """E‖f‖₀."""
-        return self.sum_l0 / self.n
-
-    @property
-    def frequencies(self) -> Tensor:
-        """Per-latent firing frequency ``[M]``."""
-        assert self.fire_counts is not None
-        return self.fire_counts / self.n
+    gamma: float
+    """Corrected γ = Σ‖x̂‖² / Σ x·x̂ (Eq. 10)."""
+    gamma_first_version: float
+    """γ₁ = Σ x·x̂ / Σ‖x‖²."""
+    rescaling: float
+    """argmin_s E‖s x̂ − x‖² = Σ x·x̂ / Σ‖x̂‖² (= 1/γ)."""
+    fvu: float
+    """Σ‖x − x̂‖² / Σ‖x − x̄‖²."""
+    l0: float
+    """E‖f‖₀ (0 if no codes were added)."""
+    frequencies: Tensor
+    """Per-latent firing frequency ``[M]`` (float64; empty if no codes were added)."""
 
 
 # ------------------------------------------------------------------------------------------ LM loss

@@ -1,11 +1,15 @@
 """A hand-derived forward + backward for one SAE training step: the same losses and gradients, less work.
 
-The mathematics is exactly that of :mod:`companion.sae.autoencoders` (Rajamanoharan et al. 2024, arXiv:2404.16014,
-§2 baseline loss ``‖x − x̂(f)‖² + λ‖f‖₁`` and §3.2 gated loss ``‖x − x̂(f̃)‖² + λ‖ReLU(π_gate)‖₁ +
-‖x − x̂_frozen(ReLU(π_gate))‖²``); :func:`loss_and_grads` returns the same :class:`~companion.sae.autoencoders.SAELoss`
-values and writes the same ``.grad`` tensors that ``sae.loss(x, λ).total.backward()`` produces (tested
-against autograd in float64 in ``tests/test_sae_step.py``).  Only the order of floating-point operations
-differs.
+The losses are defined once, as the ``loss`` methods of :mod:`companion.sae.autoencoders` (Rajamanoharan et al.
+2024, arXiv:2404.16014, §2 baseline loss ``‖x − x̂(f)‖² + λ‖f‖₁`` and §3.2 gated loss ``‖x − x̂(f̃)‖² +
+λ‖ReLU(π_gate)‖₁ + ‖x − x̂_frozen(ReLU(π_gate))‖²``).  This module re-derives their gradients by hand:
+:func:`loss_and_grads` returns the same :class:`~companion.sae.autoencoders.SAELoss` values and writes the same
+``.grad`` tensors that ``sae.loss(x, λ).total.backward()`` produces; only the order of floating-point operations
+differs.  Because the derivation is a second copy of the maths, it is checked against the definition:
+:func:`fast_step_disagreement` compares the two on a small float64 SAE of the class, with autograd on ``loss`` as
+the reference, and the trainer runs that check before training (falling back to autograd, with a warning, when
+``loss`` was edited and the fast step no longer matches).  Each fast step is registered in :data:`FAST_STEPS`; an
+architecture without one trains with autograd on its ``loss``.
 
 Where autograd wastes work (B tokens, d input dims, M latents, a code with nnz ≪ B·M non-zeros):
 
@@ -25,13 +29,15 @@ above ``max_sparse_density`` non-zero fraction the same formulas run with dense 
 """
 from __future__ import annotations
 
+import dataclasses
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from companion.sae.autoencoders import BaselineSAE, GatedSAE, SAELoss, SparseAutoencoder, _check_input, _check_lam
+from companion.sae.autoencoders import BaselineSAE, GatedSAE, SAELoss, SparseAutoencoder, check_input, check_lam
 
 #: Above this fraction of non-zeros in the code, the dense formulas are faster on a CPU. Measured on 2 cores at
 #: d = 96–512, M = 768–4096, B = 256–4096: the sparse step wins below ~6–15% density for baseline (lower for small
@@ -121,10 +127,13 @@ def loss_and_grads(
     of tokens on which each latent's final code is non-zero is added to it (for dead-latent detection).
     ``max_sparse_density`` (default: per architecture, :data:`DEFAULT_MAX_SPARSE_DENSITY`) picks the code path.
     """
-    lam = _check_lam(lam)
-    _check_input(x, sae.d_in)
+    lam = check_lam(lam)
+    check_input(x, sae.d_in)
     if x.ndim != 2:
         raise ValueError(f"expected a batch of shape [B, {sae.d_in}], got {tuple(x.shape)}")
+    step = fast_step_of(type(sae))
+    if step is None:
+        raise TypeError(f"no fast step for {type(sae).__name__}: train it with autograd on its loss")
     if max_sparse_density is None:
         max_sparse_density = DEFAULT_MAX_SPARSE_DENSITY[sae.architecture]
     if not 0.0 <= max_sparse_density <= 1.0:
@@ -134,11 +143,7 @@ def loss_and_grads(
         raise ValueError(f"fire_counts must have shape [{sae.n_latents}], got {tuple(fire_counts.shape)}")
     with torch.no_grad(), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=_BETA_WARNING)
-        if isinstance(sae, GatedSAE):
-            return _gated(sae, x, lam, ws, max_sparse_density, fire_counts)
-        if isinstance(sae, BaselineSAE):
-            return _baseline(sae, x, lam, ws, max_sparse_density, fire_counts)
-    raise TypeError(f"no fast step for {type(sae).__name__}")
+        return step(sae, x, lam, ws, max_sparse_density, fire_counts)
 
 
 def _set_grad(p: torch.nn.Parameter, g: Tensor) -> None:
@@ -280,3 +285,73 @@ def _gated(sae: GatedSAE, x: Tensor, lam: float, ws: Workspace, max_density: flo
     sparsity = l1 * lam
     return SAELoss(total=rec + sparsity + aux, reconstruction=rec, sparsity=sparsity, auxiliary=aux, l1=l1,
                    l0=rec.new_tensor(l0 / B))
+
+
+FastStep = Callable[..., SAELoss]
+"""``step(sae, x, lam, workspace, max_sparse_density, fire_counts)``: sets every ``.grad``, returns the loss."""
+
+FAST_STEPS: dict[type[SparseAutoencoder], FastStep] = {BaselineSAE: _baseline, GatedSAE: _gated}
+"""The hand-derived step of each architecture class (a subclass inherits its parent's, and so the check below).
+A new entry also needs its density threshold in :data:`DEFAULT_MAX_SPARSE_DENSITY`."""
+
+
+def fast_step_of(cls: type[SparseAutoencoder]) -> FastStep | None:
+    """The fast step registered for ``cls`` or its nearest registered base class; None if there is none."""
+    for base in cls.__mro__:
+        if base in FAST_STEPS:
+            return FAST_STEPS[base]
+    return None
+
+
+# The check's SAE: small enough to cost milliseconds, large enough that every latent pattern occurs (some latents
+# fire on some tokens only; with the gate, some open gates have a negative magnitude).
+_CHECK_D, _CHECK_M, _CHECK_B = 12, 48, 128
+_CHECK_LAMS = (0.0, 0.7)
+
+
+def fast_step_disagreement(cls: type[SparseAutoencoder], *, rtol: float = 1e-8, atol: float = 1e-10) -> str | None:
+    """Where the fast step of ``cls`` disagrees with autograd on ``cls.loss`` (the definition); None if nowhere.
+
+    Runs both on a float64 SAE of the class (``cls(d, M, seed=0, dtype=float64)``, every parameter moved off its
+    initial value; an architecture whose constructor takes more arguments gives them defaults) and a random batch, at λ = 0 and λ > 0, through the fast step's sparse and dense code paths;
+    compares every loss component, every parameter's gradient and the per-latent firing counts (against
+    ``cls.encode``).  Uses its own seeded generators: it draws nothing from torch's global random state.  In
+    float64 the two differ by rounding only (~1e-15); an edit of ``loss``, ``encode`` or anything they call shows
+    up as an error of order 1.
+    """
+    if fast_step_of(cls) is None:
+        raise TypeError(f"no fast step for {cls.__name__}")
+    gen = torch.Generator().manual_seed(0)
+    sae = cls(_CHECK_D, _CHECK_M, seed=0, dtype=torch.float64)
+    with torch.no_grad():
+        for p in sae.parameters():
+            p.add_(0.3 * torch.randn(p.shape, generator=gen, dtype=p.dtype))
+        sae.normalize_decoder_()
+    x = torch.randn(_CHECK_B, _CHECK_D, generator=gen, dtype=torch.float64)
+    params = dict(sae.named_parameters())
+    for lam in _CHECK_LAMS:
+        with torch.enable_grad():
+            ref = sae.loss(x, lam)
+            grads = torch.autograd.grad(ref.total, list(params.values()), allow_unused=True)
+        ref_grads = {n: torch.zeros_like(p) if g is None else g for (n, p), g in zip(params.items(), grads)}
+        with torch.no_grad():
+            ref_counts = (sae.encode(x) > 0).sum(0, dtype=torch.float64)
+        for path, density in (("sparse", 1.0), ("dense", 0.0)):
+            counts = torch.zeros(_CHECK_M, dtype=torch.float64)
+            fast = loss_and_grads(sae, x, lam, max_sparse_density=density, fire_counts=counts)
+            wrong = []
+            for f in dataclasses.fields(SAELoss):
+                a, b = float(getattr(fast, f.name)), float(getattr(ref, f.name).detach())
+                if not abs(a - b) <= atol + rtol * abs(b):
+                    wrong.append(f"the {f.name} term ({a:.6g} fast, {b:.6g} loss)")
+            for n, p in params.items():
+                g, r = p.grad, ref_grads[n]
+                if g is None or g.shape != r.shape or not torch.allclose(g, r, rtol=rtol, atol=atol):
+                    err = float("nan") if g is None or g.shape != r.shape else float((g - r).abs().max())
+                    wrong.append(f"the gradient of {n} (max abs. difference {err:.3g})")
+            if not torch.equal(counts, ref_counts):
+                wrong.append("which latents fire (encode vs the fast step's code)")
+            sae.zero_grad(set_to_none=True)
+            if wrong:
+                return f"{cls.__name__}.loss and its fast step disagree ({path} path, λ = {lam:g}) on " + "; ".join(wrong)
+    return None

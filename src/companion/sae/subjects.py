@@ -2,7 +2,7 @@
 streamed Hugging Face text dataset (Rajamanoharan et al. 2024 train on the model's pretraining distribution).
 
 Both kinds give token batches ``[batch, seq]`` whose rows start with BOS, split into three parts that never share
-a document: "train", and two held-out parts for the evaluation (:mod:`companion.sae.experiments`): "heldout" (the
+a document: "train", and two held-out parts for the evaluation (:mod:`companion.sae.experiment`): "heldout" (the
 activations behind L0, FVU and γ) and "heldout_lm" (the tokens behind loss recovered).
 """
 from __future__ import annotations
@@ -12,9 +12,9 @@ import dataclasses
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import torch
 from torch import Tensor
 
+from companion.models.batches import pack_rows
 from companion.sae.params import ORGANISM_PREFIX
 
 
@@ -127,29 +127,20 @@ def hf_text_batches(dataset: str, tokenizer: Any, n_tokens: int, seq_len: int, b
     with _only_the_hub():
         ds = datasets.load_dataset(name, config or None, split="train", streaming=True)
     ds = ds.shuffle(seed=0, buffer_size=10_000)
-    skip = int(seed) % 1000
     bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
     eos = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else bos
-    n_batches = -(-n_tokens // (batch_size * seq_len))
-    buf: list[int] = []
-    rows: list[list[int]] = []
-    made = 0
-    for i, doc in enumerate(ds):
-        if document_split(i) != split:
-            continue
-        if skip:
-            skip -= 1
-            continue
-        buf.extend(tokenizer(doc[text_column])["input_ids"] + [eos])
-        while len(buf) >= seq_len - 1 and made < n_batches:
-            rows.append([bos] + buf[: seq_len - 1])
-            del buf[: seq_len - 1]
-            if len(rows) == batch_size:
-                yield torch.tensor(rows, dtype=torch.long)
-                rows = []
-                made += 1
-        if made >= n_batches:
-            return
+
+    def docs() -> Iterator[list[int]]:
+        skip = int(seed) % 1000
+        for i, doc in enumerate(ds):
+            if document_split(i) != split:
+                continue
+            if skip:
+                skip -= 1
+                continue
+            yield tokenizer(doc[text_column])["input_ids"] + [eos]
+
+    yield from pack_rows(docs(), bos, seq_len, batch_size, -(-n_tokens // (batch_size * seq_len)))
 
 
 def document_split(i: int) -> str:

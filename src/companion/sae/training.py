@@ -12,8 +12,11 @@
   gated SAE's width, since a gated step costs ~1.5 baseline steps (paper §5.1).
 * All SAEs of a sweep step on the same batch, taken from *one* pass over the activation stream.
 
-The step itself is the hand-derived one of :mod:`companion.sae.step` (tested equal to autograd); set
-``TrainConfig.fast_step = False`` to train with plain autograd on :meth:`SparseAutoencoder.loss`.
+What is minimised is each architecture's ``loss`` method (:mod:`companion.sae.autoencoders`), the one definition.
+By default the step is the hand-derived one of :mod:`companion.sae.step` (the same losses and gradients, faster);
+:func:`train_sweep` first checks it against ``loss`` for every architecture it trains
+(:func:`~companion.sae.step.fast_step_disagreement`) and, where they disagree (an edited loss, say), warns and trains
+that architecture with autograd on ``loss``.  ``fast_step = False`` in the config always uses autograd.
 Deterministic for a seed: initialisation, resampling draws and the data order are all seeded, and no
 parallel reduction with an unspecified order is used.
 """
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
@@ -28,7 +32,7 @@ import torch
 from torch import Tensor
 
 from companion.sae.autoencoders import SAELoss, SparseAutoencoder, make_sae
-from companion.sae.step import Workspace, loss_and_grads
+from companion.sae.step import Workspace, fast_step_disagreement, fast_step_of, loss_and_grads
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,8 +146,9 @@ class _Member:
                                     foreach=True)
         self.gen = torch.Generator().manual_seed(seed + 7919)
         self.fired = torch.zeros(spec.n_latents, dtype=torch.float64, device=device)
-        self.last_resample = 0
         self.log = TrainLog()
+        # The hand-derived step or autograd on the loss; train_sweep turns it off where the check fails.
+        self.fast_step = cfg.fast_step and fast_step_of(type(self.sae)) is not None
 
     def lr_at(self, step: int) -> float:
         c = self.cfg
@@ -158,7 +163,7 @@ class _Member:
 
     def step(self, x: Tensor, step: int, ws: Workspace) -> SAELoss:
         sae = self.sae
-        if self.cfg.fast_step:
+        if self.fast_step:
             out = loss_and_grads(sae, x, self.spec.lam, workspace=ws, fire_counts=self.fired)
         else:
             sae.zero_grad(set_to_none=False)
@@ -190,7 +195,6 @@ class _Member:
         """Bricken et al. 2023 resampling of latents that have not fired since the last check."""
         dead = torch.nonzero(self.fired == 0).squeeze(1)
         self.fired.zero_()
-        self.last_resample = step
         n_dead = int(dead.numel())
         if n_dead == 0:
             self.log.resampled.append((step, 0))
@@ -289,6 +293,10 @@ def train_sweep(
             raise ValueError("the first batch is all zeros: cannot normalise")
         scale = math.sqrt(d / ms)
     members = [_Member(s, d, cfg, seed + i, dtype=first.dtype, device=device) for i, s in enumerate(specs)]
+    if cfg.fast_step:
+        fast = {cls: checked_fast_step(cls) for cls in dict.fromkeys(type(m.sae) for m in members)}
+        for m in members:
+            m.fast_step = fast[type(m.sae)]
     if cfg.init_b_dec == "mean":
         mean = first.to(device).mean(0) * scale
         for m in members:
@@ -335,6 +343,22 @@ def train_sweep(
         m.sae.requires_grad_(False)
         out.append(TrainedSAE(spec=m.spec, sae=m.sae, input_scale=scale, log=m.log))
     return out
+
+
+def checked_fast_step(cls: type[SparseAutoencoder]) -> bool:
+    """Whether ``cls`` can train with its hand-derived fast step: it has one and it agrees with ``cls.loss``.
+
+    When it disagrees (``loss`` or ``encode`` was edited, or the fast step was), a warning says where, and training
+    uses autograd on ``loss`` — the definition — instead.
+    """
+    if fast_step_of(cls) is None:
+        return False
+    problem = fast_step_disagreement(cls)
+    if problem is None:
+        return True
+    warnings.warn(f"{problem}. Training {cls.__name__} with autograd on {cls.__name__}.loss instead (slower); "
+                  "update its fast step in companion.sae.step to match the loss to get the speed back.", stacklevel=3)
+    return False
 
 
 def log_to_dict(log: TrainLog) -> dict[str, Any]:

@@ -1,11 +1,12 @@
 """Notebooks 01 and 02: Gated vs baseline SAEs on real models or organisms (Rajamanoharan et al. 2024,
 arXiv:2404.16014, Figs. 1/5 (Pareto), 2 (shrinkage toy) and 6 (γ against L0); γ is the corrected Eq. 10).
 
-One library call per site — :func:`site_sweep` — trains the whole λ sweep of both architectures at equal
-compute from one pass over the activation stream and caches the SAEs (``companion.backbone.cache`` kind "sae",
-each SAE in SAELens' safetensors layout, :mod:`companion.sae.saelens`); a second call evaluates them on held-out
-tokens and caches the numbers (kind "sae-eval").  Notebook 02 calls the same functions with the same sweep
-settings, so it finds notebook 01's SAEs in the cache instead of retraining.
+The notebooks make one call, :func:`run_sweeps`, which goes through the targets one by one.  Per target,
+:func:`site_sweep` trains the whole λ sweep of both architectures at equal compute from one pass over the
+activation stream and caches the SAEs (``companion.backbone.cache`` kind "sae", each SAE in SAELens' safetensors
+layout, :mod:`companion.sae.saelens`); :func:`evaluate_site` evaluates them on held-out tokens and caches the numbers
+(kind "sae-eval").  Notebook 02 makes the same call with the same sweep settings, so it finds notebook 01's SAEs in
+the cache instead of retraining.
 
 A *target* is ``"<subject>@<hook site>"``: the subject is ``organism:<name>`` (an offline organism of the
 profile in force, trained on its own corpus) or a real model name for :func:`companion.models.loading.load_model`
@@ -17,7 +18,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +30,7 @@ from torch import Tensor
 from companion.sae.params import EVAL_FIELDS, TRAIN_FIELDS, ParetoParams, parse_target
 from companion.sae.subjects import Subject, load_subject
 
-_PRODUCER = "companion.sae.experiments"
+_PRODUCER = "companion.sae.experiment"
 """The module whose code (with everything it imports) trains and evaluates the sweeps: in their cache keys."""
 
 
@@ -51,29 +53,29 @@ class SiteSweep:
     """True when the entry already existed (nothing was trained by this call)."""
 
 
-def _train_spec(P: ParetoParams, subject: Subject, site: str) -> dict[str, Any]:
+def _train_spec(params: ParetoParams, subject: Subject, site: str) -> dict[str, Any]:
     from companion.backbone.cache import code_fingerprint
 
     return {
         "subject": subject.key,
         "site": site,
         "exclude_token_ids": list(subject.exclude_token_ids),
-        "train": {f: getattr(P, f) for f in TRAIN_FIELDS},
-        "device": P.device,  # CUDA kernels round differently from the CPU's: a different SAE
+        "train": {f: getattr(params, f) for f in TRAIN_FIELDS},
+        "device": params.device,  # CUDA kernels round differently from the CPU's: a different SAE
         "code": code_fingerprint(_PRODUCER),
     }
 
 
-def train_config(P: ParetoParams):
+def train_config(params: ParetoParams):
     """The TrainConfig of a ParetoParams."""
     from companion.sae.training import TrainConfig
 
-    return TrainConfig(lr=P.lr, warmup_steps=P.warmup_steps, resample_every=P.resample_every,
-                       resample_until=P.resample_until, rewarmup_steps=P.rewarmup_steps,
-                       resample_inputs=min(P.buffer_tokens, 8 * P.batch_size), log_every=5)
+    return TrainConfig(lr=params.lr, warmup_steps=params.warmup_steps, resample_every=params.resample_every,
+                       resample_until=params.resample_until, rewarmup_steps=params.rewarmup_steps,
+                       resample_inputs=min(params.buffer_tokens, 8 * params.batch_size), log_every=5)
 
 
-def site_sweep(P: ParetoParams, target: str) -> SiteSweep:
+def site_sweep(params: ParetoParams, target: str) -> SiteSweep:
     """Train (or load from the cache) both architectures' λ sweeps at one target, from one activation pass."""
     from companion.sae.activations import ActivationStore, cached_activation_shards, model_chunks, shard_chunks
     from companion.backbone.cache import code_fingerprint, default_cache
@@ -81,41 +83,44 @@ def site_sweep(P: ParetoParams, target: str) -> SiteSweep:
     from companion.sae.training import TrainedSAE, equal_compute_sweep, log_from_dict, log_to_dict, train_sweep
 
     subject_name, site = parse_target(target)
-    subject = load_subject(subject_name, text_datasets=P.text_datasets, device=P.device)
-    spec = _train_spec(P, subject, site)
+    subject = load_subject(subject_name, text_datasets=params.text_datasets, device=params.device)
+    spec = _train_spec(params, subject, site)
     cache = default_cache()
     existed = cache.exists("sae", spec)
 
     def token_stream() -> Iterator[Tensor]:
         # Special-token positions are dropped from the stream, so ask for a margin; the store stops at train_tokens.
-        n = int(P.train_tokens * 1.15) + P.seq_len * P.model_batch_size
-        return subject.token_batches(n, P.seq_len, P.model_batch_size, "train", P.seed)
+        n = int(params.train_tokens * 1.15) + params.seq_len * params.model_batch_size
+        return subject.token_batches(n, params.seq_len, params.model_batch_size, "train", params.seed)
 
     def build(tmp: Path) -> None:
-        if P.cache_activations:
+        if params.cache_activations:
+            shards = {"subject": subject.key, "seq_len": params.seq_len, "model_batch_size": params.model_batch_size,
+                   "seed": params.seed, "device": params.device, "producer": code_fingerprint(_PRODUCER)}
             shard_dir = cached_activation_shards(
-                subject.model, token_stream, [site], {"subject": subject.key, "seq_len": P.seq_len,
-                                                      "model_batch_size": P.model_batch_size, "seed": P.seed,
-                                                      "device": P.device, "producer": code_fingerprint(_PRODUCER)},
-                max_rows=P.train_tokens, exclude_token_ids=subject.exclude_token_ids, progress=P.progress)
+                subject.model, token_stream, [site], shards, max_rows=params.train_tokens,
+                exclude_token_ids=subject.exclude_token_ids, progress=params.progress)
             chunks = shard_chunks(shard_dir, [site])
         else:
             chunks = model_chunks(subject.model, token_stream(), [site], subject.exclude_token_ids)
-        store = ActivationStore(chunks, batch_size=P.batch_size, buffer_size=P.buffer_tokens, seed=P.seed,
-                                max_rows=P.train_tokens)
+        store = ActivationStore(chunks, batch_size=params.batch_size, buffer_size=params.buffer_tokens,
+                                seed=params.seed, max_rows=params.train_tokens)
         d = site_dim(subject, site)
-        specs = equal_compute_sweep(P.gated_latents, P.lambdas_gated, P.lambdas_baseline, P.baseline_width_factor)
-        trained = train_sweep((b[site] for b in store), specs, train_config(P), seed=P.seed,
-                              normalize=P.normalize_activations, max_steps=P.train_tokens // P.batch_size,
-                              progress=P.progress, desc=f"SAEs {target}", device=P.device)
+        specs = equal_compute_sweep(params.gated_latents, params.lambdas_gated, params.lambdas_baseline,
+                                    params.baseline_width_factor)
+        trained = train_sweep((b[site] for b in store), specs, train_config(params), seed=params.seed,
+                              normalize=params.normalize_activations,
+                              max_steps=params.train_tokens // params.batch_size, progress=params.progress,
+                              desc=f"SAEs {target}", device=params.device)
         from companion.sae.saelens import save_sae
 
         meta = {"target": target, "site": site, "d_in": d, "members": []}
         for i, t in enumerate(trained):
             folder = f"sae_{i:02d}"
             save_sae(t.sae, tmp / folder, input_scale=t.input_scale, model_name=subject.name, hook_name=site,
-                     context_size=P.seq_len, prepend_bos=True, exclude_special_tokens=list(subject.exclude_token_ids),
-                     dataset_path=P.text_datasets.get(subject.name),
+                     context_size=params.seq_len, prepend_bos=True,
+                     exclude_special_tokens=list(subject.exclude_token_ids),
+                     dataset_path=params.text_datasets.get(subject.name),
                      companion={"lam": t.spec.lam, "subject_key": subject.key})
             # The scale is folded into the saved weights, so the stored SAE takes raw activations (scale 1).
             meta["members"].append({"folder": folder, "spec": dataclasses.asdict(t.spec), "input_scale": 1.0,
@@ -128,7 +133,7 @@ def site_sweep(P: ParetoParams, target: str) -> SiteSweep:
 
     saes = []
     for m in meta["members"]:
-        saes.append(TrainedSAE(spec=SAESpec(**m["spec"]), sae=load_sae(path / m["folder"]).sae.to(P.device),
+        saes.append(TrainedSAE(spec=SAESpec(**m["spec"]), sae=load_sae(path / m["folder"]).sae.to(params.device),
                                input_scale=float(m["input_scale"]), log=log_from_dict(m["log"])))
     return SiteSweep(target=target, site=site, d_in=int(meta["d_in"]), saes=saes, cache_key=path.name,
                      from_cache=existed)
@@ -181,70 +186,84 @@ class SAEEval:
     """CE with this SAE spliced in."""
 
 
-def evaluate_site(P: ParetoParams, sweep: SiteSweep) -> list[SAEEval]:
+def evaluate_site(params: ParetoParams, sweep: SiteSweep) -> list[SAEEval]:
     """Held-out metrics for every SAE of a sweep (cached as kind "sae-eval")."""
     from companion.backbone.cache import code_fingerprint, default_cache
 
     subject_name, site = parse_target(sweep.target)
-    subject = load_subject(subject_name, text_datasets=P.text_datasets, device=P.device)
-    spec = {"sae": sweep.cache_key, "eval": {f: getattr(P, f) for f in EVAL_FIELDS}, "seed": P.seed,
+    subject = load_subject(subject_name, text_datasets=params.text_datasets, device=params.device)
+    spec = {"sae": sweep.cache_key, "eval": {f: getattr(params, f) for f in EVAL_FIELDS}, "seed": params.seed,
             "code": code_fingerprint(_PRODUCER)}
 
     def build(tmp: Path) -> None:
-        rows = _evaluate(P, subject, sweep)
+        rows = _evaluate(params, subject, sweep)
         (tmp / "eval.json").write_text(json.dumps([dataclasses.asdict(r) for r in rows], indent=1))
 
     path = default_cache().get_or_build("sae-eval", spec, build, description=f"SAE eval {sweep.target}")
     return [SAEEval(**r) for r in json.loads((path / "eval.json").read_text())]
 
 
-def heldout_batches(P: ParetoParams, subject: Subject) -> tuple[Iterator[Tensor], list[Tensor]]:
+def heldout_batches(params: ParetoParams, subject: Subject) -> tuple[Iterator[Tensor], list[Tensor]]:
     """The evaluation's token batches: an iterator for the held-out activations (L0, FVU, γ) and the list for the
     LM loss (loss recovered), read from the subject's two held-out parts, which share no document."""
-    held_seed = P.seed + 1_000
-    n_eval = int(P.eval_tokens * 1.15) + P.eval_seq_len * P.model_batch_size  # margin for dropped positions
-    acts = subject.token_batches(n_eval, P.eval_seq_len, P.model_batch_size, "heldout", held_seed)
-    lm = list(subject.token_batches(P.eval_lm_tokens, P.eval_seq_len, P.model_batch_size, "heldout_lm", held_seed))
+    held_seed = params.seed + 1_000
+    n_eval = int(params.eval_tokens * 1.15) + params.eval_seq_len * params.model_batch_size  # margin: dropped positions
+    acts = subject.token_batches(n_eval, params.eval_seq_len, params.model_batch_size, "heldout", held_seed)
+    lm = list(subject.token_batches(params.eval_lm_tokens, params.eval_seq_len, params.model_batch_size, "heldout_lm",
+                                    held_seed))
     return acts, lm
 
 
 @torch.no_grad()
-def _evaluate(P: ParetoParams, subject: Subject, sweep: SiteSweep) -> list[SAEEval]:
+def _evaluate(params: ParetoParams, subject: Subject, sweep: SiteSweep) -> list[SAEEval]:
     from tqdm.auto import tqdm
 
     from companion.sae.activations import collect, model_chunks
     from companion.sae import metrics as sm
 
     site = sweep.site
-    act_batches, lm_batches = heldout_batches(P, subject)
-    x = collect(model_chunks(subject.model, act_batches, [site], subject.exclude_token_ids), P.eval_tokens)[site]
+    act_batches, lm_batches = heldout_batches(params, subject)
+    x = collect(model_chunks(subject.model, act_batches, [site], subject.exclude_token_ids), params.eval_tokens)[site]
     names = [f"{i}" for i in range(len(sweep.saes))]
     recon = {n: t.reconstruct for n, t in zip(names, sweep.saes)}
-    lm = sm.lm_losses(subject.model, tqdm(lm_batches, desc=f"eval {sweep.target}", disable=not P.progress),
+    lm = sm.lm_losses(subject.model, tqdm(lm_batches, desc=f"eval {sweep.target}", disable=not params.progress),
                       site, recon, subject.exclude_token_ids)
     rows = []
     for n, t in zip(names, sweep.saes):
         stats = sm.ReconstructionStats()
         for i in range(0, x.shape[0], 8192):
-            xb = x[i:i + 8192].to(P.device)
+            xb = x[i:i + 8192].to(params.device)
             f = t.encode(xb)
             stats.update(xb, t.sae.decode(f) / t.input_scale, f)
-        freq = stats.frequencies
+        s = stats.summary()
         rows.append(SAEEval(
             target=sweep.target, architecture=t.spec.architecture, n_latents=t.spec.n_latents, lam=t.spec.lam,
-            l0=stats.l0, loss_recovered=lm.loss_recovered(n), delta_lm_loss=lm.delta_lm_loss(n), fvu=stats.fvu,
-            gamma=stats.gamma, gamma_first_version=stats.gamma_first_version, rescaling=stats.rescaling,
-            dead_fraction=sm.dead_fraction(freq), dense_fraction=sm.dense_fraction(freq, P.dense_threshold),
+            l0=s.l0, loss_recovered=lm.loss_recovered(n), delta_lm_loss=lm.delta_lm_loss(n), fvu=s.fvu,
+            gamma=s.gamma, gamma_first_version=s.gamma_first_version, rescaling=s.rescaling,
+            dead_fraction=sm.dead_fraction(s.frequencies),
+            dense_fraction=sm.dense_fraction(s.frequencies, params.dense_threshold),
             ce_clean=lm.ce_clean, ce_zero=lm.ce_zero, ce_spliced=lm.ce_spliced[n]))
     return rows
 
 
-def run_sweeps(P: ParetoParams) -> list[SAEEval]:
-    """Train (or load) and evaluate every target's sweep; one row per SAE."""
+def run_sweeps(params: ParetoParams, *, log: Callable[[str], Any] = print) -> list[SAEEval]:
+    """Train (or load from the cache) and evaluate every target's sweep, target by target; one row per SAE.
+
+    ``log`` gets a line per target as soon as its SAEs are ready — the site's dimension, how many SAEs, whether they
+    came from the cache or were trained now, the seconds it took and the cache key — and a last line with the total
+    time.  Progress bars (training, evaluation) follow ``params.progress``.
+    """
     rows: list[SAEEval] = []
-    for target in P.targets:
-        sweep = site_sweep(P, target)
-        rows.extend(evaluate_site(P, sweep))
+    t_start = time.perf_counter()
+    for target in params.targets:
+        t0 = time.perf_counter()
+        sweep = site_sweep(params, target)
+        how = "from the cache" if sweep.from_cache else "trained now"
+        log(f"{target}: d = {sweep.d_in}, {len(sweep.saes)} SAEs {how} in {time.perf_counter() - t0:.1f} s "
+            f"(key {sweep.cache_key})")
+        rows.extend(evaluate_site(params, sweep))
+    log(f"{len(rows)} SAEs at {len(params.targets)} targets, trained or loaded and evaluated in "
+        f"{time.perf_counter() - t_start:.1f} s")
     return rows
 
 
