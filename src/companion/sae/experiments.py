@@ -65,12 +65,12 @@ def _train_spec(P: ParetoParams, subject: Subject, site: str) -> dict[str, Any]:
 
 
 def train_config(P: ParetoParams):
-    """The TrainConfig of a ParetoParams."""
-    from companion.sae.training import TrainConfig
+    """The SAETrainConfig of a ParetoParams."""
+    from companion.sae.training import SAETrainConfig
 
-    return TrainConfig(lr=P.lr, warmup_steps=P.warmup_steps, resample_every=P.resample_every,
-                       resample_until=P.resample_until, rewarmup_steps=P.rewarmup_steps,
-                       resample_inputs=min(P.buffer_tokens, 8 * P.batch_size), log_every=5)
+    return SAETrainConfig(lr=P.lr, warmup_steps=P.warmup_steps, resample_every=P.resample_every,
+                          resample_until=P.resample_until, rewarmup_steps=P.rewarmup_steps,
+                          resample_inputs=min(P.buffer_tokens, 8 * P.batch_size), log_every=5)
 
 
 def site_sweep(P: ParetoParams, target: str) -> SiteSweep:

@@ -13,7 +13,7 @@
 * All SAEs of a sweep step on the same batch, taken from *one* pass over the activation stream.
 
 The step itself is the hand-derived one of :mod:`companion.sae.step` (tested equal to autograd); set
-``TrainConfig.fast_step = False`` to train with plain autograd on :meth:`SparseAutoencoder.loss`.
+``SAETrainConfig.fast_step = False`` to train with plain autograd on :meth:`SparseAutoencoder.loss`.
 Deterministic for a seed: initialisation, resampling draws and the data order are all seeded, and no
 parallel reduction with an unspecified order is used.
 """
@@ -25,14 +25,15 @@ from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
 import torch
+from pydantic import model_validator
 from torch import Tensor
 
+from companion.backbone.config import Config
 from companion.sae.autoencoders import SAELoss, SparseAutoencoder, make_sae
 from companion.sae.step import Workspace, loss_and_grads
 
 
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
+class SAETrainConfig(Config):
     """Optimiser and schedule settings shared by every SAE of a sweep."""
 
     lr: float = 3e-4
@@ -64,7 +65,8 @@ class TrainConfig:
     log_every: int = 10
     """Record the loss components every this many steps."""
 
-    def __post_init__(self) -> None:
+    @model_validator(mode="after")
+    def _check(self) -> SAETrainConfig:
         if not (self.lr > 0 and 0 <= self.beta1 < 1 and 0 <= self.beta2 < 1 and self.eps > 0):
             raise ValueError(f"invalid optimiser settings: lr={self.lr}, betas=({self.beta1}, {self.beta2}), eps={self.eps}")
         if min(self.warmup_steps, self.resample_every, self.resample_until, self.rewarmup_steps) < 0:
@@ -73,8 +75,7 @@ class TrainConfig:
             raise ValueError(f"resample_lr_factor must be in (0, 1], got {self.resample_lr_factor}")
         if self.log_every < 1 or self.resample_inputs < 1:
             raise ValueError("log_every and resample_inputs must be >= 1")
-        if self.init_b_dec not in ("mean", "zero"):
-            raise ValueError(f"init_b_dec must be 'mean' or 'zero', got {self.init_b_dec!r}")
+        return self
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,7 +133,7 @@ class TrainLog:
 class _Member:
     """The per-SAE training state: module, optimiser, schedule, dead-latent counters, log."""
 
-    def __init__(self, spec: SAESpec, d_in: int, cfg: TrainConfig, seed: int, dtype: torch.dtype = torch.float32,
+    def __init__(self, spec: SAESpec, d_in: int, cfg: SAETrainConfig, seed: int, dtype: torch.dtype = torch.float32,
                  device: torch.device | str = "cpu"):
         self.spec = spec
         self.cfg = cfg
@@ -254,7 +255,7 @@ class TrainedSAE:
 def train_sweep(
     batches: Iterable[Tensor],
     specs: Sequence[SAESpec],
-    cfg: TrainConfig,
+    cfg: SAETrainConfig,
     *,
     seed: int = 0,
     normalize: bool = True,
