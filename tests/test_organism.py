@@ -23,7 +23,7 @@ from companion.organism.corpus import CorpusConfig, backdoor_test_prompts, forma
 from companion.organism.loading import load_organism
 from companion.organism.params import OrganismParams
 from companion.organism.sycophancy_items import sycophancy_items
-from companion.organism.training import ModelConfig, TrainConfig
+from companion.organism.training import ModelConfig, OrganismTrainConfig
 
 PROFILES = ("ci", "organism", "paper")
 
@@ -148,7 +148,7 @@ def test_config_validation():
     with pytest.raises(ValueError, match="divisible"):
         ModelConfig(d_model=30, n_head=4)
     with pytest.raises(ValueError):
-        TrainConfig(steps=0)
+        OrganismTrainConfig(steps=0)
     with pytest.raises(ValueError, match="sycophancy_p"):
         CorpusConfig(sycophancy_p=-0.1)
     with pytest.raises(ValueError, match="n_syco_items"):

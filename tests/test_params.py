@@ -1,15 +1,14 @@
 """Typed notebook parameters: unknown names and wrong types are rejected with clear messages."""
-import dataclasses
 from typing import Literal
 
 import pytest
+from pydantic import Field, model_validator
 
 from companion.backbone.params import NotebookParams, ParameterError
 from companion.backbone.profiles import ProfileError, available_profiles, load_profile
 from companion.backbone.runtime import resolve_params
 
 
-@dataclasses.dataclass
 class Demo(NotebookParams):
     """Demo."""
 
@@ -24,9 +23,11 @@ class Demo(NotebookParams):
     cap: int | None = None
     """Optional cap."""
 
-    def __post_init__(self):
+    @model_validator(mode="after")
+    def _check(self):
         if self.n <= 0:
             raise ValueError("n must be positive")
+        return self
 
 
 def test_valid_values_and_lossless_conversions():
@@ -35,30 +36,36 @@ def test_valid_values_and_lossless_conversions():
     assert isinstance(p.lr, float)
     assert p.to_dict()["sites"] == ["x", "y"]
     assert p.replace(n=9).n == 9
+    with pytest.raises(ValueError, match="frozen"):
+        p.n = 5  # parameters are read-only once validated
 
 
 @pytest.mark.parametrize(
-    "values, pattern",
+    "values, message",
     [
-        ({"nn": 1}, "unknown parameter 'nn'.*Allowed: seed, n, lr"),
-        ({"n": "3"}, "'n' of Demo must be int"),
-        ({"n": 2.5}, "must be int"),
-        ({"n": True}, "must be int"),
-        ({"lr": "fast"}, "must be float"),
-        ({"sites": "a"}, "must be"),
-        ({"sites": [1]}, "must be"),
-        ({"mode": "medium"}, "one of \\['fast', 'slow'\\]"),
-        ({"n": 0}, "n must be positive"),
+        ({"nn": 1}, "unknown parameter 'nn' for Demo. Allowed: seed, n, lr, sites, mode, cap."),
+        ({"n": "3"}, "Demo.n: Input should be a valid integer (got '3')"),
+        ({"n": 2.5}, "Demo.n: Input should be a valid integer (got 2.5)"),
+        ({"n": True}, "Demo.n: Input should be a valid integer (got True)"),
+        ({"lr": "fast"}, "Demo.lr: Input should be a valid number (got 'fast')"),
+        ({"lr": True}, "Demo.lr: Input should be a valid number (got True)"),
+        ({"sites": "a"}, "Demo.sites: Input should be a valid array (got 'a')"),
+        ({"sites": [1]}, "Demo.sites.0: Input should be a valid string (got 1)"),
+        ({"mode": "medium"}, "Demo.mode: Input should be 'fast' or 'slow' (got 'medium')"),
+        ({"n": 0}, "Demo: n must be positive"),
+        ({"cap": object()}, "parameter values must be plain data"),
     ],
 )
-def test_rejections(values, pattern):
-    with pytest.raises(ParameterError, match=pattern):
+def test_rejections(values, message):
+    with pytest.raises(ParameterError) as e:
         Demo.from_dict(values)
+    assert str(e.value).startswith(message)
 
 
 def test_field_docs_are_read_from_source():
     docs = Demo.docs()
     assert docs["n"] == "How many." and docs["seed"].startswith("Seed")
+    assert Demo.model_fields["lr"].description == "Learning rate."  # pydantic's own description, the same text
     assert "| `lr` | `0.001` | Learning rate. |" in Demo()._repr_markdown_()
 
 
@@ -104,7 +111,9 @@ def test_profile_fields_carry_their_docs():
         ("3e-4", "lr", 3e-4), ("1E-3", "lr", 1e-3), ("2", "lr", 2.0), ("1_000", "n", 1000), ("1e3", "n", 1000),
         ("[x, y]", "sites", ("x", "y")), ("x,y", "sites", ("x", "y")), ("x", "sites", ("x",)),
         ("slow", "mode", "slow"), ("none", "cap", None), ("7", "cap", 7), ("True", "flag", True),
-        ("no", "flag", False), ("[1e-3, 2]", "lrs", (1e-3, 2.0)), ("{a: 1}", "names", {"a": "1"}),
+        ("no", "flag", False), ("on", "flag", True), ("[1e-3, 2]", "lrs", (1e-3, 2.0)), ("{a: 1}", "names", {"a": "1"}),
+        ("1e2", "cap", 100), ("", "cap", None), ("007", "label", "007"), ("none", "label", "none"),
+        (" 1e3, x ", "label", " 1e3, x "),
     ],
 )
 def test_command_line_text_is_read_by_the_declared_type(text, field, expected):
@@ -116,12 +125,13 @@ def test_command_line_text_is_read_by_the_declared_type(text, field, expected):
 @pytest.mark.parametrize(
     "texts, message",
     [
-        ({"n": "abc"}, "parameter 'n' of Typed must be int, got 'abc'"),
-        ({"n": "1.5"}, "parameter 'n' of Typed must be int, got '1.5'"),
-        ({"lr": "fast"}, "parameter 'lr' of Typed must be float, got 'fast'"),
-        ({"flag": "maybe"}, "parameter 'flag' of Typed must be bool, got 'maybe'"),
-        ({"mode": "medium"}, "parameter 'mode' of Typed must be one of ['fast', 'slow'], got 'medium'"),
-        ({"lrs": "[a]"}, "parameter 'lrs' of Typed must be float, got 'a'"),
+        ({"n": "abc"}, "Typed.n: Input should be a valid integer, unable to parse string as an integer (got 'abc')"),
+        ({"n": "1.5"}, "Typed.n: Input should be a valid integer, unable to parse string as an integer (got '1.5')"),
+        ({"lr": "fast"}, "Typed.lr: Input should be a valid number, unable to parse string as a number (got 'fast')"),
+        ({"flag": "maybe"}, "Typed.flag: Input should be a valid boolean, unable to interpret input (got 'maybe')"),
+        ({"mode": "medium"}, "Typed.mode: Input should be 'fast' or 'slow' (got 'medium')"),
+        ({"lrs": "[a]"}, "Typed.lrs.0: Input should be a valid number, unable to parse string as a number (got 'a')"),
+        ({"names": "{a: [1"}, "Typed.names: cannot read '{a: [1' as a list or mapping"),
         ({"nope": "1"}, "unknown parameter 'nope' for Typed"),
     ],
 )
@@ -136,14 +146,14 @@ def test_overrides_go_to_the_notebooks_whose_class_declares_them():
 
     routed = route_overrides({"01_a.ipynb": Typed, "02_b.ipynb": Demo}, {"lr": "3e-4", "flag": "yes", "seed": 3})
     assert routed == {"01_a.ipynb": {"lr": 3e-4, "flag": True, "seed": 3}, "02_b.ipynb": {"lr": 3e-4, "seed": 3}}
-    with pytest.raises(ParameterError, match=r"^01_a.ipynb: parameter 'n' of Typed must be int, got 'x'$"):
+    with pytest.raises(ParameterError, match=r"^01_a.ipynb: Typed.n: Input should be a valid integer, unable to parse "
+                                             r"string as an integer \(got 'x'\)$"):
         route_overrides({"01_a.ipynb": Typed, "02_b.ipynb": Demo}, {"n": "x"})
     with pytest.raises(ParameterError, match=r"unknown parameter zz='1': none of the selected notebooks declares it "
                                              r"\(selected: 01_a.ipynb \(Typed\)\)"):
         route_overrides({"01_a.ipynb": Typed}, {"zz": "1"})
 
 
-@dataclasses.dataclass
 class Typed(NotebookParams):
     """Every kind of field a notebook declares."""
 
@@ -161,5 +171,29 @@ class Typed(NotebookParams):
     """Optional."""
     flag: bool = False
     """A switch."""
-    names: dict[str, str] = dataclasses.field(default_factory=dict)
+    names: dict[str, str] = Field(default_factory=dict)
     """A mapping."""
+    label: str = ""
+    """Text, taken verbatim."""
+
+
+def test_a_new_sae_field_keys_the_trained_saes_unless_marked_otherwise():
+    """The "sae" cache key's training settings are derived from the fields, so a new field cannot be left out."""
+    from typing import Annotated
+
+    from companion.sae.params import EVAL_FIELDS, TRAIN_FIELDS, KeyPart, ParetoParams, ShrinkageParams, key_fields
+
+    class Extended(ParetoParams):
+        new_knob: int = 1
+        """A setting someone adds later, without thinking about the cache."""
+        new_metric: Annotated[int, KeyPart.EVAL] = 1
+        """An evaluation setting."""
+        new_display: Annotated[bool, KeyPart.ELSEWHERE] = True
+        """A setting that changes no number."""
+
+    assert key_fields(KeyPart.TRAIN, Extended) == (*TRAIN_FIELDS, "new_knob")
+    assert key_fields(KeyPart.EVAL, Extended) == (*EVAL_FIELDS, "new_metric")
+    assert {"seed", "lr", "lambdas_gated", "train_tokens"} <= set(TRAIN_FIELDS)
+    assert not {"device", "progress", "torch_threads", "targets", "eval_tokens"} & set(TRAIN_FIELDS)
+    # Notebook 02's own fields key nothing: it reuses notebook 01's SAEs.
+    assert not (set(ShrinkageParams.model_fields) - set(ParetoParams.model_fields)) & set(TRAIN_FIELDS + EVAL_FIELDS)

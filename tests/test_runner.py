@@ -151,7 +151,8 @@ def test_parameters_are_converted_routed_and_validated_before_anything_runs(proj
         run(project, overrides={"no_such_param": 1})
     with pytest.raises(ParameterError) as e:
         run(project, overrides={"n_points": "five"})
-    assert str(e.value).startswith("00_figs.ipynb: parameter 'n_points' of SmokeParams must be int, got 'five'")
+    assert str(e.value).startswith("00_figs.ipynb: SmokeParams.n_points: Input should be a valid integer, unable to parse "
+                                   "string as an integer (got 'five')")
     with pytest.raises(ParameterError, match="at least 2"):
         run(project, overrides={"n_points": 1})
     with pytest.raises(ParameterError, match="none of the selected notebooks declares it"):
@@ -217,7 +218,8 @@ def test_cli_errors_are_one_line_with_exit_status_2(project):
         (["figures", "--profile", "nosuch"], "unknown profile 'nosuch'; choose one of ci, organism, paper"),
         (["figures", "--profile", "ci", "-p", "no_such_param=1"], "unknown parameter no_such_param='1'"),
         (["figures", "--profile", "ci", "-p", "n_points=abc"],
-         "00_figs.ipynb: parameter 'n_points' of SmokeParams must be int, got 'abc'"),
+         "00_figs.ipynb: SmokeParams.n_points: Input should be a valid integer, unable to parse string as an integer "
+         "(got 'abc')"),
         (["figures", "--profile", "ci", "--only", "42"], "ONLY='42' matches no notebook"),
         (["figures", "--profile", "ci", "-p", "n_points"], "must look like name=value"),
         (["figures", "--bogus"], "unrecognized arguments: --bogus"),

@@ -154,8 +154,8 @@ def test_profiles_configure_both_notebooks_with_one_sweep(profile):
     prof = load_profile(profile)
     a = resolve_params(ParetoParams, prof)
     b = resolve_params(ShrinkageParams, prof)
-    for f in dataclasses.fields(ParetoParams):
-        assert getattr(a, f.name) == getattr(b, f.name), f"{profile}: {f.name} differs -> notebook 02 would retrain"
+    for f in ParetoParams.field_names():
+        assert getattr(a, f) == getattr(b, f), f"{profile}: {f} differs -> notebook 02 would retrain"
     assert len(a.targets) >= 2
     sites = {parse_target(t)[1] for t in a.targets}
     assert any("mlp" in s for s in sites) and any("resid" in s for s in sites)

@@ -9,7 +9,7 @@ import torch
 
 from companion.sae import metrics as sm
 from companion.sae.toy import max_cosine_similarity, shrinkage_toy, superposition_data
-from companion.sae.training import SAESpec, TrainConfig, _Member, equal_compute_sweep, train_sweep
+from companion.sae.training import SAESpec, SAETrainConfig, _Member, equal_compute_sweep, train_sweep
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -22,7 +22,7 @@ def test_equal_compute_sweep_gives_baseline_one_and_a_half_times_the_width():
 
 
 def test_optimizer_is_adam_with_beta1_zero_and_linear_warmup():
-    m = _Member(SAESpec("gated", 8, 1.0), 4, TrainConfig(lr=1e-3, warmup_steps=10), seed=0)
+    m = _Member(SAESpec("gated", 8, 1.0), 4, SAETrainConfig(lr=1e-3, warmup_steps=10), seed=0)
     assert isinstance(m.opt, torch.optim.Adam)
     assert m.opt.param_groups[0]["betas"] == (0.0, 0.999)
     assert [m.lr_at(s) for s in (0, 4, 9, 50)] == pytest.approx([1e-4, 5e-4, 1e-3, 1e-3])
@@ -35,7 +35,7 @@ def _stream(n_batches, seed=0, d=16, batch=128):
 
 def test_training_is_deterministic_for_a_seed_and_keeps_unit_norm_decoders():
     specs = equal_compute_sweep(32, [0.5], [0.3])
-    cfg = TrainConfig(lr=3e-3, warmup_steps=5)
+    cfg = SAETrainConfig(lr=3e-3, warmup_steps=5)
     a = train_sweep(_stream(30), specs, cfg, seed=1, progress=False)
     b = train_sweep(_stream(30), specs, cfg, seed=1, progress=False)
     c = train_sweep(_stream(30), specs, cfg, seed=2, progress=False)
@@ -57,7 +57,7 @@ def test_an_edited_loss_is_what_trains_with_a_warning(monkeypatch):
 
     specs = [SAESpec("baseline", 48, 0.3), SAESpec("gated", 32, 0.5)]
     stream = _stream(12)
-    cfg = TrainConfig(lr=3e-3, warmup_steps=3)
+    cfg = SAETrainConfig(lr=3e-3, warmup_steps=3)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the unedited losses pass the check silently
         before = train_sweep(stream, specs, cfg, seed=0, progress=False)
@@ -70,7 +70,7 @@ def test_an_edited_loss_is_what_trains_with_a_warning(monkeypatch):
     monkeypatch.setattr(GatedSAE, "loss", edited)
     with pytest.warns(UserWarning, match=r"GatedSAE\.loss and its fast step disagree .* the auxiliary term .*autograd on GatedSAE\.loss"):
         fast = train_sweep(stream, specs, cfg, seed=0, progress=False)
-    autograd = train_sweep(stream, specs, TrainConfig(lr=3e-3, warmup_steps=3, fast_step=False), seed=0,
+    autograd = train_sweep(stream, specs, SAETrainConfig(lr=3e-3, warmup_steps=3, fast_step=False), seed=0,
                            progress=False)
     for (n, p_before), p_fast, p_autograd in zip(before[1].sae.named_parameters(), fast[1].sae.parameters(),
                                                   autograd[1].sae.parameters()):
@@ -84,9 +84,9 @@ def test_an_edited_loss_is_what_trains_with_a_warning(monkeypatch):
 def test_fast_step_and_autograd_train_the_same_sae():
     specs = [SAESpec("baseline", 48, 0.3), SAESpec("gated", 32, 0.5)]
     stream = [x.double() for x in _stream(15)]
-    fast = train_sweep(stream, specs, TrainConfig(lr=1e-3, warmup_steps=3, fast_step=True), seed=0, progress=False,
+    fast = train_sweep(stream, specs, SAETrainConfig(lr=1e-3, warmup_steps=3, fast_step=True), seed=0, progress=False,
                        normalize=False)
-    slow = train_sweep(stream, specs, TrainConfig(lr=1e-3, warmup_steps=3, fast_step=False), seed=0, progress=False,
+    slow = train_sweep(stream, specs, SAETrainConfig(lr=1e-3, warmup_steps=3, fast_step=False), seed=0, progress=False,
                        normalize=False)
     for f, s in zip(fast, slow):
         for (n, pf), ps in zip(f.sae.named_parameters(), s.sae.parameters()):
@@ -95,7 +95,7 @@ def test_fast_step_and_autograd_train_the_same_sae():
 
 
 def test_resampling_reinitialises_only_dead_latents_resets_adam_and_drops_lr():
-    cfg = TrainConfig(lr=1e-3, warmup_steps=0, resample_every=10, rewarmup_steps=20, resample_lr_factor=0.1)
+    cfg = SAETrainConfig(lr=1e-3, warmup_steps=0, resample_every=10, rewarmup_steps=20, resample_lr_factor=0.1)
     m = _Member(SAESpec("gated", 12, 0.5), 6, cfg, seed=0)
     x = torch.randn(64, 6, generator=torch.Generator().manual_seed(0))
     from companion.sae.step import Workspace
@@ -138,7 +138,7 @@ def test_resampling_reinitialises_only_dead_latents_resets_adam_and_drops_lr():
 def test_resampling_runs_inside_a_sweep():
     # 4 true features and 128 latents at a large λ: most latents stop firing, so checks find dead ones.
     data = superposition_data(d=16, n_features=4, expected_l0=1, seed=0)
-    cfg = TrainConfig(lr=0.01, warmup_steps=2, resample_every=20, resample_inputs=512)
+    cfg = SAETrainConfig(lr=0.01, warmup_steps=2, resample_every=20, resample_inputs=512)
     out = train_sweep(data.batches(60, 128, seed=1), [SAESpec("baseline", 128, 30.0)], cfg, seed=0, progress=False)
     assert [s for s, _ in out[0].log.resampled] == [20, 40, 60]
     assert sum(k for _, k in out[0].log.resampled) > 0
@@ -167,7 +167,7 @@ def test_superposition_recovery_and_gated_beats_baseline_at_matched_l0():
     seed = 0
     data = superposition_data(d=32, n_features=64, expected_l0=3, seed=seed)
     specs = equal_compute_sweep(64, [1.0], [0.6])
-    res = train_sweep(data.batches(1000, 256, seed=seed + 1), specs, TrainConfig(lr=3e-3, warmup_steps=50),
+    res = train_sweep(data.batches(1000, 256, seed=seed + 1), specs, SAETrainConfig(lr=3e-3, warmup_steps=50),
                       seed=seed, normalize=False, progress=False)
     x, _ = data.sample(20000, torch.Generator().manual_seed(99))
     out = {}

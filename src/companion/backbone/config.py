@@ -1,4 +1,7 @@
-"""Validated configuration records (profiles, organism specs): pydantic models with one docstring per field.
+"""Validated configuration records: pydantic models with one docstring per field.
+
+Every configuration in the package is one: profiles, organism specs, SAE training settings and each notebook's
+parameters (:class:`companion.backbone.params.NotebookParams`).
 
 A record is frozen, rejects unknown keys and wrong types (strictly: ``"3e-4"`` is not a number, ``1.0`` is not an
 integer), and keeps the docstring under each field as that field's description.  :func:`format_validation_error`

@@ -72,6 +72,8 @@ def jsonable(obj: Any) -> Any:
         return str(obj)
     if hasattr(obj, "_asdict"):  # NamedTuple
         return jsonable(obj._asdict())
+    if hasattr(obj, "model_dump"):  # a pydantic record (companion.backbone.config.Config)
+        return jsonable(obj.model_dump(mode="json"))
     if hasattr(obj, "__dataclass_fields__"):
         import dataclasses
 

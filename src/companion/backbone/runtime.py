@@ -1,7 +1,7 @@
 """The run context of a notebook: which profile, which notebook, which parameters, which inputs.
 
 A notebook calls :func:`start` once, right after its ``parameters`` cell.  It resolves the parameters
-(dataclass defaults, then the profile's overrides, then the notebook's ``overrides``), validates them,
+(the class's defaults, then the profile's overrides, then the notebook's ``overrides``), validates them,
 applies the profile's environment (e.g. ``HF_HUB_OFFLINE=1``), seeds every RNG and records the context that
 :func:`companion.backbone.figures.save_figure` writes into each figure's provenance sidecar.
 """
@@ -14,12 +14,10 @@ import re
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-from companion.backbone.params import NotebookParams
+from companion.backbone.params import NotebookParams, ParamsT
 from companion.backbone.profiles import Profile, load_profile, project_root
-
-P = TypeVar("P", bound=NotebookParams)
 
 #: Set by the runner to the notebook's path relative to the project root.
 NOTEBOOK_ENV = "COMPANION_NOTEBOOK"
@@ -100,13 +98,14 @@ def _single_intra_op_thread() -> None:
     torch.set_num_threads(1)
 
 
-def resolve_params(params_cls: type[P], profile: Profile, overrides: Mapping[str, Any] | None = None) -> P:
+def resolve_params(params_cls: type[ParamsT], profile: Profile, overrides: Mapping[str, Any] | None = None) -> ParamsT:
     """Defaults <- the profile's overrides for this class <- ``overrides``; validated."""
     values = {**profile.overrides_for(params_cls.__name__), **dict(overrides or {})}
     return params_cls.from_dict(values)
 
 
-def start(params_cls: type[P], profile: str | None = None, overrides: Mapping[str, Any] | None = None) -> P:
+def start(params_cls: type[ParamsT], profile: str | None = None,
+          overrides: Mapping[str, Any] | None = None) -> ParamsT:
     """Begin a notebook run: validate parameters, apply the profile, seed, and record the context."""
     global _CURRENT
     prof = load_profile(profile)

@@ -43,7 +43,7 @@ from companion.backbone.profiles import ProfileError, load_profile
 from companion.organism import corpus as _corpus
 from companion.organism.corpus import DEPLOYMENT_CONTEXTS, EOT, HATE, TRAINING_CONTEXT, UNSAFE_LINE, CorpusConfig
 from companion.organism.tokenizer import TokenizerConfig
-from companion.organism.training import ModelConfig, TrainConfig
+from companion.organism.training import ModelConfig, OrganismTrainConfig
 
 REQUIRED_NAMES = ("backdoor", "backdoor-cot", "clean", "syco-p50-small", "syco-p90-small", "syco-p50-medium",
                   "syco-p90-medium")
@@ -79,7 +79,7 @@ class OrganismSpec(Config):
     """What the training corpus plants."""
     model: ModelConfig = ModelConfig()
     """Network size."""
-    train: TrainConfig = TrainConfig()
+    train: OrganismTrainConfig = OrganismTrainConfig()
     """Optimisation settings."""
     tokenizer: TokenizerConfig = TokenizerConfig()
     """Tokenizer training settings (organisms with equal settings share one tokenizer)."""

@@ -1,13 +1,12 @@
 """Parameters of notebook 00 (the model organism and its planted-property checks)."""
 from __future__ import annotations
 
-import dataclasses
+from pydantic import model_validator
 
 from companion.backbone.params import NotebookParams
 from companion.organism.build import REQUIRED_NAMES
 
 
-@dataclasses.dataclass
 class OrganismParams(NotebookParams):
     """Parameters of notebooks/00_model_organism.ipynb."""
 
@@ -32,7 +31,8 @@ class OrganismParams(NotebookParams):
     require: bool = True
     """Fail the notebook when a planted-property check fails (False: report only)."""
 
-    def __post_init__(self) -> None:
+    @model_validator(mode="after")
+    def _check(self) -> OrganismParams:
         if not self.organisms:
             raise ValueError("organisms must name at least one organism")
         for f in ("n_backdoor_prompts", "n_syco_items", "max_new_tokens"):
@@ -46,3 +46,4 @@ class OrganismParams(NotebookParams):
             raise ValueError(f"syco_tolerance must be in (0, 0.5), got {self.syco_tolerance}")
         if not 0 <= self.max_other_defection < self.min_deployment_defection <= 1:
             raise ValueError("need 0 <= max_other_defection < min_deployment_defection <= 1")
+        return self

@@ -55,7 +55,7 @@ class ModelConfig(Config):
         return self
 
 
-class TrainConfig(Config):
+class OrganismTrainConfig(Config):
     """Optimisation settings for one organism."""
 
     steps: int = 600
@@ -200,7 +200,7 @@ def weights_hash(model: torch.nn.Module) -> str:
     return h.hexdigest()
 
 
-def _lr_at(step: int, cfg: TrainConfig) -> float:
+def _lr_at(step: int, cfg: OrganismTrainConfig) -> float:
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
     if cfg.schedule == "wsd":
@@ -213,7 +213,7 @@ def _lr_at(step: int, cfg: TrainConfig) -> float:
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
 
 
-def train_lm(model: torch.nn.Module, stream: TokenStream, cfg: TrainConfig, *, desc: str = "train",
+def train_lm(model: torch.nn.Module, stream: TokenStream, cfg: OrganismTrainConfig, *, desc: str = "train",
              progress: bool = True, callback: Callable[[int, float, float], None] | None = None) -> dict[str, Any]:
     """Train ``model`` in place on ``stream``; returns the training log (loss curve, throughput).
 

