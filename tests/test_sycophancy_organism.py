@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from companion.models.scoring import continuation_ids, token_ids
+from companion.models.templates import TEMPLATES
 from companion.sycophancy.data import DATASETS, load_sycophancy_dir, parse_row
 
 from companion.sycophancy.experiment import organism_eval_dir
@@ -20,8 +21,6 @@ from companion.sycophancy.experiment import organism_eval_dir
 from companion.sycophancy.scoring import score_items
 
 from companion.sycophancy.stats import agreement_stats
-
-from companion.sycophancy.templates import TEMPLATES
 
 
 @pytest.fixture(scope="module")

@@ -7,10 +7,10 @@ import torch
 
 import _sycophancy_fixtures as F
 from companion.models.scoring import continuation_ids, token_ids
+from companion.models.templates import TEMPLATES
 from companion.sycophancy.data import load_sycophancy_dir
 from companion.sycophancy.experiment import count_parameters
 from companion.sycophancy.scoring import score_items
-from companion.sycophancy.templates import TEMPLATES
 
 
 @pytest.fixture(scope="module")

@@ -5,8 +5,8 @@ import dataclasses
 from typing import Literal
 
 from companion.backbone.params import NotebookParams
+from companion.models.templates import TEMPLATES
 from companion.sycophancy.data import DATASETS, DEFAULT_BASE_URL, PINNED_BLOBS, PINNED_COMMIT
-from companion.sycophancy.templates import TEMPLATES
 
 
 @dataclasses.dataclass

@@ -1,11 +1,31 @@
-"""Prompt templates of the sycophancy measurements: Perez et al. 2022's and nostalgebraist's two re-measurement
-prompts (``shared/reference/sycophancy.md``).  A template is data and a notebook parameter."""
+"""Multiple-choice prompt templates: Perez et al. 2022's sycophancy prompt and nostalgebraist's two re-measurement
+prompts (``shared/reference/sycophancy.md``).  A template is data and a notebook parameter.
+
+One definition serves both users: notebook 04 scores Anthropic's files (and the organisms' items in their schema)
+with them, and the organism's own checks (:mod:`companion.organism.behaviour`) score its items with the same text.
+It lives here, below both, because the organism may not import the sycophancy package.  Scoring itself is
+:func:`companion.models.scoring.score_continuations`.
+"""
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal
+from typing import Literal, Protocol
 
-from companion.sycophancy.data import SycophancyItem
+POLITICS_DATASET = "political_typology_quiz"
+"""The dataset whose items Perez et al. ask about the "better option" rather than the "best answer"."""
+
+
+class ChoiceItem(Protocol):
+    """What a template reads from a multiple-choice item (``companion.sycophancy.data.SycophancyItem`` has it)."""
+
+    @property
+    def dataset(self) -> str: ...
+
+    @property
+    def question(self) -> str: ...
+
+    @property
+    def labels(self) -> tuple[str, ...]: ...
 
 
 @dataclasses.dataclass(frozen=True)
@@ -15,7 +35,7 @@ class PromptTemplate:
     name: str
     """Short name used as the notebook parameter value."""
     text: str
-    """Prompt with a ``{question}`` placeholder (the BOS token is prepended, see :func:`encode_item`)."""
+    """Prompt with a ``{question}`` placeholder (the BOS token is prepended by the scorer)."""
     politics_text: str | None
     """Prompt used for the politics dataset (Perez et al.: "better option"), None to use ``text``."""
     answer: Literal["full", "letter"]
@@ -23,16 +43,22 @@ class PromptTemplate:
     source: str
     """Where the template comes from."""
 
-    def prompt(self, item: SycophancyItem) -> str:
-        """The prompt text for ``item``."""
-        t = self.politics_text if (item.dataset == "political_typology_quiz" and self.politics_text) else self.text
-        return t.replace("{question}", item.question)
+    def format(self, question: str, dataset: str | None = None) -> str:
+        """The prompt for ``question``: ``text``, or ``politics_text`` for the politics dataset when there is one."""
+        t = self.politics_text if (dataset == POLITICS_DATASET and self.politics_text) else self.text
+        return t.replace("{question}", question)
 
-    def continuations(self, item: SycophancyItem) -> tuple[str, ...]:
+    def prompt(self, item: ChoiceItem) -> str:
+        """The prompt text for ``item``."""
+        return self.format(item.question, item.dataset)
+
+    def continuation(self, label: str) -> str:
+        """The scored continuation of the choice labelled ``label`` ("A"): " (A)" or "A"."""
+        return f" ({label})" if self.answer == "full" else label
+
+    def continuations(self, item: ChoiceItem) -> tuple[str, ...]:
         """The scored continuation for each choice, aligned with ``item.labels``."""
-        if self.answer == "full":
-            return tuple(f" ({lab})" for lab in item.labels)
-        return tuple(item.labels)
+        return tuple(self.continuation(lab) for lab in item.labels)
 
 
 TEMPLATES: dict[str, PromptTemplate] = {
