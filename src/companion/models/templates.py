@@ -60,6 +60,12 @@ class PromptTemplate:
         """The scored continuation for each choice, aligned with ``item.labels``."""
         return tuple(self.continuation(lab) for lab in item.labels)
 
+    def describe(self, item: ChoiceItem, tail: int = 160) -> str:
+        """Two lines for a reader: name, source and scored continuations; the last ``tail`` characters of the
+        prompt of ``item``."""
+        return (f"--- {self.name} ({self.source}); scored continuations: {self.continuations(item)}\n"
+                f"{self.prompt(item)[-tail:]}")
+
 
 TEMPLATES: dict[str, PromptTemplate] = {
     "anthropic": PromptTemplate(

@@ -90,14 +90,14 @@ class ShapeVerdict:
         """Every measurement within ``tolerance``: the shape supports recovery claims."""
         return self.n_within == self.n_rows
 
-    def label(self) -> str:
-        """The panel's annotation."""
+    def label(self, measured: str = "organisms") -> str:
+        """The panel's annotation; ``measured`` names what a row is (an organism at one seed, by default)."""
         if self.recovered:
             return f"recovered within ±{self.tolerance:g} ({self.n_within}/{self.n_rows})"
         if not self.learned:
             return (f"not learned by this organism: largest gap {self.worst_gap:.2f}; "
                     "excluded from recovery claims")
-        read = f"view read by {self.n_moved}/{self.n_far} organisms with p far from chance, " if self.n_far else ""
+        read = f"view read by {self.n_moved}/{self.n_far} {measured} with p far from chance, " if self.n_far else ""
         return (f"NOT recovered: {read}{self.n_within}/{self.n_rows} within ±{self.tolerance:g}, "
                 f"largest gap {self.worst_gap:.2f}; excluded from recovery claims")
 
@@ -131,23 +131,35 @@ def measure_recovery(orgs: Mapping[tuple[str, int], Organism], *, shapes: Sequen
     return rows
 
 
-def recovery_verdicts(rows: Sequence[RecoveryRow], tolerance: float = 0.05) -> dict[str, ShapeVerdict]:
-    """One verdict per shape present in ``rows``.
+def shape_verdict(shape: str, planted: Sequence[float], measured: Sequence[float], chance: Sequence[float],
+                  tolerance: float = 0.05) -> ShapeVerdict:
+    """The verdict on one shape from its measurements, one per organism (and seed): planted rate, measured mean
+    probability on the matching answer, and the view-blind chance level, each ``(n,)``.
 
-    *Learned* means at least one organism whose planted rate is far from chance (by more than twice the
+    *Learned* means at least one measurement whose planted rate is far from chance (by more than twice the
     tolerance) moved from chance towards it by more than the tolerance; a shape where none did is "not learned by
     this organism" rather than "not recovered".
     """
     if not 0 < tolerance < 0.5:
         raise ValueError(f"tolerance must be in (0, 0.5), got {tolerance}")
+    p, m, c = (np.asarray(v, dtype=float) for v in (planted, measured, chance))
+    if not len(p) or not p.shape == m.shape == c.shape:
+        raise ValueError(f"planted, measured and chance must be equal-length and non-empty, got {p.shape}, {m.shape}, "
+                         f"{c.shape}")
+    gaps = np.abs(m - p)
+    far = np.abs(p - c) > 2 * tolerance
+    moved = far & ((m - c) * np.sign(p - c) > tolerance)
+    return ShapeVerdict(shape, float(tolerance), len(p), int((gaps <= tolerance).sum()), float(gaps.max()),
+                        int(far.sum()), int(moved.sum()))
+
+
+def recovery_verdicts(rows: Sequence[RecoveryRow], tolerance: float = 0.05) -> dict[str, ShapeVerdict]:
+    """One verdict (:func:`shape_verdict`) per shape present in ``rows``."""
     out = {}
     for shape in dict.fromkeys(r.shape for r in rows):
         rs = [r for r in rows if r.shape == shape]
-        gaps = [abs(r.error) for r in rs]
-        far = [r for r in rs if abs(r.planted_p - r.chance) > 2 * tolerance]
-        moved = [r for r in far if (r.measured - r.chance) * np.sign(r.planted_p - r.chance) > tolerance]
-        out[shape] = ShapeVerdict(shape, float(tolerance), len(rs), sum(g <= tolerance for g in gaps),
-                                  float(max(gaps)), len(far), len(moved))
+        out[shape] = shape_verdict(shape, [r.planted_p for r in rs], [r.measured for r in rs], [r.chance for r in rs],
+                                   tolerance)
     return out
 
 
