@@ -173,3 +173,17 @@ def recovery_summary(rows: Sequence[RecoveryRow]) -> list[dict[str, Any]]:
                     "seeds": [r.seed for r in rs], "measured": m.tolist(), "mean": float(m.mean()),
                     "sd": float(m.std(ddof=1)) if len(m) > 1 else 0.0, "min": float(m.min()), "max": float(m.max())})
     return out
+
+
+def recovery_figure_data(rows: Sequence[RecoveryRow], verdicts: Mapping[str, ShapeVerdict], tolerance: float,
+                         seeds: Sequence[int]) -> dict[str, Any]:
+    """Figure ``sycophancy_recovery``'s sidecar numbers: every row, the verdicts, and each organism's measurement
+    per shape across its seeds (a seed summary, what check-figures judges against the spread across seeds)."""
+    from companion.backbone.figure_check import seed_summary
+
+    names = list(dict.fromkeys(r.organism for r in rows))
+    return {"rows": [r.to_dict() for r in rows], "tolerance": tolerance, "seeds": list(seeds),
+            "verdicts": {s: v.to_dict() for s, v in verdicts.items()},
+            "measured": {shape: {name: seed_summary([r.measured for r in rows if (r.shape, r.organism) == (shape, name)])
+                                 for name in names}
+                         for shape in verdicts}}
