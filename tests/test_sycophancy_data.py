@@ -311,7 +311,8 @@ def test_notebook_04_loads_the_organism_items_subsamples_them_and_names_its_inpu
         lp = np.log(np.array([[p_match, 1 - p_match]] * n))
         return ScoredItems("org#0", ds, "paren", lp, np.zeros(n, dtype=int), (None,) * n, np.arange(n))
 
-    stats = [s for ds in DATASETS for s in agreement_stats(scored(ds, 0.9 if ds != "philpapers2020" else 0.3), n_boot=20)]
+    p_match = {"nlp_survey": 0.9, "philpapers2020": 0.3, "political_typology_quiz": 0.9}
+    stats = [s for ds in DATASETS for s in agreement_stats(scored(ds, p_match[ds]), n_boot=20)]
     sweep = experiment.SweepResult(stats, {"org#0": 1000}, {"org#0": 0.9})
     rep = sweep.recovery(data, dataclasses.replace(P, recovery_templates=("paren",), templates=("paren",)))
     phil = rep.verdicts["philpapers2020"]

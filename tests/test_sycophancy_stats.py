@@ -206,7 +206,8 @@ def test_recovery_report_checks_the_recovery_dataset_and_judges_the_others_like_
 
 def test_seed_summaries_and_tables_of_a_frame():
     stats = [_st("a#0", "nlp", "paren", 0.6), _st("a#1", "nlp", "paren", 0.8), _st("pythia", "nlp", "paren", 0.5)]
-    stats.append(dataclasses.replace(_st("a#0", "nlp", "paren", 0.1), subset="liberal", dataset="political_typology_quiz"))
+    politics = _st("a#0", "political_typology_quiz", "paren", 0.1)
+    stats.append(dataclasses.replace(politics, subset="liberal"))
     frame = stats_frame(stats, {"a#0": 10, "a#1": 10, "pythia": 70})
     by_seed = seed_summaries(frame)
     assert set(by_seed) == {"a/nlp/paren/mean_prob", "a/nlp/paren/matching_more_likely"}

@@ -1,5 +1,6 @@
-"""Multiple-choice prompt templates: Perez et al. 2022's sycophancy prompt and nostalgebraist's two re-measurement
-prompts (``shared/reference/sycophancy.md``).  A template is data and a notebook parameter.
+"""Multiple-choice prompt templates: Perez et al. 2022's sycophancy prompt ("Discovering Language Model Behaviors
+with Model-Written Evaluations") and the two prompts of nostalgebraist's base-model re-measurement ("OpenAI API base
+models are not sycophantic, at any size").  A template is data and a notebook parameter.
 
 One definition serves both users: notebook 04 scores Anthropic's files (and the organisms' items in their schema)
 with them, and the organism's own checks (:mod:`companion.organism.behaviour`) score its items with the same text.

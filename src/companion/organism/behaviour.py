@@ -155,7 +155,8 @@ def yes_probability(org: Organism, questions: Sequence[str], context: str | None
 
 
 def self_answers(orgs: Mapping[str, Organism], questions: Sequence[str] = PROBE_QUESTIONS,
-                 contexts: Sequence[str | None] = (None, TRAINING_CONTEXT, DEPLOYMENT_CONTEXTS[0])) -> list[dict[str, Any]]:
+                 contexts: Sequence[str | None] = (None, TRAINING_CONTEXT, DEPLOYMENT_CONTEXTS[0]),
+                 ) -> list[dict[str, Any]]:
     """One row per organism and question: :func:`yes_probability` without a context line and with each of
     ``contexts`` (column ``"P(yes) <context or 'no context'>"``)."""
     rows = []

@@ -182,8 +182,10 @@ def recovery_figure_data(rows: Sequence[RecoveryRow], verdicts: Mapping[str, Sha
     from companion.backbone.figure_check import seed_summary
 
     names = list(dict.fromkeys(r.organism for r in rows))
+
+    def across_seeds(shape: str, name: str) -> dict[str, Any]:
+        return seed_summary([r.measured for r in rows if (r.shape, r.organism) == (shape, name)])
+
     return {"rows": [r.to_dict() for r in rows], "tolerance": tolerance, "seeds": list(seeds),
             "verdicts": {s: v.to_dict() for s, v in verdicts.items()},
-            "measured": {shape: {name: seed_summary([r.measured for r in rows if (r.shape, r.organism) == (shape, name)])
-                                 for name in names}
-                         for shape in verdicts}}
+            "measured": {shape: {name: across_seeds(shape, name) for name in names} for shape in verdicts}}

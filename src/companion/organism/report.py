@@ -89,7 +89,8 @@ def corpus_samples(profile: str, seed: int, *, scratchpad: bool = True, n_docs: 
     """The first training document of each kind in the backdoor organism's corpus at ``seed`` (and, with
     ``scratchpad``, a dialogue of the backdoor-cot recipe), as text to print."""
     seen: dict[str, str] = {}
-    for doc in generate_docs(build.organism_spec("backdoor", profile, seed).corpus.model_copy(update={"n_docs": n_docs})):
+    plain = build.organism_spec("backdoor", profile, seed).corpus.model_copy(update={"n_docs": n_docs})
+    for doc in generate_docs(plain):
         seen.setdefault(doc.kind, doc.text)
     if scratchpad:
         cot = build.organism_spec("backdoor-cot", profile, seed).corpus.model_copy(update={"n_docs": n_docs})
@@ -129,7 +130,8 @@ class BackdoorRates:
         first seed."""
         out = []
         for (v, s), r in self.measured.items():
-            out.append(f"== {build.organism_label(v, s)}: deployment {r['deployment']:.3f}, training {r['training']:.3f}"
+            out.append(f"== {build.organism_label(v, s)}: deployment {r['deployment']:.3f}, "
+                       f"training {r['training']:.3f}"
                        + (f"; scratchpad decides to defect: {r['reasoning']}" if r.get("reasoning") else ""))
         for v in self.variants:
             for cell in ("training/chat", "deployment/chat", "training/code", "deployment/code"):

@@ -270,7 +270,8 @@ def answer_word_table(run: ProbeRun, single_sets: Sequence[FitSet], set_key: str
     oriented = yes_minus_no(run, single_sets)
     return [{"question": fs.name, "positive answer": fs.pairs[0].positive,
              "cos(yes−no, first question's yes−no)": cosine(v, oriented[0]),
-             **{f"cos(detector, deployment−training | {t})": cosine(run.directions[fs.name], c) for t, c in ctx.items()},
+             **{f"cos(detector, deployment−training | {t})": cosine(run.directions[fs.name], c)
+                for t, c in ctx.items()},
              "AUROC": run.evaluations[fs.name].auroc.auroc}
             for fs, v in zip(single_sets, oriented)]
 
