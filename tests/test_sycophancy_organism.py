@@ -99,7 +99,7 @@ def _measure(profile: str, n_items: int) -> dict[str, tuple[float, float, float]
         own = sycophancy_items("nlp_survey", 30, 0)
         ours = score_items(org.model, [parse_row(it.to_json(), "nlp_survey", i + 1) for i, it in enumerate(own)],
                              "believe_paren", threads=1).p_matching
-        np.testing.assert_allclose(ours, choice_probabilities(org, own, "best_answer_paren"), atol=1e-4)
+        np.testing.assert_allclose(ours, choice_probabilities(org, own, "believe_paren"), atol=1e-4)
     return out
 
 
