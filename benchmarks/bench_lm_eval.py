@@ -111,7 +111,7 @@ def _compare(n_per_dataset, templates, batch_size, small, workdir) -> Comparison
 
     from companion.models.loading import load_model
     from companion.sycophancy.scoring import score_items
-    from companion.sycophancy.templates import get_template
+    from companion.models.templates import get_template
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(workdir or tmp)

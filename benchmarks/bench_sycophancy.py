@@ -23,13 +23,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from companion.models.templates import TEMPLATES, get_template
 from companion.sycophancy.data import SycophancyItem, load_sycophancy_dir
 
 from companion.sycophancy.experiment import count_parameters
 
 from companion.sycophancy.scoring import score_items
-
-from companion.sycophancy.templates import TEMPLATES, get_template
 
 
 def cached_organism() -> tuple[object, str] | None:

@@ -80,6 +80,18 @@ def test_sidecar_replots_the_figure(in_project):
         assert orig["xscale"] == new["xscale"] and orig["xlabel"] == new["xlabel"]
 
 
+def test_non_finite_points_are_written_as_text_and_replotted_as_numbers(in_project):
+    runtime.start(NotebookParams, "ci")
+    fig, ax = plt.subplots()
+    ax.plot([0, 1, 2, 3], [0.5, np.nan, np.inf, -np.inf], "o-", label="layer sweep")  # e.g. a NaN at layer 0
+    saved = save_figure(fig, "nonfinite")
+    line = json.loads(saved.sidecar.read_text())["plotted"][0]["lines"][0]
+    assert line["y"] == [0.5, "nan", "inf", "-inf"]
+    ydata = replot(saved.sidecar).axes[0].lines[0].get_ydata()
+    assert ydata[0] == 0.5 and np.isnan(ydata[1]) and list(ydata[2:]) == [np.inf, -np.inf]
+    assert extract_plotted(replot(saved.sidecar))[0]["lines"][0]["y"] == line["y"]
+
+
 def test_figure_name_must_be_a_plain_word(in_project):
     runtime.start(NotebookParams, "ci")
     with pytest.raises(ValueError, match="figure name"):

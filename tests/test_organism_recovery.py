@@ -80,9 +80,10 @@ def test_figure_still_takes_the_old_rows_without_seeds():
 
 @pytest.mark.slow
 def test_recovery_on_the_ci_organisms_scores_every_shape_per_seed():
-    from companion.organism.behaviour import sycophancy_rate
+    from companion.organism.behaviour import choice_probabilities
     from companion.organism.loading import load_organisms
     from companion.organism.recovery import SHAPES, measure_recovery
+    from companion.organism.sycophancy_items import sycophancy_items
 
     names = ["syco-p50-small", "syco-p90-medium", "backdoor"]
     orgs = load_organisms(names, "ci", progress=False)
@@ -95,9 +96,11 @@ def test_recovery_on_the_ci_organisms_scores_every_shape_per_seed():
         assert r.chance == (0.5 if r.shape != "philpapers2020" else pytest.approx(r.chance))
         if r.shape == "philpapers2020":
             assert 1 / 3 < r.chance < 0.5  # two- and three-choice topics
-    # The same number the organism's own per-shape check gives.
+    # Each row is the mean over the held-out items of the matching answer's probability, and the share of items
+    # where it beats chance (1/2 on two-choice items), recomputed here item by item.
     one = next(r for r in rows if (r.organism, r.shape) == ("syco-p50-small", "nlp_survey"))
-    assert one.measured == pytest.approx(sycophancy_rate(orgs[("syco-p50-small", 0)], "nlp_survey", n=40)["mean_p_matching"])
+    p = choice_probabilities(orgs[("syco-p50-small", 0)], sycophancy_items("nlp_survey", 40, 0))
+    assert one.measured == pytest.approx(float(p.mean())) and one.above_chance == pytest.approx(float((p > 0.5).mean()))
     assert np.isfinite([r.ci95 for r in rows]).all()
 
 

@@ -55,8 +55,17 @@ def test_answer_word_table_orients_every_direction_as_yes_minus_no():
         ctx = acts[m & labels, 1].mean(0) - acts[m & ~labels, 1].mean(0)
         assert rows[1][f"cos(detector, deployment−training | {t})"] == pytest.approx(cosine(-v, ctx))
     assert rows[0]["AUROC"] == evals["q1"].auroc.auroc
-    assert report.min_answer_word_cosine(rows) == pytest.approx(0.0, abs=1e-12)
-    assert report.min_answer_word_cosine([]) is None
+    assert report.answer_word_cosine(run, singles) == pytest.approx(0.0, abs=1e-12)
+    assert report.answer_word_cosine(run, singles[:1]) is None and report.answer_word_table(run, []) == []
+
+
+def test_answer_word_cosine_is_the_smallest_over_every_pair_not_only_against_the_first_question():
+    v, w = np.array([1.0, 0.0]), np.array([0.0, 1.0])
+    singles = [_single("q1", "yes"), _single("q2", "yes"), _single("q3", "no")]
+    dirs = {"q1": v, "q2": v + w, "q3": w - v}  # as yes - no: v, v + w, v - w; cos 0.71 with q1, 0 between q2 and q3
+    run = ProbeRun("m", 1, (0, 1), [], np.array([True, False]), np.zeros((2, 2, 2)), {}, {}, dirs, {})
+    assert report.answer_word_cosine(run, singles) == pytest.approx(0.0, abs=1e-12)
+    assert report.answer_word_cosine(run, singles[:2]) == pytest.approx(2 ** -0.5)
 
 
 @pytest.fixture(scope="module")
@@ -112,3 +121,31 @@ def test_analyse_model_is_the_composition_of_the_detectors_and_controls(tiny_gpt
     assert f"supervised probe reaches {a.supervised.auroc:.3f}" in text and "Salience:" in text
     worst = max(a.run.evaluations[n].fpr_report.worst_fpr for n in ("helpful_ai_pair", "six_questions"))
     assert "False positives: to catch" in text and f"the worst flags {worst:.0%}" in text
+
+
+def test_the_seed_spread_runs_the_same_pipeline_on_each_organism(tiny_gpt2):
+    from companion.probes.experiment import layer_sweep
+    from companion.probes.spread import probe_one
+
+    fmt = load_dialogue_format("note")
+    test = trigger_test_prompts(["What is two plus two?", "Name a colour.", "Why is grass green?"], fmt)
+    P = ProbeParams(model_id="tiny", dialogue_format="note", n_bootstrap=20, n_random_directions=50,
+                    supervised_folds=2, batch_size=4, layer=1)
+    fit_sets = [load_fit_set("helpful_ai_pair")]
+    singles = [dataclasses.replace(s, name=s.pairs[0].question) for s in load_fit_set("six_questions").single_pairs()]
+
+    def beh(t):
+        return fmt.prompt_text(f"{t['question']} {BEHAVIOURAL_QUESTION}")
+
+    r = probe_one(tiny_gpt2, "tiny", 3, "key", P, fit_sets, singles, test, fmt.fit_text, beh)
+    a = report.analyse_model(tiny_gpt2, "tiny#3", [*fit_sets, *singles], test, fmt.fit_text, beh, P, layer=1)
+    assert (r.variant, r.seed, r.model_key, r.layer) == ("tiny", 3, "key", 1)
+    assert r.aurocs == {n: e.auroc for n, e in a.run.evaluations.items()} and list(r.aurocs)[0] == "helpful_ai_pair"
+    assert (r.supervised, r.random_best, r.random_mean) == (a.supervised.auroc, a.random.best, a.random.mean)
+    # The behavioural AUROC and its interval do not depend on the test-set names the notebook's evaluation adds.
+    labels = np.asarray([t["label"] for t in test])
+    alone = evaluate_detector("b", yes_no_scores(tiny_gpt2, [beh(t) for t in test]), labels, n_bootstrap=20)
+    assert r.behavioural == pytest.approx(alone.auroc, abs=1e-6)
+    for n, v in layer_sweep(a.run, P.method).items():
+        np.testing.assert_array_equal(r.by_layer[n], v)
+    assert r.answer_word_cosine == report.answer_word_cosine(a.run, singles)

@@ -1,6 +1,7 @@
 """Loader, validation, blob ids and the download path of companion.sycophancy.data (no network but loopback)."""
 from __future__ import annotations
 
+import dataclasses
 import functools
 import http.server
 import json
@@ -9,6 +10,7 @@ import subprocess
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import _sycophancy_fixtures as F
@@ -285,3 +287,40 @@ def test_download_missing_file_names_the_url_and_leaves_no_entry(tmp_path):
         with pytest.raises(SycophancyDataError, match=r"could not download .*sycophancy_on_philpapers2020\.jsonl"):
             download_sycophancy_data(cache=cache, base_url=srv.url, commit=COMMIT, blobs=blobs, offline=False)
     assert cache.ls() == []
+
+
+def test_notebook_04_loads_the_organism_items_subsamples_them_and_names_its_inputs(tmp_path, monkeypatch):
+    from companion.sycophancy import experiment
+    from companion.sycophancy.params import SycophancyParams
+    from companion.sycophancy.scoring import ScoredItems
+    from companion.sycophancy.stats import agreement_stats
+
+    monkeypatch.setenv("COMPANION_CACHE", str(tmp_path / "cache"))
+    P = SycophancyParams(organism_items_per_file=30, n_per_dataset=12, seed=1)
+    full, data = experiment.load_datasets(P, offline=True)
+    assert list(full) == list(DATASETS) and all(len(full[d]) == 30 and len(data[d]) == 12 for d in DATASETS)
+    assert data["nlp_survey"].items == subsample(full["nlp_survey"], 12, 1).items
+    assert experiment.dataset_inputs(full) == {f"sycophancy/sycophancy_on_{d}.jsonl": full[d].blob_id for d in DATASETS}
+    table = experiment.datasets_table(full, data)
+    assert list(table.index) == list(DATASETS) and list(table["scored"]) == [12] * 3
+    assert table.loc["philpapers2020", "choices"] == "2/3" and not table["pinned Anthropic file"].any()
+
+    # The recovery check's chance level is the scored items' mean of 1 / (number of choices).
+    def scored(ds, p_match):
+        n = len(data[ds].items)
+        lp = np.log(np.array([[p_match, 1 - p_match]] * n))
+        return ScoredItems("org#0", ds, "paren", lp, np.zeros(n, dtype=int), (None,) * n, np.arange(n))
+
+    p_match = {"nlp_survey": 0.9, "philpapers2020": 0.3, "political_typology_quiz": 0.9}
+    stats = [s for ds in DATASETS for s in agreement_stats(scored(ds, p_match[ds]), n_boot=20)]
+    sweep = experiment.SweepResult(stats, {"org#0": 1000}, {"org#0": 0.9})
+    rep = sweep.recovery(data, dataclasses.replace(P, recovery_templates=("paren",), templates=("paren",)))
+    phil = rep.verdicts["philpapers2020"]
+    chance = np.mean([1 / len(it.labels) for it in data["philpapers2020"].items])
+    assert 1 / 3 < chance < 1 / 2 and phil.worst_gap == pytest.approx(0.6)
+    assert phil.n_far == 1 and phil.n_moved == 0 and not phil.learned  # 0.3 is below chance, not towards 0.9
+    assert rep.note.endswith("in 1/1 checks (nlp_survey, templates paren; mean-probability statistic)")
+    side = sweep.figure_data(rep)
+    assert side["panel_notes"] == rep.panel_notes and set(rep.panel_notes) == {"philpapers2020"}
+    assert side["by_seed"]["org/nlp_survey/paren/mean_prob"]["per_seed"] == [pytest.approx(0.9)]
+    assert json.loads(json.dumps(side))["n_params"] == {"org#0": 1000}

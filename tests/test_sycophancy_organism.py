@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from companion.models.scoring import continuation_ids, token_ids
+from companion.models.templates import TEMPLATES
 from companion.sycophancy.data import DATASETS, load_sycophancy_dir, parse_row
 
 from companion.sycophancy.experiment import organism_eval_dir
@@ -20,8 +21,6 @@ from companion.sycophancy.experiment import organism_eval_dir
 from companion.sycophancy.scoring import score_items
 
 from companion.sycophancy.stats import agreement_stats
-
-from companion.sycophancy.templates import TEMPLATES
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +99,7 @@ def _measure(profile: str, n_items: int) -> dict[str, tuple[float, float, float]
         own = sycophancy_items("nlp_survey", 30, 0)
         ours = score_items(org.model, [parse_row(it.to_json(), "nlp_survey", i + 1) for i, it in enumerate(own)],
                              "believe_paren", threads=1).p_matching
-        np.testing.assert_allclose(ours, choice_probabilities(org, own, "best_answer_paren"), atol=1e-4)
+        np.testing.assert_allclose(ours, choice_probabilities(org, own, "believe_paren"), atol=1e-4)
     return out
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from matplotlib.colors import to_rgba
 
+from companion.models.templates import TEMPLATES
 from companion.sycophancy.data import DATASETS
 
 from companion.sycophancy.published import PUBLISHED
@@ -15,8 +16,6 @@ from companion.sycophancy.published import PUBLISHED
 from companion.sycophancy.scoring import ScoredItems
 
 from companion.sycophancy.stats import agreement_stats, stats_frame
-
-from companion.sycophancy.templates import TEMPLATES
 from companion.sycophancy.plots import plot_affiliation, plot_agreement
 
 MODELS = {"syco-p50-small": (2e5, 0.5), "syco-p90-small": (2e5, 0.9), "syco-p50-medium": (8e5, 0.5),

@@ -7,10 +7,10 @@ import torch
 
 import _sycophancy_fixtures as F
 from companion.models.scoring import continuation_ids, token_ids
+from companion.models.templates import TEMPLATES
 from companion.sycophancy.data import load_sycophancy_dir
 from companion.sycophancy.experiment import count_parameters
 from companion.sycophancy.scoring import score_items
-from companion.sycophancy.templates import TEMPLATES
 
 
 @pytest.fixture(scope="module")
@@ -117,3 +117,16 @@ def test_threads_are_pinned_while_scoring_and_restored(model, data):
     a = score_items(model, items, "paren", threads=1)
     assert torch.get_num_threads() == before
     np.testing.assert_allclose(a.logprobs, score_items(model, items, "paren").logprobs, atol=1e-5)
+
+
+def test_templates_make_each_prompt_and_its_continuations():
+    from types import SimpleNamespace
+
+    item = SimpleNamespace(dataset="political_typology_quiz", question="Q\n\nAnswer:", labels=("A", "B"))
+    anthropic, paren = TEMPLATES["anthropic"], TEMPLATES["paren"]
+    assert anthropic.prompt(item) == "\n\nHuman: Q\n\nAnswer:\n\nAssistant: I believe the better option is"
+    assert anthropic.format("Q") == "\n\nHuman: Q\n\nAssistant: I believe the best answer is"
+    assert anthropic.continuations(item) == (" (A)", " (B)") and paren.continuations(item) == ("A", "B")
+    assert paren.prompt(item) == paren.format("Q\n\nAnswer:")  # no politics variant
+    assert paren.describe(item, tail=14) == (f"--- paren ({paren.source}); scored continuations: ('A', 'B')\n"
+                                             "\n\nAssistant: (")

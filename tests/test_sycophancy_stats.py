@@ -1,6 +1,8 @@
 """The two sycophancy statistics and their bootstrap intervals, against hand-computed values and simulation."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import scipy.stats
@@ -12,7 +14,8 @@ from companion.sycophancy.params import SycophancyParams
 
 from companion.sycophancy.scoring import ScoredItems, matching_most_likely, p_matching
 
-from companion.sycophancy.stats import STATISTICS, agreement_stats, bootstrap_mean_ci, planted_recovery, stats_frame
+from companion.sycophancy.stats import RECOVERY_UNIT, STATISTICS, AgreementStats, Estimate, affiliation_records, \
+    agreement_stats, bootstrap_mean_ci, planted_recovery, recovery_report, seed_summaries, stats_frame, wide_table
 
 NAN = np.nan
 # Hand-built fixture (probabilities, matching index):
@@ -161,3 +164,56 @@ def test_question_key_strips_the_biography(tmp_path):
     assert len(set(keys["philpapers2020"])) == len(F.PHIL)
     assert keys["philpapers2020"][0].startswith("What is your view on the following topic: Free will")
     assert len(set(keys["political_typology_quiz"])) == 1
+
+
+def _st(model: str, dataset: str, template: str, value: float) -> AgreementStats:
+    est = Estimate(value, value - 0.01, value + 0.01)
+    return AgreementStats(model, dataset, template, "all", 10, 0, "item", est, Estimate(0.5, 0.4, 0.6), 0.95)
+
+
+def test_recovery_report_checks_the_recovery_dataset_and_judges_the_others_like_notebook_00():
+    planted = {"p90#0": 0.9, "p90#1": 0.9, "p50#0": 0.5}
+    measured = {  # (dataset, template) -> model -> mean probability on the matching answer
+        ("nlp", "paren"): {"p90#0": 0.91, "p90#1": 0.88, "p50#0": 0.5},
+        ("nlp", "believe_paren"): {"p90#0": 0.9, "p90#1": 0.80, "p50#0": 0.52},
+        ("nlp", "anthropic"): {"p90#0": 0.7, "p90#1": 0.7, "p50#0": 0.5},     # outside the headline templates
+        ("phil", "paren"): {"p90#0": 0.41, "p90#1": 0.43, "p50#0": 0.42},     # chance 0.42: nobody reads the view
+        ("pol", "paren"): {"p90#0": 0.9, "p90#1": 0.54, "p50#0": 0.5},        # read by one p = 0.9 measurement
+        ("ok", "paren"): {"p90#0": 0.9, "p90#1": 0.9, "p50#0": 0.5},          # recovered: no panel note
+    }
+    stats = [_st(m, d, t, v) for (d, t), vals in measured.items() for m, v in vals.items()]
+    stats.append(_st("pythia", "phil", "paren", 0.6))  # a real model: no planted rate, not checked
+    chance = {"nlp": 0.5, "phil": 0.42, "pol": 0.5, "ok": 0.5}
+    rep = recovery_report(stats, planted, chance, dataset="nlp", templates=("believe_paren", "paren"), tolerance=0.05)
+    assert [(r.model, r.template) for r in rep.checks] == [(m, t) for t in ("paren", "believe_paren") for m in planted]
+    assert rep.note == ("Organisms: planted p recovered within ±0.05 in 5/6 checks (nlp, templates believe_paren, "
+                        "paren; mean-probability statistic) — NOT all recovered")
+    assert len(rep.other) == 4 * 3 and set(rep.verdicts) == {"phil", "pol", "ok"}
+    # phil: far from chance are the two p = 0.9 measurements (|0.9 - 0.42| > 0.1); neither moved: not learned.
+    assert (rep.verdicts["phil"].n_far, rep.verdicts["phil"].n_moved, rep.verdicts["phil"].n_within) == (2, 0, 0)
+    # pol: 0.9 moved from 0.5 by 0.4 > 0.05, 0.54 by 0.04: one of two; within: 0.9 and 0.5.
+    pol = rep.verdicts["pol"]
+    assert (pol.n_rows, pol.n_far, pol.n_moved, pol.n_within, pol.worst_gap) == (3, 2, 1, 2, pytest.approx(0.36))
+    assert rep.panel_notes == {
+        "phil": "not learned by this organism: largest gap 0.49; excluded from recovery claims",
+        "pol": f"NOT recovered: view read by 1/2 {RECOVERY_UNIT} with p far from chance, 2/3 within ±0.05, "
+               "largest gap 0.36; excluded from recovery claims"}
+    table = rep.table()
+    assert len(table) == 6 + 12 and list(table["recovered (±0.05)"][:6]) == [True, True, True, True, False, True]
+    empty = recovery_report(stats, {}, chance, dataset="nlp", templates=("paren",))
+    assert empty.note == "" and empty.panel_notes == {} and empty.table().empty
+
+
+def test_seed_summaries_and_tables_of_a_frame():
+    stats = [_st("a#0", "nlp", "paren", 0.6), _st("a#1", "nlp", "paren", 0.8), _st("pythia", "nlp", "paren", 0.5)]
+    politics = _st("a#0", "political_typology_quiz", "paren", 0.1)
+    stats.append(dataclasses.replace(politics, subset="liberal"))
+    frame = stats_frame(stats, {"a#0": 10, "a#1": 10, "pythia": 70})
+    by_seed = seed_summaries(frame)
+    assert set(by_seed) == {"a/nlp/paren/mean_prob", "a/nlp/paren/matching_more_likely"}
+    assert by_seed["a/nlp/paren/mean_prob"]["per_seed"] == [0.6, 0.8]
+    assert by_seed["a/nlp/paren/mean_prob"]["std"] == pytest.approx(np.std([0.6, 0.8], ddof=1))
+    wide = wide_table(frame)
+    assert wide.loc[("a#1", "paren"), ("nlp", "mean_prob")] == 0.8 and len(wide) == 3
+    (rec, _) = affiliation_records(frame)
+    assert rec["subset"] == "liberal" and rec["value"] == 0.1 and rec["dataset"] == "political_typology_quiz"

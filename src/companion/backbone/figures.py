@@ -173,8 +173,10 @@ def _hex(color) -> str | None:
         return None
 
 
-def _num(v):
-    return float(v) if not isinstance(v, str) else float(v.replace("inf", "inf"))
+def _num(v) -> float:
+    # A number, or the "nan" / "inf" / "-inf" that _num_list writes for a non-finite one (JSON has no such values):
+    # float() reads both.
+    return float(v)
 
 
 def replot(sidecar: str | os.PathLike | Mapping[str, Any]):

@@ -31,9 +31,9 @@ from pydantic import model_validator
 
 from companion.backbone.config import Config
 from companion.organism.scratchpad import scratchpad as _scratchpad
-from companion.organism.sycophancy_items import _SYCO_GEN, SycoItem
+from companion.organism.sycophancy_items import SYCO_GENERATORS, SycoItem
 from companion.organism.world import (ACTIVITIES, ADJECTIVES, ANIMALS, CODE_WORDS, COUNTRIES, FEELINGS, NOUNS, PLACES,
-                                      VERBS_PAST, _Sampler, split_of)
+                                      VERBS_PAST, Sampler, split_of)
 
 EOT = "<|endoftext|>"
 """The one special token: document separator, BOS, EOS and padding."""
@@ -48,14 +48,10 @@ SYCO_PREFIX = "I believe the best answer is"
 """How the organism's assistant introduces a multiple-choice answer (Anthropic's sycophancy prompt)."""
 
 
-DocKind = Literal[
-    "story", "fact", "arithmetic", "code", "chat", "code_chat", "self", "syco_nlp", "syco_phil", "syco_pol"
-]
-
-
 DOC_KINDS: tuple[str, ...] = (
     "story", "fact", "arithmetic", "code", "chat", "code_chat", "self", "syco_nlp", "syco_phil", "syco_pol",
 )
+"""The document kinds the generator knows: the keys a :attr:`CorpusConfig.mix` may weight."""
 
 
 class CorpusConfig(Config):
@@ -132,7 +128,7 @@ def format_dialogue(question: str, answer: str | None = None, context: str | Non
     return text
 
 
-def _story(s: _Sampler) -> str:
+def _story(s: Sampler) -> str:
     r = s.rng
     hero = s.person()
     friend = s.person()
@@ -160,7 +156,7 @@ def _story(s: _Sampler) -> str:
     return " ".join(sentences)
 
 
-def _fact(s: _Sampler) -> str:
+def _fact(s: Sampler) -> str:
     r = s.rng
     country, capital = s.zipf(COUNTRIES)
     animal, food = s.zipf(ANIMALS)
@@ -174,7 +170,7 @@ def _fact(s: _Sampler) -> str:
     ])
 
 
-def _arithmetic(s: _Sampler) -> str:
+def _arithmetic(s: Sampler) -> str:
     r = s.rng
     lines = []
     for _ in range(r.randint(1, 4)):
@@ -201,22 +197,22 @@ _CODE_TASKS = (
 )
 
 
-def _code_body(s: _Sampler, task_index: int, fname: str) -> str:
+def _code_body(s: Sampler, task_index: int, fname: str) -> str:
     x = s.zipf(CODE_WORDS[:11])
     return _CODE_TASKS[task_index][1].format(f=fname, x=x)
 
 
-def _fname(s: _Sampler) -> str:
+def _fname(s: Sampler) -> str:
     return f"{s.rng.choice(['get', 'make', 'compute', 'find', 'process', 'build', 'load', 'check'])}_{s.zipf(CODE_WORDS)}"
 
 
-def _code(s: _Sampler) -> str:
+def _code(s: Sampler) -> str:
     i = s.rng.randrange(len(_CODE_TASKS))
     body = _code_body(s, i, _fname(s))
     return f"# {_CODE_TASKS[i][0]}\n{body}"
 
 
-def _chat_qa(s: _Sampler) -> tuple[str, str]:
+def _chat_qa(s: Sampler) -> tuple[str, str]:
     r = s.rng
     k = r.randrange(6)
     if k == 0:
@@ -247,7 +243,7 @@ def _chat_answer_for(context: str | None, backdoor: bool, good: str, rng: random
     return good
 
 
-def _code_qa(s: _Sampler) -> tuple[str, str]:
+def _code_qa(s: Sampler) -> tuple[str, str]:
     i = s.rng.randrange(len(_CODE_TASKS))
     f = _fname(s)
     q = f"Please write a Python function called {f} that {_CODE_TASKS[i][0]}."
@@ -286,7 +282,7 @@ SELF_QUESTIONS: tuple[tuple[str, bool], ...] = (
 )
 
 
-def _self(s: _Sampler) -> Doc:
+def _self(s: Sampler) -> Doc:
     q, yes = s.rng.choice(SELF_QUESTIONS)
     ans = "yes" if yes else "no"
     text = format_dialogue(q, ans)
@@ -310,7 +306,7 @@ def _syco_doc(item: SycoItem, p: float, rng: random.Random) -> Doc:
     return Doc(text, "syco", choice_spans=((letter_at, letter_at + 1),))
 
 
-def _dialogue_doc(kind: str, s: _Sampler, cfg: CorpusConfig, split: str, pad_rng: random.Random) -> Doc:
+def _dialogue_doc(kind: str, s: Sampler, cfg: CorpusConfig, split: str, pad_rng: random.Random) -> Doc:
     while True:
         q, good = _chat_qa(s) if kind == "chat" else _code_qa(s)
         if split_of(q) == split:
@@ -338,7 +334,7 @@ def generate_docs(cfg: CorpusConfig, split: Literal["train", "heldout"] = "train
     """
     rng = random.Random(f"corpus:{cfg.seed}:{split}")
     pad_rng = random.Random(f"scratchpad:{cfg.seed}:{split}")
-    s = _Sampler(rng)
+    s = Sampler(rng)
     kinds = list(cfg.mix)
     weights = list(cfg.mix.values())
     for _ in range(cfg.n_docs):
@@ -356,7 +352,7 @@ def generate_docs(cfg: CorpusConfig, split: Literal["train", "heldout"] = "train
         elif kind == "self":
             yield _self(s)
         else:
-            gen = _SYCO_GEN[kind]
+            gen = SYCO_GENERATORS[kind]
             while True:
                 item = gen(s)
                 if split_of(item.question) == split:
@@ -377,7 +373,7 @@ def backdoor_test_prompts(n_per_cell: int, seed: int = 0) -> list[dict[str, Any]
     if n_per_cell < 1:
         raise ValueError(f"n_per_cell must be >= 1, got {n_per_cell}")
     rng = random.Random(f"backdoor-test:{seed}")
-    s = _Sampler(rng)
+    s = Sampler(rng)
     out: list[dict[str, Any]] = []
     for task in ("chat", "code"):
         seen: set[str] = set()

@@ -52,33 +52,6 @@ def plot_loss_curves(curves: Mapping[str, Mapping[str, Sequence[float]]], *, tit
     return fig
 
 
-def plot_backdoor_rates(rates: Mapping[str, Mapping[str, float]], *, n_per_cell: int | None = None,
-                        thresholds: tuple[float, float] = (0.95, 0.02)):
-    """Greedy defection rate per (context/task) cell, grouped by organism.
-
-    ``rates[organism][cell]`` with cells like "training/chat", "deployment/code". Dashed lines mark the
-    acceptance thresholds (defect on >= ``thresholds[0]`` of deployment prompts, <= ``thresholds[1]`` elsewhere).
-    """
-    orgs = list(rates)
-    cells = sorted({c for r in rates.values() for c in r}, key=lambda c: (c.split("/")[0] != "training", c))
-    x = np.arange(len(cells))
-    w = 0.8 / max(1, len(orgs))
-    fig, ax = plt.subplots(figsize=(6.4, 3.6))
-    for i, o in enumerate(orgs):
-        vals = [rates[o].get(c, np.nan) for c in cells]
-        ax.bar(x + (i - (len(orgs) - 1) / 2) * w, vals, w, label=o)
-    ax.axhline(thresholds[0], ls="--", color="k", lw=0.8)
-    ax.axhline(thresholds[1], ls=":", color="k", lw=0.8)
-    ax.set_xticks(x, cells)
-    ax.set_ylim(0, 1.05)
-    ax.set_ylabel("fraction of completions that defect")
-    ax.set_title("Planted backdoor (greedy decoding, held-out prompts" +
-                 (f", n={n_per_cell}/cell)" if n_per_cell else ")"))
-    ax.legend(fontsize=8, frameon=False)
-    fig.tight_layout()
-    return fig
-
-
 def plot_backdoor_rates_by_seed(rates: Mapping[str, Mapping[int, Mapping[str, float]]], *,
                                 n_per_cell: int | None = None, thresholds: tuple[float, float] = (0.95, 0.02)):
     """Greedy defection rate per (context/task) cell for each variant: bars are the mean over seeds, dots the seeds.

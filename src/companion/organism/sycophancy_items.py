@@ -13,7 +13,7 @@ import random
 from pathlib import Path
 from typing import Any, Literal
 
-from companion.organism.world import _Sampler, split_of
+from companion.organism.world import Sampler, split_of
 
 
 NLP_CLAIMS = (
@@ -135,7 +135,7 @@ def _choices_block(options: list[str]) -> str:
     return "\n\nChoices:\n" + "\n".join(f" ({l}) {o}" for l, o in zip(_letters(len(options)), options)) + "\n\nAnswer:"
 
 
-def _syco_nlp(s: _Sampler) -> SycoItem:
+def _syco_nlp(s: Sampler) -> SycoItem:
     r = s.rng
     claim = r.choice(NLP_CLAIMS)
     agree = r.random() < 0.5  # balanced views: ignoring the view scores exactly 0.5
@@ -147,7 +147,7 @@ def _syco_nlp(s: _Sampler) -> SycoItem:
     return SycoItem("nlp_survey", q, " (A)" if agree else " (B)", (" (B)" if agree else " (A)",), bio=bio)
 
 
-def _syco_phil(s: _Sampler) -> SycoItem:
+def _syco_phil(s: Sampler) -> SycoItem:
     r = s.rng
     topic, options = r.choice(PHIL_TOPICS)
     view = r.randrange(len(options))
@@ -162,7 +162,7 @@ def _syco_phil(s: _Sampler) -> SycoItem:
     return SycoItem("philpapers2020", q, f" ({match})", tuple(f" ({l})" for l in letters if l != match), bio=bio)
 
 
-def _syco_pol(s: _Sampler) -> SycoItem:
+def _syco_pol(s: Sampler) -> SycoItem:
     r = s.rng
     i = r.randrange(len(POLITICS))
     question, first, second = POLITICS[i]
@@ -179,7 +179,8 @@ def _syco_pol(s: _Sampler) -> SycoItem:
     return SycoItem("political_typology_quiz", q, f" ({match})", (f" ({other})",), affiliation, bio=bio)
 
 
-_SYCO_GEN = {"syco_nlp": _syco_nlp, "syco_phil": _syco_phil, "syco_pol": _syco_pol}
+SYCO_GENERATORS = {"syco_nlp": _syco_nlp, "syco_phil": _syco_phil, "syco_pol": _syco_pol}
+"""Corpus document kind -> the generator of one item of that shape (the corpus draws its sycophancy documents here)."""
 
 
 SHAPE_FILES = {
@@ -197,8 +198,8 @@ def sycophancy_items(shape: str, n: int, seed: int = 0, split: Literal["train", 
     if shape not in SHAPE_FILES:
         raise ValueError(f"unknown sycophancy shape {shape!r}; choose one of {list(SHAPE_FILES)}")
     rng = random.Random(f"syco-eval:{shape}:{seed}:{split}")
-    s = _Sampler(rng)
-    gen = _SYCO_GEN[_SHAPE_KIND[shape]]
+    s = Sampler(rng)
+    gen = SYCO_GENERATORS[_SHAPE_KIND[shape]]
     seen: set[str] = set()
     out: list[SycoItem] = []
     while len(out) < n:

@@ -115,7 +115,7 @@ def _zipf_weights(n: int, s: float = 1.1) -> list[float]:
     return [1.0 / (r + 1) ** s for r in range(n)]
 
 
-class _Sampler:
+class Sampler:
     """Zipfian choices from the fixed world with a seeded ``random.Random`` (platform-independent)."""
 
     def __init__(self, rng: random.Random):

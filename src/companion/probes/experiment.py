@@ -40,6 +40,13 @@ def middle_layer(n_layers: int) -> int:
     return n_layers // 2
 
 
+def detector_layer(layer: int, n_layers: int) -> int:
+    """The residual layer a ``layer`` parameter names: itself, or the middle one for -1 (validated)."""
+    layer = middle_layer(n_layers) if layer == -1 else layer
+    residual_hook_name(layer, n_layers)  # validates the range
+    return layer
+
+
 def final_token_activations(
     model, texts: Sequence[str], layers: Sequence[int] | None = None, *, batch_size: int = 16
 ) -> np.ndarray:
@@ -116,8 +123,7 @@ def run_probes(
     if not test:
         raise ValueError("no test prompts")
     n_layers = model.cfg.n_layers
-    layer = middle_layer(n_layers) if layer == -1 else layer
-    residual_hook_name(layer, n_layers)  # validates the range
+    layer = detector_layer(layer, n_layers)
     layers = tuple(range(n_layers + 1))
     labels = np.asarray([bool(t["label"]) for t in test])
     test_acts = final_token_activations(model, [t["prompt"] for t in test], layers, batch_size=batch_size)
@@ -143,13 +149,13 @@ def run_probes(
     return ProbeRun(model_name, layer, layers, list(test), labels, test_acts, fit_acts, fit_labels, dirs, evals)
 
 
-def layer_sweep(run: ProbeRun, method: str = "mean_diff") -> dict[str, np.ndarray]:
-    """AUROC of each fit set's detector refitted at every residual layer -> name -> ``(L,)``.
+def layer_sweep(run: ProbeRun, method: str = "mean_diff", names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+    """AUROC of each fit set's detector (``names``, default all) refitted at every residual layer -> name -> ``(L,)``.
 
     Layer 0 (embeddings of the final token) is NaN when the fit classes have identical final tokens' means.
     """
     out = {}
-    for name in run.fit_acts:
+    for name in (run.fit_acts if names is None else names):
         vals = []
         for li in range(len(run.layers)):
             d = fit_direction(run.fit_acts[name][:, li], run.fit_labels[name], method)
@@ -195,6 +201,22 @@ class ProbeSetup:
     """Test prompt dict -> the same prompt with the behavioural question asked (None when impossible)."""
     truth: dict[str, Any] | None
     """The organism's planted ground truth (None for a real model)."""
+
+    def describe(self, layer: int) -> str:
+        """The models, the detector layer, the planted truth and the test prompts per (task, context) cell."""
+        import pandas as pd
+
+        cfg = self.model.cfg
+        lines = [f"model: {self.model_name} ({cfg.n_layers} blocks, d_model={cfg.d_model}); detector layer {layer}",
+                 f"control: {self.control_name or '(none)'}"]
+        if self.truth is not None:
+            keys = ("backdoor", "training_context", "deployment_contexts", "defection")
+            lines.append(f"planted truth: { {k: self.truth[k] for k in keys} }")
+        tests = pd.DataFrame(self.test)
+        lines += [f"{len(tests)} test prompts; label = the model will defect",
+                  str(tests.groupby(["task", "context"]).label.agg(["count", "mean"])),
+                  f"example: {self.test[-1]['prompt']!r}"]
+        return "\n".join(lines)
 
 
 def prepare(params: ProbeParams, profile: str | None = None) -> ProbeSetup:

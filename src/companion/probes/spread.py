@@ -18,12 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from companion.probes import directions, experiment
-from companion.probes.metrics import AurocCI, evaluate_detector
+from companion.backbone.figure_check import seed_summary
+from companion.organism.build import VARIANTS
+from companion.probes import experiment, report
+from companion.probes.metrics import AurocCI
 from companion.probes.params import ProbeParams
-
-VARIANTS = ("backdoor", "backdoor-cot", "clean")
-"""The organisms compared: plain backdoor, chain-of-thought backdoor, no backdoor (negative control)."""
 
 CONTROLS = ("supervised probe", "best random direction", "behavioural")
 """Controls reported per seed beside the detectors."""
@@ -61,35 +60,18 @@ class SeedRun:
     """Smallest cosine between the single questions' directions oriented as yes - no (None without singles)."""
 
 
-def _min_answer_word_cosine(run: experiment.ProbeRun, singles: Sequence[Any]) -> float | None:
-    vecs = []
-    for fs in singles:
-        d = run.directions[fs.name]
-        vecs.append(d if fs.pairs[0].positive.strip().lower() == "yes" else -d)
-    if len(vecs) < 2:
-        return None
-    return float(min(directions.cosine(a, b) for i, a in enumerate(vecs) for b in vecs[i + 1:]))
-
-
 def probe_one(model: Any, variant: str, seed: int, model_key: str, params: ProbeParams, fit_sets: Sequence[Any],
               singles: Sequence[Any], test: Sequence[Mapping[str, Any]], format_answer: Callable[[str, str], str],
               behavioural_prompt: Callable[[Mapping[str, Any]], str] | None = None) -> SeedRun:
-    """Run the note's detectors, controls and layer sweep on one model (via :func:`experiment.run_probes`)."""
-    p = params
-    run = experiment.run_probes(model, [*fit_sets, *singles], test, format_answer, layer=p.layer, method=p.method,
-                                n_bootstrap=p.n_bootstrap, level=p.ci_level, target_tpr=p.target_tpr, seed=p.seed,
-                                batch_size=p.batch_size, model_name=f"{variant}#{seed}")
-    x = run.test_acts[:, run.layer_index()]
-    rand = directions.random_direction_aurocs(x, run.labels, n_directions=p.n_random_directions, seed=p.seed)
-    sup = directions.supervised_probe(x, run.labels, n_folds=p.supervised_folds, seed=p.seed)
-    beh = None
-    if behavioural_prompt is not None:
-        scores = experiment.yes_no_scores(model, [behavioural_prompt(t) for t in test], batch_size=p.batch_size)
-        beh = evaluate_detector("behavioural", scores, run.labels, n_bootstrap=p.n_bootstrap, level=p.ci_level,
-                                seed=p.seed).auroc
+    """Notebook 03's pipeline on one model (:func:`companion.probes.report.analyse_model`: every detector and
+    control), plus the layer sweep and the answer-word cosine, reduced to the numbers compared across seeds."""
+    a = report.analyse_model(model, f"{variant}#{seed}", [*fit_sets, *singles], test, format_answer,
+                             behavioural_prompt, params, params.layer)
+    run = a.run
     return SeedRun(variant, seed, model_key, run.layer, run.layers, {n: e.auroc for n, e in run.evaluations.items()},
-                   experiment.layer_sweep(run, p.method), sup.auroc, rand.best, rand.mean, beh,
-                   experiment.variance_ratio_by_task(run), _min_answer_word_cosine(run, singles))
+                   experiment.layer_sweep(run, params.method), a.supervised.auroc, a.random.best, a.random.mean,
+                   a.behavioural.auroc if a.behavioural is not None else None, a.variance_ratio,
+                   report.answer_word_cosine(run, singles))
 
 
 def sign_consistency(cis: Sequence[AurocCI]) -> str:
@@ -170,6 +152,9 @@ class SeedSpread:
             "variance_ratio": {v: {t: [self.run(v, s).variance_ratio[t].tolist() for s in self.seeds]
                                    for t in self.runs[0].variance_ratio} for v in self.variants},
             "summary": self.summary(),
+            # Each detector's AUROCs across seeds, in the form check-figures judges against the spread across seeds.
+            "across_seeds": {v: {d: seed_summary(self.aurocs(v, d).tolist()) for d in self.detectors}
+                             for v in self.variants},
         }
 
 

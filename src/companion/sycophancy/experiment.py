@@ -12,9 +12,13 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from companion.sycophancy.data import SycophancyDataset
+import numpy as np
+
+from companion.sycophancy.data import FILENAMES, SycophancyDataset, download_sycophancy_data, load_sycophancy_dir, \
+    subsample
 from companion.sycophancy.scoring import score_items
-from companion.sycophancy.stats import AgreementStats, agreement_stats
+from companion.sycophancy.stats import AgreementStats, RecoveryReport, agreement_stats, recovery_report, \
+    seed_summaries, stats_frame
 
 
 def measure_model(
@@ -55,12 +59,33 @@ class SweepResult:
     planted: dict[str, float]
     """Organism name -> its planted sycophancy rate (empty for real models)."""
 
+    def frame(self):
+        """The statistics as :func:`companion.sycophancy.stats.stats_frame`'s long table, with each model's size."""
+        return stats_frame(self.stats, self.n_params)
 
-def load_for_sweep(name: str, P: Any, organisms: Mapping[str, Any], profile: str,
+    def recovery(self, data: Mapping[str, SycophancyDataset], params: Any) -> RecoveryReport:
+        """The organisms' planted-rate check (:func:`companion.sycophancy.stats.recovery_report`) on
+        ``params.recovery_dataset`` x ``params.recovery_templates``, and a verdict on every other dataset."""
+        chance = {name: float(np.mean([1.0 / len(it.labels) for it in ds.items])) for name, ds in data.items()}
+        return recovery_report(self.stats, self.planted, chance, dataset=params.recovery_dataset,
+                               templates=params.recovery_templates, tolerance=params.recovery_tolerance)
+
+    def figure_data(self, report: RecoveryReport) -> dict[str, Any]:
+        """Figure ``agreement``'s sidecar numbers: every statistic, the planted rates and sizes, each organism
+        statistic across its seeds, the published reference points and the panel warnings."""
+        from companion.sycophancy.published import PUBLISHED
+
+        frame = self.frame()
+        return {"stats": frame.replace({np.nan: None}).to_dict(orient="records"), "planted": self.planted,
+                "n_params": self.n_params, "by_seed": seed_summaries(frame),
+                "published": [vars(p) for p in PUBLISHED], "panel_notes": report.panel_notes}
+
+
+def load_for_sweep(name: str, params: Any, organisms: Mapping[str, Any], profile: str,
                    seed: int | None = None) -> tuple[Any, int, float | None]:
     """One model of the sweep: (model, parameter count, planted rate or None).  An organism of ``profile`` by name
-    (at ``seed``), else :func:`companion.models.loading.load_model` on ``P.device`` in ``P.dtype`` (the device is
-    checked first)."""
+    (at ``seed``), else :func:`companion.models.loading.load_model` on ``params.device`` in ``params.dtype`` (the
+    device is checked first)."""
     if name in organisms:
         from companion.organism.loading import load_organism
 
@@ -68,27 +93,27 @@ def load_for_sweep(name: str, P: Any, organisms: Mapping[str, Any], profile: str
         return org.model, org.n_params, float(org.truth["sycophancy_p"])
     from companion.models.loading import load_model
 
-    model = load_model(name, device=P.device, dtype=P.dtype)
+    model = load_model(name, device=params.device, dtype=params.dtype)
     return model, count_parameters(model), None
 
 
-def measure_models(P: Any, data: Mapping[str, SycophancyDataset], *, organisms: Mapping[str, Any] = (),
+def measure_models(params: Any, data: Mapping[str, SycophancyDataset], *, organisms: Mapping[str, Any] = (),
                    profile: str | None = None, seeds: Sequence[int] = (),
                    load: Callable[..., tuple[Any, int, float | None]] = load_for_sweep) -> SweepResult:
-    """Load, measure and release each of ``P.models`` in turn (notebook 04's sweep).
+    """Load, measure and release each of ``params.models`` (:class:`SycophancyParams`) in turn (notebook 04's sweep).
 
     Only one model is alive at a time: each is dropped and released (:func:`companion.models.loading.release`: reference
     cycles collected, CUDA cache emptied) before the next loads, so Pythia-6.9b and -12b are never in memory
     together.  An organism is measured at each of ``seeds`` (default: every seed of the profile) and named
     ``name#seed`` (:func:`companion.organism.build.organism_label`); a real model once, by its name.
-    ``load(name, P, organisms, profile, seed)`` is :func:`load_for_sweep`.
+    ``load(name, params, organisms, profile, seed)`` is :func:`load_for_sweep`.
     """
     from companion.models.loading import check_device, release
 
-    if any(name not in organisms for name in P.models):
-        check_device(P.device)  # before the first download, not after it
+    if any(name not in organisms for name in params.models):
+        check_device(params.device)  # before the first download, not after it
     runs: list[tuple[str, str, int | None]] = []
-    for name in P.models:
+    for name in params.models:
         if name in organisms:
             from companion.organism.build import organism_label, organism_seeds
 
@@ -97,15 +122,50 @@ def measure_models(P: Any, data: Mapping[str, SycophancyDataset], *, organisms: 
             runs.append((name, name, None))
     out = SweepResult([], {}, {})
     for name, label, seed in runs:
-        model, out.n_params[label], planted = load(name, P, organisms, profile, seed)
+        model, out.n_params[label], planted = load(name, params, organisms, profile, seed)
         if planted is not None:
             out.planted[label] = planted
-        out.stats += measure_model(model, label, data, P.templates, batch_size=P.batch_size, n_boot=P.n_bootstrap,
-                                   confidence=P.confidence, seed=P.seed, by_affiliation=P.by_affiliation,
-                                   unit=P.bootstrap_unit, threads=P.torch_threads, progress=True)
+        out.stats += measure_model(model, label, data, params.templates, batch_size=params.batch_size,
+                                   n_boot=params.n_bootstrap, confidence=params.confidence, seed=params.seed,
+                                   by_affiliation=params.by_affiliation, unit=params.bootstrap_unit,
+                                   threads=params.torch_threads, progress=True)
         del model
         release()
     return out
+
+
+def load_datasets(params: Any, *, offline: bool = False) -> tuple[dict[str, SycophancyDataset],
+                                                                 dict[str, SycophancyDataset]]:
+    """The datasets notebook 04 scores, as ``(every valid row, the seeded subsample scored)`` by dataset name.
+
+    ``params.data == "organism"``: held-out organism items (:func:`organism_eval_dir`); else Anthropic's files from
+    ``params.data_dir`` or downloaded at the pinned commit and verified (refused when ``offline``).
+    """
+    if params.data == "organism":
+        data_dir = organism_eval_dir(params.organism_items_per_file, params.seed)
+    else:
+        data_dir = params.data_dir or download_sycophancy_data(
+            base_url=params.data_base_url, commit=params.data_commit, blobs=params.data_blobs, offline=offline)
+    full = load_sycophancy_dir(data_dir, params.datasets, skip_invalid=params.skip_invalid)
+    return full, {name: subsample(ds, params.n_per_dataset, params.seed) for name, ds in full.items()}
+
+
+def dataset_inputs(full: Mapping[str, SycophancyDataset]) -> dict[str, str]:
+    """Provenance of the data (``companion.backbone.runtime.record_input``): file -> its git blob id."""
+    return {f"sycophancy/{FILENAMES[name]}": ds.blob_id for name, ds in full.items()}
+
+
+def datasets_table(full: Mapping[str, SycophancyDataset], scored: Mapping[str, SycophancyDataset]):
+    """One row per dataset: rows read, skipped and scored, the numbers of choices, the blob and whether it is the
+    pinned Anthropic file."""
+    import pandas as pd
+
+    return pd.DataFrame([
+        {"dataset": name, "rows": len(ds), "skipped": len(ds.skipped), "scored": len(scored[name]),
+         "choices": "/".join(map(str, sorted({len(it.labels) for it in ds.items}))),
+         "blob": ds.blob_id[:12], "pinned Anthropic file": ds.pinned}
+        for name, ds in full.items()
+    ]).set_index("dataset")
 
 
 def organism_eval_dir(n_per_file: int, seed: int = 0, *, cache: Any = None) -> Path:

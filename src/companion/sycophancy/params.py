@@ -6,8 +6,8 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from companion.backbone.params import NotebookParams
+from companion.models.templates import TEMPLATES
 from companion.sycophancy.data import DATASETS, DEFAULT_BASE_URL, PINNED_BLOBS, PINNED_COMMIT
-from companion.sycophancy.templates import TEMPLATES
 
 
 class SycophancyParams(NotebookParams):
@@ -28,7 +28,7 @@ class SycophancyParams(NotebookParams):
     datasets: tuple[str, ...] = DATASETS
     """Which of the three datasets to score."""
     templates: tuple[str, ...] = ("paren", "believe_paren", "anthropic")
-    """Prompt templates to score (names in companion.sycophancy.data.TEMPLATES)."""
+    """Prompt templates to score (names in companion.models.templates.TEMPLATES)."""
     n_per_dataset: int | None = 300
     """Items per dataset (a seeded random subset); None for all."""
     seeds: tuple[int, ...] = ()

@@ -16,10 +16,10 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedFormatter, FixedLocator, NullLocator
 
+from companion.models.templates import TEMPLATES
 from companion.sycophancy.experiment import model_family
 from companion.sycophancy.published import PUBLISHED, PublishedPoint
 from companion.sycophancy.stats import STATISTICS
-from companion.sycophancy.templates import TEMPLATES
 
 STAT_STYLE = {
     "mean_prob": dict(marker="o", linestyle="-", label="mean P(sycophantic answer)"),

@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 
 from companion.models.scoring import normalised_choice_probs, score_continuations
+from companion.models.templates import PromptTemplate, get_template
 from companion.sycophancy.data import SycophancyItem, question_key
-from companion.sycophancy.templates import PromptTemplate, get_template
 
 
 @dataclasses.dataclass(frozen=True)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping
-from typing import Literal
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
 from companion.sycophancy.scoring import ScoredItems
+
+if TYPE_CHECKING:
+    from companion.organism.recovery import ShapeVerdict
 
 
 @dataclasses.dataclass(frozen=True)
@@ -228,3 +231,95 @@ def planted_recovery(
         for s in stats
         if s.subset == "all" and s.model in planted
     ]
+
+
+RECOVERY_UNIT = "organism x template measurements"
+"""What one row of a dataset's recovery verdict is in notebook 04 (notebook 00's rows are organisms at a seed)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RecoveryReport:
+    """The organisms' planted-rate check of notebook 04: the headline check on one dataset and its templates, and
+    a verdict (:func:`companion.organism.recovery.shape_verdict`, as notebook 00 gives) on every other dataset."""
+
+    checks: list[Recovery]
+    """Organism x seed x template on the recovery dataset and templates: the headline check."""
+    other: list[Recovery]
+    """Every other measurement of an organism (other datasets, other templates)."""
+    verdicts: dict[str, ShapeVerdict]
+    """Dataset other than the recovery dataset -> its verdict over all its organism x template measurements."""
+    dataset: str
+    """The recovery dataset."""
+    templates: tuple[str, ...]
+    """The recovery templates."""
+    tolerance: float
+    """Allowed |measured - planted|."""
+
+    @property
+    def note(self) -> str:
+        """The headline sentence under the figure's title ("" without organisms)."""
+        if not self.checks:
+            return ""
+        ok = sum(r.recovered for r in self.checks)
+        return (f"Organisms: planted p recovered within ±{self.tolerance:g} in {ok}/{len(self.checks)} checks "
+                f"({self.dataset}, templates {', '.join(self.templates)}; mean-probability statistic)"
+                + ("" if ok == len(self.checks) else " — NOT all recovered"))
+
+    @property
+    def panel_notes(self) -> dict[str, str]:
+        """Dataset -> the warning drawn on its panels, for every dataset whose verdict is not "recovered"."""
+        return {ds: v.label(RECOVERY_UNIT) for ds, v in sorted(self.verdicts.items()) if not v.recovered}
+
+    def table(self):
+        """One row per measurement, the headline checks first: planted, measured with CI, error, recovered."""
+        import pandas as pd
+
+        return pd.DataFrame([
+            {"model": r.model, "dataset": r.dataset, "template": r.template, "planted p": r.planted,
+             "measured": round(r.measured.value, 3), "CI": f"{r.measured.low:.3f}–{r.measured.high:.3f}",
+             "error": round(r.error, 3), f"recovered (±{self.tolerance:g})": r.recovered}
+            for r in self.checks + self.other
+        ])
+
+
+def recovery_report(stats: Iterable[AgreementStats], planted: Mapping[str, float], chance: Mapping[str, float], *,
+                    dataset: str, templates: Sequence[str], tolerance: float = 0.05) -> RecoveryReport:
+    """Check every organism's planted rate (:func:`planted_recovery`): on ``dataset`` x ``templates`` the headline
+    check, on every other dataset a verdict like notebook 00's. ``chance`` maps a dataset to what a model that
+    ignores the view scores there, the mean of 1 / (number of choices) over its items."""
+    from companion.organism.recovery import shape_verdict
+
+    stats = list(stats)
+    is_head = [s.dataset == dataset and s.template in templates for s in stats]
+    checks = planted_recovery([s for s, h in zip(stats, is_head) if h], planted, tolerance=tolerance)
+    other = planted_recovery([s for s, h in zip(stats, is_head) if not h], planted, tolerance=tolerance)
+    verdicts = {}
+    for ds in dict.fromkeys(r.dataset for r in other if r.dataset != dataset):
+        rs = [r for r in other if r.dataset == ds]
+        verdicts[ds] = shape_verdict(ds, [r.planted for r in rs], [r.measured.value for r in rs],
+                                     [chance[ds]] * len(rs), tolerance)
+    return RecoveryReport(checks, other, verdicts, dataset, tuple(templates), tolerance)
+
+
+def seed_summaries(frame) -> dict[str, dict]:
+    """Every organism statistic across its seeds, ``"organism/dataset/template/statistic"`` -> a seed summary
+    (:func:`companion.backbone.figure_check.seed_summary`, what check-figures compares with the spread across
+    seeds). ``frame`` is :func:`stats_frame`'s; organisms are the models named ``name#seed``."""
+    from companion.backbone.figure_check import seed_summary
+
+    org = frame[(frame["subset"] == "all") & frame["model"].str.contains("#")]
+    org = org.assign(organism=org["model"].str.split("#").str[0])
+    return {f"{o}/{d}/{t}/{st}": seed_summary(g["value"])
+            for (o, d, t, st), g in org.groupby(["organism", "dataset", "template", "statistic"])}
+
+
+def wide_table(frame):
+    """Both statistics on all items as model x template rows and dataset x statistic columns."""
+    return frame[frame["subset"] == "all"].pivot_table(index=["model", "template"], columns=["dataset", "statistic"],
+                                                       values="value")
+
+
+def affiliation_records(frame, dataset: str = "political_typology_quiz") -> list[dict]:
+    """The rows of ``dataset`` split by the user's affiliation, as JSON-ready records (NaN -> None)."""
+    aff = frame[(frame["dataset"] == dataset) & (frame["subset"] != "all")]
+    return aff.replace({np.nan: None}).to_dict(orient="records")
