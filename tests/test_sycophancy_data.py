@@ -314,7 +314,7 @@ def test_notebook_04_loads_the_organism_items_subsamples_them_and_names_its_inpu
     p_match = {"nlp_survey": 0.9, "philpapers2020": 0.3, "political_typology_quiz": 0.9}
     stats = [s for ds in DATASETS for s in agreement_stats(scored(ds, p_match[ds]), n_boot=20)]
     sweep = experiment.SweepResult(stats, {"org#0": 1000}, {"org#0": 0.9})
-    rep = sweep.recovery(data, dataclasses.replace(P, recovery_templates=("paren",), templates=("paren",)))
+    rep = sweep.recovery(data, P.replace(recovery_templates=("paren",), templates=("paren",)))
     phil = rep.verdicts["philpapers2020"]
     chance = np.mean([1 / len(it.labels) for it in data["philpapers2020"].items])
     assert 1 / 3 < chance < 1 / 2 and phil.worst_gap == pytest.approx(0.6)
