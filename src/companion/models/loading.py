@@ -33,6 +33,7 @@ from typing import Any
 import torch
 
 from companion.models.hub import hub_forced_offline, hub_reachable, is_cached_locally, offline_env
+from companion.models.tl_legacy import TL_LEGACY_PREFIXES, boot_tl_legacy
 
 OFFLINE_PROFILES = ("ci", "organism")
 
@@ -80,9 +81,9 @@ def release() -> None:
 
 def resolve_name(name: str) -> str:
     """The Hub repository id for a TransformerLens alias or Hub id (unknown names pass through unchanged)."""
-    try:
-        from transformer_lens.supported_models import get_official_model_name
+    from transformer_lens.loading_from_pretrained import get_official_model_name
 
+    try:
         return get_official_model_name(name)
     except (ValueError, KeyError):
         return name
@@ -121,9 +122,11 @@ def load_model(name_or_path: str | os.PathLike, *, device: str = "cpu", dtype: t
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise ModelUnavailableError(f"{path} is a directory but has no config.json: not a Hugging Face model")
-        # A local directory needs no Hub; forcing offline also stops any incidental lookups (e.g. templates).
+        # A local directory needs no Hub; forcing offline also stops any incidental lookups (e.g. templates).  The
+        # path is made absolute: a relative one named like a TransformerLens alias ("pythia-70m") would be looked up.
         with hub_forced_offline():
-            model = TransformerBridge.boot_transformers(str(path), device=device, dtype=dtype, **bridge_kwargs)
+            model = TransformerBridge.boot_transformers(str(path.resolve()), device=device, dtype=dtype,
+                                                        **bridge_kwargs)
         model.eval()
         return model
     if s.startswith((".", "/", "~")) or os.sep in s and not _looks_like_repo_id(s):
@@ -137,12 +140,10 @@ def load_model(name_or_path: str | os.PathLike, *, device: str = "cpu", dtype: t
         why = "the Hub is offline here (HF_HUB_OFFLINE/TRANSFORMERS_OFFLINE set or no connection)"
         raise _unavailable(s, repo_id, why)
 
-    from transformer_lens.model_bridge.sources.tl_legacy import TL_LEGACY_PREFIXES
-
     ctx = hub_forced_offline() if offline else contextlib.nullcontext()
     with ctx:
         if repo_id.startswith(TL_LEGACY_PREFIXES):
-            model = TransformerBridge.boot_tl_legacy(repo_id, device=device, dtype=dtype, **bridge_kwargs)
+            model = boot_tl_legacy(repo_id, device=device, dtype=dtype, **bridge_kwargs)
         else:
             model = TransformerBridge.boot_transformers(repo_id, device=device, dtype=dtype, **bridge_kwargs)
     model.eval()
