@@ -1,16 +1,16 @@
 """Loading a model for analysis: real models (paper profile) and organisms through one TransformerLens loader.
 
-TransformerLens 4.x replaced ``HookedTransformer`` with ``transformer_lens.model_bridge.TransformerBridge``,
-which wraps the Hugging Face module itself and exposes TransformerLens hook names on it
+Every model is a ``transformer_lens.model_bridge.TransformerBridge`` (TransformerLens 3.9, the newest release
+SAELens accepts), which wraps the Hugging Face module itself and exposes TransformerLens hook names on it
 (``blocks.{L}.hook_resid_pre|mid|post``, ``blocks.{L}.hook_mlp_out``, ``blocks.{L}.mlp.hook_post``,
-``blocks.{L}.attn.hook_z``, ...). We use its maintained entry points:
+``blocks.{L}.attn.hook_z``, ...), with raw weights (no LayerNorm folding). Entry points:
 
 * ``TransformerBridge.boot_transformers(path_or_id)`` for Hugging Face-format models: a local directory (every
   organism is one, see :mod:`companion.organism.build`), a Hub id (``EleutherAI/pythia-70m-deduped``) or a
   TransformerLens alias (``pythia-70m-deduped``, resolved with ``get_official_model_name``);
-* ``TransformerBridge.boot_tl_legacy(id)`` for the legacy TransformerLens-format repositories
+* :func:`companion.models.tl_legacy.boot_tl_legacy` for the legacy TransformerLens-format repositories
   (``NeelNanda/...``, e.g. ``gelu-1l`` = ``NeelNanda/GELU_1L512W_C4_Code``), which have no Hugging Face
-  architecture.
+  architecture: a TransformerLens-native bridge holding the repository's weights.
 
 Offline behaviour: where the Hub cannot be reached (``HF_HUB_OFFLINE``/``TRANSFORMERS_OFFLINE`` set, or a short
 request through the Hub client's own configuration fails: endpoint, proxies, see :func:`companion.models.hub.hub_reachable`)
