@@ -103,6 +103,29 @@ def test_add_sae_attaches_our_sae_at_its_hook_and_reproduces_our_splice(tmp_path
                                rtol=1e-5, atol=1e-5)
 
 
+def test_saelens_splice_gives_our_spliced_lm_loss_with_the_recorded_special_tokens(tmp_path):
+    # Our loss recovered leaves special-token positions unspliced; SAELens does the same when add_sae is given the
+    # recorded exclude_special_tokens, and then its LM loss is our spliced CE.
+    from companion.sae.metrics import lm_losses
+
+    ours, hook = _trained_like(BaselineSAE, seed=6), "blocks.1.hook_resid_pre"
+    save_sae(ours, tmp_path / "s", model_name="tiny", hook_name=hook, exclude_special_tokens=[0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        sl = sae_lens.SAE.load_from_disk(tmp_path / "s")
+    model = _tiny_hooked(seed=2)
+    tokens = torch.randint(1, 50, (3, 12), generator=torch.Generator().manual_seed(2))
+    tokens[:, 0] = 0
+    tokens[1, 6] = 0  # a document boundary mid-row
+    ce = lm_losses(model, [tokens], hook, {"ours": ours}, exclude_token_ids=(0,))
+    model.add_sae(sl, exclude_special_tokens=sl.cfg.metadata.exclude_special_tokens)
+    with torch.no_grad():
+        sl_ce = float(model(tokens, return_type="loss"))
+    model.reset_saes()
+    assert sl_ce == pytest.approx(ce.ce_spliced["ours"], rel=1e-5)
+    assert abs(ce.ce_spliced["ours"] - ce.ce_clean) > 1e-4
+
+
 def test_saelens_bridge_attaches_our_sae_to_a_model_our_loader_reads(tmp_path):
     # Our SAEs' hook names are a TransformerBridge's (every companion model is one): SAELens' bridge class takes them.
     from transformers import GPT2Config, GPT2LMHeadModel

@@ -21,6 +21,8 @@ The layout (SAELens 6):
   ``HookedTransformer.from_pretrained`` applies by default (centring changes the residual stream), so it is
   ``from_pretrained_no_processing``'s settings, and SAELens says so when it loads the SAE.  The companion's own
   provenance (its architecture name, λ, the folded scale) goes under ``metadata.companion``; SAELens ignores it.
+  The companion's loss recovered leaves special-token positions unspliced; SAELens does the same with
+  ``add_sae(sae, exclude_special_tokens=sae.cfg.metadata.exclude_special_tokens)`` (then its LM loss is ours).
 
 Reading, the provenance comes from ``metadata`` (SAELens 6), else from ``meta`` (what the companion wrote before
 it wrote SAELens 6's block; those SAEs stay readable), else from the flat top level of a pre-6 SAELens config.
