@@ -70,15 +70,24 @@ def test_local_checkpoint_matches_hf_logits(make, tiny_tokenizer, tmp_path):
     assert cache["blocks.1.hook_resid_post"].shape[-1] == 32
 
 
+def test_a_relative_directory_named_like_an_alias_loads_from_disk(tiny_tokenizer, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    _save(_tiny_gpt2(len(tiny_tokenizer)), tiny_tokenizer, tmp_path / "pythia-70m")
+    monkeypatch.chdir(tmp_path)
+    assert load_model("pythia-70m").cfg.d_model == 32  # the local GPT-2, not the Hub's Pythia
+
+
 def _no_download_attempt(monkeypatch):
     """Fail the test if a loader that would download (and retry for ~23 s) is ever reached."""
     from transformer_lens.model_bridge import TransformerBridge
+
+    from companion.models import loading
 
     def refuse(*a, **k):
         raise AssertionError("the loader was called: the unavailable model was not refused up front")
 
     monkeypatch.setattr(TransformerBridge, "boot_transformers", refuse)
-    monkeypatch.setattr(TransformerBridge, "boot_tl_legacy", refuse)
+    monkeypatch.setattr(loading, "boot_tl_legacy", refuse)
 
 
 def test_hub_name_fails_fast_offline(monkeypatch, tmp_path):

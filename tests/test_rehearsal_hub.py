@@ -24,6 +24,9 @@ def hub():
     h.add_repo("model", "EleutherAI/pythia-70m", builders.pythia_repo("70m", n_layers=1))
     h.add_repo("model", "meta-llama/Llama-2-7b-hf",
                builders.llama_repo(tokenizer=builders.llama_tokenizer(chat_template=None), n_layers=1), gated=True)
+    gelu = builders.gelu_1l_repo(train_steps=0)
+    h.add_repo("model", "NeelNanda/GELU_1L512W_C4_Code", gelu)
+    h.add_repo("model", json.loads(gelu["config.json"])["tokenizer_name"], builders._saved(builders.neox_tokenizer(seed=3)))
     h.add_repo("dataset", "allenai/c4", builders.c4_repo(n_shards=1, docs_per_shard=20))
     h.add_repo("dataset", "monology/pile-uncopyrighted", builders.pile_repo(n_shards=1, docs_per_shard=20))
     yield h
@@ -79,3 +82,14 @@ def test_reachability_follows_the_clients_proxy_and_endpoint(hub, tmp_path):
     assert out["reachable"] is False
     out = _run("reachability", {"HF_ENDPOINT": hub.endpoint, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path)})
     assert out["reachable"] is False
+
+
+def test_a_legacy_transformerlens_repo_loads_as_a_bridge_with_the_weights_it_was_written_from(hub, tmp_path):
+    # gelu-1l's layout (TransformerLens config.json, HookedTransformer state dict in model_final.pth), read by
+    # companion.models.tl_legacy: the logits are those of the GPT-2-style model the stand-in was converted from.
+    out = _run("legacy", {"HF_ENDPOINT": hub.endpoint, "HF_HOME": str(tmp_path)})
+    assert out["type"] == "TransformerBridge"
+    assert out["max_logit_diff"] < 1e-4
+    assert out["bos"] == [0, 0]  # <|endoftext|> prepended, as TransformerLens does for gelu-1l
+    assert out["mlp_post"] == [2, out["mlp_post"][1], 128]  # d_mlp of the stand-in
+    assert ("model", "NeelNanda/GELU_1L512W_C4_Code") in hub.requested_repos()

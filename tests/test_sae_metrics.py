@@ -213,3 +213,9 @@ def test_lm_losses_clean_ce_equals_model_loss(tiny_model):
     res = sm.lm_losses(tiny_model, [t], "blocks.0.hook_mlp_out", {})
     with torch.no_grad():
         assert res.ce_clean == pytest.approx(float(tiny_model(t, return_type="loss")), rel=1e-6)
+
+
+def test_lm_losses_refuses_a_site_the_model_does_not_have(tiny_model):
+    # TransformerLens 3's bridge skips an unknown hook name in run_with_hooks: the "spliced" loss would be the clean one.
+    with pytest.raises(KeyError, match="does not exist"):
+        sm.lm_losses(tiny_model, [_tokens(3)], "blocks.0.hook_mlp_output", {"id": lambda a: a})

@@ -37,7 +37,10 @@ def test_round_trip_with_the_training_scale_folded_in(tmp_path, cls):
     cfg = json.loads((tmp_path / "s" / CONFIG_FILE).read_text())
     assert cfg["architecture"] == {"baseline": "standard", "gated": "gated"}[sae.architecture]
     assert (cfg["d_in"], cfg["d_sae"], cfg["normalize_activations"], cfg["apply_b_dec_to_input"]) == (6, 10, "none", True)
-    assert cfg["meta"]["hook_layer"] == 1 and cfg["meta"]["companion"]["lam"] == 2.0
+    meta = cfg["metadata"]  # SAELens 6's block; SAELens itself reads it in tests/test_sae_saelens_interop.py
+    assert (meta["hook_name"], meta["context_size"], meta["companion"]["lam"]) == ("blocks.1.hook_resid_pre", 128, 2.0)
+    assert int(meta["sae_lens_version"].split(".")[0]) >= 6 and meta["sae_lens_training_version"] is None
+    assert stored.metadata["exclude_special_tokens"] == [0]
     w = load_file(str(tmp_path / "s" / WEIGHTS_FILE))  # SAELens orientation: W_enc [d_in, d_sae], W_dec [d_sae, d_in]
     assert w["W_enc"].shape == (6, 10) and w["W_dec"].shape == (10, 6)
     assert set(w) == ({"W_enc", "W_dec", "b_dec", "b_enc"} if cls is BaselineSAE
@@ -92,8 +95,42 @@ def test_unreadable_folders_say_why(tmp_path):
         load_sae(tmp_path)
     save_sae(_trained_like(BaselineSAE), tmp_path / "s")
     cfg = json.loads((tmp_path / "s" / CONFIG_FILE).read_text())
-    for change, message in (({"architecture": "jumprelu"}, "not supported here"),
-                            ({"normalize_activations": "expected_average_only_in"}, "fold the scaling")):
+    for change, message in (({"architecture": "jumprelu"}, "cannot be loaded here"),
+                            ({"normalize_activations": "expected_average_only_in"}, "fold_activation_norm_scaling"),
+                            ({"normalize_activations": True}, "fold_activation_norm_scaling"),
+                            ({"normalize_activations": "layer_norm"}, "each token"),
+                            ({"normalize_activations": "covariance_whitening"}, "fold_activation_whitening")):
         (tmp_path / "s" / CONFIG_FILE).write_text(json.dumps({**cfg, **change}))
         with pytest.raises(SAEFormatError, match=message):
             load_sae(tmp_path / "s")
+
+
+def test_saes_saved_before_the_saelens_6_metadata_block_still_load(tmp_path):
+    # The layout save_sae wrote before it wrote SAELens 6's `metadata`: provenance under `meta`, no version.
+    sae = _trained_like(GatedSAE)
+    save_sae(sae, tmp_path / "s")
+    cfg = json.loads((tmp_path / "s" / CONFIG_FILE).read_text())
+    del cfg["metadata"]
+    cfg["meta"] = {"model_name": "organism:backdoor", "hook_name": "blocks.1.hook_mlp_out", "hook_layer": 1,
+                   "context_size": 128, "prepend_bos": True, "exclude_special_tokens": [0], "dataset_path": None,
+                   "companion": {"architecture": "gated", "input_scale_folded": 1.0, "lam": 1.0}}
+    (tmp_path / "s" / CONFIG_FILE).write_text(json.dumps(cfg))
+    stored = load_sae(tmp_path / "s")
+    assert (stored.model_name, stored.hook_name) == ("organism:backdoor", "blocks.1.hook_mlp_out")
+    assert stored.metadata["companion"]["lam"] == 1.0
+    x = torch.randn(20, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(stored.sae.encode(x), sae.encode(x), rtol=1e-12, atol=1e-12)
+
+
+def test_a_pre_6_scaling_factor_is_folded_into_the_decoder(tmp_path):
+    # Pre-6 SAELens multiplied the codes by a per-latent `scaling_factor` before decoding.
+    sae = _trained_like(BaselineSAE)
+    save_sae(sae, tmp_path / "s")
+    w = load_file(str(tmp_path / "s" / WEIGHTS_FILE))
+    s = torch.linspace(0.5, 2.0, 10, dtype=torch.float64)
+    save_file({**w, "scaling_factor": s}, str(tmp_path / "s" / WEIGHTS_FILE))
+    stored = load_sae(tmp_path / "s")
+    x = torch.randn(20, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    f = sae.encode(x)
+    torch.testing.assert_close(stored.sae.encode(x), f, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(stored.sae(x), sae.decode(f * s), rtol=1e-12, atol=1e-12)

@@ -61,8 +61,26 @@ def reachability() -> dict:
     return {"endpoint": hub_endpoint(), "reachable": hub_reachable("EleutherAI/pythia-70m")}
 
 
+def legacy_model() -> dict:
+    """gelu-1l (TransformerLens' legacy format) through companion's loader, against the Hugging Face model it was
+    written from (:func:`tests.rehearsal.builders.gelu_1l_repo` with ``train_steps=0``)."""
+    import torch
+
+    from companion.models.loading import load_model
+    from tests.rehearsal.builders import gelu_1l_hf
+
+    model = load_model("gelu-1l", offline=False)
+    _, hf = gelu_1l_hf(train_steps=0)
+    toks = model.to_tokens(["def f(x):\n    return x + 1", "the river and the city"])
+    with torch.no_grad():
+        diff = (model(toks) - hf(toks).logits).abs().max().item()
+        _, cache = model.run_with_cache(toks, names_filter=lambda n: n == "blocks.0.mlp.hook_post")
+    return {"type": type(model).__name__, "max_logit_diff": diff, "bos": toks[:, 0].tolist(),
+            "mlp_post": list(cache["blocks.0.mlp.hook_post"].shape)}
+
+
 if __name__ == "__main__":
     check = sys.argv[1]
     result = {"files": lambda: files_and_gating(sys.argv[2], sys.argv[3]), "datasets": datasets_stream,
-              "reachability": reachability}[check]()
+              "reachability": reachability, "legacy": legacy_model}[check]()
     print("RESULT " + json.dumps(result))

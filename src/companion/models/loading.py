@@ -1,16 +1,16 @@
 """Loading a model for analysis: real models (paper profile) and organisms through one TransformerLens loader.
 
-TransformerLens 4.x replaced ``HookedTransformer`` with ``transformer_lens.model_bridge.TransformerBridge``,
-which wraps the Hugging Face module itself and exposes TransformerLens hook names on it
+Every model is a ``transformer_lens.model_bridge.TransformerBridge`` (TransformerLens 3.9, the newest release
+SAELens accepts), which wraps the Hugging Face module itself and exposes TransformerLens hook names on it
 (``blocks.{L}.hook_resid_pre|mid|post``, ``blocks.{L}.hook_mlp_out``, ``blocks.{L}.mlp.hook_post``,
-``blocks.{L}.attn.hook_z``, ...). We use its maintained entry points:
+``blocks.{L}.attn.hook_z``, ...), with raw weights (no LayerNorm folding). Entry points:
 
 * ``TransformerBridge.boot_transformers(path_or_id)`` for Hugging Face-format models: a local directory (every
   organism is one, see :mod:`companion.organism.build`), a Hub id (``EleutherAI/pythia-70m-deduped``) or a
   TransformerLens alias (``pythia-70m-deduped``, resolved with ``get_official_model_name``);
-* ``TransformerBridge.boot_tl_legacy(id)`` for the legacy TransformerLens-format repositories
+* :func:`companion.models.tl_legacy.boot_tl_legacy` for the legacy TransformerLens-format repositories
   (``NeelNanda/...``, e.g. ``gelu-1l`` = ``NeelNanda/GELU_1L512W_C4_Code``), which have no Hugging Face
-  architecture.
+  architecture: a TransformerLens-native bridge holding the repository's weights.
 
 Offline behaviour: where the Hub cannot be reached (``HF_HUB_OFFLINE``/``TRANSFORMERS_OFFLINE`` set, or a short
 request through the Hub client's own configuration fails: endpoint, proxies, see :func:`companion.models.hub.hub_reachable`)
@@ -33,6 +33,7 @@ from typing import Any
 import torch
 
 from companion.models.hub import hub_forced_offline, hub_reachable, is_cached_locally, offline_env
+from companion.models.tl_legacy import TL_LEGACY_PREFIXES, boot_tl_legacy
 
 OFFLINE_PROFILES = ("ci", "organism")
 
@@ -80,9 +81,9 @@ def release() -> None:
 
 def resolve_name(name: str) -> str:
     """The Hub repository id for a TransformerLens alias or Hub id (unknown names pass through unchanged)."""
-    try:
-        from transformer_lens.supported_models import get_official_model_name
+    from transformer_lens.loading_from_pretrained import get_official_model_name
 
+    try:
         return get_official_model_name(name)
     except (ValueError, KeyError):
         return name
@@ -121,9 +122,11 @@ def load_model(name_or_path: str | os.PathLike, *, device: str = "cpu", dtype: t
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise ModelUnavailableError(f"{path} is a directory but has no config.json: not a Hugging Face model")
-        # A local directory needs no Hub; forcing offline also stops any incidental lookups (e.g. templates).
+        # A local directory needs no Hub; forcing offline also stops any incidental lookups (e.g. templates).  The
+        # path is made absolute: a relative one named like a TransformerLens alias ("pythia-70m") would be looked up.
         with hub_forced_offline():
-            model = TransformerBridge.boot_transformers(str(path), device=device, dtype=dtype, **bridge_kwargs)
+            model = TransformerBridge.boot_transformers(str(path.resolve()), device=device, dtype=dtype,
+                                                        **bridge_kwargs)
         model.eval()
         return model
     if s.startswith((".", "/", "~")) or os.sep in s and not _looks_like_repo_id(s):
@@ -137,12 +140,10 @@ def load_model(name_or_path: str | os.PathLike, *, device: str = "cpu", dtype: t
         why = "the Hub is offline here (HF_HUB_OFFLINE/TRANSFORMERS_OFFLINE set or no connection)"
         raise _unavailable(s, repo_id, why)
 
-    from transformer_lens.model_bridge.sources.tl_legacy import TL_LEGACY_PREFIXES
-
     ctx = hub_forced_offline() if offline else contextlib.nullcontext()
     with ctx:
         if repo_id.startswith(TL_LEGACY_PREFIXES):
-            model = TransformerBridge.boot_tl_legacy(repo_id, device=device, dtype=dtype, **bridge_kwargs)
+            model = boot_tl_legacy(repo_id, device=device, dtype=dtype, **bridge_kwargs)
         else:
             model = TransformerBridge.boot_transformers(repo_id, device=device, dtype=dtype, **bridge_kwargs)
     model.eval()

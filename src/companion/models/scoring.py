@@ -170,14 +170,26 @@ class _StopForward(Exception):
     """Raised from the last hook a caller needs: the rest of the forward pass cannot change what was captured."""
 
 
+def check_hook_names(model: Any, names: Sequence[str]) -> None:
+    """A ``KeyError`` for any of ``names`` that is not a hook of ``model`` (TransformerLens 3's bridge would skip it
+    silently in ``run_with_hooks``: a splice at a misspelt site would measure the clean model)."""
+    known = model.hook_dict
+    missing = [n for n in names if n not in known]
+    if missing:
+        raise KeyError(f"hook {', '.join(map(repr, missing))} does not exist on this model; its hook names are the "
+                       "keys of model.hook_dict (e.g. 'blocks.0.hook_resid_post', 'blocks.0.mlp.hook_post')")
+
+
 def run_hooks_then_stop(model: Any, tokens: Any, hooks: list[tuple[str, Callable]]) -> None:
     """Run ``model`` on ``tokens`` with forward ``hooks``, stopping right after the hook that fires last.
 
     When every hook is inside a block, the last one in network order raises :class:`_StopForward` after running,
-    so later blocks and the unembedding are skipped; otherwise the whole forward runs.
+    so later blocks and the unembedding are skipped; otherwise the whole forward runs.  Unknown hook names are a
+    ``KeyError`` (:func:`check_hook_names`).
     """
     import torch
 
+    check_hook_names(model, [n for n, _ in hooks])
     order = [(hook_block(n), _hook_rank(n)) for n, _ in hooks]
     hooks = list(hooks)
     if hooks and all(b is not None for b, _ in order):

@@ -33,7 +33,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from companion.models.scoring import model_device
+from companion.models.scoring import check_hook_names, model_device
 from companion.sae.activations import keep_mask
 
 
@@ -234,6 +234,7 @@ def lm_losses(model: Any, token_batches: Iterable[Tensor], site: str,
     per-head hook flattened) to their reconstruction ``[n, d]``.  Positions whose token is in
     ``exclude_token_ids`` keep their original activation in both the zero-ablated and the spliced runs.
     """
+    check_hook_names(model, [site])
     sums = {"clean": 0.0, "zero": 0.0, **{f"s:{k}": 0.0 for k in reconstructions}}
     n = 0
     dev = model_device(model)

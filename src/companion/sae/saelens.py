@@ -1,18 +1,31 @@
 """SAEs on disk in SAELens' layout: a folder with ``cfg.json`` and ``sae_weights.safetensors``.
 
-Every SAE the companion trains is stored this way, so SAELens (``SAE.load_from_disk``), Neuronpedia uploads and
-other tools can read it; and :func:`load_sae` reads SAELens-format SAEs trained elsewhere, so notebook 02's γ
-analysis (Rajamanoharan et al. 2024, corrected Eq. 10) can be pointed at any of them.
+Every SAE the companion trains is stored this way, so SAELens (``SAE.load_from_disk``, then
+``HookedSAETransformer.add_sae``), Neuronpedia uploads and other tools can read it; and :func:`load_sae` reads
+SAELens-format SAEs trained elsewhere, so notebook 02's γ analysis (Rajamanoharan et al. 2024, corrected Eq. 10)
+can be pointed at any of them.
 
-The layout (SAELens 6; the flat pre-6 config, with ``model_name``/``hook_name`` at the top level, is read too):
+The layout (SAELens 6):
 
 * weights, SAELens orientation: ``W_enc [d_in, d_sae]``, ``W_dec [d_sae, d_in]``, ``b_dec [d_in]``, and
   ``b_enc [d_sae]`` ("standard") or ``b_gate``, ``r_mag``, ``b_mag [d_sae]`` ("gated", magnitude encoder tied as
   ``W_enc * exp(r_mag)``, exactly the paper's §3 parametrisation);
 * ``cfg.json``: ``architecture``, ``d_in``, ``d_sae``, ``dtype``, ``device``, ``apply_b_dec_to_input``,
-  ``normalize_activations``, ``reshape_activations`` and ``meta`` (``model_name``, ``hook_name``,
-  ``context_size``, ``prepend_bos``, ``exclude_special_tokens``, ``dataset_path``, ...).  The companion's own
-  provenance (its architecture name, λ, width) goes under ``meta.companion``; SAELens ignores it.
+  ``normalize_activations``, ``reshape_activations`` and ``metadata``, SAELens 6's provenance block:
+  ``sae_lens_version`` (a version ≥ 6 is what makes SAELens read the file as a SAELens 6 config rather than
+  convert it as an old one), ``sae_lens_training_version`` (null: not trained by SAELens), ``model_name``,
+  ``hook_name`` (where ``add_sae`` attaches the SAE), ``hook_head_index``, ``context_size``, ``prepend_bos``,
+  ``exclude_special_tokens``, ``dataset_path`` and ``model_from_pretrained_kwargs``.  The last one says how to
+  load the model so its activations are the ones the SAE was trained on: the companion reads raw weights
+  (TransformerLens' ``TransformerBridge``), i.e. without the LayerNorm folding and weight centring that
+  ``HookedTransformer.from_pretrained`` applies by default (centring changes the residual stream), so it is
+  ``from_pretrained_no_processing``'s settings, and SAELens says so when it loads the SAE.  The companion's own
+  provenance (its architecture name, λ, the folded scale) goes under ``metadata.companion``; SAELens ignores it.
+  The companion's loss recovered leaves special-token positions unspliced; SAELens does the same with
+  ``add_sae(sae, exclude_special_tokens=sae.cfg.metadata.exclude_special_tokens)`` (then its LM loss is ours).
+
+Reading, the provenance comes from ``metadata`` (SAELens 6), else from ``meta`` (what the companion wrote before
+it wrote SAELens 6's block; those SAEs stay readable), else from the flat top level of a pre-6 SAELens config.
 
 Our SAEs train on activations scaled by a constant s (E‖s·x‖² = d, :func:`companion.sae.training.train_sweep`).
 That scale is folded into the saved weights as SAELens folds an activation-norm scaling factor
@@ -22,8 +35,9 @@ That scale is folded into the saved weights as SAELens folds an activation-norm 
 Reading, an SAE with ``apply_b_dec_to_input = false`` (no input centring) is the same function as one of our
 centred SAEs with its encoder biases shifted by ``b_dec·W_enc`` (and ``·exp(r_mag)`` on the magnitude path), so
 every standard or gated SAELens SAE loads into :class:`~companion.sae.autoencoders.BaselineSAE` /
-:class:`~companion.sae.autoencoders.GatedSAE`.  Other architectures (JumpReLU, TopK) and run-time normalisations
-are refused with a message saying so.
+:class:`~companion.sae.autoencoders.GatedSAE`; a pre-6 per-latent ``scaling_factor`` (applied to the codes before
+decoding) is folded into ``W_dec``.  Other architectures, and normalisations applied at run time, are refused
+with a message saying why and what to do (:func:`_check_normalisation`).
 """
 from __future__ import annotations
 
@@ -44,6 +58,15 @@ FROM_SAELENS = {v: k for k, v in TO_SAELENS.items()}
 _DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16, "float16": torch.float16,
            "torch.float32": torch.float32, "torch.float64": torch.float64, "torch.bfloat16": torch.bfloat16,
            "torch.float16": torch.float16}
+NO_PROCESSING = {"fold_ln": False, "center_writing_weights": False, "center_unembed": False,
+                 "fold_value_biases": False, "refactor_factored_attn_matrices": False}
+"""``HookedTransformer.from_pretrained`` settings that give the raw-weight activations the companion trains on."""
+PROVENANCE_KEYS = ("model_name", "hook_name", "hook_head_index", "context_size", "prepend_bos",
+                   "exclude_special_tokens", "dataset_path", "model_from_pretrained_kwargs", "seqpos_slice",
+                   "model_class_name", "neuronpedia_id", "sae_lens_version", "sae_lens_training_version")
+"""Provenance keys a pre-6 SAELens config keeps at its top level (SAELens 6 moved them under ``metadata``)."""
+MIN_SAELENS_VERSION = "6.0.0"
+"""Written as ``sae_lens_version`` where SAELens is not installed: any version ≥ 6 marks the SAELens 6 layout."""
 
 
 class SAEFormatError(ValueError):
@@ -59,17 +82,30 @@ class StoredSAE:
     config: dict[str, Any]
     """The ``cfg.json`` as read."""
     model_name: str | None
-    """The model it was trained on (``meta.model_name``), if recorded."""
+    """The model it was trained on (``metadata.model_name``), if recorded."""
     hook_name: str | None
-    """The TransformerLens hook it reads (``meta.hook_name``), if recorded."""
+    """The TransformerLens hook it reads (``metadata.hook_name``), if recorded."""
     path: Path
     """The folder it was read from."""
+    metadata: dict[str, Any] = dataclasses.field(default_factory=dict)
+    """Its provenance (context size, BOS, dataset, versions, ...), from whichever layout the file uses."""
+
+
+def saelens_version() -> str:
+    """The installed SAELens' version (the one whose layout is written and tested), else :data:`MIN_SAELENS_VERSION`."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("sae-lens")
+    except PackageNotFoundError:
+        return MIN_SAELENS_VERSION
 
 
 def save_sae(sae: SparseAutoencoder, directory: str | Path, *, input_scale: float = 1.0,
-             model_name: str | None = None, hook_name: str | None = None, context_size: int | None = None,
-             prepend_bos: bool = True, exclude_special_tokens: list[int] | None = None,
-             dataset_path: str | None = None, companion: dict[str, Any] | None = None) -> Path:
+             model_name: str | None = None, hook_name: str | None = None, hook_head_index: int | None = None,
+             context_size: int | None = None, prepend_bos: bool = True,
+             exclude_special_tokens: list[int] | None = None, dataset_path: str | None = None,
+             companion: dict[str, Any] | None = None) -> Path:
     """Write ``sae`` (trained on activations × ``input_scale``) to ``directory`` in SAELens' layout; returns it."""
     from safetensors.torch import save_file
 
@@ -99,14 +135,17 @@ def save_sae(sae: SparseAutoencoder, directory: str | Path, *, input_scale: floa
         "apply_b_dec_to_input": True,
         "normalize_activations": "none",
         "reshape_activations": "hook_z" if (hook_name or "").endswith("hook_z") else "none",
-        "meta": {
+        "metadata": {
+            "sae_lens_version": saelens_version(),
+            "sae_lens_training_version": None,
             "model_name": model_name,
             "hook_name": hook_name,
-            "hook_layer": _hook_layer(hook_name),
+            "hook_head_index": hook_head_index,
             "context_size": context_size,
             "prepend_bos": prepend_bos,
             "exclude_special_tokens": exclude_special_tokens,
             "dataset_path": dataset_path,
+            "model_from_pretrained_kwargs": dict(NO_PROCESSING),
             "companion": {"architecture": sae.architecture, "input_scale_folded": s, **(companion or {})},
         },
     }
@@ -114,13 +153,38 @@ def save_sae(sae: SparseAutoencoder, directory: str | Path, *, input_scale: floa
     return d
 
 
-def _hook_layer(hook_name: str | None) -> int | None:
-    if not hook_name or not hook_name.startswith("blocks."):
-        return None
-    try:
-        return int(hook_name.split(".")[1])
-    except (IndexError, ValueError):
-        return None
+def provenance(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The provenance block of a ``cfg.json``: SAELens 6's ``metadata`` over the companion's older ``meta`` over a
+    pre-6 SAELens config's top-level keys (``hook_point`` was the older name of ``hook_name``)."""
+    flat = {k: cfg[k] for k in PROVENANCE_KEYS if k in cfg}
+    if "hook_name" not in flat and "hook_point" in cfg:
+        flat["hook_name"] = cfg["hook_point"]
+    return {**flat, **(cfg.get("meta") or {}), **(cfg.get("metadata") or {})}
+
+
+def _check_normalisation(d: Path, cfg: dict[str, Any]) -> None:
+    norm = cfg.get("normalize_activations", "none")
+    if norm in (None, False, "none"):
+        return
+    if norm is True or norm == "expected_average_only_in":  # a bool is the pre-6 spelling of this one
+        why = ("it expects activations multiplied by a dataset-wide constant (√d_in / E‖x‖ over the training data) "
+               "that cfg.json does not record (SAELens folds it into the weights when training ends). Fold it and "
+               "save again: sae = sae_lens.SAE.load_from_disk(path); sae.fold_activation_norm_scaling_factor(factor); "
+               "sae.save_model(new_path), with the factor of its training run")
+    elif norm == "covariance_whitening":
+        why = ("it expects whitened activations, (x − mean)·M, with statistics cfg.json does not record. Fold them "
+               "and save again: sae.fold_activation_whitening(mean, M, M⁻¹) on sae_lens.SAE.load_from_disk(path), "
+               "then sae.save_model(new_path)")
+    elif norm in ("layer_norm", "constant_norm_rescale"):
+        how = ("subtracts each token's own mean and divides by its own standard deviation" if norm == "layer_norm"
+               else "rescales each token to norm √d_in")
+        why = (f"it {how} before encoding and undoes that on the reconstruction. That is a different map for every "
+               "token, which no weights can absorb, so the SAE is not the fixed ReLU/gated function of x the "
+               "companion's loss-recovered and γ measures are defined for. Use it through SAELens itself "
+               "(sae_lens.SAE.load_from_disk(path))")
+    else:
+        why = "this normalisation is unknown here"
+    raise SAEFormatError(f"{d}: normalize_activations={norm!r} cannot be loaded here: {why}")
 
 
 def load_sae(directory: str | Path) -> StoredSAE:
@@ -133,11 +197,9 @@ def load_sae(directory: str | Path) -> StoredSAE:
     cfg = json.loads((d / CONFIG_FILE).read_text())
     arch = cfg.get("architecture", "standard")
     if arch not in FROM_SAELENS:
-        raise SAEFormatError(f"{d}: architecture {arch!r} is not supported here (standard and gated SAEs are)")
-    norm = cfg.get("normalize_activations", "none") or "none"
-    if norm != "none":
-        raise SAEFormatError(f"{d}: normalize_activations={norm!r} is not supported; fold the scaling into the "
-                             "weights first (SAELens: sae.fold_activation_norm_scaling_factor) and save again")
+        raise SAEFormatError(f"{d}: architecture {arch!r} cannot be loaded here (standard and gated SAEs can); "
+                             f"sae_lens.SAE.load_from_disk(path) reads it")
+    _check_normalisation(d, cfg)
     w = load_file(str(d / WEIGHTS_FILE))
     need = ["W_enc", "W_dec", "b_dec"] + (["b_gate", "r_mag", "b_mag"] if arch == "gated" else ["b_enc"])
     missing = [k for k in need if k not in w]
@@ -148,6 +210,8 @@ def load_sae(directory: str | Path) -> StoredSAE:
     if W_dec.shape != (d_sae, d_in) or b_dec.shape != (d_in,):
         raise SAEFormatError(f"{d}: inconsistent shapes W_enc {tuple(W_enc.shape)}, W_dec {tuple(W_dec.shape)}, "
                              f"b_dec {tuple(b_dec.shape)}")
+    if "scaling_factor" in w:  # pre-6 SAELens: codes × scaling_factor before decoding, the same as scaled W_dec rows
+        W_dec = W_dec * w["scaling_factor"].to(W_dec.dtype)[:, None]
     dtype = _DTYPES.get(str(cfg.get("dtype", "float32")), W_enc.dtype)
     centre = bool(cfg.get("apply_b_dec_to_input", True))
     # Without input centring, x·W + b = (x − b_dec)·W + (b + b_dec·W): the same function with shifted biases.
@@ -162,6 +226,6 @@ def load_sae(directory: str | Path) -> StoredSAE:
         state = {"W_enc": W_enc.T, "b_enc": w["b_enc"] + shift, "W_dec": W_dec.T, "b_dec": b_dec}
     sae.load_state_dict({k: v.to(dtype).contiguous() for k, v in state.items()})
     sae.eval().requires_grad_(False)
-    meta = cfg.get("meta") or {}
-    return StoredSAE(sae=sae, config=cfg, model_name=meta.get("model_name", cfg.get("model_name")),
-                     hook_name=meta.get("hook_name", cfg.get("hook_name")), path=d)
+    meta = provenance(cfg)
+    return StoredSAE(sae=sae, config=cfg, model_name=meta.get("model_name"), hook_name=meta.get("hook_name"), path=d,
+                     metadata=meta)
