@@ -105,7 +105,8 @@ SlurmdPort=$SLURMD_PORT
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
-AuthInfo=socket=$MUNGE_SOCKET
+# cred_expire is also how long a requeued job waits before it may start again (default 120 s).
+AuthInfo=socket=$MUNGE_SOCKET,cred_expire=10
 CredType=cred/munge
 StateSaveLocation=$STATE/ctld
 SlurmdSpoolDir=$STATE/slurmd
@@ -124,7 +125,7 @@ AccountingStoragePass=$MUNGE_SOCKET
 JobCompType=jobcomp/none
 MpiDefault=none
 SchedulerType=sched/backfill
-SchedulerParameters=batch_sched_delay=0,sched_min_interval=0
+SchedulerParameters=batch_sched_delay=0,sched_min_interval=0,sched_interval=2,bf_interval=1
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 DefMemPerCPU=$defmem
@@ -135,8 +136,7 @@ SlurmdParameters=config_overrides
 NodeName=$host NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem State=UNKNOWN
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 EOF
-    mv "$SLURM_CONF.new" "$SLURM_CONF"
-    (umask 077 && cat >"$STATE/etc/slurmdbd.conf" <<EOF
+    (umask 077 && cat >"$STATE/etc/slurmdbd.conf.new" <<EOF
 # Written by .ci/slurm/cluster.sh.
 AuthType=auth/munge
 AuthInfo=socket=$MUNGE_SOCKET
@@ -226,11 +226,19 @@ up() {
     flock -w 300 9 || die "another up/down holds $STATE/.lock for 5 min"  # concurrent ups (parallel test workers) start it once
     local t0=$SECONDS
     install_missing
-    if healthy; then
+    write_config
+    if cmp -s "$SLURM_CONF.new" "$SLURM_CONF" && cmp -s "$STATE/etc/slurmdbd.conf.new" "$STATE/etc/slurmdbd.conf" \
+            && healthy; then
+        rm -f "$SLURM_CONF.new" "$STATE/etc/slurmdbd.conf.new"
         say "already up ($SLURM_CONF)"
     else
         local t1=$SECONDS
-        write_config
+        if [ -f "$SLURM_CONF" ] && ! cmp -s "$SLURM_CONF.new" "$SLURM_CONF"; then
+            say "configuration changed: restarting the Slurm daemons"
+            stop_slurm
+        fi
+        mv "$SLURM_CONF.new" "$SLURM_CONF"
+        mv "$STATE/etc/slurmdbd.conf.new" "$STATE/etc/slurmdbd.conf"
         start_munge
         start_db
         start_slurmdbd
@@ -256,6 +264,12 @@ stop() {
     say "killed $name (did not stop within 20s)"
 }
 
+stop_slurm() {
+    stop slurmd "$RUN/slurmd.pid" slurmd
+    stop slurmctld "$RUN/slurmctld.pid" slurmctld
+    stop slurmdbd "$RUN/slurmdbd.pid" slurmdbd
+}
+
 down() {
     [ -d "$STATE" ] || { say "nothing to stop ($STATE does not exist)"; return 0; }
     exec 9>"$STATE/.lock"
@@ -268,9 +282,7 @@ down() {
             for _ in $(seq 150); do [ -z "$(squeue -h -t R,CG -o %i 2>/dev/null)" ] && break; sleep 0.1; done
         fi
     fi
-    stop slurmd "$RUN/slurmd.pid" slurmd
-    stop slurmctld "$RUN/slurmctld.pid" slurmctld
-    stop slurmdbd "$RUN/slurmdbd.pid" slurmdbd
+    stop_slurm
     stop MariaDB "$RUN/mariadbd.pid" mariadbd
     stop munged "$STATE/munge/munged.pid" munged
     if [ "${1:-}" = --purge ]; then rm -rf "$STATE"; say "removed $STATE"; fi
