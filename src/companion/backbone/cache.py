@@ -27,6 +27,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import sys
 import tempfile
 import time
@@ -185,7 +186,8 @@ class Cache:
             if (final / MANIFEST).is_file():  # another process built it while we waited
                 return final
             tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=final.parent))
-            os.chmod(tmp, 0o777 & ~umask())  # mkdtemp makes it private (0700) whatever the umask
+            # mkdtemp makes it private (0700) whatever the umask; keep the setgid bit a shared folder passes down.
+            os.chmod(tmp, (0o777 & ~umask()) | (tmp.stat().st_mode & stat.S_ISGID))
             try:
                 t0 = time.time()
                 build(tmp)
