@@ -224,7 +224,7 @@ up() {
     mkdir -p "$STATE" "$RUN" "$LOG" "$STATE/ctld" "$STATE/slurmd"
     exec 9>"$STATE/.lock"
     flock -w 300 9 || die "another up/down holds $STATE/.lock for 5 min"  # concurrent ups (parallel test workers) start it once
-    local t0=$SECONDS
+    rm -f "$STATE/started-by-tests"  # started by hand: a test session that finds it running leaves it running
     install_missing
     write_config
     if cmp -s "$SLURM_CONF.new" "$SLURM_CONF" && cmp -s "$STATE/etc/slurmdbd.conf.new" "$STATE/etc/slurmdbd.conf" \
