@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.skipif(
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(
     sys.platform != "linux" or os.geteuid() != 0,
-    reason="the two-account cache test runs only as root on Linux (it switches a child process to other uids)")
+    reason="the two-account cache test runs only as root on Linux (it switches a child process to other uids)")]
 
 _ACCOUNT = r"""
 import os, sys, time, traceback

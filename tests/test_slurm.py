@@ -10,6 +10,7 @@ import time
 import pytest
 
 submitit = pytest.importorskip("submitit")
+pytestmark = pytest.mark.slow  # real jobs on the test cluster: make test, not make test-fast
 
 
 def _executor(slurm, folder, **kw):

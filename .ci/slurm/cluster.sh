@@ -54,7 +54,7 @@ alive_pid() {
     echo "$pid"
 }
 
-# wait_for SECONDS WHAT COMMAND...: poll COMMAND every 0.1 s until it succeeds; else print the log and fail.
+# wait_for SECONDS WHAT LOGFILE COMMAND...: poll COMMAND every 0.1 s until it succeeds; else show LOGFILE, fail.
 wait_for() {
     local secs=$1 what=$2 logfile=$3; shift 3
     local deadline=$((SECONDS + secs))
