@@ -191,3 +191,16 @@ def test_numbers_of_a_seed_summary_are_judged_against_the_spread_across_seeds():
     assert "within seed spread" in table and "1 moved beyond tolerance" in table
     only_spread = [x for x in d.values() if x.within_seed_spread]
     assert "0 moved beyond tolerance, 1 within seed spread only" in format_table(only_spread, [], [], 1)
+
+
+def test_figures_are_readable_by_whoever_the_umask_lets_read_them(in_project):
+    import stat
+
+    runtime.start(NotebookParams, "ci")
+    old = os.umask(0o002)
+    try:
+        saved = save_figure(demo_figure(), "shared")
+    finally:
+        os.umask(old)
+    for f in (saved.png, saved.pdf, saved.sidecar):
+        assert stat.S_IMODE(f.stat().st_mode) == 0o664, f.name  # not mkstemp's 0600
