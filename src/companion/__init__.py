@@ -16,7 +16,7 @@ import sys as _sys
 
 __version__ = "0.1.0"
 
-PINNED_NUMERICS = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+PINNED_NUMERICS = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "COMPATIBLE", "ONEDNN_MAX_CPU_ISA": "AVX2"}
 """The numeric code paths fixed at import (environment variables read by torch, MKL and oneDNN at start-up)."""
 NATIVE_NUMERICS_ENV = "COMPANION_NATIVE_NUMERICS"
 """Set to 1 to leave the CPU's own (fastest, machine-dependent) code paths."""

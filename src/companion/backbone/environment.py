@@ -43,11 +43,13 @@ def numerics() -> dict[str, object]:
     import torch
 
     import companion
+    from companion.backbone.numerics import DENSE_PRODUCT
 
     pinned = {k: os.environ.get(k) for k in companion.PINNED_NUMERICS}
     return {
         "pinned": pinned if pinned == companion.PINNED_NUMERICS else {},
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "machine": platform.machine(),
+        "dense_product": DENSE_PRODUCT,
         "torch_imported_before_companion": companion.TORCH_IMPORTED_BEFORE_COMPANION,
     }

@@ -32,6 +32,7 @@ from typing import Any
 
 import torch
 
+from companion.backbone.numerics import native_layer_norms
 from companion.models.hub import hub_forced_offline, hub_reachable, is_cached_locally, offline_env
 
 OFFLINE_PROFILES = ("ci", "organism")
@@ -124,6 +125,7 @@ def load_model(name_or_path: str | os.PathLike, *, device: str = "cpu", dtype: t
         # A local directory needs no Hub; forcing offline also stops any incidental lookups (e.g. templates).
         with hub_forced_offline():
             model = TransformerBridge.boot_transformers(str(path), device=device, dtype=dtype, **bridge_kwargs)
+        native_layer_norms(model)
         model.eval()
         return model
     if s.startswith((".", "/", "~")) or os.sep in s and not _looks_like_repo_id(s):
@@ -145,6 +147,7 @@ def load_model(name_or_path: str | os.PathLike, *, device: str = "cpu", dtype: t
             model = TransformerBridge.boot_tl_legacy(repo_id, device=device, dtype=dtype, **bridge_kwargs)
         else:
             model = TransformerBridge.boot_transformers(repo_id, device=device, dtype=dtype, **bridge_kwargs)
+    native_layer_norms(model)
     model.eval()
     return model
 
