@@ -99,7 +99,8 @@ def code_fingerprint(*module_names: str) -> str:
         h.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
     h.update(json.dumps(environment.package_versions(environment.NUMERIC_PACKAGES), sort_keys=True).encode())
     numerics = environment.numerics()
-    h.update(json.dumps({k: numerics[k] for k in ("pinned", "cpu_capability", "machine")}, sort_keys=True).encode())
+    h.update(json.dumps({k: numerics[k] for k in ("pinned", "cpu_capability", "machine", "mkl_branch", "dense_product")},
+                        sort_keys=True).encode())
     h.update(f"python {sys.version_info.major}.{sys.version_info.minor}".encode())
     return h.hexdigest()[:16]
 

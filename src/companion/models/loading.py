@@ -32,7 +32,7 @@ from typing import Any
 
 import torch
 
-from companion.backbone.numerics import native_layer_norms
+from companion.models.numerics import native_layer_norms
 from companion.models.hub import hub_forced_offline, hub_reachable, is_cached_locally, offline_env
 
 OFFLINE_PROFILES = ("ci", "organism")

@@ -28,7 +28,7 @@ import torch
 from pydantic import model_validator
 
 from companion.backbone.config import Config
-from companion.backbone.numerics import AdamW, conv1d, linear
+from companion.models.numerics import AdamW, conv1d, linear
 
 
 class ModelConfig(Config):

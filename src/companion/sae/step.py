@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from companion.backbone.numerics import linear, t_mm
+from companion.models.numerics import linear, t_mm
 from companion.sae.autoencoders import BaselineSAE, GatedSAE, SAELoss, SparseAutoencoder, _check_input, _check_lam
 
 #: Above this fraction of non-zeros in the code, the dense formulas are faster on a CPU. Measured on 2 cores at

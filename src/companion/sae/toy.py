@@ -17,7 +17,7 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch import Tensor
 
-from companion.backbone.numerics import Adam
+from companion.models.numerics import Adam
 from companion.sae.autoencoders import BaselineSAE, GatedSAE
 
 

@@ -27,7 +27,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from companion.backbone.numerics import Adam
+from companion.models.numerics import Adam
 from companion.sae.autoencoders import SAELoss, SparseAutoencoder, make_sae
 from companion.sae.step import Workspace, loss_and_grads
 
