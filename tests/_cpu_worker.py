@@ -22,10 +22,10 @@ import sys
 import time
 import traceback
 
-# qemu-user 7.2 (Debian 12) aborts when a forked child starts a thread: the children must start none.  These
-# switch off the worker threads of tokenizers, of Hugging Face's weight loading and tqdm's monitor; torch runs one
-# intra-op thread (set by companion's training and the test's OMP_NUM_THREADS).
-os.environ.update(TOKENIZERS_PARALLELISM="false", HF_DEACTIVATE_ASYNC_LOAD="1")
+# One intra-op thread, as the organism profile runs (results depend on the thread count).  And no threads at all in
+# the forked children: qemu-user 7.2 (Debian 12) can abort when one starts a thread ("qemu_plugin_vcpu_init_hook:
+# assertion failed"), so tokenizers', Hugging Face's weight-loading and tqdm's monitor threads are switched off.
+os.environ.update(OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", HF_DEACTIVATE_ASYNC_LOAD="1")
 
 import companion  # first: pins the numeric code paths (before torch computes anything)
 import torch
