@@ -10,7 +10,8 @@ tiny organism natively (an AMD EPYC with AVX-512) and on CPUs emulated with ``qe
 * **oneDNN dispatches by instruction set, not vendor.**  Capped at AVX2 (``ONEDNN_MAX_CPU_ISA``), its fp32 matmul
   gave identical bits on all three CPUs for every shape tried, at MKL's full AVX2 speed.  The hot products of
   training therefore go through :func:`linear`, :func:`conv1d` and :func:`t_mm` (oneDNN forward *and* backward):
-  the organism's training step costs 1.25x, not 2x, its pre-issue time; the SAE step nothing.
+  an organism's training costs 1.27x the CPU time it took under ``MKL_CBWR=AVX2``, where MKL's products would
+  cost 2x (what remains is the attention kernel's small MKL products); the SAE step costs the same.
 * **torch's** ``sqrt`` **is approximate on the CPU.**  It goes through MKL's vector maths, which (float32 and float64
   alike, even with ``COMPATIBLE``) uses an approximate-reciprocal instruction whose bits differ between Intel and
   AMD silicon (qemu computes it exactly: native and emulated results differed).  The optimisers use torch's
