@@ -6,7 +6,8 @@ MKL picks its kernels by.  ``tests/_cpu_worker.py`` trains a tiny organism (toke
 activations through TransformerLens, trains a gated SAE on them and evaluates the SAE-spliced LM loss, once under
 companion's pinning and once under the pinning it replaced (the control: ``MKL_CBWR=AVX2``, MKL's products,
 unfused optimisers).  qemu also computes the approximate-reciprocal instructions exactly, where real silicon does
-not, so any kernel using them makes the native run differ from the emulated ones.
+not, so any kernel using them makes the native run differ from the emulated ones.  The three runs start in the
+background, at low priority, as soon as collection selects these tests (``tests/_emulated_cpus.py``).
 
 Skipped with one line where qemu-user is missing (``apt-get install qemu-user``); ``COMPANION_REQUIRE_QEMU=1``
 (set by ``.ci/run``) makes that a failure instead.
@@ -15,50 +16,26 @@ from __future__ import annotations
 
 import json
 import os
-import platform
-import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-WORKER = Path(__file__).with_name("_cpu_worker.py")
-CPUS = {"native": [], "Haswell": ["-cpu", "Haswell"], "EPYC": ["-cpu", "EPYC"]}
-"""Where the worker runs: this CPU, and emulated Intel and AMD CPUs with AVX2."""
+import _emulated_cpus
+from _emulated_cpus import CPUS, PINNED
+
 ARTIFACTS = ("organism", "organism_key", "tokenizer", "activations", "sae", "losses")
-PINNED = ("ATEN_CPU_CAPABILITY", "MKL_CBWR", "ONEDNN_MAX_CPU_ISA", "COMPANION_NATIVE_NUMERICS")
 
 
-def _qemu() -> str:
-    qemu = shutil.which("qemu-x86_64")
-    why = ("qemu-x86_64 not found (apt-get install qemu-user): not training on emulated Intel and AMD CPUs"
-           if qemu is None else None)
-    if platform.machine() != "x86_64":
-        why = f"not an x86-64 machine ({platform.machine()}): no emulated x86-64 CPUs to compare with"
+@pytest.fixture(scope="module")
+def emulated_runs() -> dict[str, dict[str, dict]]:
+    """{cpu: {"pinned" | "control": the worker's report}} (the workers started when collection ended)."""
+    why = _emulated_cpus.unavailable()
     if why:
         if os.environ.get("COMPANION_REQUIRE_QEMU") == "1":
             pytest.fail(f"COMPANION_REQUIRE_QEMU=1 but {why}")
         pytest.skip(why)
-    return qemu
-
-
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory) -> dict[str, dict[str, dict]]:
-    """{cpu: {"pinned" | "control": the worker's report}}, the three CPUs run side by side."""
-    qemu = _qemu()
-    env = {k: v for k, v in os.environ.items() if k not in PINNED}
-    procs = {}
-    for cpu, args in CPUS.items():
-        cmd = ([qemu, *args] if args else []) + [sys.executable, str(WORKER), str(tmp_path_factory.mktemp(cpu))]
-        procs[cpu] = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    out: dict[str, dict[str, dict]] = {}
-    for cpu, p in procs.items():
-        stdout, stderr = p.communicate(timeout=900)
-        assert p.returncode == 0, f"{cpu}: the worker failed:\n{stderr[-3000:]}"
-        reports = [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
-        out[cpu] = {r.pop("variant"): r for r in reports}
-    return out
+    return _emulated_cpus.start().reports()
 
 
 def _by_cpu(runs, variant: str, what: str) -> dict[str, object]:
@@ -66,30 +43,30 @@ def _by_cpu(runs, variant: str, what: str) -> dict[str, object]:
 
 
 @pytest.mark.slow
-def test_organisms_and_saes_are_the_same_on_intel_and_amd(runs):
+def test_organisms_and_saes_are_the_same_on_intel_and_amd(emulated_runs):
     for what in ARTIFACTS:
-        got = _by_cpu(runs, "pinned", what)
+        got = _by_cpu(emulated_runs, "pinned", what)
         assert len({json.dumps(v) for v in got.values()}) == 1, f"{what} differs between CPUs: {got}"
     # And every CPU reports the same numerics (they are in the cache keys): MKL really runs its vendor-neutral
     # branch, training's products go through oneDNN, torch's kernels are its AVX2 ones.
-    numerics = _by_cpu(runs, "pinned", "numerics")
+    numerics = _by_cpu(emulated_runs, "pinned", "numerics")
     assert len({json.dumps(n, sort_keys=True) for n in numerics.values()}) == 1, numerics
     n = numerics["native"]
     assert (n["mkl_branch"], n["dense_product"], n["cpu_capability"]) == ("COMPATIBLE", "onednn", "AVX2")
 
 
 @pytest.mark.slow
-def test_under_the_pinning_it_replaced_the_same_training_differs_by_cpu(runs):
+def test_under_the_pinning_it_replaced_the_same_training_differs_by_cpu(emulated_runs):
     # The control, so the test above can fail: MKL_CBWR=AVX2 is honoured on Intel only (MKL reports AUTO on AMD),
     # and the organism, its activations and the SAE trained on them then differ between Intel and AMD.
-    numerics = _by_cpu(runs, "control", "numerics")
+    numerics = _by_cpu(emulated_runs, "control", "numerics")
     assert numerics["Haswell"]["mkl_branch"] == "AVX2" and numerics["EPYC"]["mkl_branch"] == "AUTO", numerics
     for what in ("organism", "activations", "sae"):
-        got = _by_cpu(runs, "control", what)
+        got = _by_cpu(emulated_runs, "control", what)
         assert got["Haswell"] != got["EPYC"], f"control {what} is the same on emulated Intel and AMD: {got}"
-        assert got["Haswell"] != runs["Haswell"]["pinned"][what]  # and the pinning did change the computation
+        assert got["Haswell"] != emulated_runs["Haswell"]["pinned"][what]  # and the pinning did change the computation
     # The old cache keys could not tell those organisms apart; MKL's actual branch is in the keys now.
-    keys = _by_cpu(runs, "control", "organism_key")
+    keys = _by_cpu(emulated_runs, "control", "organism_key")
     assert keys["Haswell"] != keys["EPYC"]
 
 

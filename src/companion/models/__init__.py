@@ -1,3 +1,4 @@
 """Models: loading real models and organisms as TransformerLens ``TransformerBridge``s (``loading``), access to the
 Hugging Face Hub (``hub``), the one module that scores text with a model (``scoring``), batched greedy decoding
-(``generation``) and the paper-profile preflight (``doctor``)."""
+(``generation``), the paper-profile preflight (``doctor``) and the vendor-neutral products and optimisers that make
+organisms and SAEs the same on Intel and AMD CPUs (``numerics``)."""
