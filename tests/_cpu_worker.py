@@ -11,7 +11,8 @@ forked children share the imports (under emulation the imports are most of the t
   Python LayerNorm).  MKL reads ``MKL_CBWR`` at its first call, so setting it in the child takes effect.
 
 Each child prints one JSON line: the organism's weights hash, cache key and tokenizer hash, the numerics in force,
-hashes of the activations at one site, of the trained SAE's weights, and the LM losses of the SAE-spliced model.
+the code fingerprint in the SAE cache keys, hashes of the activations at one site and of the trained SAE's
+weights, and the LM losses of the SAE-spliced model.
 """
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ os.environ.update(OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", HF_DEACTI
 import companion  # first: pins the numeric code paths (before torch computes anything)
 import torch
 
+from companion.backbone.cache import code_fingerprint
 from companion.backbone.environment import numerics
 from companion.models.loading import load_model
 from companion.organism.build import OrganismSpec, build_organism
@@ -63,6 +65,7 @@ def run() -> dict:
     path, _ = build_organism(OrganismSpec.model_validate(SPEC), progress=False)
     meta = json.loads((path / "organism.json").read_text())
     out = {"numerics": numerics(), "organism": meta["weights_sha256"], "organism_key": path.name,
+           "sae_code_key": code_fingerprint("companion.sae.experiments"),  # what SAE cache keys hold besides the organism's
            "tokenizer": hashlib.sha256((path / "tokenizer.json").read_bytes()).hexdigest()[:16]}
     model = load_model(path)
     tokens = torch.randint(1, 300, (8, 24), generator=torch.Generator().manual_seed(0))

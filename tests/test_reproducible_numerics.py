@@ -24,7 +24,7 @@ import pytest
 import _emulated_cpus
 from _emulated_cpus import CPUS, PINNED
 
-ARTIFACTS = ("organism", "organism_key", "tokenizer", "activations", "sae", "losses")
+ARTIFACTS = ("organism", "organism_key", "tokenizer", "activations", "sae", "sae_code_key", "losses")
 
 
 @pytest.fixture(scope="module")
@@ -66,8 +66,9 @@ def test_under_the_pinning_it_replaced_the_same_training_differs_by_cpu(emulated
         assert got["Haswell"] != got["EPYC"], f"control {what} is the same on emulated Intel and AMD: {got}"
         assert got["Haswell"] != emulated_runs["Haswell"]["pinned"][what]  # and the pinning did change the computation
     # The old cache keys could not tell those organisms apart; MKL's actual branch is in the keys now.
-    keys = _by_cpu(emulated_runs, "control", "organism_key")
-    assert keys["Haswell"] != keys["EPYC"]
+    for key in ("organism_key", "sae_code_key"):
+        keys = _by_cpu(emulated_runs, "control", key)
+        assert keys["Haswell"] != keys["EPYC"], keys
 
 
 @pytest.mark.parametrize("order", ["companion first", "torch first", "torch used first"])
