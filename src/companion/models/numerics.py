@@ -5,7 +5,8 @@ the part of the pinning that environment variables cannot do.  What was measured
 tiny organism natively (an AMD EPYC with AVX-512) and on CPUs emulated with ``qemu-x86_64 -cpu Haswell|EPYC``:
 
 * **MKL picks kernels by CPU vendor.**  On AMD it ignores ``MKL_CBWR=AVX2`` (it reports branch ``AUTO``) and
-  runs other sgemm and vector-maths kernels: Intel and AMD products differed by up to hundreds of ulp.  Only
+  runs other sgemm and vector-maths kernels: emulated Intel and AMD CPUs gave different products (up to 608 ulp
+  apart in ``nn.Linear``) and ``exp``/``log``/``sqrt``.  Only
   ``MKL_CBWR=COMPATIBLE`` is honoured on both, so that is the pin; it halves MKL's matmul speed.
 * **oneDNN dispatches by instruction set, not vendor.**  Capped at AVX2 (``ONEDNN_MAX_CPU_ISA``), its fp32 matmul
   gave identical bits on all three CPUs for every shape tried, at MKL's full AVX2 speed.  The hot products of
@@ -13,8 +14,9 @@ tiny organism natively (an AMD EPYC with AVX-512) and on CPUs emulated with ``qe
   an organism's training costs 1.27x the CPU time it took under ``MKL_CBWR=AVX2``, where MKL's products would
   cost 2x (what remains is the attention kernel's small MKL products); the SAE step costs the same.
 * **torch's** ``sqrt`` **is approximate on the CPU.**  It goes through MKL's vector maths, which (float32 and float64
-  alike, even with ``COMPATIBLE``) uses an approximate-reciprocal instruction whose bits differ between Intel and
-  AMD silicon (qemu computes it exactly: native and emulated results differed).  The optimisers use torch's
+  alike, even with ``COMPATIBLE``) is not correctly rounded (83% of float32 results are) and gave other bits
+  natively than under qemu, the mark of an approximate-reciprocal instruction: qemu computes those exactly, and
+  Intel and AMD silicon each approximate them their own way.  The optimisers use torch's
   *fused* Adam/AdamW (:class:`Adam`, :class:`AdamW`), whose square root is the exact IEEE instruction, and
   TransformerLens' LayerNorm, written with ``Tensor.sqrt``, is switched to the model's own ``F.layer_norm``
   (:func:`native_layer_norms`).  ``exp``, ``log``, ``tanh``, softmax, GELU, LayerNorm and norms were the same on
