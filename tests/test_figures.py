@@ -48,7 +48,7 @@ def test_files_sidecar_and_stamp(in_project):
     assert side["data"] == {"auroc": 0.75, "xs": [0, 1, 2]}
     assert side["tolerance"]["atol"] == 0.01 and "rtol" in side["tolerance"]
     assert set(side["git"]) == {"commit", "dirty"} and side["packages"]["torch"]
-    assert side["numerics"]["cpu_capability"] == "AVX2" and side["numerics"]["pinned"]["MKL_CBWR"] == "AVX2"
+    assert side["numerics"]["cpu_capability"] == "AVX2" and side["numerics"]["mkl_branch"] == "COMPATIBLE"
     assert side["wall_time_s"] >= 0 and "inputs" in side
     assert any("FALLBACK" in t.get_text() and "'ci'" in t.get_text() for t in fig.texts)
     save_figure(fig, "demo")

@@ -34,7 +34,10 @@ def numerics() -> dict[str, object]:
     """The numeric code paths in force in this process (part of every cache key, manifest and figure sidecar).
 
     ``pinned`` is what :mod:`companion` set (empty when opted out), ``cpu_capability`` what torch actually runs
-    (``AVX2`` when the pinning took effect; ``AVX512``, ``DEFAULT``, ... otherwise), ``machine`` the architecture.
+    (``AVX2`` when the pinning took effect; ``AVX512``, ``DEFAULT``, ... otherwise), ``machine`` the architecture,
+    ``mkl_branch`` the code branch MKL actually runs (``COMPATIBLE`` when the pinning took effect; MKL ignores
+    requests it cannot honour) and ``dense_product`` the library of training's matrix products
+    (:mod:`companion.models.numerics`).
     Two processes with equal ``numerics()`` and equal inputs compute the same bits.
     """
     import os
@@ -43,11 +46,14 @@ def numerics() -> dict[str, object]:
     import torch
 
     import companion
+    from companion.models.numerics import dense_product, mkl_branch
 
     pinned = {k: os.environ.get(k) for k in companion.PINNED_NUMERICS}
     return {
         "pinned": pinned if pinned == companion.PINNED_NUMERICS else {},
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "machine": platform.machine(),
+        "mkl_branch": mkl_branch(),
+        "dense_product": dense_product(),
         "torch_imported_before_companion": companion.TORCH_IMPORTED_BEFORE_COMPANION,
     }

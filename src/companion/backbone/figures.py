@@ -276,7 +276,7 @@ def save_figure(
             "profile_description": ctx.profile.description,
             "parameters": ctx.params.to_dict() if ctx.params is not None else None,
             "packages": package_versions(),
-        "numerics": numerics(),  # the CPU code paths the numbers were computed on (companion pins AVX2)
+        "numerics": numerics(),  # the CPU code paths the numbers were computed on (companion pins them)
             "inputs": {**used_entries(), **ctx.inputs},
             "wall_time_s": round(time.time() - ctx.started, 3),
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
