@@ -1,16 +1,15 @@
 """Train a tiny organism and an SAE on it, on whatever CPU runs this (natively or under ``qemu-x86_64 -cpu MODEL``).
 
-    python tests/_cpu_worker.py CACHE_DIR
+    python tests/_cpu_worker.py CACHE_DIR pinned|control
 
-Used by ``tests/test_reproducible_numerics.py``.  Everything is imported once, with nothing computed, then two
-forked children share the imports (under emulation the imports are most of the time):
+Used by ``tests/test_reproducible_numerics.py``, which runs both variants on each CPU:
 
 * ``pinned``: companion's numeric pinning as imported;
 * ``control``: the pinning issue 22 replaced (``MKL_CBWR=AVX2``, which MKL honours on Intel only), under which
   companion's own vendor-neutral paths are off too (products through MKL, unfused optimisers, TransformerLens'
-  Python LayerNorm).  MKL reads ``MKL_CBWR`` at its first call, so setting it in the child takes effect.
+  Python LayerNorm).  MKL reads ``MKL_CBWR`` at its first call, so setting it after the imports takes effect.
 
-Each child prints one JSON line: the organism's weights hash, cache key and tokenizer hash, the numerics in force,
+Each run prints one JSON line: the organism's weights hash, cache key and tokenizer hash, the numerics in force,
 the code fingerprint in the SAE cache keys, hashes of the activations at one site and of the trained SAE's
 weights, and the LM losses of the SAE-spliced model.
 """
@@ -21,7 +20,6 @@ import json
 import os
 import sys
 import time
-import traceback
 
 # One intra-op thread, as the organism profile runs (results depend on the thread count).  And no threads at all in
 # the forked children: qemu-user 7.2 (Debian 12) can abort when one starts a thread ("qemu_plugin_vcpu_init_hook:
@@ -38,8 +36,8 @@ from companion.organism.build import OrganismSpec, build_organism
 from companion.organism.training import make_model  # noqa: F401  (imports the GPT-2 modelling code up front)
 from companion.sae.activations import model_chunks
 from companion.sae.metrics import lm_losses
-from companion.sae.training import SAESpec, TrainConfig, train_sweep
-import transformer_lens.model_bridge  # noqa: F401  (load_model imports it lazily; here before the fork)
+from companion.sae.training import SAESpec, SAETrainConfig, train_sweep
+import transformer_lens.model_bridge  # noqa: F401  (load_model imports it lazily; timed as import)
 import tqdm
 
 tqdm.tqdm.monitor_interval = 0
@@ -65,13 +63,13 @@ def run() -> dict:
     path, _ = build_organism(OrganismSpec.model_validate(SPEC), progress=False)
     meta = json.loads((path / "organism.json").read_text())
     out = {"numerics": numerics(), "organism": meta["weights_sha256"], "organism_key": path.name,
-           "sae_code_key": code_fingerprint("companion.sae.experiments"),  # what SAE cache keys hold besides the organism's
+           "sae_code_key": code_fingerprint("companion.sae.experiment"),  # what SAE cache keys hold besides the organism's
            "tokenizer": hashlib.sha256((path / "tokenizer.json").read_bytes()).hexdigest()[:16]}
     model = load_model(path)
     tokens = torch.randint(1, 300, (8, 24), generator=torch.Generator().manual_seed(0))
     tokens[:, 0] = 0  # <|endoftext|> first, as the pipeline's token batches; its position is left out
     acts = torch.cat([c[SITE] for c in model_chunks(model, [tokens], [SITE], exclude_token_ids=[0])])  # [184, 16]
-    sae = train_sweep(iter(acts.split(46)), [SAESpec("gated", 32, 1.0)], TrainConfig(lr=1e-2, warmup_steps=1),
+    sae = train_sweep(iter(acts.split(46)), [SAESpec("gated", 32, 1.0)], SAETrainConfig(lr=1e-2, warmup_steps=1),
                       progress=False)[0]
     losses = lm_losses(model, [tokens[:4]], SITE, {"sae": sae.reconstruct}, exclude_token_ids=[0])
     out.update(activations=_sha(acts), sae=_sha(*sae.sae.parameters()),
@@ -81,24 +79,14 @@ def run() -> dict:
 
 
 def main() -> None:
-    cache = sys.argv[1]
-    for variant in ("pinned", "control"):
-        pid = os.fork()
-        if pid == 0:
-            code = 0
-            try:
-                if variant == "control":
-                    os.environ["MKL_CBWR"] = "AVX2"
-                os.environ["COMPANION_CACHE"] = os.path.join(cache, variant)
-                print(json.dumps({"variant": variant, **run()}), flush=True)
-            except BaseException:  # report, then leave without running the parent's cleanup
-                traceback.print_exc()
-                sys.stderr.flush()
-                code = 1
-            os._exit(code)
-        _, status = os.waitpid(pid, 0)
-        if status:
-            sys.exit(f"the {variant} run failed (wait status {status})")
+    """``_cpu_worker.py CACHE VARIANT``: one report line for the pinned recipe or the control.
+
+    One process per variant, not a fork: qemu-user aborts now and then when a threaded emulated process forks."""
+    cache, variant = sys.argv[1], sys.argv[2]
+    if variant == "control":
+        os.environ["MKL_CBWR"] = "AVX2"
+    os.environ["COMPANION_CACHE"] = os.path.join(cache, variant)
+    print(json.dumps({"variant": variant, **run()}), flush=True)
 
 
 if __name__ == "__main__":

@@ -46,8 +46,6 @@ def numerics() -> dict[str, object]:
     import torch
 
     import companion
-    from companion.models.numerics import dense_product, mkl_branch
-
     pinned = {k: os.environ.get(k) for k in companion.PINNED_NUMERICS}
     return {
         "pinned": pinned if pinned == companion.PINNED_NUMERICS else {},
@@ -57,3 +55,47 @@ def numerics() -> dict[str, object]:
         "dense_product": dense_product(),
         "torch_imported_before_companion": companion.TORCH_IMPORTED_BEFORE_COMPANION,
     }
+
+
+MKL_BRANCHES = {0: "OFF", 1: "BRANCH_OFF", 2: "AUTO", 3: "COMPATIBLE", 4: "SSE2", 6: "SSSE3", 7: "SSE4_1",
+                8: "SSE4_2", 9: "AVX", 10: "AVX2", 11: "AVX512_MIC", 12: "AVX512", 13: "AVX512_MIC_E1",
+                14: "AVX512_E1"}
+"""MKL's conditional-numerical-reproducibility branch codes (``mkl_cbwr_get``) and their names."""
+
+
+def in_force() -> bool:
+    """Whether companion's numeric pinning is in force in this process (every pinned variable has its value)."""
+    import os
+
+    import companion
+
+    return all(os.environ.get(k) == v for k, v in companion.PINNED_NUMERICS.items())
+
+
+def mkl_branch() -> str | None:
+    """The code branch MKL actually runs (``"COMPATIBLE"``, ``"AUTO"``, ``"AVX2"``, ...); None without MKL.
+
+    Asked of MKL itself: the environment variable is only a request, which MKL ignores where it cannot honour it
+    (``AVX2`` on AMD CPUs runs ``AUTO``).  MKL reads the request once, so call this only after :mod:`companion` set it.
+    """
+    import ctypes
+    import os
+
+    import torch
+
+    try:
+        lib = ctypes.CDLL(os.path.join(os.path.dirname(torch.__file__), "lib", "libtorch_cpu.so"))
+        get = lib.mkl_serv_cbwr_get
+    except (OSError, AttributeError):
+        return None
+    get.restype, get.argtypes = ctypes.c_int, [ctypes.c_int]
+    code = get(1)  # MKL_CBWR_BRANCH
+    return MKL_BRANCHES.get(code, str(code))
+
+
+def dense_product() -> str:
+    """The library of training's float32 CPU matrix products (:mod:`companion.models.numerics`): ``"onednn"`` while
+    the pinning is in force and torch has oneDNN, else ``"torch"``."""
+    import torch
+
+    return "onednn" if torch.backends.mkldnn.is_available() and in_force() else "torch"

@@ -30,47 +30,17 @@ emulated Intel and AMD CPUs and checks the bits.
 """
 from __future__ import annotations
 
-import ctypes
-import os
 from typing import Any
 
 import torch
 from torch import Tensor
 
-MKL_BRANCHES = {0: "OFF", 1: "BRANCH_OFF", 2: "AUTO", 3: "COMPATIBLE", 4: "SSE2", 6: "SSSE3", 7: "SSE4_1",
-                8: "SSE4_2", 9: "AVX", 10: "AVX2", 11: "AVX512_MIC", 12: "AVX512", 13: "AVX512_MIC_E1",
-                14: "AVX512_E1"}
-"""MKL's conditional-numerical-reproducibility branch codes (``mkl_cbwr_get``) and their names."""
-
-
-def in_force() -> bool:
-    """Whether companion's numeric pinning is in force in this process (every pinned variable has its value)."""
-    import companion
-
-    return all(os.environ.get(k) == v for k, v in companion.PINNED_NUMERICS.items())
-
-
-def mkl_branch() -> str | None:
-    """The code branch MKL actually runs (``"COMPATIBLE"``, ``"AUTO"``, ``"AVX2"``, ...); None without MKL.
-
-    Asked of MKL itself: the environment variable is only a request, which MKL ignores where it cannot honour it
-    (``AVX2`` on AMD CPUs runs ``AUTO``).  MKL reads the request once, so call this only after :mod:`companion` set it.
-    """
-    try:
-        lib = ctypes.CDLL(os.path.join(os.path.dirname(torch.__file__), "lib", "libtorch_cpu.so"))
-        get = lib.mkl_serv_cbwr_get
-    except (OSError, AttributeError):
-        return None
-    get.restype, get.argtypes = ctypes.c_int, [ctypes.c_int]
-    code = get(1)  # MKL_CBWR_BRANCH
-    return MKL_BRANCHES.get(code, str(code))
+from companion.backbone.environment import in_force, mkl_branch  # noqa: F401  (re-exported: what is in force)
 
 
 def _onednn_linear_op() -> Any:
     try:
-        if not torch.backends.mkldnn.is_available():
-            return None
-        return torch.ops.mkldnn._linear_pointwise
+        return torch.ops.mkldnn._linear_pointwise if torch.backends.mkldnn.is_available() else None
     except (AttributeError, RuntimeError):  # pragma: no cover - a torch built without oneDNN
         return None
 
@@ -80,7 +50,9 @@ _LINEAR = _onednn_linear_op()
 
 def dense_product() -> str:
     """Which library computes :func:`linear`, :func:`conv1d` and :func:`t_mm` on float32 CPU tensors now."""
-    return "onednn" if _LINEAR is not None and in_force() else "torch"
+    from companion.backbone.environment import dense_product as reported
+
+    return reported() if _LINEAR is not None else "torch"
 
 
 def _usable(*ts: Tensor | None) -> bool:
