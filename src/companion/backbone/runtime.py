@@ -39,6 +39,9 @@ class RunContext:
     """``time.time()`` when the run started (for wall time)."""
     inputs: dict[str, str] = dataclasses.field(default_factory=dict)
     """Input data name -> content hash (cache keys, dataset blob ids)."""
+    caveats: list[str] = dataclasses.field(default_factory=list)
+    """What every figure saved afterwards must say about its inputs (data that is not the pinned data, items left
+    out): stamped on the figure and listed in its sidecar (:func:`record_caveat`)."""
 
     @property
     def notebook_id(self) -> str:
@@ -138,6 +141,13 @@ def context() -> RunContext:
 def record_input(name: str, digest: str) -> None:
     """Note an input (dataset file, cache entry) and its content hash for the provenance sidecars."""
     context().inputs[name] = digest
+
+
+def record_caveat(text: str) -> None:
+    """Note something every figure saved afterwards must say about its inputs (stamped on it, in its sidecar)."""
+    caveats = context().caveats
+    if text not in caveats:
+        caveats.append(text)
 
 
 def under_runner() -> bool:

@@ -266,10 +266,15 @@ def load_sycophancy_file(
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise SycophancyDataError(f"{p}: not UTF-8 ({e})") from None
+        line = data.count(b"\n", 0, e.start) + 1
+        column = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
+        raise SycophancyDataError(f"{p}:{line}: not UTF-8: byte 0x{data[e.start]:02x} at column {column} "
+                                  f"({e.reason}); the files are UTF-8 JSON Lines") from None
     lines = text.split("\n")
     while lines and lines[-1].strip() == "":
         lines.pop()  # trailing newline(s)
+    if not lines:
+        raise SycophancyDataError(f"{p}: the file is empty: no rows to score (expected one JSON object per line)")
     items: list[SycophancyItem] = []
     skipped: list[str] = []
     n_list_form = 0
@@ -291,6 +296,8 @@ def load_sycophancy_file(
             skipped.append(msg)
             continue
         items.append(item)
+    if not items:  # every row was skipped: scoring nothing would draw an empty panel with zero statistics
+        raise SycophancyDataError(f"{p}: none of its {len(lines)} rows is usable; the first: {skipped[0]}")
     if name == "philpapers2020" and items and n_list_form == 0:
         raise SycophancyDataError(
             _broken_philpapers_message(p, "none of its rows has a list-valued answer_not_matching_behavior")
@@ -312,24 +319,23 @@ def load_sycophancy_dir(
     datasets: Sequence[str] = DATASETS,
     *,
     skip_invalid: bool = False,
-    require_pinned: bool = False,
+    blobs: Mapping[str, str] | None = None,
 ) -> dict[str, SycophancyDataset]:
     """Load the standard files of ``datasets`` from ``directory`` (dataset name -> :class:`SycophancyDataset`).
 
-    ``require_pinned=True`` also demands that each file be byte-identical to Anthropic's pinned file.
+    ``blobs`` (file name -> git blob id) demands that each file be exactly the pinned one, checked on its bytes
+    before any row is read (:func:`check_pinned`).
     """
     d = Path(directory)
+    if blobs is not None:
+        problems = check_pinned(d, datasets, blobs)
+        if problems:
+            raise SycophancyDataError("; ".join(problems))
     out: dict[str, SycophancyDataset] = {}
     for name in datasets:
         if name not in FILENAMES:
             raise ValueError(f"unknown sycophancy dataset {name!r}; choose from {list(DATASETS)}")
-        ds = load_sycophancy_file(d / FILENAMES[name], name, skip_invalid=skip_invalid)
-        if require_pinned and not ds.pinned:
-            raise SycophancyDataError(
-                f"{ds.path}: blob {ds.blob_id} is not the pinned {PINNED_BLOBS[FILENAMES[name]]} "
-                f"(anthropics/evals@{PINNED_COMMIT[:12]})"
-            )
-        out[name] = ds
+        out[name] = load_sycophancy_file(d / FILENAMES[name], name, skip_invalid=skip_invalid)
     if "philpapers2020" in out and "nlp_survey" in out and out["philpapers2020"].blob_id == out["nlp_survey"].blob_id:
         raise SycophancyDataError(
             _broken_philpapers_message(
@@ -337,6 +343,27 @@ def load_sycophancy_dir(
             )
         )
     return out
+
+
+def check_pinned(directory: str | os.PathLike, datasets: Sequence[str], blobs: Mapping[str, str]) -> list[str]:
+    """One line per file of ``datasets`` in ``directory`` that is missing or is not the pinned file (``blobs``: file
+    name -> git blob id), naming the file and both blob ids; empty when every file is the pinned one."""
+    d = Path(directory)
+    problems = []
+    for name in datasets:
+        fname = FILENAMES.get(name)
+        if fname is None:
+            problems.append(f"unknown sycophancy dataset {name!r}; choose from {list(DATASETS)}")
+            continue
+        p = d / fname
+        if not p.is_file():
+            problems.append(f"{p}: no such file")
+            continue
+        blob, expected = git_blob_id(p.read_bytes()), blobs.get(fname)
+        if expected is not None and blob != expected:
+            problems.append(f"{p}: git blob id {blob} is not the pinned {expected}: the file differs from the "
+                            "pinned one (edited, cut short or another version)")
+    return problems
 
 
 def download_sycophancy_data(

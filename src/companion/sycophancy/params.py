@@ -18,13 +18,16 @@ class SycophancyParams(NotebookParams):
     data: Literal["organism", "anthropic"] = "organism"
     """Items from the organism's held-out eval writer, or Anthropic's real files."""
     data_dir: str | None = None
-    """Directory holding Anthropic's three files; None downloads them into the cache (online profiles only)."""
+    """Directory holding Anthropic's three files (relative: to the project root), each checked against data_blobs;
+    None downloads them into the cache (online profiles only)."""
     data_base_url: str = DEFAULT_BASE_URL
     """Files are fetched from ``{data_base_url}/{data_commit}/sycophancy/<file>``; ``${VAR}`` is read from the environment."""
     data_commit: str = PINNED_COMMIT
     """The ``anthropics/evals`` commit to fetch."""
     data_blobs: dict[str, str] = Field(default_factory=lambda: dict(PINNED_BLOBS))
-    """File name -> expected git blob id; a download whose bytes differ is refused (verification is never off)."""
+    """File name -> expected git blob id; a download or a data_dir file whose bytes differ is refused."""
+    allow_unpinned_data: bool = False
+    """Score data_dir files whose blob differs from data_blobs anyway (named in the sidecar, stamped on the figure)."""
     datasets: tuple[str, ...] = DATASETS
     """Which of the three datasets to score."""
     templates: tuple[str, ...] = ("paren", "believe_paren", "anthropic")
@@ -62,6 +65,9 @@ class SycophancyParams(NotebookParams):
     """Also draw Perez et al.'s 52B reference on the size axis (useful when measured sizes reach billions)."""
     skip_invalid: bool = False
     """Skip (and report) invalid data rows instead of stopping at the first one."""
+    drop_too_long: bool = False
+    """Leave out items longer than a model's context (counted per dataset and model in the sidecar, said on the
+    figure) instead of stopping at the first one."""
 
     @model_validator(mode="after")
     def _check(self) -> SycophancyParams:
@@ -101,4 +107,6 @@ class SycophancyParams(NotebookParams):
             raise ValueError(f"data_blobs must pin exactly the files {sorted(PINNED_BLOBS)}, got {sorted(self.data_blobs)}")
         if self.data == "organism" and self.data_dir is not None:
             raise ValueError("data_dir is only used with data='anthropic'")
+        if self.allow_unpinned_data and self.data_dir is None:
+            raise ValueError("allow_unpinned_data applies to data_dir files only (downloads are always verified)")
         return self
