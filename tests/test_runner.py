@@ -133,7 +133,7 @@ def test_fork_records_lineage_and_runs_under_its_own_number(project):
     lineage = nb.metadata["companion"]["lineage"]
     assert lineage["parent"] == "00_figs.ipynb"
     assert lineage["parent_params"] == {"seed": 0, "n_points": 5, "slope": 2.0, "fail": False, "n_figures": 1,
-                                        "save_delay": 0.0}
+                                        "inputs": [], "save_delay": 0.0}
     assert "parent_commit" in lineage
     assert any("parameters" in c.metadata.get("tags", []) for c in nb.cells)
     status, _ = run(project, only="02")
@@ -243,3 +243,40 @@ def test_cli_dry_run_on_the_real_notebooks_says_what_would_run(tmp_path):
     lines = proc.stdout.splitlines()
     assert lines[0].startswith("01_gated_vs_l1_pareto.ipynb: would run (") and "nothing was executed" in lines[-1]
     assert proc.stderr == ""
+
+
+def test_inputs_given_by_path_enter_the_skip_key_by_content(project, tmp_path):
+    """Issue 19: editing a data file (a data_dir, a fit set given by path) did not rerun its notebook."""
+    data, fit_set = tmp_path / "mydata", tmp_path / "my_fit_set.yaml"
+    data.mkdir()
+    (data / "rows.jsonl").write_text('{"q": 1}\n')
+    fit_set.write_text("pairs: []\n")
+    inputs = {"inputs": f"{data},{fit_set}"}
+    out = project / "build" / "executed" / "ci"
+
+    def dry(**kw):
+        log: list[str] = []
+        run_notebooks("ci", root=project, only="01", dry_run=True, overrides=inputs, log=log.append, **kw)
+        return log[0]
+
+    def pretend_it_ran():  # what the runner writes after a successful run: the stamp and the executed copy
+        from companion.backbone.profiles import load_profile
+
+        nb = project / "notebooks" / "01_plain.ipynb"
+        p = plan.plan_run(load_profile("ci"), [nb], inputs, root=project, out_dir=out)[0]
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "01_plain.stamp.json").write_text(json.dumps({"inputs": p.manifest, "figures": {}}))
+        (out / "01_plain.ipynb").write_text("{}")
+        return p.manifest
+
+    manifest = pretend_it_ran()
+    assert set(manifest["files"]) == {str(data), str(fit_set)}
+    assert dry().endswith("up to date, would be skipped")
+    (data / "rows.jsonl").write_text('{"q": 2}\n')  # same size, same name: only the content changed
+    assert f"inputs changed: files: {data})" in dry()
+    pretend_it_ran()
+    fit_set.write_text("pairs: [[a, b]]\n")
+    assert f"inputs changed: files: {fit_set})" in dry()
+    pretend_it_ran()
+    (data / "more.jsonl").write_text("{}\n")  # a new file in the folder
+    assert f"inputs changed: files: {data})" in dry()
