@@ -15,7 +15,8 @@ import pytest
 
 import _sycophancy_fixtures as F
 import companion.sycophancy.data as sycophancy_data
-from companion.sycophancy.data import DATASETS, DATA_CACHE_KIND, PINNED_BLOBS, PINNED_COMMIT, SycophancyDataError, download_sycophancy_data, git_blob_id, load_sycophancy_dir, load_sycophancy_file, parse_choices, subsample
+from companion.sycophancy.pinned import download_sycophancy_data
+from companion.sycophancy.data import DATASETS, DATA_CACHE_KIND, PINNED_BLOBS, PINNED_COMMIT, SycophancyDataError, git_blob_id, load_sycophancy_dir, load_sycophancy_file, parse_choices, subsample
 from companion.backbone.cache import Cache
 
 

@@ -19,7 +19,7 @@ from typing import Any, TypeVar, Union
 
 from pydantic import TypeAdapter, ValidationError
 
-from companion.backbone.config import Config, format_validation_error
+from companion.backbone.config import Config, format_validation_error, suggest
 
 ParamsT = TypeVar("ParamsT", bound="NotebookParams")
 
@@ -50,7 +50,8 @@ class NotebookParams(Config):
         unknown = sorted(set(names) - set(allowed))
         if unknown:
             raise ParameterError(
-                f"unknown parameter{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} for "
+                f"unknown parameter{'s' if len(unknown) > 1 else ''} "
+                f"{', '.join(repr(u) + suggest(u, allowed) for u in unknown)} for "
                 f"{cls.__name__}. Allowed: {', '.join(allowed)}."
             )
 
@@ -65,7 +66,7 @@ class NotebookParams(Config):
         try:
             return cls.model_validate_json(json.dumps(dict(values), default=_plain_data))
         except ValidationError as e:
-            raise ParameterError(format_validation_error(e, cls.__name__)) from None
+            raise ParameterError(format_validation_error(e, cls.__name__, cls)) from None
 
     @classmethod
     def from_text(cls, texts: Mapping[str, str]) -> dict[str, Any]:
@@ -87,6 +88,12 @@ class NotebookParams(Config):
                 raise ParameterError(f"{cls.__name__}.{name}: {e}") from None
             out[name] = adapter.dump_python(value, mode="json")
         return out
+
+    def preflight(self, profile: Any) -> list[str]:
+        """What a run with these parameters under ``profile`` would stop on that validation cannot see (a data folder
+        that is missing, a misspelt organism setting), found before anything runs: one line per problem.  The dry
+        run and the runner ask every notebook that will run; each notebook's class adds its own checks."""
+        return []
 
     def replace(self: ParamsT, **changes: Any) -> ParamsT:
         """A copy with some fields changed, validated like ``from_dict``."""

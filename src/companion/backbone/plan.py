@@ -25,8 +25,9 @@ from typing import Any
 
 from companion.backbone import codegraph
 from companion.backbone.environment import package_versions
+from companion.backbone.config import suggest
 from companion.backbone.params import NotebookParams, ParameterError
-from companion.backbone.profiles import Profile
+from companion.backbone.profiles import Profile, profile_file
 
 NOTEBOOK_RE = re.compile(r"^(\d\d)_[\w\-]+\.ipynb$")
 LOCK_FILE = "requirements.lock"
@@ -36,6 +37,14 @@ PKG_DIR = codegraph.PKG_DIR
 
 class RunnerError(RuntimeError):
     """A notebook could not be run; the message says which and why."""
+
+
+class SettingsError(ParameterError):
+    """Everything a run would stop on, found before it starts: one line per problem (``problems``)."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems))
 
 
 # --------------------------------------------------------------------------------------------- discovery
@@ -244,8 +253,9 @@ def route_overrides(classes: Mapping[str, type[NotebookParams]], overrides: Mapp
         takers = [nb for nb, cls in classes.items() if name in cls.field_names()]
         if not takers:
             declared = "; ".join(f"{nb} ({cls.__name__})" for nb, cls in classes.items())
-            raise ParameterError(f"unknown parameter {name}={value!r}: none of the selected notebooks declares it "
-                                 f"(selected: {declared})")
+            known = {f for cls in classes.values() for f in cls.field_names()}
+            raise ParameterError(f"unknown parameter {name}={value!r}{suggest(name, known)}: none of the selected "
+                                 f"notebooks declares it (selected: {declared})")
         for nb in takers:
             cls = classes[nb]
             try:
@@ -318,11 +328,64 @@ def plan_run(prof: Profile, nbs: Sequence[Path], overrides: Mapping[str, Any], *
         if force:
             reasons.insert(0, "--force")
         plans.append(NotebookPlan(nb_path, cls_path, routed[name], values, manifest, reasons))
-    for plan in plans:  # validate before reporting or running anything
-        if plan.reasons:
-            cls = classes.get(plan.path.name) or load_params_class(plan.cls_path)
-            try:
-                cls.from_dict(plan.values)
-            except ParameterError as e:
-                raise ParameterError(f"{plan.path.name}: {e}") from None
+    if any(plan.reasons for plan in plans):  # validate before reporting or running anything
+        problems = preflight(prof, plans, classes, root=root, out_dir=out_dir, figs=figs)
+        if problems:
+            raise SettingsError(problems)
     return plans
+
+
+def parameter_classes(nb_dir: Path) -> set[str]:
+    """Every notebook parameter class a profile's ``notebooks:`` section may name: those of the notebooks in
+    ``nb_dir`` (forks included) and every :class:`NotebookParams` subclass in the package's ``*/params.py``."""
+    names = set()
+    for nb in discover(nb_dir):
+        spec = (read_notebook(nb).get("metadata", {}).get("companion") or {}).get("params", "")
+        names.add(spec.partition(":")[2])
+    for sub in sorted(PKG_DIR.iterdir()):
+        if (sub / "params.py").is_file():
+            try:
+                importlib.import_module(f"companion.{sub.name}.params")
+            except ImportError:
+                continue
+    todo = [NotebookParams]
+    while todo:
+        for cls in todo.pop().__subclasses__():
+            names.add(cls.__name__)
+            todo.append(cls)
+    return names - {""}
+
+
+def preflight(prof: Profile, plans: Sequence[NotebookPlan], classes: Mapping[str, type[NotebookParams]], *,
+              root: Path, out_dir: Path, figs: Path) -> list[str]:
+    """Every problem the run would meet, one line each: a profile section naming no parameter class, each notebook
+    that will run's parameters (validated) and its own checks (:meth:`NotebookParams.preflight`: data folders,
+    organism settings, ...), and the folders the run writes to."""
+    from companion.backbone.atomic import writable_problem
+
+    problems = []
+    where = profile_file(prof.name)
+    known = parameter_classes(plans[0].path.parent) if plans else set()
+    for section in prof.notebooks:
+        if section not in known:
+            problems.append(f"{where}: notebooks.{section} names no notebook's parameter class"
+                            + (suggest(section, known) or f" (known: {', '.join(sorted(known))})"))
+    by_problem: dict[str, list[str]] = {}  # a problem several notebooks share (an organism's setting) is one line
+    for plan in plans:
+        if not plan.reasons:
+            continue
+        cls = classes.get(plan.path.name) or load_params_class(plan.cls_path)
+        try:
+            found = cls.from_dict(plan.values).preflight(prof)
+        except ParameterError as e:
+            found = [str(e)]
+        for line in found:
+            by_problem.setdefault(line, []).append(plan.path.name)
+    problems += [f"{', '.join(nbs)}: {line}" for line, nbs in by_problem.items()]
+    cache = prof.env.get("COMPANION_CACHE") or os.environ.get("COMPANION_CACHE") or \
+        os.path.join(os.path.expanduser("~"), ".cache", "companion")
+    for what, folder in (("figures", figs), ("executed notebooks", out_dir), ("cache", Path(cache))):
+        problem = writable_problem(folder)
+        if problem:
+            problems.append(f"the {what} folder {problem}")
+    return list(dict.fromkeys(problems))

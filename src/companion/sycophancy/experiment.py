@@ -14,8 +14,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from companion.sycophancy.data import FILENAMES, SycophancyDataError, SycophancyDataset, check_pinned, \
-    download_sycophancy_data, load_sycophancy_dir, subsample
+from companion.sycophancy.data import FILENAMES, SycophancyDataError, SycophancyDataset, load_sycophancy_dir, subsample
+from companion.sycophancy.pinned import check_pinned, download_sycophancy_data
 from companion.sycophancy.scoring import fitting_items, score_items
 from companion.sycophancy.stats import AgreementStats, RecoveryReport, agreement_stats, recovery_report, \
     seed_summaries, stats_frame

@@ -69,6 +69,21 @@ class SycophancyParams(NotebookParams):
     """Leave out items longer than a model's context (counted per dataset and model in the sidecar, said on the
     figure) instead of stopping at the first one."""
 
+    def preflight(self, profile) -> list[str]:
+        """The data_dir and its pinned files, and the organisms scored (:meth:`NotebookParams.preflight`)."""
+        from companion.backbone.config import suggest
+        from companion.organism.build import check_organisms
+        from companion.sycophancy.experiment import preflight as data_preflight
+
+        problems = data_preflight(self)
+        organisms = [m for m in self.models if m in profile.organisms]
+        problems += check_organisms(organisms, profile)
+        if profile.offline:  # an offline profile can load nothing but its organisms
+            names = [n for n in profile.organisms if n != "settings"]
+            problems += [f"models: {m!r} is not an organism of the offline profile {profile.name!r}"
+                         f"{suggest(m, names)}" for m in self.models if m not in profile.organisms]
+        return problems
+
     @model_validator(mode="after")
     def _check(self) -> SycophancyParams:
         if not self.models:
