@@ -95,6 +95,11 @@ class NotebookParams(Config):
         run and the runner ask every notebook that will run; each notebook's class adds its own checks."""
         return []
 
+    def sources(self, profile: Any) -> dict[str, str]:
+        """What a run with these parameters would download from outside the model hub, not cached yet: name -> URL
+        (``companion doctor`` checks that each answers through the configured URL and proxies)."""
+        return {}
+
     def replace(self: ParamsT, **changes: Any) -> ParamsT:
         """A copy with some fields changed, validated like ``from_dict``."""
         return type(self).from_dict({**self.to_dict(), **changes})

@@ -84,6 +84,18 @@ class SycophancyParams(NotebookParams):
                          f"{suggest(m, names)}" for m in self.models if m not in profile.organisms]
         return problems
 
+    def sources(self, profile) -> dict[str, str]:
+        """Anthropic's files at the pinned commit, through data_base_url, unless given as data_dir or cached."""
+        if self.data != "anthropic" or self.data_dir is not None:
+            return {}
+        from companion.backbone.cache import default_cache
+        from companion.sycophancy.data import DATA_CACHE_KIND
+        from companion.sycophancy.pinned import data_cache_spec, file_urls
+
+        if default_cache().exists(DATA_CACHE_KIND, data_cache_spec(self.data_commit, self.data_blobs)):
+            return {}
+        return file_urls(self.data_base_url, self.data_commit, self.data_blobs)
+
     @model_validator(mode="after")
     def _check(self) -> SycophancyParams:
         if not self.models:

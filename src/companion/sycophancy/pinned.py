@@ -39,6 +39,20 @@ def check_pinned(directory: str | os.PathLike, datasets: Sequence[str], blobs: M
     return problems
 
 
+def data_cache_spec(commit: str, blobs: Mapping[str, str]) -> dict[str, Any]:
+    """The cache key of the downloaded files: the commit and the blobs, not the URL (verified bytes are the same
+    wherever they came from)."""
+    return {"source": "anthropics/evals/sycophancy", "commit": commit, "blobs": dict(sorted(blobs.items()))}
+
+
+def file_urls(base_url: str, commit: str, blobs: Mapping[str, str]) -> dict[str, str]:
+    """File name -> the URL :func:`download_sycophancy_data` fetches it from (``${VAR}`` in ``base_url`` expanded)."""
+    from companion.backbone.profiles import expand_env
+
+    base = expand_env(base_url, "the sycophancy data's base URL").rstrip("/")
+    return {fname: f"{base}/{commit}/sycophancy/{fname}" for fname in blobs}
+
+
 def download_sycophancy_data(
     *,
     cache: Any = None,
@@ -60,11 +74,9 @@ def download_sycophancy_data(
     once with a message instead of trying the network.
     """
     from companion.backbone.cache import default_cache
-    from companion.backbone.profiles import expand_env
 
     cache = cache if cache is not None else default_cache()
-    base_url = expand_env(base_url, "the sycophancy data's base URL")
-    spec = {"source": "anthropics/evals/sycophancy", "commit": commit, "blobs": dict(sorted(blobs.items()))}
+    spec = data_cache_spec(commit, blobs)
     if cache.exists(DATA_CACHE_KIND, spec):
         return cache.get(DATA_CACHE_KIND, spec)
     if offline is None:
@@ -79,9 +91,11 @@ def download_sycophancy_data(
             f"to download them into {cache.root}."
         )
 
+    urls = file_urls(base_url, commit, blobs)
+
     def build(tmp: Path) -> None:
         for fname, expected in blobs.items():
-            url = f"{base_url.rstrip('/')}/{commit}/sycophancy/{fname}"
+            url = urls[fname]
             try:
                 with urllib.request.urlopen(url, timeout=timeout) as r:  # noqa: S310 - fixed https/loopback URL
                     data = r.read()
