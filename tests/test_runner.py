@@ -133,7 +133,7 @@ def test_fork_records_lineage_and_runs_under_its_own_number(project):
     lineage = nb.metadata["companion"]["lineage"]
     assert lineage["parent"] == "00_figs.ipynb"
     assert lineage["parent_params"] == {"seed": 0, "n_points": 5, "slope": 2.0, "fail": False, "n_figures": 1,
-                                        "inputs": [], "save_delay": 0.0}
+                                        "kill_kernel": False, "inputs": [], "save_delay": 0.0}
     assert "parent_commit" in lineage
     assert any("parameters" in c.metadata.get("tags", []) for c in nb.cells)
     status, _ = run(project, only="02")
