@@ -199,12 +199,24 @@ def test_every_sidecar_of_a_run_records_the_commit_and_a_clean_tree_despite_the_
     run_notebooks("organism", root=git_project, only="00", log=lambda *_: None)
     assert json.loads(sides[0].read_text())["git"] == {"commit": head, "dirty": True}
     _git(git_project, "checkout", "--", "notebooks")
-    dest = fork_notebook("00", "idea", root=git_project, profile="organism")
+    # A fork is lineage, not dirt (issue 19): neither its figures nor any later figure of the parent are dirty, and
+    # its figures record its lineage on the profile they were made on, against the parent's parameters there.
+    dest = fork_notebook("00", "idea", root=git_project, profile="ci")
     lineage = nbformat.read(dest, as_version=4).metadata["companion"]["lineage"]
     assert lineage["parent_commit"] == head and lineage["parent_tree_dirty"] is False
-    run_notebooks("organism", root=git_project, only="02", log=lambda *_: None)
+    run_notebooks("organism", root=git_project, only="00,02", force=True, overrides={"slope": "3"},
+                  log=lambda *_: None)
+    parent = json.loads((git_project / "figures" / "organism" / "00_line.json").read_text())
     side = json.loads((git_project / "figures" / "organism" / "02_line.json").read_text())
-    assert side["git"] == {"commit": head, "dirty": True}
+    assert parent["git"] == side["git"] == {"commit": head, "dirty": False} and parent["lineage"] is None
+    fork = side["lineage"]
+    assert fork["parent"] == "00_figs.ipynb" and fork["parent_commit"] == head and fork["profile"] == "organism"
+    assert fork["forked_under_profile"] == "ci" and fork["parent_params"]["slope"] == 2.0
+    assert fork["changed_from_parent"] == {"slope": [2.0, 3.0]} and len(fork["code_sha256"]) == 64
+    (git_project / "src").mkdir()
+    (git_project / "src" / "new_module.py").write_text("x = 1\n")  # any other untracked input is still dirt
+    run_notebooks("organism", root=git_project, only="00", force=True, log=lambda *_: None)
+    assert json.loads((git_project / "figures" / "organism" / "00_line.json").read_text())["git"]["dirty"] is True
 
 
 def _cli(*args, cwd=None, env=None):

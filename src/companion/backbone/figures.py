@@ -308,6 +308,7 @@ def save_figure(
             "fallback": ctx.profile.is_fallback_for(ctx.notebook),
             "stamp": ctx.profile.stamp_for(ctx.notebook),
             "caveats": list(ctx.caveats),
+            "lineage": ctx.lineage,  # a fork's parent, its code's hash, and its parameters against the parent's
             "profile_description": ctx.profile.description,
             "parameters": ctx.params.to_dict() if ctx.params is not None else None,
             "packages": package_versions(),

@@ -1,9 +1,11 @@
 """The git state a figure records: the checkout's commit and whether its inputs differ from that commit.
 
 *Dirty* means the code or notebooks differ from the commit: a tracked file modified outside the figure folders, or
-an untracked (not ignored) file under ``src/`` or ``notebooks/`` (a new module, a fork).  The figure folders and
-``build/`` are outputs, never inputs: figures written earlier in a run, or by an earlier run, do not make later
-figures "dirty".
+an untracked (not ignored) file under ``src/`` or ``notebooks/`` (a new module).  The figure folders and ``build/``
+are outputs, never inputs: figures written earlier in a run, or by an earlier run, do not make later figures
+"dirty".  A fork (``companion fork``: an untracked notebook carrying ``metadata.companion.lineage``) is lineage, not
+dirt: it changes no other notebook, and its own figures record its lineage and the hash of its code instead
+(:func:`companion.backbone.runtime.notebook_lineage`), so forking does not mark every later figure dirty.
 
 The runner reads the state once, before it starts any kernel, and hands it to the kernels in ``$COMPANION_GIT``
 (every figure of one run records the same state, and ``save_figure`` never waits for git); interactive sessions
@@ -63,7 +65,19 @@ def read_git_state(root: str | os.PathLike) -> dict[str, Any]:
         untracked = _git(root, "ls-files", "--others", "--exclude-standard", "--", *inputs) if inputs else ""
     except (OSError, subprocess.SubprocessError):
         return {"commit": commit, "dirty": None}
-    return {"commit": commit, "dirty": bool(tracked.strip() or untracked.strip())}
+    untracked_inputs = [f for f in untracked.splitlines() if f.strip() and not is_fork(root / f)]
+    return {"commit": commit, "dirty": bool(tracked.strip() or untracked_inputs)}
+
+
+def is_fork(path: Path) -> bool:
+    """Whether ``path`` is a notebook made by ``companion fork`` (it carries ``metadata.companion.lineage``)."""
+    if path.suffix != ".ipynb":
+        return False
+    try:
+        meta = json.loads(path.read_text()).get("metadata", {})
+    except (OSError, ValueError, AttributeError):
+        return False
+    return bool((meta.get("companion") or {}).get("lineage"))
 
 
 def git_state(root: str | os.PathLike) -> dict[str, Any]:
