@@ -128,6 +128,12 @@ def test_notebooks_follow_the_project_format(path):
     ns: dict = {}
     exec("".join(params_cells[0]["source"]), ns)
     assert {k for k in ns if not k.startswith("__")} == {"profile", "overrides"}
+    # The first screen says what can be changed: every parameter, its default and meaning, generated from the class.
+    from companion.backbone.paramcell import parameters_cell
+
+    assert "".join(params_cells[0]["source"]) == parameters_cell(cls), \
+        f"{path.name}: run `.venv/bin/python -m companion.backbone.paramcell notebooks/*.ipynb`"
+    assert all(f"#   {f} = " in parameters_cell(cls) for f in cls.field_names())
     cls.from_dict(ns["overrides"])  # the committed defaults are valid
     assert cls.__doc__ and all(cls.docs().get(f) for f in cls.field_names()), \
         f"{cls.__name__}: every field needs a one-line docstring"

@@ -109,6 +109,22 @@ class NotebookParams(Config):
         rows = [f"| `{k}` | `{v!r}` | {docs.get(k, '')} |" for k, v in self.to_dict().items()]
         return f"**{type(self).__name__}**\n\n| parameter | value | meaning |\n|---|---|---|\n" + "\n".join(rows)
 
+    def _repr_html_(self) -> str:
+        """The table JupyterLab shows: it fits the output's width, long values (blob ids, URLs, lists) wrapping
+        inside their column, so nothing runs off the right edge of the page."""
+        import html
+
+        docs = self.docs()
+        cell = 'style="text-align:left; vertical-align:top; overflow-wrap:anywhere; white-space:normal"'
+        rows = "".join(f"<tr><td {cell}><code>{html.escape(k)}</code></td><td {cell}><code>{html.escape(repr(v))}"
+                       f"</code></td><td {cell}>{html.escape(docs.get(k, ''))}</td></tr>"
+                       for k, v in self.to_dict().items())
+        widths = "".join(f'<col style="width:{w}%">' for w in (22, 33, 45))
+        head = "".join(f"<th {cell}>{h}</th>" for h in ("parameter", "value", "meaning"))
+        return (f"<b>{html.escape(type(self).__name__)}</b>"
+                f'<table style="width:100%; table-layout:fixed"><colgroup>{widths}</colgroup>'
+                f"<thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
+
 
 def _plain_data(obj: Any) -> Any:
     """``json.dumps`` fallback for :meth:`NotebookParams.from_dict`: paths become text, anything else is refused."""
