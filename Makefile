@@ -67,9 +67,12 @@ check-figures: $(STAMP)
 readme: $(STAMP)
 	$(VENV)/bin/companion readme
 
-# Notebooks open on $(PROFILE) (their parameters cell reads $$COMPANION_PROFILE): make lab PROFILE=ci
+# Notebooks open on $(PROFILE) (their parameters cell reads $$COMPANION_PROFILE): make lab PROFILE=ci. Saving writes
+# the kernel metadata in its committed form, so opening and saving a notebook leaves `git status` empty.
+LAB_ARGS ?=
 lab: $(STAMP)
-	COMPANION_PROFILE=$(PROFILE) $(VENV)/bin/jupyter lab $(LAB_ROOT) notebooks/
+	COMPANION_PROFILE=$(PROFILE) $(VENV)/bin/jupyter lab $(LAB_ROOT) \
+		--ContentsManager.pre_save_hook=companion.backbone.nbclean.lab_pre_save_hook $(LAB_ARGS) notebooks/
 
 strip: $(STAMP)
 	$(PY) -m companion.backbone.nbclean notebooks/*.ipynb

@@ -60,13 +60,29 @@ def read_git_state(root: str | os.PathLike) -> dict[str, Any]:
         return {"commit": None, "dirty": None}
     excludes = [f":(exclude){d}" for d in output_dirs(root)]
     try:
-        tracked = _git(root, "status", "--porcelain", "--untracked-files=no", "--", ".", *excludes)
+        status = _git(root, "status", "--porcelain", "-z", "--untracked-files=no", "--", ".", *excludes)
+        tracked = [e for e in status.split("\0") if e.strip() and not _only_outputs(root, e)]
         inputs = [d for d in INPUT_DIRS if (root / d).is_dir()]
         untracked = _git(root, "ls-files", "--others", "--exclude-standard", "--", *inputs) if inputs else ""
     except (OSError, subprocess.SubprocessError):
         return {"commit": commit, "dirty": None}
     untracked_inputs = [f for f in untracked.splitlines() if f.strip() and not is_fork(root / f)]
-    return {"commit": commit, "dirty": bool(tracked.strip() or untracked_inputs)}
+    return {"commit": commit, "dirty": bool(tracked or untracked_inputs)}
+
+
+def _only_outputs(root: Path, entry: str) -> bool:
+    """Whether a ``git status --porcelain -z`` entry is a notebook changed only where the git filter does not look
+    (outputs, counts, the kernel metadata JupyterLab writes): its cleaned text (:mod:`companion.backbone.nbclean`) is
+    the staged one.  Git itself lists such a notebook as modified, having compared file sizes, not contents."""
+    if entry[:2] != " M" or not entry.endswith(".ipynb"):
+        return False
+    path = entry[3:]
+    try:
+        from companion.backbone.nbclean import clean_text
+
+        return clean_text((root / path).read_text()) == _git(root, "show", f":{path}")
+    except (OSError, ValueError, subprocess.SubprocessError, ImportError):
+        return False
 
 
 def is_fork(path: Path) -> bool:

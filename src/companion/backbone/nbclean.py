@@ -7,7 +7,9 @@ editing anything, and every figure saved afterwards recorded ``"dirty": true``. 
 strips, with the project's extra keys (:data:`EXTRA_KEYS`), and writes those two entries back as every committed
 notebook has them (:data:`KERNELSPEC`, :data:`LANGUAGE_INFO`) whenever the notebook runs on a Python kernel.
 
-``make setup`` makes it git's clean filter and diff text converter for ``*.ipynb`` (``.gitattributes``):
+``make lab`` applies the same metadata rule when JupyterLab saves (:func:`lab_pre_save_hook`), so a notebook that
+is opened and saved is byte for byte the committed one.  ``make setup`` makes this module git's clean filter and diff
+text converter for ``*.ipynb`` (``.gitattributes``):
 
 * ``python -m companion.backbone.nbclean`` reads a notebook on stdin and writes it cleaned on stdout (the filter);
 * ``python -m companion.backbone.nbclean --textconv FILE`` prints ``FILE`` cleaned (``git diff``);
@@ -36,18 +38,33 @@ LANGUAGE_INFO = {"name": "python"}
 """The language_info of every committed notebook (the version and the rest depend on the machine)."""
 
 
-def clean(nb):
-    """The notebook (an ``nbformat`` node) as it is committed: no outputs, counts or run metadata, and the kernel
-    metadata JupyterLab rewrites in its committed form.  Notebooks on another kernel keep their own."""
-    from nbstripout import strip_output
-
-    nb = strip_output(nb, keep_output=False, keep_count=False, keep_id=False, extra_keys=list(EXTRA_KEYS))
+def committed_metadata(nb) -> None:
+    """Write the kernel metadata JupyterLab rewrites (display name, full language_info) in its committed form, in
+    place.  Notebooks on another kernel keep their own."""
     meta = nb.setdefault("metadata", {})
     if (meta.get("kernelspec") or {}).get("name") == KERNELSPEC["name"]:
         meta["kernelspec"] = dict(KERNELSPEC)
     if (meta.get("language_info") or {}).get("name") == LANGUAGE_INFO["name"]:
         meta["language_info"] = dict(LANGUAGE_INFO)
+
+
+def clean(nb):
+    """The notebook (an ``nbformat`` node) as it is committed: no outputs, counts or run metadata, and the kernel
+    metadata in its committed form (:func:`committed_metadata`)."""
+    from nbstripout import strip_output
+
+    nb = strip_output(nb, keep_output=False, keep_count=False, keep_id=False, extra_keys=list(EXTRA_KEYS))
+    committed_metadata(nb)
     return nb
+
+
+def lab_pre_save_hook(model, **_):
+    """JupyterLab's pre-save hook (``make lab`` sets ``ContentsManager.pre_save_hook`` to it): a notebook keeps its
+    outputs, but its kernel metadata is saved in the committed form, so a notebook opened and saved without a change
+    is byte for byte the committed file and ``git status`` stays empty (git compares sizes before contents, and
+    would list it as modified however clean the filter made it)."""
+    if model.get("type") == "notebook" and isinstance(model.get("content"), dict):
+        committed_metadata(model["content"])
 
 
 def clean_text(text: str) -> str:
