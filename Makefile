@@ -1,4 +1,4 @@
-# companion: one command to set up, one to test, one to regenerate every figure.
+# companion: two commands, `make test` and `make figures`; each sets the environment up first when it is missing or stale.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -8,7 +8,8 @@ ONLY ?=
 FORCE ?=
 DRY_RUN ?=
 # Where pip is configured to find local wheels (the CPU torch on the dev machines); uv does not read pip's config.
-FIND_LINKS := $(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null)
+# Deferred (?=): asked of pip only when setup runs.
+FIND_LINKS ?= $(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null)
 # Written by a setup that finished; older than what setup reads means the environment is stale.
 STAMP := $(VENV)/.companion-setup
 # Jupyter refuses to start as root without it (containers run as root).
