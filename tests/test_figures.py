@@ -191,3 +191,22 @@ def test_numbers_of_a_seed_summary_are_judged_against_the_spread_across_seeds():
     assert "within seed spread" in table and "1 moved beyond tolerance" in table
     only_spread = [x for x in d.values() if x.within_seed_spread]
     assert "0 moved beyond tolerance, 1 within seed spread only" in format_table(only_spread, [], [], 1)
+
+
+def test_the_stamp_sits_below_a_legend_under_the_axes_of_a_constrained_layout(in_project):
+    """Issue 19: the stamp covered a legend drawn below the axes; it must cover nothing the figure draws."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    runtime.start(NotebookParams, "ci")
+    fig = Figure(figsize=(5.6, 4.0), layout="constrained")
+    ax = fig.subplots()
+    for i in range(4):
+        ax.plot([0, 1], [i, i + 1], label=f"detector {i} AUROC 0.{i}")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2)
+    save_figure(fig, "roc")
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    stamp = next(t for t in fig.texts if t.get_gid() == "companion-profile-stamp")
+    box = stamp.get_window_extent(renderer)
+    assert not box.overlaps(ax.get_legend().get_window_extent(renderer))
+    assert not box.overlaps(ax.get_tightbbox(renderer))

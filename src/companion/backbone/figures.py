@@ -242,6 +242,7 @@ def _stamp(fig, ctx: runtime.RunContext) -> None:
     lines = stamp_lines(ctx)
     if not lines or any(t.get_gid() == _STAMP_GID for t in fig.texts):
         return
+    fig.draw_without_rendering()  # lays the figure out first (constrained layout moves the axes when drawn)
     box = fig.get_tightbbox()  # inches, everything drawn so far
     width_in, height_in = fig.get_size_inches()
     from matplotlib import rcParams
