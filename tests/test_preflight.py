@@ -84,6 +84,7 @@ def _cli(project, *args, env=None):
                           cwd=ROOT, timeout=120)
 
 
+@pytest.mark.slow  # three command-line runs
 def test_read_only_build_or_figures_folders_are_one_line_before_anything_runs(tmp_path):
     from nbfixtures import write_smoke_notebook
 
