@@ -72,7 +72,7 @@ def format_validation_error(e: ValidationError, prefix: str = "", model: type[Ba
         msg = err["msg"].removeprefix("Value error, ")
         if err.get("type") == "extra_forbidden":
             known = _fields_at(model, err["loc"]) if model is not None else []
-            hint = suggest(err["loc"][-1], known) or (f" (known: {', '.join(known)})" if known else "")
+            hint = suggest(str(err["loc"][-1]), known) or (f" (known: {', '.join(known)})" if known else "")
             lines.append(f"{path}: unknown setting{hint}")
             continue
         got = f" (got {err['input']!r})" if err.get("type") not in ("missing", "value_error") else ""

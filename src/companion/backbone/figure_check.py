@@ -126,14 +126,14 @@ def compare_sidecars(committed: Mapping[str, Any], fresh: Mapping[str, Any]) -> 
     for key in sorted(set(a) | set(b)):
         va, vb = a.get(key), b.get(key)
         rtol, atol = _tol_for(key, tol)
-        num = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (va, vb))
-        allowed = atol + rtol * abs(va) if num else 0.0
-        if num:
+        if isinstance(va, (int, float)) and isinstance(vb, (int, float)) and not isinstance(va, bool) \
+                and not isinstance(vb, bool):
+            allowed = atol + rtol * abs(va)
             if abs(vb - va) > allowed:
                 spread = _spread_for(key, vb, summaries)
                 diffs.append(Difference(name, key, va, vb, allowed, spread))
         elif va != vb:
-            diffs.append(Difference(name, key, va, vb, allowed))
+            diffs.append(Difference(name, key, va, vb, 0.0))
     return diffs
 
 

@@ -105,7 +105,7 @@ def extract_plotted(fig) -> list[dict[str, Any]]:
             "bars": [],
             "segments": [],
         }
-        bar_patches = set()
+        bar_patches: set[int] = set()
         for c in ax.containers:
             if isinstance(c, BarContainer):
                 rects = list(c.patches)
@@ -121,7 +121,7 @@ def extract_plotted(fig) -> list[dict[str, Any]]:
         for line in ax.get_lines():
             if not isinstance(line, Line2D):
                 continue
-            label = line.get_label()
+            label = str(line.get_label())
             entry["lines"].append({
                 "label": "" if label.startswith("_") else label,
                 "x": _num_list(line.get_xdata()),
@@ -131,11 +131,11 @@ def extract_plotted(fig) -> list[dict[str, Any]]:
                 "marker": line.get_marker() if line.get_marker() not in (None, "None", "") else "",
             })
         for coll in ax.collections:
-            label = coll.get_label()
+            label = str(coll.get_label())
             label = "" if label.startswith("_") else label
             if isinstance(coll, PathCollection):
-                offs = coll.get_offsets()
-                fc = coll.get_facecolors()
+                offs: Any = coll.get_offsets()  # an (N, 2) array; matplotlib's stubs say array-like
+                fc = coll.get_facecolor()
                 entry["scatters"].append({
                     "label": label,
                     "x": _num_list([o[0] for o in offs]),
@@ -153,7 +153,7 @@ def extract_plotted(fig) -> list[dict[str, Any]]:
 
 
 def _num_list(values) -> list:
-    out = []
+    out: list[float | str] = []
     for v in values:
         try:
             f = float(v)

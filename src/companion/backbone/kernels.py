@@ -74,7 +74,7 @@ class QuietKernelManager(AsyncKernelManager):
         super().__init__(**kwargs)
         _LIVE.add(self)
 
-    async def start_kernel(self, **kwargs: Any) -> None:
+    async def start_kernel(self, **kwargs: Any) -> None:  # type: ignore[override]  # the async manager's is async
         await super().start_kernel(**kwargs)
         _LAST["process"] = getattr(self.provisioner, "process", None)
 

@@ -79,7 +79,7 @@ class NotebookParams(Config):
         cls._reject_unknown(texts)
         out = {}
         for name, text in texts.items():
-            adapter: TypeAdapter[Any] = TypeAdapter(cls.model_fields[name].annotation)
+            adapter: TypeAdapter[Any] = TypeAdapter(cls.model_fields[name].annotation)  # type: ignore[arg-type]
             try:
                 value = adapter.validate_python(read_text(text, cls.model_fields[name].annotation))
             except ValidationError as e:

@@ -85,16 +85,16 @@ def run_notebooks(
     plans = plan_run(prof, nbs, dict(overrides or {}), root=root, out_dir=out_dir, force=force)
 
     if dry_run:
-        results = list(excluded)
+        planned: list[NotebookResult] = list(excluded)
         for plan in plans:
             status = "would run" if plan.reasons else "up to date"
             why = f" ({'; '.join(plan.reasons)})" if plan.reasons else ", would be skipped"
             log(f"{plan.path.name}: {status}{why}")
-            results.append(NotebookResult(plan.path.name, status, 0.0, None, tuple(plan.reasons)))
-        n = sum(r.status == "would run" for r in results)
+            planned.append(NotebookResult(plan.path.name, status, 0.0, None, tuple(plan.reasons)))
+        n = sum(r.status == "would run" for r in planned)
         log(f"dry run, profile {prof.name!r}: {n} would run, {len(plans) - n} up to date; parameters valid; "
             "nothing was executed")
-        return results
+        return planned
 
     from companion.backbone.atomic import remove_stale_temporaries
     from companion.backbone.gitstate import GIT_ENV, read_git_state

@@ -84,12 +84,13 @@ def profile_needs(profile: str) -> Needs:
         name = cls.__name__
         needs.params[name] = P
         ids: list[str] = []
+        fields: Any = P  # the notebooks' parameter classes differ: read what each has
         if hasattr(P, "targets"):
-            ids = [resolve_name(t.split("@")[0]) for t in P.targets if not t.startswith("organism:")]
+            ids = [resolve_name(t.split("@")[0]) for t in fields.targets if not t.startswith("organism:")]
         elif hasattr(P, "models"):
-            ids = [resolve_name(m) for m in P.models if m not in prof.organisms]
+            ids = [resolve_name(m) for m in fields.models if m not in prof.organisms]
         elif getattr(P, "model_id", ""):
-            ids = [m for m in (P.model_id, P.control_model_id) if m]
+            ids = [m for m in (fields.model_id, fields.control_model_id) if m]
         ids = list(dict.fromkeys(ids))
         if not ids:
             continue

@@ -180,6 +180,6 @@ def native_layer_norms(model: torch.nn.Module) -> int:
     n = 0
     for m in model.modules():
         if getattr(m, "use_native_layernorm_autograd", True) is False:
-            m.use_native_layernorm_autograd = True
+            setattr(m, "use_native_layernorm_autograd", True)  # noqa: B010  (a TransformerLens flag, not a Module field)
             n += 1
     return n

@@ -62,7 +62,10 @@ def convert_state_dict(sd: dict[str, torch.Tensor], cfg: Any) -> dict[str, torch
             continue
         for old, new, conv in rules:
             if key.endswith(old):
-                t = t.T if conv == "T" else t if conv is None else conv(t, key)
+                if conv == "T":
+                    t = t.T
+                elif callable(conv):
+                    t = conv(t, key)
                 out[key[: -len(old)] + new] = t.contiguous()
                 break
         else:

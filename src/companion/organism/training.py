@@ -156,7 +156,7 @@ def make_model(cfg: ModelConfig, vocab_size: int, eot_id: int):
     """A freshly initialised ``GPT2LMHeadModel`` (no dropout) using SDPA attention."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    hf_cfg = GPT2Config(
+    hf_cfg = GPT2Config(  # type: ignore[call-arg]  # attn_implementation: a PretrainedConfig kwarg
         vocab_size=vocab_size, n_positions=cfg.n_ctx, n_embd=cfg.d_model, n_layer=cfg.n_layer,
         n_head=cfg.n_head, n_inner=cfg.d_mlp_ratio * cfg.d_model, activation_function="gelu_new",
         resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=eot_id, eos_token_id=eot_id,
@@ -165,7 +165,7 @@ def make_model(cfg: ModelConfig, vocab_size: int, eot_id: int):
     return GPT2LMHeadModel(hf_cfg)
 
 
-def gpt2_forward(model: torch.nn.Module, input_ids: torch.Tensor) -> torch.Tensor:
+def gpt2_forward(model: Any, input_ids: torch.Tensor) -> torch.Tensor:
     """Logits [batch, pos, vocab] of a ``GPT2LMHeadModel`` (no dropout, tied unembedding), computed directly.
 
     The same arithmetic as the Hugging Face forward (checked in tests to float precision) without its
@@ -229,7 +229,8 @@ def train_lm(model: torch.nn.Module, stream: TokenStream, cfg: OrganismTrainConf
         torch.manual_seed(cfg.seed)
         rng = np.random.default_rng(cfg.seed)
         model.train()
-        decay, no_decay = [], []
+        decay: list[torch.nn.Parameter] = []
+        no_decay: list[torch.nn.Parameter] = []
         for n, p in model.named_parameters():
             (decay if p.ndim >= 2 else no_decay).append(p)
         opt = AdamW([{"params": decay, "weight_decay": cfg.weight_decay},

@@ -114,7 +114,7 @@ def load_for_sweep(name: str, params: Any, organisms: Mapping[str, Any], profile
     return model, count_parameters(model), None
 
 
-def measure_models(params: Any, data: Mapping[str, SycophancyDataset], *, organisms: Mapping[str, Any] = (),
+def measure_models(params: Any, data: Mapping[str, SycophancyDataset], *, organisms: Mapping[str, Any] | None = None,
                    profile: str | None = None, seeds: Sequence[int] = (),
                    load: Callable[..., tuple[Any, int, float | None]] = load_for_sweep) -> SweepResult:
     """Load, measure and release each of ``params.models`` (:class:`SycophancyParams`) in turn (notebook 04's sweep).
@@ -127,6 +127,7 @@ def measure_models(params: Any, data: Mapping[str, SycophancyDataset], *, organi
     """
     from companion.models.loading import check_device, release
 
+    organisms = organisms or {}
     if any(name not in organisms for name in params.models):
         check_device(params.device)  # before the first download, not after it
     runs: list[tuple[str, str, int | None]] = []

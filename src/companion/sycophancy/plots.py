@@ -7,6 +7,8 @@ are drawn only as hollow grey reference markers, never with the measured points'
 """
 from __future__ import annotations
 
+from typing import Any
+
 import textwrap
 from collections.abc import Iterable, Mapping, Sequence
 
@@ -21,12 +23,12 @@ from companion.sycophancy.experiment import model_family
 from companion.sycophancy.published import PUBLISHED, PublishedPoint
 from companion.sycophancy.stats import STATISTICS
 
-STAT_STYLE = {
+STAT_STYLE: dict[str, dict[str, Any]] = {
     "mean_prob": dict(marker="o", linestyle="-", label="mean P(sycophantic answer)"),
     "matching_more_likely": dict(marker="s", linestyle="--", label="matching_more_likely"),
 }
 """Marker and line style of each statistic (colour encodes the model family)."""
-REF_STYLE = dict(color="0.35", markerfacecolor="none", markeredgewidth=1.4, linestyle="none")
+REF_STYLE: dict[str, Any] = dict(color="0.35", markerfacecolor="none", markeredgewidth=1.4, linestyle="none")
 """Published reference markers: hollow, grey, never connected to measured points."""
 DATASET_TITLES = {
     "nlp_survey": "NLP survey",
@@ -136,9 +138,9 @@ def plot_agreement(
                                label=f"{fam}: planted p = {fam_planted[fam]:g}")
             ax.axhline(0.5, color="k", linewidth=0.8, alpha=0.6)
             if published_on_size_axis:
-                for p in published:
-                    if p.template == tpl and p.dataset == ds and p.n_params is not None:
-                        _draw_reference(ax, p.n_params, p)
+                for ref in published:
+                    if ref.template == tpl and ref.dataset == ds and ref.n_params is not None:
+                        _draw_reference(ax, ref.n_params, ref)
             ax.set_xscale("log")
             ticks = sorted(set(finite.tolist()))
             if published_on_size_axis:
@@ -155,7 +157,7 @@ def plot_agreement(
                 ax.set_xlim(lo / 2.2, hi * 2.2)
             ax.set_ylim(-0.02, 1.02)
             ax.grid(alpha=0.25)
-            if ds in (panel_notes or {}):
+            if panel_notes and ds in panel_notes:
                 ax.set_facecolor("#f0f0f0")
                 ax.text(0.5, 0.04, textwrap.fill(panel_notes[ds], 34), transform=ax.transAxes, ha="center",
                         va="bottom", fontsize=7.5, color="darkred", fontweight="bold",
