@@ -23,7 +23,8 @@ from typing import Any
 import yaml
 from pydantic import ValidationError, field_validator
 
-from companion.backbone.config import Config, format_validation_error
+from companion.backbone.config import Config, deep_merge, format_validation_error  # noqa: F401 (re-exported)
+from companion.backbone.executor import ExecutorSettings
 
 DEFAULT_PROFILE = "organism"
 PROFILE_ENV = "COMPANION_PROFILE"
@@ -56,6 +57,8 @@ class Profile(Config):
     """Text stamped on every figure of this profile; empty means the default FALLBACK stamp (never none but for paper)."""
     not_applicable: dict[str, str] = {}
     """Notebooks (by number, e.g. "00") that do not belong to this profile, each with the reason the runner prints."""
+    executor: ExecutorSettings = ExecutorSettings()
+    """Where its work units run (local kernels or Slurm jobs) and what each job asks for (companion.backbone.executor)."""
     source_text: str = ""
     """The YAML text itself, its parents' first (hashed into the runner's skip key)."""
 
@@ -113,16 +116,6 @@ def expand_env(value: str, where: str = "") -> str:
         return v
 
     return _REF.sub(sub, value)
-
-
-def deep_merge(base: Any, over: Any) -> Any:
-    """``over`` merged onto ``base``: mappings key by key (recursively), anything else replaced by ``over``."""
-    if isinstance(base, dict) and isinstance(over, dict):
-        out = dict(base)
-        for k, v in over.items():
-            out[k] = deep_merge(base[k], v) if k in base else v
-        return out
-    return over
 
 
 def available_profiles() -> list[str]:

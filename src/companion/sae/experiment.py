@@ -79,6 +79,7 @@ def site_sweep(params: ParetoParams, target: str) -> SiteSweep:
     """Train (or load from the cache) both architectures' λ sweeps at one target, from one activation pass."""
     from companion.sae.activations import ActivationStore, cached_activation_shards, model_chunks, shard_chunks
     from companion.backbone.cache import code_fingerprint, default_cache
+    from companion.sae.checkpoint import Checkpointing
     from companion.sae.saelens import load_sae
     from companion.sae.training import TrainedSAE, equal_compute_sweep, log_from_dict, log_to_dict, train_sweep
 
@@ -87,6 +88,9 @@ def site_sweep(params: ParetoParams, target: str) -> SiteSweep:
     spec = _train_spec(params, subject, site)
     cache = default_cache()
     existed = cache.exists("sae", spec)
+    # Beside the entry, named by its key: a rerun of this very sweep (another job, after a preemption) resumes.
+    checkpoint = Checkpointing(cache.path("sae", spec).parent / f".ckpt-{cache.key('sae', spec)}",
+                               params.checkpoint_every)
 
     def token_stream() -> Iterator[Tensor]:
         # Special-token positions are dropped from the stream, so ask for a margin; the store stops at train_tokens.
@@ -111,7 +115,7 @@ def site_sweep(params: ParetoParams, target: str) -> SiteSweep:
         trained = train_sweep((b[site] for b in store), specs, train_config(params), seed=params.seed,
                               normalize=params.normalize_activations,
                               max_steps=params.train_tokens // params.batch_size, progress=params.progress,
-                              desc=f"SAEs {target}", device=params.device)
+                              desc=f"SAEs {target}", device=params.device, checkpoint=checkpoint)
         from companion.sae.saelens import save_sae
 
         meta = {"target": target, "site": site, "d_in": d, "members": []}
@@ -128,6 +132,7 @@ def site_sweep(params: ParetoParams, target: str) -> SiteSweep:
         (tmp / "sweep.json").write_text(json.dumps(meta))
 
     path = cache.get_or_build("sae", spec, build, description=f"SAE sweep {target}")
+    checkpoint.remove()
     meta = json.loads((path / "sweep.json").read_text())
     from companion.sae.training import SAESpec
 
@@ -186,14 +191,21 @@ class SAEEval:
     """CE with this SAE spliced in."""
 
 
+def eval_spec(params: ParetoParams, sae_key: str) -> dict[str, Any]:
+    """The "sae-eval" cache spec of the evaluation of the "sae" entry ``sae_key``."""
+    from companion.backbone.cache import code_fingerprint
+
+    return {"sae": sae_key, "eval": {f: getattr(params, f) for f in EVAL_FIELDS}, "seed": params.seed,
+            "code": code_fingerprint(_PRODUCER)}
+
+
 def evaluate_site(params: ParetoParams, sweep: SiteSweep) -> list[SAEEval]:
     """Held-out metrics for every SAE of a sweep (cached as kind "sae-eval")."""
-    from companion.backbone.cache import code_fingerprint, default_cache
+    from companion.backbone.cache import default_cache
 
     subject_name, site = parse_target(sweep.target)
     subject = load_subject(subject_name, text_datasets=params.text_datasets, device=params.device)
-    spec = {"sae": sweep.cache_key, "eval": {f: getattr(params, f) for f in EVAL_FIELDS}, "seed": params.seed,
-            "code": code_fingerprint(_PRODUCER)}
+    spec = eval_spec(params, sweep.cache_key)
 
     def build(tmp: Path) -> None:
         rows = _evaluate(params, subject, sweep)

@@ -87,11 +87,13 @@ class ParetoParams(NotebookParams):
     """Where the model runs and the SAEs train ("cpu", "cuda"); part of the cache key (CUDA kernels round differently)."""
     torch_threads: Annotated[int, KeyPart.ELSEWHERE] = 0
     """Intra-op threads for torch in this notebook (0: torch's default). 1 avoids thread-barrier stalls on a shared machine."""
+    checkpoint_every: Annotated[int, KeyPart.ELSEWHERE] = 1000
+    """Save each sweep's training state every this many steps, so an interrupted sweep resumes (0: never)."""
 
     @model_validator(mode="after")
     def _check_sweep(self) -> ParetoParams:
-        if self.torch_threads < 0:
-            raise ValueError("torch_threads must be >= 0")
+        if self.torch_threads < 0 or self.checkpoint_every < 0:
+            raise ValueError("torch_threads and checkpoint_every must be >= 0")
         if not self.targets:
             raise ValueError("targets must name at least one '<subject>@<site>'")
         for t in self.targets:
