@@ -14,6 +14,7 @@ profile is applied; an unset one is an error naming it.
 """
 from __future__ import annotations
 
+import copy
 import os
 import re
 from importlib import resources
@@ -137,9 +138,15 @@ def _packaged_text(name: str) -> str:
     return (resources.files("companion.backbone") / "profiles" / f"{name}.yaml").read_text()
 
 
+_PARSED: dict[str, Any] = {}
+"""YAML text -> its data (profiles are read for every cache key computed ahead of a run)."""
+
+
 def _raw(name: str, text: str) -> dict[str, Any]:
     try:
-        raw = yaml.safe_load(text) or {}
+        if text not in _PARSED:
+            _PARSED[text] = yaml.safe_load(text) or {}
+        raw = copy.deepcopy(_PARSED[text])
     except yaml.YAMLError as e:
         raise ProfileError(f"profile {name}: not valid YAML: {e}") from None
     if not isinstance(raw, dict):

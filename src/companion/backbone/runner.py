@@ -143,8 +143,9 @@ def run_notebooks(
         os.environ.clear()
         os.environ.update(env_before)
     ran = sum(r.status == "ran" for r in results)
-    log(f"{ran} ran, {len(results) - ran} skipped, profile {prof.name!r}, {time.time() - t_start:.1f} s; "
-        f"executed copies in {out_dir}")
+    not_run = sum(r.status == "not run" for r in results)
+    log(f"{ran} ran, {len(results) - ran - not_run} skipped{f', {not_run} not run' if not_run else ''}, profile "
+        f"{prof.name!r}, {time.time() - t_start:.1f} s; executed copies in {out_dir}")
     if blocked:
         from companion.backbone.dispatch import UnitsFailed, failure_message
 

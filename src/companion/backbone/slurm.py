@@ -5,7 +5,7 @@ Units that may run at the same time and share a resource class go as one job arr
 (:mod:`companion.backbone.dispatch`), which submits a unit once the units it needs are built — so a failed unit
 holds back only its own dependants, where Slurm's ``afterok`` on an array would hold back everything after it.
 Every job has its folder ``<run folder>/<job id>/`` (``<array>_<task>`` for arrays) with submitit's script, pickle
-and logs (``*_log.err``: progress bars and tracebacks; ``*_log.out``).
+and one log, ``<job id>_0_log.out`` (output, progress bars and tracebacks).
 
 States come from Slurm's accounting: one ``sacct`` call for all the jobs of a run per poll.  A job that failed has
 its remote traceback in its result file (submitit writes it); one cancelled, out of time, out of memory or on a
@@ -76,7 +76,7 @@ class SlurmExecutor:
             except Exception as e:  # sbatch refused (bad partition, account, resources): say so, once
                 raise ExecutorError(f"sbatch refused the {resource_class} jobs: {' '.join(str(e).split())}") from None
             for u, h in zip(group, handles):
-                out.append(Job(u.id, str(h.job_id), Path(h.paths.stderr), h))
+                out.append(Job(u.id, str(h.job_id), Path(h.paths.stdout), h))
         return out
 
     def poll(self, jobs: Sequence[Job]) -> dict[str, str]:
@@ -119,10 +119,25 @@ class SlurmExecutor:
                 with open(result, "rb") as f:
                     outcome, value = pickle.load(f)
                 if outcome == "error":
-                    return str(value).rstrip()
+                    return _own_frames(str(value))
             except Exception:  # an unreadable result: fall back to the log
                 pass
         return f"the job {STATE_WORDS.get(word, word.lower())} ({state})\n" + log_tail(job.log)
+
+
+def _own_frames(traceback: str) -> str:
+    """A job's traceback without the frames of submitit and of the job wrapper (they are the same every time)."""
+    lines = traceback.rstrip().splitlines()
+    plumbing = ("/submitit/", "/companion/backbone/jobs.py")
+    out, skip = [], False
+    for line in lines:
+        if line.startswith('  File "'):
+            skip = any(p in line for p in plumbing)
+        elif not line.startswith("  "):
+            skip = False
+        if not skip:
+            out.append(line)
+    return "\n".join(out)
 
 
 def log_tail(path: Path | None, lines: int = 20) -> str:

@@ -89,11 +89,13 @@ class ParetoParams(NotebookParams):
     """Intra-op threads for torch in this notebook (0: torch's default). 1 avoids thread-barrier stalls on a shared machine."""
     checkpoint_every: Annotated[int, KeyPart.ELSEWHERE] = 1000
     """Save each sweep's training state every this many steps, so an interrupted sweep resumes (0: never)."""
+    members_per_unit: Annotated[int, KeyPart.ELSEWHERE] = 0
+    """SAEs of a sweep one Slurm job trains (0: the whole sweep from one activation pass; smaller: more parallel)."""
 
     @model_validator(mode="after")
     def _check_sweep(self) -> ParetoParams:
-        if self.torch_threads < 0 or self.checkpoint_every < 0:
-            raise ValueError("torch_threads and checkpoint_every must be >= 0")
+        if min(self.torch_threads, self.checkpoint_every, self.members_per_unit) < 0:
+            raise ValueError("torch_threads, checkpoint_every and members_per_unit must be >= 0")
         if not self.targets:
             raise ValueError("targets must name at least one '<subject>@<site>'")
         for t in self.targets:
