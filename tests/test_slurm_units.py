@@ -1,18 +1,20 @@
 """``companion figures --executor slurm`` against the real single-node Slurm (the ``slurm`` fixture): the ci
 profile's units run as Slurm jobs and the figures' sidecar data equal the local ci run's (``ci_run``); a unit that
-raises, one preempted (requeued by submitit's checkpoint protocol) and one cancelled with ``scancel`` are reported as
+raises, one warned of its time limit (requeued by submitit's checkpoint protocol) and one cancelled with ``scancel`` are reported as
 such while every other unit goes on; the rerun submits only what is missing and the cancelled SAE training resumes
 from its checkpoint, ending with the very SAEs of the uninterrupted local run.
 
-What runs on Slurm, to fit the test budget: notebooks 01 and 04 (notebooks 00 and 03 only read organisms, which the
-Slurm cache shares with the local run's by hard links); notebook 01's sweeps in parts of two SAEs per job
-(``members_per_unit=2``, which changes no cache key), so the parts and their assembly are what is compared.
+What runs on Slurm, to fit the test budget (every job pays ~10 s of imports on 2 cores): notebook 01, whose
+figures are compared with the local run's, and notebook 04 on one of its four models, whose cached scores are
+compared with the local run's entry (notebooks 00 and 03 only read organisms, which the Slurm cache shares with the
+local run's by hard links).  Sweeps trained in parts are compared with whole ones in tests/test_sae_parts.py.
 """
 from __future__ import annotations
 
 import json
 import os
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -28,7 +30,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ci_run")]
 GOOD = ["organism:backdoor@blocks.1.hook_mlp_out", "organism:backdoor@blocks.1.hook_resid_pre"]
 BAD = "organism:backdoor@blocks.1.hook_no_such_site"
 ONLY = "01,04"
-COMMON = {"members_per_unit": 2, "checkpoint_every": 8}
+MODEL = "syco-p50-small"
+COMMON = {"checkpoint_every": 8, "models": [MODEL]}
 
 
 def _sacct(job_ids) -> dict[str, str]:
@@ -46,6 +49,18 @@ def _until(pred, timeout=180.0, every=0.1, what="condition"):
             return got
         assert time.monotonic() - t0 < timeout, f"timed out waiting for {what}"
         time.sleep(every)
+
+
+def _warn_of_time_limit(job_id: str) -> None:
+    """Deliver the signal Slurm sends a job before its time limit (submitit asks for USR2) to the job's task, as
+    slurmstepd does; submitit's handler then calls the job's checkpoint() and requeues it.  (``scancel --signal``,
+    which submitit's ``_interrupt`` uses, is refused by this Slurm for a task of an array whose other tasks still wait:
+    "Job can not be altered now".)"""
+    raw = subprocess.run(["sacct", "-X", "-n", "-P", "-o", "JobIDRaw", "-j", job_id], capture_output=True, text=True,
+                         check=True).stdout.split()[0]
+    rows = subprocess.run(["scontrol", "listpids", raw], capture_output=True, text=True, check=True).stdout
+    task = next(int(r.split()[0]) for r in rows.splitlines()[1:] if r.split()[2:4] == ["0", "0"])
+    os.kill(task, signal.SIGUSR2)
 
 
 class Run:
@@ -96,7 +111,8 @@ def _checkpointed_and_running(run: Run, cache: Path, name: str):
 
 @pytest.fixture(scope="module")
 def slurm_runs(slurm, ci_run, tmp_path_factory):
-    """Run 1 with a third, impossible target while a unit is preempted and another cancelled; then the rerun."""
+    """Run 1 with a third, impossible target while a unit is warned of its time limit and another is cancelled;
+    then the rerun."""
     base = tmp_path_factory.mktemp("slurm-units")
     cache = base / "cache"
     local = Path(os.environ["COMPANION_CACHE"])
@@ -110,12 +126,12 @@ def slurm_runs(slurm, ci_run, tmp_path_factory):
 
     def intervene():
         try:
-            pre = _until(lambda: _checkpointed_and_running(run, cache, f"sae-train {GOOD[0]} SAEs 0-1"),
-                         what="a checkpoint of the first part")
-            submitit.SlurmJob(folder=run.slurm_dir, job_id=pre)._interrupt()  # preemption: USR2, then requeue
+            pre = _until(lambda: _checkpointed_and_running(run, cache, f"sae-train {GOOD[0]}"),
+                         what="a checkpoint of the first sweep")
+            _warn_of_time_limit(pre)
             actions["preempted"] = pre
-            cancel = _until(lambda: _checkpointed_and_running(run, cache, f"sae-train {GOOD[1]} SAEs 0-1"),
-                            what="a checkpoint of the third part")
+            cancel = _until(lambda: _checkpointed_and_running(run, cache, f"sae-train {GOOD[1]}"),
+                            what="a checkpoint of the second sweep")
             subprocess.run(["scancel", cancel], check=True)
             actions["cancelled"] = cancel
         except BaseException as e:  # reported by the fixture
@@ -148,58 +164,59 @@ def test_units_ran_as_slurm_jobs_and_the_figures_equal_the_local_run(slurm_runs,
     assert [(r.notebook[:2], r.status) for r in results] == [("01", "ran"), ("04", "skipped")], lines
     done = {**{u["job"]: u for u in slurm_runs["first"][0].values() if u["state"] == "done"},
             **{u["job"]: u for u in state.values() if u["state"] == "done"}}
-    kinds = {u["kind"] for u in done.values()}
-    assert kinds == {"sae-part", "sae-eval", "sycophancy-scores"}, kinds
+    assert sorted(u["kind"] for u in done.values()) == ["sae", "sae", "sae-eval", "sae-eval", "sycophancy-scores"]
     acct = _until(lambda: (lambda a: a if all(a.get(j) == "COMPLETED" for j in done) else None)(_sacct(done)),
                   timeout=60, what="accounting to record every job")
     assert all(acct[j] == "COMPLETED" for j in done)
     figs = slurm_runs["run"].figs
     wanted = {p.name for p in ci_run.figs.glob("*.json")
-              if json.loads(p.read_text())["notebook"].startswith(("notebooks/01_", "notebooks/04_"))}
-    assert {p.name for p in figs.glob("*.json")} == wanted and len(wanted) == 5
+              if json.loads(p.read_text())["notebook"].startswith("notebooks/01_")}
+    assert wanted and wanted <= {p.name for p in figs.glob("*.json")}
     for name in sorted(wanted):
         mine, theirs = json.loads((figs / name).read_text()), json.loads((ci_run.figs / name).read_text())
         assert mine["data"] == theirs["data"], f"{name}: sidecar data differ from the local run's"
+    # Notebook 04's model: the same cache entry, with the same statistics, as the local run's notebook made.
+    scores = next(u for u in done.values() if u["kind"] == "sycophancy-scores")
+    local = slurm_runs["local"] / "sycophancy-scores" / scores["key"] / "scores.json"
+    assert (slurm_runs["cache"] / "sycophancy-scores" / scores["key"] / "scores.json").read_text() == local.read_text()
 
 
-def test_a_failure_a_preemption_and_a_cancellation_are_reported_and_the_rest_goes_on(slurm_runs):
+def test_a_failure_a_requeue_and_a_cancellation_are_reported_and_the_rest_goes_on(slurm_runs):
     state, lines, message, _ = slurm_runs["first"]
     by_name = {u["name"]: u for u in state.values()}
     text = "\n".join(lines)
-    # The impossible site: its two parts raise; the report has the unit, job, log and the remote traceback.
-    for part in ("SAEs 0-1", "SAEs 2-3"):
-        u = by_name[f"sae-train {BAD} {part}"]
-        assert u["state"] == "failed" and u["reason"] == "failed"
-        assert f"--- unit sae-train {BAD} {part} failed ---\njob {u['job']}, log {u['log']}" in text
+    # The impossible site raises; the report has the unit, job, log and the remote traceback.
+    u = by_name[f"sae-train {BAD}"]
+    assert u["state"] == "failed" and u["reason"] == "failed"
+    assert f"--- unit sae-train {BAD} failed ---\njob {u['job']}, log {u['log']}" in text
     assert "KeyError: \"hook 'blocks.1.hook_no_such_site' does not exist" in text
     assert "submitit/core/submission.py" not in text  # the job wrapper's frames are left out
     assert by_name[f"sae-eval {BAD}"]["state"] == "not run"
-    # Preempted: submitit's checkpoint() requeued it and it resumed from its checkpoint to the end.
-    pre = slurm_runs["actions"]["preempted"]
-    u = by_name[f"sae-train {GOOD[0]} SAEs 0-1"]
-    assert u["job"] == pre and u["state"] == "done"
+    # Warned of its time limit: submitit's checkpoint() requeued it and it resumed from its checkpoint to the end.
+    u = by_name[f"sae-train {GOOD[0]}"]
+    assert u["job"] == slurm_runs["actions"]["preempted"] and u["state"] == "done"
     log = Path(u["log"]).read_text()
     assert "interrupted; requeued" in log and "resuming from the checkpoint at step" in log
     assert by_name[f"sae-eval {GOOD[0]}"]["state"] == "done"
     # Cancelled: reported from Slurm's state at once; its evaluation waits for a rerun.
-    cancelled = by_name[f"sae-train {GOOD[1]} SAEs 0-1"]
+    cancelled = by_name[f"sae-train {GOOD[1]}"]
     assert cancelled["job"] == slurm_runs["actions"]["cancelled"] and cancelled["reason"] == "cancelled"
-    assert f"sae-eval {GOOD[1]}" in message and "depends on" in message
     assert _sacct([cancelled["job"]])[cancelled["job"]].startswith("CANCELLED")
+    assert by_name[f"sae-eval {GOOD[1]}"]["state"] == "not run"
     # Every other unit went on; notebook 04's units all built, so it ran, and notebook 01 did not.
-    assert all(by_name[f"sycophancy {m}#0"]["state"] == "done"
-               for m in ("syco-p50-small", "syco-p90-small", "syco-p50-medium", "syco-p90-medium"))
+    assert by_name[f"sycophancy {MODEL}#0"]["state"] == "done"
     assert "01_gated_vs_l1_pareto.ipynb: not run, its units did not build" in text
     assert "04_sycophancy_agreement.ipynb: done" in text
-    assert message.startswith("3 unit(s) failed") and "notebooks not run: 01_gated_vs_l1_pareto.ipynb" in message
+    assert message.startswith("2 unit(s) failed") and "2 not run" in message
+    assert "notebooks not run: 01_gated_vs_l1_pareto.ipynb" in message
 
 
 def test_the_rerun_submits_only_what_is_missing_and_resumes_the_cancelled_training(slurm_runs):
     state, lines, _, _ = slurm_runs["second"]
-    assert sorted(u["name"] for u in state.values()) == [f"sae-eval {GOOD[1]}", f"sae-train {GOOD[1]} SAEs 0-1"]
-    resumed = next(u for u in state.values() if u["name"] == f"sae-train {GOOD[1]} SAEs 0-1")
+    assert sorted(u["name"] for u in state.values()) == [f"sae-eval {GOOD[1]}", f"sae-train {GOOD[1]}"]
+    resumed = next(u for u in state.values() if u["name"] == f"sae-train {GOOD[1]}")
     assert "resuming from the checkpoint at step" in Path(resumed["log"]).read_text()
-    # Preempted, cancelled and resumed, or not: the sweeps are the uninterrupted local run's, bit for bit.
+    # Requeued, cancelled and resumed, or not: the sweeps are the uninterrupted local run's, bit for bit.
     import torch
     from safetensors.torch import load_file
 
@@ -213,7 +230,7 @@ def test_the_rerun_submits_only_what_is_missing_and_resumes_the_cancelled_traini
             mine = load_file(cache / "sae" / key / m["folder"] / "sae_weights.safetensors")
             theirs = load_file(local / "sae" / key / m["folder"] / "sae_weights.safetensors")
             assert mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k]) for k in mine)
-    assert not any(p.name.startswith(".ckpt-") for p in (cache / "sae-part").iterdir()), "checkpoints are removed"
+    assert not any(p.name.startswith(".ckpt-") for p in (cache / "sae").iterdir()), "checkpoints are removed"
 
 
 def test_doctor_checks_sbatch_the_partition_and_its_gpus(slurm, tmp_path):

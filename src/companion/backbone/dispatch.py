@@ -25,7 +25,7 @@ from typing import Any
 
 from companion.backbone.executor import Executor, ExecutorSettings, Job, phase, settings_summary
 from companion.backbone.plan import RunnerError
-from companion.backbone.units import Unit, duration, merge, missing, plan_schedule, unit_table, units_for
+from companion.backbone.units import Unit, duration, is_built, merge, missing, plan_schedule, unit_table, units_for
 
 STATE_FILE = "units.json"
 LATEST = "latest"
@@ -160,6 +160,12 @@ def build_units(units: Sequence[Unit], executor: Executor, *, poll_s: float = 2.
                 now = phase(st)
                 if now == state[job.unit_id]:
                     continue
+                unit = by_id[job.unit_id]
+                if now == "failed" and is_built(unit):
+                    # The entry was published (atomically, manifest last) before the job ended badly, e.g. killed
+                    # on its way out: the work is done, say so and go on.
+                    say(f"  {unit.name}: its job ended {st} after its {unit.kind} entry was complete")
+                    now = "done"
                 if now == "failed":
                     reason = st.split()[0].lower() if st else "failed"
                     out.failed[job.unit_id] = reason
@@ -262,7 +268,6 @@ def units_report(profile: str | None = None, *, only: str | None = None, executo
     from companion.backbone.plan import discover, load_params_class, params_class_path, read_notebook
     from companion.backbone.profiles import load_profile, project_root
     from companion.backbone.runtime import resolve_params
-    from companion.backbone.units import is_built
 
     root = (root or project_root()).resolve()
     prof = load_profile(profile)
