@@ -176,9 +176,9 @@ def test_units_ran_as_slurm_jobs_and_the_figures_equal_the_local_run(slurm_runs,
         mine, theirs = json.loads((figs / name).read_text()), json.loads((ci_run.figs / name).read_text())
         assert mine["data"] == theirs["data"], f"{name}: sidecar data differ from the local run's"
     # Notebook 04's model: the same cache entry, with the same statistics, as the local run's notebook made.
-    scores = next(u for u in done.values() if u["kind"] == "sycophancy-scores")
-    local = slurm_runs["local"] / "sycophancy-scores" / scores["key"] / "scores.json"
-    assert (slurm_runs["cache"] / "sycophancy-scores" / scores["key"] / "scores.json").read_text() == local.read_text()
+    [mine] = (slurm_runs["cache"] / "sycophancy-scores").glob("*/scores.json")
+    local = slurm_runs["local"] / "sycophancy-scores" / mine.parent.name / "scores.json"
+    assert mine.read_text() == local.read_text()
 
 
 def test_a_failure_a_requeue_and_a_cancellation_are_reported_and_the_rest_goes_on(slurm_runs):
@@ -202,6 +202,7 @@ def test_a_failure_a_requeue_and_a_cancellation_are_reported_and_the_rest_goes_o
     cancelled = by_name[f"sae-train {GOOD[1]}"]
     assert cancelled["job"] == slurm_runs["actions"]["cancelled"] and cancelled["reason"] == "cancelled"
     assert _sacct([cancelled["job"]])[cancelled["job"]].startswith("CANCELLED")
+    assert "KeyboardInterrupt: stopped by SIGTERM" in Path(cancelled["log"]).read_text()  # at once, not at KillWait
     assert by_name[f"sae-eval {GOOD[1]}"]["state"] == "not run"
     # Every other unit went on; notebook 04's units all built, so it ran, and notebook 01 did not.
     assert by_name[f"sycophancy {MODEL}#0"]["state"] == "done"

@@ -5,12 +5,16 @@ profile's environment and the shared cache, and calls the unit's entry, which bu
 returns its key.  Results travel through the cache, never through pickles, so an entry's key and contents are the
 same whichever executor built it.  :class:`UnitJob` is the callable submitted: it implements submitit's
 ``checkpoint()`` protocol, so a preempted or timed-out job is requeued and its unit resumes from the checkpoints it
-keeps (SAE training, :mod:`companion.sae.checkpoint`).
+keeps (SAE training, :mod:`companion.sae.checkpoint`).  SIGTERM (``scancel``) stops a unit at once.
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 
@@ -36,7 +40,8 @@ def run_unit(unit: Any, profile: str, cache_root: str, root: str | None = None) 
     fn = getattr(importlib.import_module(module), name)
     t0 = time.time()
     print(f"unit {unit.name} ({unit.kind}), profile {profile!r}, cache {cache_root}", flush=True)
-    key = fn(**dict(unit.args))
+    with _stop_on_sigterm():
+        key = fn(**dict(unit.args))
     if unit.key is not None and key != unit.key:
         raise RuntimeError(f"unit {unit.name} built {unit.kind} entry {key}, not the expected {unit.key}: the code "
                            "or the environment of the job differs from the submitting process's")
@@ -44,6 +49,25 @@ def run_unit(unit: Any, profile: str, cache_root: str, root: str | None = None) 
         raise RuntimeError(f"unit {unit.name} finished but its {unit.kind} entry {key} is not in {cache_root}")
     print(f"unit {unit.name}: {unit.kind} entry {key} ready in {time.time() - t0:.1f} s", flush=True)
     return {"unit": unit.id, "key": key, "seconds": round(time.time() - t0, 2)}
+
+
+@contextlib.contextmanager
+def _stop_on_sigterm() -> Iterator[None]:
+    """Stop at once on SIGTERM (``scancel``, a preemption, the end of the time limit), like Ctrl-C in a notebook: the
+    entry being built is removed and its lock released; an SAE sweep resumes from its last checkpoint next time.
+    (submitit ignores SIGTERM, waiting for its own USR2; the job would otherwise work on until Slurm kills it.)"""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt(f"stopped by {signal.Signals(signum).name} (scancel, preemption or the time limit)")
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 class UnitJob:
