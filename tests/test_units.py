@@ -146,3 +146,19 @@ def test_units_are_found_by_the_parameter_class_package():
     assert unit_provider("companion.sae.params:ShrinkageParams") is sae_units.units
     assert unit_provider("smoke_params:SmokeParams") is None
     assert unit_provider("companion.backbone.params:NotebookParams") is None
+
+
+def test_the_commands_say_what_would_be_submitted_and_each_unit_state(tmp_path, monkeypatch, capsys):
+    from companion.cli import main
+
+    monkeypatch.setenv("COMPANION_CACHE", str(tmp_path))
+    assert main(["figures", "--profile", "ci", "--only", "01", "--executor", "slurm", "--dry-run", "--force"]) == 0
+    out = capsys.readouterr().out
+    assert "units: 6 of 6 missing from the cache, would be submitted:" in out  # tokenizer, organism, 2 sites × (sweep, eval)
+    assert "executor slurm: the cluster's defaults; up to 8 array tasks at once" in out
+    assert "expected wall time" in out and "nothing was executed" in out
+    assert main(["units", "--profile", "ci", "--only", "01,02"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("profile 'ci': 6 units for 2 notebook(s)") and "6 missing" in out
+    assert main(["figures", "--profile", "ci", "--executor", "slurmm", "--dry-run"]) == 2
+    assert "neither an executor kind" in capsys.readouterr().err
