@@ -28,3 +28,17 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+def pytest_collection_finish(session):
+    """Start the emulated-CPU trainings early when a selected test needs them (see tests/_emulated_cpus.py)."""
+    import _emulated_cpus
+
+    if any(_emulated_cpus.FIXTURE in getattr(item, "fixturenames", ()) for item in session.items):
+        _emulated_cpus.start()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    import _emulated_cpus
+
+    _emulated_cpus.stop()

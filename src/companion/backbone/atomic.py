@@ -113,3 +113,22 @@ def remove_stale_temporaries(directory: str | os.PathLike) -> list[Path]:
                 p.unlink(missing_ok=True)
                 gone.append(p)
     return gone
+
+
+def writable_problem(folder: str | os.PathLike) -> str | None:
+    """Why files cannot be written in ``folder`` (None when they can), asked of the file system itself, so it is
+    right for root and for read-only mounts alike: an unnamed temporary file is opened in the folder, or in its
+    nearest existing parent when the folder does not exist yet, and nothing is left behind."""
+    folder = Path(folder).expanduser()
+    probe = folder
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    if not probe.is_dir():
+        return f"{folder}: {probe} is a file, not a folder"
+    try:
+        with tempfile.TemporaryFile(dir=probe):
+            pass
+    except OSError as e:
+        where = "" if probe == folder else f" (it does not exist, and cannot be created in {probe})"
+        return f"{folder} is not writable: {e.strerror or e}{where}"
+    return None

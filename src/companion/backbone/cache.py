@@ -97,14 +97,15 @@ def fingerprinted_modules(*module_names: str) -> dict[str, Path]:
 def code_fingerprint(*module_names: str) -> str:
     """Hash of what computes an entry: the closure of ``module_names`` (:func:`fingerprinted_modules`), the
     versions of the numerical libraries and the numeric code paths in force (:func:`environment.numerics`: an
-    entry made on the pinned AVX2 paths is never reused by a process running other ones, and vice versa).  Put it
+    entry made on the pinned paths is never reused by a process running other ones, and vice versa).  Put it
     in a spec so that changing any of that invalidates entries."""
     h = hashlib.sha256()
     for name, path in sorted(fingerprinted_modules(*module_names).items()):
         h.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
     h.update(json.dumps(environment.package_versions(environment.NUMERIC_PACKAGES), sort_keys=True).encode())
     numerics = environment.numerics()
-    h.update(json.dumps({k: numerics[k] for k in ("pinned", "cpu_capability", "machine")}, sort_keys=True).encode())
+    h.update(json.dumps({k: numerics[k] for k in ("pinned", "cpu_capability", "machine", "mkl_branch", "dense_product")},
+                        sort_keys=True).encode())
     h.update(f"python {sys.version_info.major}.{sys.version_info.minor}".encode())
     return h.hexdigest()[:16]
 

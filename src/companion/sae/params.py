@@ -92,6 +92,14 @@ class ParetoParams(NotebookParams):
     members_per_unit: Annotated[int, KeyPart.ELSEWHERE] = 0
     """SAEs of a sweep one Slurm job trains (0: the whole sweep from one activation pass; smaller: more parallel)."""
 
+    def preflight(self, profile) -> list[str]:
+        """The organisms the targets name, validated without training (:meth:`NotebookParams.preflight`)."""
+        from companion.organism.build import check_organisms
+
+        subjects = [parse_target(t)[0] for t in self.targets]
+        return check_organisms([s[len(ORGANISM_PREFIX):] for s in subjects if s.startswith(ORGANISM_PREFIX)],
+                               profile)
+
     @model_validator(mode="after")
     def _check_sweep(self) -> ParetoParams:
         if min(self.torch_threads, self.checkpoint_every, self.members_per_unit) < 0:

@@ -33,6 +33,7 @@ from pydantic import model_validator
 from torch import Tensor
 
 from companion.backbone.config import Config
+from companion.models.numerics import Adam
 from companion.sae.autoencoders import SAELoss, SparseAutoencoder, make_sae
 from companion.sae.checkpoint import Checkpointing
 from companion.sae.step import Workspace, fast_step_disagreement, fast_step_of, loss_and_grads
@@ -144,8 +145,7 @@ class _Member:
         self.cfg = cfg
         # Initialised on the CPU (seeded CPU generator), then moved: the same seed gives the same start anywhere.
         self.sae = make_sae(spec.architecture, d_in, spec.n_latents, seed=seed, dtype=dtype).to(device)
-        self.opt = torch.optim.Adam(self.sae.parameters(), lr=0.0, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps,
-                                    foreach=True)
+        self.opt = Adam(self.sae.parameters(), lr=0.0, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps)
         self.gen = torch.Generator().manual_seed(seed + 7919)
         self.fired = torch.zeros(spec.n_latents, dtype=torch.float64, device=device)
         self.log = TrainLog()

@@ -14,9 +14,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from companion.sycophancy.data import FILENAMES, SycophancyDataset, download_sycophancy_data, load_sycophancy_dir, \
-    subsample
-from companion.sycophancy.scoring import score_items
+from companion.sycophancy.data import FILENAMES, SycophancyDataError, SycophancyDataset, load_sycophancy_dir, subsample
+from companion.sycophancy.pinned import check_pinned, download_sycophancy_data
+from companion.sycophancy.scoring import fitting_items, score_items
 from companion.sycophancy.stats import AgreementStats, RecoveryReport, agreement_stats, recovery_report, \
     seed_summaries, stats_frame
 
@@ -58,6 +58,22 @@ class SweepResult:
     """Model name -> parameter count (the size axis)."""
     planted: dict[str, float]
     """Organism name -> its planted sycophancy rate (empty for real models)."""
+    left_out: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
+    """Dataset -> model -> items left out as longer than the model's context (``drop_too_long``; 0s included)."""
+    n_items: dict[str, int] = dataclasses.field(default_factory=dict)
+    """Dataset -> items offered to each model (before any was left out)."""
+
+    def caveats(self) -> list[str]:
+        """What the figure must say about the items scored: one line per dataset with items left out."""
+        out = []
+        for ds, by_model in self.left_out.items():
+            counts = sorted(set(by_model.values()))
+            if counts[-1] == 0:
+                continue
+            n = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+            out.append(f"{ds}: {n} of {self.n_items[ds]} items left out per model as longer than its context "
+                       f"(drop_too_long)")
+        return out
 
     def frame(self):
         """The statistics as :func:`companion.sycophancy.stats.stats_frame`'s long table, with each model's size."""
@@ -78,6 +94,7 @@ class SweepResult:
         frame = self.frame()
         return {"stats": frame.replace({np.nan: None}).to_dict(orient="records"), "planted": self.planted,
                 "n_params": self.n_params, "by_seed": seed_summaries(frame),
+                "left_out_too_long": self.left_out, "items_offered": self.n_items,
                 "published": [vars(p) for p in PUBLISHED], "panel_notes": report.panel_notes}
 
 
@@ -122,27 +139,41 @@ def measure_models(params: Any, data: Mapping[str, SycophancyDataset], *, organi
             runs += [(name, organism_label(name, s), s) for s in (seeds or organism_seeds(profile))]
         else:
             runs.append((name, name, None))
-    out = SweepResult([], {}, {})
+    out = SweepResult([], {}, {}, n_items={name: len(ds) for name, ds in data.items()})
     for name, label, seed in runs:
         if load is None:
             scores = model_scores(params, data, name, seed, organisms, profile)
             stats, out.n_params[label], planted = scores.stats, scores.n_params, scores.planted
+            left_out = scores.left_out
         else:
             model, out.n_params[label], planted = load(name, params, organisms, profile, seed)
-            stats = _measure(params, model, label, data)
+            stats, left_out = _measure(params, model, label, data)
             del model
             release()
         if planted is not None:
             out.planted[label] = planted
+        for ds_name, n in left_out.items():
+            out.left_out.setdefault(ds_name, {})[label] = n
         out.stats += stats
     return out
 
 
-def _measure(params: Any, model: Any, label: str, data: Mapping[str, SycophancyDataset]) -> list[AgreementStats]:
-    return measure_model(model, label, data, params.templates, batch_size=params.batch_size,
-                         n_boot=params.n_bootstrap, confidence=params.confidence, seed=params.seed,
-                         by_affiliation=params.by_affiliation, unit=params.bootstrap_unit,
-                         threads=params.torch_threads, progress=True)
+def _measure(params: Any, model: Any, label: str, data: Mapping[str, SycophancyDataset]
+             ) -> tuple[list[AgreementStats], dict[str, int]]:
+    """One model's statistics on ``data``, and (``drop_too_long``) how many items of each dataset were left out as
+    longer than its context."""
+    scored, left_out = dict(data), {}
+    if params.drop_too_long:
+        for ds_name, ds in data.items():
+            scored[ds_name], left_out[ds_name] = fitting_items(model, ds, params.templates)
+            if not scored[ds_name].items:
+                raise SycophancyDataError(f"{ds.path}: every one of the {len(ds)} items scored is longer than "
+                                          f"{label}'s context: nothing is left to score")
+    stats = measure_model(model, label, scored, params.templates, batch_size=params.batch_size,
+                          n_boot=params.n_bootstrap, confidence=params.confidence, seed=params.seed,
+                          by_affiliation=params.by_affiliation, unit=params.bootstrap_unit,
+                          threads=params.torch_threads, progress=True)
+    return stats, left_out
 
 
 @dataclasses.dataclass
@@ -155,6 +186,8 @@ class ModelScores:
     """Its parameter count (the size axis)."""
     planted: float | None
     """An organism's planted sycophancy rate (None for real models)."""
+    left_out: dict[str, int] = dataclasses.field(default_factory=dict)
+    """Dataset -> items left out as longer than the model's context (``drop_too_long``; empty when it is off)."""
 
 
 SCORES_KIND = "sycophancy-scores"
@@ -180,7 +213,7 @@ def scores_spec(params: Any, data: Mapping[str, SycophancyDataset], name: str, s
     else:
         model, label = f"model:{name}|{params.dtype}", name
     settings = {f: getattr(params, f) for f in ("templates", "batch_size", "n_bootstrap", "confidence", "seed",
-                                                "bootstrap_unit", "by_affiliation", "device")}
+                                                "bootstrap_unit", "by_affiliation", "device", "drop_too_long")}
     return {"model": model, "label": label, "data": data_identity(data), "settings": settings,
             "code": code_fingerprint("companion.sycophancy.experiment")}
 
@@ -198,15 +231,17 @@ def model_scores(params: Any, data: Mapping[str, SycophancyDataset], name: str, 
 
     def build(tmp: Path) -> None:
         model, n_params, planted = load_for_sweep(name, params, organisms, profile, seed)
-        stats = _measure(params, model, spec["label"], data)
+        stats, left_out = _measure(params, model, spec["label"], data)
         del model
         release()
         (tmp / "scores.json").write_text(json.dumps({"stats": [dataclasses.asdict(s) for s in stats],
-                                                     "n_params": n_params, "planted": planted}))
+                                                     "n_params": n_params, "planted": planted,
+                                                     "left_out": left_out}))
 
     path = default_cache().get_or_build(SCORES_KIND, spec, build, description=f"sycophancy scores {spec['label']}")
     got = json.loads((path / "scores.json").read_text())
-    return ModelScores([_stats_from_dict(d) for d in got["stats"]], int(got["n_params"]), got["planted"])
+    return ModelScores([_stats_from_dict(d) for d in got["stats"]], int(got["n_params"]), got["planted"],
+                       {k: int(v) for k, v in got["left_out"].items()})
 
 
 def _stats_from_dict(d: dict[str, Any]) -> AgreementStats:
@@ -225,16 +260,65 @@ def load_datasets(params: Any, *, offline: bool = False) -> tuple[dict[str, Syco
     """
     if params.data == "organism":
         data_dir = organism_eval_dir(params.organism_items_per_file, params.seed)
+    elif params.data_dir is not None:
+        data_dir = local_data_dir(params)
+        problems = [] if params.allow_unpinned_data else check_pinned(data_dir, params.datasets, params.data_blobs)
+        if problems:
+            raise SycophancyDataError("; ".join(problems) + ". Use the pinned files, pin these in data_blobs, or "
+                                      "score them anyway with allow_unpinned_data=true (stamped on the figure)")
     else:
-        data_dir = params.data_dir or download_sycophancy_data(
+        data_dir = download_sycophancy_data(
             base_url=params.data_base_url, commit=params.data_commit, blobs=params.data_blobs, offline=offline)
     full = load_sycophancy_dir(data_dir, params.datasets, skip_invalid=params.skip_invalid)
     return full, {name: subsample(ds, params.n_per_dataset, params.seed) for name, ds in full.items()}
 
 
+def local_data_dir(params: Any) -> Path:
+    """``params.data_dir`` as a path: a relative one is relative to the project root (not the kernel's folder)."""
+    from companion.backbone.profiles import project_root
+
+    return project_root() / Path(params.data_dir).expanduser()
+
+
+def preflight(params: Any) -> list[str]:
+    """What a run of notebook 04 would stop on, found before it starts (the dry run and ``companion doctor``):
+    a data_dir that is missing or whose files are not the pinned ones."""
+    if params.data != "anthropic" or params.data_dir is None:
+        return []
+    d = local_data_dir(params)
+    if not d.is_dir():
+        return [f"data_dir {params.data_dir!r}: no such directory ({d})"]
+    if params.allow_unpinned_data:
+        return [p for p in check_pinned(d, params.datasets, {}) if p.endswith("no such file")]
+    return check_pinned(d, params.datasets, params.data_blobs)
+
+
 def dataset_inputs(full: Mapping[str, SycophancyDataset]) -> dict[str, str]:
     """Provenance of the data (``companion.backbone.runtime.record_input``): file -> its git blob id."""
     return {f"sycophancy/{FILENAMES[name]}": ds.blob_id for name, ds in full.items()}
+
+
+def data_caveats(full: Mapping[str, SycophancyDataset], params: Any, sweep: SweepResult | None = None) -> list[str]:
+    """What every figure of the run must say about its data: files scored although they are not the pinned ones
+    (``allow_unpinned_data``) and items left out as too long (``drop_too_long``)."""
+    out = []
+    if params.data == "anthropic":
+        for name, ds in full.items():
+            pinned = params.data_blobs[FILENAMES[name]]
+            if ds.blob_id != pinned:
+                out.append(f"UNPINNED DATA: {FILENAMES[name]} is blob {ds.blob_id[:12]}, not the pinned "
+                           f"{pinned[:12]} (allow_unpinned_data)")
+    return out + (sweep.caveats() if sweep is not None else [])
+
+
+def record_provenance(full: Mapping[str, SycophancyDataset], params: Any, sweep: SweepResult | None = None) -> None:
+    """Record the data's blob ids and caveats (:func:`data_caveats`) for every figure saved afterwards."""
+    from companion.backbone.runtime import record_caveat, record_input
+
+    for name, blob in dataset_inputs(full).items():
+        record_input(name, blob)
+    for text in data_caveats(full, params, sweep):
+        record_caveat(text)
 
 
 def datasets_table(full: Mapping[str, SycophancyDataset], scored: Mapping[str, SycophancyDataset]):
