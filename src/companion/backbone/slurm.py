@@ -56,6 +56,7 @@ class SlurmExecutor:
             "slurm_partition": s.partition, "slurm_account": s.account, "slurm_qos": s.qos,
             "slurm_constraint": s.constraint, "slurm_setup": list(s.setup) or None,
             "slurm_additional_parameters": dict(s.additional) or None,
+            "slurm_stderr_to_stdout": True,  # one log per job: output, progress bars and tracebacks in order
         }
         if r.gpus_per_node:
             params["gpus_per_node"] = r.gpus_per_node
