@@ -241,6 +241,8 @@ def test_doctor_checks_sbatch_the_partition_and_its_gpus(slurm, tmp_path):
     ok.write_text("kind: slurm\nslurm: {partition: debug}\n")
     bad = tmp_path / "bad.yaml"
     bad.write_text("kind: slurm\nslurm: {partition: gpu-a100}\nresources: {sae-train: {gpus_per_node: 1}}\n")
+    big = tmp_path / "big.yaml"
+    big.write_text("kind: slurm\nslurm: {partition: debug}\nresources: {sae-eval: {cpus_per_task: 64, mem_gb: 4096}}\n")
     gpus = tmp_path / "gpus.yaml"
     gpus.write_text("kind: slurm\nslurm: {partition: debug}\nresources: {sae-train: {gpus_per_node: 1}}\n")
     from companion.backbone.executor import RESOURCE_CLASSES, resolve_executor
@@ -253,6 +255,9 @@ def test_doctor_checks_sbatch_the_partition_and_its_gpus(slurm, tmp_path):
     assert checks["slurm partition"][2].startswith("debug")
     checks = {c[0]: c for c in slurm_checks(resolve_executor(base, str(bad)), RESOURCE_CLASSES)}
     assert checks["slurm partition"][1] is False and "gpu-a100" in checks["slurm partition"][2]
+    checks = {c[0]: c for c in slurm_checks(resolve_executor(base, str(big)), RESOURCE_CLASSES)}
+    assert checks["slurm fits sae-eval"][1] is False and "64 CPUs" in checks["slurm fits sae-eval"][2]
+    assert "4096 GB" in checks["slurm fits sae-eval"][2] and "slurm fits sae-train" not in checks
     checks = {c[0]: c for c in slurm_checks(resolve_executor(base, str(gpus)), RESOURCE_CLASSES)}
     assert checks["slurm gpus sae-train"][1] is False and "have 0" in checks["slurm gpus sae-train"][2]
     assert main(["doctor", "--profile", "ci", "--executor", str(ok)]) == 0

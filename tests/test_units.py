@@ -128,7 +128,7 @@ def test_slurm_states_read_as_the_four_phases():
 
 
 def test_a_job_traceback_keeps_the_unit_frames_and_sinfo_gres_is_read():
-    from companion.backbone.slurm import _gres_gpus, _own_frames
+    from companion.backbone.slurm import _gres_gpus, _leading_int, _own_frames
 
     tb = ('Traceback (most recent call last):\n  File "/v/submitit/core/submission.py", line 55, in process_job\n'
           '    result = delayed.result()\n             ^^^^^\n'
@@ -138,6 +138,7 @@ def test_a_job_traceback_keeps_the_unit_frames_and_sinfo_gres_is_read():
     assert _own_frames(tb) == ('Traceback (most recent call last):\n  File "/r/src/companion/sae/units.py", line '
                                '100, in train\n    return site_sweep(P, target)\nKeyError: "hook"')
     assert [_gres_gpus(g) for g in ("(null)", "gpu:a100:8(S:0-1)", "gpu:4", "gpu:a100:2,gpu:v100:4")] == [0, 8, 4, 4]
+    assert [_leading_int(t) for t in ("2", "257000", "64+", "N/A")] == [2, 257000, None, None]
 
 
 def test_units_are_found_by_the_parameter_class_package():

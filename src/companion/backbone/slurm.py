@@ -13,6 +13,7 @@ failed node is reported from its state at once, without waiting for a result tha
 """
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from collections.abc import Sequence
@@ -178,12 +179,27 @@ def slurm_checks(settings: ExecutorSettings, resource_classes: Sequence[str]) ->
     gpus = _gres_gpus(gres)
     for c in dict.fromkeys(resource_classes):
         res = settings.resources_for(c)
+        node_cpus, node_mb, short = _leading_int(cpus), _leading_int(mem), []
+        if node_cpus is not None and res.cpus_per_task > node_cpus:
+            short.append(f"{res.cpus_per_task} CPUs (nodes have {node_cpus})")
+        if node_mb is not None and res.mem_gb * 1024 > node_mb:
+            short.append(f"{res.mem_gb:g} GB (nodes have {node_mb / 1024:.0f} GB)")
+        if short:
+            out.append((f"slurm fits {c}", False, f"{c} asks for {' and '.join(short)} per job: Slurm would never "
+                        "start it", f"lower executor.resources.{c} (cpus_per_task, mem_gb) or pick a partition with "
+                        "bigger nodes"))
         if res.gpus_per_node:
             ok = gpus >= res.gpus_per_node
             out.append((f"slurm gpus {c}", ok, f"{c} asks for {res.gpus_per_node} GPU(s) per node; the partition's "
                         f"nodes have {gpus}", "pick a GPU partition (executor.slurm.partition) or lower "
                         f"executor.resources.{c}.gpus_per_node"))
     return out
+
+
+def _leading_int(text: str) -> int | None:
+    """sinfo's "2" or "257000" -> its number; None for "64+" (nodes differ: some may be bigger) or no number."""
+    m = re.fullmatch(r"\s*(\d+)\s*", text)
+    return int(m.group(1)) if m else None
 
 
 def _gres_gpus(gres: str) -> int:
