@@ -83,6 +83,7 @@ def test_a_sweep_in_parts_has_one_unit_per_part_and_the_evaluation_needs_them_al
     assert whole[-1].key == units[-1].key
 
 
+@pytest.mark.slow  # the paper profile's whole dry run (every notebook's preflight): ~5 s; make test runs it
 def test_paper_dry_run_plans_well_under_an_hour_on_8_gpus(tmp_path, monkeypatch):
     monkeypatch.setenv("COMPANION_CACHE", str(tmp_path))
     from companion.backbone import runner
