@@ -156,7 +156,8 @@ def test_the_commands_say_what_would_be_submitted_and_each_unit_state(tmp_path, 
     monkeypatch.setenv("COMPANION_CACHE", str(tmp_path))
     assert main(["figures", "--profile", "ci", "--only", "01", "--executor", "slurm", "--dry-run", "--force"]) == 0
     out = capsys.readouterr().out
-    assert "units: 6 of 6 missing from the cache, would be submitted:" in out  # tokenizer, organism, 2 sites × (sweep, eval)
+    # The tokenizer, the organism, and per site its sweep and evaluation.
+    assert "units: 6 of 6 missing from the cache, would be submitted:" in out
     assert "executor slurm: the cluster's defaults; up to 8 array tasks at once" in out
     assert "expected wall time" in out and "nothing was executed" in out
     assert main(["units", "--profile", "ci", "--only", "01,02"]) == 0

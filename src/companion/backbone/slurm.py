@@ -153,7 +153,8 @@ def log_tail(path: Path | None, lines: int = 20) -> str:
 
 # ------------------------------------------------------------------------------------------------ doctor
 def slurm_checks(settings: ExecutorSettings, resource_classes: Sequence[str]) -> list[tuple[str, bool | None, str, str]]:
-    """``companion doctor --executor slurm``: (name, ok, detail, fix) for sbatch, the partition and its GPUs."""
+    """``companion doctor --executor slurm``: (name, ok, detail, fix) for sbatch, accounting, the partition, its GPUs
+    and whether each kind of work fits its nodes (CPUs, memory)."""
     out: list[tuple[str, bool | None, str, str]] = []
     missing = [c for c in ("sbatch", "sacct", "scancel", "sinfo") if shutil.which(c) is None]
     if missing:
