@@ -292,6 +292,8 @@ def units_report(profile: str | None = None, *, only: str | None = None, executo
             if uid not in states or states[uid] == "built":
                 continue
             st = phase(polled[r["job"]]) if r.get("job") in polled else r.get("state", "missing")
+            if st == "done":  # built by that run, yet not in this cache (cleared, or another $COMPANION_CACHE)
+                continue
             states[uid] = st
             extra[uid] = "  ".join(x for x in (f"job {r['job']}" if r.get("job") else "", r.get("reason") or "",
                                               r.get("log") or "") if x)
