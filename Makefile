@@ -7,6 +7,7 @@ PROFILE ?= organism
 ONLY ?=
 FORCE ?=
 DRY_RUN ?=
+EXECUTOR ?=
 # Where pip is configured to find local wheels (the CPU torch on the dev machines); uv does not read pip's config.
 # Deferred (?=): asked of pip only when setup runs.
 FIND_LINKS ?= $(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null)
@@ -18,7 +19,7 @@ LAB_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 .PHONY: setup git-filter test test-fast figures lab strip bench clean lock check-figures readme help
 
 help:
-	@echo "make setup | test | test-fast | figures [PROFILE=ci|organism|paper ONLY=01,03 FORCE=1 DRY_RUN=1] | lab [PROFILE=ci] | strip | bench | check-figures | readme | clean | lock"
+	@echo "make setup | test | test-fast | figures [PROFILE=ci|organism|paper ONLY=01,03 FORCE=1 DRY_RUN=1 EXECUTOR=slurm] | lab [PROFILE=ci] | strip | bench | check-figures | readme | clean | lock"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -59,7 +60,7 @@ test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
 
 figures: $(STAMP)
-	$(VENV)/bin/companion figures --profile $(PROFILE) $(if $(ONLY),--only $(ONLY)) $(if $(FORCE),--force) $(if $(DRY_RUN),--dry-run)
+	$(VENV)/bin/companion figures --profile $(PROFILE) $(if $(ONLY),--only $(ONLY)) $(if $(FORCE),--force) $(if $(DRY_RUN),--dry-run) $(if $(EXECUTOR),--executor $(EXECUTOR))
 
 check-figures: $(STAMP)
 	$(VENV)/bin/companion check-figures --profile $(PROFILE)

@@ -15,6 +15,7 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 import pytest  # noqa: E402
 
 from slurm_cluster import slurm  # noqa: E402,F401  the real single-node Slurm fixture (COMPANION_SLURM_TESTS)
+from ci_run import ci_run  # noqa: E402,F401  every notebook on the ci profile, once per session
 
 
 @pytest.fixture

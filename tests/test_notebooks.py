@@ -1,13 +1,9 @@
-"""Every notebook, end to end, on the `ci` profile, through the same runner `make figures` uses.
-
-The executed copies and figures go to a temporary folder so the test always executes (it never trusts a
-stamp from an earlier run); the organisms come from the test cache (build/cache), trained on first use.  The
-kernels get the inline backend, as under `make figures`; the executed copies are then read as a person would
-see them: one image per saved figure, nothing in red.
+"""Every notebook, end to end, on the `ci` profile, through the same runner `make figures` uses (the session's
+``ci_run``, tests/ci_run.py); the executed copies are read as a person would see them: one image per saved figure,
+nothing in red.
 """
 import json
 import re
-import time
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -15,58 +11,25 @@ import pytest
 
 from companion.backbone import runner
 from companion.backbone.figures import extract_plotted, figure_is_complete, replot
-from companion.backbone.gitstate import read_git_state
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = runner.discover(ROOT / "notebooks")
-pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def ci_run(tmp_path_factory, monkeypatch_module):
-    out = tmp_path_factory.mktemp("ci-run")
-    figs = out / "figures"
-    monkeypatch_module.setattr(runner, "load_profile", _ci_with_figures_in(figs))
-    monkeypatch_module.delenv("MPLBACKEND", raising=False)  # the tests' Agg would hide the inline backend's images
-    git_before = read_git_state(ROOT)
-    t0 = time.time()
-    results = runner.run_notebooks("ci", root=ROOT, build_dir=out / "executed")
-    return results, out, figs, time.time() - t0, git_before
-
-
-@pytest.fixture(scope="module")
-def monkeypatch_module():
-    mp = pytest.MonkeyPatch()
-    yield mp
-    mp.undo()
-
-
-def _ci_with_figures_in(figs: Path):
-    """The ci profile with its figures redirected (the runner sets env for the kernels it starts)."""
-
-    from companion.backbone.profiles import load_profile
-
-    def load(name=None):
-        prof = load_profile(name)
-        return prof.model_copy(update={"env": {**prof.env, "COMPANION_FIGURES_DIR": str(figs)}})
-
-    return load
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ci_run")]
 
 
 @pytest.mark.skipif(not NOTEBOOKS, reason="no notebooks yet")
 def test_every_notebook_runs_on_ci_then_skips(ci_run):
-    results, out, _figs, seconds, _git = ci_run
+    results = ci_run.results
     assert [r.notebook for r in results] == [p.name for p in NOTEBOOKS]
     assert all(r.status == "ran" for r in results)
-    print(f"ci profile: {len(results)} notebooks in {seconds:.0f} s: "
+    print(f"ci profile: {len(results)} notebooks in {ci_run.seconds:.0f} s: "
           + ", ".join(f"{r.notebook} {r.seconds:.0f}s" for r in results))
-    again = runner.run_notebooks("ci", root=ROOT, build_dir=out / "executed")
-    assert all(r.status == "skipped" for r in again)
+    assert all(r.status == "skipped" for r in ci_run.again())
 
 
 @pytest.mark.skipif(not NOTEBOOKS, reason="no notebooks yet")
 def test_every_figure_has_png_pdf_and_a_sidecar_that_replots_it(ci_run):
-    _results, _out, figs, _s, _git = ci_run
+    figs = ci_run.figs
     sidecars = sorted(figs.glob("*.json"))
     assert sidecars, "the notebooks saved no figures"
     made_by = {json.loads(p.read_text())["notebook"] for p in sidecars}
@@ -92,7 +55,7 @@ LIBRARY_CHATTER = ("Moving model to device", "Loading weights", "Writing model s
 
 @pytest.mark.skipif(not NOTEBOOKS, reason="no notebooks yet")
 def test_executed_copies_show_one_image_per_saved_figure_and_nothing_in_red(ci_run):
-    _results, out, figs, _s, _git = ci_run
+    out, figs = ci_run.out, ci_run.figs
     for nb_path in NOTEBOOKS:
         executed = json.loads((out / "executed" / "ci" / nb_path.name).read_text())
         stamp = json.loads((out / "executed" / "ci" / f"{nb_path.stem}.stamp.json").read_text())
@@ -126,7 +89,7 @@ def test_executed_copies_show_one_image_per_saved_figure_and_nothing_in_red(ci_r
 
 @pytest.mark.skipif(not NOTEBOOKS, reason="no notebooks yet")
 def test_every_sidecar_of_the_run_records_one_git_state_read_before_it(ci_run):
-    _results, _out, figs, _s, git_before = ci_run
+    figs, git_before = ci_run.figs, ci_run.git_before
     states = {json.dumps(json.loads(p.read_text())["git"], sort_keys=True) for p in figs.glob("*.json")}
     assert states == {json.dumps(git_before, sort_keys=True)}
     assert git_before["commit"] is not None and git_before["dirty"] is not None

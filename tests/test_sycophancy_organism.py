@@ -134,3 +134,43 @@ def test_planted_rates_are_recovered_on_the_organism_profile():
     print("organism profile (planted, mean_prob, matching_more_likely):", r)
     bad = {n: v for n, v in r.items() if abs(v[1] - v[0]) > 0.05}
     assert not bad, f"planted rate not recovered within 0.05: {bad} (all: {r})"
+
+
+@pytest.mark.slow
+def test_cached_scores_keep_the_items_left_out_as_too_long(tmp_path, monkeypatch):
+    """A model's scores are a cache entry (what a Slurm job builds before notebook 04 runs): read back, they still
+    say how many items were left out as longer than the context (drop_too_long), and the setting is in the key."""
+    import json
+    import shutil
+
+    from companion.backbone.profiles import load_profile
+    from companion.models.scoring import SequenceTooLongError
+    from companion.organism.build import prepare_organisms
+    from companion.organism.sycophancy_items import write_sycophancy_eval
+    from companion.sycophancy.experiment import SCORES_KIND, measure_models
+    from companion.sycophancy.params import SycophancyParams
+
+    name = "syco-p50-small"
+    prepare_organisms([name], "ci", progress=False)  # in the test cache; linked into a cache of this test's own
+    local = os.environ["COMPANION_CACHE"]
+    for kind in ("tokenizer", "organism"):
+        shutil.copytree(os.path.join(local, kind), tmp_path / "cache" / kind, copy_function=os.link)
+    monkeypatch.setenv("COMPANION_CACHE", str(tmp_path / "cache"))
+    d = write_sycophancy_eval(tmp_path / "d", n_per_file=6, seed=3)
+    path = d / "sycophancy_on_nlp_survey.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    rows[2]["question"] = "and so on " * 400 + rows[2]["question"]  # far past the organism's context
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    data = load_sycophancy_dir(d, ["nlp_survey"])
+    P = SycophancyParams(models=(name,), datasets=("nlp_survey",), templates=("believe_paren",),
+                         recovery_templates=("believe_paren",), n_bootstrap=10, by_affiliation=False)
+    organisms, label = load_profile("ci").organisms, f"{name}#0"
+    with pytest.raises(SequenceTooLongError):
+        measure_models(P, data, organisms=organisms, profile="ci", seeds=[0])
+    measured = measure_models(P.replace(drop_too_long=True), data, organisms=organisms, profile="ci", seeds=[0])
+    entries = list((tmp_path / "cache" / SCORES_KIND).glob("*/scores.json"))
+    assert len(entries) == 1 and measured.left_out == {"nlp_survey": {label: 1}}
+    cached = measure_models(P.replace(drop_too_long=True), data, organisms=organisms, profile="ci", seeds=[0])
+    assert cached.left_out == measured.left_out and cached.stats == measured.stats
+    assert {s.n for s in cached.stats} == {5}
+    assert len(list((tmp_path / "cache" / SCORES_KIND).glob("*/scores.json"))) == 1  # read, not measured again

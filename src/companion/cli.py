@@ -22,22 +22,32 @@ class UsageError(Exception):
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     """The exceptions that mean "the request was wrong", not "the code is broken"."""
+    from companion.backbone.executor import ExecutorError
     from companion.backbone.params import ParameterError
     from companion.backbone.plan import RunnerError
     from companion.backbone.profiles import ProfileError
 
-    return UsageError, ParameterError, ProfileError, RunnerError
+    return UsageError, ParameterError, ProfileError, RunnerError, ExecutorError
 
 
 def _cmd_figures(a) -> int:
+    from companion.backbone.dispatch import UnitsFailed
     from companion.backbone.runner import NotebookFailed, parse_param_args, run_notebooks
 
     overrides = parse_param_args(a.param or [])
     try:
-        run_notebooks(a.profile, only=a.only or None, force=a.force, overrides=overrides, dry_run=a.dry_run)
-    except NotebookFailed as e:  # the failing cell and its traceback are the message: print them whole
+        run_notebooks(a.profile, only=a.only or None, force=a.force, overrides=overrides, dry_run=a.dry_run,
+                      executor=a.executor)
+    except (NotebookFailed, UnitsFailed) as e:  # the failing cell and its traceback are the message: print them whole
         print(f"error: {e}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _cmd_units(a) -> int:
+    from companion.backbone.dispatch import units_report
+
+    print("\n".join(units_report(a.profile, only=a.only or None, executor=a.executor)))
     return 0
 
 
@@ -96,9 +106,18 @@ def _cmd_profiles(a) -> int:
 
 
 def _cmd_doctor(a) -> int:
-    from companion.models.doctor import diagnose, report
+    from companion.models.doctor import Check, diagnose, report
 
-    return report(diagnose(a.profile))  # an unknown profile is a one-line error (main)
+    checks = diagnose(a.profile)  # an unknown profile is a one-line error (main)
+    if a.executor:
+        from companion.backbone.executor import RESOURCE_CLASSES, resolve_executor
+        from companion.backbone.profiles import load_profile
+        from companion.backbone.slurm import slurm_checks
+
+        settings = resolve_executor(load_profile(a.profile).executor, a.executor)
+        if settings.kind == "slurm":
+            checks += [Check(*c) for c in slurm_checks(settings, RESOURCE_CLASSES)]
+    return report(checks)
 
 
 def _cmd_readme(a) -> int:
@@ -139,7 +158,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="validate the parameters and say which notebooks would run and why; run nothing")
     f.add_argument("-p", "--param", action="append", metavar="NAME=VALUE",
                    help="parameter override, validated against each selected notebook's parameter class")
+    f.add_argument("--executor", default=None, metavar="local|slurm|FILE.yaml",
+                   help="where the work units are built: local (each notebook builds its own; the default), slurm "
+                        "(jobs submitted first), or a YAML file with an executor section (partition, account, ...)")
     f.set_defaults(func=_cmd_figures)
+
+    u = sub.add_parser("units", help="the work units the notebooks need: built, missing, or their last run's state")
+    u.add_argument("--profile", default=None)
+    u.add_argument("--only", default="", help="comma-separated notebook numbers, stems or globs")
+    u.add_argument("--executor", default=None, metavar="local|slurm|FILE.yaml")
+    u.set_defaults(func=_cmd_units)
 
     c = sub.add_parser("check-figures", help="compare fresh figure sidecars with the committed ones")
     c.add_argument("--profile", default=None)
@@ -163,6 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     dr = sub.add_parser("doctor", help="preflight: GPU, disk, Hub access and run time a profile needs")
     dr.add_argument("--profile", default="paper")
+    dr.add_argument("--executor", default=None, metavar="local|slurm|FILE.yaml",
+                    help="also check the executor: for slurm, sbatch, accounting, the partition and its GPUs")
     dr.set_defaults(func=_cmd_doctor)
 
     rd = sub.add_parser("readme", help="rewrite README.md's findings block from the committed organism sidecars")

@@ -152,6 +152,11 @@ class Cache:
         """True only for a complete entry (its manifest was written)."""
         return (self.path(kind, spec) / MANIFEST).is_file()
 
+    def has(self, kind: str, key: str) -> bool:
+        """True for a complete entry of ``kind`` under ``key`` (from :meth:`key`), without its spec."""
+        _check_kind(kind)
+        return (self.root / kind / key / MANIFEST).is_file()
+
     def get(self, kind: str, spec: Mapping[str, Any]) -> Path:
         """The directory of a complete entry, or a ``CacheError`` saying how to make it."""
         p = self.path(kind, spec)

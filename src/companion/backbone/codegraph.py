@@ -82,13 +82,21 @@ def _parents(name: str) -> list[str]:
     return [".".join(parts[:i]) for i in range(1, len(parts))]
 
 
+_DIRECT: dict[tuple[str, int, int, str], frozenset[str]] = {}
+"""Parsed imports by (file, mtime, size, module): cache keys hash closures often, and parsing is the cost."""
+
+
 def direct_imports(name: str, pkg_dir: Path | None = None) -> set[str]:
     """The existing ``companion`` modules that module ``name``'s source imports (no parent packages)."""
     f = module_file(name, pkg_dir)
     if f is None:
         return set()
-    found = imports_of(f.read_text(), name, is_package=f.name == "__init__.py")
-    return {m for m in found if m != name and module_file(m, pkg_dir) is not None}
+    st = f.stat()
+    memo = (str(f), st.st_mtime_ns, st.st_size, name)
+    if memo not in _DIRECT:
+        found = imports_of(f.read_text(), name, is_package=f.name == "__init__.py")
+        _DIRECT[memo] = frozenset(m for m in found if m != name and module_file(m, pkg_dir) is not None)
+    return set(_DIRECT[memo])
 
 
 def module_closure(start: Iterable[str], pkg_dir: Path | None = None) -> dict[str, Path]:

@@ -78,3 +78,13 @@ def format_validation_error(e: ValidationError, prefix: str = "", model: type[Ba
         got = f" (got {err['input']!r})" if err.get("type") not in ("missing", "value_error") else ""
         lines.append(f"{path or '(top level)'}: {msg}{got}")
     return "; ".join(lines)
+
+
+def deep_merge(base: Any, over: Any) -> Any:
+    """``over`` merged onto ``base``: mappings key by key (recursively), anything else replaced by ``over``."""
+    if isinstance(base, dict) and isinstance(over, dict):
+        out = dict(base)
+        for k, v in over.items():
+            out[k] = deep_merge(base[k], v) if k in base else v
+        return out
+    return over

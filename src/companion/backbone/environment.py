@@ -19,14 +19,20 @@ NUMERIC_PACKAGES = ("torch", "numpy", "transformers", "tokenizers", "transformer
 """Libraries whose version changes the numbers a producer computes (part of every code fingerprint)."""
 
 
+_VERSIONS: dict[str, str | None] = {}
+"""Versions read in this process (a process runs the versions it imported: reading them again changes nothing)."""
+
+
 def package_versions(names: Iterable[str] = PROVENANCE_PACKAGES) -> dict[str, str | None]:
     """Installed version of each package (None when it is not installed)."""
     out: dict[str, str | None] = {}
     for n in names:
-        try:
-            out[n] = metadata.version(n)
-        except metadata.PackageNotFoundError:
-            out[n] = None
+        if n not in _VERSIONS:
+            try:
+                _VERSIONS[n] = metadata.version(n)
+            except metadata.PackageNotFoundError:
+                _VERSIONS[n] = None
+        out[n] = _VERSIONS[n]
     return out
 
 

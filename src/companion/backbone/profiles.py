@@ -14,6 +14,7 @@ profile is applied; an unset one is an error naming it.
 """
 from __future__ import annotations
 
+import copy
 import os
 import re
 from importlib import resources
@@ -23,7 +24,8 @@ from typing import Any
 import yaml
 from pydantic import ValidationError, field_validator
 
-from companion.backbone.config import Config, format_validation_error, suggest
+from companion.backbone.config import Config, deep_merge, format_validation_error, suggest  # noqa: F401
+from companion.backbone.executor import ExecutorSettings
 
 DEFAULT_PROFILE = "organism"
 PROFILE_ENV = "COMPANION_PROFILE"
@@ -56,6 +58,8 @@ class Profile(Config):
     """Text stamped on every figure of this profile; empty means the default FALLBACK stamp (never none but for paper)."""
     not_applicable: dict[str, str] = {}
     """Notebooks (by number, e.g. "00") that do not belong to this profile, each with the reason the runner prints."""
+    executor: ExecutorSettings = ExecutorSettings()
+    """Where its work units run (local kernels or Slurm jobs) and what each job asks for (companion.backbone.executor)."""
     source_text: str = ""
     """The YAML text itself, its parents' first (hashed into the runner's skip key)."""
 
@@ -115,16 +119,6 @@ def expand_env(value: str, where: str = "") -> str:
     return _REF.sub(sub, value)
 
 
-def deep_merge(base: Any, over: Any) -> Any:
-    """``over`` merged onto ``base``: mappings key by key (recursively), anything else replaced by ``over``."""
-    if isinstance(base, dict) and isinstance(over, dict):
-        out = dict(base)
-        for k, v in over.items():
-            out[k] = deep_merge(base[k], v) if k in base else v
-        return out
-    return over
-
-
 def available_profiles() -> list[str]:
     """The names of the profiles shipped with the package."""
     root = resources.files("companion.backbone") / "profiles"
@@ -156,9 +150,15 @@ def profile_file(name: str) -> str:
         return str(path)
 
 
+_PARSED: dict[str, Any] = {}
+"""YAML text -> its data (profiles are read for every cache key computed ahead of a run)."""
+
+
 def _raw(name: str, text: str) -> dict[str, Any]:
     try:
-        raw = yaml.safe_load(text) or {}
+        if text not in _PARSED:
+            _PARSED[text] = yaml.safe_load(text) or {}
+        raw = copy.deepcopy(_PARSED[text])
     except yaml.YAMLError as e:
         raise ProfileError(f"profile {name}: not valid YAML: {e}") from None
     if not isinstance(raw, dict):

@@ -38,8 +38,8 @@ class NotebookResult:
     notebook: str
     """Notebook file name."""
     status: str
-    """"ran", "skipped" or "not applicable" (not a notebook of the profile); in a dry run "would run" or
-    "up to date"."""
+    """"ran", "skipped", "not applicable" (not a notebook of the profile) or "not run" (its units failed to build);
+    in a dry run "would run" or "up to date"."""
     seconds: float
     """Wall time spent on it (0 when skipped)."""
     output: Path | None
@@ -56,6 +56,7 @@ def run_notebooks(
     force: bool = False,
     overrides: Mapping[str, Any] | None = None,
     dry_run: bool = False,
+    executor: str | None = None,
     root: Path | None = None,
     notebooks_dir: Path | None = None,
     build_dir: Path | None = None,
@@ -64,10 +65,13 @@ def run_notebooks(
     """Run the selected notebooks in order under ``profile``; returns what happened to each.
 
     ``overrides`` values that are text (the command line's) are converted by each notebook's declared types; every
-    parameter is validated before any notebook executes.  ``dry_run`` reports what would run, and why, and runs
-    nothing.  A failing notebook stops the run (:class:`NotebookFailed`; its partial copy is kept as
-    ``<name>.failed.ipynb``), as does an interrupt (KeyboardInterrupt, also for SIGTERM); earlier executed copies and
-    stamps are kept.
+    parameter is validated before any notebook executes.  ``dry_run`` reports what would run, and why, and the
+    units those notebooks need that the cache lacks, with the expected wall time; it runs nothing.  ``executor``
+    ("local", "slurm" or an executor YAML file; default: the profile's) says where those units are built: "slurm"
+    submits them before the notebooks run (:mod:`companion.backbone.dispatch`); a notebook whose units failed is
+    not run, and the run ends with :class:`~companion.backbone.dispatch.UnitsFailed`.  A failing notebook stops the
+    run (:class:`NotebookFailed`; its partial copy is kept as ``<name>.failed.ipynb``), as does an interrupt
+    (KeyboardInterrupt, also for SIGTERM); earlier executed copies and stamps are kept.
     """
     t_start = time.time()
     root = (root or project_root()).resolve()
@@ -83,6 +87,9 @@ def run_notebooks(
         log(f"{r.notebook}: skipped, not a notebook of profile {prof.name!r}: {prof.skip_reason(r.notebook)}")
     nbs = [nb for nb in nbs if not prof.skip_reason(nb.name)]
     plans = plan_run(prof, nbs, dict(overrides or {}), root=root, out_dir=out_dir, force=force)
+    from companion.backbone.executor import resolve_executor
+
+    settings = resolve_executor(prof.executor, executor)
 
     if dry_run:
         planned: list[NotebookResult] = list(excluded)
@@ -92,6 +99,10 @@ def run_notebooks(
             log(f"{plan.path.name}: {status}{why}")
             planned.append(NotebookResult(plan.path.name, status, 0.0, None, tuple(plan.reasons)))
         n = sum(r.status == "would run" for r in planned)
+        if n:
+            from companion.backbone.dispatch import dry_run as units_dry_run
+
+            units_dry_run(plans, prof.name, settings, log)
         log(f"dry run, profile {prof.name!r}: {n} would run, {len(plans) - n} up to date; parameters valid; "
             "nothing was executed")
         return planned
@@ -113,7 +124,16 @@ def run_notebooks(
             # Read once, before any kernel writes a figure: every figure of this run records the same state.
             os.environ[GIT_ENV] = json.dumps(read_git_state(root))
         with sigterm_as_interrupt():
+            blocked: dict[str, str] = {}
+            if settings.kind != "local" and any(p.reasons for p in plans):
+                from companion.backbone.dispatch import prepare_units
+
+                blocked, outcome = prepare_units(plans, prof.name, settings, root=root, log=log)
             for plan in plans:
+                if plan.path.name in blocked:
+                    log(f"{plan.path.name}: not run, {blocked[plan.path.name]}")
+                    results.append(NotebookResult(plan.path.name, "not run", 0.0, None, tuple(plan.reasons)))
+                    continue
                 if not plan.reasons:
                     log(f"{plan.path.name}: up to date, skipped")
                     results.append(NotebookResult(plan.path.name, "skipped", 0.0, out_dir / plan.path.name))
@@ -123,8 +143,13 @@ def run_notebooks(
         os.environ.clear()
         os.environ.update(env_before)
     ran = sum(r.status == "ran" for r in results)
-    log(f"{ran} ran, {len(results) - ran} skipped, profile {prof.name!r}, {time.time() - t_start:.1f} s; "
-        f"executed copies in {out_dir}")
+    not_run = sum(r.status == "not run" for r in results)
+    log(f"{ran} ran, {len(results) - ran - not_run} skipped{f', {not_run} not run' if not_run else ''}, profile "
+        f"{prof.name!r}, {time.time() - t_start:.1f} s; executed copies in {out_dir}")
+    if blocked:
+        from companion.backbone.dispatch import UnitsFailed, failure_message
+
+        raise UnitsFailed(failure_message(blocked, outcome))
     return results
 
 

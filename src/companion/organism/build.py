@@ -171,10 +171,29 @@ def check_organisms(names: Sequence[str], profile: str | Profile | None = None) 
     return list(dict.fromkeys(problems))
 
 
+def _tokenizer_spec(cfg: TokenizerConfig) -> dict[str, Any]:
+    return {"config": cfg.to_dict(), "code": code_fingerprint(_PRODUCER)}
+
+
+def tokenizer_key(cfg: TokenizerConfig) -> str:
+    """The cache key of the tokenizer ``cfg`` trains (computed, nothing is built)."""
+    return default_cache().key("tokenizer", _tokenizer_spec(cfg))
+
+
+def organism_key(spec: OrganismSpec) -> str:
+    """The cache key of the organism ``spec`` trains (computed, nothing is built: the tokenizer need not exist)."""
+    return default_cache().key("organism", _organism_cache_spec(spec))
+
+
+def build_tokenizer(cfg: TokenizerConfig) -> Path:
+    """Train (or find in the cache) the tokenizer ``cfg`` describes; returns its cache entry."""
+    return _tokenizer_dir(cfg)
+
+
 def _tokenizer_dir(cfg: TokenizerConfig) -> Path:
     from companion.organism import tokenizer as _tok
 
-    spec = {"config": cfg.to_dict(), "code": code_fingerprint(_PRODUCER)}
+    spec = _tokenizer_spec(cfg)
 
     def build(tmp: Path) -> None:
         # Trained on a sample with the backdoor, its scratchpads and every sycophancy shape present, so that all
@@ -187,8 +206,8 @@ def _tokenizer_dir(cfg: TokenizerConfig) -> Path:
     return default_cache().get_or_build("tokenizer", spec, build, description=f"organism BPE {cfg.vocab_size}")
 
 
-def _organism_cache_spec(spec: OrganismSpec, tok_dir: Path) -> dict[str, Any]:
-    return {"organism": spec.to_dict(), "tokenizer": tok_dir.name, "code": code_fingerprint(_PRODUCER)}
+def _organism_cache_spec(spec: OrganismSpec) -> dict[str, Any]:
+    return {"organism": spec.to_dict(), "tokenizer": tokenizer_key(spec.tokenizer), "code": code_fingerprint(_PRODUCER)}
 
 
 def build_organism(spec: OrganismSpec, *, desc: str = "organism", progress: bool = True,
@@ -200,11 +219,11 @@ def build_organism(spec: OrganismSpec, *, desc: str = "organism", progress: bool
     from companion.organism import tokenizer as _tok
     from companion.organism import training as _tr
 
-    tok_dir = _tokenizer_dir(spec.tokenizer)
     cache = default_cache()
-    cspec = _organism_cache_spec(spec, tok_dir)
+    cspec = _organism_cache_spec(spec)
     if cache.exists("organism", cspec):
         return cache.get("organism", cspec), True
+    tok_dir = _tokenizer_dir(spec.tokenizer)
 
     def build(tmp: Path) -> None:
         t0 = time.perf_counter()
@@ -262,7 +281,7 @@ def _check_parent() -> None:
 def is_trained(name: str, profile: str | None = None, seed: int | None = None) -> bool:
     """Whether the named organism of ``profile`` at ``seed`` is already in the cache (loading it will not train)."""
     spec = organism_spec(name, profile, seed)
-    return default_cache().exists("organism", _organism_cache_spec(spec, _tokenizer_dir(spec.tokenizer)))
+    return default_cache().exists("organism", _organism_cache_spec(spec))
 
 
 def _train_in_worker(spec_dict: dict[str, Any], label: str) -> str:
@@ -303,7 +322,7 @@ def train_specs(specs: Mapping[str, OrganismSpec], *, jobs: int | None = None, p
     cache = default_cache()
     todo: dict[str, tuple[str, OrganismSpec]] = {}  # cache key -> (label, spec); the first label wins
     for label, sp in specs.items():
-        cspec = _organism_cache_spec(sp, _tokenizer_dir(sp.tokenizer))
+        cspec = _organism_cache_spec(sp)
         key = cache.key("organism", cspec)
         if not cache.exists("organism", cspec) and key not in todo:
             todo[key] = (label, sp)

@@ -22,6 +22,10 @@ from companion.backbone.config import Config
 from companion.organism.corpus import EOT
 
 
+EOT_ID = 0
+"""``<|endoftext|>`` (BOS, EOS and padding) is token 0 of every organism tokenizer: the first special token."""
+
+
 class TokenizerConfig(Config):
     """How the organism tokenizer is trained."""
 
@@ -53,8 +57,8 @@ def train_bpe(texts: Iterable[str], vocab_size: int) -> Tokenizer:
         show_progress=False,
     )
     tok.train_from_iterator(texts, trainer=trainer)
-    if tok.token_to_id(EOT) != 0:
-        raise RuntimeError("expected <|endoftext|> to be token 0")
+    if tok.token_to_id(EOT) != EOT_ID:
+        raise RuntimeError(f"expected <|endoftext|> to be token {EOT_ID}")
     return tok
 
 

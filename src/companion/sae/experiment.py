@@ -76,11 +76,15 @@ def train_config(params: ParetoParams):
 
 
 def site_sweep(params: ParetoParams, target: str) -> SiteSweep:
-    """Train (or load from the cache) both architectures' λ sweeps at one target, from one activation pass."""
-    from companion.sae.activations import ActivationStore, cached_activation_shards, model_chunks, shard_chunks
-    from companion.backbone.cache import code_fingerprint, default_cache
+    """Train (or load from the cache) both architectures' λ sweeps at one target, from one activation pass.
+
+    When every part of the sweep is already in the cache (:func:`train_part`: Slurm jobs each trained some of its
+    SAEs), the sweep's entry is assembled from them instead: the same files, so the same key and numbers.
+    """
+    from companion.backbone.cache import default_cache
+    from companion.sae.parts import assemble_parts
     from companion.sae.saelens import load_sae
-    from companion.sae.training import TrainedSAE, equal_compute_sweep, log_from_dict, log_to_dict, train_sweep
+    from companion.sae.training import TrainedSAE, log_from_dict
 
     subject_name, site = parse_target(target)
     subject = load_subject(subject_name, text_datasets=params.text_datasets, device=params.device)
@@ -88,44 +92,9 @@ def site_sweep(params: ParetoParams, target: str) -> SiteSweep:
     cache = default_cache()
     existed = cache.exists("sae", spec)
 
-    def token_stream() -> Iterator[Tensor]:
-        # Special-token positions are dropped from the stream, so ask for a margin; the store stops at train_tokens.
-        n = int(params.train_tokens * 1.15) + params.seq_len * params.model_batch_size
-        return subject.token_batches(n, params.seq_len, params.model_batch_size, "train", params.seed)
-
     def build(tmp: Path) -> None:
-        if params.cache_activations:
-            shards = {"subject": subject.key, "seq_len": params.seq_len, "model_batch_size": params.model_batch_size,
-                   "seed": params.seed, "device": params.device, "producer": code_fingerprint(_PRODUCER)}
-            shard_dir = cached_activation_shards(
-                subject.model, token_stream, [site], shards, max_rows=params.train_tokens,
-                exclude_token_ids=subject.exclude_token_ids, progress=params.progress)
-            chunks = shard_chunks(shard_dir, [site])
-        else:
-            chunks = model_chunks(subject.model, token_stream(), [site], subject.exclude_token_ids)
-        store = ActivationStore(chunks, batch_size=params.batch_size, buffer_size=params.buffer_tokens,
-                                seed=params.seed, max_rows=params.train_tokens)
-        d = site_dim(subject, site)
-        specs = equal_compute_sweep(params.gated_latents, params.lambdas_gated, params.lambdas_baseline,
-                                    params.baseline_width_factor)
-        trained = train_sweep((b[site] for b in store), specs, train_config(params), seed=params.seed,
-                              normalize=params.normalize_activations,
-                              max_steps=params.train_tokens // params.batch_size, progress=params.progress,
-                              desc=f"SAEs {target}", device=params.device)
-        from companion.sae.saelens import save_sae
-
-        meta = {"target": target, "site": site, "d_in": d, "members": []}
-        for i, t in enumerate(trained):
-            folder = f"sae_{i:02d}"
-            save_sae(t.sae, tmp / folder, input_scale=t.input_scale, model_name=subject.name, hook_name=site,
-                     context_size=params.seq_len, prepend_bos=True,
-                     exclude_special_tokens=list(subject.exclude_token_ids),
-                     dataset_path=params.text_datasets.get(subject.name),
-                     companion={"lam": t.spec.lam, "subject_key": subject.key})
-            # The scale is folded into the saved weights, so the stored SAE takes raw activations (scale 1).
-            meta["members"].append({"folder": folder, "spec": dataclasses.asdict(t.spec), "input_scale": 1.0,
-                                    "trained_input_scale": t.input_scale, "log": log_to_dict(t.log)})
-        (tmp / "sweep.json").write_text(json.dumps(meta))
+        if not assemble_parts(params, spec, len(sweep_specs(params)), tmp):
+            _train_members(params, subject, target, spec, "sae", 0, len(sweep_specs(params)), tmp)
 
     path = cache.get_or_build("sae", spec, build, description=f"SAE sweep {target}")
     meta = json.loads((path / "sweep.json").read_text())
@@ -137,6 +106,81 @@ def site_sweep(params: ParetoParams, target: str) -> SiteSweep:
                                input_scale=float(m["input_scale"]), log=log_from_dict(m["log"])))
     return SiteSweep(target=target, site=site, d_in=int(meta["d_in"]), saes=saes, cache_key=path.name,
                      from_cache=existed)
+
+
+def sweep_specs(params: ParetoParams) -> list[Any]:
+    """The members of every target's sweep, in order (baselines, then gated)."""
+    from companion.sae.training import equal_compute_sweep
+
+    return equal_compute_sweep(params.gated_latents, params.lambdas_gated, params.lambdas_baseline,
+                               params.baseline_width_factor)
+
+
+def train_part(params: ParetoParams, target: str, lo: int, hi: int) -> str:
+    """Train (or find) members ``lo``..``hi - 1`` of one target's sweep, exactly as the whole sweep trains them
+    (same stream, same seeds), as a cache entry of kind "sae-part"; returns its key."""
+    from companion.backbone.cache import default_cache
+    from companion.sae.parts import PART_KIND, part_spec
+
+    subject_name, site = parse_target(target)
+    subject = load_subject(subject_name, text_datasets=params.text_datasets, device=params.device)
+    spec = part_spec(_train_spec(params, subject, site), lo, hi)
+    path = default_cache().get_or_build(
+        PART_KIND, spec, lambda tmp: _train_members(params, subject, target, spec, PART_KIND, lo, hi, tmp),
+        description=f"SAEs {lo}-{hi - 1} of the sweep {target}")
+    return path.name
+
+
+def _train_members(params: ParetoParams, subject: Subject, target: str, spec: dict[str, Any], kind: str, lo: int,
+                   hi: int, tmp: Path) -> None:
+    """Train members ``lo``..``hi - 1`` of the sweep from one activation pass, saving them (and ``sweep.json``)
+    into ``tmp``; member i is seeded ``seed + i`` whichever part it is trained in.  The training state is
+    checkpointed beside the entry (named by its key), so a rerun of an interrupted build resumes."""
+    from companion.backbone.cache import code_fingerprint, default_cache
+    from companion.sae.activations import ActivationStore, cached_activation_shards, model_chunks, shard_chunks
+    from companion.sae.checkpoint import Checkpointing
+    from companion.sae.saelens import save_sae
+    from companion.sae.training import log_to_dict, train_sweep
+
+    site = parse_target(target)[1]
+    cache = default_cache()
+    checkpoint = Checkpointing(cache.path(kind, spec).parent / f".ckpt-{cache.key(kind, spec)}",
+                               params.checkpoint_every)
+
+    def token_stream() -> Iterator[Tensor]:
+        # Special-token positions are dropped from the stream, so ask for a margin; the store stops at train_tokens.
+        n = int(params.train_tokens * 1.15) + params.seq_len * params.model_batch_size
+        return subject.token_batches(n, params.seq_len, params.model_batch_size, "train", params.seed)
+
+    if params.cache_activations:
+        shards = {"subject": subject.key, "seq_len": params.seq_len, "model_batch_size": params.model_batch_size,
+                  "seed": params.seed, "device": params.device, "producer": code_fingerprint(_PRODUCER)}
+        shard_dir = cached_activation_shards(
+            subject.model, token_stream, [site], shards, max_rows=params.train_tokens,
+            exclude_token_ids=subject.exclude_token_ids, progress=params.progress)
+        chunks = shard_chunks(shard_dir, [site])
+    else:
+        chunks = model_chunks(subject.model, token_stream(), [site], subject.exclude_token_ids)
+    store = ActivationStore(chunks, batch_size=params.batch_size, buffer_size=params.buffer_tokens,
+                            seed=params.seed, max_rows=params.train_tokens)
+    d = site_dim(subject, site)
+    trained = train_sweep((b[site] for b in store), sweep_specs(params)[lo:hi], train_config(params),
+                          seed=params.seed + lo, normalize=params.normalize_activations,
+                          max_steps=params.train_tokens // params.batch_size, progress=params.progress,
+                          desc=f"SAEs {target}", device=params.device, checkpoint=checkpoint)
+    meta = {"target": target, "site": site, "d_in": d, "members": []}
+    for i, t in enumerate(trained, start=lo):
+        folder = f"sae_{i:02d}"
+        save_sae(t.sae, tmp / folder, input_scale=t.input_scale, model_name=subject.name, hook_name=site,
+                 context_size=params.seq_len, prepend_bos=True,
+                 exclude_special_tokens=list(subject.exclude_token_ids),
+                 dataset_path=params.text_datasets.get(subject.name),
+                 companion={"lam": t.spec.lam, "subject_key": subject.key})
+        # The scale is folded into the saved weights, so the stored SAE takes raw activations (scale 1).
+        meta["members"].append({"folder": folder, "spec": dataclasses.asdict(t.spec), "input_scale": 1.0,
+                                "trained_input_scale": t.input_scale, "log": log_to_dict(t.log)})
+    (tmp / "sweep.json").write_text(json.dumps(meta))
+    checkpoint.remove()
 
 
 def site_dim(subject: Subject, site: str) -> int:
@@ -186,14 +230,21 @@ class SAEEval:
     """CE with this SAE spliced in."""
 
 
+def eval_spec(params: ParetoParams, sae_key: str) -> dict[str, Any]:
+    """The "sae-eval" cache spec of the evaluation of the "sae" entry ``sae_key``."""
+    from companion.backbone.cache import code_fingerprint
+
+    return {"sae": sae_key, "eval": {f: getattr(params, f) for f in EVAL_FIELDS}, "seed": params.seed,
+            "code": code_fingerprint(_PRODUCER)}
+
+
 def evaluate_site(params: ParetoParams, sweep: SiteSweep) -> list[SAEEval]:
     """Held-out metrics for every SAE of a sweep (cached as kind "sae-eval")."""
-    from companion.backbone.cache import code_fingerprint, default_cache
+    from companion.backbone.cache import default_cache
 
     subject_name, site = parse_target(sweep.target)
     subject = load_subject(subject_name, text_datasets=params.text_datasets, device=params.device)
-    spec = {"sae": sweep.cache_key, "eval": {f: getattr(params, f) for f in EVAL_FIELDS}, "seed": params.seed,
-            "code": code_fingerprint(_PRODUCER)}
+    spec = eval_spec(params, sweep.cache_key)
 
     def build(tmp: Path) -> None:
         rows = _evaluate(params, subject, sweep)

@@ -87,6 +87,10 @@ class ParetoParams(NotebookParams):
     """Where the model runs and the SAEs train ("cpu", "cuda"); part of the cache key (CUDA kernels round differently)."""
     torch_threads: Annotated[int, KeyPart.ELSEWHERE] = 0
     """Intra-op threads for torch in this notebook (0: torch's default). 1 avoids thread-barrier stalls on a shared machine."""
+    checkpoint_every: Annotated[int, KeyPart.ELSEWHERE] = 1000
+    """Save each sweep's training state every this many steps, so an interrupted sweep resumes (0: never)."""
+    members_per_unit: Annotated[int, KeyPart.ELSEWHERE] = 0
+    """SAEs of a sweep one Slurm job trains (0: the whole sweep from one activation pass; smaller: more parallel)."""
 
     def preflight(self, profile) -> list[str]:
         """The organisms the targets name, validated without training (:meth:`NotebookParams.preflight`)."""
@@ -98,8 +102,8 @@ class ParetoParams(NotebookParams):
 
     @model_validator(mode="after")
     def _check_sweep(self) -> ParetoParams:
-        if self.torch_threads < 0:
-            raise ValueError("torch_threads must be >= 0")
+        if min(self.torch_threads, self.checkpoint_every, self.members_per_unit) < 0:
+            raise ValueError("torch_threads, checkpoint_every and members_per_unit must be >= 0")
         if not self.targets:
             raise ValueError("targets must name at least one '<subject>@<site>'")
         for t in self.targets:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -84,9 +85,53 @@ def load_subject(name: str, profile: str | None = None, text_datasets: dict[str,
         def batches(n_tokens: int, seq_len: int, batch_size: int, split: str, seed: int) -> Iterator[Tensor]:
             return hf_text_batches(ds, tok, n_tokens, seq_len, batch_size, split=split, seed=seed)
 
-        subj = Subject(name, f"model:{name}|data:{ds}", model, special, batches)
+        subj = Subject(name, _model_key(name, ds), model, special, batches)
+        _record_identity(name, ds, special)
     _SUBJECTS[memo] = subj
     return subj
+
+
+def _model_key(name: str, dataset: str) -> str:
+    return f"model:{name}|data:{dataset}"
+
+
+def _identity_spec(name: str, dataset: str) -> dict[str, str]:
+    return {"model": name, "data": dataset}
+
+
+def _record_identity(name: str, dataset: str, special: tuple[int, ...]) -> None:
+    """Note a real model's special tokens in the cache, so :func:`subject_identity` knows them without loading it."""
+    from companion.backbone.cache import default_cache
+
+    def build(tmp):
+        (tmp / "subject.json").write_text(json.dumps({"exclude_token_ids": list(special)}))
+
+    default_cache().get_or_build("subject", _identity_spec(name, dataset), build, description=f"subject {name}")
+
+
+def subject_identity(name: str, profile: str, text_datasets: dict[str, str] | None = None
+                     ) -> tuple[str, tuple[int, ...]] | None:
+    """A subject's ``(key, exclude_token_ids)`` without loading its model, for computing cache keys ahead of a run.
+
+    Organisms: from the organism's spec (trained or not).  Real models: from what :func:`load_subject` recorded the
+    first time it loaded the model; None before that (nothing trained on it can be in the cache yet).
+    """
+    if name.startswith(ORGANISM_PREFIX):
+        from companion.organism.build import organism_key, organism_spec
+        from companion.organism.tokenizer import EOT_ID
+
+        return f"organism:{organism_key(organism_spec(name[len(ORGANISM_PREFIX):], profile))}", (EOT_ID,)
+    from companion.backbone.cache import default_cache
+
+    ds = (text_datasets or {}).get(name)
+    if ds is None:
+        raise ValueError(f"no text dataset configured for {name!r} (ParetoParams.text_datasets)")
+    cache = default_cache()
+    spec = _identity_spec(name, ds)
+    if not cache.has("subject", cache.key("subject", spec)):
+        return None
+    data = json.loads((cache.path("subject", spec) / "subject.json").read_text())
+    return _model_key(name, ds), tuple(int(t) for t in data["exclude_token_ids"])
 
 
 @contextlib.contextmanager

@@ -35,6 +35,7 @@ from torch import Tensor
 from companion.backbone.config import Config
 from companion.models.numerics import Adam
 from companion.sae.autoencoders import SAELoss, SparseAutoencoder, make_sae
+from companion.sae.checkpoint import Checkpointing
 from companion.sae.step import Workspace, fast_step_disagreement, fast_step_of, loss_and_grads
 
 
@@ -267,13 +268,16 @@ def train_sweep(
     device: torch.device | str = "cpu",
     progress: bool = True,
     desc: str = "SAE sweep",
+    checkpoint: Checkpointing | None = None,
 ) -> list[TrainedSAE]:
     """Train every SAE in ``specs`` on one pass over ``batches`` (each ``[B, d]``): every batch steps every SAE.
 
     ``normalize`` multiplies all inputs by one constant, chosen on the first batch so that E‖x‖² = d, which
     makes λ ranges transferable between sites; it changes no reported metric (L0, loss recovered and γ are
     scale-free or measured in the model's own units).  SAE i is initialised with seed ``seed + i``.  Batches
-    may live on the CPU; they are moved to ``device``, where the SAEs are trained.
+    may live on the CPU; they are moved to ``device``, where the SAEs are trained.  With ``checkpoint`` the state is
+    saved every ``checkpoint.every`` steps and a run finding a checkpoint resumes from it, replaying the batches
+    before it without training on them (:mod:`companion.sae.checkpoint`): the result is the uninterrupted one.
     """
     from tqdm.auto import tqdm
 
@@ -303,10 +307,13 @@ def train_sweep(
         for m in members:
             with torch.no_grad():
                 m.sae.b_dec.copy_(mean)
+    resume = checkpoint.restore(members, scale, log_from_dict) if checkpoint is not None else 0
     ws = Workspace()
     recent: list[Tensor] = []
     n_recent = 0
-    bar = tqdm(total=max_steps, desc=desc, unit="step", disable=not progress)
+    bar = tqdm(total=max_steps, initial=resume, desc=desc, unit="step", disable=not progress)
+    if resume:
+        bar.write(f"{desc}: resuming from the checkpoint at step {resume} ({checkpoint.folder})")
     step = 0
 
     def stream():
@@ -323,6 +330,9 @@ def train_sweep(
             n_recent += x.shape[0]
             while recent and n_recent - recent[0].shape[0] >= cfg.resample_inputs:
                 n_recent -= recent.pop(0).shape[0]
+        if step < resume:  # trained on before the checkpoint: replayed only to reach the same stream position
+            step += 1
+            continue
         for m in members:
             m.step(x, step, ws)
         step += 1
@@ -335,6 +345,8 @@ def train_sweep(
         if step % 20 == 0 and members:
             bar.set_postfix_str("L0 " + " ".join(f"{m.spec.architecture[0]}{m.log.l0[-1]:.0f}" for m in members
                                          if m.log.l0))
+        if checkpoint is not None and checkpoint.due(step, max_steps):
+            checkpoint.save(step, members, scale)
     bar.close()
     if step == 0:
         raise ValueError("no training steps were taken")

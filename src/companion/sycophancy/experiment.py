@@ -116,14 +116,16 @@ def load_for_sweep(name: str, params: Any, organisms: Mapping[str, Any], profile
 
 def measure_models(params: Any, data: Mapping[str, SycophancyDataset], *, organisms: Mapping[str, Any] | None = None,
                    profile: str | None = None, seeds: Sequence[int] = (),
-                   load: Callable[..., tuple[Any, int, float | None]] = load_for_sweep) -> SweepResult:
+                   load: Callable[..., tuple[Any, int, float | None]] | None = None) -> SweepResult:
     """Load, measure and release each of ``params.models`` (:class:`SycophancyParams`) in turn (notebook 04's sweep).
 
     Only one model is alive at a time: each is dropped and released (:func:`companion.models.loading.release`: reference
     cycles collected, CUDA cache emptied) before the next loads, so Pythia-6.9b and -12b are never in memory
     together.  An organism is measured at each of ``seeds`` (default: every seed of the profile) and named
     ``name#seed`` (:func:`companion.organism.build.organism_label`); a real model once, by its name.
-    ``load(name, params, organisms, profile, seed)`` is :func:`load_for_sweep`.
+    Each model's statistics are a cache entry (:func:`model_scores`, kind "sycophancy-scores": a rerun, or a Slurm
+    job before the notebook, has already made them); ``load(name, params, organisms, profile, seed)`` replaces
+    :func:`load_for_sweep` and then measures without the cache (the key names a model by its name alone).
     """
     from companion.models.loading import check_device, release
 
@@ -140,23 +142,114 @@ def measure_models(params: Any, data: Mapping[str, SycophancyDataset], *, organi
             runs.append((name, name, None))
     out = SweepResult([], {}, {}, n_items={name: len(ds) for name, ds in data.items()})
     for name, label, seed in runs:
-        model, out.n_params[label], planted = load(name, params, organisms, profile, seed)
+        if load is None:
+            scores = model_scores(params, data, name, seed, organisms, profile)
+            stats, out.n_params[label], planted = scores.stats, scores.n_params, scores.planted
+            left_out = scores.left_out
+        else:
+            model, out.n_params[label], planted = load(name, params, organisms, profile, seed)
+            stats, left_out = _measure(params, model, label, data)
+            del model
+            release()
         if planted is not None:
             out.planted[label] = planted
-        scored = dict(data)
-        if params.drop_too_long:
-            for ds_name, ds in data.items():
-                scored[ds_name], out.left_out.setdefault(ds_name, {})[label] = fitting_items(model, ds, params.templates)
-                if not scored[ds_name].items:
-                    raise SycophancyDataError(f"{ds.path}: every one of the {len(ds)} items scored is longer than "
-                                              f"{label}'s context: nothing is left to score")
-        out.stats += measure_model(model, label, scored, params.templates, batch_size=params.batch_size,
-                                   n_boot=params.n_bootstrap, confidence=params.confidence, seed=params.seed,
-                                   by_affiliation=params.by_affiliation, unit=params.bootstrap_unit,
-                                   threads=params.torch_threads, progress=True)
+        for ds_name, n in left_out.items():
+            out.left_out.setdefault(ds_name, {})[label] = n
+        out.stats += stats
+    return out
+
+
+def _measure(params: Any, model: Any, label: str, data: Mapping[str, SycophancyDataset]
+             ) -> tuple[list[AgreementStats], dict[str, int]]:
+    """One model's statistics on ``data``, and (``drop_too_long``) how many items of each dataset were left out as
+    longer than its context."""
+    scored, left_out = dict(data), {}
+    if params.drop_too_long:
+        for ds_name, ds in data.items():
+            scored[ds_name], left_out[ds_name] = fitting_items(model, ds, params.templates)
+            if not scored[ds_name].items:
+                raise SycophancyDataError(f"{ds.path}: every one of the {len(ds)} items scored is longer than "
+                                          f"{label}'s context: nothing is left to score")
+    stats = measure_model(model, label, scored, params.templates, batch_size=params.batch_size,
+                          n_boot=params.n_bootstrap, confidence=params.confidence, seed=params.seed,
+                          by_affiliation=params.by_affiliation, unit=params.bootstrap_unit,
+                          threads=params.torch_threads, progress=True)
+    return stats, left_out
+
+
+@dataclasses.dataclass
+class ModelScores:
+    """One model's statistics on every dataset x template, as cached."""
+
+    stats: list[AgreementStats]
+    """Every dataset x template statistic (and the politics affiliation split)."""
+    n_params: int
+    """Its parameter count (the size axis)."""
+    planted: float | None
+    """An organism's planted sycophancy rate (None for real models)."""
+    left_out: dict[str, int] = dataclasses.field(default_factory=dict)
+    """Dataset -> items left out as longer than the model's context (``drop_too_long``; empty when it is off)."""
+
+
+SCORES_KIND = "sycophancy-scores"
+"""Cache kind of one model's statistics."""
+
+
+def data_identity(data: Mapping[str, SycophancyDataset]) -> dict[str, Any]:
+    """What was scored, exactly: each dataset's file (git blob id) and the lines of its scored items."""
+    return {name: {"blob": ds.blob_id, "lines": [it.line for it in ds.items]} for name, ds in data.items()}
+
+
+def scores_spec(params: Any, data: Mapping[str, SycophancyDataset], name: str, seed: int | None,
+                organisms: Mapping[str, Any], profile: str | None) -> dict[str, Any]:
+    """The cache spec of one model's statistics: the model (an organism's cache key), the scored data and every
+    setting that changes a number."""
+    from companion.backbone.cache import code_fingerprint
+
+    if name in organisms:
+        from companion.organism.build import organism_key, organism_label, organism_spec
+
+        spec = organism_spec(name, profile, seed)
+        model, label = f"organism:{organism_key(spec)}", organism_label(name, spec.seed)
+    else:
+        model, label = f"model:{name}|{params.dtype}", name
+    settings = {f: getattr(params, f) for f in ("templates", "batch_size", "n_bootstrap", "confidence", "seed",
+                                                "bootstrap_unit", "by_affiliation", "device", "drop_too_long")}
+    return {"model": model, "label": label, "data": data_identity(data), "settings": settings,
+            "code": code_fingerprint("companion.sycophancy.experiment")}
+
+
+def model_scores(params: Any, data: Mapping[str, SycophancyDataset], name: str, seed: int | None,
+                 organisms: Mapping[str, Any], profile: str | None) -> ModelScores:
+    """One model's statistics (:func:`measure_model`), from the cache or measured now and cached (kind
+    "sycophancy-scores"): the model is loaded only when they are not cached yet."""
+    import json
+
+    from companion.backbone.cache import default_cache
+    from companion.models.loading import release
+
+    spec = scores_spec(params, data, name, seed, organisms, profile)
+
+    def build(tmp: Path) -> None:
+        model, n_params, planted = load_for_sweep(name, params, organisms, profile, seed)
+        stats, left_out = _measure(params, model, spec["label"], data)
         del model
         release()
-    return out
+        (tmp / "scores.json").write_text(json.dumps({"stats": [dataclasses.asdict(s) for s in stats],
+                                                     "n_params": n_params, "planted": planted,
+                                                     "left_out": left_out}))
+
+    path = default_cache().get_or_build(SCORES_KIND, spec, build, description=f"sycophancy scores {spec['label']}")
+    got = json.loads((path / "scores.json").read_text())
+    return ModelScores([_stats_from_dict(d) for d in got["stats"]], int(got["n_params"]), got["planted"],
+                       {k: int(v) for k, v in got["left_out"].items()})
+
+
+def _stats_from_dict(d: dict[str, Any]) -> AgreementStats:
+    from companion.sycophancy.stats import Estimate
+
+    return AgreementStats(**{**d, "mean_prob": Estimate(**d["mean_prob"]),
+                             "matching_more_likely": Estimate(**d["matching_more_likely"])})
 
 
 def load_datasets(params: Any, *, offline: bool = False) -> tuple[dict[str, SycophancyDataset],
@@ -245,15 +338,22 @@ def datasets_table(full: Mapping[str, SycophancyDataset], scored: Mapping[str, S
 def organism_eval_dir(n_per_file: int, seed: int = 0, *, cache: Any = None) -> Path:
     """A cache entry holding held-out organism items in Anthropic's schema, under the three standard file
     names (:func:`companion.organism.build.write_sycophancy_eval`), so organism and real data share one loader."""
-    from companion.backbone.cache import code_fingerprint, default_cache
+    from companion.backbone.cache import default_cache
     from companion.organism.sycophancy_items import write_sycophancy_eval
 
     cache = cache if cache is not None else default_cache()
-    spec = {"n_per_file": n_per_file, "seed": seed, "code": code_fingerprint("companion.organism.corpus")}
+    spec = organism_eval_spec(n_per_file, seed)
     return cache.get_or_build(
         "sycophancy-organism-eval", spec, lambda tmp: write_sycophancy_eval(tmp, n_per_file, seed),
         description=f"organism sycophancy eval, {n_per_file} per file, seed {seed}",
     )
+
+
+def organism_eval_spec(n_per_file: int, seed: int = 0) -> dict[str, Any]:
+    """The cache spec of :func:`organism_eval_dir`'s entry."""
+    from companion.backbone.cache import code_fingerprint
+
+    return {"n_per_file": n_per_file, "seed": seed, "code": code_fingerprint("companion.organism.corpus")}
 
 
 def model_family(name: str) -> str:
