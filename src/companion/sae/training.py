@@ -1,4 +1,5 @@
-"""Training baseline and Gated SAEs with the recipe of Rajamanoharan et al. 2024 (arXiv:2404.16014, App. D).
+"""Training SAEs with the recipe of Rajamanoharan et al. 2024 (arXiv:2404.16014, App. D): baseline and Gated SAEs,
+and beside them their successors (JumpReLU, TopK, BatchTopK; :mod:`companion.sae.successors`) on the same recipe.
 
 * Adam with β1 = 0, β2 = 0.999 (lr 3e-4 in the paper), linear learning-rate warm-up from 0.
 * Decoder columns at exactly unit norm: the gradient component parallel to each column is removed before the
@@ -11,6 +12,11 @@
 * A λ sweep per architecture, at equal compute: the baseline gets ``baseline_width_factor`` (1.5) times the
   gated SAE's width, since a gated step costs ~1.5 baseline steps (paper §5.1).
 * All SAEs of a sweep step on the same batch, taken from *one* pass over the activation stream.
+* The successors get the same optimiser, schedule and unit-norm decoder (a project choice, so that only the
+  architecture and its loss differ) but no resampling: their papers keep latents alive otherwise (TopK and
+  BatchTopK with the AuxK term; JumpReLU's papers do not resample).  After each step an SAE updates its own
+  training statistics (:meth:`~companion.sae.autoencoders.SparseAutoencoder.observe`: TopK's dead-latent counts,
+  BatchTopK's inference threshold).
 
 What is minimised is each architecture's ``loss`` method (:mod:`companion.sae.autoencoders`), the one definition.
 By default the step is the hand-derived one of :mod:`companion.sae.step` (the same losses and gradients, faster);
@@ -23,7 +29,9 @@ parallel reduction with an unspecified order is used.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
+import time
 import warnings
 from collections.abc import Iterable, Sequence
 from typing import Any, Literal
@@ -33,7 +41,8 @@ from pydantic import model_validator
 from torch import Tensor
 
 from companion.backbone.config import Config
-from companion.sae.autoencoders import SAELoss, SparseAutoencoder, make_sae
+from companion.sae.architectures import ARCHITECTURES, make_sae
+from companion.sae.autoencoders import SAELoss, SparseAutoencoder
 from companion.sae.step import Workspace, fast_step_disagreement, fast_step_of, loss_and_grads
 
 
@@ -86,15 +95,32 @@ class SAETrainConfig(Config):
 class SAESpec:
     """One member of a sweep."""
 
-    architecture: Literal["baseline", "gated"]
-    """"baseline" (ReLU + L1) or "gated"."""
+    architecture: str
+    """A name of companion.sae.architectures.ARCHITECTURES: "baseline" (ReLU + L1), "gated", "jumprelu", "topk",
+    "batchtopk"."""
     n_latents: int
     """Dictionary size M."""
-    lam: float
-    """Sparsity coefficient λ (on ‖f‖₁ or ‖ReLU(π_gate)‖₁; our L2 is not divided by d, see companion.sae.autoencoders)."""
+    lam: float = 0.0
+    """Sparsity coefficient λ (on ‖f‖₁, ‖ReLU(π_gate)‖₁ or JumpReLU's ‖f‖₀; our L2 is not divided by d, see
+    companion.sae.autoencoders); 0 for TopK and BatchTopK, whose sparsity is k."""
+    options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    """The architecture's own constructor arguments (k for TopK and BatchTopK, JumpReLU's bandwidth, ...)."""
+
+    def __post_init__(self) -> None:
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(f"unknown SAE architecture {self.architecture!r}; choose one of {list(ARCHITECTURES)}")
+
+    @property
+    def setting(self) -> str:
+        """The sparsity setting as a label: "λ=2" or "k=32"."""
+        if ARCHITECTURES[self.architecture].sparsity_setting == "k":
+            return f"k={self.options.get('k')}"
+        return f"λ={self.lam:g}"
 
     @property
     def name(self) -> str:
+        if ARCHITECTURES[self.architecture].sparsity_setting == "k":
+            return f"{self.architecture}_M{self.n_latents}_k{self.options.get('k')}"
         return f"{self.architecture}_M{self.n_latents}_lam{self.lam:g}"
 
 
@@ -106,6 +132,18 @@ def equal_compute_sweep(gated_latents: int, lambdas_gated: Sequence[float], lamb
     m_base = int(round(gated_latents * baseline_width_factor))
     return ([SAESpec("baseline", m_base, float(l)) for l in lambdas_baseline]
             + [SAESpec("gated", gated_latents, float(l)) for l in lambdas_gated])
+
+
+def successor_sweep(n_latents: int, *, lambdas_jumprelu: Sequence[float] = (), topk_ks: Sequence[int] = (),
+                    batchtopk_ks: Sequence[int] = (), jumprelu: dict[str, Any] | None = None,
+                    topk: dict[str, Any] | None = None, batchtopk: dict[str, Any] | None = None) -> list[SAESpec]:
+    """JumpReLU SAEs at each λ, TopK and BatchTopK SAEs at each k, all of width ``n_latents``, in that order;
+    ``jumprelu`` / ``topk`` / ``batchtopk`` are constructor arguments shared by each architecture's members."""
+    if n_latents < 1:
+        raise ValueError("n_latents must be >= 1")
+    return ([SAESpec("jumprelu", n_latents, float(l), dict(jumprelu or {})) for l in lambdas_jumprelu]
+            + [SAESpec("topk", n_latents, 0.0, {**(topk or {}), "k": int(k)}) for k in topk_ks]
+            + [SAESpec("batchtopk", n_latents, 0.0, {**(batchtopk or {}), "k": int(k)}) for k in batchtopk_ks])
 
 
 @dataclasses.dataclass
@@ -121,7 +159,7 @@ class TrainLog:
     sparsity: list[float] = dataclasses.field(default_factory=list)
     """λ·L1 term."""
     auxiliary: list[float] = dataclasses.field(default_factory=list)
-    """Gated auxiliary term (0 for baseline)."""
+    """Auxiliary term: gated's frozen-decoder reconstruction, TopK's and BatchTopK's AuxK (0 for the others)."""
     l0: list[float] = dataclasses.field(default_factory=list)
     """Training-batch L0."""
     lr: list[float] = dataclasses.field(default_factory=list)
@@ -132,17 +170,22 @@ class TrainLog:
     """Optimiser steps taken."""
     tokens: int = 0
     """Training tokens seen."""
+    seconds: float = 0.0
+    """Wall-clock seconds spent in this SAE's steps (loss, gradients, optimiser): its step cost, not deterministic."""
 
 
 class _Member:
     """The per-SAE training state: module, optimiser, schedule, dead-latent counters, log."""
 
     def __init__(self, spec: SAESpec, d_in: int, cfg: SAETrainConfig, seed: int, dtype: torch.dtype = torch.float32,
-                 device: torch.device | str = "cpu"):
+                 device: torch.device | str = "cpu", input_rms: float | None = None):
         self.spec = spec
         self.cfg = cfg
+        options = dict(spec.options)
+        if input_rms is not None and "input_rms" in inspect.signature(ARCHITECTURES[spec.architecture]).parameters:
+            options.setdefault("input_rms", input_rms)  # scale-relative settings (JumpReLU's ε) meet the data's scale
         # Initialised on the CPU (seeded CPU generator), then moved: the same seed gives the same start anywhere.
-        self.sae = make_sae(spec.architecture, d_in, spec.n_latents, seed=seed, dtype=dtype).to(device)
+        self.sae = make_sae(spec.architecture, d_in, spec.n_latents, seed=seed, dtype=dtype, **options).to(device)
         self.opt = torch.optim.Adam(self.sae.parameters(), lr=0.0, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps,
                                     foreach=True)
         self.gen = torch.Generator().manual_seed(seed + 7919)
@@ -164,20 +207,25 @@ class _Member:
 
     def step(self, x: Tensor, step: int, ws: Workspace) -> SAELoss:
         sae = self.sae
+        t0 = time.perf_counter()
+        fired = torch.zeros(sae.n_latents, dtype=torch.float64, device=self.fired.device)
         if self.fast_step:
-            out = loss_and_grads(sae, x, self.spec.lam, workspace=ws, fire_counts=self.fired)
+            out = loss_and_grads(sae, x, self.spec.lam, workspace=ws, fire_counts=fired)
         else:
             sae.zero_grad(set_to_none=False)
             out = sae.loss(x, self.spec.lam)
             out.total.backward()
             with torch.no_grad():
-                self.fired += (sae.encode(x) > 0).sum(0, dtype=torch.float64)
+                fired = (sae.train_code(x) > 0).sum(0, dtype=torch.float64)
         sae.remove_parallel_decoder_grad_()
         lr = self.lr_at(step)
         for g in self.opt.param_groups:
             g["lr"] = lr
         self.opt.step()
         sae.normalize_decoder_()
+        sae.observe(fired, x.shape[0], out)
+        self.fired += fired
+        self.log.seconds += time.perf_counter() - t0
         if step % self.cfg.log_every == 0:
             L = self.log
             L.step.append(step)
@@ -193,7 +241,9 @@ class _Member:
 
     @torch.no_grad()
     def resample(self, step: int, recent: Tensor) -> int:
-        """Bricken et al. 2023 resampling of latents that have not fired since the last check."""
+        """Bricken et al. 2023 resampling of latents that have not fired since the last check (baseline and gated)."""
+        if not self.sae.resample_dead:
+            return 0
         dead = torch.nonzero(self.fired == 0).squeeze(1)
         self.fired.zero_()
         n_dead = int(dead.numel())
@@ -293,7 +343,9 @@ def train_sweep(
         if ms <= 0:
             raise ValueError("the first batch is all zeros: cannot normalise")
         scale = math.sqrt(d / ms)
-    members = [_Member(s, d, cfg, seed + i, dtype=first.dtype, device=device) for i, s in enumerate(specs)]
+    rms = math.sqrt(float((first.double() * scale).pow(2).sum(1).mean()))
+    members = [_Member(s, d, cfg, seed + i, dtype=first.dtype, device=device, input_rms=rms)
+               for i, s in enumerate(specs)]
     if cfg.fast_step:
         fast = {cls: checked_fast_step(cls) for cls in dict.fromkeys(type(m.sae) for m in members)}
         for m in members:
