@@ -69,10 +69,19 @@ class Pattern:
         return values.new_zeros(self.M).index_add_(0, self.cols, values)
 
 
-def active_flat(z: Tensor, neg_bias: Tensor, ws: Workspace, name: str) -> Tensor:
-    """Flat indices of z + b > 0 computed as z > −b (exactly the same set: fl(z+b) has the sign of z+b)."""
+def active_mask(z: Tensor, neg_bias: Tensor, ws: Workspace, name: str) -> tuple[Tensor, int]:
+    """The mask of z + b > 0 computed as z > −b (exactly the same set: fl(z+b) has the sign of z+b), and its count.
+
+    The count decides between the sparse and the dense path before any index list is built: at high density the
+    indices (``flat_indices``) would cost more than the dense step saves.
+    """
     mask = ws.get(name, tuple(z.shape), torch.bool, z.device)
     torch.gt(z, neg_bias, out=mask)
+    return mask, int(torch.count_nonzero(mask))
+
+
+def flat_indices(mask: Tensor) -> Tensor:
+    """Row-major flat indices of the true entries of a [B, M] mask (sorted)."""
     return mask.view(-1).nonzero().squeeze(1)
 
 

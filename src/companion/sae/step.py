@@ -38,13 +38,14 @@ import torch
 from torch import Tensor
 
 from companion.sae.autoencoders import BaselineSAE, GatedSAE, SAELoss, SparseAutoencoder, check_input, check_lam
-from companion.sae.sparse import Pattern as _Pattern, Workspace, active_flat as _active_flat, set_grad as _set_grad
+from companion.sae.sparse import Pattern as _Pattern, Workspace, active_mask, flat_indices, set_grad as _set_grad
 from companion.sae.step_successors import BATCHTOPK_STEP, JUMPRELU_STEP, TOPK_STEP
 
 #: Above this fraction of non-zeros in the code, the dense formulas are faster on a CPU. Measured on 2 cores at
 #: d = 96–512, M = 768–4096, B = 256–4096: the sparse step wins below ~6–15% density for baseline (lower for small
-#: batches) and ~20–25% for gated (its dense path does 14·B·d·M flops against the baseline's 10).
-DEFAULT_MAX_SPARSE_DENSITY = {"baseline": 0.1, "gated": 0.2, "jumprelu": 0.1, "topk": 0.1, "batchtopk": 0.1}
+#: batches) and ~20–25% for gated (its dense path does 14·B·d·M flops against the baseline's 10); ~15% for JumpReLU,
+#: TopK and BatchTopK (measured on one core at d = 256, M = 2048, B = 1024).
+DEFAULT_MAX_SPARSE_DENSITY = {"baseline": 0.1, "gated": 0.2, "jumprelu": 0.15, "topk": 0.15, "batchtopk": 0.15}
 
 _BETA_WARNING = ".*Sparse CSR tensor support is in beta.*"  # torch's notice; the kernels used here are tested
 
@@ -91,10 +92,10 @@ def _baseline(sae: BaselineSAE, x: Tensor, lam: float, ws: Workspace, max_densit
     xc = x - b_dec                                                   # [B, d]
     z = ws.get("z", (B, M), x.dtype, x.device)
     torch.mm(xc, W_enc.T, out=z)                                     # the one dense product: W_enc (x − b_dec)
-    flat = _active_flat(z, -b_enc, ws, "mask")
-    nnz = int(flat.numel())
+    mask, nnz = active_mask(z, -b_enc, ws, "mask")
 
     if nnz <= max_density * B * M:
+        flat = flat_indices(mask)
         pat = _Pattern(flat, B, M)
         f_vals = z.view(-1)[flat] + b_enc[pat.cols]                  # f at its non-zeros (all > 0)
         x_hat = torch.addmm(b_dec, pat.csr(f_vals), W_dec.T.contiguous())
@@ -161,10 +162,10 @@ def _gated(sae: GatedSAE, x: Tensor, lam: float, ws: Workspace, max_density: flo
     xc = x - b_dec
     z = ws.get("z", (B, M), x.dtype, x.device)
     torch.mm(xc, W_gate.T, out=z)                                    # W_gate (x − b_dec); W_mag(x − b_dec) = scale ⊙ z
-    flat = _active_flat(z, -b_gate, ws, "mask")                      # the gate's support G = {π_gate > 0}
-    nnz = int(flat.numel())
+    mask, nnz = active_mask(z, -b_gate, ws, "mask")                  # the gate's support G = {π_gate > 0}
 
     if nnz <= max_density * B * M:
+        flat = flat_indices(mask)
         pat = _Pattern(flat, B, M)
         zg = z.view(-1)[flat]
         c = pat.cols
@@ -190,7 +191,7 @@ def _gated(sae: GatedSAE, x: Tensor, lam: float, ws: Workspace, max_density: flo
     else:
         gate_act = torch.clamp(z + b_gate, min=0)
         mag_pre = torch.addcmul(b_mag, z, scale)
-        open_ = gate_act > 0
+        open_ = mask                                                 # = gate_act > 0 (the same set)
         on = open_ & (mag_pre > 0)
         f = mag_pre * on
         x_hat = torch.addmm(b_dec, f, W_dec.T)
