@@ -32,7 +32,10 @@ BatchTopK (Bussmann, Leask, Nanda 2024, arXiv:2412.06410, §3): in training the 
 whole batch of B tokens are kept (a token's L0 varies, the batch mean is at most k), with the TopK loss and AuxK
 term.  At inference one threshold θ = E_batches[min{f_bj : f_bj > 0}] replaces the batch-level selection:
 f = ReLU(z) ⊙ H(ReLU(z) − θ), a per-token JumpReLU with one θ for every latent.  θ is estimated during training as an
-exponential moving average (momentum ``threshold_momentum``) of each batch's smallest kept value.
+exponential moving average of each batch's smallest kept value, with momentum ``threshold_momentum`` = 0.9 by default:
+the last ~10 batches, so that θ is the final model's even in a run of a few hundred steps, where the kept values still
+drift (dictionary_learning averages with 0.999 from step 1000, SAELens with 0.99; with a lagging θ the inference L0
+misses k).
 """
 from __future__ import annotations
 
@@ -259,7 +262,7 @@ class BatchTopKSAE(TopKSAE):
 
     def __init__(self, d_in: int, n_latents: int, *, seed: int | None = None, dtype: torch.dtype = torch.float32,
                  k: int = 32, aux_k: int | None = None, aux_alpha: float = 1 / 32, dead_tokens: int = 10_000_000,
-                 threshold_momentum: float = 0.99):
+                 threshold_momentum: float = 0.9):
         if not 0 <= threshold_momentum < 1:
             raise ValueError(f"threshold_momentum must be in [0, 1), got {threshold_momentum}")
         self.threshold_momentum = float(threshold_momentum)
