@@ -72,7 +72,7 @@ def _train_spec(params: ParetoParams, subject: Subject, site: str) -> dict[str, 
 def sweep_specs(params: ParetoParams) -> list:
     """The SAEs of one target: the paper's equal-compute λ sweeps (baseline at ``baseline_width_factor`` × the gated
     width) and the successors at ``successor_width_factor`` × the gated width."""
-    from companion.sae.training import equal_compute_sweep, successor_sweep
+    from companion.sae.sweeps import equal_compute_sweep, successor_sweep
 
     topk = {"aux_k": params.auxk_latents or None, "aux_alpha": params.auxk_alpha, "dead_tokens": params.dead_after_tokens}
     return (equal_compute_sweep(params.gated_latents, params.lambdas_gated, params.lambdas_baseline,
@@ -147,7 +147,7 @@ def site_sweep(params: ParetoParams, target: str) -> SiteSweep:
 
     path = cache.get_or_build("sae", spec, build, description=f"SAE sweep {target}")
     meta = json.loads((path / "sweep.json").read_text())
-    from companion.sae.training import SAESpec
+    from companion.sae.sweeps import SAESpec
 
     saes = []
     for m in meta["members"]:
@@ -308,7 +308,8 @@ def external_sweeps(params: ParetoParams) -> list[SiteSweep]:
     import hashlib
 
     from companion.sae.formats import read_sae
-    from companion.sae.training import SAESpec, TrainedSAE, TrainLog
+    from companion.sae.sweeps import SAESpec
+    from companion.sae.training import TrainedSAE, TrainLog
 
     groups: dict[str, SiteSweep] = {}
     for ref in params.external_saes:

@@ -119,7 +119,7 @@ def load_dictionary_learning(directory: str | Path) -> StoredSAE:
                     raise SAEFormatError(f"{d}: this BatchTopK SAE has no inference threshold (−1: never estimated)")
                 sae = build_sae("jumprelu", w["encoder.weight"], w["decoder.weight"], w["b_dec"], centred=True,
                                 dtype=w["b_dec"].dtype, b_enc=w["encoder.bias"],
-                                threshold=torch.full((w["encoder.bias"].numel(),), theta), batchtopk_k=k, where=d)
+                                threshold=torch.ones_like(w["encoder.bias"]) * theta, batchtopk_k=k, where=d)
         else:
             raise SAEFormatError(f"{d}: dictionary_learning's {dict_class} cannot be loaded here (AutoEncoder, "
                                  "GatedAutoEncoder, JumpReluAutoEncoder, AutoEncoderTopK and BatchTopKSAE can)")

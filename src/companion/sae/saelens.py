@@ -143,7 +143,7 @@ def save_sae(sae: SparseAutoencoder, directory: str | Path, *, input_scale: floa
         if float(sae.threshold) < 0:
             raise SAEFormatError("this BatchTopK SAE has no inference threshold yet (it estimates one while training): "
                                  "train it before saving")
-        tensors["threshold"] = torch.full((sae.n_latents,), float(sae.threshold), dtype=sae.W_dec.dtype)
+        tensors["threshold"] = sae.threshold.detach().expand(sae.n_latents).clone()
     elif isinstance(sae, TopKSAE):
         extra = {"k": sae.k, "rescale_acts_by_decoder_norm": False}
     ours = {"architecture": sae.architecture, "input_scale_folded": s, **(companion or {})}

@@ -162,7 +162,7 @@ def _topk_family(sae: TopKSAE, x: Tensor, lam: float, ws: Workspace, max_density
     dead = sae.dead()
     aux = None
     if sae.aux_alpha > 0 and bool(dead.any()):
-        masked = torch.where(dead, pre, torch.full((), -torch.inf, dtype=pre.dtype, device=pre.device))
+        masked = torch.where(dead, pre, pre.new_tensor(-torch.inf))
         a_sel = torch.zeros_like(sel).scatter_(1, masked.topk(min(sae.aux_k, int(dead.sum())), dim=-1, sorted=False).indices,
                                                True)
         aux = _Code(a_sel, pre, dense=int(torch.count_nonzero(a_sel)) > max_density * B * M)

@@ -122,7 +122,7 @@ class JumpReLUSAE(SparseAutoencoder):
         """Encoder ``[M, d]`` (initialised to the decoder's transpose)."""
         self.b_enc = nn.Parameter(torch.zeros(self.n_latents, dtype=dtype))
         """Encoder bias ``[M]``."""
-        self.log_threshold = nn.Parameter(torch.full((self.n_latents,), math.log(self._init_threshold), dtype=dtype))
+        self.log_threshold = nn.Parameter(torch.ones(self.n_latents, dtype=dtype) * math.log(self._init_threshold))
         """log θ ``[M]``: the paper trains the threshold through its logarithm, which keeps θ > 0."""
 
     @property
@@ -211,7 +211,7 @@ class TopKSAE(SparseAutoencoder):
     def aux_code(self, z: Tensor, dead: Tensor) -> Tensor:
         """ReLU of each token's k_aux largest pre-activations among the dead latents, 0 elsewhere (AuxK)."""
         n = min(self.aux_k, int(dead.sum()))
-        vals, idx = torch.where(dead, z, torch.full_like(z, -math.inf)).topk(n, dim=-1)
+        vals, idx = torch.where(dead, z, z.new_tensor(-math.inf)).topk(n, dim=-1)
         return torch.zeros_like(z).scatter(-1, idx, torch.relu(vals))
 
     def loss(self, x: Tensor, lam: float = 0.0) -> SAELoss:
