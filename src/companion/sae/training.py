@@ -331,8 +331,8 @@ def train_sweep(
                 m.resample(step, pool)
         bar.update(1)
         if step % 20 == 0 and members:
-            bar.set_postfix_str("L0 " + " ".join(f"{m.spec.architecture[0]}{m.log.l0[-1]:.0f}" for m in members
-                                         if m.log.l0))
+            bar.set_postfix_str("L0 " + " ".join(f"{_SHORT.get(m.spec.architecture, m.spec.architecture)}"
+                                                 f"{m.log.l0[-1]:.0f}" for m in members if m.log.l0))
     bar.close()
     if step == 0:
         raise ValueError("no training steps were taken")
@@ -342,6 +342,10 @@ def train_sweep(
         m.sae.requires_grad_(False)
         out.append(TrainedSAE(spec=m.spec, sae=m.sae, input_scale=scale, log=m.log))
     return out
+
+
+_SHORT = {"baseline": "b", "gated": "g", "jumprelu": "j", "topk": "t", "batchtopk": "bt"}
+"""Architecture initials in the progress bar's L0 readout."""
 
 
 def checked_fast_step(cls: type[SparseAutoencoder]) -> bool:
