@@ -308,12 +308,16 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=3e-4)
     ap.add_argument("--no-peers", action="store_true")
     ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads for every implementation (0: default)")
+    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                    help="wall: elapsed time; cpu: this process's CPU time (steadier on a machine others load)")
     a = ap.parse_args()
+    clock = time.perf_counter if a.clock == "wall" else time.process_time
     if a.threads:
         torch.set_num_threads(a.threads)
     d, m, b = a.d, a.latents, a.batch
     print(f"SAE training step: d={d}, M={m}, B={b}, fp32, CPU, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads, THP_MEM_ALLOC_ENABLE={os.environ.get('THP_MEM_ALLOC_ENABLE')}")
+          f"{torch.get_num_threads()} threads, THP_MEM_ALLOC_ENABLE={os.environ.get('THP_MEM_ALLOC_ENABLE')}, "
+          f"{a.clock} clock")
     try:
         print(f"load average before: {os.getloadavg()[0]:.2f} (1 min)")
     except OSError:
@@ -334,10 +338,10 @@ def main() -> None:
             times = {impl.name: [] for impl, _ in impls}
             for r in range(a.rounds + 1):
                 for impl, x in impls:
-                    t0 = time.perf_counter()
+                    t0 = clock()
                     impl.step(x)
                     if r >= 1:
-                        times[impl.name].append(time.perf_counter() - t0)
+                        times[impl.name].append(clock() - t0)
             med = {k: statistics.median(v) for k, v in times.items()}
             peer = {k: v for k, v in med.items() if k not in ("ours", "reference")}
             fastest = min(peer, key=peer.get) if peer else None
@@ -347,7 +351,8 @@ def main() -> None:
                 + (f"; ours vs fastest peer ({fastest}) {peer[fastest] / med['ours']:.2f}×" if fastest else "")
                 + f"; ours vs autograd: loss {loss_err:.1e}, gradients {grad_err:.1e}", flush=True)
     names = list(dict.fromkeys(k for row in table for k in row[3]))
-    print("\nms per training step (median); last column: the fastest peer's time over ours (> 1: ours is faster)")
+    print(f"\nms per training step (median, {a.clock} clock); last column: the fastest peer's time over ours "
+          "(> 1: ours is faster)")
     head = f"{'architecture':<12} {'density':>7} " + " ".join(f"{n:>19}" for n in names) + f" {'speed-up':>9}"
     print(head)
     worst = None

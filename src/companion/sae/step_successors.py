@@ -23,21 +23,48 @@ from companion.sae.successors import BatchTopKSAE, JumpReLUSAE, TopKSAE
 
 
 class _Code:
-    """The code ReLU(z) ⊙ selection ``[B, M]``: its pattern and values (sparse), or the dense matrix."""
+    """A code ``[B, M]`` (ReLU of the pre-activations at the selected entries): its pattern and values (sparse), or
+    the dense matrix; ``on`` marks its non-zeros (ReLU′ = 1 there, 0 at selected entries the ReLU zeroes)."""
 
-    def __init__(self, selected: Tensor, pre: Tensor, dense: bool):
-        """``selected [B, M]`` marks the chosen entries (their ReLU may be 0), ``pre [B, M]`` holds z."""
-        self.dense = dense
+    @classmethod
+    def from_mask(cls, mask: Tensor, pre: Tensor, dense: bool) -> _Code:
+        """JumpReLU's code: ``pre`` where ``mask`` (there pre > θ > 0, so the ReLU passes every entry)."""
+        c = cls()
+        c.dense = dense
         if dense:
-            self.matrix = torch.relu(pre).mul_(selected)
-            self.on = self.matrix > 0
+            c.matrix, c.on = pre * mask, mask
         else:
-            flat = flat_indices(selected)
-            self.pattern = Pattern(flat, selected.shape[0], selected.shape[1])
-            self.values = pre.reshape(-1)[flat].clamp_(min=0)
-            self.on = self.values > 0
-        self.nnz = int(torch.count_nonzero(self.on))
-        """The code's non-zeros (ReLU′ = 1 there, 0 at the selected entries it zeroes)."""
+            flat = flat_indices(mask)
+            c.pattern = Pattern(flat, mask.shape[0], mask.shape[1])
+            c.values = pre.reshape(-1)[flat]
+            c.on = torch.ones_like(flat, dtype=torch.bool)
+        c.nnz = int(c.on.numel()) if not dense else int(torch.count_nonzero(mask))
+        return c
+
+    @classmethod
+    def from_selection(cls, flat: Tensor, vals: Tensor, pre: Tensor, dense: bool, ws: Workspace,
+                       sorted_flat: bool = False) -> _Code:
+        """ReLU(``vals``) at the flat indices ``flat`` of ``pre [B, M]`` (``vals`` = pre there; any order unless
+        ``sorted_flat``)."""
+        B, M = pre.shape
+        c = cls()
+        c.dense = dense
+        vals = vals.clamp(min=0)
+        c.nnz = int(torch.count_nonzero(vals))
+        if dense:
+            c.matrix = vals.new_zeros(B * M).index_put_((flat,), vals).view(B, M)
+            c.on = c.matrix > 0
+        else:
+            if not sorted_flat:  # row-major order through a mask: no sort of the index list
+                mask = ws.get("select", (B, M), torch.bool, flat.device)
+                mask.zero_()
+                mask.view(-1)[flat] = True
+                flat = flat_indices(mask)
+                vals = pre.reshape(-1)[flat].clamp_(min=0)
+            c.pattern = Pattern(flat, B, M)
+            c.values = vals
+            c.on = vals > 0
+        return c
 
     def decode(self, WdT: Tensor, bias: Tensor | None = None) -> Tensor:
         """code @ W_dec.T (+ bias): ``[B, d]``."""
@@ -82,11 +109,11 @@ def _jumprelu(sae: JumpReLUSAE, x: Tensor, lam: float, ws: Workspace, max_densit
     pre.add_(b_enc)                                                  # z = W_enc x + b_enc (no input centring)
     mask = ws.get("mask", (B, M), torch.bool, x.device)
     torch.gt(pre, theta, out=mask)                                   # the code's support: z > θ
-    code = _Code(mask, pre, dense=int(torch.count_nonzero(mask)) > max_density * B * M)  # z > θ > 0 there: ReLU passes it
+    code = _Code.from_mask(mask, pre, dense=int(torch.count_nonzero(mask)) > max_density * B * M)
     # The kernel's band |z − θ| < ε/2, found loosely then decided exactly as the loss's rectangle((z − θ)/ε) does.
-    diff = torch.sub(pre, theta, out=ws.get("diff", (B, M), x.dtype, x.device))
-    cand = (diff.view(-1).abs() < 0.6 * eps).nonzero().squeeze(1)
-    u = diff.view(-1)[cand] / eps
+    diff = torch.sub(pre, theta, out=ws.get("diff", (B, M), x.dtype, x.device)).abs_()
+    cand = (diff.view(-1) < 0.6 * eps).nonzero().squeeze(1)
+    u = (pre.view(-1)[cand] - theta[cand % M]) / eps                 # fl(z − θ)/ε, as the loss computes it
     band_flat = cand[(u > -0.5) & (u < 0.5)]
     band = Pattern(band_flat, B, M)
 
@@ -118,19 +145,17 @@ def _jumprelu(sae: JumpReLUSAE, x: Tensor, lam: float, ws: Workspace, max_densit
                    l0=l0)
 
 
-def _select(pre: Tensor, k: int, batch: bool, ws: Workspace, name: str) -> tuple[Tensor, Tensor]:
-    """The mask of each row's k largest entries of ``pre`` (or, ``batch``, of the k·B largest of the whole batch), and
-    the selected values (in no order)."""
+def _select(pre: Tensor, k: int, batch: bool) -> tuple[Tensor, Tensor, bool]:
+    """Flat indices into ``pre [B, M]`` of each row's k largest entries (or, ``batch``, of the k·B largest of the whole
+    batch), their values, and whether the indices are in row-major order."""
     B, M = pre.shape
-    mask = ws.get(name, (B, M), torch.bool, pre.device)
-    mask.zero_()
     if batch:
         vals, idx = pre.view(-1).topk(min(k * B, B * M), sorted=False)
-        mask.view(-1)[idx] = True
-    else:
-        vals, idx = pre.topk(k, dim=-1, sorted=False)
-        mask.scatter_(1, idx, True)
-    return mask, vals
+        return idx, vals, False
+    vals, idx = pre.topk(k, dim=-1, sorted=False)
+    idx, order = idx.sort(dim=-1)                                    # [B, k]: cheap, and the rows are then in order
+    vals = vals.gather(-1, order)
+    return (idx + torch.arange(B, device=pre.device)[:, None] * M).reshape(-1), vals.reshape(-1), True
 
 
 def _smallest_positive(vals: Tensor) -> Tensor | None:
@@ -153,8 +178,8 @@ def _topk_family(sae: TopKSAE, x: Tensor, lam: float, ws: Workspace, max_density
     torch.mm(xc, W_enc.T, out=pre)
     pre.add_(b_enc)                                                  # z = W_enc (x − b_dec) + b_enc
     # The selected entries: for BatchTopK the positive ones among the batch's k·B largest z are those of ReLU(z).
-    sel, sel_vals = _select(pre, sae.k, batch, ws, "mask")
-    code = _Code(sel, pre, dense=int(torch.count_nonzero(sel)) > max_density * B * M)
+    flat, sel_vals, in_order = _select(pre, sae.k, batch)
+    code = _Code.from_selection(flat, sel_vals, pre, flat.numel() > max_density * B * M, ws, sorted_flat=in_order)
     WdT = W_dec.T.contiguous()
     err = code.decode(WdT, b_dec).sub_(x)                            # x̂ − x
     rec = err.pow(2).sum() / B
@@ -162,10 +187,9 @@ def _topk_family(sae: TopKSAE, x: Tensor, lam: float, ws: Workspace, max_density
     dead = sae.dead()
     aux = None
     if sae.aux_alpha > 0 and bool(dead.any()):
-        masked = torch.where(dead, pre, pre.new_tensor(-torch.inf))
-        a_sel = torch.zeros_like(sel).scatter_(1, masked.topk(min(sae.aux_k, int(dead.sum())), dim=-1, sorted=False).indices,
-                                               True)
-        aux = _Code(a_sel, pre, dense=int(torch.count_nonzero(a_sel)) > max_density * B * M)
+        a_flat, a_vals, _ = _select(torch.where(dead, pre, pre.new_tensor(-torch.inf)), min(sae.aux_k, int(dead.sum())),
+                                    batch=False)
+        aux = _Code.from_selection(a_flat, a_vals, pre, a_flat.numel() > max_density * B * M, ws, sorted_flat=True)
         r_aux = aux.decode(WdT).add_(err)                            # ê − e, e = x − x̂ (detached); ê has no bias
         aux_val = sae.aux_alpha * r_aux.pow(2).sum() / B
         g_aux = r_aux.mul_(2.0 * sae.aux_alpha / B)
