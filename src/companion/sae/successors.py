@@ -45,7 +45,14 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from companion.models.numerics import linear
 from companion.sae.autoencoders import SAELoss, SparseAutoencoder, check_input, check_lam
+
+
+def _encoder_product(x: Tensor, W_enc: Tensor) -> Tensor:
+    """x W_encᵀ for x ``[..., d]`` through :func:`companion.models.numerics.linear`, the product the fast steps use:
+    the code's support (z > θ, the top k) is decided on the same bits by the loss and by the fast step."""
+    return linear(x.reshape(-1, x.shape[-1]), W_enc).reshape(*x.shape[:-1], W_enc.shape[0])
 
 PAPER_BANDWIDTH = 1e-3
 """JumpReLU's ε (and initial θ) in the paper's units, inputs normalised to E‖x‖² = 1."""
@@ -133,7 +140,7 @@ class JumpReLUSAE(SparseAutoencoder):
     def pre_activation(self, x: Tensor) -> Tensor:
         """z = W_enc x + b_enc, ``[..., M]``."""
         check_input(x, self.d_in)
-        return x @ self.W_enc.T + self.b_enc
+        return _encoder_product(x, self.W_enc) + self.b_enc
 
     def encode(self, x: Tensor) -> Tensor:
         z = self.pre_activation(x)
@@ -191,7 +198,7 @@ class TopKSAE(SparseAutoencoder):
     def pre_activation(self, x: Tensor) -> Tensor:
         """z = W_enc (x − b_dec) + b_enc, ``[..., M]``."""
         check_input(x, self.d_in)
-        return (x - self.b_dec) @ self.W_enc.T + self.b_enc
+        return _encoder_product(x - self.b_dec, self.W_enc) + self.b_enc
 
     def encode(self, x: Tensor) -> Tensor:
         return self.code_of(self.pre_activation(x))
