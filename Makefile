@@ -34,6 +34,7 @@ $(STAMP): pyproject.toml requirements.lock Makefile | $(PY)
 	$(PY) -m pip install --quiet --disable-pip-version-check uv==0.13.9
 	UV_FIND_LINKS="$(FIND_LINKS)" $(VENV)/bin/uv pip install --python $(PY) --compile-bytecode \
 		-c requirements.lock -e '.[test,bench]'
+	UV_FIND_LINKS="$(FIND_LINKS)" $(VENV)/bin/uv pip install --python $(PY) --no-deps -r benchmarks/requirements-peers.txt
 	@$(MAKE) --no-print-directory git-filter
 	@$(PY) -c "import torch, transformer_lens; print('companion ready: torch', torch.__version__)"
 	@touch $@

@@ -1,62 +1,102 @@
-"""Benchmark: one SAE training step (baseline and gated) at d = 512, dictionary 4096, batch 4096, fp32, CPU.
+"""Benchmark: one SAE training step of every architecture, at code densities from sparse to half dense, against the
+peer implementations, on the same batch, width and input dimension (default d = 512, dictionary 4096, batch 4096,
+fp32, CPU).
 
-Times, in one process and under the same environment settings, round-robin so that load changes hit every
-implementation alike:
+Architectures: baseline (ReLU + L1) and gated (Rajamanoharan et al. 2024, arXiv:2404.16014), JumpReLU
+(arXiv:2407.14435), TopK (arXiv:2406.04093), BatchTopK (arXiv:2412.06410).  Implementations, timed round-robin in one
+process under the same environment settings so that load changes hit every one alike:
 
-* ``ours``       — companion.sae.step.loss_and_grads (hand-derived sparse forward/backward) + Adam + unit norm;
-* ``reference``  — a plain PyTorch loop: autograd on companion.sae.autoencoders's loss, Adam(β1 = 0), the same projection;
-* ``dictionary_learning`` — its StandardTrainer / GatedSAETrainer ``update`` (if ``dictionary-learning`` is
-  installed);
-* ``SAELens``    — its SAETrainer ``_train_step`` on Standard/GatedTrainingSAE (if ``sae-lens`` is installed).
+* ``ours``       — companion.sae.step.loss_and_grads (the hand-derived step) + Adam + unit-norm decoder (+ the
+  architecture's training statistics), what companion.sae.training runs;
+* ``reference``  — autograd on the architecture's ``loss`` (companion.sae.autoencoders / .successors), the same
+  optimiser and projection;
+* ``dictionary_learning`` — its trainer's ``update`` (StandardTrainer, GatedSAETrainer, JumpReluTrainer, TopKTrainer,
+  BatchTopKTrainer), if installed (``make setup`` installs it, benchmarks/peers.py);
+* ``SAELens``    — its SAETrainer ``_train_step`` on the architecture's training SAE (decoder-norm rescaling off for
+  TopK/BatchTopK, no input centring for JumpReLU: our maths); ``SAELens sparse`` — TopK with its sparse activations.
 
-All start from the same weights and batch.  The state is a *sparse* one, as in a trained SAE: the batch is made
-of ~20 active dictionary directions per token and the encoder bias is set so that ~1% of latents fire
-(L0 ≈ 40 of 4096); early in training codes are denser and our step falls back to dense products.
+Every implementation starts from the same weights and batch.  The density is set in the state: for baseline, gated
+and JumpReLU a bias (or threshold) is placed at the quantile of the pre-activations that lets that fraction of the
+B·M code entries fire; for TopK and BatchTopK k = density·M.  The batch is made of ~20 active dictionary directions
+per token.  Nothing is dead, so TopK's AuxK term is not exercised.
 
-Reported: median ms/step, tokens/s, and the fraction of this machine's ``torch.mm`` throughput the step
-reaches when counted as the dense work autograd does (12·B·d·M flops for a baseline step, 16·B·d·M for the
-paper's gated step).  For our step that "dense-equivalent" fraction can exceed 1: it does less work.  Ours is
-checked to give the reference's losses and gradients (same maths; fp32 rounding order differs).
+Reported per architecture and density: median ms/step of each implementation and ours against the fastest peer
+(> 1: ours is faster).  Ours is checked against autograd on the same state (losses and every gradient, fp32).
 
-Environment: ``THP_MEM_ALLOC_ENABLE=1`` (transparent huge pages for torch's CPU allocator) is set before torch
-is imported, for every implementation alike; about a fifth of a step is otherwise page faults on freshly
-allocated large tensors.  Run ``python benchmarks/bench_sae.py --help`` for options.
+Environment: ``THP_MEM_ALLOC_ENABLE=1`` (transparent huge pages for torch's CPU allocator) is set before torch is
+imported, for every implementation alike.  Numerics (``--numerics``): ``native`` (default) runs every implementation
+on the CPU's own code paths, as the peers run in their users' processes (``COMPANION_NATIVE_NUMERICS=1``);
+``pinned`` runs all of them under companion's vendor-neutral pinning (what companion's training runs: MKL's
+``COMPATIBLE`` branch, which halves the speed of the peers' MKL products, and oneDNN for ours; see
+:mod:`companion.models.numerics`).  ``python benchmarks/bench_sae.py --help`` lists the options.
 """
 from __future__ import annotations
 
+import argparse
 import os
 
 os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
+# Decided before companion (imported below) pins the numerics at its import.
+_pre = argparse.ArgumentParser(add_help=False)
+_pre.add_argument("--numerics", choices=("native", "pinned"), default="native")
+if _pre.parse_known_args()[0].numerics == "native":
+    os.environ["COMPANION_NATIVE_NUMERICS"] = "1"
 
-import argparse  # noqa: E402
 import statistics  # noqa: E402
+import sys  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
 
-from companion.sae.autoencoders import BaselineSAE, GatedSAE  # noqa: E402
-from companion.sae.step import DEFAULT_MAX_SPARSE_DENSITY, Workspace, loss_and_grads  # noqa: E402
+from companion.backbone.environment import numerics  # noqa: E402
+from companion.models.numerics import Adam  # noqa: E402
+from companion.sae.architectures import make_sae  # noqa: E402
+from companion.sae.step import Workspace, loss_and_grads  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import peers  # noqa: E402
 
 warnings.filterwarnings("ignore")
 
+ARCHS = ("baseline", "gated", "jumprelu", "topk", "batchtopk")
+DENSITIES = (0.01, 0.05, 0.2, 0.5)
+
 
 # ------------------------------------------------------------------------------------------------ the state
-def make_state(arch: str, d: int, m: int, b: int, seed: int = 0, active: int = 20, threshold: float = 0.6):
-    """An SAE whose code is ~1% dense on the batch it returns (x built from its own dictionary)."""
-    cls = BaselineSAE if arch == "baseline" else GatedSAE
-    sae = cls(d, m, seed=seed)
+def _kth_largest(v: torch.Tensor, n: int) -> float:
+    """The n-th largest entry of ``v`` (torch.quantile refuses tensors of more than 2^24 entries)."""
+    flat = v.reshape(-1)
+    return float(flat.kthvalue(flat.numel() - n + 1).values)
+
+
+def make_state(arch: str, d: int, m: int, b: int, density: float = 0.01, seed: int = 0, active: int = 20):
+    """An SAE of ``arch`` and a batch ``x [b, d]`` on which about ``density`` of its code's entries are non-zero."""
+    k = max(1, round(density * m))
+    sae = make_sae(arch, d, m, seed=seed, **({"k": k} if arch in ("topk", "batchtopk") else {}))
     g = torch.Generator().manual_seed(seed + 1)
     idx = torch.randint(0, m, (b, active), generator=g)
     mag = torch.rand(b, active, generator=g) * 2
     code = torch.zeros(b, m).scatter_add_(1, idx, mag)
     with torch.no_grad():
         x = code @ sae.W_dec.T + 0.05 * torch.randn(b, d, generator=g)
-        (sae.b_enc if arch == "baseline" else sae.b_gate).fill_(-threshold)
+        n_on = max(1, round(density * b * m))
+        if arch in ("baseline", "gated"):
+            enc = sae.W_enc if arch == "baseline" else sae.W_gate
+            t = _kth_largest((x - sae.b_dec) @ enc.T, n_on)
+            (sae.b_enc if arch == "baseline" else sae.b_gate).fill_(-t)
+            if arch == "gated":  # every open gate has a positive magnitude: the code's density is the gate's
+                sae.b_mag.fill_(-t + 0.1)
+        elif arch == "jumprelu":
+            z = x @ sae.W_enc.T
+            t = _kth_largest(z, n_on)
+            sae.b_enc.fill_(0.1 - t)  # z + b_enc > θ = 0.1  ⇔  z > t
+            sae.log_threshold.fill_(torch.log(torch.tensor(0.1)).item())
     return sae, x
 
 
-def matmul_gflops(b: int, d: int, m: int, reps: int = 7) -> float:
+def matmul_gflops(b: int, d: int, m: int, reps: int = 5) -> float:
     """Median GFLOP/s of torch.mm for the encoder's shape [B, d] x [d, M] (output buffer reused)."""
     x, w, out = torch.randn(b, d), torch.randn(m, d), torch.empty(b, m)
     torch.mm(x, w.T, out=out)
@@ -68,31 +108,36 @@ def matmul_gflops(b: int, d: int, m: int, reps: int = 7) -> float:
     return 2 * b * d * m / statistics.median(ts) / 1e9
 
 
+def _lam(arch: str, lam: float) -> float:
+    return lam if arch in ("baseline", "gated", "jumprelu") else 0.0
+
+
 # ------------------------------------------------------------------------------------------------ steps
 class Ours:
     name = "ours"
 
-    def __init__(self, sae, lam, lr, batch):
-        self.sae, self.lam, self.ws = sae, lam, Workspace()
-        self.opt = torch.optim.Adam(sae.parameters(), lr=lr, betas=(0.0, 0.999), foreach=True)
+    def __init__(self, sae, arch, lam, lr, batch):
+        self.sae, self.lam, self.ws = sae, _lam(arch, lam), Workspace()
+        self.opt = Adam(sae.parameters(), lr=lr, betas=(0.0, 0.999))  # training's optimiser
 
     def loss(self, x) -> float:
         return float(loss_and_grads(self.sae, x, self.lam, workspace=self.ws).total)
 
     def step(self, x):
-        out = loss_and_grads(self.sae, x, self.lam, workspace=self.ws)
+        fired = torch.zeros(self.sae.n_latents, dtype=torch.float64)
+        out = loss_and_grads(self.sae, x, self.lam, workspace=self.ws, fire_counts=fired)
         self.sae.remove_parallel_decoder_grad_()
         self.opt.step()
         self.sae.normalize_decoder_()
-        return out
+        self.sae.observe(fired, x.shape[0], out)
 
 
 class Reference:
     name = "reference"
 
-    def __init__(self, sae, lam, lr, batch):
-        self.sae, self.lam = sae, lam
-        self.opt = torch.optim.Adam(sae.parameters(), lr=lr, betas=(0.0, 0.999), foreach=True)
+    def __init__(self, sae, arch, lam, lr, batch):
+        self.sae, self.lam = sae, _lam(arch, lam)
+        self.opt = Adam(sae.parameters(), lr=lr, betas=(0.0, 0.999))
 
     def loss(self, x) -> float:
         with torch.no_grad():
@@ -105,22 +150,32 @@ class Reference:
         self.sae.remove_parallel_decoder_grad_()
         self.opt.step()
         self.sae.normalize_decoder_()
-        return out
+        with torch.no_grad():
+            fired = (self.sae.train_code(x) > 0).sum(0, dtype=torch.float64)
+        self.sae.observe(fired, x.shape[0], out)
 
 
 class DictionaryLearning:
     name = "dictionary_learning"
 
-    def __init__(self, sae, lam, lr, batch):
-        from dictionary_learning.trainers.gdm import GatedSAETrainer
-        from dictionary_learning.trainers.standard import StandardTrainer
+    def __init__(self, sae, arch, lam, lr, batch):
+        peers.dictionary_learning()
+        from dictionary_learning.trainers import (BatchTopKTrainer, GatedSAETrainer, JumpReluTrainer,
+                                                  StandardTrainer, TopKTrainer)
 
         d, m = sae.d_in, sae.n_latents
-        common = dict(steps=10**6, activation_dim=d, dict_size=m, layer=0, lm_name="bench", lr=lr, l1_penalty=lam,
-                      warmup_steps=0, sparsity_warmup_steps=None, device="cpu", seed=0)
+        common = dict(steps=10**6, activation_dim=d, dict_size=m, layer=0, lm_name="bench", lr=lr, device="cpu",
+                      seed=0, warmup_steps=1)
         with torch.no_grad():
-            if isinstance(sae, GatedSAE):
-                self.tr = GatedSAETrainer(**common)
+            if arch == "baseline":
+                self.tr = StandardTrainer(**common, l1_penalty=lam, sparsity_warmup_steps=None)
+                ae = self.tr.ae
+                ae.encoder.weight.copy_(sae.W_enc)
+                ae.encoder.bias.copy_(sae.b_enc)
+                ae.decoder.weight.copy_(sae.W_dec)
+                ae.bias.copy_(sae.b_dec)
+            elif arch == "gated":
+                self.tr = GatedSAETrainer(**common, l1_penalty=lam, sparsity_warmup_steps=None)
                 ae = self.tr.ae
                 ae.encoder.weight.copy_(sae.W_gate)
                 ae.gate_bias.copy_(sae.b_gate)
@@ -128,14 +183,24 @@ class DictionaryLearning:
                 ae.r_mag.copy_(sae.r_mag)
                 ae.decoder.weight.copy_(sae.W_dec)
                 ae.decoder_bias.copy_(sae.b_dec)
+            elif arch == "jumprelu":
+                self.tr = JumpReluTrainer(**common, bandwidth=sae.bandwidth, sparsity_penalty=lam,
+                                          sparsity_warmup_steps=None)
+                ae = self.tr.ae
+                ae.W_enc.copy_(sae.W_enc.T)
+                ae.b_enc.copy_(sae.b_enc)
+                ae.W_dec.copy_(sae.W_dec.T)
+                ae.b_dec.copy_(sae.b_dec)
+                ae.threshold.copy_(sae.threshold)
             else:
-                self.tr = StandardTrainer(**common)
+                cls = TopKTrainer if arch == "topk" else BatchTopKTrainer
+                self.tr = cls(**common, k=sae.k)
                 ae = self.tr.ae
                 ae.encoder.weight.copy_(sae.W_enc)
                 ae.encoder.bias.copy_(sae.b_enc)
                 ae.decoder.weight.copy_(sae.W_dec)
-                ae.bias.copy_(sae.b_dec)
-        self.n = 0
+                ae.b_dec.copy_(sae.b_dec)
+        self.n = 1  # past step 0, where its TopK trainers set b_dec to the batch's geometric median
 
     def loss(self, x) -> float:
         with torch.no_grad():
@@ -148,32 +213,44 @@ class DictionaryLearning:
 
 class SAELens:
     name = "SAELens"
+    sparse = False
 
-    def __init__(self, sae, lam, lr, batch):
+    def __init__(self, sae, arch, lam, lr, batch):
+        import sae_lens
         from sae_lens.config import SAETrainerConfig
         from sae_lens.training.sae_trainer import SAETrainer
 
         d, m = sae.d_in, sae.n_latents
-        gated = isinstance(sae, GatedSAE)
-        if gated:
-            from sae_lens.saes.gated_sae import GatedTrainingSAE as S, GatedTrainingSAEConfig as C
+        common = dict(d_in=d, d_sae=m, dtype="float32", device="cpu")
+        if arch == "baseline":
+            S = sae_lens.StandardTrainingSAE(sae_lens.StandardTrainingSAEConfig(**common, l1_coefficient=lam))
+        elif arch == "gated":
+            S = sae_lens.GatedTrainingSAE(sae_lens.GatedTrainingSAEConfig(**common, l1_coefficient=lam))
+        elif arch == "jumprelu":
+            S = sae_lens.JumpReLUTrainingSAE(sae_lens.JumpReLUTrainingSAEConfig(
+                **common, l0_coefficient=lam, jumprelu_bandwidth=sae.bandwidth, apply_b_dec_to_input=False))
+        elif arch == "topk":
+            S = sae_lens.TopKTrainingSAE(sae_lens.TopKTrainingSAEConfig(
+                **common, k=sae.k, rescale_acts_by_decoder_norm=False, use_sparse_activations=self.sparse))
         else:
-            from sae_lens.saes.standard_sae import StandardTrainingSAE as S, StandardTrainingSAEConfig as C
-        self.sae = S(C(d_in=d, d_sae=m, l1_coefficient=lam, dtype="float32", device="cpu"))
+            S = sae_lens.BatchTopKTrainingSAE(sae_lens.BatchTopKTrainingSAEConfig(
+                **common, k=sae.k, rescale_acts_by_decoder_norm=False))
         with torch.no_grad():
-            s = self.sae
-            s.W_enc.copy_((sae.W_gate if gated else sae.W_enc).T)
-            s.W_dec.copy_(sae.W_dec.T)
-            s.b_dec.copy_(sae.b_dec)
-            if gated:
-                s.b_gate.copy_(sae.b_gate)
-                s.b_mag.copy_(sae.b_mag)
-                s.r_mag.copy_(sae.r_mag)
+            S.W_enc.copy_((sae.W_gate if arch == "gated" else sae.W_enc).T)
+            S.W_dec.copy_(sae.W_dec.T)
+            S.b_dec.copy_(sae.b_dec)
+            if arch == "gated":
+                S.b_gate.copy_(sae.b_gate)
+                S.b_mag.copy_(sae.b_mag)
+                S.r_mag.copy_(sae.r_mag)
             else:
-                s.b_enc.copy_(sae.b_enc)
+                S.b_enc.copy_(sae.b_enc)
+            if arch == "jumprelu":
+                S.threshold.copy_(sae.threshold)
+        self.sae = S
         cfg = SAETrainerConfig(total_training_samples=10**9, train_batch_size_samples=batch, lr=lr,
                                adam_beta1=0.0, adam_beta2=0.999, device="cpu", lr_end=lr)
-        self.tr = SAETrainer(cfg=cfg, sae=self.sae, data_provider=iter(()))
+        self.tr = SAETrainer(cfg=cfg, sae=S, data_provider=iter(()))
 
     def loss(self, x) -> float:
         from sae_lens.saes.sae import TrainStepInput
@@ -189,29 +266,43 @@ class SAELens:
         self.tr.n_training_steps += 1
 
 
-def available_peers():
+class SAELensSparse(SAELens):
+    name = "SAELens sparse"
+    sparse = True
+
+
+def peers_of(arch: str, available: list[type]) -> list[type]:
+    return [p for p in available if p is not SAELensSparse or arch == "topk"]
+
+
+def available_peers() -> list[type]:
     out = []
-    for cls, mod in [(DictionaryLearning, "dictionary_learning"), (SAELens, "sae_lens")]:
+    for cls, load in [(DictionaryLearning, peers.dictionary_learning), (SAELens, lambda: __import__("sae_lens"))]:
         try:
-            __import__(mod)
+            load()
             out.append(cls)
         except Exception as e:  # noqa: BLE001 - any import failure means "not usable here"
             print(f"  {cls.name}: not installed ({type(e).__name__}: {str(e).splitlines()[0][:80]})")
+    if SAELens in out:
+        out.append(SAELensSparse)
     return out
 
 
 # ------------------------------------------------------------------------------------------------ checks
-def check_equal(arch, d, m, b, lam):
-    """Max relative differences between ours and autograd on the same state (losses, every gradient)."""
-    sae, x = make_state(arch, d, m, b)
+def check_equal(arch, d, m, b, lam, density=0.01):
+    """Max relative differences between ours and autograd on the same state (losses, every gradient), and L0."""
+    sae, x = make_state(arch, d, m, b, density)
+    lam = _lam(arch, lam)
     ref = sae.loss(x, lam)
     ref.total.backward()
     ref_g = {n: p.grad.clone() for n, p in sae.named_parameters()}
     sae.zero_grad(set_to_none=True)
     out = loss_and_grads(sae, x, lam)
-    loss_err = max(abs(float(getattr(out, k)) - float(getattr(ref, k).detach())) / max(abs(float(getattr(ref, k).detach())), 1e-12)
-                   for k in ("total", "reconstruction", "sparsity", "auxiliary") if float(getattr(ref, k).detach()) != 0)
-    grad_err = max(float((p.grad - ref_g[n]).norm() / ref_g[n].norm().clamp_min(1e-30)) for n, p in sae.named_parameters())
+    terms = [k for k in ("total", "reconstruction", "sparsity", "auxiliary") if float(getattr(ref, k).detach()) != 0]
+    loss_err = max(abs(float(getattr(out, k)) - float(getattr(ref, k).detach())) / abs(float(getattr(ref, k).detach()))
+                   for k in terms)
+    grad_err = max(float((p.grad - ref_g[n]).norm() / ref_g[n].norm().clamp_min(1e-30))
+                   for n, p in sae.named_parameters() if float(ref_g[n].norm()) > 0)
     return loss_err, grad_err, float(out.l0)
 
 
@@ -221,74 +312,79 @@ def main() -> None:
     ap.add_argument("--d", type=int, default=512)
     ap.add_argument("--latents", type=int, default=4096)
     ap.add_argument("--batch", type=int, default=4096)
-    ap.add_argument("--rounds", type=int, default=7, help="timed steps per implementation (after 2 warm-up steps)")
+    ap.add_argument("--rounds", type=int, default=5, help="timed steps per implementation (after 1 warm-up step)")
+    ap.add_argument("--densities", type=float, nargs="+", default=list(DENSITIES))
+    ap.add_argument("--archs", nargs="+", default=list(ARCHS), choices=ARCHS)
     ap.add_argument("--lam", type=float, default=1.0)
     ap.add_argument("--lr", type=float, default=3e-4)
     ap.add_argument("--no-peers", action="store_true")
     ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads for every implementation (0: default)")
+    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                    help="wall: elapsed time; cpu: this process's CPU time (steadier on a machine others load)")
+    ap.add_argument("--numerics", choices=("native", "pinned"), default="native",
+                    help="native: the CPU's own code paths for every implementation (as peers run elsewhere); "
+                         "pinned: companion's vendor-neutral pinning for every implementation")
     a = ap.parse_args()
+    clock = time.perf_counter if a.clock == "wall" else time.process_time
     if a.threads:
         torch.set_num_threads(a.threads)
     d, m, b = a.d, a.latents, a.batch
     print(f"SAE training step: d={d}, M={m}, B={b}, fp32, CPU, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads, THP_MEM_ALLOC_ENABLE={os.environ.get('THP_MEM_ALLOC_ENABLE')}")
+          f"{torch.get_num_threads()} threads, THP_MEM_ALLOC_ENABLE={os.environ.get('THP_MEM_ALLOC_ENABLE')}, "
+          f"{a.clock} clock")
+    n = numerics()
+    print(f"numerics: {a.numerics} (MKL branch {n.get('mkl_branch')}, our products by {n.get('dense_product')}, "
+          f"torch CPU capability {n.get('cpu_capability')})")
     try:
         print(f"load average before: {os.getloadavg()[0]:.2f} (1 min)")
     except OSError:
         pass
-    gf = matmul_gflops(b, d, m)
-    print(f"torch.mm [{b},{d}]x[{d},{m}]: {gf:.1f} GFLOP/s")
-    peers = [] if a.no_peers else available_peers()
-    results = {}
-    for arch in ("baseline", "gated"):
-        loss_err, grad_err, l0 = check_equal(arch, d, m, b, a.lam)
-        print(f"\n[{arch}] state L0 = {l0:.1f} of {m} ({100 * l0 / m:.2f}%); ours vs autograd: max rel. loss diff "
-              f"{loss_err:.1e}, max rel. gradient diff {grad_err:.1e}")
-        impls = []
-        for cls in [Ours, Reference, *peers]:
-            sae, x = make_state(arch, d, m, b)
-            try:
-                impls.append((cls(sae, a.lam, a.lr, b), x))
-            except Exception as e:  # noqa: BLE001
-                print(f"  {cls.name}: could not be set up ({type(e).__name__}: {e})")
-        # Same configuration check: every implementation's loss on the same weights and batch.
-        losses = {}
-        for impl, x in impls:
-            try:
-                losses[impl.name] = impl.loss(x)
-            except Exception as e:  # noqa: BLE001
-                losses[impl.name] = float("nan")
-                print(f"  {impl.name}: loss not available ({type(e).__name__}: {e})")
-        print("  loss at the shared starting point: " + ", ".join(f"{k} {v:.6g}" for k, v in losses.items()))
-        times = {impl.name: [] for impl, _ in impls}
-        for r in range(a.rounds + 2):
-            for impl, x in impls:
-                t0 = time.perf_counter()
-                impl.step(x)
-                dt = time.perf_counter() - t0
-                if r >= 2:
-                    times[impl.name].append(dt)
-        flops = (12 if arch == "baseline" else 16) * b * d * m
-        med = {k: statistics.median(v) for k, v in times.items()}
-        fastest_peer = min((v for k, v in med.items() if k != "ours"), default=None)
-        print(f"  {'implementation':<20} {'ms/step':>9} {'tokens/s':>10} {'dense-eq. frac. of mm':>22} {'× ours':>7}")
-        for k, v in med.items():
-            print(f"  {k:<20} {1e3 * v:9.0f} {b / v:10.0f} {flops / v / 1e9 / gf:22.2f} {v / med['ours']:7.2f}")
-        # What our step actually executes: the dense encoder product plus O(nnz·d) sparse products (4 for the
-        # baseline: decoder forward, its weight gradient, the sampled ∂L/∂f, the encoder weight gradient; 6 for
-        # gated, which adds the frozen auxiliary decoder and its sampled gradient).
-        nnz = l0 * b
-        if l0 / m <= DEFAULT_MAX_SPARSE_DENSITY[arch]:
-            executed = 2 * b * d * m + (8 if arch == "baseline" else 12) * nnz * d
-        else:  # dense fallback: 10 (baseline) / 14 (gated) B·d·M
-            executed = (10 if arch == "baseline" else 14) * b * d * m
-        print(f"  ours executes ~{executed / 1e9:.1f} GFLOP/step (dense-equivalent {flops / 1e9:.0f}): "
-              f"{executed / med['ours'] / 1e9 / gf:.2f} of the mm ceiling")
-        if fastest_peer is not None:
-            print(f"  speed-up of ours over the fastest other implementation: {fastest_peer / med['ours']:.2f}×")
-        results[arch] = med
+    print(f"torch.mm [{b},{d}]x[{d},{m}]: {matmul_gflops(b, d, m):.1f} GFLOP/s")
+    available = [] if a.no_peers else available_peers()
+    table = []
+    for arch in a.archs:
+        for density in a.densities:
+            loss_err, grad_err, l0 = check_equal(arch, d, m, b, a.lam, density)
+            impls = []
+            for cls in [Ours, Reference, *peers_of(arch, available)]:
+                sae, x = make_state(arch, d, m, b, density)
+                try:
+                    impls.append((cls(sae, arch, a.lam, a.lr, b), x))
+                except Exception as e:  # noqa: BLE001
+                    print(f"  [{arch} {density:.0%}] {cls.name}: could not be set up ({type(e).__name__}: {e})")
+            times = {impl.name: [] for impl, _ in impls}
+            for r in range(a.rounds + 1):
+                for impl, x in impls:
+                    t0 = clock()
+                    impl.step(x)
+                    if r >= 1:
+                        times[impl.name].append(clock() - t0)
+            med = {k: statistics.median(v) for k, v in times.items()}
+            peer = {k: v for k, v in med.items() if k not in ("ours", "reference")}
+            fastest = min(peer, key=peer.get) if peer else None
+            table.append((arch, density, l0 / m, med, fastest, loss_err, grad_err))
+            print(f"  {arch:<9} density {density:>4.0%} (L0/M {l0 / m:.3f}): " + ", ".join(
+                f"{k} {1e3 * v:.0f} ms" for k, v in med.items())
+                + (f"; ours vs fastest peer ({fastest}) {peer[fastest] / med['ours']:.2f}×" if fastest else "")
+                + f"; ours vs autograd: loss {loss_err:.1e}, gradients {grad_err:.1e}", flush=True)
+    names = list(dict.fromkeys(k for row in table for k in row[3]))
+    print(f"\nms per training step (median, {a.clock} clock); last column: the fastest peer's time over ours "
+          "(> 1: ours is faster)")
+    head = f"{'architecture':<12} {'density':>7} " + " ".join(f"{n:>19}" for n in names) + f" {'speed-up':>9}"
+    print(head)
+    worst = None
+    for arch, density, frac, med, fastest, _, _ in table:
+        cells = " ".join(f"{1e3 * med[n]:19.0f}" if n in med else f"{'-':>19}" for n in names)
+        ratio = med[fastest] / med["ours"] if fastest else float("nan")
+        if fastest and (worst is None or ratio < worst[0]):
+            worst = (ratio, arch, density, fastest)
+        print(f"{arch:<12} {density:>7.0%} {cells} {ratio:9.2f}")
+    if worst is not None:
+        verdict = "no peer is faster anywhere" if worst[0] >= 1 else "a peer is faster"
+        print(f"\nslowest relative point: {worst[1]} at {worst[2]:.0%} density, {worst[0]:.2f}× the fastest peer "
+              f"({worst[3]}): {verdict}")
     try:
-        print(f"\nload average after: {os.getloadavg()[0]:.2f} (1 min)")
+        print(f"load average after: {os.getloadavg()[0]:.2f} (1 min)")
     except OSError:
         pass
 

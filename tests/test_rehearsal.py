@@ -64,9 +64,24 @@ def test_every_request_stayed_on_the_loopback_and_every_paper_id_was_requested(r
         assert any(p.startswith(f"/{m}/resolve/") and p.endswith((".safetensors", ".pth")) for p in got), m
     assert any(p.endswith(".json.gz") and "/datasets/allenai/c4/" in p for p in got)
     assert any(p.endswith(".jsonl.zst") and "/datasets/monology/pile-uncopyrighted/" in p for p in got)
+    # The published SAE the paper profile measures, by its SAELens release id: fetched from its repository and folder.
+    assert ids.saes, "the paper profile names a SAELens release in external_saes"
+    for repo, folder, _, _ in ids.saes:
+        assert any(p.startswith(f"/{repo}/resolve/") and p.endswith(f"/{folder}/sae_weights.safetensors")
+                   for p in got), (repo, folder)
     # The gated control was fetched with a token, as the paper profile documents (HF_TOKEN).
     gated = [e for e in hub.log if e["path"].startswith("/meta-llama/") and e["status"] == 200]
     assert gated and all(e["token"] for e in gated)
+
+
+def test_the_published_sae_is_measured_beside_the_sweeps(rehearsal):
+    # Notebooks 01 and 02 evaluated the release at its own target; its points are in the all-architecture figures.
+    side = json.loads((rehearsal["figures"] / "01_pareto_all.json").read_text())
+    series = {s for panel in side["data"].values() for s in panel}
+    assert "baseline: pythia-70m-deduped-res-sm:blocks.3.hook_resid_post" in series
+    assert {"gated", "jumprelu", "topk", "batchtopk"} <= series
+    paper = json.loads((rehearsal["figures"] / "01_pareto.json").read_text())
+    assert {s for panel in paper["data"].values() for s in panel} == {"baseline", "gated"}
 
 
 def test_every_figure_is_stamped_as_a_rehearsal_figure(rehearsal):

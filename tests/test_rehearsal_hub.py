@@ -29,6 +29,8 @@ def hub():
     h.add_repo("model", json.loads(gelu["config.json"])["tokenizer_name"], builders._saved(builders.neox_tokenizer(seed=3)))
     h.add_repo("dataset", "allenai/c4", builders.c4_repo(n_shards=1, docs_per_shard=20))
     h.add_repo("dataset", "monology/pile-uncopyrighted", builders.pile_repo(n_shards=1, docs_per_shard=20))
+    sae = builders.saelens_release_sae(16, model_name="pythia-70m-deduped", hook_name="blocks.3.hook_resid_post")
+    h.add_repo("model", "ctigges/pythia-70m-deduped__res-sm_processed", {f"3-res-sm/{p}": b for p, b in sae.items()})
     yield h
     h.stop()
 
@@ -93,3 +95,20 @@ def test_a_legacy_transformerlens_repo_loads_as_a_bridge_with_the_weights_it_was
     assert out["bos"] == [0, 0]  # <|endoftext|> prepended, as TransformerLens does for gelu-1l
     assert out["mlp_post"] == [2, out["mlp_post"][1], 128]  # d_mlp of the stand-in
     assert ("model", "NeelNanda/GELU_1L512W_C4_Code") in hub.requested_repos()
+
+
+def test_a_saelens_release_id_is_read_through_saelens_directory_and_the_hub(hub, tmp_path):
+    # SAELens' pretrained-SAE directory maps the release to ctigges' repository and folder; SAELens' loader fetches
+    # the files through huggingface_hub (HF_ENDPOINT: the loopback Hub); the converted SAE is cached.
+    from safetensors.torch import load as load_safetensors
+
+    out = _run("sae_release", {"HF_ENDPOINT": hub.endpoint, "HF_HOME": str(tmp_path / "hf"),
+                               "COMPANION_CACHE": str(tmp_path / "cache")},
+               "pythia-70m-deduped-res-sm:blocks.3.hook_resid_post")
+    served = load_safetensors(hub.repos[("model", "ctigges/pythia-70m-deduped__res-sm_processed")]
+                              .files["3-res-sm/sae_weights.safetensors"].data)
+    assert out["type"] == "BaselineSAE" and (out["d_in"], out["d_sae"]) == (16, 64)
+    assert (out["model_name"], out["hook_name"]) == ("pythia-70m-deduped", "blocks.3.hook_resid_post")
+    assert out["W_enc_00"] == float(served["W_enc"][0, 0]) and out["cached_read_equal"]
+    got = [e["path"] for e in hub.log if e["status"] == 200 and "pythia-70m-deduped__res-sm_processed" in e["path"]]
+    assert any(p.endswith("3-res-sm/sae_weights.safetensors") for p in got)

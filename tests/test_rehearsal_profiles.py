@@ -20,7 +20,7 @@ def test_rehearsal_is_paper_plus_overrides_only():
             assert reh.overrides_for(cls).get(k) == paper.overrides_for(cls).get(k), (cls, k)
     # What does change: scale, endpoint, device (and the rehearsal's own data pins).
     allowed = {"train_tokens", "seq_len", "model_batch_size", "buffer_tokens", "gated_latents", "lambdas_gated",
-               "lambdas_baseline", "warmup_steps", "resample_every", "resample_until", "rewarmup_steps", "eval_tokens",
+               "lambdas_baseline", "lambdas_jumprelu", "topk_ks", "batchtopk_ks", "warmup_steps", "resample_every", "resample_until", "rewarmup_steps", "eval_tokens",
                "eval_lm_tokens", "eval_seq_len", "progress", "device", "dtype", "n_per_dataset", "n_bootstrap",
                "n_random_directions", "batch_size", "data_base_url", "data_blobs", "toy_lambdas", "toy_steps"}
     for cls in ("ParetoParams", "ShrinkageParams", "ProbeParams", "SycophancyParams"):

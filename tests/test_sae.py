@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from companion.sae.autoencoders import BaselineSAE, GatedSAE, make_sae
+from companion.sae.architectures import make_sae
+from companion.sae.autoencoders import BaselineSAE, GatedSAE
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -189,4 +190,4 @@ def test_bad_inputs_raise_clear_errors():
     with pytest.raises(TypeError):
         sae.encode(torch.zeros(3, 4, dtype=torch.long))
     with pytest.raises(ValueError, match="architecture"):
-        make_sae("topk", 4, 6)
+        make_sae("matryoshka", 4, 6)

@@ -8,7 +8,8 @@ import math
 import pytest
 import torch
 
-from companion.sae.experiment import SAEEval, evaluate_site, interpolate_at_l0, matched_l0_table, paper_reference_table, pareto_frontier, run_sweeps, site_sweep
+from companion.sae.analysis import interpolate_at_l0, matched_l0_table, paper_reference_table, pareto_frontier
+from companion.sae.experiment import SAEEval, evaluate_site, run_sweeps, site_sweep
 
 from companion.sae.params import ParetoParams, ShrinkageParams, parse_target
 
@@ -50,7 +51,8 @@ def tiny_subject(tmp_path, monkeypatch):
 def _params(**kw):
     base = dict(targets=("tiny@blocks.0.hook_mlp_out",), text_datasets={"tiny": "unused"}, train_tokens=4096,
                 seq_len=16, model_batch_size=8, batch_size=128, buffer_tokens=1024, gated_latents=32,
-                lambdas_gated=(0.5, 2.0), lambdas_baseline=(0.5, 2.0), lr=3e-3, warmup_steps=5, eval_tokens=512,
+                lambdas_gated=(0.5, 2.0), lambdas_baseline=(0.5, 2.0), lambdas_jumprelu=(0.3,), topk_ks=(4,),
+                batchtopk_ks=(4,), lr=3e-3, warmup_steps=5, eval_tokens=512,
                 eval_lm_tokens=256, eval_seq_len=16, progress=False)
     base.update(kw)
     return ParetoParams.from_dict(base)
@@ -60,9 +62,11 @@ def test_site_sweep_trains_once_then_hits_the_cache_and_notebook_02_reuses_it(ti
     P = _params()
     s1 = site_sweep(P, P.targets[0])
     assert not s1.from_cache
-    assert [(t.spec.architecture, t.spec.n_latents, t.spec.lam) for t in s1.saes] == [
-        ("baseline", 48, 0.5), ("baseline", 48, 2.0), ("gated", 32, 0.5), ("gated", 32, 2.0)]
-    assert all(t.log.steps == 4096 // 128 for t in s1.saes)
+    assert [(t.spec.architecture, t.spec.n_latents, t.spec.lam, t.spec.options.get("k")) for t in s1.saes] == [
+        ("baseline", 48, 0.5, None), ("baseline", 48, 2.0, None), ("gated", 32, 0.5, None), ("gated", 32, 2.0, None),
+        ("jumprelu", 48, 0.3, None), ("topk", 48, 0.0, 4), ("batchtopk", 48, 0.0, 4)]
+    assert all(t.log.steps == 4096 // 128 and t.log.seconds > 0 for t in s1.saes)
+    assert float(s1.saes[-1].sae.threshold) > 0, "BatchTopK estimated its inference threshold"
     s2 = site_sweep(P, P.targets[0])
     assert s2.from_cache and s2.cache_key == s1.cache_key
     for a, b in zip(s1.saes, s2.saes):
@@ -73,13 +77,18 @@ def test_site_sweep_trains_once_then_hits_the_cache_and_notebook_02_reuses_it(ti
     # Evaluation-only settings do not retrain.
     assert site_sweep(_params(eval_tokens=256), P.targets[0]).cache_key == s1.cache_key
     assert site_sweep(_params(lambdas_gated=(1.0, 2.0)), P.targets[0]).cache_key != s1.cache_key
+    # The SAE seed keys the SAEs and changes them (their initialisation), not the data.
+    s3 = site_sweep(_params(sae_seed=5), P.targets[0])
+    assert s3.cache_key != s1.cache_key and not torch.equal(s3.saes[0].sae.W_dec, s1.saes[0].sae.W_dec)
 
 
 def test_evaluate_site_rows_are_consistent(tiny_subject):
     P = _params()
     sweep = site_sweep(P, P.targets[0])
     rows = evaluate_site(P, sweep)
-    assert len(rows) == 4
+    assert len(rows) == 7
+    assert [r.k for r in rows] == [0, 0, 0, 0, 0, 4, 4] and rows[5].l0 <= 4  # TopK: at most k per token
+    assert all(r.step_ms > 0 and not r.source for r in rows)
     for r in rows:
         assert r.ce_spliced - r.ce_clean == pytest.approx(r.delta_lm_loss)
         assert r.loss_recovered == pytest.approx(1 - (r.ce_spliced - r.ce_clean) / (r.ce_zero - r.ce_clean))
@@ -101,16 +110,44 @@ def test_run_sweeps_goes_target_by_target_and_says_what_came_from_the_cache(tiny
                      text_datasets={"tiny": "unused", "twin": "unused"})
     first: list[str] = []
     rows = run_sweeps(params, log=first.append)
-    assert [r.target for r in rows] == [t for t in params.targets for _ in range(4)]
-    assert len(first) == 3 and "8 SAEs at 2 targets" in first[2]
+    assert [r.target for r in rows] == [t for t in params.targets for _ in range(7)]
+    assert len(first) == 3 and "14 SAEs at 2 targets" in first[2]
     for target, line in zip(params.targets, first):
         sweep = site_sweep(params, target)
-        assert line.startswith(f"{target}: d = 16, 4 SAEs trained now in ") and f"(key {sweep.cache_key})" in line
+        assert line.startswith(f"{target}: d = 16, 7 SAEs trained now in ") and f"(key {sweep.cache_key})" in line
     again: list[str] = []
     assert run_sweeps(params, log=again.append) == rows
-    assert all(f"{t}: d = 16, 4 SAEs from the cache in " in line for t, line in zip(params.targets, again))
+    assert all(f"{t}: d = 16, 7 SAEs from the cache in " in line for t, line in zip(params.targets, again))
     # The same rows as the two calls it makes, per target.
-    assert rows[4:] == evaluate_site(params, site_sweep(params, params.targets[1]))
+    assert rows[7:] == evaluate_site(params, site_sweep(params, params.targets[1]))
+
+
+def test_an_sae_trained_elsewhere_is_evaluated_at_the_target_its_metadata_names(tiny_subject, tmp_path):
+    # A cached SAE of the sweep is a SAELens folder recording model "tiny" and its hook: pointed at it, run_sweeps
+    # evaluates it there, and its numbers are the ones it had as a member of the sweep.
+    import shutil
+
+    from companion.backbone.cache import default_cache
+
+    P = _params()
+    sweep = site_sweep(P, P.targets[0])
+    folder = tmp_path / "elsewhere"
+    shutil.copytree(default_cache().root / "sae" / sweep.cache_key / "sae_05", folder)  # the TopK member
+    lines: list[str] = []
+    rows = run_sweeps(_params(external_saes=(str(folder),)), log=lines.append)
+    ext = [r for r in rows if r.source]
+    assert len(rows) == 8 and len(ext) == 1 and ext[0].source == str(folder)
+    assert ext[0].target == P.targets[0] and ext[0].architecture == "topk" and ext[0].k == 4
+    assert ext[0].series == f"topk: {folder}" and math.isnan(ext[0].step_ms)
+    member = rows[5]
+    for f in ("l0", "loss_recovered", "fvu", "gamma", "ce_spliced"):
+        assert getattr(ext[0], f) == pytest.approx(getattr(member, f), rel=1e-5), f
+    assert any("trained elsewhere" in line for line in lines)
+    # Or at a target given explicitly; a source that is no SAE says what it expected.
+    rows = run_sweeps(_params(external_saes=(f"{folder} -> tiny@blocks.0.hook_mlp_out",)), log=lambda s: None)
+    assert rows[-1].source.endswith("-> tiny@blocks.0.hook_mlp_out")
+    with pytest.raises(Exception, match="neither a SAELens folder"):
+        run_sweeps(_params(external_saes=(str(tmp_path),)), log=lambda s: None)
 
 
 def test_pareto_frontier_and_interpolation():

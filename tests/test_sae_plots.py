@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from companion.sae.experiment import SAEEval, pareto_plot_data
+from companion.sae.analysis import pareto_plot_data
+from companion.sae.experiment import SAEEval
 from companion.sae import plots as sae_plots
 
 

@@ -95,7 +95,9 @@ def test_unreadable_folders_say_why(tmp_path):
         load_sae(tmp_path)
     save_sae(_trained_like(BaselineSAE), tmp_path / "s")
     cfg = json.loads((tmp_path / "s" / CONFIG_FILE).read_text())
-    for change, message in (({"architecture": "jumprelu"}, "cannot be loaded here"),
+    for change, message in (({"architecture": "matching_pursuit"}, "cannot be loaded here"),
+                            ({"architecture": "jumprelu"}, r"lacks \['threshold'\] for a jumprelu SAE"),
+                            ({"architecture": "topk"}, "a TopK SAE needs k"),
                             ({"normalize_activations": "expected_average_only_in"}, "fold_activation_norm_scaling"),
                             ({"normalize_activations": True}, "fold_activation_norm_scaling"),
                             ({"normalize_activations": "layer_norm"}, "each token"),

@@ -4,8 +4,9 @@ Ours -> SAELens: ``SAE.load_from_disk`` gives the same codes and reconstructions
 model and hook, and ``HookedSAETransformer.add_sae`` (and SAELens' ``SAETransformerBridge`` on a model our loader
 reads) attaches it at that hook, so the spliced forward equals our own splice of the same SAE.
 SAELens -> ours: SAEs saved by SAELens (``save_model`` and the training runner's ``save_inference_model``) load
-with their model and hook names and compute SAELens' encode/decode; the architectures we do not read yet, and
-per-token normalisations, are refused with a message saying what to do.
+with their model and hook names and compute SAELens' encode/decode; the architectures we do not read, and per-token
+normalisations, are refused with a message saying what to do.  Every architecture both libraries have is tested both
+ways: baseline (SAELens "standard"), gated, JumpReLU, TopK and BatchTopK (saved by both as a JumpReLU).
 """
 import json
 import warnings
@@ -18,20 +19,28 @@ from sae_lens.saes.sae import SAEMetadata
 
 from companion.sae.autoencoders import BaselineSAE, GatedSAE
 from companion.sae.saelens import CONFIG_FILE, NO_PROCESSING, SAEFormatError, load_sae, save_sae
+from companion.sae.successors import BatchTopKSAE, JumpReLUSAE, TopKSAE
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 D, M = 16, 40
-CLASSES = {"standard": (BaselineSAE, sae_lens.StandardSAE), "gated": (GatedSAE, sae_lens.GatedSAE)}
+CLASSES = {"standard": (BaselineSAE, sae_lens.StandardSAE), "gated": (GatedSAE, sae_lens.GatedSAE),
+           "jumprelu": (JumpReLUSAE, sae_lens.JumpReLUSAE), "topk": (TopKSAE, sae_lens.TopKSAE),
+           "batchtopk": (BatchTopKSAE, sae_lens.JumpReLUSAE)}
+"""SAELens' name -> (our class, the SAELens class that reads our file)."""
 
 
 def _trained_like(cls, seed=0):
     """Our SAE with every parameter moved away from its initial value, as after training (float32, as trained)."""
-    sae = cls(D, M, seed=seed)
+    sae = cls(D, M, seed=seed, **({"k": 6} if issubclass(cls, TopKSAE) else {}))
     g = torch.Generator().manual_seed(seed + 1)
     with torch.no_grad():
-        for p in sae.parameters():
+        for name, p in sae.named_parameters():
             p.add_(0.3 * torch.randn(p.shape, generator=g))
+        if isinstance(sae, JumpReLUSAE):
+            sae.log_threshold.copy_(torch.log(0.2 + torch.rand(M, generator=g)))
+        if isinstance(sae, BatchTopKSAE):
+            sae.threshold.fill_(0.4)  # as estimated in training
     return sae
 
 
@@ -49,7 +58,7 @@ def _tiny_hooked(seed=0):
         return HookedSAETransformer(cfg).eval()
 
 
-@pytest.mark.parametrize("arch", ["standard", "gated"])
+@pytest.mark.parametrize("arch", list(CLASSES))
 def test_our_sae_loads_in_saelens_with_its_metadata_and_the_same_function(tmp_path, arch):
     ours, scale = _trained_like(CLASSES[arch][0]), 2.5
     save_sae(ours, tmp_path / "s", input_scale=scale, model_name="organism:backdoor", hook_name="blocks.1.hook_resid_pre",
@@ -70,6 +79,11 @@ def test_our_sae_loads_in_saelens_with_its_metadata_and_the_same_function(tmp_pa
         torch.testing.assert_close(sl.decode(f_sl), ours(x * scale) / scale, rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(sl(x), load_sae(tmp_path / "s").sae(x), rtol=1e-5, atol=1e-5)
     assert (f_sl > 0).any() and (f_sl == 0).any()
+    back = load_sae(tmp_path / "s")
+    assert type(back.sae) is CLASSES[arch][0]  # and back: our BatchTopK SAE, not a JumpReLU, with its k
+    assert back.metadata["companion"]["architecture"] == ours.architecture
+    if isinstance(ours, TopKSAE):
+        assert back.sae.k == ours.k
 
 
 def _splice(model, hook_name, fn, tokens):
@@ -77,8 +91,10 @@ def _splice(model, hook_name, fn, tokens):
         return model.run_with_hooks(tokens, fwd_hooks=[(hook_name, lambda a, hook=None: fn(a))])
 
 
-@pytest.mark.parametrize("arch", ["standard", "gated"])
-@pytest.mark.parametrize("hook_name", ["blocks.1.hook_resid_pre", "blocks.0.hook_mlp_out"])
+@pytest.mark.parametrize("arch,hook_name", [
+    ("standard", "blocks.1.hook_resid_pre"), ("standard", "blocks.0.hook_mlp_out"),
+    ("gated", "blocks.1.hook_resid_pre"), ("gated", "blocks.0.hook_mlp_out"),
+    ("jumprelu", "blocks.1.hook_resid_pre"), ("topk", "blocks.0.hook_mlp_out"), ("batchtopk", "blocks.1.hook_resid_pre")])
 def test_add_sae_attaches_our_sae_at_its_hook_and_reproduces_our_splice(tmp_path, arch, hook_name):
     ours = _trained_like(CLASSES[arch][0], seed=4)
     save_sae(ours, tmp_path / "s", model_name="tiny", hook_name=hook_name, context_size=16)
@@ -169,27 +185,54 @@ def _saelens_sae(config_cls, sae_cls, seed=0, **cfg):
     return sae.eval()
 
 
-@pytest.mark.parametrize("arch", ["standard", "gated"])
+SAVED = {  # (config class, SAE class, extra config) by (architecture, how SAELens saved it)
+    ("standard", "save_model"): (sae_lens.StandardSAEConfig, sae_lens.StandardSAE, {}),
+    ("gated", "save_model"): (sae_lens.GatedSAEConfig, sae_lens.GatedSAE, {}),
+    ("jumprelu", "save_model"): (sae_lens.JumpReLUSAEConfig, sae_lens.JumpReLUSAE, {}),
+    ("topk", "save_model"): (sae_lens.TopKSAEConfig, sae_lens.TopKSAE, {"k": 5}),
+    ("topk-rescaled", "save_model"): (sae_lens.TopKSAEConfig, sae_lens.TopKSAE, {"k": 5, "rescale_acts_by_decoder_norm": True}),
+    # What SAELens' training runner writes at the end of training (training details in the metadata); a BatchTopK
+    # SAE becomes a JumpReLU with one threshold.
+    ("standard", "save_inference_model"): (sae_lens.StandardTrainingSAEConfig, sae_lens.StandardTrainingSAE, {}),
+    ("gated", "save_inference_model"): (sae_lens.GatedTrainingSAEConfig, sae_lens.GatedTrainingSAE, {}),
+    ("jumprelu", "save_inference_model"): (sae_lens.JumpReLUTrainingSAEConfig, sae_lens.JumpReLUTrainingSAE, {}),
+    ("topk", "save_inference_model"): (sae_lens.TopKTrainingSAEConfig, sae_lens.TopKTrainingSAE, {"k": 5}),
+    ("batchtopk", "save_inference_model"): (sae_lens.BatchTopKTrainingSAEConfig, sae_lens.BatchTopKTrainingSAE, {"k": 5}),
+}
+READ_AS = {"standard": BaselineSAE, "gated": GatedSAE, "jumprelu": JumpReLUSAE, "topk": TopKSAE,
+           "topk-rescaled": TopKSAE, "batchtopk": JumpReLUSAE}
+
+
+@pytest.mark.parametrize("arch,how", list(SAVED))
 @pytest.mark.parametrize("apply_b_dec", [True, False])
-@pytest.mark.parametrize("how", ["save_model", "save_inference_model"])
-def test_saelens_saved_saes_load_with_their_names_and_function(tmp_path, arch, apply_b_dec, how):
-    if how == "save_model":
-        cfg_cls, cls = {"standard": (sae_lens.StandardSAEConfig, sae_lens.StandardSAE),
-                        "gated": (sae_lens.GatedSAEConfig, sae_lens.GatedSAE)}[arch]
-    else:  # what SAELens' training runner writes at the end of training (training details in the metadata)
-        cfg_cls, cls = {"standard": (sae_lens.StandardTrainingSAEConfig, sae_lens.StandardTrainingSAE),
-                        "gated": (sae_lens.GatedTrainingSAEConfig, sae_lens.GatedTrainingSAE)}[arch]
-    sl = _saelens_sae(cfg_cls, cls, apply_b_dec_to_input=apply_b_dec)
+def test_saelens_saved_saes_load_with_their_names_and_function(tmp_path, arch, how, apply_b_dec):
+    cfg_cls, cls, extra = SAVED[arch, how]
+    sl = _saelens_sae(cfg_cls, cls, apply_b_dec_to_input=apply_b_dec, **extra)
+    if arch == "batchtopk":
+        sl.topk_threshold.fill_(0.3)  # the running estimate its training keeps
     getattr(sl, how)(tmp_path / "s")
     stored = load_sae(tmp_path / "s")
+    assert type(stored.sae) is READ_AS[arch]
     assert (stored.model_name, stored.hook_name) == ("gpt2", "blocks.8.hook_resid_pre")
     assert stored.metadata["context_size"] == 128 and stored.metadata["sae_lens_version"] == sae_lens.__version__
+    back = sae_lens.SAE.load_from_disk(tmp_path / "s")  # what SAELens computes from the same file
     x = _x(scale=2.0)
     with torch.no_grad():
-        f = sl.encode(x)
+        f = back.encode(x)
         torch.testing.assert_close(stored.sae.encode(x), f, rtol=1e-5, atol=1e-5)
-        torch.testing.assert_close(stored.sae(x), sl.decode(f), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(stored.sae(x), back.decode(f), rtol=1e-5, atol=1e-5)
     assert (f > 0).any() and (f == 0).any()
+
+
+def test_a_negative_saelens_threshold_acts_as_zero(tmp_path):
+    # SAELens' JumpReLU encoder is ReLU(z)·1[z > θ]: a threshold below 0 passes exactly the positive z.
+    sl = _saelens_sae(sae_lens.JumpReLUSAEConfig, sae_lens.JumpReLUSAE, seed=3)
+    with torch.no_grad():
+        sl.threshold[:10] = -0.5
+    sl.save_model(tmp_path / "s")
+    x = _x(256, scale=2.0)
+    with torch.no_grad():
+        torch.testing.assert_close(load_sae(tmp_path / "s").sae.encode(x), sl.encode(x), rtol=1e-5, atol=1e-5)
 
 
 def test_saelens_gated_encode_is_the_papers(tmp_path):
@@ -207,21 +250,11 @@ def test_saelens_gated_encode_is_the_papers(tmp_path):
     assert ((pi_gate <= 0) & (ours.magnitude_pre_activation(x) > 0)).any(), "the gate shut some positive magnitude"
 
 
-@pytest.mark.parametrize("arch", ["jumprelu", "topk", "batchtopk"])
-def test_architectures_not_read_yet_are_refused_naming_them(tmp_path, arch):
-    # TODO(issue 18, phase 2): JumpReLU, TopK and BatchTopK load into our classes.
-    if arch == "jumprelu":
-        sl = _saelens_sae(sae_lens.JumpReLUSAEConfig, sae_lens.JumpReLUSAE)
-        sl.save_model(tmp_path / "s")
-    elif arch == "topk":
-        sl = _saelens_sae(sae_lens.TopKSAEConfig, sae_lens.TopKSAE, k=4)
-        sl.save_model(tmp_path / "s")
-    else:  # SAELens saves a BatchTopK SAE for inference as a JumpReLU SAE with one global threshold
-        sl = _saelens_sae(sae_lens.BatchTopKTrainingSAEConfig, sae_lens.BatchTopKTrainingSAE, k=4)
-        sl.save_inference_model(tmp_path / "s")
-    saved_as = json.loads((tmp_path / "s" / CONFIG_FILE).read_text())["architecture"]
-    assert saved_as == {"batchtopk": "jumprelu"}.get(arch, arch)
-    with pytest.raises(SAEFormatError, match=rf"architecture '{saved_as}' cannot be loaded here \(standard and gated"):
+def test_an_architecture_not_read_here_is_refused_naming_it(tmp_path):
+    sl = _saelens_sae(sae_lens.AbsTopKSAEConfig, sae_lens.AbsTopKSAE, k=4)
+    sl.save_model(tmp_path / "s")
+    assert json.loads((tmp_path / "s" / CONFIG_FILE).read_text())["architecture"] == "abstopk"
+    with pytest.raises(SAEFormatError, match=r"architecture 'abstopk' cannot be loaded here \(standard, gated, jumprelu"):
         load_sae(tmp_path / "s")
 
 

@@ -8,7 +8,8 @@ import torch
 
 import dataclasses
 
-from companion.sae.autoencoders import ARCHITECTURES, BaselineSAE, GatedSAE
+from companion.sae.architectures import ARCHITECTURES
+from companion.sae.autoencoders import BaselineSAE, GatedSAE
 from companion.sae.step import Workspace, fast_step_disagreement, loss_and_grads
 
 
@@ -35,7 +36,7 @@ def _reference(sae, x, lam):
     L.total.backward()
     grads = {n: p.grad.clone() for n, p in sae.named_parameters()}
     sae.zero_grad(set_to_none=True)
-    counts = (sae.encode(x) > 0).sum(0).double()
+    counts = (sae.train_code(x) > 0).sum(0).double()
     return L, grads, counts
 
 
@@ -132,3 +133,84 @@ def test_an_edited_encoder_makes_the_check_fail(monkeypatch):
     monkeypatch.setattr(GatedSAE, "gated_code", lambda self, x, pi: (pi > -0.5).to(x.dtype)
                         * torch.relu(self.magnitude_pre_activation(x)))
     assert fast_step_disagreement(GatedSAE) is not None
+
+
+# ------------------------------------------------------------------------------------------ the successors' steps
+def _successor(cls, seed, dead_fraction):
+    from companion.sae.successors import JumpReLUSAE
+
+    opts = {"bandwidth": 0.3, "init_threshold": 0.2} if cls is JumpReLUSAE else {"k": 5, "aux_k": 4, "dead_tokens": 10}
+    sae = cls(12, 48, seed=seed, dtype=torch.float64, **opts)
+    g = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for p in sae.parameters():
+            p.add_(0.3 * torch.randn(p.shape, generator=g, dtype=p.dtype))
+        sae.normalize_decoder_()
+    if cls is not JumpReLUSAE:
+        sae.tokens_since_fired.copy_(torch.where(torch.rand(48, generator=g) < dead_fraction, 10, 0))
+    return sae
+
+
+@pytest.mark.parametrize("name", ["jumprelu", "topk", "batchtopk"])
+@pytest.mark.parametrize("path", ["sparse", "dense"])
+@pytest.mark.parametrize("seed,dead_fraction", [(0, 0.0), (1, 0.3), (2, 0.9)])
+def test_successor_fast_steps_equal_autograd(name, path, seed, dead_fraction):
+    from companion.sae.architectures import ARCHITECTURES
+
+    cls = ARCHITECTURES[name]
+    sae = _successor(cls, seed, dead_fraction)
+    x = torch.randn(40, 12, generator=torch.Generator().manual_seed(seed + 7), dtype=torch.float64)
+    lam = 0.6 if name == "jumprelu" else 0.0
+    L, ref, counts = _reference(sae, x, lam)
+    fired = torch.zeros(48, dtype=torch.float64)
+    F = loss_and_grads(sae, x, lam, max_sparse_density=1.0 if path == "sparse" else 0.0, fire_counts=fired)
+    for k in COMPONENTS:
+        assert float(getattr(F, k)) == pytest.approx(float(getattr(L, k).detach()), rel=1e-11, abs=1e-12), k
+    for n, p in sae.named_parameters():
+        assert torch.allclose(p.grad, ref[n], rtol=1e-10, atol=1e-12), f"{n}: max err {(p.grad - ref[n]).abs().max()}"
+    assert torch.equal(fired, counts)
+    if name == "jumprelu":
+        assert ref["log_threshold"].abs().sum() > 0, "the band must hold some entries"
+    elif dead_fraction > 0:
+        assert float(L.auxiliary.detach()) > 0
+    if name == "batchtopk":
+        assert float(F.batch_threshold) == float(L.batch_threshold)
+
+
+def _ste_to_input(original):
+    """Anthropic's JumpReLU variant (SAELens' jumprelu_ste_to_input): the L0 term's estimator also reaches z."""
+    def loss(self, x, lam):
+        L = original(self, x, lam)
+        z = self.pre_activation(x)
+        eps = self.bandwidth
+        K = ((z - self.threshold).abs() < eps / 2).to(z.dtype).detach()
+        extra = lam * (z * K / eps).sum(-1).mean()  # d/dz = λ K / ε, the value of the loss unchanged
+        return dataclasses.replace(L, total=L.total + extra - extra.detach())
+    return loss
+
+
+def _aux_not_detached(original):
+    """AuxK reconstructing e = x − x̂ without the stop-gradient: the same value, gradients through the main code."""
+    def loss(self, x, lam):
+        L = original(self, x, lam)
+        z = self.pre_activation(x)
+        dead = self.dead()
+        e = x - self.decode(self.code_of(z))
+        aux = self.aux_alpha * (e - self.aux_code(z, dead) @ self.W_dec.T).pow(2).sum(-1).mean()
+        return dataclasses.replace(L, total=L.total - L.auxiliary + aux, auxiliary=aux)
+    return loss
+
+
+@pytest.mark.parametrize("name,edit,what", [
+    ("jumprelu", _ste_to_input, "gradient of W_enc"),
+    ("jumprelu", _doubled("sparsity"), "sparsity term"),
+    ("topk", _aux_not_detached, "gradient of"),
+    ("batchtopk", _doubled("auxiliary"), "auxiliary term"),
+])
+def test_an_edited_successor_loss_makes_the_check_fail(monkeypatch, name, edit, what):
+    from companion.sae.architectures import ARCHITECTURES
+
+    cls = ARCHITECTURES[name]
+    monkeypatch.setattr(cls, "loss", edit(cls.loss))
+    problem = fast_step_disagreement(cls)
+    assert problem is not None and f"{cls.__name__}.loss" in problem and what in problem, problem

@@ -9,7 +9,8 @@ import torch
 
 from companion.sae import metrics as sm
 from companion.sae.toy import max_cosine_similarity, shrinkage_toy, superposition_data
-from companion.sae.training import SAESpec, SAETrainConfig, _Member, equal_compute_sweep, train_sweep
+from companion.sae.sweeps import SAESpec, equal_compute_sweep
+from companion.sae.training import SAETrainConfig, _Member, train_sweep
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

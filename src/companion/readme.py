@@ -98,7 +98,7 @@ def sae_line(pareto: Mapping[str, Any], gamma: Mapping[str, Any], toy: Mapping[s
              asym: Mapping[str, Any], organisms: str) -> str:
     """Notebooks 01 and 02: the frontiers compared at equal L0, γ per architecture, the toy and the asymmetry;
     ``organisms`` says which organism the SAEs were trained on."""
-    from companion.sae.experiment import interpolate_at_l0
+    from companion.sae.analysis import interpolate_at_l0
 
     sites = []
     for target in sorted(pareto):

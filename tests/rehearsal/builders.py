@@ -20,6 +20,10 @@ pinned in ``profiles/rehearsal.yaml``.
 * ``monology/pile-uncopyrighted``: ``train/NN.jsonl.zst``, ``val.jsonl.zst``, ``test.jsonl.zst``, rows with ``text``
   and ``meta.pile_set_name``; no config in its README (splits come from the file names).
 * Anthropic's sycophancy files (``anthropics/evals/<commit>/sycophancy/*.jsonl``): schema-faithful rows.
+* SAELens releases (the repository and folder SAELens' pretrained-SAE directory names, e.g.
+  ``ctigges/pythia-70m-deduped__res-sm_processed/3-res-sm``): a ReLU SAE in the pre-6 "processed" layout of those
+  repositories (flat ``cfg.json``, ``sae_weights.safetensors``, ``sparsity.safetensors``), random weights at the
+  stand-in model's width (:func:`saelens_release_sae`).
 """
 from __future__ import annotations
 
@@ -288,6 +292,28 @@ def tl_state_dict(hf, cfg: dict) -> dict:
                 "unembed.W_U": sd["lm_head.weight"].T.contiguous(),
                 "unembed.b_U": torch.zeros(cfg["d_vocab"])})
     return out
+
+
+# ------------------------------------------------------------------------------------------------ SAEs
+def saelens_release_sae(d_in: int, *, model_name: str, hook_name: str, d_sae: int = 64, seed: int = 0,
+                        context_size: int = 128, dataset_path: str = "monology/pile-uncopyrighted") -> dict[str, bytes]:
+    """A SAELens release folder's files (relative to the folder): a standard (ReLU) SAE with the flat, pre-6 config of
+    the "processed" releases SAELens serves, random unit-norm decoder rows and a per-latent log-sparsity."""
+    import torch
+    from safetensors.torch import save as save_safetensors
+
+    g = torch.Generator().manual_seed(seed)
+    W_dec = torch.randn(d_sae, d_in, generator=g)
+    W_dec /= W_dec.norm(dim=1, keepdim=True)
+    weights = {"W_enc": W_dec.T.contiguous(), "b_enc": -0.1 * torch.rand(d_sae, generator=g),
+               "W_dec": W_dec, "b_dec": torch.zeros(d_in)}
+    cfg = {"architecture": "standard", "d_in": d_in, "d_sae": d_sae, "dtype": "float32", "device": "cpu",
+           "model_name": model_name, "hook_name": hook_name, "hook_layer": int(hook_name.split(".")[1]),
+           "hook_head_index": None, "activation_fn_str": "relu", "apply_b_dec_to_input": True,
+           "finetuning_scaling_factor": False, "sae_lens_training_version": None, "prepend_bos": True,
+           "dataset_path": dataset_path, "context_size": context_size, "normalize_activations": "none"}
+    return {"cfg.json": json.dumps(cfg, indent=2).encode(), "sae_weights.safetensors": save_safetensors(weights),
+            "sparsity.safetensors": save_safetensors({"sparsity": -2 - torch.rand(d_sae, generator=g)})}
 
 
 # ------------------------------------------------------------------------------------------------ datasets

@@ -79,8 +79,24 @@ def legacy_model() -> dict:
             "mlp_post": list(cache["blocks.0.mlp.hook_post"].shape)}
 
 
+def sae_release(ref: str) -> dict:
+    """A SAELens release read by companion.sae.formats: SAELens' directory, its loader, the Hub (HF_ENDPOINT)."""
+    import torch
+
+    from companion.sae.formats import read_sae
+
+    stored = read_sae(ref)
+    x = torch.randn(8, stored.sae.d_in, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        again = read_sae(ref).sae(x)  # the second read comes from the companion cache
+        same = bool(torch.equal(stored.sae(x), again))
+    return {"type": type(stored.sae).__name__, "d_in": stored.sae.d_in, "d_sae": stored.sae.n_latents,
+            "model_name": stored.model_name, "hook_name": stored.hook_name, "cached_read_equal": same,
+            "W_enc_00": float(stored.sae.W_enc[0, 0])}
+
+
 if __name__ == "__main__":
     check = sys.argv[1]
     result = {"files": lambda: files_and_gating(sys.argv[2], sys.argv[3]), "datasets": datasets_stream,
-              "reachability": reachability, "legacy": legacy_model}[check]()
+              "reachability": reachability, "legacy": legacy_model, "sae_release": lambda: sae_release(sys.argv[2])}[check]()
     print("RESULT " + json.dumps(result))

@@ -1,6 +1,8 @@
-"""The paper profile's world, in stand-ins: every model, tokenizer and dataset repository the ``paper`` profile
+"""The paper profile's world, in stand-ins: every model, tokenizer, dataset and SAE repository the ``paper`` profile
 names, built by :mod:`tests.rehearsal.builders` and registered on a :class:`~tests.rehearsal.hub.LoopbackHub`
-under the exact ids the profile uses, plus the sycophancy files under ``/raw/``.
+under the exact ids the profile uses, plus the sycophancy files under ``/raw/``.  SAELens releases
+(``ParetoParams.external_saes``) are served at the repository and folder SAELens' own pretrained-SAE directory maps
+them to, at the width of the stand-in of the model they were trained on.
 
 The ids are read from the profile itself (:func:`paper_ids`), so a new id in ``paper.yaml`` either gets a stand-in
 here or fails the rehearsal with "no stand-in builder for ...".
@@ -30,6 +32,8 @@ class PaperIds:
     """Dataset repositories."""
     sycophancy_files: tuple[str, ...]
     """File names fetched from the sycophancy base URL."""
+    saes: tuple[tuple[str, str, str, str], ...] = ()
+    """SAELens releases: (repository, folder, model id, hook name) per ``"<release>:<sae id>"`` of ``external_saes``."""
 
 
 def paper_ids(profile: str = "paper") -> PaperIds:
@@ -43,17 +47,34 @@ def paper_ids(profile: str = "paper") -> PaperIds:
     prof = load_profile(profile)
     models: list[str] = []
     datasets: list[str] = []
+    saes: list[tuple[str, str, str, str]] = []
     for cls in (ParetoParams, ShrinkageParams):
         P = cls.from_dict(prof.overrides_for(cls.__name__))
         for t in P.targets:
             subject, _ = parse_target(t)
             models.append(resolve_name(subject))
         datasets += [d.partition(":")[0] for d in P.text_datasets.values()]
+        saes += [_release(ref) for ref in P.external_saes]
     S = SycophancyParams.from_dict(prof.overrides_for("SycophancyParams"))
     models += [resolve_name(m) for m in S.models if m not in prof.organisms]
     Q = ProbeParams.from_dict(prof.overrides_for("ProbeParams"))
     models += [m for m in (Q.model_id, Q.control_model_id) if m]
-    return PaperIds(tuple(dict.fromkeys(models)), tuple(dict.fromkeys(datasets)), tuple(sorted(S.data_blobs)))
+    return PaperIds(tuple(dict.fromkeys(models)), tuple(dict.fromkeys(datasets)), tuple(sorted(S.data_blobs)),
+                    tuple(dict.fromkeys(saes)))
+
+
+def _release(ref: str) -> tuple[str, str, str, str]:
+    """(repository, folder, model id, hook name) of a ``"<release>:<sae id>"``, by SAELens' pretrained-SAE directory."""
+    from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory, get_repo_id_and_folder_name
+
+    from companion.models.loading import resolve_name
+
+    release, _, sae_id = ref.partition(" -> ")[0].partition(":")
+    info = get_pretrained_saes_directory().get(release)
+    if info is None:
+        raise KeyError(f"no stand-in builder for SAE {ref!r}: the paper profile's releases are SAELens releases")
+    repo, folder = get_repo_id_and_folder_name(release, sae_id)
+    return repo, folder, resolve_name(info.model), sae_id.split("__")[0]
 
 
 def _model_files(repo_id: str) -> dict[str, bytes]:
@@ -95,6 +116,11 @@ def populate(hub: LoopbackHub, ids: PaperIds | None = None) -> PaperIds:
     for repo_id in ids.datasets:
         files, card = _dataset_files(repo_id)
         hub.add_repo("dataset", repo_id, files, card_data=card)
+    for repo_id, folder, model, hook in ids.saes:  # at the width of the model stand-in the SAE reads
+        width = json.loads(hub.repos[("model", model)].files["config.json"].data)["hidden_size"]
+        name = model.split("/")[-1]
+        files = builders.saelens_release_sae(width, model_name=name, hook_name=hook)
+        hub.add_repo("model", repo_id, {f"{folder}/{p}": b for p, b in files.items()})
     commit = SycophancyParams().data_commit
     for name, data in builders.sycophancy_files().items():
         hub.raw[f"anthropics/evals/{commit}/sycophancy/{name}"] = data

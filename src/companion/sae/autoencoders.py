@@ -38,7 +38,8 @@ equation in the docstring): this is the definition that trains.  :mod:`companion
 steps (the same losses and gradients with less work); every training run first checks the fast step of each
 architecture against its ``loss`` (:func:`companion.sae.step.fast_step_disagreement`) and, if they disagree — an
 edited loss, say — trains with autograd on ``loss`` and warns.  A new architecture needs only ``encode`` and
-``loss``; a fast step is optional.
+``loss``; a fast step is optional.  The successors of the gated SAE (JumpReLU, TopK, BatchTopK) implement the same
+interface in :mod:`companion.sae.successors`; :mod:`companion.sae.architectures` names them all.
 """
 from __future__ import annotations
 
@@ -59,13 +60,19 @@ class SAELoss:
     reconstruction: Tensor
     """E‖x − x̂‖² with the SAE's real code (f for baseline, f̃ for gated), summed over dims."""
     sparsity: Tensor
-    """λ · E‖·‖₁ — of f for baseline, of ReLU(π_gate) for gated (differentiable, already weighted by λ)."""
+    """λ · E‖·‖₁ — of f for baseline, of ReLU(π_gate) for gated; λ · E‖f‖₀ for JumpReLU; 0 for TopK and
+    BatchTopK, whose sparsity is k (differentiable, already weighted by λ)."""
     auxiliary: Tensor
-    """Gated only: E‖x − (W_dec.detach() ReLU(π_gate) + b_dec.detach())‖² (coefficient 1); 0 for baseline."""
+    """Gated: E‖x − (W_dec.detach() ReLU(π_gate) + b_dec.detach())‖² (coefficient 1); TopK and BatchTopK: α times
+    the dead latents' AuxK reconstruction of the error; 0 for baseline and JumpReLU."""
     l1: Tensor
-    """The unweighted L1 norm that ``sparsity`` is λ times (detached; for logging)."""
+    """The unweighted norm that ``sparsity`` is λ times (‖f‖₁, ‖ReLU(π_gate)‖₁, or JumpReLU's ‖f‖₀); E‖f‖₁ of the
+    code for TopK and BatchTopK (detached; for logging)."""
     l0: Tensor
     """Mean number of non-zero latents of the final code per token (detached; for logging)."""
+    batch_threshold: Tensor | None = None
+    """BatchTopK only: the smallest non-zero value of the batch's code, which its inference threshold averages over
+    training (detached); None for the other architectures."""
 
 
 def check_input(x: Tensor, d_in: int) -> None:
@@ -94,6 +101,13 @@ class SparseAutoencoder(nn.Module):
     """
 
     architecture: ClassVar[str] = ""
+    sparsity_setting: ClassVar[str] = "lam"
+    """What sets the sparsity: "lam" (a penalty weight λ passed to :meth:`loss`) or "k" (a constructor argument;
+    :meth:`loss` then takes λ = 0 only)."""
+    resample_dead: ClassVar[bool] = True
+    """Whether the trainer's dead-latent resampling (Bricken et al. 2023, the gated paper's recipe) applies."""
+    check_options: ClassVar[dict[str, Any]] = {}
+    """Constructor arguments of the small SAE :func:`companion.sae.step.fast_step_disagreement` builds."""
 
     def __init__(self, d_in: int, n_latents: int, *, seed: int | None = None, dtype: torch.dtype = torch.float32):
         super().__init__()
@@ -118,6 +132,18 @@ class SparseAutoencoder(nn.Module):
     def encode(self, x: Tensor) -> Tensor:
         """The sparse code ``[..., M]`` of ``x [..., d]`` (f for baseline, f̃ for gated)."""
         raise NotImplementedError
+
+    def train_code(self, x: Tensor) -> Tensor:
+        """The code ``[B, M]`` the training loss uses for a batch ``x [B, d]`` (the same as :meth:`encode` unless the
+        architecture trains with another code than it infers with, as BatchTopK does)."""
+        return self.encode(x)
+
+    def observe(self, fired: Tensor, n_tokens: int, out: SAELoss) -> None:
+        """Update training statistics after an optimiser step on a batch of ``n_tokens`` on which latent i's training
+        code was non-zero ``fired[i]`` times (``out``: that step's loss).  Nothing for baseline and gated."""
+
+    def randomize_training_state_(self, generator: torch.Generator) -> None:
+        """Put the training statistics :meth:`observe` keeps in a random state (for the fast-step check)."""
 
     def decode(self, f: Tensor) -> Tensor:
         """x̂(f) = W_dec f + b_dec: ``[..., M]`` -> ``[..., d]``."""
@@ -269,16 +295,3 @@ class GatedSAE(SparseAutoencoder):
             l1=l1.detach(),
             l0=(f_tilde > 0).sum(-1).to(x.dtype).mean().detach(),
         )
-
-
-ARCHITECTURES: dict[str, type[SparseAutoencoder]] = {"baseline": BaselineSAE, "gated": GatedSAE}
-
-
-def make_sae(architecture: str, d_in: int, n_latents: int, *, seed: int | None = None,
-             dtype: torch.dtype = torch.float32) -> SparseAutoencoder:
-    """Build an SAE by architecture name ("baseline" or "gated")."""
-    try:
-        cls = ARCHITECTURES[architecture]
-    except KeyError:
-        raise ValueError(f"unknown SAE architecture {architecture!r}; choose one of {sorted(ARCHITECTURES)}") from None
-    return cls(d_in, n_latents, seed=seed, dtype=dtype)

@@ -2,7 +2,7 @@
 by a preemption, a time limit, ``scancel`` or a killed kernel resumes where it stopped, and ends with exactly the SAEs
 an uninterrupted run of the same seed makes (Rajamanoharan et al. 2024's sweeps take hours on real models).
 
-Every ``every`` steps the whole training state is written: per member SAE its parameters, its Adam state, its
+Every ``every`` steps the whole training state is written: per member SAE its parameters and buffers, its Adam state, its
 resampling generator, its dead-latent counters and its log, plus the step and the input scale.  A checkpoint is a
 folder ``step-<n>`` made complete in a temporary folder and then renamed into place (the rename is the commit), so
 a killed write leaves nothing a resume would trust; older checkpoints are removed once a newer one is in place.
@@ -56,8 +56,11 @@ class Checkpointing:
         tmp.mkdir()
         try:
             for i, m in enumerate(members):
-                torch.save({"sae": m.sae.state_dict(), "opt": m.opt.state_dict(), "gen": m.gen.get_state(),
-                            "fired": m.fired, "log": dataclasses.asdict(m.log)}, tmp / f"member_{i:02d}.pt")
+                # Every buffer too: training state such as TopK's tokens-since-fired counters is not persistent
+                # (no part of a saved SAE), yet a resumed run needs it to match an uninterrupted one.
+                torch.save({"sae": m.sae.state_dict(), "buffers": dict(m.sae.named_buffers()),
+                            "opt": m.opt.state_dict(), "gen": m.gen.get_state(), "fired": m.fired,
+                            "log": dataclasses.asdict(m.log)}, tmp / f"member_{i:02d}.pt")
             meta = {"step": step, "scale": scale, "specs": [dataclasses.asdict(m.spec) for m in members]}
             (tmp / STATE).write_text(json.dumps(meta))
             if final.exists():  # a checkpoint of the same step from an earlier attempt: same content
@@ -85,6 +88,9 @@ class Checkpointing:
         for i, m in enumerate(members):
             state = torch.load(ck / f"member_{i:02d}.pt", map_location="cpu", weights_only=True)
             m.sae.load_state_dict(state["sae"])
+            with torch.no_grad():
+                for name, buf in m.sae.named_buffers():
+                    buf.copy_(state["buffers"][name])
             m.opt.load_state_dict(state["opt"])
             m.gen.set_state(state["gen"])
             m.fired.copy_(state["fired"])

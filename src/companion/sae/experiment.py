@@ -1,9 +1,10 @@
 """Notebooks 01 and 02: Gated vs baseline SAEs on real models or organisms (Rajamanoharan et al. 2024,
-arXiv:2404.16014, Figs. 1/5 (Pareto), 2 (shrinkage toy) and 6 (γ against L0); γ is the corrected Eq. 10).
+arXiv:2404.16014, Figs. 1/5 (Pareto), 2 (shrinkage toy) and 6 (γ against L0); γ is the corrected Eq. 10), with their
+successors beside them (JumpReLU arXiv:2407.14435, TopK arXiv:2406.04093, BatchTopK arXiv:2412.06410).
 
 The notebooks make one call, :func:`run_sweeps`, which goes through the targets one by one.  Per target,
-:func:`site_sweep` trains the whole λ sweep of both architectures at equal compute from one pass over the
-activation stream and caches the SAEs (``companion.backbone.cache`` kind "sae", each SAE in SAELens' safetensors
+:func:`site_sweep` trains the whole sweep — the λ sweeps of baseline and gated at the paper's equal compute, and the
+successors' λ or k sweeps at their width — from one pass over the activation stream and caches the SAEs (``companion.backbone.cache`` kind "sae", each SAE in SAELens' safetensors
 layout, :mod:`companion.sae.saelens`); :func:`evaluate_site` evaluates them on held-out tokens and caches the numbers
 (kind "sae-eval").  Notebook 02 makes the same call with the same sweep settings, so it finds notebook 01's SAEs in
 the cache instead of retraining.
@@ -11,19 +12,19 @@ the cache instead of retraining.
 A *target* is ``"<subject>@<hook site>"``: the subject is ``organism:<name>`` (an offline organism of the
 profile in force, trained on its own corpus) or a real model name for :func:`companion.models.loading.load_model`
 (``gelu-1l``, ``pythia-70m-deduped``), whose text comes from the Hugging Face dataset named in
-``text_datasets`` (:mod:`companion.sae.subjects`).
+``text_datasets`` (:mod:`companion.sae.subjects`).  SAEs trained elsewhere (``external_saes``: SAELens or
+dictionary_learning folders, SAELens releases; :mod:`companion.sae.formats`) are evaluated the same way at their own
+target (:func:`external_sweeps`).  The tables and figure data are made from the rows by :mod:`companion.sae.analysis`.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor
 
@@ -46,11 +47,13 @@ class SiteSweep:
     d_in: int
     """Activation dimension at the site."""
     saes: list[Any]
-    """``TrainedSAE`` per member, baselines first then gated (the order of ``equal_compute_sweep``)."""
+    """``TrainedSAE`` per member: baselines, gated, then JumpReLU, TopK, BatchTopK (the order of :func:`sweep_specs`)."""
     cache_key: str
     """Key of the "sae" cache entry."""
     from_cache: bool
     """True when the entry already existed (nothing was trained by this call)."""
+    sources: list[str] = dataclasses.field(default_factory=list)
+    """Per SAE, where it came from when it was trained elsewhere (``external_saes``); empty for a trained sweep."""
 
 
 def _train_spec(params: ParetoParams, subject: Subject, site: str) -> dict[str, Any]:
@@ -64,6 +67,22 @@ def _train_spec(params: ParetoParams, subject: Subject, site: str) -> dict[str, 
         "device": params.device,  # CUDA kernels round differently from the CPU's: a different SAE
         "code": code_fingerprint(_PRODUCER),
     }
+
+
+def sweep_specs(params: ParetoParams) -> list:
+    """The SAEs of one target: the paper's equal-compute λ sweeps (baseline at ``baseline_width_factor`` × the gated
+    width) and the successors at ``successor_width_factor`` × the gated width."""
+    from companion.sae.sweeps import equal_compute_sweep, successor_sweep
+
+    topk = {"aux_k": params.auxk_latents or None, "aux_alpha": params.auxk_alpha, "dead_tokens": params.dead_after_tokens}
+    return (equal_compute_sweep(params.gated_latents, params.lambdas_gated, params.lambdas_baseline,
+                                params.baseline_width_factor)
+            + successor_sweep(round(params.gated_latents * params.successor_width_factor),
+                              lambdas_jumprelu=params.lambdas_jumprelu, topk_ks=params.topk_ks,
+                              batchtopk_ks=params.batchtopk_ks,
+                              jumprelu={"bandwidth": params.jumprelu_bandwidth,
+                                        "init_threshold": params.jumprelu_init_threshold},
+                              topk=topk, batchtopk=topk))
 
 
 def train_config(params: ParetoParams):
@@ -98,7 +117,7 @@ def site_sweep(params: ParetoParams, target: str) -> SiteSweep:
 
     path = cache.get_or_build("sae", spec, build, description=f"SAE sweep {target}")
     meta = json.loads((path / "sweep.json").read_text())
-    from companion.sae.training import SAESpec
+    from companion.sae.sweeps import SAESpec
 
     saes = []
     for m in meta["members"]:
@@ -106,14 +125,6 @@ def site_sweep(params: ParetoParams, target: str) -> SiteSweep:
                                input_scale=float(m["input_scale"]), log=log_from_dict(m["log"])))
     return SiteSweep(target=target, site=site, d_in=int(meta["d_in"]), saes=saes, cache_key=path.name,
                      from_cache=existed)
-
-
-def sweep_specs(params: ParetoParams) -> list[Any]:
-    """The members of every target's sweep, in order (baselines, then gated)."""
-    from companion.sae.training import equal_compute_sweep
-
-    return equal_compute_sweep(params.gated_latents, params.lambdas_gated, params.lambdas_baseline,
-                               params.baseline_width_factor)
 
 
 def train_part(params: ParetoParams, target: str, lo: int, hi: int) -> str:
@@ -134,7 +145,7 @@ def train_part(params: ParetoParams, target: str, lo: int, hi: int) -> str:
 def _train_members(params: ParetoParams, subject: Subject, target: str, spec: dict[str, Any], kind: str, lo: int,
                    hi: int, tmp: Path) -> None:
     """Train members ``lo``..``hi - 1`` of the sweep from one activation pass, saving them (and ``sweep.json``)
-    into ``tmp``; member i is seeded ``seed + i`` whichever part it is trained in.  The training state is
+    into ``tmp``; member i is seeded ``sae_seed + i`` whichever part it is trained in.  The training state is
     checkpointed beside the entry (named by its key), so a rerun of an interrupted build resumes."""
     from companion.backbone.cache import code_fingerprint, default_cache
     from companion.sae.activations import ActivationStore, cached_activation_shards, model_chunks, shard_chunks
@@ -165,7 +176,7 @@ def _train_members(params: ParetoParams, subject: Subject, target: str, spec: di
                             seed=params.seed, max_rows=params.train_tokens)
     d = site_dim(subject, site)
     trained = train_sweep((b[site] for b in store), sweep_specs(params)[lo:hi], train_config(params),
-                          seed=params.seed + lo, normalize=params.normalize_activations,
+                          seed=params.sae_seed + lo, normalize=params.normalize_activations,
                           max_steps=params.train_tokens // params.batch_size, progress=params.progress,
                           desc=f"SAEs {target}", device=params.device, checkpoint=checkpoint)
     meta = {"target": target, "site": site, "d_in": d, "members": []}
@@ -175,7 +186,7 @@ def _train_members(params: ParetoParams, subject: Subject, target: str, spec: di
                  context_size=params.seq_len, prepend_bos=True,
                  exclude_special_tokens=list(subject.exclude_token_ids),
                  dataset_path=params.text_datasets.get(subject.name),
-                 companion={"lam": t.spec.lam, "subject_key": subject.key})
+                 companion={"lam": t.spec.lam, "setting": t.spec.setting, "subject_key": subject.key})
         # The scale is folded into the saved weights, so the stored SAE takes raw activations (scale 1).
         meta["members"].append({"folder": folder, "spec": dataclasses.asdict(t.spec), "input_scale": 1.0,
                                 "trained_input_scale": t.input_scale, "log": log_to_dict(t.log)})
@@ -199,11 +210,11 @@ class SAEEval:
     target: str
     """"subject@site"."""
     architecture: str
-    """"baseline" or "gated"."""
+    """"baseline", "gated", "jumprelu", "topk" or "batchtopk"."""
     n_latents: int
     """Dictionary size."""
     lam: float
-    """Sparsity coefficient it was trained with."""
+    """Sparsity coefficient it was trained with (0 for TopK and BatchTopK, whose sparsity is k)."""
     l0: float
     """E‖f̃‖₀ on held-out activations."""
     loss_recovered: float
@@ -228,6 +239,18 @@ class SAEEval:
     """Zero-ablated CE."""
     ce_spliced: float
     """CE with this SAE spliced in."""
+    k: int = 0
+    """k of a TopK or BatchTopK SAE (latents per token, on average over a batch for BatchTopK); 0 for the others."""
+    step_ms: float = float("nan")
+    """Milliseconds per training step of this SAE, measured while it trained (its share of the sweep's steps:
+    loss, gradients, optimiser); NaN for an SAE trained elsewhere."""
+    source: str = ""
+    """Where an SAE trained elsewhere came from (an ``external_saes`` entry); "" for the SAEs trained here."""
+
+    @property
+    def series(self) -> str:
+        """The line it belongs to in the figures: its architecture, or its source for an SAE trained elsewhere."""
+        return self.architecture if not self.source else f"{self.architecture}: {self.source.split(' -> ')[0]}"
 
 
 def eval_spec(params: ParetoParams, sae_key: str) -> dict[str, Any]:
@@ -280,7 +303,8 @@ def _evaluate(params: ParetoParams, subject: Subject, sweep: SiteSweep) -> list[
     lm = sm.lm_losses(subject.model, tqdm(lm_batches, desc=f"eval {sweep.target}", disable=not params.progress),
                       site, recon, subject.exclude_token_ids)
     rows = []
-    for n, t in zip(names, sweep.saes):
+    sources = sweep.sources or [""] * len(sweep.saes)
+    for n, t, source in zip(names, sweep.saes, sources):
         stats = sm.ReconstructionStats()
         for i in range(0, x.shape[0], 8192):
             xb = x[i:i + 8192].to(params.device)
@@ -293,7 +317,8 @@ def _evaluate(params: ParetoParams, subject: Subject, sweep: SiteSweep) -> list[
             gamma=s.gamma, gamma_first_version=s.gamma_first_version, rescaling=s.rescaling,
             dead_fraction=sm.dead_fraction(s.frequencies),
             dense_fraction=sm.dense_fraction(s.frequencies, params.dense_threshold),
-            ce_clean=lm.ce_clean, ce_zero=lm.ce_zero, ce_spliced=lm.ce_spliced[n]))
+            ce_clean=lm.ce_clean, ce_zero=lm.ce_zero, ce_spliced=lm.ce_spliced[n], k=int(t.spec.options.get("k", 0)),
+            step_ms=1e3 * t.log.seconds / t.log.steps if t.log.steps else float("nan"), source=source))
     return rows
 
 
@@ -313,9 +338,51 @@ def run_sweeps(params: ParetoParams, *, log: Callable[[str], Any] = print) -> li
         log(f"{target}: d = {sweep.d_in}, {len(sweep.saes)} SAEs {how} in {time.perf_counter() - t0:.1f} s "
             f"(key {sweep.cache_key})")
         rows.extend(evaluate_site(params, sweep))
+    for sweep in external_sweeps(params):
+        log(f"{sweep.target}: {len(sweep.saes)} SAE(s) trained elsewhere ({', '.join(sweep.sources)})")
+        rows.extend(evaluate_site(params, sweep))
     log(f"{len(rows)} SAEs at {len(params.targets)} targets, trained or loaded and evaluated in "
         f"{time.perf_counter() - t_start:.1f} s")
     return rows
+
+
+def external_sweeps(params: ParetoParams) -> list[SiteSweep]:
+    """The ``external_saes``, read (:func:`companion.sae.formats.read_sae`) and grouped by the target each is evaluated
+    at: the one given after " -> ", else "<model name>@<hook name>" from its metadata."""
+    import hashlib
+
+    from companion.sae.formats import read_sae
+    from companion.sae.sweeps import SAESpec
+    from companion.sae.training import TrainedSAE, TrainLog
+
+    groups: dict[str, SiteSweep] = {}
+    for ref in params.external_saes:
+        where, _, target = ref.partition(" -> ")
+        stored = read_sae(where.strip())
+        if not target:
+            if not (stored.model_name and stored.hook_name):
+                raise ValueError(f"external SAE {where!r} names no model or hook: give its target as "
+                                 f"'{where} -> <subject>@<site>'")
+            target = f"{stored.model_name}@{stored.hook_name}"
+        _, site = parse_target(target)
+        sae = stored.sae.to(params.device)
+        options = {"k": sae.k} if hasattr(sae, "k") else {}
+        member = TrainedSAE(spec=SAESpec(sae.architecture, sae.n_latents, 0.0, options), sae=sae, input_scale=1.0,
+                            log=TrainLog())
+        sweep = groups.setdefault(target, SiteSweep(target=target, site=site, d_in=sae.d_in, saes=[], cache_key="",
+                                                    from_cache=True))
+        sweep.saes.append(member)
+        sweep.sources.append(ref)
+    for sweep in groups.values():  # the evaluation's cache key: what the SAEs compute, byte for byte
+        h = hashlib.sha256()
+        for t in sweep.saes:
+            for name, p in sorted(t.sae.state_dict().items()):
+                h.update(name.encode())
+                h.update(p.detach().cpu().contiguous().numpy().tobytes())
+            h.update(repr((t.sae.architecture, sorted(t.spec.options.items()))).encode())
+        h.update(repr(sweep.sources).encode())
+        sweep.cache_key = "external-" + h.hexdigest()[:24]
+    return list(groups.values())
 
 
 def results_frame(rows: Sequence[SAEEval]):
@@ -323,87 +390,3 @@ def results_frame(rows: Sequence[SAEEval]):
     import pandas as pd
 
     return pd.DataFrame([dataclasses.asdict(r) for r in rows])
-
-
-# ------------------------------------------------------------------------------------------ analysis
-def pareto_frontier(l0: Sequence[float], score: Sequence[float]) -> list[int]:
-    """Indices of the points not dominated by another (lower-or-equal L0 and higher-or-equal score), by L0.
-
-    "Better" is lower L0 and higher loss recovered, as in the paper's Pareto plots.
-    """
-    pts = sorted(range(len(l0)), key=lambda i: (l0[i], -score[i]))
-    out, best = [], -math.inf
-    for i in pts:
-        if score[i] > best:
-            out.append(i)
-            best = score[i]
-    return out
-
-
-def interpolate_at_l0(l0: Sequence[float], score: Sequence[float], at: float) -> float:
-    """The Pareto frontier's score at ``at`` by linear interpolation in log L0; NaN outside its range."""
-    idx = pareto_frontier(l0, score)
-    xs = np.log([l0[i] for i in idx])
-    ys = np.array([score[i] for i in idx])
-    if len(xs) == 0 or at <= 0 or not (xs[0] <= math.log(at) <= xs[-1]):
-        return float("nan")
-    return float(np.interp(math.log(at), xs, ys))
-
-
-def matched_l0_table(rows: Sequence[SAEEval]):
-    """The paper's table layout: per target, each gated SAE next to the baseline SAE of closest L0 (in log L0).
-
-    Columns: target, "gated: L0 → loss recovered (γ)" and the same for the baseline, plus the baseline
-    frontier interpolated at the gated L0 (NaN when the gated L0 is outside the baseline sweep's range).
-    """
-    import pandas as pd
-
-    out = []
-    for target in dict.fromkeys(r.target for r in rows):
-        g = [r for r in rows if r.target == target and r.architecture == "gated"]
-        b = [r for r in rows if r.target == target and r.architecture == "baseline"]
-        if not g or not b:
-            continue
-        for rg in sorted(g, key=lambda r: r.l0):
-            if rg.l0 <= 0:
-                continue
-            rb = min(b, key=lambda r: abs(math.log(max(r.l0, 1e-9)) - math.log(rg.l0)))
-            interp = interpolate_at_l0([r.l0 for r in b], [r.loss_recovered for r in b], rg.l0)
-            out.append({
-                "target": target,
-                "gated λ": rg.lam, "gated L0": rg.l0, "gated loss rec.": rg.loss_recovered, "gated γ": rg.gamma,
-                "baseline λ": rb.lam, "baseline L0": rb.l0, "baseline loss rec.": rb.loss_recovered,
-                "baseline γ": rb.gamma, "baseline frontier at gated L0": interp,
-            })
-    return pd.DataFrame(out)
-
-
-def paper_reference_table():
-    """The paper's own matched-L0 numbers (Rajamanoharan et al. 2024 tables), for reference only."""
-    import pandas as pd
-
-    nan = float("nan")
-    rows = [
-        ("Gemma-7B L20 attention", 18.7, 0.8655, 1.016, 18.7, 0.7838, 0.759),
-        ("Gemma-7B L20 MLP", 24.4, 0.8781, nan, 24.5, 0.8267, 0.869),
-        ("Pythia-2.8B L16 residual", 18.9, 0.9655, nan, 17.1, 0.9016, 0.932),
-        ("Pythia-2.8B L20 MLP", 22.1, 0.9253, 1.000, 20.6, 0.9128, 0.971),
-    ]
-    return pd.DataFrame(rows, columns=["model, site", "gated L0", "gated loss rec.", "gated γ", "baseline L0",
-                                       "baseline loss rec.", "baseline γ"])
-
-
-def pareto_plot_data(rows: Sequence[SAEEval], x: str = "l0", y: str = "loss_recovered") -> dict[str, Any]:
-    """{target: {architecture: {"x": [...], "y": [...], "lam": [...], "frontier": [indices]}}} for the plots."""
-    data: dict[str, Any] = {}
-    for r in rows:
-        d = data.setdefault(r.target, {}).setdefault(r.architecture, {"x": [], "y": [], "lam": []})
-        d["x"].append(getattr(r, x))
-        d["y"].append(getattr(r, y))
-        d["lam"].append(r.lam)
-    for target in data.values():
-        for d in target.values():
-            # Loss recovered: higher is better; Δ LM loss / FVU: lower is better (negate for the frontier).
-            sign = 1.0 if y == "loss_recovered" else -1.0
-            d["frontier"] = pareto_frontier(d["x"], [sign * v for v in d["y"]])
-    return data

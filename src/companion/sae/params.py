@@ -1,4 +1,5 @@
-"""Parameters of notebooks 01 (Pareto) and 02 (shrinkage), Rajamanoharan et al. 2024 (arXiv:2404.16014).
+"""Parameters of notebooks 01 (Pareto) and 02 (shrinkage), Rajamanoharan et al. 2024 (arXiv:2404.16014), with the
+gated SAE's successors beside it (JumpReLU arXiv:2407.14435, TopK arXiv:2406.04093, BatchTopK arXiv:2412.06410).
 
 Notebook 02's :class:`ShrinkageParams` inherits notebook 01's sweep settings (and every profile gives both one YAML
 anchor), so notebook 02 finds notebook 01's SAEs in the cache instead of retraining them.
@@ -59,6 +60,29 @@ class ParetoParams(NotebookParams):
     """λ sweep of the gated SAEs (our L2 is summed over dims and activations are normalised to E‖x‖² = d)."""
     lambdas_baseline: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0, 16.0)
     """λ sweep of the baseline SAEs."""
+    lambdas_jumprelu: tuple[float, ...] = (0.05, 0.1, 0.2, 0.4)
+    """λ sweep of the JumpReLU SAEs (on their L0: λ·E‖f‖₀; empty: none trained)."""
+    topk_ks: tuple[int, ...] = (8, 16, 32, 64)
+    """k of the TopK SAEs: latents kept per token (empty: none trained)."""
+    batchtopk_ks: tuple[int, ...] = (8, 16, 32, 64)
+    """k of the BatchTopK SAEs: latents kept per token on average over a training batch (empty: none trained)."""
+    successor_width_factor: float = 1.5
+    """Width of the JumpReLU, TopK and BatchTopK SAEs relative to the gated SAE. A step of each costs about one baseline
+    step (one encoder and one decoder product; notebook 01 shows the measured cost), so at equal compute they get the
+    baseline's width, 1.5."""
+    jumprelu_bandwidth: float = 0.001
+    """JumpReLU's kernel bandwidth ε, relative to the RMS norm of the SAE's input (paper: 0.001 with E‖x‖² = 1)."""
+    jumprelu_init_threshold: float = 0.001
+    """JumpReLU's initial threshold θ₀, relative to the same norm (paper: 0.001)."""
+    auxk_alpha: float = 1 / 32
+    """α, the coefficient of the TopK and BatchTopK SAEs' AuxK term (paper: 1/32)."""
+    auxk_latents: int = 0
+    """k_aux, the dead latents the AuxK term uses per token (0: half the input dimension, the paper's heuristic)."""
+    dead_after_tokens: int = 10_000_000
+    """A TopK or BatchTopK latent that has not fired for this many training tokens is dead for AuxK (paper: 10M)."""
+    sae_seed: int = 0
+    """Seed of the SAEs' initialisation and resampling draws: SAE i of a target's sweep starts from sae_seed + i (the
+    activation stream and its shuffling follow seed)."""
     lr: float = 3e-4
     """Adam learning rate (paper App. D: 3e-4; β1 = 0, β2 = 0.999 are fixed)."""
     warmup_steps: int = 100
@@ -81,6 +105,11 @@ class ParetoParams(NotebookParams):
     """Context length of the evaluation sequences."""
     dense_threshold: Annotated[float, KeyPart.EVAL] = 0.1
     """A latent firing on more than this fraction of tokens counts as dense."""
+    external_saes: Annotated[tuple[str, ...], KeyPart.ELSEWHERE] = ()
+    """SAEs trained elsewhere, evaluated beside the sweeps: a folder in SAELens' layout or dictionary_learning's
+    (ae.pt + config.json), or a SAELens release "<release>:<sae id>" (downloaded from the Hub; the paper profile).
+    Each is evaluated at the target its metadata names ("<model>@<hook>"), or at "<subject>@<site>" given after
+    " -> " ("path/to/sae -> organism:backdoor@blocks.1.hook_mlp_out")."""
     progress: Annotated[bool, KeyPart.ELSEWHERE] = True
     """Show tqdm progress bars."""
     device: Annotated[str, KeyPart.ELSEWHERE] = "cpu"
@@ -126,6 +155,20 @@ class ParetoParams(NotebookParams):
             v = getattr(self, f)
             if not v or any(not (l >= 0 and math.isfinite(l)) for l in v):
                 raise ValueError(f"{f} must be a non-empty list of finite λ >= 0, got {v}")
+        if any(not (l >= 0 and math.isfinite(l)) for l in self.lambdas_jumprelu):
+            raise ValueError(f"lambdas_jumprelu must be finite λ >= 0, got {self.lambdas_jumprelu}")
+        width = round(self.gated_latents * self.successor_width_factor)
+        for f in ("topk_ks", "batchtopk_ks"):
+            if any(not 1 <= k <= width for k in getattr(self, f)):
+                raise ValueError(f"{f} must lie in [1, {width}] (the successors' width), got {getattr(self, f)}")
+        if not (self.successor_width_factor > 0 and self.jumprelu_bandwidth > 0 and self.jumprelu_init_threshold > 0
+                and self.auxk_alpha >= 0 and self.auxk_latents >= 0 and self.dead_after_tokens >= 1):
+            raise ValueError("need successor_width_factor, jumprelu_bandwidth, jumprelu_init_threshold > 0, "
+                             "auxk_alpha >= 0, auxk_latents >= 0, dead_after_tokens >= 1")
+        for ref in self.external_saes:
+            _, _, target = ref.partition(" -> ")
+            if target:
+                parse_target(target)
         if self.lr <= 0:
             raise ValueError("lr must be > 0")
         for f in ("warmup_steps", "resample_every", "resample_until", "rewarmup_steps"):

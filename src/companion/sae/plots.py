@@ -3,7 +3,8 @@ Sparse Autoencoders", arXiv:2404.16014): each function takes plain numbers and r
 
 * :func:`plot_pareto` — Figs. 1/5: loss recovered (y, linear) against L0 (x, log, "lower is sparser"), one point
   per SAE of each λ sweep, a Pareto frontier line per architecture, one panel per site.  The same function
-  draws the second view (Δ LM loss or FVU on the y axis, lower is better).
+  draws the second view (Δ LM loss or FVU on the y axis, lower is better), and the successors (JumpReLU, TopK,
+  BatchTopK; points labelled by λ or k) and SAEs trained elsewhere beside the paper's two when the data has them.
 * :func:`plot_gamma` — Fig. 6: relative reconstruction bias γ (corrected Eq. 10) against L0.
 * :func:`plot_shrinkage_toy` — Fig. 2: the one-feature toy, reconstruction of x = 1 against λ.
 * :func:`plot_gamma_asymmetry` — first-version γ₁, corrected γ, the best rescaling of x̂ and the first version's
@@ -20,7 +21,34 @@ from matplotlib.figure import Figure
 ARCH_STYLE = {
     "gated": {"color": "#C44E52", "marker": "o", "label": "Gated SAE"},
     "baseline": {"color": "#4C72B0", "marker": "s", "label": "Baseline SAE (ReLU + L1)"},
+    "jumprelu": {"color": "#55A868", "marker": "^", "label": "JumpReLU SAE"},
+    "topk": {"color": "#8172B2", "marker": "D", "label": "TopK SAE"},
+    "batchtopk": {"color": "#CCB974", "marker": "v", "label": "BatchTopK SAE"},
 }
+ORDER = ("baseline", "gated", "jumprelu", "topk", "batchtopk")
+"""Drawing order of the architectures (the paper's two first); SAEs trained elsewhere come after them."""
+_EXTERNAL_COLOURS = ("#222222", "#937860", "#DA8BC3", "#8C8C8C")
+
+
+def _series(panel: Mapping[str, Any]) -> list[str]:
+    """The series of a panel in drawing order."""
+    return [a for a in ORDER if a in panel] + [s for s in panel if s not in ORDER]
+
+
+def _style(series: str, i: int) -> dict[str, Any]:
+    """An architecture's style, or one for an SAE trained elsewhere (black-ish stars, labelled by its source)."""
+    if series in ARCH_STYLE:
+        return ARCH_STYLE[series]
+    return {"color": _EXTERNAL_COLOURS[i % len(_EXTERNAL_COLOURS)], "marker": "*", "label": series}
+
+
+def _setting_labels(d: Mapping[str, Any]) -> list[str]:
+    """Per point, "λ=…" or "k=…" (none for an SAE trained elsewhere)."""
+    if "lam" in d:
+        return [f"λ={v:g}" for v in d["lam"]]
+    if "k" in d:
+        return [f"k={v:g}" for v in d["k"]]
+    return [""] * len(d["x"])
 Y_LABELS = {
     "loss_recovered": "loss recovered (fidelity)",
     "delta_lm_loss": "Δ LM loss (nats / token, lower is better)",
@@ -56,19 +84,19 @@ def plot_pareto(data: Mapping[str, Mapping[str, Mapping[str, Sequence[float]]]],
     targets = list(data)
     fig, axes = _panels(len(targets))
     for ax, target in zip(axes, targets):
-        for arch in ("baseline", "gated"):
+        for i, arch in enumerate(_series(data[target])):
             d = data[target].get(arch)
             if not d:
                 continue
-            st = ARCH_STYLE[arch]
+            st = _style(arch, i)
             xs, ys = np.asarray(d["x"], float), np.asarray(d["y"], float)
             ax.scatter(xs, ys, color=st["color"], marker=st["marker"], s=30, zorder=3, label=st["label"])
             fr = list(d.get("frontier", []))
             if len(fr) > 1:
                 ax.plot(xs[fr], ys[fr], color=st["color"], lw=1.5, zorder=2)
             if annotate_lambda:
-                for xv, yv, lam in zip(xs, ys, d["lam"]):
-                    ax.annotate(f"λ={lam:g}", (xv, yv), textcoords="offset points", xytext=(3, 3), fontsize=6,
+                for xv, yv, text in zip(xs, ys, _setting_labels(d)):
+                    ax.annotate(text, (xv, yv), textcoords="offset points", xytext=(3, 3), fontsize=6,
                                 color=st["color"])
         _log_l0_axis(ax)
         ax.set_xlabel("L0 (active latents per token, lower is sparser)")
@@ -90,11 +118,11 @@ def plot_gamma(data: Mapping[str, Mapping[str, Mapping[str, Sequence[float]]]],
     fig, axes = _panels(len(targets))
     for ax, target in zip(axes, targets):
         ax.axhline(1.0, color="grey", ls="--", lw=1, label="γ = 1 (no shrinkage)")
-        for arch in ("baseline", "gated"):
+        for i, arch in enumerate(_series(data[target])):
             d = data[target].get(arch)
             if not d:
                 continue
-            st = ARCH_STYLE[arch]
+            st = _style(arch, i)
             order = np.argsort(d["x"])
             xs, ys = np.asarray(d["x"], float)[order], np.asarray(d["y"], float)[order]
             ax.plot(xs, ys, color=st["color"], marker=st["marker"], ms=5, lw=1.2, label=st["label"])

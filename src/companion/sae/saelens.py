@@ -8,8 +8,12 @@ can be pointed at any of them.
 The layout (SAELens 6):
 
 * weights, SAELens orientation: ``W_enc [d_in, d_sae]``, ``W_dec [d_sae, d_in]``, ``b_dec [d_in]``, and
-  ``b_enc [d_sae]`` ("standard") or ``b_gate``, ``r_mag``, ``b_mag [d_sae]`` ("gated", magnitude encoder tied as
-  ``W_enc * exp(r_mag)``, exactly the paper's §3 parametrisation);
+  ``b_enc [d_sae]`` ("standard", "topk"), ``b_enc`` and ``threshold [d_sae]`` ("jumprelu") or ``b_gate``, ``r_mag``,
+  ``b_mag [d_sae]`` ("gated", magnitude encoder tied as ``W_enc * exp(r_mag)``, exactly the paper's §3
+  parametrisation).  Our architectures map to SAELens': baseline → "standard", gated → "gated", JumpReLU → "jumprelu"
+  (no input centring, ``apply_b_dec_to_input`` false, the threshold θ = exp(log θ)), TopK → "topk" (``k``, no
+  decoder-norm rescaling), BatchTopK → "jumprelu" with its one inference threshold for every latent (what SAELens
+  saves its own BatchTopK SAEs as), ``metadata.companion`` keeping "batchtopk" and k;
 * ``cfg.json``: ``architecture``, ``d_in``, ``d_sae``, ``dtype``, ``device``, ``apply_b_dec_to_input``,
   ``normalize_activations``, ``reshape_activations`` and ``metadata``, SAELens 6's provenance block:
   ``sae_lens_version`` (a version ≥ 6 is what makes SAELens read the file as a SAELens 6 config rather than
@@ -32,12 +36,17 @@ That scale is folded into the saved weights as SAELens folds an activation-norm 
 (``W_enc·s``, ``W_dec/s``, ``b_dec/s``): the stored SAE takes raw activations and gives the same codes, so L0 and
 γ are unchanged, and ``normalize_activations`` is "none".
 
-Reading, an SAE with ``apply_b_dec_to_input = false`` (no input centring) is the same function as one of our
-centred SAEs with its encoder biases shifted by ``b_dec·W_enc`` (and ``·exp(r_mag)`` on the magnitude path), so
-every standard or gated SAELens SAE loads into :class:`~companion.sae.autoencoders.BaselineSAE` /
-:class:`~companion.sae.autoencoders.GatedSAE`; a pre-6 per-latent ``scaling_factor`` (applied to the codes before
-decoding) is folded into ``W_dec``.  Other architectures, and normalisations applied at run time, are refused
-with a message saying why and what to do (:func:`_check_normalisation`).
+Reading, the input centring is moved where our class has it: an SAE with ``apply_b_dec_to_input = false`` is the
+same function as a centred one with its encoder biases shifted by ``b_dec·W_enc`` (and ``·exp(r_mag)`` on the
+magnitude path), and the other way round for JumpReLU, which has none.  So every standard, gated, TopK and JumpReLU
+SAELens SAE loads into :class:`~companion.sae.autoencoders.BaselineSAE`, :class:`~companion.sae.autoencoders.GatedSAE`,
+:class:`~companion.sae.successors.TopKSAE` or :class:`~companion.sae.successors.JumpReLUSAE` (SAELens' BatchTopK SAEs
+are JumpReLU files; ours come back as :class:`~companion.sae.successors.BatchTopKSAE`).  A pre-6 per-latent
+``scaling_factor`` (applied to the codes before decoding) is folded into ``W_dec``; TopK's
+``rescale_acts_by_decoder_norm`` (select and decode with the codes times the decoder rows' norms) is folded into
+``W_enc``, ``b_enc`` and unit-norm ``W_dec`` rows, the same function; a negative JumpReLU threshold acts as 0 in
+SAELens' encoder (ReLU(z)·1[z > θ]) and is read as 0.  Other architectures, and normalisations applied at run
+time, are refused with a message saying why and what to do (:func:`_check_normalisation`).
 """
 from __future__ import annotations
 
@@ -49,12 +58,15 @@ from typing import Any
 import torch
 
 from companion.sae.autoencoders import BaselineSAE, GatedSAE, SparseAutoencoder
+from companion.sae.successors import BatchTopKSAE, JumpReLUSAE, TopKSAE
 
 CONFIG_FILE = "cfg.json"
 WEIGHTS_FILE = "sae_weights.safetensors"
-TO_SAELENS = {"baseline": "standard", "gated": "gated"}
-"""Our architecture names -> SAELens' ("baseline" is the paper's ReLU + L1 SAE, SAELens' "standard")."""
-FROM_SAELENS = {v: k for k, v in TO_SAELENS.items()}
+TO_SAELENS = {"baseline": "standard", "gated": "gated", "jumprelu": "jumprelu", "topk": "topk",
+              "batchtopk": "jumprelu"}
+"""Our architecture names -> SAELens' ("baseline" is the paper's ReLU + L1 SAE, SAELens' "standard"; a BatchTopK SAE is
+a JumpReLU at inference)."""
+FROM_SAELENS = {"standard": "baseline", "gated": "gated", "jumprelu": "jumprelu", "topk": "topk"}
 _DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16, "float16": torch.float16,
            "torch.float32": torch.float32, "torch.float64": torch.float64, "torch.bfloat16": torch.bfloat16,
            "torch.float16": torch.float16}
@@ -118,11 +130,25 @@ def save_sae(sae: SparseAutoencoder, directory: str | Path, *, input_scale: floa
         "W_dec": (sae.W_dec.detach().T / s).contiguous(),
         "b_dec": (sae.b_dec.detach() / s).contiguous(),
     }
+    extra: dict[str, Any] = {}
     if isinstance(sae, GatedSAE):
         tensors.update(b_gate=sae.b_gate.detach().clone(), r_mag=sae.r_mag.detach().clone(),
                        b_mag=sae.b_mag.detach().clone())
     else:
         tensors["b_enc"] = sae.b_enc.detach().clone()
+    # The codes of the stored SAE on raw x are those of ours on s·x (W_enc·s), so thresholds and k carry over.
+    if isinstance(sae, JumpReLUSAE):
+        tensors["threshold"] = sae.threshold.detach().clone()
+    elif isinstance(sae, BatchTopKSAE):
+        if float(sae.threshold) < 0:
+            raise SAEFormatError("this BatchTopK SAE has no inference threshold yet (it estimates one while training): "
+                                 "train it before saving")
+        tensors["threshold"] = sae.threshold.detach().expand(sae.n_latents).clone()
+    elif isinstance(sae, TopKSAE):
+        extra = {"k": sae.k, "rescale_acts_by_decoder_norm": False}
+    ours = {"architecture": sae.architecture, "input_scale_folded": s, **(companion or {})}
+    if isinstance(sae, TopKSAE):
+        ours["k"] = sae.k
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     save_file({k: v.cpu() for k, v in tensors.items()}, str(d / WEIGHTS_FILE))
@@ -132,7 +158,7 @@ def save_sae(sae: SparseAutoencoder, directory: str | Path, *, input_scale: floa
         "d_sae": sae.n_latents,
         "dtype": str(sae.W_dec.dtype).removeprefix("torch."),
         "device": "cpu",
-        "apply_b_dec_to_input": True,
+        "apply_b_dec_to_input": not isinstance(sae, JumpReLUSAE),
         "normalize_activations": "none",
         "reshape_activations": "hook_z" if (hook_name or "").endswith("hook_z") else "none",
         "metadata": {
@@ -146,8 +172,9 @@ def save_sae(sae: SparseAutoencoder, directory: str | Path, *, input_scale: floa
             "exclude_special_tokens": exclude_special_tokens,
             "dataset_path": dataset_path,
             "model_from_pretrained_kwargs": dict(NO_PROCESSING),
-            "companion": {"architecture": sae.architecture, "input_scale_folded": s, **(companion or {})},
+            "companion": ours,
         },
+        **extra,
     }
     (d / CONFIG_FILE).write_text(json.dumps(cfg, indent=2))
     return d
@@ -188,7 +215,7 @@ def _check_normalisation(d: Path, cfg: dict[str, Any]) -> None:
 
 
 def load_sae(directory: str | Path) -> StoredSAE:
-    """Read a SAELens-format SAE (standard or gated) into our classes; see the module docstring for what loads."""
+    """Read a SAELens-format SAE (standard, gated, JumpReLU, TopK) into our classes; the module docstring says how."""
     from safetensors.torch import load_file
 
     d = Path(directory)
@@ -197,11 +224,14 @@ def load_sae(directory: str | Path) -> StoredSAE:
     cfg = json.loads((d / CONFIG_FILE).read_text())
     arch = cfg.get("architecture", "standard")
     if arch not in FROM_SAELENS:
-        raise SAEFormatError(f"{d}: architecture {arch!r} cannot be loaded here (standard and gated SAEs can); "
-                             f"sae_lens.SAE.load_from_disk(path) reads it")
+        raise SAEFormatError(f"{d}: architecture {arch!r} cannot be loaded here (standard, gated, jumprelu and topk "
+                             f"SAEs can); sae_lens.SAE.load_from_disk(path) reads it")
     _check_normalisation(d, cfg)
     w = load_file(str(d / WEIGHTS_FILE))
-    need = ["W_enc", "W_dec", "b_dec"] + (["b_gate", "r_mag", "b_mag"] if arch == "gated" else ["b_enc"])
+    if arch == "jumprelu" and "threshold" not in w and "log_threshold" in w:  # older SAELens files
+        w["threshold"] = torch.exp(w.pop("log_threshold"))
+    need = ["W_enc", "W_dec", "b_dec"] + {"gated": ["b_gate", "r_mag", "b_mag"], "jumprelu": ["b_enc", "threshold"]}.get(
+        arch, ["b_enc"])
     missing = [k for k in need if k not in w]
     if missing:
         raise SAEFormatError(f"{d}: {WEIGHTS_FILE} lacks {missing} for a {arch} SAE")
@@ -212,20 +242,61 @@ def load_sae(directory: str | Path) -> StoredSAE:
                              f"b_dec {tuple(b_dec.shape)}")
     if "scaling_factor" in w:  # pre-6 SAELens: codes × scaling_factor before decoding, the same as scaled W_dec rows
         W_dec = W_dec * w["scaling_factor"].to(W_dec.dtype)[:, None]
-    dtype = _DTYPES.get(str(cfg.get("dtype", "float32")), W_enc.dtype)
-    centre = bool(cfg.get("apply_b_dec_to_input", True))
-    # Without input centring, x·W + b = (x − b_dec)·W + (b + b_dec·W): the same function with shifted biases.
-    shift = torch.zeros(d_sae, dtype=W_enc.dtype) if centre else b_dec @ W_enc
-    sae: SparseAutoencoder
-    if arch == "gated":
-        sae = GatedSAE(d_in, d_sae, dtype=dtype)
-        state = {"W_gate": W_enc.T, "b_gate": w["b_gate"] + shift, "r_mag": w["r_mag"],
-                 "b_mag": w["b_mag"] + shift * torch.exp(w["r_mag"]), "W_dec": W_dec.T, "b_dec": b_dec}
-    else:
-        sae = BaselineSAE(d_in, d_sae, dtype=dtype)
-        state = {"W_enc": W_enc.T, "b_enc": w["b_enc"] + shift, "W_dec": W_dec.T, "b_dec": b_dec}
-    sae.load_state_dict({k: v.to(dtype).contiguous() for k, v in state.items()})
-    sae.eval().requires_grad_(False)
+    b_enc = w.get("b_enc")
+    if arch == "topk" and cfg.get("rescale_acts_by_decoder_norm", False):
+        # SAELens selects and decodes with z·‖W_dec row‖: fold the norms into the encoder, unit rows into the decoder.
+        n = W_dec.norm(dim=1)
+        W_enc, b_enc, W_dec = W_enc * n, b_enc * n, W_dec / n[:, None]
     meta = provenance(cfg)
+    ours = meta.get("companion") or {}
+    sae = build_sae(arch, W_enc.T, W_dec.T, b_dec, centred=bool(cfg.get("apply_b_dec_to_input", True)),
+                    dtype=_DTYPES.get(str(cfg.get("dtype", "float32")), W_enc.dtype), b_enc=b_enc,
+                    b_gate=w.get("b_gate"), r_mag=w.get("r_mag"), b_mag=w.get("b_mag"), threshold=w.get("threshold"),
+                    k=cfg.get("k"), batchtopk_k=ours.get("k") if ours.get("architecture") == "batchtopk" else None,
+                    where=d)
     return StoredSAE(sae=sae, config=cfg, model_name=meta.get("model_name"), hook_name=meta.get("hook_name"), path=d,
                      metadata=meta)
+
+
+def build_sae(arch: str, W_enc: torch.Tensor, W_dec: torch.Tensor, b_dec: torch.Tensor, *, centred: bool,
+              dtype: torch.dtype, b_enc: torch.Tensor | None = None, b_gate: torch.Tensor | None = None,
+              r_mag: torch.Tensor | None = None, b_mag: torch.Tensor | None = None,
+              threshold: torch.Tensor | None = None, k: int | None = None, batchtopk_k: int | None = None,
+              where: Path | str = "") -> SparseAutoencoder:
+    """One of our SAEs (eval mode) computing the function stored elsewhere, from weights in our orientation
+    (``W_enc [M, d]``, ``W_dec [d, M]``).  ``arch`` is SAELens' name ("standard", "gated", "jumprelu", "topk");
+    ``centred`` whether the stored encoder subtracts ``b_dec`` from its input; ``batchtopk_k`` makes a "jumprelu"
+    with one threshold for every latent our BatchTopK SAE of that k."""
+    M, d_in = W_enc.shape
+    # Moving the input centring: (x − b_dec)·W + b = x·W + (b − b_dec·W).
+    shift = b_dec @ W_enc.T
+    sae: SparseAutoencoder
+    if arch == "gated":
+        if not centred:
+            b_gate, b_mag = b_gate + shift, b_mag + shift * torch.exp(r_mag)
+        sae = GatedSAE(d_in, M, dtype=dtype)
+        state = {"W_gate": W_enc, "b_gate": b_gate, "r_mag": r_mag, "b_mag": b_mag}
+    elif arch == "jumprelu" and batchtopk_k is not None:
+        theta = threshold.reshape(-1)
+        if theta.numel() != M or not bool((theta == theta[0]).all()):
+            raise SAEFormatError(f"{where}: a BatchTopK SAE has one threshold for every latent")
+        sae = BatchTopKSAE(d_in, M, dtype=dtype, k=int(batchtopk_k))
+        state = {"W_enc": W_enc, "b_enc": b_enc if centred else b_enc + shift,
+                 "threshold": theta[0].clamp(min=0).reshape(())}
+    elif arch == "jumprelu":
+        sae = JumpReLUSAE(d_in, M, dtype=dtype)
+        # Our JumpReLU has no input centring; θ < 0 acts as 0 in SAELens' ReLU(z)·1[z > θ] (log 0 = −inf: θ = 0).
+        state = {"W_enc": W_enc, "b_enc": b_enc - shift if centred else b_enc,
+                 "log_threshold": torch.log(threshold.to(torch.float64).clamp(min=0)).to(threshold.dtype)}
+    else:
+        if arch == "topk":
+            if k is None or not 1 <= int(k) <= M:
+                raise SAEFormatError(f"{where}: a TopK SAE needs k in [1, {M}], got {k!r}")
+            sae = TopKSAE(d_in, M, dtype=dtype, k=int(k))
+        else:
+            sae = BaselineSAE(d_in, M, dtype=dtype)
+        state = {"W_enc": W_enc, "b_enc": b_enc if centred else b_enc + shift}
+    state.update(W_dec=W_dec, b_dec=b_dec)
+    sae.load_state_dict({k_: v.to(dtype).contiguous() for k_, v in state.items()})
+    sae.eval().requires_grad_(False)
+    return sae

@@ -39,77 +39,17 @@ from torch import Tensor
 
 from companion.models.numerics import linear, t_mm
 from companion.sae.autoencoders import BaselineSAE, GatedSAE, SAELoss, SparseAutoencoder, check_input, check_lam
+from companion.sae.sparse import Pattern as _Pattern, Workspace, active_mask, flat_indices, set_grad as _set_grad
+from companion.sae.step_successors import BATCHTOPK_STEP, JUMPRELU_STEP, TOPK_STEP
 
 #: Above this fraction of non-zeros in the code, the dense formulas are faster on a CPU. Measured on 2 cores at
 #: d = 96–512, M = 768–4096, B = 256–4096: the sparse step wins below ~6–15% density for baseline (lower for small
-#: batches) and ~20–25% for gated (its dense path does 14·B·d·M flops against the baseline's 10).
-DEFAULT_MAX_SPARSE_DENSITY = {"baseline": 0.1, "gated": 0.2}
+#: batches) and ~15% for gated (its dense path does 14·B·d·M flops against the baseline's 10; at d = 512, M = 4096,
+#: B = 4096: sparse 1.70 / 2.28 / 2.72 s against dense 2.24 / 2.40 / 2.33 s at 10 / 15 / 20%); ~15% for JumpReLU,
+#: TopK and BatchTopK (measured on one core at d = 256, M = 2048, B = 1024).
+DEFAULT_MAX_SPARSE_DENSITY = {"baseline": 0.1, "gated": 0.15, "jumprelu": 0.15, "topk": 0.15, "batchtopk": 0.15}
 
 _BETA_WARNING = ".*Sparse CSR tensor support is in beta.*"  # torch's notice; the kernels used here are tested
-
-
-class Workspace:
-    """Reusable scratch buffers, so a [B, M] pre-activation is not freshly allocated (page-faulted) every step.
-
-    One workspace can serve several SAEs trained in turn (buffers are keyed by name, shape and dtype).
-    """
-
-    def __init__(self) -> None:
-        self._bufs: dict[tuple[Any, ...], Tensor] = {}
-
-    def get(self, name: str, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> Tensor:
-        key = (name, tuple(shape), dtype, str(device))
-        buf = self._bufs.get(key)
-        if buf is None:
-            buf = torch.empty(shape, dtype=dtype, device=device)
-            self._bufs[key] = buf
-        return buf
-
-    def clear(self) -> None:
-        self._bufs.clear()
-
-
-class _Pattern:
-    """The non-zero pattern of a [B, M] code in row-major (CSR) and column-major (CSR of the transpose) order."""
-
-    def __init__(self, flat: Tensor, B: int, M: int):
-        self.B, self.M = B, M
-        self.rows = torch.div(flat, M, rounding_mode="floor")
-        self.cols = flat - self.rows * M
-        self.nnz = int(flat.numel())
-        crow = torch.zeros(B + 1, dtype=torch.int64, device=flat.device)
-        torch.cumsum(torch.bincount(self.rows, minlength=B), 0, out=crow[1:])
-        self.crow = crow
-        # Column-major order of the same entries, for products with the transposed code (weight gradients).
-        self.perm = torch.argsort(self.cols, stable=True)
-        ccol = torch.zeros(M + 1, dtype=torch.int64, device=flat.device)
-        torch.cumsum(torch.bincount(self.cols, minlength=M), 0, out=ccol[1:])
-        self.ccol = ccol
-        self.rows_t = self.rows[self.perm]
-
-    def csr(self, values: Tensor) -> Tensor:
-        """The [B, M] sparse matrix with these values (row-major order)."""
-        return torch.sparse_csr_tensor(self.crow, self.cols, values, size=(self.B, self.M), check_invariants=False)
-
-    def csr_t(self, values: Tensor) -> Tensor:
-        """The [M, B] transpose, given values in row-major order."""
-        return torch.sparse_csr_tensor(self.ccol, self.rows_t, values[self.perm], size=(self.M, self.B), check_invariants=False)
-
-    def sampled(self, a: Tensor, b: Tensor) -> Tensor:
-        """(a @ b) at the pattern's entries, row-major: a [B, k], b [k, M] -> [nnz] (an SDDMM)."""
-        pattern = torch.sparse_csr_tensor(self.crow, self.cols, a.new_zeros(self.nnz), size=(self.B, self.M), check_invariants=False)
-        return torch.sparse.sampled_addmm(pattern, a, b, beta=0.0).values()
-
-    def col_sum(self, values: Tensor) -> Tensor:
-        """Σ over rows of the sparse matrix: [nnz] -> [M]."""
-        return values.new_zeros(self.M).index_add_(0, self.cols, values)
-
-
-def _active_flat(z: Tensor, neg_bias: Tensor, ws: Workspace, name: str) -> Tensor:
-    """Flat indices of z + b > 0 computed as z > −b (exactly the same set: fl(z+b) has the sign of z+b)."""
-    mask = ws.get(name, tuple(z.shape), torch.bool, z.device)
-    torch.gt(z, neg_bias, out=mask)
-    return mask.view(-1).nonzero().squeeze(1)
 
 
 def loss_and_grads(
@@ -147,22 +87,16 @@ def loss_and_grads(
         return step(sae, x, lam, ws, max_sparse_density, fire_counts)
 
 
-def _set_grad(p: torch.nn.Parameter, g: Tensor) -> None:
-    # Every gradient computed here is a fresh tensor (or a transposed view of one), so it can become .grad as it
-    # is: no copy.  A transposed view keeps its strides; Adam and the decoder projection work on any layout.
-    p.grad = g
-
-
 def _baseline(sae: BaselineSAE, x: Tensor, lam: float, ws: Workspace, max_density: float,
               fire_counts: Tensor | None) -> SAELoss:
     B, M = x.shape[0], sae.n_latents
     W_enc, b_enc, W_dec, b_dec = sae.W_enc, sae.b_enc, sae.W_dec, sae.b_dec
     xc = x - b_dec                                                   # [B, d]
     z = linear(xc, W_enc)                                            # the one dense product: W_enc (x − b_dec)
-    flat = _active_flat(z, -b_enc, ws, "mask")
-    nnz = int(flat.numel())
+    mask, nnz = active_mask(z, -b_enc, ws, "mask")
 
     if nnz <= max_density * B * M:
+        flat = flat_indices(mask)
         pat = _Pattern(flat, B, M)
         f_vals = z.view(-1)[flat] + b_enc[pat.cols]                  # f at its non-zeros (all > 0)
         x_hat = torch.addmm(b_dec, pat.csr(f_vals), W_dec.T.contiguous())
@@ -228,10 +162,10 @@ def _gated(sae: GatedSAE, x: Tensor, lam: float, ws: Workspace, max_density: flo
     scale = torch.exp(r_mag)                                         # W_mag = scale ⊙ W_gate (tied)
     xc = x - b_dec
     z = linear(xc, W_gate)                                           # W_gate (x − b_dec); W_mag(x − b_dec) = scale ⊙ z
-    flat = _active_flat(z, -b_gate, ws, "mask")                      # the gate's support G = {π_gate > 0}
-    nnz = int(flat.numel())
+    mask, nnz = active_mask(z, -b_gate, ws, "mask")                  # the gate's support G = {π_gate > 0}
 
     if nnz <= max_density * B * M:
+        flat = flat_indices(mask)
         pat = _Pattern(flat, B, M)
         zg = z.view(-1)[flat]
         c = pat.cols
@@ -257,7 +191,7 @@ def _gated(sae: GatedSAE, x: Tensor, lam: float, ws: Workspace, max_density: flo
     else:
         gate_act = torch.clamp(z + b_gate, min=0)
         mag_pre = torch.addcmul(b_mag, z, scale)
-        open_ = gate_act > 0
+        open_ = mask                                                 # = gate_act > 0 (the same set)
         on = open_ & (mag_pre > 0)
         f = mag_pre * on
         x_hat = linear(f, W_dec, b_dec)
@@ -289,7 +223,8 @@ def _gated(sae: GatedSAE, x: Tensor, lam: float, ws: Workspace, max_density: flo
 FastStep = Callable[..., SAELoss]
 """``step(sae, x, lam, workspace, max_sparse_density, fire_counts)``: sets every ``.grad``, returns the loss."""
 
-FAST_STEPS: dict[type[SparseAutoencoder], FastStep] = {BaselineSAE: _baseline, GatedSAE: _gated}
+FAST_STEPS: dict[type[SparseAutoencoder], FastStep] = {
+    BaselineSAE: _baseline, GatedSAE: _gated, **dict([JUMPRELU_STEP, TOPK_STEP, BATCHTOPK_STEP])}
 """The hand-derived step of each architecture class (a subclass inherits its parent's, and so the check below).
 A new entry also needs its density threshold in :data:`DEFAULT_MAX_SPARSE_DENSITY`."""
 
@@ -311,36 +246,43 @@ _CHECK_LAMS = (0.0, 0.7)
 def fast_step_disagreement(cls: type[SparseAutoencoder], *, rtol: float = 1e-8, atol: float = 1e-10) -> str | None:
     """Where the fast step of ``cls`` disagrees with autograd on ``cls.loss`` (the definition); None if nowhere.
 
-    Runs both on a float64 SAE of the class (``cls(d, M, seed=0, dtype=float64)``, every parameter moved off its
-    initial value; an architecture whose constructor takes more arguments gives them defaults) and a random batch, at λ = 0 and λ > 0, through the fast step's sparse and dense code paths;
-    compares every loss component, every parameter's gradient and the per-latent firing counts (against
-    ``cls.encode``).  Uses its own seeded generators: it draws nothing from torch's global random state.  In
-    float64 the two differ by rounding only (~1e-15); an edit of ``loss``, ``encode`` or anything they call shows
-    up as an error of order 1.
+    Runs both on a float64 SAE of the class (``cls(d, M, seed=0, dtype=float64, **cls.check_options)``, every
+    parameter moved off its initial value, training statistics in a random state) and a random batch, at λ = 0 and
+    λ > 0 (λ = 0 only where k sets the sparsity), through the fast step's sparse and dense code paths; compares every
+    loss component, every parameter's gradient and the per-latent firing counts (against ``cls.train_code``).  Uses its
+    own seeded generators: it draws nothing from torch's global random state.  In float64 the two differ by rounding
+    only (~1e-15); an edit of ``loss``, ``encode`` or anything they call shows up as an error of order 1.
     """
     if fast_step_of(cls) is None:
         raise TypeError(f"no fast step for {cls.__name__}")
     gen = torch.Generator().manual_seed(0)
-    sae = cls(_CHECK_D, _CHECK_M, seed=0, dtype=torch.float64)
+    sae = cls(_CHECK_D, _CHECK_M, seed=0, dtype=torch.float64, **cls.check_options)
     with torch.no_grad():
         for p in sae.parameters():
             p.add_(0.3 * torch.randn(p.shape, generator=gen, dtype=p.dtype))
         sae.normalize_decoder_()
+    sae.randomize_training_state_(gen)
     x = torch.randn(_CHECK_B, _CHECK_D, generator=gen, dtype=torch.float64)
     params = dict(sae.named_parameters())
-    for lam in _CHECK_LAMS:
+    for lam in _CHECK_LAMS if cls.sparsity_setting == "lam" else (0.0,):
         with torch.enable_grad():
             ref = sae.loss(x, lam)
             grads = torch.autograd.grad(ref.total, list(params.values()), allow_unused=True)
         ref_grads = {n: torch.zeros_like(p) if g is None else g for (n, p), g in zip(params.items(), grads)}
         with torch.no_grad():
-            ref_counts = (sae.encode(x) > 0).sum(0, dtype=torch.float64)
+            ref_counts = (sae.train_code(x) > 0).sum(0, dtype=torch.float64)
         for path, density in (("sparse", 1.0), ("dense", 0.0)):
             counts = torch.zeros(_CHECK_M, dtype=torch.float64)
             fast = loss_and_grads(sae, x, lam, max_sparse_density=density, fire_counts=counts)
             wrong = []
             for f in dataclasses.fields(SAELoss):
-                a, b = float(getattr(fast, f.name)), float(getattr(ref, f.name).detach())
+                a, b = getattr(fast, f.name), getattr(ref, f.name)
+                if a is None or b is None:
+                    if (a is None) != (b is None):
+                        wrong.append(f"the {f.name} term ({'none' if a is None else 'one'} fast, "
+                                     f"{'none' if b is None else 'one'} loss)")
+                    continue
+                a, b = float(a), float(b.detach())
                 if not abs(a - b) <= atol + rtol * abs(b):
                     wrong.append(f"the {f.name} term ({a:.6g} fast, {b:.6g} loss)")
             for n, p in params.items():
@@ -349,7 +291,7 @@ def fast_step_disagreement(cls: type[SparseAutoencoder], *, rtol: float = 1e-8, 
                     err = float("nan") if g is None or g.shape != r.shape else float((g - r).abs().max())
                     wrong.append(f"the gradient of {n} (max abs. difference {err:.3g})")
             if not torch.equal(counts, ref_counts):
-                wrong.append("which latents fire (encode vs the fast step's code)")
+                wrong.append("which latents fire (train_code vs the fast step's code)")
             sae.zero_grad(set_to_none=True)
             if wrong:
                 return f"{cls.__name__}.loss and its fast step disagree ({path} path, λ = {lam:g}) on " + "; ".join(wrong)

@@ -1,4 +1,5 @@
-"""Training baseline and Gated SAEs with the recipe of Rajamanoharan et al. 2024 (arXiv:2404.16014, App. D).
+"""Training SAEs with the recipe of Rajamanoharan et al. 2024 (arXiv:2404.16014, App. D): baseline and Gated SAEs,
+and beside them their successors (JumpReLU, TopK, BatchTopK; :mod:`companion.sae.successors`) on the same recipe.
 
 * Adam with β1 = 0, β2 = 0.999 (lr 3e-4 in the paper), linear learning-rate warm-up from 0.
 * Decoder columns at exactly unit norm: the gradient component parallel to each column is removed before the
@@ -11,6 +12,11 @@
 * A λ sweep per architecture, at equal compute: the baseline gets ``baseline_width_factor`` (1.5) times the
   gated SAE's width, since a gated step costs ~1.5 baseline steps (paper §5.1).
 * All SAEs of a sweep step on the same batch, taken from *one* pass over the activation stream.
+* The successors get the same optimiser, schedule and unit-norm decoder (a project choice, so that only the
+  architecture and its loss differ) but no resampling: their papers keep latents alive otherwise (TopK and
+  BatchTopK with the AuxK term; JumpReLU's papers do not resample).  After each step an SAE updates its own
+  training statistics (:meth:`~companion.sae.autoencoders.SparseAutoencoder.observe`: TopK's dead-latent counts,
+  BatchTopK's inference threshold).
 
 What is minimised is each architecture's ``loss`` method (:mod:`companion.sae.autoencoders`), the one definition.
 By default the step is the hand-derived one of :mod:`companion.sae.step` (the same losses and gradients, faster);
@@ -23,7 +29,9 @@ parallel reduction with an unspecified order is used.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
+import time
 import warnings
 from collections.abc import Iterable, Sequence
 from typing import Any, Literal
@@ -34,8 +42,10 @@ from torch import Tensor
 
 from companion.backbone.config import Config
 from companion.models.numerics import Adam
-from companion.sae.autoencoders import SAELoss, SparseAutoencoder, make_sae
+from companion.sae.architectures import ARCHITECTURES, make_sae
+from companion.sae.autoencoders import SAELoss, SparseAutoencoder
 from companion.sae.checkpoint import Checkpointing
+from companion.sae.sweeps import SAESpec
 from companion.sae.step import Workspace, fast_step_disagreement, fast_step_of, loss_and_grads
 
 
@@ -84,32 +94,6 @@ class SAETrainConfig(Config):
         return self
 
 
-@dataclasses.dataclass(frozen=True)
-class SAESpec:
-    """One member of a sweep."""
-
-    architecture: Literal["baseline", "gated"]
-    """"baseline" (ReLU + L1) or "gated"."""
-    n_latents: int
-    """Dictionary size M."""
-    lam: float
-    """Sparsity coefficient λ (on ‖f‖₁ or ‖ReLU(π_gate)‖₁; our L2 is not divided by d, see companion.sae.autoencoders)."""
-
-    @property
-    def name(self) -> str:
-        return f"{self.architecture}_M{self.n_latents}_lam{self.lam:g}"
-
-
-def equal_compute_sweep(gated_latents: int, lambdas_gated: Sequence[float], lambdas_baseline: Sequence[float],
-                        baseline_width_factor: float = 1.5) -> list[SAESpec]:
-    """The paper's comparison: gated SAEs of width M and baselines of width ``baseline_width_factor``·M."""
-    if gated_latents < 1 or baseline_width_factor <= 0:
-        raise ValueError("gated_latents must be >= 1 and baseline_width_factor > 0")
-    m_base = int(round(gated_latents * baseline_width_factor))
-    return ([SAESpec("baseline", m_base, float(l)) for l in lambdas_baseline]
-            + [SAESpec("gated", gated_latents, float(l)) for l in lambdas_gated])
-
-
 @dataclasses.dataclass
 class TrainLog:
     """What happened while training one SAE."""
@@ -123,7 +107,7 @@ class TrainLog:
     sparsity: list[float] = dataclasses.field(default_factory=list)
     """λ·L1 term."""
     auxiliary: list[float] = dataclasses.field(default_factory=list)
-    """Gated auxiliary term (0 for baseline)."""
+    """Auxiliary term: gated's frozen-decoder reconstruction, TopK's and BatchTopK's AuxK (0 for the others)."""
     l0: list[float] = dataclasses.field(default_factory=list)
     """Training-batch L0."""
     lr: list[float] = dataclasses.field(default_factory=list)
@@ -134,17 +118,22 @@ class TrainLog:
     """Optimiser steps taken."""
     tokens: int = 0
     """Training tokens seen."""
+    seconds: float = 0.0
+    """Wall-clock seconds spent in this SAE's steps (loss, gradients, optimiser): its step cost, not deterministic."""
 
 
 class _Member:
     """The per-SAE training state: module, optimiser, schedule, dead-latent counters, log."""
 
     def __init__(self, spec: SAESpec, d_in: int, cfg: SAETrainConfig, seed: int, dtype: torch.dtype = torch.float32,
-                 device: torch.device | str = "cpu"):
+                 device: torch.device | str = "cpu", input_rms: float | None = None):
         self.spec = spec
         self.cfg = cfg
+        options = dict(spec.options)
+        if input_rms is not None and "input_rms" in inspect.signature(ARCHITECTURES[spec.architecture]).parameters:
+            options.setdefault("input_rms", input_rms)  # scale-relative settings (JumpReLU's ε) meet the data's scale
         # Initialised on the CPU (seeded CPU generator), then moved: the same seed gives the same start anywhere.
-        self.sae = make_sae(spec.architecture, d_in, spec.n_latents, seed=seed, dtype=dtype).to(device)
+        self.sae = make_sae(spec.architecture, d_in, spec.n_latents, seed=seed, dtype=dtype, **options).to(device)
         self.opt = Adam(self.sae.parameters(), lr=0.0, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps)
         self.gen = torch.Generator().manual_seed(seed + 7919)
         self.fired = torch.zeros(spec.n_latents, dtype=torch.float64, device=device)
@@ -165,20 +154,25 @@ class _Member:
 
     def step(self, x: Tensor, step: int, ws: Workspace) -> SAELoss:
         sae = self.sae
+        t0 = time.perf_counter()
+        fired = torch.zeros(sae.n_latents, dtype=torch.float64, device=self.fired.device)
         if self.fast_step:
-            out = loss_and_grads(sae, x, self.spec.lam, workspace=ws, fire_counts=self.fired)
+            out = loss_and_grads(sae, x, self.spec.lam, workspace=ws, fire_counts=fired)
         else:
             sae.zero_grad(set_to_none=False)
             out = sae.loss(x, self.spec.lam)
             out.total.backward()
             with torch.no_grad():
-                self.fired += (sae.encode(x) > 0).sum(0, dtype=torch.float64)
+                fired = (sae.train_code(x) > 0).sum(0, dtype=torch.float64)
         sae.remove_parallel_decoder_grad_()
         lr = self.lr_at(step)
         for g in self.opt.param_groups:
             g["lr"] = lr
         self.opt.step()
         sae.normalize_decoder_()
+        sae.observe(fired, x.shape[0], out)
+        self.fired += fired
+        self.log.seconds += time.perf_counter() - t0
         if step % self.cfg.log_every == 0:
             L = self.log
             L.step.append(step)
@@ -194,7 +188,9 @@ class _Member:
 
     @torch.no_grad()
     def resample(self, step: int, recent: Tensor) -> int:
-        """Bricken et al. 2023 resampling of latents that have not fired since the last check."""
+        """Bricken et al. 2023 resampling of latents that have not fired since the last check (baseline and gated)."""
+        if not self.sae.resample_dead:
+            return 0
         dead = torch.nonzero(self.fired == 0).squeeze(1)
         self.fired.zero_()
         n_dead = int(dead.numel())
@@ -297,7 +293,9 @@ def train_sweep(
         if ms <= 0:
             raise ValueError("the first batch is all zeros: cannot normalise")
         scale = math.sqrt(d / ms)
-    members = [_Member(s, d, cfg, seed + i, dtype=first.dtype, device=device) for i, s in enumerate(specs)]
+    rms = math.sqrt(float((first.double() * scale).pow(2).sum(1).mean()))
+    members = [_Member(s, d, cfg, seed + i, dtype=first.dtype, device=device, input_rms=rms)
+               for i, s in enumerate(specs)]
     if cfg.fast_step:
         fast = {cls: checked_fast_step(cls) for cls in dict.fromkeys(type(m.sae) for m in members)}
         for m in members:
@@ -343,8 +341,8 @@ def train_sweep(
                 m.resample(step, pool)
         bar.update(1)
         if step % 20 == 0 and members:
-            bar.set_postfix_str("L0 " + " ".join(f"{m.spec.architecture[0]}{m.log.l0[-1]:.0f}" for m in members
-                                         if m.log.l0))
+            bar.set_postfix_str("L0 " + " ".join(f"{_SHORT.get(m.spec.architecture, m.spec.architecture)}"
+                                                 f"{m.log.l0[-1]:.0f}" for m in members if m.log.l0))
         if checkpoint is not None and checkpoint.due(step, max_steps):
             checkpoint.save(step, members, scale)
     bar.close()
@@ -356,6 +354,10 @@ def train_sweep(
         m.sae.requires_grad_(False)
         out.append(TrainedSAE(spec=m.spec, sae=m.sae, input_scale=scale, log=m.log))
     return out
+
+
+_SHORT = {"baseline": "b", "gated": "g", "jumprelu": "j", "topk": "t", "batchtopk": "bt"}
+"""Architecture initials in the progress bar's L0 readout."""
 
 
 def checked_fast_step(cls: type[SparseAutoencoder]) -> bool:
