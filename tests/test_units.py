@@ -76,24 +76,42 @@ def test_a_sweep_in_parts_has_one_unit_per_part_and_the_evaluation_needs_them_al
                                                                  targets=["organism:backdoor@blocks.1.hook_mlp_out"])
     units = units_for([("01", P)], "ci")["01"]
     parts = [u for u in units if u.kind == "sae-part"]
-    assert [u.args["lo"] for u in parts] == [0, 2] and all(u.key for u in parts)
+    from companion.sae.experiment import sweep_specs
+
+    assert [u.args["lo"] for u in parts] == list(range(0, len(sweep_specs(P)), 2)) and all(u.key for u in parts)
     assert units[-1].kind == "sae-eval" and units[-1].needs == tuple(u.id for u in parts)
     # members_per_unit changes no cache key: the evaluation (and so the sweep) is keyed as without parts.
     whole = units_for([("01", P.replace(members_per_unit=0))], "ci")["01"]
     assert whole[-1].key == units[-1].key
 
 
+def _minutes(text: str) -> float:
+    """ "1 h 19 min" / "36.0 min" -> minutes."""
+    import re
+
+    m = re.fullmatch(r"(?:(\d+) h)? ?(?:([\d.]+) min)?", text.strip())
+    assert m and (m[1] or m[2]), text
+    return 60 * float(m[1] or 0) + float(m[2] or 0)
+
+
 @pytest.mark.slow  # the paper profile's whole dry run (every notebook's preflight): ~5 s; make test runs it
-def test_paper_dry_run_plans_well_under_an_hour_on_8_gpus(tmp_path, monkeypatch):
+def test_paper_dry_run_plans_its_units_on_8_gpus_within_the_list_scheduling_bound(tmp_path, monkeypatch):
+    import re
+
     monkeypatch.setenv("COMPANION_CACHE", str(tmp_path))
     from companion.backbone import runner
 
     lines = []
     runner.run_notebooks("paper", dry_run=True, executor="slurm", log=lines.append)
     text = "\n".join(lines)
-    wall = next(line for line in lines if line.startswith("expected wall time"))
-    assert "on 8 slot(s)" in wall and " h " not in wall.split("on 8")[0], wall  # minutes, not hours
-    assert float(wall.split()[3]) < 60 and "(serial 5 h" in wall, wall
+    wall_line = next(line for line in lines if line.startswith("expected wall time"))
+    m = re.match(r"expected wall time (.+?) on 8 slot\(s\) \(serial (.+?); critical path (.+?) min: ", wall_line)
+    assert m, wall_line
+    wall, serial, critical = _minutes(m[1]), _minutes(m[2]), float(m[3])
+    # Longest-path-first list scheduling on 8 slots: no faster than the work spread evenly or its longest chain,
+    # no slower than Graham's bound (the even spread plus the longest chain); and far below the serial time.
+    assert max(serial / 8, critical) - 1 <= wall <= serial / 8 + critical, wall_line
+    assert wall < serial / 6, wall_line
     assert "sae-train gelu-1l@blocks.0.mlp.hook_post SAEs 0-1" in text and "sycophancy EleutherAI/pythia-12b" in text
     assert "sae-train: 1 GPU, 8 CPU, 64 GB, 180 min" in text
 
