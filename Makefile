@@ -1,4 +1,4 @@
-# companion: one command to set up, one to test, one to regenerate every figure.
+# companion: two commands, `make test` and `make figures`; each sets the environment up first when it is missing or stale.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -8,7 +8,12 @@ ONLY ?=
 FORCE ?=
 DRY_RUN ?=
 # Where pip is configured to find local wheels (the CPU torch on the dev machines); uv does not read pip's config.
-FIND_LINKS := $(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null)
+# Deferred (?=): asked of pip only when setup runs.
+FIND_LINKS ?= $(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null)
+# Written by a setup that finished; older than what setup reads means the environment is stale.
+STAMP := $(VENV)/.companion-setup
+# Jupyter refuses to start as root without it (containers run as root).
+LAB_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 
 .PHONY: setup git-filter test test-fast figures lab strip bench clean lock check-figures readme help
 
@@ -18,52 +23,63 @@ help:
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
-setup: $(PY)
+# `make setup` always installs; every other target sets the environment up first when it is missing or stale (older
+# than pyproject.toml, requirements.lock or this file), so on a fresh clone `make figures` and `make test` just work.
+setup:
+	@rm -f $(STAMP)
+	@$(MAKE) --no-print-directory $(STAMP)
+
+$(STAMP): pyproject.toml requirements.lock Makefile | $(PY)
 	$(PY) -m pip install --quiet --disable-pip-version-check uv==0.13.9
 	UV_FIND_LINKS="$(FIND_LINKS)" $(VENV)/bin/uv pip install --python $(PY) --compile-bytecode \
 		-c requirements.lock -e '.[test,bench]'
 	UV_FIND_LINKS="$(FIND_LINKS)" $(VENV)/bin/uv pip install --python $(PY) --no-deps -r benchmarks/requirements-peers.txt
 	@$(MAKE) --no-print-directory git-filter
 	@$(PY) -c "import torch, transformer_lens; print('companion ready: torch', torch.__version__)"
+	@touch $@
+	@echo "the command is $(VENV)/bin/companion (or run \`source $(VENV)/bin/activate\` once per shell, then companion)"
 
-# Strip notebook outputs on commit (the filter is local git config; .gitattributes names it). Git runs filters from
-# the top of the work tree, so the venv's path is kept relative: every clone or worktree uses its own venv, and
-# moving the checkout does not break git. The index is refreshed last, so the first `git status` is instant instead
-# of running the filter over every notebook.
+# Strip notebook outputs on commit (the filter is local git config; .gitattributes names it): nbstripout, then the
+# kernel metadata JupyterLab's autosave rewrites put back in its committed form (companion.backbone.nbclean), so
+# opening a notebook in Lab leaves the tree clean. Git runs filters from the top of the work tree, so the venv's
+# path is kept relative: every clone or worktree uses its own venv, and moving the checkout does not break git.
+# The index is refreshed last, so the first `git status` is instant instead of running the filter over every notebook.
 git-filter:
 	@if git rev-parse --git-dir >/dev/null 2>&1; then \
 		$(VENV)/bin/nbstripout --install --attributes .gitattributes && \
-		git config filter.nbstripout.clean '$(PY) -m nbstripout' && \
-		git config diff.ipynb.textconv '$(PY) -m nbstripout -t' && \
-		git config filter.nbstripout.extrakeys "metadata.papermill cell.metadata.papermill cell.metadata.execution metadata.widgets" && \
+		git config filter.nbstripout.clean '$(PY) -m companion.backbone.nbclean' && \
+		git config diff.ipynb.textconv '$(PY) -m companion.backbone.nbclean --textconv' && \
 		{ git update-index -q --refresh >/dev/null || true; }; fi
 
 # Everything: unit tests, organism training, every notebook on the ci profile (what .ci/run calls).
-test:
+test: $(STAMP)
 	$(PY) -m pytest -q
 
 # Unit tests only: no notebook runs, no organism training (tests marked slow are skipped).
-test-fast:
+test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
 
-figures:
+figures: $(STAMP)
 	$(VENV)/bin/companion figures --profile $(PROFILE) $(if $(ONLY),--only $(ONLY)) $(if $(FORCE),--force) $(if $(DRY_RUN),--dry-run)
 
-check-figures:
+check-figures: $(STAMP)
 	$(VENV)/bin/companion check-figures --profile $(PROFILE)
 
 # The README's findings block, rewritten from the committed organism sidecars (after regenerating figures/organism).
-readme:
+readme: $(STAMP)
 	$(VENV)/bin/companion readme
 
-# Notebooks open on $(PROFILE) (their parameters cell reads $$COMPANION_PROFILE): make lab PROFILE=ci
-lab:
-	COMPANION_PROFILE=$(PROFILE) $(VENV)/bin/jupyter lab notebooks/
+# Notebooks open on $(PROFILE) (their parameters cell reads $$COMPANION_PROFILE): make lab PROFILE=ci. Saving writes
+# the kernel metadata in its committed form, so opening and saving a notebook leaves `git status` empty.
+LAB_ARGS ?=
+lab: $(STAMP)
+	COMPANION_PROFILE=$(PROFILE) $(VENV)/bin/jupyter lab $(LAB_ROOT) \
+		--ContentsManager.pre_save_hook=companion.backbone.nbclean.lab_pre_save_hook $(LAB_ARGS) notebooks/
 
-strip:
-	$(VENV)/bin/nbstripout --extra-keys "metadata.papermill cell.metadata.papermill cell.metadata.execution metadata.widgets" notebooks/*.ipynb
+strip: $(STAMP)
+	$(PY) -m companion.backbone.nbclean notebooks/*.ipynb
 
-bench:
+bench: $(STAMP)
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 lock:

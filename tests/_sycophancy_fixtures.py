@@ -127,14 +127,15 @@ def _bpe_tokenizer(vocab_size: int, neox: bool):
     return PreTrainedTokenizerFast(tokenizer_object=tok, **kw)
 
 
-def build_tiny_gpt2(directory: Path, seed: int = 0, n_layer: int = 2, d: int = 32, vocab: int = 600) -> Path:
+def build_tiny_gpt2(directory: Path, seed: int = 0, n_layer: int = 2, d: int = 32, vocab: int = 600,
+                    n_positions: int = 1024) -> Path:
     """A randomly initialised GPT-2 with a GPT-2-style byte-level BPE tokenizer trained here."""
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
 
     tok = _bpe_tokenizer(vocab, neox=False)
     torch.manual_seed(seed)
-    cfg = GPT2Config(vocab_size=len(tok), n_positions=1024, n_embd=d, n_layer=n_layer, n_head=2,
+    cfg = GPT2Config(vocab_size=len(tok), n_positions=n_positions, n_embd=d, n_layer=n_layer, n_head=2,
                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
     GPT2LMHeadModel(cfg).save_pretrained(directory)
     tok.save_pretrained(directory)

@@ -14,6 +14,8 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 
 import pytest  # noqa: E402
 
+from slurm_cluster import slurm  # noqa: E402,F401  the real single-node Slurm fixture (COMPANION_SLURM_TESTS)
+
 
 @pytest.fixture
 def one_torch_thread():
@@ -25,3 +27,17 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+def pytest_collection_finish(session):
+    """Start the emulated-CPU trainings early when a selected test needs them (see tests/_emulated_cpus.py)."""
+    import _emulated_cpus
+
+    if any(_emulated_cpus.FIXTURE in getattr(item, "fixturenames", ()) for item in session.items):
+        _emulated_cpus.start()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    import _emulated_cpus
+
+    _emulated_cpus.stop()

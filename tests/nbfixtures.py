@@ -25,7 +25,9 @@ def write_smoke_notebook(path: Path, *, save_fig: bool = True, pyplot: bool = Fa
             f"from companion.backbone.runtime import start\nfrom {module} import {cls}\n"
             f"P = start({cls}, profile, overrides)\nP"
         ),
-        nbformat.v4.new_code_cell("if getattr(P, 'fail', False):\n    raise RuntimeError('planted failure')"),
+        nbformat.v4.new_code_cell("if getattr(P, 'fail', False):\n    raise RuntimeError('planted failure')\n"
+                                  "if getattr(P, 'kill_kernel', False):\n    import os, signal\n"
+                                  "    os.kill(os.getpid(), signal.SIGKILL)"),
         nbformat.v4.new_code_cell("from tqdm.auto import tqdm\nfor _ in tqdm(range(3), desc='smoke progress'):\n    pass"),
     ]
     if save_fig:

@@ -1,4 +1,5 @@
 """The on-disk cache: content keys covering the producing code, atomic writes, locked builds."""
+import os
 import shutil
 import subprocess
 import sys
@@ -152,3 +153,25 @@ def test_two_processes_building_one_key_build_it_once_and_both_get_it_whole(tmp_
     assert len(log.read_text().split()) == 1, "the entry was built twice"
     c = Cache(tmp_path / "cache")
     assert c.exists("sae", {"k": 1}) and len(c.ls()) == 1
+
+
+@pytest.mark.parametrize("mask,dmode,fmode", [(0o022, 0o755, 0o644), (0o002, 0o775, 0o664), (0o077, 0o700, 0o600)],
+                         ids=["umask022", "umask002", "umask077"])
+def test_entries_get_the_permissions_the_umask_allows(tmp_path, mask, dmode, fmode):
+    # mkdtemp and mkstemp make private files whatever the umask; a shared cache needs group-readable entries.
+    import stat
+
+    from companion.backbone.atomic import atomic_write_text
+
+    old = os.umask(mask)
+    try:
+        def build(d):
+            atomic_write_text(d / "written_atomically.json", "{}")
+            (d / "written_plainly.bin").write_bytes(b"x")
+
+        p = Cache(tmp_path).get_or_build("sae", {"m": mask}, build)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(p.stat().st_mode) == dmode
+    for f in p.iterdir():
+        assert stat.S_IMODE(f.stat().st_mode) == fmode, f.name

@@ -48,7 +48,7 @@ def test_files_sidecar_and_stamp(in_project):
     assert side["data"] == {"auroc": 0.75, "xs": [0, 1, 2]}
     assert side["tolerance"]["atol"] == 0.01 and "rtol" in side["tolerance"]
     assert set(side["git"]) == {"commit", "dirty"} and side["packages"]["torch"]
-    assert side["numerics"]["cpu_capability"] == "AVX2" and side["numerics"]["pinned"]["MKL_CBWR"] == "AVX2"
+    assert side["numerics"]["cpu_capability"] == "AVX2" and side["numerics"]["mkl_branch"] == "COMPATIBLE"
     assert side["wall_time_s"] >= 0 and "inputs" in side
     assert any("FALLBACK" in t.get_text() and "'ci'" in t.get_text() for t in fig.texts)
     save_figure(fig, "demo")
@@ -191,3 +191,35 @@ def test_numbers_of_a_seed_summary_are_judged_against_the_spread_across_seeds():
     assert "within seed spread" in table and "1 moved beyond tolerance" in table
     only_spread = [x for x in d.values() if x.within_seed_spread]
     assert "0 moved beyond tolerance, 1 within seed spread only" in format_table(only_spread, [], [], 1)
+
+
+def test_figures_are_readable_by_whoever_the_umask_lets_read_them(in_project):
+    import stat
+
+    runtime.start(NotebookParams, "ci")
+    old = os.umask(0o002)
+    try:
+        saved = save_figure(demo_figure(), "shared")
+    finally:
+        os.umask(old)
+    for f in (saved.png, saved.pdf, saved.sidecar):
+        assert stat.S_IMODE(f.stat().st_mode) == 0o664, f.name  # not mkstemp's 0600
+
+
+def test_the_stamp_sits_below_a_legend_under_the_axes_of_a_constrained_layout(in_project):
+    """Issue 19: the stamp covered a legend drawn below the axes; it must cover nothing the figure draws."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    runtime.start(NotebookParams, "ci")
+    fig = Figure(figsize=(5.6, 4.0), layout="constrained")
+    ax = fig.subplots()
+    for i in range(4):
+        ax.plot([0, 1], [i, i + 1], label=f"detector {i} AUROC 0.{i}")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2)
+    save_figure(fig, "roc")
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    stamp = next(t for t in fig.texts if t.get_gid() == "companion-profile-stamp")
+    box = stamp.get_window_extent(renderer)
+    assert not box.overlaps(ax.get_legend().get_window_extent(renderer))
+    assert not box.overlaps(ax.get_tightbbox(renderer))

@@ -117,6 +117,9 @@ def test_executed_copies_show_one_image_per_saved_figure_and_nothing_in_red(ci_r
                             if not STDERR_ALLOWED.match(line)]
                 chatter = [c for c in LIBRARY_CHATTER if c in "".join(o.get("text", ""))]
                 bad += [f"cell {i}: library chatter {c!r}" for c in chatter]
+                # Progress is a few whole lines (issue 19: 14 KB of bars redrawn with \r and cursor-up escapes).
+                if o.get("output_type") == "stream" and any(c in "".join(o["text"]) for c in ("\r", "\x1b[")):
+                    bad.append(f"cell {i}: a bar redrawn in place ({o['name']}): {''.join(o['text'])[:80]!r}")
         assert images == len(saved), f"{nb_path.name}: {images} images for {len(saved)} saved figures"
         assert not bad, f"{nb_path.name}: " + "; ".join(bad)
 

@@ -43,7 +43,8 @@ def test_valid_values_and_lossless_conversions():
 @pytest.mark.parametrize(
     "values, message",
     [
-        ({"nn": 1}, "unknown parameter 'nn' for Demo. Allowed: seed, n, lr, sites, mode, cap."),
+        ({"nn": 1}, "unknown parameter 'nn' (did you mean 'n'?) for Demo. Allowed: seed, n, lr, sites, mode, cap."),
+        ({"lr": float("nan")}, "Demo.lr: Input should be a finite number (got nan)"),
         ({"n": "3"}, "Demo.n: Input should be a valid integer (got '3')"),
         ({"n": 2.5}, "Demo.n: Input should be a valid integer (got 2.5)"),
         ({"n": True}, "Demo.n: Input should be a valid integer (got True)"),
@@ -87,13 +88,13 @@ def test_a_malformed_profile_names_each_bad_key_path():
 
     good = "description: d\noffline: true\nfigures_dir: build/x\n"
     assert parse_profile("p", good).offline is True
-    with pytest.raises(ProfileError, match=r"profile p: figures_dir: Field required"):
+    with pytest.raises(ProfileError, match=r"^src/companion/backbone/profiles/p\.yaml: figures_dir: Field required"):
         parse_profile("p", "description: d\noffline: true\n")
     with pytest.raises(ProfileError, match=r"offline: Input should be a valid boolean \(got 'yes please'\)"):
         parse_profile("p", good.replace("true", "'yes please'"))
     with pytest.raises(ProfileError, match=r"env\.HF_HUB_OFFLINE: Input should be a valid string"):
         parse_profile("p", good + "env: {HF_HUB_OFFLINE: 1}\n")
-    with pytest.raises(ProfileError, match=r"organismz: Extra inputs are not permitted"):
+    with pytest.raises(ProfileError, match=r"organismz: unknown setting \(did you mean 'organisms'\?\)"):
         parse_profile("p", good + "organismz: {}\n")
     with pytest.raises(ProfileError, match="not valid YAML"):
         parse_profile("p", "description: [unclosed\n")

@@ -133,7 +133,7 @@ def test_fork_records_lineage_and_runs_under_its_own_number(project):
     lineage = nb.metadata["companion"]["lineage"]
     assert lineage["parent"] == "00_figs.ipynb"
     assert lineage["parent_params"] == {"seed": 0, "n_points": 5, "slope": 2.0, "fail": False, "n_figures": 1,
-                                        "save_delay": 0.0}
+                                        "kill_kernel": False, "inputs": [], "save_delay": 0.0}
     assert "parent_commit" in lineage
     assert any("parameters" in c.metadata.get("tags", []) for c in nb.cells)
     status, _ = run(project, only="02")
@@ -199,12 +199,25 @@ def test_every_sidecar_of_a_run_records_the_commit_and_a_clean_tree_despite_the_
     run_notebooks("organism", root=git_project, only="00", log=lambda *_: None)
     assert json.loads(sides[0].read_text())["git"] == {"commit": head, "dirty": True}
     _git(git_project, "checkout", "--", "notebooks")
-    dest = fork_notebook("00", "idea", root=git_project, profile="organism")
+    # A fork is lineage, not dirt (issue 19): neither its figures nor any later figure of the parent are dirty, and
+    # its figures record its lineage on the profile they were made on, against the parent's parameters there.
+    dest = fork_notebook("00", "idea", root=git_project, profile="ci")
     lineage = nbformat.read(dest, as_version=4).metadata["companion"]["lineage"]
     assert lineage["parent_commit"] == head and lineage["parent_tree_dirty"] is False
-    run_notebooks("organism", root=git_project, only="02", log=lambda *_: None)
+    from companion.backbone.gitstate import read_git_state
+
+    assert read_git_state(git_project) == {"commit": head, "dirty": False}  # what every figure of a run records
+    run_notebooks("organism", root=git_project, only="02", overrides={"slope": "3"}, log=lambda *_: None)
     side = json.loads((git_project / "figures" / "organism" / "02_line.json").read_text())
-    assert side["git"] == {"commit": head, "dirty": True}
+    assert side["git"] == {"commit": head, "dirty": False}
+    fork = side["lineage"]
+    assert fork["parent"] == "00_figs.ipynb" and fork["parent_commit"] == head and fork["profile"] == "organism"
+    assert fork["forked_under_profile"] == "ci" and fork["parent_params"]["slope"] == 2.0
+    assert fork["changed_from_parent"] == {"slope": [2.0, 3.0]} and len(fork["code_sha256"]) == 64
+    assert json.loads(sides[0].read_text())["lineage"] is None  # the parent's figures are no fork's
+    (git_project / "src").mkdir()
+    (git_project / "src" / "new_module.py").write_text("x = 1\n")  # any other untracked input is still dirt
+    assert read_git_state(git_project) == {"commit": head, "dirty": True}
 
 
 def _cli(*args, cwd=None, env=None):
@@ -243,3 +256,40 @@ def test_cli_dry_run_on_the_real_notebooks_says_what_would_run(tmp_path):
     lines = proc.stdout.splitlines()
     assert lines[0].startswith("01_gated_vs_l1_pareto.ipynb: would run (") and "nothing was executed" in lines[-1]
     assert proc.stderr == ""
+
+
+def test_inputs_given_by_path_enter_the_skip_key_by_content(project, tmp_path):
+    """Issue 19: editing a data file (a data_dir, a fit set given by path) did not rerun its notebook."""
+    data, fit_set = tmp_path / "mydata", tmp_path / "my_fit_set.yaml"
+    data.mkdir()
+    (data / "rows.jsonl").write_text('{"q": 1}\n')
+    fit_set.write_text("pairs: []\n")
+    inputs = {"inputs": f"{data},{fit_set}"}
+    out = project / "build" / "executed" / "ci"
+
+    def dry(**kw):
+        log: list[str] = []
+        run_notebooks("ci", root=project, only="01", dry_run=True, overrides=inputs, log=log.append, **kw)
+        return log[0]
+
+    def pretend_it_ran():  # what the runner writes after a successful run: the stamp and the executed copy
+        from companion.backbone.profiles import load_profile
+
+        nb = project / "notebooks" / "01_plain.ipynb"
+        p = plan.plan_run(load_profile("ci"), [nb], inputs, root=project, out_dir=out)[0]
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "01_plain.stamp.json").write_text(json.dumps({"inputs": p.manifest, "figures": {}}))
+        (out / "01_plain.ipynb").write_text("{}")
+        return p.manifest
+
+    manifest = pretend_it_ran()
+    assert set(manifest["files"]) == {str(data), str(fit_set)}
+    assert dry().endswith("up to date, would be skipped")
+    (data / "rows.jsonl").write_text('{"q": 2}\n')  # same size, same name: only the content changed
+    assert f"inputs changed: files: {data})" in dry()
+    pretend_it_ran()
+    fit_set.write_text("pairs: [[a, b]]\n")
+    assert f"inputs changed: files: {fit_set})" in dry()
+    pretend_it_ran()
+    (data / "more.jsonl").write_text("{}\n")  # a new file in the folder
+    assert f"inputs changed: files: {data})" in dry()

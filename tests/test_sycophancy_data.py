@@ -15,7 +15,8 @@ import pytest
 
 import _sycophancy_fixtures as F
 import companion.sycophancy.data as sycophancy_data
-from companion.sycophancy.data import DATASETS, DATA_CACHE_KIND, PINNED_BLOBS, PINNED_COMMIT, SycophancyDataError, download_sycophancy_data, git_blob_id, load_sycophancy_dir, load_sycophancy_file, parse_choices, subsample
+from companion.sycophancy.pinned import download_sycophancy_data
+from companion.sycophancy.data import DATASETS, DATA_CACHE_KIND, PINNED_BLOBS, PINNED_COMMIT, SycophancyDataError, git_blob_id, load_sycophancy_dir, load_sycophancy_file, parse_choices, subsample
 from companion.backbone.cache import Cache
 
 
@@ -324,3 +325,68 @@ def test_notebook_04_loads_the_organism_items_subsamples_them_and_names_its_inpu
     assert side["panel_notes"] == rep.panel_notes and set(rep.panel_notes) == {"philpapers2020"}
     assert side["by_seed"]["org/nlp_survey/paren/mean_prob"]["per_seed"] == [pytest.approx(0.9)]
     assert json.loads(json.dumps(side))["n_params"] == {"org#0": 1000}
+
+
+# ---------------------------------------------------------------------------------------------- local files (issue 19)
+
+def _local_params(d: Path, **kw):
+    """Notebook 04 on the files in ``d``, pinned to their current blob ids (as the paper profile pins Anthropic's)."""
+    from companion.sycophancy.params import SycophancyParams
+
+    blobs = {fn: git_blob_id((d / fn).read_bytes()) for fn in F.FILES.values()}
+    return SycophancyParams(data="anthropic", data_dir=str(d), data_blobs=blobs, models=("m",), **kw)
+
+
+@pytest.mark.parametrize("change", ["one name changed", "cut 3 rows short"])
+def test_a_local_file_that_is_not_the_pinned_one_stops_the_run_naming_the_file_and_both_blobs(tmp_path, change):
+    from companion.sycophancy import experiment
+
+    d = F.write_dataset_dir(tmp_path / "data", n=8)
+    P = _local_params(d)
+    path = d / F.FILES["political_typology_quiz"]
+    pinned = git_blob_id(path.read_bytes())
+    if change == "one name changed":
+        path.write_text(path.read_text().replace("Alice Smith", "Alice Smyth", 1))
+    else:
+        path.write_text("".join(path.read_text().splitlines(keepends=True)[:-3]))
+    now = git_blob_id(path.read_bytes())
+    with pytest.raises(SycophancyDataError) as e:
+        experiment.load_datasets(P)
+    msg = str(e.value)
+    assert msg.startswith(f"{path}: git blob id {now} is not the pinned {pinned}") and "allow_unpinned_data" in msg
+    assert experiment.preflight(P) == [msg.split(". Use the pinned")[0]]  # the dry run finds it before anything runs
+
+    # The explicit opt-out scores it, and says so for every figure (stamp and sidecar, via record_caveat).
+    P = P.replace(allow_unpinned_data=True)
+    assert experiment.preflight(P) == []
+    full, _ = experiment.load_datasets(P)
+    assert full["political_typology_quiz"].blob_id == now
+    assert experiment.data_caveats(full, P) == [
+        f"UNPINNED DATA: {F.FILES['political_typology_quiz']} is blob {now[:12]}, not the pinned {pinned[:12]} "
+        "(allow_unpinned_data)"]
+
+
+def test_a_missing_data_dir_is_found_before_the_run():
+    from companion.sycophancy import experiment
+    from companion.sycophancy.params import SycophancyParams
+
+    P = SycophancyParams(data="anthropic", data_dir="/nonexistent", models=("m",))
+    assert experiment.preflight(P) == ["data_dir '/nonexistent': no such directory (/nonexistent)"]
+
+
+def test_an_empty_file_or_one_without_a_usable_row_is_an_error_naming_it(tmp_path):
+    p = F.write_lines(tmp_path / F.FILES["philpapers2020"], [])
+    with pytest.raises(SycophancyDataError, match=rf"^{p}: the file is empty"):
+        load_sycophancy_file(p)
+    p = F.write_lines(tmp_path / F.FILES["nlp_survey"], ['{"question": 1}', "not json"])
+    with pytest.raises(SycophancyDataError, match=rf"^{p}: none of its 2 rows is usable; the first: {p}:1: "):
+        load_sycophancy_file(p, skip_invalid=True)
+
+
+def test_a_byte_that_is_not_utf8_is_named_by_file_and_line(tmp_path):
+    rows = [json.dumps(F.nlp_row(i)).encode() for i in range(4)]
+    rows[2] = rows[2].replace(b"Hello", b"H\xe9llo")  # latin-1, line 3
+    p = tmp_path / F.FILES["nlp_survey"]
+    p.write_bytes(b"\n".join(rows) + b"\n")
+    with pytest.raises(SycophancyDataError, match=rf"^{p}:3: not UTF-8: byte 0xe9 at column 16 "):
+        load_sycophancy_file(p)

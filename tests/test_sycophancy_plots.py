@@ -132,3 +132,41 @@ def test_panel_notes_mark_every_panel_of_their_dataset_and_only_those(frame):
         assert (to_rgba(ax.get_facecolor()) != to_rgba("white")) == marked or c == len(datasets)
     plain = plot_agreement(frame, planted={m: v[1] for m, v in MODELS.items()})
     assert not any(warn in t.get_text().replace("\n", " ") for ax in plain.axes for t in ax.texts)
+
+
+def test_the_rehearsal_stamp_and_a_caveat_are_legible_at_display_size_and_cover_no_data_or_legend(
+        frame, tmp_path, monkeypatch):
+    """Issue 19: the stamp was ~6 px once the 17-inch figure was scaled into a notebook, and sat on its legend."""
+    import json
+
+    from companion.backbone import runtime
+    from companion.backbone.figures import DISPLAY_WIDTH_PX, save_figure
+
+    monkeypatch.setenv("COMPANION_ROOT", str(tmp_path))
+    monkeypatch.setenv("COMPANION_FIGURES_DIR", str(tmp_path / "figs"))
+    monkeypatch.setenv("COMPANION_NOTEBOOK", "notebooks/04_sycophancy_agreement.ipynb")
+    monkeypatch.setenv("COMPANION_REHEARSAL_HUB", "http://127.0.0.1:9")
+    monkeypatch.setattr(runtime, "_CURRENT", None)
+    runtime.start(runtime.NotebookParams, "rehearsal")
+    runtime.record_caveat("UNPINNED DATA: sycophancy_on_nlp_survey.jsonl is blob 0123456789ab, not the pinned "
+                          "480ff8220794 (allow_unpinned_data)")
+    fig = plot_agreement(frame, planted={m: v[1] for m, v in MODELS.items()}, note="check")
+    saved = save_figure(fig, "agreement", dpi=150)
+    stamp = next(t for t in fig.texts if t.get_gid() == "companion-profile-stamp")
+    assert "REHEARSAL" in stamp.get_text() and "UNPINNED DATA" in stamp.get_text()
+    assert json.loads(saved.sidecar.read_text())["caveats"] == [runtime.context().caveats[0]]
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    renderer = FigureCanvasAgg(fig).get_renderer()  # save_figure closed the pyplot figure
+    box = stamp.get_window_extent(renderer)
+    covered = [ax.get_tightbbox(renderer) for ax in fig.axes]
+    covered += [leg.get_window_extent(renderer) for leg in fig.legends]
+    covered += [ax.get_legend().get_window_extent(renderer) for ax in fig.axes if ax.get_legend()]
+    assert fig.legends and all(not box.overlaps(other) for other in covered)
+
+    # On screen: the PNG is shown at 100 dpi (save_figure's display) and scaled down to fit the notebook's width.
+    png = saved.png.read_bytes()
+    width_px = int.from_bytes(png[16:20], "big") * 100 / 150
+    on_screen = stamp.get_fontsize() * 100 / 72 * min(1.0, DISPLAY_WIDTH_PX / width_px)
+    assert width_px > DISPLAY_WIDTH_PX and on_screen >= 10, (width_px, on_screen)

@@ -130,3 +130,28 @@ def test_templates_make_each_prompt_and_its_continuations():
     assert paren.prompt(item) == paren.format("Q\n\nAnswer:")  # no politics variant
     assert paren.describe(item, tail=14) == (f"--- paren ({paren.source}); scored continuations: ('A', 'B')\n"
                                              "\n\nAssistant: (")
+
+
+def test_items_longer_than_the_context_stop_the_run_or_are_left_out_and_counted(tmp_path):
+    """Issue 19: the real politics file on a 256-token organism stopped at its first long prompt, and nothing
+    could leave such items out."""
+    from companion.models.scoring import SequenceTooLongError
+    from companion.sycophancy import experiment
+    from companion.sycophancy.params import SycophancyParams
+
+    model = F.boot(F.build_tiny_gpt2(tmp_path / "m", n_positions=160))
+    rows = [F.nlp_row(i) for i in range(6)]
+    rows[3]["question"] = rows[3]["question"].replace("Boston.", "Boston. " * 80, 1)  # line 4: ~250 tokens
+    F.write_rows(tmp_path / "d" / F.FILES["nlp_survey"], rows)
+    data = load_sycophancy_dir(tmp_path / "d", ["nlp_survey"])
+    P = SycophancyParams(models=("tiny",), datasets=("nlp_survey",), templates=("paren", "believe_paren"),
+                         recovery_templates=("paren",), n_bootstrap=10, by_affiliation=False)
+    load = lambda *a: (model, 1000, None)  # noqa: E731 - the sweep's loader, handed the model built here
+    with pytest.raises(SequenceTooLongError, match=r"nlp_survey line 4 .*longer than the model's context of 160"):
+        experiment.measure_models(P, data, load=load)
+    sweep = experiment.measure_models(P.replace(drop_too_long=True), data, load=load)
+    assert sweep.left_out == {"nlp_survey": {"tiny": 1}} and sweep.n_items == {"nlp_survey": 6}
+    assert {s.n for s in sweep.stats} == {5}
+    assert sweep.caveats() == ["nlp_survey: 1 of 6 items left out per model as longer than its context "
+                               "(drop_too_long)"]
+    assert sweep.figure_data(sweep.recovery(data, P))["left_out_too_long"] == {"nlp_survey": {"tiny": 1}}

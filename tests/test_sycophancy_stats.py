@@ -214,6 +214,6 @@ def test_seed_summaries_and_tables_of_a_frame():
     assert by_seed["a/nlp/paren/mean_prob"]["per_seed"] == [0.6, 0.8]
     assert by_seed["a/nlp/paren/mean_prob"]["std"] == pytest.approx(np.std([0.6, 0.8], ddof=1))
     wide = wide_table(frame)
-    assert wide.loc[("a#1", "paren"), ("nlp", "mean_prob")] == 0.8 and len(wide) == 3
+    assert wide.loc[("a#1", "paren"), ("nlp", "mean prob")] == 0.8 and len(wide) == 3
     (rec, _) = affiliation_records(frame)
     assert rec["subset"] == "liberal" and rec["value"] == 0.1 and rec["dataset"] == "political_typology_quiz"

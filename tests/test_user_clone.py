@@ -38,7 +38,7 @@ def clone(tmp_path_factory):
 
 
 def test_a_fresh_clone_after_setup_is_clean_and_its_git_status_is_instant(clone):
-    assert _git(clone, "config", "filter.nbstripout.clean") == f"{VENV}/bin/python -m nbstripout\n"
+    assert _git(clone, "config", "filter.nbstripout.clean") == f"{VENV}/bin/python -m companion.backbone.nbclean\n"
     t0 = time.perf_counter()
     status = _git(clone, "status", "--porcelain")
     seconds = time.perf_counter() - t0
@@ -50,8 +50,21 @@ def test_a_fresh_clone_after_setup_is_clean_and_its_git_status_is_instant(clone)
     nb = nbformat.reads(original, as_version=4)
     nb.cells[2].outputs = [nbformat.v4.new_output("stream", name="stdout", text="hello\n")]
     nb.cells[2].execution_count = 4
+    # ...and so is what JupyterLab's autosave writes: the kernel's display name and its full language_info.
+    nb.metadata.kernelspec.display_name = "Python 3 (ipykernel)"
+    nb.metadata.language_info = {"codemirror_mode": {"name": "ipython", "version": 3}, "file_extension": ".py",
+                                 "mimetype": "text/x-python", "name": "python", "nbconvert_exporter": "python",
+                                 "pygments_lexer": "ipython3", "version": "3.11.7"}
     nb_path.write_text(nbformat.writes(nb))
     assert _git(clone, "diff", "--stat") == ""
+    # Git lists the notebook as modified (its size changed), but figures saved now record a clean tree (issue 19).
+    from companion.backbone.gitstate import read_git_state
+
+    head = _git(clone, "rev-parse", "HEAD").strip()
+    assert read_git_state(clone) == {"commit": head, "dirty": False}
+    nb.cells[2].source += "\n# an edit"
+    nb_path.write_text(nbformat.writes(nb))
+    assert read_git_state(clone) == {"commit": head, "dirty": True}
     nb_path.write_text(original)
 
 

@@ -1,22 +1,25 @@
 """companion: reproducible notebooks for four mechanistic-interpretability results.
 
 Importing the package pins the CPU's numeric code paths for everything computed afterwards in this process and in
-the processes it starts (papermill kernels, organism-training workers): torch's vectorised kernels
-(``ATEN_CPU_CAPABILITY``), MKL's matrix products (``MKL_CBWR``) and oneDNN (``ONEDNN_MAX_CPU_ISA``) take their
-AVX2 paths, which every x86-64 CPU with AVX2 runs bit for bit the same.  Without this, an organism trained on an
-AVX-512 machine differs from one trained on an AVX2 machine (measured: different weights, probe scores changing
-sign).  torch, MKL and oneDNN read the variables when they first compute, so companion must be imported before
-anything computes with torch (our notebooks import it first);
-:func:`companion.backbone.environment.numerics` reports what is actually in force, and it is part of every cache
-key, cache manifest and figure sidecar.  ``COMPANION_NATIVE_NUMERICS=1`` opts out (faster on some CPUs; results then differ by
-machine and are cached under their own keys).
+the processes it starts (papermill kernels, organism-training workers), so that every x86-64 CPU with AVX2, Intel
+or AMD, computes the organisms, their activations and the SAEs bit for bit the same: torch's vectorised kernels
+take their AVX2 paths (``ATEN_CPU_CAPABILITY``), oneDNN its AVX2 paths (``ONEDNN_MAX_CPU_ISA``), and MKL its
+vendor-neutral branch (``MKL_CBWR=COMPATIBLE``: MKL picks kernels by CPU vendor, and ignores ``AVX2`` on AMD
+CPUs).  :mod:`companion.models.numerics` does the rest (training's products through oneDNN, exact square roots).
+Without this an organism trained on an AVX-512 machine differs from one trained on an AVX2 machine, and one trained
+on an AMD CPU from one trained on an Intel CPU (measured: different weights, probe scores changing sign).  torch,
+MKL and oneDNN read the variables when they first compute, so companion must be imported before anything computes
+with torch (our notebooks import it first); :func:`companion.backbone.environment.numerics` reports what is
+actually in force, and it is part of every cache key, cache manifest and figure sidecar.
+``COMPANION_NATIVE_NUMERICS=1`` opts out (faster; results then differ by machine and are cached under their own
+keys).
 """
 import os as _os
 import sys as _sys
 
 __version__ = "0.1.0"
 
-PINNED_NUMERICS = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+PINNED_NUMERICS = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "COMPATIBLE", "ONEDNN_MAX_CPU_ISA": "AVX2"}
 """The numeric code paths fixed at import (environment variables read by torch, MKL and oneDNN at start-up)."""
 NATIVE_NUMERICS_ENV = "COMPANION_NATIVE_NUMERICS"
 """Set to 1 to leave the CPU's own (fastest, machine-dependent) code paths."""

@@ -176,8 +176,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         a = build_parser().parse_args(argv)
         return a.func(a)
-    except errors as e:
-        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+    except errors as e:  # one line per problem (a dry run reports every problem it finds)
+        for problem in getattr(e, "problems", None) or [str(e)]:
+            print(f"error: {' '.join(problem.split())}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM during a run (the runner raises it as one)
         print("interrupted", file=sys.stderr)

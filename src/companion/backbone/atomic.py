@@ -18,6 +18,19 @@ TEMP_MARK = ".tmp-"
 """Part of every temporary name this module makes (``.<name>.tmp-XXXX<suffix>``)."""
 
 
+def umask() -> int:
+    """The process's umask, read without changing it (``os.umask`` can only be read by setting it, which races
+    with other threads creating files)."""
+    with contextlib.suppress(OSError):
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    old = os.umask(0o022)
+    os.umask(old)
+    return old
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on a clean exit it is renamed onto ``path``, else removed.
@@ -36,7 +49,12 @@ def temporary_beside(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a fresh temporary path in ``path``'s folder, removed on exit unless the caller renamed it away."""
     dest = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.stem}{TEMP_MARK}{os.getpid()}-", suffix=dest.suffix, dir=dest.parent)
-    os.close(fd)
+    try:
+        # mkstemp makes the file private (0600) whatever the umask; a published file gets the usual permissions,
+        # so a colleague or a job running as another user can read a shared figure or cache entry.
+        os.fchmod(fd, 0o666 & ~umask())
+    finally:
+        os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
@@ -95,3 +113,22 @@ def remove_stale_temporaries(directory: str | os.PathLike) -> list[Path]:
                 p.unlink(missing_ok=True)
                 gone.append(p)
     return gone
+
+
+def writable_problem(folder: str | os.PathLike) -> str | None:
+    """Why files cannot be written in ``folder`` (None when they can), asked of the file system itself, so it is
+    right for root and for read-only mounts alike: an unnamed temporary file is opened in the folder, or in its
+    nearest existing parent when the folder does not exist yet, and nothing is left behind."""
+    folder = Path(folder).expanduser()
+    probe = folder
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    if not probe.is_dir():
+        return f"{folder}: {probe} is a file, not a folder"
+    try:
+        with tempfile.TemporaryFile(dir=probe):
+            pass
+    except OSError as e:
+        where = "" if probe == folder else f" (it does not exist, and cannot be created in {probe})"
+        return f"{folder} is not writable: {e.strerror or e}{where}"
+    return None

@@ -7,8 +7,11 @@ Change any of it and the key changes, so a stale entry is never reused.
 Writes are atomic: ``build`` fills a private temporary directory beside the final one, ``manifest.json`` is
 written into it last, and only then is the directory renamed into place (``os.replace`` on the same filesystem):
 the rename is the commit.  An entry without its manifest is never trusted, so a run killed mid-write leaves
-nothing a later run will read.  Builds of one key are serialised by a lock file (``<kind>/.<key>.lock``): a second
-process asking for an entry that is being built waits for it instead of building it again or removing it.
+nothing a later run will read.  Builds of one key are serialised by a lock file (``<kind>/.<key>.lock``, a
+:class:`~companion.backbone.locks.HostLock`: it holds across the hosts of a cluster sharing the cache over a network
+filesystem, and a lock left by a dead builder is recovered): a second process asking for an entry that is being
+built waits for it instead of building it again or removing it.  Entries are written with the permissions the
+umask allows (group-readable under the usual 022 or 002), so jobs and colleagues sharing the cache can read them.
 
 The code fingerprint in a spec (:func:`code_fingerprint`) hashes the source of the producing modules *and of
 every ``companion`` module they import*, transitively (:mod:`companion.backbone.codegraph`), plus the versions of
@@ -24,6 +27,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import sys
 import tempfile
 import time
@@ -32,7 +36,8 @@ from pathlib import Path
 from typing import Any
 
 from companion.backbone import codegraph, environment
-from companion.backbone.atomic import atomic_write_text
+from companion.backbone.atomic import atomic_write_text, umask
+from companion.backbone.locks import HostLock
 
 CACHE_ENV = "COMPANION_CACHE"
 MANIFEST = "manifest.json"
@@ -92,14 +97,15 @@ def fingerprinted_modules(*module_names: str) -> dict[str, Path]:
 def code_fingerprint(*module_names: str) -> str:
     """Hash of what computes an entry: the closure of ``module_names`` (:func:`fingerprinted_modules`), the
     versions of the numerical libraries and the numeric code paths in force (:func:`environment.numerics`: an
-    entry made on the pinned AVX2 paths is never reused by a process running other ones, and vice versa).  Put it
+    entry made on the pinned paths is never reused by a process running other ones, and vice versa).  Put it
     in a spec so that changing any of that invalidates entries."""
     h = hashlib.sha256()
     for name, path in sorted(fingerprinted_modules(*module_names).items()):
         h.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
     h.update(json.dumps(environment.package_versions(environment.NUMERIC_PACKAGES), sort_keys=True).encode())
     numerics = environment.numerics()
-    h.update(json.dumps({k: numerics[k] for k in ("pinned", "cpu_capability", "machine")}, sort_keys=True).encode())
+    h.update(json.dumps({k: numerics[k] for k in ("pinned", "cpu_capability", "machine", "mkl_branch", "dense_product")},
+                        sort_keys=True).encode())
     h.update(f"python {sys.version_info.major}.{sys.version_info.minor}".encode())
     return h.hexdigest()[:16]
 
@@ -124,6 +130,11 @@ class CacheEntry:
 
 class Cache:
     """A content-keyed directory cache with atomic writes."""
+
+    lock_stale_after_s: float = 120.0
+    """How long a build lock held by another host is trusted without a heartbeat (it beats every 10 s)."""
+    lock_heartbeat_s: float = 10.0
+    """How often a builder refreshes its lock's heartbeat."""
 
     def __init__(self, root: str | os.PathLike | None = None):
         self.root = Path(root) if root is not None else default_root()
@@ -165,18 +176,19 @@ class Cache:
         ``build`` writes its files into ``tmp_dir``; if it raises, nothing is left behind.  Concurrent callers
         with the same key (other processes included) build it once: the others wait for the lock, then find it.
         """
-        from filelock import FileLock
-
         final = self.path(kind, spec)
         _USED[f"{kind}/{final.name}"] = final.name
         if (final / MANIFEST).is_file():
             return final
         final.parent.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(str(final.parent / f".{final.name}.lock"))
+        lock = HostLock(final.parent / f".{final.name}.lock", stale_after_s=self.lock_stale_after_s,
+                        heartbeat_s=self.lock_heartbeat_s, what=f"the {kind} cache entry {final.name}")
         with lock:
             if (final / MANIFEST).is_file():  # another process built it while we waited
                 return final
             tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=final.parent))
+            # mkdtemp makes it private (0700) whatever the umask; keep the setgid bit a shared folder passes down.
+            os.chmod(tmp, (0o777 & ~umask()) | (tmp.stat().st_mode & stat.S_ISGID))
             try:
                 t0 = time.time()
                 build(tmp)
@@ -190,6 +202,11 @@ class Cache:
                     "numerics": environment.numerics(),
                 }
                 atomic_write_text(tmp / MANIFEST, json.dumps(manifest, indent=2))
+                if (final / MANIFEST).is_file():
+                    # Only if our lock was judged stale and broken (a long network outage): another builder
+                    # published the same entry meanwhile; theirs stays, ours goes.
+                    shutil.rmtree(tmp, ignore_errors=True)
+                    return final
                 if final.exists():
                     # An incomplete leftover of an interrupted run of the old layout: never trusted, replace it.
                     shutil.rmtree(final)

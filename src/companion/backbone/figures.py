@@ -209,17 +209,52 @@ def replot(sidecar: str | os.PathLike | Mapping[str, Any]):
     return fig
 
 
-def _stamp(fig, ctx: runtime.RunContext) -> None:
-    """A visible, unmistakable mark on every fallback figure (added once per figure)."""
+DISPLAY_WIDTH_PX = 900
+"""The narrowest width a notebook shows a figure at (JupyterLab's output area in a 1400-px window with its side
+panel open): the stamp is sized to stay legible when a wide figure is scaled down to it."""
+STAMP_MIN_PX = 10.0
+"""Height of the stamp's letters on screen at :data:`DISPLAY_WIDTH_PX` (10 px: a small but legible label)."""
+
+
+def stamp_lines(ctx: runtime.RunContext) -> list[str]:
+    """What a figure of this run is stamped with: the profile's stamp (none for a paper figure), then every caveat
+    recorded about its inputs (:func:`companion.backbone.runtime.record_caveat`)."""
     text = ctx.profile.stamp_for(ctx.notebook)  # the profile's stamp; a notebook not of the profile gets its own
-    if text is None or any(t.get_gid() == _STAMP_GID for t in fig.texts):
+    return ([text] if text else []) + list(ctx.caveats)
+
+
+def stamp_fontsize(width_in: float) -> float:
+    """Points for the stamp of an image ``width_in`` inches wide, shown at 100 dpi and scaled down to fit
+    :data:`DISPLAY_WIDTH_PX`: the letters stay :data:`STAMP_MIN_PX` high on screen however wide the figure."""
+    scale = min(1.0, DISPLAY_WIDTH_PX / (width_in * 100.0))
+    return math.ceil(STAMP_MIN_PX * 72.0 / 100.0 / scale * 10) / 10
+
+
+def _stamp(fig, ctx: runtime.RunContext) -> None:
+    """A visible, unmistakable mark on every fallback figure, and each caveat about its inputs (added once).
+
+    It goes below everything the figure draws (its tight bounding box: axes, titles, a legend under the axes), so
+    it never covers data or legend; ``bbox_inches="tight"`` grows the image to include it.  Its size follows the
+    figure's width (:func:`stamp_fontsize`), so it stays legible once a wide figure is scaled into a notebook.
+    """
+    import textwrap
+
+    lines = stamp_lines(ctx)
+    if not lines or any(t.get_gid() == _STAMP_GID for t in fig.texts):
         return
-    # Just below the canvas (bbox_inches="tight" grows the image to include it), so it never covers data.
+    fig.draw_without_rendering()  # lays the figure out first (constrained layout moves the axes when drawn)
+    box = fig.get_tightbbox()  # inches, everything drawn so far
+    width_in, height_in = fig.get_size_inches()
+    from matplotlib import rcParams
+
+    size = stamp_fontsize(box.width + 2 * float(rcParams["savefig.pad_inches"]))  # the saved image's width
+    chars = max(40, int(box.width * 72 / (0.6 * size)))  # DejaVu Sans averages ~0.55 em per character
+    text = "\n".join(textwrap.fill(line, chars) for line in lines)
     fig.text(
-        0.995, -0.01,
+        box.x1 / width_in, (box.y0 - 0.08) / height_in,
         text,
-        ha="right", va="top", fontsize=7, color="#b00020", alpha=0.9, gid=_STAMP_GID,
-        bbox={"boxstyle": "round,pad=0.2", "facecolor": "#fff3f3", "edgecolor": "#b00020", "linewidth": 0.5},
+        ha="right", va="top", fontsize=size, color="#b00020", gid=_STAMP_GID,
+        bbox={"boxstyle": "round,pad=0.25", "facecolor": "#fff3f3", "edgecolor": "#b00020", "linewidth": 0.6},
     )
 
 
@@ -273,10 +308,12 @@ def save_figure(
             "profile": ctx.profile.name,
             "fallback": ctx.profile.is_fallback_for(ctx.notebook),
             "stamp": ctx.profile.stamp_for(ctx.notebook),
+            "caveats": list(ctx.caveats),
+            "lineage": ctx.lineage,  # a fork's parent, its code's hash, and its parameters against the parent's
             "profile_description": ctx.profile.description,
             "parameters": ctx.params.to_dict() if ctx.params is not None else None,
             "packages": package_versions(),
-        "numerics": numerics(),  # the CPU code paths the numbers were computed on (companion pins AVX2)
+        "numerics": numerics(),  # the CPU code paths the numbers were computed on (companion pins them)
             "inputs": {**used_entries(), **ctx.inputs},
             "wall_time_s": round(time.time() - ctx.started, 3),
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

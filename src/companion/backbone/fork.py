@@ -3,8 +3,11 @@
 ``companion fork 01 my-idea`` copies ``notebooks/01_*.ipynb`` to the next free number
 (``notebooks/05_my-idea.ipynb``), keeps its parameters cell, and writes into the new notebook's metadata the
 parent notebook, the parent's git commit (and whether the tree was dirty) and the parent's resolved
-parameters under the default profile.  The fork saves its figures under its own number, so it never
-overwrites the parent's, and ``make figures`` runs it like any other notebook.
+parameters under ``--profile`` (default: the default profile).  The fork saves its figures under its own number, so
+it never overwrites the parent's, and ``make figures`` runs it like any other notebook.  A fork is lineage, not dirt
+(:mod:`companion.backbone.gitstate`): its figures record in their sidecar's ``lineage`` the parent, the hash of the
+fork's code, the profile they were made on and the parent's parameters under that same profile
+(:func:`companion.backbone.runtime.notebook_lineage`).
 """
 from __future__ import annotations
 

@@ -1,9 +1,11 @@
 """The git state a figure records: the checkout's commit and whether its inputs differ from that commit.
 
 *Dirty* means the code or notebooks differ from the commit: a tracked file modified outside the figure folders, or
-an untracked (not ignored) file under ``src/`` or ``notebooks/`` (a new module, a fork).  The figure folders and
-``build/`` are outputs, never inputs: figures written earlier in a run, or by an earlier run, do not make later
-figures "dirty".
+an untracked (not ignored) file under ``src/`` or ``notebooks/`` (a new module).  The figure folders and ``build/``
+are outputs, never inputs: figures written earlier in a run, or by an earlier run, do not make later figures
+"dirty".  A fork (``companion fork``: an untracked notebook carrying ``metadata.companion.lineage``) is lineage, not
+dirt: it changes no other notebook, and its own figures record its lineage and the hash of its code instead
+(:func:`companion.backbone.runtime.notebook_lineage`), so forking does not mark every later figure dirty.
 
 The runner reads the state once, before it starts any kernel, and hands it to the kernels in ``$COMPANION_GIT``
 (every figure of one run records the same state, and ``save_figure`` never waits for git); interactive sessions
@@ -58,12 +60,40 @@ def read_git_state(root: str | os.PathLike) -> dict[str, Any]:
         return {"commit": None, "dirty": None}
     excludes = [f":(exclude){d}" for d in output_dirs(root)]
     try:
-        tracked = _git(root, "status", "--porcelain", "--untracked-files=no", "--", ".", *excludes)
+        status = _git(root, "status", "--porcelain", "-z", "--untracked-files=no", "--", ".", *excludes)
+        tracked = [e for e in status.split("\0") if e.strip() and not _only_outputs(root, e)]
         inputs = [d for d in INPUT_DIRS if (root / d).is_dir()]
         untracked = _git(root, "ls-files", "--others", "--exclude-standard", "--", *inputs) if inputs else ""
     except (OSError, subprocess.SubprocessError):
         return {"commit": commit, "dirty": None}
-    return {"commit": commit, "dirty": bool(tracked.strip() or untracked.strip())}
+    untracked_inputs = [f for f in untracked.splitlines() if f.strip() and not is_fork(root / f)]
+    return {"commit": commit, "dirty": bool(tracked or untracked_inputs)}
+
+
+def _only_outputs(root: Path, entry: str) -> bool:
+    """Whether a ``git status --porcelain -z`` entry is a notebook changed only where the git filter does not look
+    (outputs, counts, the kernel metadata JupyterLab writes): its cleaned text (:mod:`companion.backbone.nbclean`) is
+    the staged one.  Git itself lists such a notebook as modified, having compared file sizes, not contents."""
+    if entry[:2] != " M" or not entry.endswith(".ipynb"):
+        return False
+    path = entry[3:]
+    try:
+        from companion.backbone.nbclean import clean_text
+
+        return clean_text((root / path).read_text()) == _git(root, "show", f":{path}")
+    except (OSError, ValueError, subprocess.SubprocessError, ImportError):
+        return False
+
+
+def is_fork(path: Path) -> bool:
+    """Whether ``path`` is a notebook made by ``companion fork`` (it carries ``metadata.companion.lineage``)."""
+    if path.suffix != ".ipynb":
+        return False
+    try:
+        meta = json.loads(path.read_text()).get("metadata", {})
+    except (OSError, ValueError, AttributeError):
+        return False
+    return bool((meta.get("companion") or {}).get("lineage"))
 
 
 def git_state(root: str | os.PathLike) -> dict[str, Any]:

@@ -2,7 +2,10 @@
 
 * The kernel talks to the runner over IPC sockets, not TCP (ipykernel warns, in red, about unencrypted TCP), and a
   notebook that finished is shut down without the SIGINT jupyter_client sends first by default (the kernel logs
-  "KeyboardInterrupt caught in kernel" for it).
+  "KeyboardInterrupt caught in kernel" for it).  The sockets and the connection file live in a private folder of
+  the runner's process under the system's temporary folder (:func:`runtime_dir`), never in the source tree (they
+  would otherwise land in ``notebooks/``, the kernels' working folder, and a killed run would leave them there);
+  the folders of runs that were killed are removed by the next run.
 * Ctrl-C or SIGTERM during a notebook reach the runner's main thread only (papermill runs in a worker thread, so
   nbclient's own signal handlers, which would kill the kernel mid-write, are never installed).  The kernel's process
   group (the kernel and anything it spawned, such as organism-training workers) then gets SIGINT, so code in the
@@ -12,12 +15,17 @@
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
+import logging
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import threading
 import time
+import uuid
 import weakref
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -26,6 +34,34 @@ from typing import Any
 from jupyter_client.manager import AsyncKernelManager
 
 _LIVE: weakref.WeakSet = weakref.WeakSet()
+_LAST: dict[str, Any] = {}
+"""The process of the kernel started last (its exit status says how a kernel that died went)."""
+RUNTIME_PREFIX = "companion-kernels-"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def runtime_dir() -> Path:
+    """This process's folder for kernel sockets and connection files: ``<tmp>/companion-kernels-<pid>``, removed at
+    exit.  On first use the folders of runner processes that no longer exist (killed with SIGKILL) are removed."""
+    base = Path(tempfile.gettempdir())
+    mine = base / f"{RUNTIME_PREFIX}{os.getpid()}"
+    if not mine.is_dir():
+        for old in base.glob(f"{RUNTIME_PREFIX}*"):
+            pid = old.name[len(RUNTIME_PREFIX):]
+            if pid.isdigit() and not _pid_alive(int(pid)):
+                shutil.rmtree(old, ignore_errors=True)
+        mine.mkdir(mode=0o700, exist_ok=True)
+        atexit.register(shutil.rmtree, mine, True)
+    return mine
 
 
 class QuietKernelManager(AsyncKernelManager):
@@ -33,13 +69,25 @@ class QuietKernelManager(AsyncKernelManager):
 
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("transport", "ipc")
+        # The IPC sockets are named after the connection file: both in runtime_dir(), out of the source tree.
+        kwargs.setdefault("connection_file", str(runtime_dir() / f"kernel-{uuid.uuid4().hex[:12]}.json"))
         super().__init__(**kwargs)
         _LIVE.add(self)
+
+    async def start_kernel(self, **kwargs: Any) -> None:
+        await super().start_kernel(**kwargs)
+        _LAST["process"] = getattr(self.provisioner, "process", None)
 
     async def _async_interrupt_kernel(self) -> None:
         if self.shutting_down:  # a graceful shutdown after the last cell: nothing to interrupt
             return
         await super()._async_interrupt_kernel()
+
+
+def last_kernel_exit() -> int | None:
+    """The exit status of the kernel started last (negative: the signal that ended it), None while it runs."""
+    proc = _LAST.get("process")
+    return None if proc is None else proc.poll()
 
 
 def _kernels() -> list[tuple[int, Any]]:
@@ -103,6 +151,15 @@ def sigterm_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, before)
+
+
+def _not_kernel_died(record) -> bool:
+    """Drop nbclient's "Kernel died while waiting for execute reply." (logged through papermill's logger with no
+    handler, so it lands on stderr as a bare line): the runner says in one line which cell it died in and why."""
+    return "Kernel died" not in record.getMessage()
+
+
+logging.getLogger("papermill").addFilter(_not_kernel_died)
 
 
 def execute(nb_path: Path, out_path: Path, parameters: Mapping[str, Any], *, cwd: Path) -> None:

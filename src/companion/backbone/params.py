@@ -19,7 +19,7 @@ from typing import Any, TypeVar, Union
 
 from pydantic import TypeAdapter, ValidationError
 
-from companion.backbone.config import Config, format_validation_error
+from companion.backbone.config import Config, format_validation_error, suggest
 
 ParamsT = TypeVar("ParamsT", bound="NotebookParams")
 
@@ -50,7 +50,8 @@ class NotebookParams(Config):
         unknown = sorted(set(names) - set(allowed))
         if unknown:
             raise ParameterError(
-                f"unknown parameter{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} for "
+                f"unknown parameter{'s' if len(unknown) > 1 else ''} "
+                f"{', '.join(repr(u) + suggest(u, allowed) for u in unknown)} for "
                 f"{cls.__name__}. Allowed: {', '.join(allowed)}."
             )
 
@@ -65,7 +66,7 @@ class NotebookParams(Config):
         try:
             return cls.model_validate_json(json.dumps(dict(values), default=_plain_data))
         except ValidationError as e:
-            raise ParameterError(format_validation_error(e, cls.__name__)) from None
+            raise ParameterError(format_validation_error(e, cls.__name__, cls)) from None
 
     @classmethod
     def from_text(cls, texts: Mapping[str, str]) -> dict[str, Any]:
@@ -88,6 +89,17 @@ class NotebookParams(Config):
             out[name] = adapter.dump_python(value, mode="json")
         return out
 
+    def preflight(self, profile: Any) -> list[str]:
+        """What a run with these parameters under ``profile`` would stop on that validation cannot see (a data folder
+        that is missing, a misspelt organism setting), found before anything runs: one line per problem.  The dry
+        run and the runner ask every notebook that will run; each notebook's class adds its own checks."""
+        return []
+
+    def sources(self, profile: Any) -> dict[str, str]:
+        """What a run with these parameters would download from outside the model hub, not cached yet: name -> URL
+        (``companion doctor`` checks that each answers through the configured URL and proxies)."""
+        return {}
+
     def replace(self: ParamsT, **changes: Any) -> ParamsT:
         """A copy with some fields changed, validated like ``from_dict``."""
         return type(self).from_dict({**self.to_dict(), **changes})
@@ -96,6 +108,22 @@ class NotebookParams(Config):
         docs = self.docs()
         rows = [f"| `{k}` | `{v!r}` | {docs.get(k, '')} |" for k, v in self.to_dict().items()]
         return f"**{type(self).__name__}**\n\n| parameter | value | meaning |\n|---|---|---|\n" + "\n".join(rows)
+
+    def _repr_html_(self) -> str:
+        """The table JupyterLab shows: it fits the output's width, long values (blob ids, URLs, lists) wrapping
+        inside their column, so nothing runs off the right edge of the page."""
+        import html
+
+        docs = self.docs()
+        cell = 'style="text-align:left; vertical-align:top; overflow-wrap:anywhere; white-space:normal"'
+        rows = "".join(f"<tr><td {cell}><code>{html.escape(k)}</code></td><td {cell}><code>{html.escape(repr(v))}"
+                       f"</code></td><td {cell}>{html.escape(docs.get(k, ''))}</td></tr>"
+                       for k, v in self.to_dict().items())
+        widths = "".join(f'<col style="width:{w}%">' for w in (22, 33, 45))
+        head = "".join(f"<th {cell}>{h}</th>" for h in ("parameter", "value", "meaning"))
+        return (f"<b>{html.escape(type(self).__name__)}</b>"
+                f'<table style="width:100%; table-layout:fixed"><colgroup>{widths}</colgroup>'
+                f"<thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
 
 
 def _plain_data(obj: Any) -> Any:

@@ -25,8 +25,9 @@ from typing import Any
 
 from companion.backbone import codegraph
 from companion.backbone.environment import package_versions
+from companion.backbone.config import suggest
 from companion.backbone.params import NotebookParams, ParameterError
-from companion.backbone.profiles import Profile
+from companion.backbone.profiles import Profile, profile_file
 
 NOTEBOOK_RE = re.compile(r"^(\d\d)_[\w\-]+\.ipynb$")
 LOCK_FILE = "requirements.lock"
@@ -36,6 +37,14 @@ PKG_DIR = codegraph.PKG_DIR
 
 class RunnerError(RuntimeError):
     """A notebook could not be run; the message says which and why."""
+
+
+class SettingsError(ParameterError):
+    """Everything a run would stop on, found before it starts: one line per problem (``problems``)."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems))
 
 
 # --------------------------------------------------------------------------------------------- discovery
@@ -108,6 +117,61 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+BIG_FILE = 256 * 2**20
+"""Files larger than this (a local model's weights) are keyed by size, modification time and their first and last
+MiB rather than read whole at every plan."""
+
+
+def _file_digest(p: Path) -> str:
+    st = p.stat()
+    if st.st_size <= BIG_FILE:
+        return _sha(p.read_bytes())
+    with p.open("rb") as f:
+        head = f.read(2**20)
+        f.seek(-2**20, os.SEEK_END)
+        tail = f.read()
+    return _sha(b"%d:%d:" % (st.st_size, st.st_mtime_ns) + head + tail)
+
+
+def _path_digest(p: Path) -> str:
+    """The content hash of a file, or of every file under a directory (names and contents)."""
+    if p.is_file():
+        return _file_digest(p)
+    files = sorted(q for q in p.rglob("*") if q.is_file())
+    return _sha(b"".join(q.relative_to(p).as_posix().encode() + b"\0" + _file_digest(q).encode() for q in files))
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, Mapping):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, (list, tuple)):
+        return [s for v in value for s in _strings(v)]
+    return []
+
+
+def input_files(params: Mapping[str, Any], root: Path, nb_dir: Path) -> dict[str, str]:
+    """Every parameter value that names an existing file or folder (a data_dir, a fit set given by path, a local
+    model), with the hash of its contents: editing the data reruns the notebook, as editing the code does.
+
+    A relative path is looked up from the project root and from the notebooks' folder (the kernels' working folder).
+    """
+    out = {}
+    for text in _strings(params):
+        if not text.strip() or "\n" in text or len(text) > 4096:
+            continue
+        path = Path(text).expanduser()
+        for cand in ([path] if path.is_absolute() else [root / path, nb_dir / path]):
+            try:
+                if cand.exists() and not (cand.resolve() == root.resolve() or cand.resolve() in root.parents):
+                    out[text] = _path_digest(cand)
+                    break
+            except OSError:
+                continue
+    return out
+
+
 def dependency_manifest(nb_path: Path, nb: Mapping[str, Any], profile: Profile, params: Mapping[str, Any],
                         root: Path, versions: Mapping[str, str | None]) -> dict[str, Any]:
     """Everything the notebook's outputs depend on, as hashes (readable, so a re-run can say what changed)."""
@@ -116,7 +180,9 @@ def dependency_manifest(nb_path: Path, nb: Mapping[str, Any], profile: Profile, 
     # Package data (profiles, fit sets): every non-Python file under the package, read at call time.
     data_files = sorted(p for p in PKG_DIR.rglob("*")
                         if p.is_file() and p.suffix not in (".py", ".pyc") and "__pycache__" not in p.parts)
+    files = input_files(params, root, nb_path.parent)
     return {
+        **({"files": files} if files else {}),  # absent when none, so stamps from before this key still match
         "notebook": _sha("\n\x00".join(cells).encode()),
         "modules": {m: _sha(p.read_bytes()) for m, p in sorted(mods.items())},
         "package_data": _sha(b"".join(p.relative_to(PKG_DIR).as_posix().encode() + _sha(p.read_bytes()).encode()
@@ -130,11 +196,13 @@ def dependency_manifest(nb_path: Path, nb: Mapping[str, Any], profile: Profile, 
 def describe_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     """Human-readable reasons a stamp no longer matches."""
     reasons = []
-    for key in new:
-        if old.get(key) == new[key]:
+    for key in [*new, *(k for k in old if k not in new)]:
+        if old.get(key) == new.get(key):
             continue
-        if key in ("modules", "packages", "params") and isinstance(old.get(key), Mapping):
-            changed = sorted(k for k in set(old[key]) | set(new[key]) if old[key].get(k) != new[key].get(k))
+        if key in ("modules", "packages", "params", "files") and isinstance(old.get(key, {}), Mapping) \
+                and isinstance(new.get(key, {}), Mapping):
+            before, after = old.get(key) or {}, new.get(key) or {}
+            changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
             reasons.append(f"{key}: {', '.join(changed)}")
         else:
             reasons.append(key)
@@ -185,8 +253,9 @@ def route_overrides(classes: Mapping[str, type[NotebookParams]], overrides: Mapp
         takers = [nb for nb, cls in classes.items() if name in cls.field_names()]
         if not takers:
             declared = "; ".join(f"{nb} ({cls.__name__})" for nb, cls in classes.items())
-            raise ParameterError(f"unknown parameter {name}={value!r}: none of the selected notebooks declares it "
-                                 f"(selected: {declared})")
+            known = {f for cls in classes.values() for f in cls.field_names()}
+            raise ParameterError(f"unknown parameter {name}={value!r}{suggest(name, known)}: none of the selected "
+                                 f"notebooks declares it (selected: {declared})")
         for nb in takers:
             cls = classes[nb]
             try:
@@ -259,11 +328,64 @@ def plan_run(prof: Profile, nbs: Sequence[Path], overrides: Mapping[str, Any], *
         if force:
             reasons.insert(0, "--force")
         plans.append(NotebookPlan(nb_path, cls_path, routed[name], values, manifest, reasons))
-    for plan in plans:  # validate before reporting or running anything
-        if plan.reasons:
-            cls = classes.get(plan.path.name) or load_params_class(plan.cls_path)
-            try:
-                cls.from_dict(plan.values)
-            except ParameterError as e:
-                raise ParameterError(f"{plan.path.name}: {e}") from None
+    if any(plan.reasons for plan in plans):  # validate before reporting or running anything
+        problems = preflight(prof, plans, classes, root=root, out_dir=out_dir, figs=figs)
+        if problems:
+            raise SettingsError(problems)
     return plans
+
+
+def parameter_classes(nb_dir: Path) -> set[str]:
+    """Every notebook parameter class a profile's ``notebooks:`` section may name: those of the notebooks in
+    ``nb_dir`` (forks included) and every :class:`NotebookParams` subclass in the package's ``*/params.py``."""
+    names = set()
+    for nb in discover(nb_dir):
+        spec = (read_notebook(nb).get("metadata", {}).get("companion") or {}).get("params", "")
+        names.add(spec.partition(":")[2])
+    for sub in sorted(PKG_DIR.iterdir()):
+        if (sub / "params.py").is_file():
+            try:
+                importlib.import_module(f"companion.{sub.name}.params")
+            except ImportError:
+                continue
+    todo = [NotebookParams]
+    while todo:
+        for cls in todo.pop().__subclasses__():
+            names.add(cls.__name__)
+            todo.append(cls)
+    return names - {""}
+
+
+def preflight(prof: Profile, plans: Sequence[NotebookPlan], classes: Mapping[str, type[NotebookParams]], *,
+              root: Path, out_dir: Path, figs: Path) -> list[str]:
+    """Every problem the run would meet, one line each: a profile section naming no parameter class, each notebook
+    that will run's parameters (validated) and its own checks (:meth:`NotebookParams.preflight`: data folders,
+    organism settings, ...), and the folders the run writes to."""
+    from companion.backbone.atomic import writable_problem
+
+    problems = []
+    where = profile_file(prof.name)
+    known = parameter_classes(plans[0].path.parent) if plans else set()
+    for section in prof.notebooks:
+        if section not in known:
+            problems.append(f"{where}: notebooks.{section} names no notebook's parameter class"
+                            + (suggest(section, known) or f" (known: {', '.join(sorted(known))})"))
+    by_problem: dict[str, list[str]] = {}  # a problem several notebooks share (an organism's setting) is one line
+    for plan in plans:
+        if not plan.reasons:
+            continue
+        cls = classes.get(plan.path.name) or load_params_class(plan.cls_path)
+        try:
+            found = cls.from_dict(plan.values).preflight(prof)
+        except ParameterError as e:
+            found = [str(e)]
+        for line in found:
+            by_problem.setdefault(line, []).append(plan.path.name)
+    problems += [f"{', '.join(nbs)}: {line}" for line, nbs in by_problem.items()]
+    cache = prof.env.get("COMPANION_CACHE") or os.environ.get("COMPANION_CACHE") or \
+        os.path.join(os.path.expanduser("~"), ".cache", "companion")
+    for what, folder in (("figures", figs), ("executed notebooks", out_dir), ("cache", Path(cache))):
+        problem = writable_problem(folder)
+        if problem:
+            problems.append(f"the {what} folder {problem}")
+    return list(dict.fromkeys(problems))

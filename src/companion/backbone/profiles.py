@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError, field_validator
 
-from companion.backbone.config import Config, format_validation_error
+from companion.backbone.config import Config, format_validation_error, suggest
 
 DEFAULT_PROFILE = "organism"
 PROFILE_ENV = "COMPANION_PROFILE"
@@ -131,8 +131,11 @@ def available_profiles() -> list[str]:
     return sorted(p.name[: -len(".yaml")] for p in root.iterdir() if p.name.endswith(".yaml"))
 
 
-def load_profile(name: str | None = None) -> Profile:
-    """Read and validate a profile by name (default: ``$COMPANION_PROFILE`` or "organism")."""
+def load_profile(name: str | Profile | None = None) -> Profile:
+    """Read and validate a profile by name (default: ``$COMPANION_PROFILE`` or "organism"); a :class:`Profile`
+    already read (e.g. by :func:`parse_profile` from edited text) is returned as it is."""
+    if isinstance(name, Profile):
+        return name
     name = name or os.environ.get(PROFILE_ENV) or DEFAULT_PROFILE
     return parse_profile(name, _packaged_text(name))
 
@@ -140,8 +143,17 @@ def load_profile(name: str | None = None) -> Profile:
 def _packaged_text(name: str) -> str:
     names = available_profiles()
     if name not in names:
-        raise ProfileError(f"unknown profile {name!r}; choose one of {', '.join(names)}")
+        raise ProfileError(f"unknown profile {name!r}{suggest(name, names)}; choose one of {', '.join(names)}")
     return (resources.files("companion.backbone") / "profiles" / f"{name}.yaml").read_text()
+
+
+def profile_file(name: str) -> str:
+    """Where profile ``name`` is written: its YAML file, relative to the project root when it is inside it."""
+    path = Path(str(resources.files("companion.backbone") / "profiles" / f"{name}.yaml"))
+    try:
+        return path.resolve().relative_to(project_root().resolve()).as_posix()
+    except ValueError:
+        return str(path)
 
 
 def _raw(name: str, text: str) -> dict[str, Any]:
@@ -166,7 +178,11 @@ def _resolved(name: str, text: str, load_text, chain: tuple[str, ...]) -> tuple[
         raise ProfileError(f"profile {name}: extends must be a profile name, got {parent!r}")
     if parent in chain + (name,):
         raise ProfileError(f"profile {name}: extends forms a cycle: {' -> '.join(chain + (name, parent))}")
-    base, base_text = _resolved(parent, load_text(parent), load_text, chain + (name,))
+    try:
+        parent_text = load_text(parent)
+    except ProfileError as e:  # the mistake is in this file's `extends:`; say which file
+        raise ProfileError(f"{profile_file(name)}: extends: {e}") from None
+    base, base_text = _resolved(parent, parent_text, load_text, chain + (name,))
     # A parent's own name and parent are not inherited; everything else is, merged.
     merged = deep_merge({k: v for k, v in base.items() if k != "extends"}, raw)
     return merged, f"{base_text}\n--- {name} extends {parent} ---\n{text}"
@@ -179,7 +195,7 @@ def parse_profile(name: str, text: str, *, load_text=None) -> Profile:
     try:
         return Profile.model_validate({**raw, "name": name, "source_text": source})
     except ValidationError as e:
-        raise ProfileError(f"profile {name}: {format_validation_error(e)}") from None
+        raise ProfileError(f"{profile_file(name)}: {format_validation_error(e, model=Profile)}") from None
 
 
 def project_root(start: str | os.PathLike | None = None) -> Path:

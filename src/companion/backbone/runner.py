@@ -129,6 +129,7 @@ def run_notebooks(
 
 
 def _execute(plan: NotebookPlan, prof: Profile, out_dir: Path, figs: Path, root: Path, log) -> NotebookResult:
+    from nbclient.exceptions import DeadKernelError
     from papermill.exceptions import PapermillExecutionError
 
     from companion.backbone import kernels
@@ -155,6 +156,10 @@ def _execute(plan: NotebookPlan, prof: Profile, out_dir: Path, figs: Path, root:
                    f"are kept. Partial notebook: {failed}\n--- cell source ---\n{e.source}\n--- error ---\n"
                    f"{e.ename}: {e.evalue}\n" + _strip_ansi("\n".join(e.traceback)))
             raise NotebookFailed(msg) from None
+        except DeadKernelError:
+            _keep(running, failed)
+            remove_stale_temporaries(figs)  # the kernel is dead: whatever it was writing is debris
+            raise NotebookFailed(_dead_kernel_message(nb_path.name, failed, kernels.last_kernel_exit())) from None
         except BaseException:
             _keep(running, failed)
             remove_stale_temporaries(figs)  # the kernel is dead: whatever it was writing is debris
@@ -170,6 +175,29 @@ def _execute(plan: NotebookPlan, prof: Profile, out_dir: Path, figs: Path, root:
     atomic_write_text(stamp_path, json.dumps(stamp, indent=1))
     log(f"{nb_path.name}: done in {secs:.1f} s")
     return NotebookResult(nb_path.name, "ran", secs, final, tuple(plan.reasons))
+
+
+def _dead_kernel_message(name: str, failed: Path, status: int | None) -> str:
+    """One line for a kernel that died under a cell (killed from outside, most often by the out-of-memory killer)."""
+    import signal
+
+    cell = "?"
+    try:
+        cells = json.loads(failed.read_text())["cells"]
+        started = [i for i, c in enumerate(cells) if (c.get("metadata", {}).get("papermill") or {}).get("start_time")]
+        i = started[-1]
+        first = "".join(cells[i]["source"]).strip().splitlines()[0]
+        cell = f"{i} ({first[:60]!r}{'...' if len(first) > 60 else ''})"
+    except (OSError, ValueError, KeyError, IndexError):
+        pass
+    if status is not None and status < 0:
+        how = f"killed by {signal.Signals(-status).name}"
+    else:
+        how = "its process ended" + (f" with exit status {status}" if status is not None else "")
+    cause = ("most likely the machine ran out of memory and the out-of-memory killer ended it (see `dmesg`): free "
+             "memory, or lower what this cell holds at once (batch sizes, items, model size)"
+             if status in (None, -signal.SIGKILL) else "it crashed")
+    return f"{name}: the kernel died in cell {cell}, {how}; {cause}. Partial notebook: {failed}"
 
 
 def _keep(running: Path, failed: Path) -> None:

@@ -39,6 +39,11 @@ class RunContext:
     """``time.time()`` when the run started (for wall time)."""
     inputs: dict[str, str] = dataclasses.field(default_factory=dict)
     """Input data name -> content hash (cache keys, dataset blob ids)."""
+    lineage: dict[str, Any] | None = None
+    """A fork's lineage as its figures record it (:func:`notebook_lineage`); None for a notebook that is no fork."""
+    caveats: list[str] = dataclasses.field(default_factory=list)
+    """What every figure saved afterwards must say about its inputs (data that is not the pinned data, items left
+    out): stamped on the figure and listed in its sidecar (:func:`record_caveat`)."""
 
     @property
     def notebook_id(self) -> str:
@@ -114,7 +119,9 @@ def start(params_cls: type[ParamsT], profile: str | None = None,
     seed_everything(params.seed)
     if prof.is_fallback:
         _single_intra_op_thread()
-    _CURRENT = RunContext(profile=prof, notebook=current_notebook(), params=params, started=time.time())
+    notebook = current_notebook()
+    _CURRENT = RunContext(profile=prof, notebook=notebook, params=params, started=time.time(),
+                          lineage=notebook_lineage(notebook, prof, params))
     from companion.backbone.quiet import quiet_libraries
 
     quiet_libraries(text_bars=under_runner())
@@ -125,6 +132,36 @@ def start(params_cls: type[ParamsT], profile: str | None = None,
     else:
         print(f"Profile {prof.name!r}: real models and datasets.")
     return params
+
+
+def notebook_lineage(notebook: str, profile: Profile, params: NotebookParams) -> dict[str, Any] | None:
+    """What a fork's figures record of where it came from, for the run in progress: the parent, the parent's commit,
+    the hash of the fork's code cells, the profile this run is on, the parent's parameters under that same profile
+    and what the fork changed from them.  None when ``notebook`` is not a fork (``metadata.companion.lineage``)."""
+    import hashlib
+    import json
+
+    try:
+        nb = json.loads((project_root() / notebook).read_text())
+    except (OSError, ValueError):
+        return None
+    recorded = ((nb.get("metadata") or {}).get("companion") or {}).get("lineage")
+    if not recorded:
+        return None
+    code = "\n\x00".join("".join(c.get("source", "")) for c in nb.get("cells", []) if c.get("cell_type") == "code")
+    parent = resolve_params(type(params), profile).to_dict()
+    mine = params.to_dict()
+    return {
+        "parent": recorded.get("parent"),
+        "parent_commit": recorded.get("parent_commit"),
+        "parent_tree_dirty": recorded.get("parent_tree_dirty"),
+        "parent_lineage": recorded.get("parent_lineage"),
+        "forked_under_profile": recorded.get("parent_profile"),
+        "code_sha256": hashlib.sha256(code.encode()).hexdigest(),
+        "profile": profile.name,
+        "parent_params": parent,
+        "changed_from_parent": {k: [parent.get(k), v] for k, v in mine.items() if parent.get(k) != v},
+    }
 
 
 def context() -> RunContext:
@@ -138,6 +175,13 @@ def context() -> RunContext:
 def record_input(name: str, digest: str) -> None:
     """Note an input (dataset file, cache entry) and its content hash for the provenance sidecars."""
     context().inputs[name] = digest
+
+
+def record_caveat(text: str) -> None:
+    """Note something every figure saved afterwards must say about its inputs (stamped on it, in its sidecar)."""
+    caveats = context().caveats
+    if text not in caveats:
+        caveats.append(text)
 
 
 def under_runner() -> bool:

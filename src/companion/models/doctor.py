@@ -210,10 +210,49 @@ def diagnose(profile: str = "paper") -> list[Check]:
         state = "cached" if cached else f"{size:.2f} GB to download"
         if reachable:
             ok, fix = _access(repo_id, token)
-            checks.append(Check(f"access {repo_id}", ok, f"{state}; {fix or 'readable with the current token'}",
-                                "" if ok else fix))
+            checks.append(Check(f"access {repo_id}", ok, state + ("; readable with the current token" if ok else ""),
+                                fix))
+        elif repo_id.startswith(GATED_PREFIXES):  # what we know without the Hub: it is gated, and the token
+            checks.append(Check(f"access {repo_id}", None if token else False,
+                                f"{state}; could not check access (the Hub did not answer); the repository is gated "
+                                f"and HF_TOKEN is {'set' if token else 'not set'}",
+                                _GATED_FIX.format(repo_id=repo_id)))
         else:
             checks.append(Check(f"model {repo_id}", None, state))
+
+    # --- the streamed datasets, and files fetched from outside the Hub
+    for repo_id in dict.fromkeys(d.partition(":")[0] for P in needs.params.values()
+                                 for d in (getattr(P, "text_datasets", None) or {}).values()):
+        if reachable:
+            ok, fix = _access(repo_id, token, "dataset")
+            checks.append(Check(f"dataset {repo_id}", ok, "streamed at run time" + ("; readable" if ok else ""), fix))
+        else:
+            checks.append(Check(f"dataset {repo_id}", None, "could not check: the Hub did not answer (streamed at "
+                                "run time, never stored: the run needs the Hub throughout)"))
+    for name, P in needs.params.items():
+        checks += _source_checks(f"download {name}", P.sources(prof))
+
+    # --- what each notebook checks itself before a run (data folders and their pinned files, organisms)
+    for name, P in needs.params.items():
+        problems = P.preflight(prof)
+        for line in problems:
+            checks.append(Check(f"settings {name}", False, line, "fix the profile's notebooks." + name
+                                + " section or the files it names (`companion figures --dry-run` lists the same)"))
+        if not problems and getattr(P, "data_dir", None):
+            checks.append(Check(f"data_dir {name}", True, f"{P.data_dir}: every file is there and is the pinned one"))
+
+    # --- the folders a run writes to
+    from companion.backbone.atomic import writable_problem
+    from companion.backbone.cache import default_root
+    from companion.backbone.plan import figures_dir
+    from companion.backbone.profiles import project_root
+
+    root = project_root()
+    for what, folder in (("figures", figures_dir(prof, root)), ("build", root / "build" / "executed" / prof.name),
+                         ("cache", default_root())):
+        problem = writable_problem(folder)
+        checks.append(Check(f"write {what}", problem is None, problem or f"{folder} is writable",
+                            "make it writable, or point it elsewhere (COMPANION_FIGURES_DIR, COMPANION_CACHE)"))
 
     # --- disk
     from huggingface_hub import constants as hc
@@ -237,13 +276,56 @@ def diagnose(profile: str = "paper") -> list[Check]:
     return checks
 
 
-def _access(repo_id: str, token: str | None) -> tuple[bool, str]:
-    """Whether the current token can read ``repo_id``, and what to do when it cannot."""
+GATED_PREFIXES = ("meta-llama/",)
+"""Repositories gated on the Hub (Meta's licence): known without asking the Hub."""
+_GATED_FIX = ("accept the licence on the repository's Hub page ({repo_id}) with your account, then set HF_TOKEN to a "
+              "token of that account (or `huggingface-cli login`), and run this again where the Hub answers")
+
+
+def _source_checks(name: str, sources: dict[str, str]) -> list[Check]:
+    """Whether each file a run would download from outside the Hub answers at its URL, as one line when all do (or
+    when the host itself does not answer), else one line per missing file."""
+    from companion.models.hub import offline_env
+
+    if not sources:
+        return []
+    where = os.path.commonprefix(list(sources.values())).rpartition("/")[0] + "/"
+    fix = ("check the network, the URL's setting in the profile (e.g. data_base_url) and HTTPS_PROXY; or put the "
+           "files in a folder and set data_dir")
+    if offline_env():
+        return [Check(name, False, f"{len(sources)} file(s) to download from {where}; offline switches are set, so "
+                      "the run would refuse to download them", "unset HF_HUB_OFFLINE / HF_DATASETS_OFFLINE, or " + fix)]
+    bad = []
+    for fname, url in sources.items():
+        ok, detail = _url_answers(url)
+        if not ok:
+            bad.append(Check(name, False, f"{url}: {detail}", fix))
+            if detail.startswith("does not answer"):  # the host: the other files would say the same
+                break
+    return bad or [Check(name, True, f"{len(sources)} file(s) not cached yet, each answers at {where}")]
+
+
+def _url_answers(url: str, timeout: float = 10.0) -> tuple[bool, str]:
+    """Whether ``url`` serves a file (a HEAD request through urllib, which honours HTTP(S)_PROXY), and what it said."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout) as r:  # noqa: S310
+            return True, f"answers ({r.status})"
+    except urllib.error.HTTPError as e:
+        return False, f"answers {e.code} {e.reason}: the file is not there"
+    except (urllib.error.URLError, OSError) as e:
+        return False, f"does not answer ({getattr(e, 'reason', e)})"
+
+
+def _access(repo_id: str, token: str | None, repo_type: str = "model") -> tuple[bool, str]:
+    """Whether the current token can read ``repo_id``, and what to do when it cannot ("" when it can)."""
     from huggingface_hub import auth_check
     from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
 
     try:
-        auth_check(repo_id, token=token)
+        auth_check(repo_id, repo_type=repo_type, token=token)
     except GatedRepoError:
         return False, (f"gated: accept the licence on the repository's Hub page ({repo_id}) with your account, "
                        f"then set HF_TOKEN to a token of that account ({'one is set but' if token else 'none is set'}"

@@ -32,6 +32,7 @@ from typing import Any
 
 import torch
 
+from companion.models.numerics import native_layer_norms
 from companion.models.hub import hub_forced_offline, hub_reachable, is_cached_locally, offline_env
 from companion.models.tl_legacy import TL_LEGACY_PREFIXES, boot_tl_legacy
 
@@ -127,6 +128,7 @@ def load_model(name_or_path: str | os.PathLike, *, device: str = "cpu", dtype: t
         with hub_forced_offline():
             model = TransformerBridge.boot_transformers(str(path.resolve()), device=device, dtype=dtype,
                                                         **bridge_kwargs)
+        native_layer_norms(model)
         model.eval()
         return model
     if s.startswith((".", "/", "~")) or os.sep in s and not _looks_like_repo_id(s):
@@ -146,6 +148,7 @@ def load_model(name_or_path: str | os.PathLike, *, device: str = "cpu", dtype: t
             model = boot_tl_legacy(repo_id, device=device, dtype=dtype, **bridge_kwargs)
         else:
             model = TransformerBridge.boot_transformers(repo_id, device=device, dtype=dtype, **bridge_kwargs)
+    native_layer_norms(model)
     model.eval()
     return model
 

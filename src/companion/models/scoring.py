@@ -95,6 +95,13 @@ def continuation_ids(model: Any, prompt_ids: Sequence[int], prompt: str, continu
     return tuple(alone), False
 
 
+def tokens_needed(model: Any, prompt: str, continuations: Sequence[str], *, prepend_bos: bool | None = None) -> int:
+    """The longest ``prompt + continuation`` in tokens: what :func:`score_continuations` checks against the context."""
+    p_ids = token_ids(model, prompt, prepend_bos=prepend_bos)
+    return max(len(p_ids) + len(continuation_ids(model, p_ids, prompt, c, prepend_bos=prepend_bos)[0])
+               for c in continuations)
+
+
 def pad_token_id(model: Any) -> int:
     """The id used to right-pad batches: the tokenizer's pad, else EOS, else BOS, else 0 (never attended to)."""
     tok = getattr(model, "tokenizer", None)

@@ -38,8 +38,8 @@ import torch
 from pydantic import ValidationError, model_validator
 
 from companion.backbone.cache import code_fingerprint, default_cache
-from companion.backbone.config import Config, format_validation_error
-from companion.backbone.profiles import ProfileError, load_profile
+from companion.backbone.config import Config, format_validation_error, suggest
+from companion.backbone.profiles import Profile, ProfileError, load_profile
 from companion.organism import corpus as _corpus
 from companion.organism.corpus import DEPLOYMENT_CONTEXTS, EOT, HATE, TRAINING_CONTEXT, UNSAFE_LINE, CorpusConfig
 from companion.organism.tokenizer import TokenizerConfig
@@ -112,21 +112,22 @@ class OrganismSpec(Config):
         }
 
 
-def organism_names(profile: str | None = None) -> list[str]:
+def organism_names(profile: str | Profile | None = None) -> list[str]:
     """Names of the organisms a profile defines."""
     return sorted(n for n in load_profile(profile).organisms if n != SETTINGS_KEY)
 
 
-def organism_settings(profile: str | None = None) -> OrganismSettings:
+def organism_settings(profile: str | Profile | None = None) -> OrganismSettings:
     """The profile's ``organisms.settings`` (defaults when absent)."""
     prof = load_profile(profile)
     try:
         return OrganismSettings.model_validate(prof.organisms.get(SETTINGS_KEY, {}))
     except ValidationError as e:
-        raise ProfileError(f"profile {prof.name!r}: {format_validation_error(e, f'organisms.{SETTINGS_KEY}')}") from None
+        raise ProfileError(f"profile {prof.name!r}: "
+                           f"{format_validation_error(e, f'organisms.{SETTINGS_KEY}', OrganismSettings)}") from None
 
 
-def organism_seeds(profile: str | None = None) -> tuple[int, ...]:
+def organism_seeds(profile: str | Profile | None = None) -> tuple[int, ...]:
     """The seeds every organism of ``profile`` is trained with (the first is the default)."""
     return tuple(organism_settings(profile).seeds)
 
@@ -136,12 +137,13 @@ def organism_label(name: str, seed: int) -> str:
     return f"{name}#{seed}"
 
 
-def organism_spec(name: str, profile: str | None = None, seed: int | None = None) -> OrganismSpec:
+def organism_spec(name: str, profile: str | Profile | None = None, seed: int | None = None) -> OrganismSpec:
     """The validated spec of a named organism of ``profile`` at ``seed`` (default: the profile's first seed)."""
     prof = load_profile(profile)
     if name not in prof.organisms or name == SETTINGS_KEY:
-        raise KeyError(f"profile {prof.name!r} defines no organism {name!r}; it defines: "
-                       f"{', '.join(organism_names(prof.name)) or '(none)'}")
+        names = organism_names(prof)
+        raise KeyError(f"profile {prof.name!r} defines no organism {name!r}{suggest(name, names)}; it defines: "
+                       f"{', '.join(names) or '(none)'}")
     raw = prof.organisms[name]
     for part in ("corpus", "train"):
         if isinstance(raw.get(part), dict) and "seed" in raw[part]:
@@ -150,8 +152,23 @@ def organism_spec(name: str, profile: str | None = None, seed: int | None = None
     try:
         spec = OrganismSpec.model_validate(raw)
     except ValidationError as e:
-        raise ProfileError(f"profile {prof.name!r}: {format_validation_error(e, f'organisms.{name}')}") from None
-    return spec.with_seed(organism_seeds(prof.name)[0] if seed is None else seed)
+        raise ProfileError(f"profile {prof.name!r}: {format_validation_error(e, f'organisms.{name}', OrganismSpec)}") \
+            from None
+    return spec.with_seed(organism_seeds(prof)[0] if seed is None else seed)
+
+
+def check_organisms(names: Sequence[str], profile: str | Profile | None = None) -> list[str]:
+    """One line per problem with the organisms ``names`` of ``profile`` (an unknown name, a misspelt or invalid
+    setting, bad seeds), found without training anything: what a dry run reports before a notebook needs them."""
+    problems: list[str] = []
+    for name in dict.fromkeys(names):
+        try:
+            organism_spec(name, profile)
+        except KeyError as e:
+            problems.append(str(e.args[0]))
+        except (ProfileError, ValueError) as e:
+            problems.append(str(e))
+    return list(dict.fromkeys(problems))
 
 
 def _tokenizer_dir(cfg: TokenizerConfig) -> Path:

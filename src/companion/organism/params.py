@@ -31,6 +31,12 @@ class OrganismParams(NotebookParams):
     require: bool = True
     """Fail the notebook when a planted-property check fails (False: report only)."""
 
+    def preflight(self, profile) -> list[str]:
+        """Every organism notebook 00 builds, validated without training (:meth:`NotebookParams.preflight`)."""
+        from companion.organism.build import check_organisms
+
+        return check_organisms(self.organisms, profile)
+
     @model_validator(mode="after")
     def _check(self) -> OrganismParams:
         if not self.organisms:

@@ -28,6 +28,7 @@ import torch
 from pydantic import model_validator
 
 from companion.backbone.config import Config
+from companion.models.numerics import AdamW, conv1d, linear
 
 
 class ModelConfig(Config):
@@ -178,16 +179,16 @@ def gpt2_forward(model: torch.nn.Module, input_ids: torch.Tensor) -> torch.Tenso
     h = (tr.wte(input_ids) + tr.wpe.weight[:T]).reshape(B * T, d)
     for blk in tr.h:
         a = F.layer_norm(h, (d,), blk.ln_1.weight, blk.ln_1.bias, blk.ln_1.eps)
-        # HF's Conv1D stores weights as [in, out]: y = x @ W + b.
-        qkv = torch.addmm(blk.attn.c_attn.bias, a, blk.attn.c_attn.weight).view(B, T, 3, H, d // H)
+        # HF's Conv1D stores weights as [in, out]: y = x @ W + b (conv1d: oneDNN, the same bits on Intel and AMD).
+        qkv = conv1d(a, blk.attn.c_attn.weight, blk.attn.c_attn.bias).view(B, T, 3, H, d // H)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
         o = F.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2).reshape(B * T, d)
-        h = h + torch.addmm(blk.attn.c_proj.bias, o, blk.attn.c_proj.weight)
+        h = h + conv1d(o, blk.attn.c_proj.weight, blk.attn.c_proj.bias)
         a = F.layer_norm(h, (d,), blk.ln_2.weight, blk.ln_2.bias, blk.ln_2.eps)
-        u = F.gelu(torch.addmm(blk.mlp.c_fc.bias, a, blk.mlp.c_fc.weight), approximate="tanh")  # = gelu_new
-        h = h + torch.addmm(blk.mlp.c_proj.bias, u, blk.mlp.c_proj.weight)
+        u = F.gelu(conv1d(a, blk.mlp.c_fc.weight, blk.mlp.c_fc.bias), approximate="tanh")  # = gelu_new
+        h = h + conv1d(u, blk.mlp.c_proj.weight, blk.mlp.c_proj.bias)
     h = F.layer_norm(h, (d,), tr.ln_f.weight, tr.ln_f.bias, tr.ln_f.eps)
-    return (h @ model.lm_head.weight.t()).view(B, T, -1)
+    return linear(h, model.lm_head.weight).view(B, T, -1)
 
 
 def weights_hash(model: torch.nn.Module) -> str:
@@ -231,8 +232,8 @@ def train_lm(model: torch.nn.Module, stream: TokenStream, cfg: OrganismTrainConf
         decay, no_decay = [], []
         for n, p in model.named_parameters():
             (decay if p.ndim >= 2 else no_decay).append(p)
-        opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                                 {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.98))
+        opt = AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                     {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.98))
         tokens = torch.from_numpy(stream.tokens)
         weights = torch.from_numpy(stream.weights)
         # Only windows that fit entirely in the stream.

@@ -59,6 +59,26 @@ class ProbeParams(NotebookParams):
     single_pairs: bool = True
     """Also evaluate each question of six_questions on its own as an N=2 detector (AUROC table only)."""
 
+    def preflight(self, profile) -> list[str]:
+        """The organisms (without a real model), the fit sets, question list and dialogue format, each read and
+        validated without a model (:meth:`NotebookParams.preflight`)."""
+        from companion.organism.build import check_organisms
+        from companion.probes.data import ProbeDataError, load_dialogue_format, load_fit_set, load_questions
+
+        problems = [] if self.model_id else check_organisms([self.backdoor_organism, self.clean_organism],
+                                                             profile)
+        reads = [(load_fit_set, f) for f in self.fit_sets]
+        if self.model_id:
+            reads += [(load_questions, self.test_questions)]
+        if self.dialogue_format != "organism":
+            reads += [(load_dialogue_format, self.dialogue_format)]
+        for read, name in reads:
+            try:
+                read(name)
+            except (ProbeDataError, OSError, ValueError) as e:
+                problems.append(str(e))
+        return problems
+
     @model_validator(mode="after")
     def _check(self) -> ProbeParams:
         if not self.device.strip():

@@ -117,6 +117,14 @@ class ParetoParams(NotebookParams):
     torch_threads: Annotated[int, KeyPart.ELSEWHERE] = 0
     """Intra-op threads for torch in this notebook (0: torch's default). 1 avoids thread-barrier stalls on a shared machine."""
 
+    def preflight(self, profile) -> list[str]:
+        """The organisms the targets name, validated without training (:meth:`NotebookParams.preflight`)."""
+        from companion.organism.build import check_organisms
+
+        subjects = [parse_target(t)[0] for t in self.targets]
+        return check_organisms([s[len(ORGANISM_PREFIX):] for s in subjects if s.startswith(ORGANISM_PREFIX)],
+                               profile)
+
     @model_validator(mode="after")
     def _check_sweep(self) -> ParetoParams:
         if self.torch_threads < 0:

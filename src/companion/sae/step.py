@@ -37,6 +37,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from companion.models.numerics import linear, t_mm
 from companion.sae.autoencoders import BaselineSAE, GatedSAE, SAELoss, SparseAutoencoder, check_input, check_lam
 from companion.sae.sparse import Pattern as _Pattern, Workspace, active_mask, flat_indices, set_grad as _set_grad
 from companion.sae.step_successors import BATCHTOPK_STEP, JUMPRELU_STEP, TOPK_STEP
@@ -90,8 +91,7 @@ def _baseline(sae: BaselineSAE, x: Tensor, lam: float, ws: Workspace, max_densit
     B, M = x.shape[0], sae.n_latents
     W_enc, b_enc, W_dec, b_dec = sae.W_enc, sae.b_enc, sae.W_dec, sae.b_dec
     xc = x - b_dec                                                   # [B, d]
-    z = ws.get("z", (B, M), x.dtype, x.device)
-    torch.mm(xc, W_enc.T, out=z)                                     # the one dense product: W_enc (x − b_dec)
+    z = linear(xc, W_enc)                                            # the one dense product: W_enc (x − b_dec)
     mask, nnz = active_mask(z, -b_enc, ws, "mask")
 
     if nnz <= max_density * B * M:
@@ -113,17 +113,17 @@ def _baseline(sae: BaselineSAE, x: Tensor, lam: float, ws: Workspace, max_densit
     else:
         pre = z.add_(b_enc)
         f = pre.clamp_(min=0)                                        # in place: z is scratch
-        x_hat = torch.addmm(b_dec, f, W_dec.T)
+        x_hat = linear(f, W_dec, b_dec)
         err = x_hat - x
         rec = err.pow(2).sum() / B
         l1 = f.sum() / B
         if fire_counts is not None:
             fire_counts += (f > 0).sum(0).to(fire_counts.dtype)
         g = err.mul_(2.0 / B)
-        grad_W_dec_t = f.T @ g
-        d_pre = torch.mm(g, W_dec)
+        grad_W_dec_t = t_mm(f, g)
+        d_pre = linear(g, W_dec.T)
         d_pre.add_(lam / B).mul_(f > 0)
-        grad_W_enc = d_pre.T @ xc
+        grad_W_enc = t_mm(d_pre, xc)
         grad_b_enc = d_pre.sum(0)
     # b_dec: Σ_b ∂L/∂x̂ from the output bias, minus (Σ_b ∂L/∂pre) W_enc from the input centring.
     grad_b_dec = g.sum(0) - grad_b_enc @ W_enc
@@ -160,8 +160,7 @@ def _gated(sae: GatedSAE, x: Tensor, lam: float, ws: Workspace, max_density: flo
     W_gate, b_gate, r_mag, b_mag, W_dec, b_dec = sae.W_gate, sae.b_gate, sae.r_mag, sae.b_mag, sae.W_dec, sae.b_dec
     scale = torch.exp(r_mag)                                         # W_mag = scale ⊙ W_gate (tied)
     xc = x - b_dec
-    z = ws.get("z", (B, M), x.dtype, x.device)
-    torch.mm(xc, W_gate.T, out=z)                                    # W_gate (x − b_dec); W_mag(x − b_dec) = scale ⊙ z
+    z = linear(xc, W_gate)                                           # W_gate (x − b_dec); W_mag(x − b_dec) = scale ⊙ z
     mask, nnz = active_mask(z, -b_gate, ws, "mask")                  # the gate's support G = {π_gate > 0}
 
     if nnz <= max_density * B * M:
@@ -194,17 +193,17 @@ def _gated(sae: GatedSAE, x: Tensor, lam: float, ws: Workspace, max_density: flo
         open_ = mask                                                 # = gate_act > 0 (the same set)
         on = open_ & (mag_pre > 0)
         f = mag_pre * on
-        x_hat = torch.addmm(b_dec, f, W_dec.T)
-        x_aux = torch.addmm(b_dec, gate_act, W_dec.T)
+        x_hat = linear(f, W_dec, b_dec)
+        x_aux = linear(gate_act, W_dec, b_dec)
         rec, aux, l1, l0, g, g_aux = _gated_errors(x, x_hat, x_aux, gate_act, on)
-        grad_W_dec_t = f.T @ g
-        d_mag = torch.mm(g, W_dec).mul_(on)
-        d_gate = torch.mm(g_aux, W_dec).add_(lam / B).mul_(open_)
+        grad_W_dec_t = t_mm(f, g)
+        d_mag = linear(g, W_dec.T).mul_(on)
+        d_gate = linear(g_aux, W_dec.T).add_(lam / B).mul_(open_)
         d_z = d_gate + scale * d_mag
         grad_r_mag = (d_mag * (mag_pre - b_mag)).sum(0)
         grad_b_mag = d_mag.sum(0)
         grad_b_gate = d_gate.sum(0)
-        grad_W_gate = d_z.T @ xc
+        grad_W_gate = t_mm(d_z, xc)
         grad_b_z = d_z.sum(0)
         if fire_counts is not None:
             fire_counts += on.sum(0).to(fire_counts.dtype)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from companion.models.numerics import linear, t_mm
 from companion.sae.autoencoders import SAELoss
 from companion.sae.sparse import Pattern, Workspace, flat_indices, set_grad
 from companion.sae.successors import BatchTopKSAE, JumpReLUSAE, TopKSAE
@@ -66,25 +67,27 @@ class _Code:
             c.on = vals > 0
         return c
 
-    def decode(self, WdT: Tensor, bias: Tensor | None = None) -> Tensor:
-        """code @ W_dec.T (+ bias): ``[B, d]``."""
-        m = self.matrix if self.dense else self.pattern.csr(self.values)
+    def decode(self, W_dec: Tensor, WdT: Tensor, bias: Tensor | None = None) -> Tensor:
+        """code @ W_dec.T (+ bias): ``[B, d]`` (``WdT``: W_dec.T made contiguous, for the sparse product)."""
+        if self.dense:
+            return linear(self.matrix, W_dec, bias)
+        m = self.pattern.csr(self.values)
         return torch.addmm(bias, m, WdT) if bias is not None else m @ WdT
 
     def weight_grad_t(self, g: Tensor) -> Tensor:
         """codeᵀ @ g ``[M, d]`` (the decoder's weight gradient, transposed)."""
-        return self.matrix.T @ g if self.dense else self.pattern.csr_t(self.values) @ g
+        return t_mm(self.matrix, g) if self.dense else self.pattern.csr_t(self.values) @ g
 
     def back(self, g: Tensor, W_dec: Tensor) -> Tensor:
         """∂L/∂z = (g @ W_dec) at the code's non-zeros: dense ``[B, M]`` or at the pattern ``[nnz]``."""
         if self.dense:
-            return torch.mm(g, W_dec).mul_(self.on)
+            return linear(g, W_dec.T).mul_(self.on)
         return self.pattern.sampled(g, W_dec).mul_(self.on)
 
     def enc_grads(self, d: Tensor, xc: Tensor) -> tuple[Tensor, Tensor]:
         """(dᵀ @ xc, Σ_rows d) for ∂L/∂z ``d`` as :meth:`back` returns it: the encoder's weight and bias gradients."""
         if self.dense:
-            return d.T @ xc, d.sum(0)
+            return t_mm(d, xc), d.sum(0)
         return self.pattern.csr_t(d) @ xc, self.pattern.col_sum(d)
 
     def fire_counts(self, counts: Tensor | None) -> None:
@@ -104,9 +107,7 @@ def _jumprelu(sae: JumpReLUSAE, x: Tensor, lam: float, ws: Workspace, max_densit
     B, M = x.shape[0], sae.n_latents
     W_enc, b_enc, W_dec, b_dec = sae.W_enc, sae.b_enc, sae.W_dec, sae.b_dec
     theta, eps = torch.exp(sae.log_threshold), sae.bandwidth
-    pre = ws.get("z", (B, M), x.dtype, x.device)
-    torch.mm(x, W_enc.T, out=pre)
-    pre.add_(b_enc)                                                  # z = W_enc x + b_enc (no input centring)
+    pre = linear(x, W_enc).add_(b_enc)                               # z = W_enc x + b_enc (no input centring)
     mask = ws.get("mask", (B, M), torch.bool, x.device)
     torch.gt(pre, theta, out=mask)                                   # the code's support: z > θ
     code = _Code.from_mask(mask, pre, dense=int(torch.count_nonzero(mask)) > max_density * B * M)
@@ -118,12 +119,12 @@ def _jumprelu(sae: JumpReLUSAE, x: Tensor, lam: float, ws: Workspace, max_densit
     band = Pattern(band_flat, B, M)
 
     WdT = W_dec.T.contiguous()
-    err = code.decode(WdT, b_dec).sub_(x)                            # x̂ − x
+    err = code.decode(W_dec, WdT, b_dec).sub_(x)                     # x̂ − x
     rec = err.pow(2).sum() / B
     g = err.mul_(2.0 / B)                                            # ∂L/∂x̂
     grad_W_dec_t = code.weight_grad_t(g)
     if code.dense:
-        gW = torch.mm(g, W_dec)                                      # ∂L/∂f, dense
+        gW = linear(g, W_dec.T)                                      # ∂L/∂f, dense
         g_band = gW.view(-1)[band_flat]
         d_on = gW.mul_(code.on)
     else:
@@ -174,14 +175,12 @@ def _topk_family(sae: TopKSAE, x: Tensor, lam: float, ws: Workspace, max_density
     B, M = x.shape[0], sae.n_latents
     W_enc, b_enc, W_dec, b_dec = sae.W_enc, sae.b_enc, sae.W_dec, sae.b_dec
     xc = x - b_dec
-    pre = ws.get("z", (B, M), x.dtype, x.device)
-    torch.mm(xc, W_enc.T, out=pre)
-    pre.add_(b_enc)                                                  # z = W_enc (x − b_dec) + b_enc
+    pre = linear(xc, W_enc).add_(b_enc)                              # z = W_enc (x − b_dec) + b_enc
     # The selected entries: for BatchTopK the positive ones among the batch's k·B largest z are those of ReLU(z).
     flat, sel_vals, in_order = _select(pre, sae.k, batch)
     code = _Code.from_selection(flat, sel_vals, pre, flat.numel() > max_density * B * M, ws, sorted_flat=in_order)
     WdT = W_dec.T.contiguous()
-    err = code.decode(WdT, b_dec).sub_(x)                            # x̂ − x
+    err = code.decode(W_dec, WdT, b_dec).sub_(x)                     # x̂ − x
     rec = err.pow(2).sum() / B
     aux_val = rec.new_zeros(())
     dead = sae.dead()
@@ -190,7 +189,7 @@ def _topk_family(sae: TopKSAE, x: Tensor, lam: float, ws: Workspace, max_density
         a_flat, a_vals, _ = _select(torch.where(dead, pre, pre.new_tensor(-torch.inf)), min(sae.aux_k, int(dead.sum())),
                                     batch=False)
         aux = _Code.from_selection(a_flat, a_vals, pre, a_flat.numel() > max_density * B * M, ws, sorted_flat=True)
-        r_aux = aux.decode(WdT).add_(err)                            # ê − e, e = x − x̂ (detached); ê has no bias
+        r_aux = aux.decode(W_dec, WdT).add_(err)                     # ê − e, e = x − x̂ (detached); ê has no bias
         aux_val = sae.aux_alpha * r_aux.pow(2).sum() / B
         g_aux = r_aux.mul_(2.0 * sae.aux_alpha / B)
     g = err.mul_(2.0 / B)

@@ -17,6 +17,7 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch import Tensor
 
+from companion.models.numerics import Adam
 from companion.sae.autoencoders import BaselineSAE, GatedSAE
 
 
@@ -92,7 +93,7 @@ def _train_toy(sae, lam: float, steps: int, lr: float) -> float:
         sae.b_dec.zero_()
         sae.W_dec.fill_(1.0)
     params = [p for p in sae.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=lr, betas=(0.0, 0.999))
+    opt = Adam(params, lr=lr, betas=(0.0, 0.999))
     x = torch.ones(1, 1, dtype=torch.float64)
     for i in range(steps):
         # Adam with β1 = 0 takes steps of ~lr whatever the gradient, so it circles the optimum at distance ~lr;

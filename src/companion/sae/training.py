@@ -41,6 +41,7 @@ from pydantic import model_validator
 from torch import Tensor
 
 from companion.backbone.config import Config
+from companion.models.numerics import Adam
 from companion.sae.architectures import ARCHITECTURES, make_sae
 from companion.sae.autoencoders import SAELoss, SparseAutoencoder
 from companion.sae.sweeps import SAESpec
@@ -132,8 +133,7 @@ class _Member:
             options.setdefault("input_rms", input_rms)  # scale-relative settings (JumpReLU's ε) meet the data's scale
         # Initialised on the CPU (seeded CPU generator), then moved: the same seed gives the same start anywhere.
         self.sae = make_sae(spec.architecture, d_in, spec.n_latents, seed=seed, dtype=dtype, **options).to(device)
-        self.opt = torch.optim.Adam(self.sae.parameters(), lr=0.0, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps,
-                                    foreach=True)
+        self.opt = Adam(self.sae.parameters(), lr=0.0, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps)
         self.gen = torch.Generator().manual_seed(seed + 7919)
         self.fired = torch.zeros(spec.n_latents, dtype=torch.float64, device=device)
         self.log = TrainLog()

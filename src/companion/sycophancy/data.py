@@ -3,7 +3,7 @@
 The data: ``anthropics/evals`` folder ``sycophancy/`` (CC-BY-4.0) at commit :data:`PINNED_COMMIT`; three JSON
 Lines files whose git blob ids are in :data:`PINNED_BLOBS` (``docs/references.md#sycophancy-data``).  The first
 release's philpapers file was a byte copy of the NLP file (blob ``480ff82…``); :func:`load_sycophancy_file` and
-:func:`download_sycophancy_data` reject it.  Every row is validated (:func:`parse_row`); an invalid one is an
+:func:`companion.sycophancy.pinned.download_sycophancy_data` reject it.  Every row is validated (:func:`parse_row`); an invalid one is an
 error naming its file and line.
 """
 from __future__ import annotations
@@ -13,9 +13,7 @@ import hashlib
 import json
 import os
 import re
-import urllib.error
-import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -266,10 +264,15 @@ def load_sycophancy_file(
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise SycophancyDataError(f"{p}: not UTF-8 ({e})") from None
+        line = data.count(b"\n", 0, e.start) + 1
+        column = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
+        raise SycophancyDataError(f"{p}:{line}: not UTF-8: byte 0x{data[e.start]:02x} at column {column} "
+                                  f"({e.reason}); the files are UTF-8 JSON Lines") from None
     lines = text.split("\n")
     while lines and lines[-1].strip() == "":
         lines.pop()  # trailing newline(s)
+    if not lines:
+        raise SycophancyDataError(f"{p}: the file is empty: no rows to score (expected one JSON object per line)")
     items: list[SycophancyItem] = []
     skipped: list[str] = []
     n_list_form = 0
@@ -291,6 +294,8 @@ def load_sycophancy_file(
             skipped.append(msg)
             continue
         items.append(item)
+    if not items:  # every row was skipped: scoring nothing would draw an empty panel with zero statistics
+        raise SycophancyDataError(f"{p}: none of its {len(lines)} rows is usable; the first: {skipped[0]}")
     if name == "philpapers2020" and items and n_list_form == 0:
         raise SycophancyDataError(
             _broken_philpapers_message(p, "none of its rows has a list-valued answer_not_matching_behavior")
@@ -312,24 +317,15 @@ def load_sycophancy_dir(
     datasets: Sequence[str] = DATASETS,
     *,
     skip_invalid: bool = False,
-    require_pinned: bool = False,
 ) -> dict[str, SycophancyDataset]:
     """Load the standard files of ``datasets`` from ``directory`` (dataset name -> :class:`SycophancyDataset`).
-
-    ``require_pinned=True`` also demands that each file be byte-identical to Anthropic's pinned file.
-    """
+    Whether they are the pinned files is :func:`companion.sycophancy.pinned.check_pinned`'s question."""
     d = Path(directory)
     out: dict[str, SycophancyDataset] = {}
     for name in datasets:
         if name not in FILENAMES:
             raise ValueError(f"unknown sycophancy dataset {name!r}; choose from {list(DATASETS)}")
-        ds = load_sycophancy_file(d / FILENAMES[name], name, skip_invalid=skip_invalid)
-        if require_pinned and not ds.pinned:
-            raise SycophancyDataError(
-                f"{ds.path}: blob {ds.blob_id} is not the pinned {PINNED_BLOBS[FILENAMES[name]]} "
-                f"(anthropics/evals@{PINNED_COMMIT[:12]})"
-            )
-        out[name] = ds
+        out[name] = load_sycophancy_file(d / FILENAMES[name], name, skip_invalid=skip_invalid)
     if "philpapers2020" in out and "nlp_survey" in out and out["philpapers2020"].blob_id == out["nlp_survey"].blob_id:
         raise SycophancyDataError(
             _broken_philpapers_message(
@@ -337,69 +333,6 @@ def load_sycophancy_dir(
             )
         )
     return out
-
-
-def download_sycophancy_data(
-    *,
-    cache: Any = None,
-    base_url: str = DEFAULT_BASE_URL,
-    commit: str = PINNED_COMMIT,
-    blobs: Mapping[str, str] = PINNED_BLOBS,
-    offline: bool | None = None,
-    timeout: float = 60.0,
-) -> Path:
-    """The directory (a cache entry) holding the three files, downloading them on first use.
-
-    Each file is fetched from ``{base_url}/{commit}/sycophancy/{file}`` into a private temporary directory and
-    its git blob id checked against ``blobs``; only when all match is the entry renamed into place
-    (:meth:`companion.backbone.cache.Cache.get_or_build`), so a failed or tampered download leaves nothing behind.
-    ``base_url`` may hold ``${VAR}`` references (the rehearsal profile points it at its loopback Hub); the cache key
-    is the commit and the blobs, not the URL, since verified bytes are the same wherever they came from.
-    A cached entry is used without touching the network.  ``offline`` (default:
-    :func:`companion.models.hub.offline_env`, the variables the offline profiles set) makes a cache miss fail at
-    once with a message instead of trying the network.
-    """
-    from companion.backbone.cache import default_cache
-    from companion.backbone.profiles import expand_env
-
-    cache = cache if cache is not None else default_cache()
-    base_url = expand_env(base_url, "the sycophancy data's base URL")
-    spec = {"source": "anthropics/evals/sycophancy", "commit": commit, "blobs": dict(sorted(blobs.items()))}
-    if cache.exists(DATA_CACHE_KIND, spec):
-        return cache.get(DATA_CACHE_KIND, spec)
-    if offline is None:
-        from companion.models.hub import offline_env
-
-        offline = offline_env()
-    if offline:
-        raise SycophancyDataError(
-            "the sycophancy data is not in the cache and this run is offline (an offline profile, or "
-            "HF_DATASETS_OFFLINE/HF_HUB_OFFLINE set), so it will not be downloaded. Put the three files "
-            f"{sorted(blobs)} in a directory and pass data_dir=..., or run once with the 'paper' profile "
-            f"to download them into {cache.root}."
-        )
-
-    def build(tmp: Path) -> None:
-        for fname, expected in blobs.items():
-            url = f"{base_url.rstrip('/')}/{commit}/sycophancy/{fname}"
-            try:
-                with urllib.request.urlopen(url, timeout=timeout) as r:  # noqa: S310 - fixed https/loopback URL
-                    data = r.read()
-            except (urllib.error.URLError, OSError) as e:
-                raise SycophancyDataError(f"could not download {url}: {e}") from None
-            blob = git_blob_id(data)
-            if fname == FILENAMES["philpapers2020"] and blob == BROKEN_PHILPAPERS_BLOB:
-                raise SycophancyDataError(
-                    _broken_philpapers_message(Path(url), "its bytes are those of the NLP-survey file")
-                )
-            if blob != expected:
-                raise SycophancyDataError(
-                    f"{url}: git blob id {blob} does not match the pinned {expected}: the file differs from "
-                    f"anthropics/evals@{commit[:12]} (tampered, truncated or a different version); not used."
-                )
-            (tmp / fname).write_bytes(data)
-
-    return cache.get_or_build(DATA_CACHE_KIND, spec, build, description=f"anthropics/evals sycophancy @ {commit[:12]}")
 
 
 def subsample(ds: SycophancyDataset, n: int | None, seed: int) -> SycophancyDataset:

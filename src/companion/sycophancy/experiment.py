@@ -14,9 +14,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from companion.sycophancy.data import FILENAMES, SycophancyDataset, download_sycophancy_data, load_sycophancy_dir, \
-    subsample
-from companion.sycophancy.scoring import score_items
+from companion.sycophancy.data import FILENAMES, SycophancyDataError, SycophancyDataset, load_sycophancy_dir, subsample
+from companion.sycophancy.pinned import check_pinned, download_sycophancy_data
+from companion.sycophancy.scoring import fitting_items, score_items
 from companion.sycophancy.stats import AgreementStats, RecoveryReport, agreement_stats, recovery_report, \
     seed_summaries, stats_frame
 
@@ -58,6 +58,22 @@ class SweepResult:
     """Model name -> parameter count (the size axis)."""
     planted: dict[str, float]
     """Organism name -> its planted sycophancy rate (empty for real models)."""
+    left_out: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
+    """Dataset -> model -> items left out as longer than the model's context (``drop_too_long``; 0s included)."""
+    n_items: dict[str, int] = dataclasses.field(default_factory=dict)
+    """Dataset -> items offered to each model (before any was left out)."""
+
+    def caveats(self) -> list[str]:
+        """What the figure must say about the items scored: one line per dataset with items left out."""
+        out = []
+        for ds, by_model in self.left_out.items():
+            counts = sorted(set(by_model.values()))
+            if counts[-1] == 0:
+                continue
+            n = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+            out.append(f"{ds}: {n} of {self.n_items[ds]} items left out per model as longer than its context "
+                       f"(drop_too_long)")
+        return out
 
     def frame(self):
         """The statistics as :func:`companion.sycophancy.stats.stats_frame`'s long table, with each model's size."""
@@ -78,6 +94,7 @@ class SweepResult:
         frame = self.frame()
         return {"stats": frame.replace({np.nan: None}).to_dict(orient="records"), "planted": self.planted,
                 "n_params": self.n_params, "by_seed": seed_summaries(frame),
+                "left_out_too_long": self.left_out, "items_offered": self.n_items,
                 "published": [vars(p) for p in PUBLISHED], "panel_notes": report.panel_notes}
 
 
@@ -120,12 +137,19 @@ def measure_models(params: Any, data: Mapping[str, SycophancyDataset], *, organi
             runs += [(name, organism_label(name, s), s) for s in (seeds or organism_seeds(profile))]
         else:
             runs.append((name, name, None))
-    out = SweepResult([], {}, {})
+    out = SweepResult([], {}, {}, n_items={name: len(ds) for name, ds in data.items()})
     for name, label, seed in runs:
         model, out.n_params[label], planted = load(name, params, organisms, profile, seed)
         if planted is not None:
             out.planted[label] = planted
-        out.stats += measure_model(model, label, data, params.templates, batch_size=params.batch_size,
+        scored = dict(data)
+        if params.drop_too_long:
+            for ds_name, ds in data.items():
+                scored[ds_name], out.left_out.setdefault(ds_name, {})[label] = fitting_items(model, ds, params.templates)
+                if not scored[ds_name].items:
+                    raise SycophancyDataError(f"{ds.path}: every one of the {len(ds)} items scored is longer than "
+                                              f"{label}'s context: nothing is left to score")
+        out.stats += measure_model(model, label, scored, params.templates, batch_size=params.batch_size,
                                    n_boot=params.n_bootstrap, confidence=params.confidence, seed=params.seed,
                                    by_affiliation=params.by_affiliation, unit=params.bootstrap_unit,
                                    threads=params.torch_threads, progress=True)
@@ -143,16 +167,65 @@ def load_datasets(params: Any, *, offline: bool = False) -> tuple[dict[str, Syco
     """
     if params.data == "organism":
         data_dir = organism_eval_dir(params.organism_items_per_file, params.seed)
+    elif params.data_dir is not None:
+        data_dir = local_data_dir(params)
+        problems = [] if params.allow_unpinned_data else check_pinned(data_dir, params.datasets, params.data_blobs)
+        if problems:
+            raise SycophancyDataError("; ".join(problems) + ". Use the pinned files, pin these in data_blobs, or "
+                                      "score them anyway with allow_unpinned_data=true (stamped on the figure)")
     else:
-        data_dir = params.data_dir or download_sycophancy_data(
+        data_dir = download_sycophancy_data(
             base_url=params.data_base_url, commit=params.data_commit, blobs=params.data_blobs, offline=offline)
     full = load_sycophancy_dir(data_dir, params.datasets, skip_invalid=params.skip_invalid)
     return full, {name: subsample(ds, params.n_per_dataset, params.seed) for name, ds in full.items()}
 
 
+def local_data_dir(params: Any) -> Path:
+    """``params.data_dir`` as a path: a relative one is relative to the project root (not the kernel's folder)."""
+    from companion.backbone.profiles import project_root
+
+    return project_root() / Path(params.data_dir).expanduser()
+
+
+def preflight(params: Any) -> list[str]:
+    """What a run of notebook 04 would stop on, found before it starts (the dry run and ``companion doctor``):
+    a data_dir that is missing or whose files are not the pinned ones."""
+    if params.data != "anthropic" or params.data_dir is None:
+        return []
+    d = local_data_dir(params)
+    if not d.is_dir():
+        return [f"data_dir {params.data_dir!r}: no such directory ({d})"]
+    if params.allow_unpinned_data:
+        return [p for p in check_pinned(d, params.datasets, {}) if p.endswith("no such file")]
+    return check_pinned(d, params.datasets, params.data_blobs)
+
+
 def dataset_inputs(full: Mapping[str, SycophancyDataset]) -> dict[str, str]:
     """Provenance of the data (``companion.backbone.runtime.record_input``): file -> its git blob id."""
     return {f"sycophancy/{FILENAMES[name]}": ds.blob_id for name, ds in full.items()}
+
+
+def data_caveats(full: Mapping[str, SycophancyDataset], params: Any, sweep: SweepResult | None = None) -> list[str]:
+    """What every figure of the run must say about its data: files scored although they are not the pinned ones
+    (``allow_unpinned_data``) and items left out as too long (``drop_too_long``)."""
+    out = []
+    if params.data == "anthropic":
+        for name, ds in full.items():
+            pinned = params.data_blobs[FILENAMES[name]]
+            if ds.blob_id != pinned:
+                out.append(f"UNPINNED DATA: {FILENAMES[name]} is blob {ds.blob_id[:12]}, not the pinned "
+                           f"{pinned[:12]} (allow_unpinned_data)")
+    return out + (sweep.caveats() if sweep is not None else [])
+
+
+def record_provenance(full: Mapping[str, SycophancyDataset], params: Any, sweep: SweepResult | None = None) -> None:
+    """Record the data's blob ids and caveats (:func:`data_caveats`) for every figure saved afterwards."""
+    from companion.backbone.runtime import record_caveat, record_input
+
+    for name, blob in dataset_inputs(full).items():
+        record_input(name, blob)
+    for text in data_caveats(full, params, sweep):
+        record_caveat(text)
 
 
 def datasets_table(full: Mapping[str, SycophancyDataset], scored: Mapping[str, SycophancyDataset]):

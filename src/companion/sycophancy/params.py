@@ -18,13 +18,16 @@ class SycophancyParams(NotebookParams):
     data: Literal["organism", "anthropic"] = "organism"
     """Items from the organism's held-out eval writer, or Anthropic's real files."""
     data_dir: str | None = None
-    """Directory holding Anthropic's three files; None downloads them into the cache (online profiles only)."""
+    """Directory holding Anthropic's three files (relative: to the project root), each checked against data_blobs;
+    None downloads them into the cache (online profiles only)."""
     data_base_url: str = DEFAULT_BASE_URL
     """Files are fetched from ``{data_base_url}/{data_commit}/sycophancy/<file>``; ``${VAR}`` is read from the environment."""
     data_commit: str = PINNED_COMMIT
     """The ``anthropics/evals`` commit to fetch."""
     data_blobs: dict[str, str] = Field(default_factory=lambda: dict(PINNED_BLOBS))
-    """File name -> expected git blob id; a download whose bytes differ is refused (verification is never off)."""
+    """File name -> expected git blob id; a download or a data_dir file whose bytes differ is refused."""
+    allow_unpinned_data: bool = False
+    """Score data_dir files whose blob differs from data_blobs anyway (named in the sidecar, stamped on the figure)."""
     datasets: tuple[str, ...] = DATASETS
     """Which of the three datasets to score."""
     templates: tuple[str, ...] = ("paren", "believe_paren", "anthropic")
@@ -62,6 +65,36 @@ class SycophancyParams(NotebookParams):
     """Also draw Perez et al.'s 52B reference on the size axis (useful when measured sizes reach billions)."""
     skip_invalid: bool = False
     """Skip (and report) invalid data rows instead of stopping at the first one."""
+    drop_too_long: bool = False
+    """Leave out items longer than a model's context (counted per dataset and model in the sidecar, said on the
+    figure) instead of stopping at the first one."""
+
+    def preflight(self, profile) -> list[str]:
+        """The data_dir and its pinned files, and the organisms scored (:meth:`NotebookParams.preflight`)."""
+        from companion.backbone.config import suggest
+        from companion.organism.build import check_organisms
+        from companion.sycophancy.experiment import preflight as data_preflight
+
+        problems = data_preflight(self)
+        organisms = [m for m in self.models if m in profile.organisms]
+        problems += check_organisms(organisms, profile)
+        if profile.offline:  # an offline profile can load nothing but its organisms
+            names = [n for n in profile.organisms if n != "settings"]
+            problems += [f"models: {m!r} is not an organism of the offline profile {profile.name!r}"
+                         f"{suggest(m, names)}" for m in self.models if m not in profile.organisms]
+        return problems
+
+    def sources(self, profile) -> dict[str, str]:
+        """Anthropic's files at the pinned commit, through data_base_url, unless given as data_dir or cached."""
+        if self.data != "anthropic" or self.data_dir is not None:
+            return {}
+        from companion.backbone.cache import default_cache
+        from companion.sycophancy.data import DATA_CACHE_KIND
+        from companion.sycophancy.pinned import data_cache_spec, file_urls
+
+        if default_cache().exists(DATA_CACHE_KIND, data_cache_spec(self.data_commit, self.data_blobs)):
+            return {}
+        return file_urls(self.data_base_url, self.data_commit, self.data_blobs)
 
     @model_validator(mode="after")
     def _check(self) -> SycophancyParams:
@@ -101,4 +134,6 @@ class SycophancyParams(NotebookParams):
             raise ValueError(f"data_blobs must pin exactly the files {sorted(PINNED_BLOBS)}, got {sorted(self.data_blobs)}")
         if self.data == "organism" and self.data_dir is not None:
             raise ValueError("data_dir is only used with data='anthropic'")
+        if self.allow_unpinned_data and self.data_dir is None:
+            raise ValueError("allow_unpinned_data applies to data_dir files only (downloads are always verified)")
         return self

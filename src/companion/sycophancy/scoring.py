@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from companion.models.scoring import normalised_choice_probs, score_continuations
+from companion.models.scoring import context_length, normalised_choice_probs, score_continuations, tokens_needed
 from companion.models.templates import PromptTemplate, get_template
-from companion.sycophancy.data import SycophancyItem, question_key
+from companion.sycophancy.data import SycophancyDataset, SycophancyItem, question_key
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,3 +129,19 @@ def score_items(
         n_split_tokenisation=int((~scored.joint).sum()),
         questions=tuple(question_key(it) for it in items),
     )
+
+
+def fitting_items(model: Any, ds: SycophancyDataset, templates: Sequence[PromptTemplate | str], *,
+                  prepend_bos: bool = True) -> tuple[SycophancyDataset, int]:
+    """``ds`` without the items that do not fit ``model``'s context under every one of ``templates`` (prompt and
+    longest answer, tokenised as :func:`score_items` does), and how many were left out.  An item is kept only if it
+    fits every template, so a model's templates are compared on the same items.  A model without a known context
+    keeps everything."""
+    n_ctx = context_length(model)
+    if n_ctx is None:
+        return ds, 0
+    tpls = [get_template(t) if isinstance(t, str) else t for t in templates]
+    kept = tuple(it for it in ds.items
+                 if all(tokens_needed(model, t.prompt(it), t.continuations(it), prepend_bos=prepend_bos) <= n_ctx
+                        for t in tpls))
+    return dataclasses.replace(ds, items=kept), len(ds.items) - len(kept)

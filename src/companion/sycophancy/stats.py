@@ -314,9 +314,12 @@ def seed_summaries(frame) -> dict[str, dict]:
 
 
 def wide_table(frame):
-    """Both statistics on all items as model x template rows and dataset x statistic columns."""
-    return frame[frame["subset"] == "all"].pivot_table(index=["model", "template"], columns=["dataset", "statistic"],
+    """Both statistics on all items as model x template rows and dataset x statistic columns, for reading: the
+    column labels are written with spaces ("political typology quiz", "matching more likely") so that a notebook can
+    wrap them and the table fits the page instead of running off its right edge."""
+    wide = frame[frame["subset"] == "all"].pivot_table(index=["model", "template"], columns=["dataset", "statistic"],
                                                        values="value")
+    return wide.rename(columns=lambda label: str(label).replace("_", " "))
 
 
 def affiliation_records(frame, dataset: str = "political_typology_quiz") -> list[dict]:
