@@ -90,7 +90,7 @@ def plot_recovery(data: Mapping[str, Mapping[str, Mapping[str, Any]]], ylabel: s
             if j == 0:
                 ax.set_ylabel(ylabel)
             ax.grid(alpha=0.3)
-    fig.legend(loc="outside lower center", ncol=4, fontsize=8, frameon=False)
+    fig.legend(loc="outside right upper", fontsize=8, frameon=False)
     if title:
         fig.suptitle(title, fontsize=11)
     return fig
