@@ -96,3 +96,20 @@ def test_a_metric_separates_two_architectures_only_beyond_their_seed_ranges():
     assert f"probability {2 / math.comb(6, 3):.2f}" in text and "Within reseed noise for every pair" in text
     table = ff.separation_frame(run)
     assert table.set_index("metric").loc["AUROC · deployment", "separated pairs"] == 1
+
+
+def test_readme_line_is_written_from_the_sidecars_numbers():
+    import json
+
+    from companion import readme
+    from companion.features import plots
+
+    run = _run({"baseline": [0.70, 0.72, 0.71], "gated": [0.80, 0.90, 0.85]})
+    auroc = json.loads(json.dumps({"panels": plots.recovery_plot_data(run, "auroc")}))
+    reseed = json.loads(json.dumps({"separation": {t: ff.separation(v) for t, v in ff.seed_values(run).items()},
+                                    "all_metrics": ff.seed_values(run)}))
+    line = readme.recovery_line(auroc, reseed)
+    # the sweep holds the first seed of each (0.70, 0.80); the reseeds are not part of the sweep
+    assert "deployment 0.70–0.80 (1/2 SAEs above the random-direction floor 0.60–0.70; dense probe 1.00)" in line  # 0.70 is not above 0.70
+    assert "(3 SAE seeds per architecture) L0 0/1, loss recovered 0/1, γ 0/1" in line
+    assert "the recovery metrics 2 of 2 separate any pair" in line  # AUROC and k=1 accuracy (equal here)
