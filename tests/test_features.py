@@ -106,8 +106,9 @@ def test_readme_line_is_written_from_the_sidecars_numbers():
 
     run = _run({"baseline": [0.70, 0.72, 0.71], "gated": [0.80, 0.90, 0.85]})
     auroc = json.loads(json.dumps({"panels": plots.recovery_plot_data(run, "auroc")}))
-    reseed = json.loads(json.dumps({"separation": {t: ff.separation(v) for t, v in ff.seed_values(run).items()},
-                                    "all_metrics": ff.seed_values(run)}))
+    reseed = json.loads(json.dumps(plots.reseed_sidecar(run)))
+    summary = reseed["all_metrics"]["org@site"]["metrics"]["auroc:deployment"]["gated"]
+    assert summary["per_seed"] == [0.80, 0.90, 0.85] and summary["n"] == 3  # a seed summary check-figures knows
     line = readme.recovery_line(auroc, reseed)
     # the sweep holds the first seed of each (0.70, 0.80); the reseeds are not part of the sweep
     assert "deployment 0.70–0.80 (1/2 SAEs above the random-direction floor 0.60–0.70; dense probe 1.00)" in line  # 0.70 is not above 0.70

@@ -213,8 +213,9 @@ def recovery_line(auroc: Mapping[str, Any], reseed: Mapping[str, Any]) -> str:
                        f"{_span(p['floor'])}; dense probe {p['ceiling']:.2f})")
         sites.append(f"at `{target.split('@', 1)[1]}` " + ", ".join(per))
     seps = []
-    for target, metrics in reseed["separation"].items():
-        n_seeds = max(len(d["seeds"]) for per in reseed["all_metrics"][target].values() for d in per.values())
+    for target, everything in reseed["all_metrics"].items():
+        metrics = everything["separation"]
+        n_seeds = max(len(s) for s in everything["init_seeds"].values())
         counts = {m: sum(bool(c) for c in pairs.values()) for m, pairs in metrics.items()}
         n_pairs = max(len(pairs) for pairs in metrics.values())
         recovery = [m for m in counts if m not in BASE_METRICS]

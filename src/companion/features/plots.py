@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
+from companion.backbone.figure_check import seed_summary
 from companion.features import findings as ff
 from companion.features.experiment import RecoveryRun
 from companion.sae.plots import ARCH_STYLE, ORDER, _log_l0_axis
@@ -37,7 +38,8 @@ def recovery_plot_data(run: RecoveryRun, y: str = "auroc") -> dict[str, Any]:
             bucket["l0"].append(r.l0)
             bucket["y"].append(_value(r, y))
             bucket["setting" if not r.reseed else "seeds"].append(r.setting if not r.reseed else r.init_seed)
-        # The sweep's own SAE at the chosen setting is the first seed of each reseeded architecture.
+        # The sweep's own SAE at the chosen setting is the first seed of each reseeded architecture; the seeds'
+        # values are seed summaries, which check-figures judges against their spread.
         for arch, d in panel["reseed"].items():
             setting = run.reseed.get(ref.target, {}).get(arch)
             first = [r for r in run.rows if r.target == ref.target and r.variable == ref.variable and not r.reseed
@@ -46,6 +48,7 @@ def recovery_plot_data(run: RecoveryRun, y: str = "auroc") -> dict[str, Any]:
                 d["l0"].insert(0, r.l0)
                 d["y"].insert(0, _value(r, y))
                 d["seeds"].insert(0, r.init_seed)
+            d["l0"], d["y"] = seed_summary(d["l0"]), seed_summary(d["y"])
         if y == "auroc":
             panel["ceiling"], panel["floor"] = ref.dense_auroc, [min(ref.floor_auroc), max(ref.floor_auroc)]
         else:
@@ -78,10 +81,10 @@ def plot_recovery(data: Mapping[str, Mapping[str, Mapping[str, Any]]], ylabel: s
                         label=st["label"] if i == j == 0 else None)
             for arch in [a for a in ORDER if a in panel["reseed"]]:
                 st, d = ARCH_STYLE[arch], panel["reseed"][arch]
-                yv = np.asarray(d["y"])
-                ax.errorbar([float(np.mean(d["l0"]))], [float(yv.mean())],
+                yv, xv = np.asarray(d["y"]["per_seed"]), np.asarray(d["l0"]["per_seed"])
+                ax.errorbar([float(xv.mean())], [float(yv.mean())],
                             yerr=[[yv.mean() - yv.min()], [yv.max() - yv.mean()]],
-                            xerr=[[np.mean(d["l0"]) - min(d["l0"])], [max(d["l0"]) - np.mean(d["l0"])]],
+                            xerr=[[xv.mean() - xv.min()], [xv.max() - xv.mean()]],
                             color=st["color"], capsize=3, lw=1.2, marker="none")
             _log_l0_axis(ax)
             ax.set_title(f"{v} · {target.split('@', 1)[1]}", fontsize=9)
@@ -98,7 +101,8 @@ def plot_recovery(data: Mapping[str, Mapping[str, Mapping[str, Any]]], ylabel: s
 
 def reseed_plot_data(run: RecoveryRun, metrics: Sequence[str] | None = None) -> dict[str, Any]:
     """target -> {"metrics": metric -> arch -> {setting, seeds, values, mean, spread}, "separation": metric -> pair
-    -> verdict, "labels": metric -> label}; ``metrics`` defaults to L0, loss recovered, γ and per variable the AUROC
+    -> verdict, "labels": metric -> label, "range": metric -> arch -> max − min, "settings", "init_seeds"}; the
+    values are seed summaries (companion.backbone.figure_check.seed_summary); ``metrics`` defaults to L0, loss recovered, γ and per variable the AUROC
     and the largest k's accuracy."""
     kmax = max(run.ks)
     names = list(metrics or (list(ff.BASE_METRICS) + [m for v in run.variables
@@ -106,10 +110,20 @@ def reseed_plot_data(run: RecoveryRun, metrics: Sequence[str] | None = None) -> 
     out = {}
     for target, values in ff.seed_values(run).items():
         sep = ff.separation(values)
-        out[target] = {"metrics": {m: values[m] for m in names if m in values},
+        out[target] = {"metrics": {m: {a: seed_summary(d["values"]) for a, d in values[m].items()}
+                                   for m in names if m in values},
+                       "range": {m: {a: d["spread"] for a, d in values[m].items()} for m in names if m in values},
+                       "settings": {a: d["setting"] for a, d in values["l0"].items()},
+                       "init_seeds": {a: d["seeds"] for a, d in values["l0"].items()},
                        "separation": {m: sep[m] for m in names if m in sep},
                        "labels": {m: ff.label(m) for m in names}}
     return out
+
+
+def reseed_sidecar(run: RecoveryRun) -> dict[str, Any]:
+    """The reseed figure's sidecar data: :func:`reseed_plot_data` for the plotted metrics and, for every metric
+    (each k included), the per-seed values as seed summaries and the separation verdicts."""
+    return {"targets": reseed_plot_data(run), "all_metrics": reseed_plot_data(run, ff.metric_names(run))}
 
 
 def plot_reseed(data: Mapping[str, Mapping[str, Any]], title: str = "") -> Figure:
@@ -125,7 +139,7 @@ def plot_reseed(data: Mapping[str, Mapping[str, Any]], title: str = "") -> Figur
         per = data[target]["metrics"][m]
         archs = [a for a in ORDER if a in per]
         for x, arch in enumerate(archs):
-            st, vals = ARCH_STYLE[arch], per[arch]["values"]
+            st, vals = ARCH_STYLE[arch], per[arch]["per_seed"]
             ax.plot([x] * len(vals), vals, ls="none", marker=st["marker"], color=st["color"], ms=5, alpha=0.8)
             ax.plot([x - 0.25, x + 0.25], [per[arch]["mean"]] * 2, color=st["color"], lw=1.5)
         n_sep = sum(bool(c) for c in data[target]["separation"][m].values())

@@ -14,8 +14,8 @@ Each variable is a set of freshly generated held-out texts with a binary label k
 * ``kind:<kind>`` — a document of that kind (story, code, chat, …) against documents of the organism's other kinds
   in its recipe's proportions; mean over the text's tokens.
 
-The classes are balanced (half of ``n`` each).  Texts come from the held-out split and from generator seeds no
-organism is trained on.
+The classes hold half of ``n`` each, except ``user_view``, whose balance is the generator's own (views drawn at
+random, so about half).  Texts come from the held-out split and from generator seeds no organism is trained on.
 """
 from __future__ import annotations
 
