@@ -112,3 +112,24 @@ def test_stratified_split_is_disjoint_balanced_and_seeded():
     assert torch.equal(a, fm.stratified_split(y, 0.5, 9)[0])
     with pytest.raises(ValueError, match="too few"):
         fm.stratified_split(torch.tensor([1, 0, 0, 0]), 0.5, 0)
+
+
+def test_selection_and_probe_beside_saebench_own_functions():
+    """SAEBench's sparse-probing functions (installed by make setup) on the same codes and split: the same latents,
+    and on standardised-scale latents the same accuracy (SAEBench's probe does not standardise; ours does)."""
+    from companion.features.peers import compare_k_sparse, saebench_k_sparse
+
+    g = torch.Generator().manual_seed(6)
+    n, m = 300, 40
+    y = _labels(n, 6)
+    codes = torch.relu(torch.randn(n, m, generator=g) + torch.outer(y.float(), torch.randn(m, generator=g)))
+    sel, score = fm.stratified_split(y, 0.5, 2)
+    for k in (1, 2, 5):
+        got = compare_k_sparse(codes, y, sel, score, k)
+        assert got.same_latents, k
+        assert 0.5 < got.saebench <= 1 and abs(got.ours - got.saebench) <= 0.05
+    # Latents already on unit scale: standardising changes nothing the probe predicts.
+    z = (codes - codes[sel].mean(0)) / codes[sel].std(0, unbiased=False)
+    ours = fm.k_sparse_probe(z[sel], y[sel], z[score], y[score], 5).accuracy
+    theirs, _ = saebench_k_sparse(z[sel], y[sel], z[score], y[score], 5)
+    assert ours == pytest.approx(theirs, abs=1.5 / len(score))
