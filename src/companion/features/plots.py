@@ -93,7 +93,14 @@ def plot_recovery(data: Mapping[str, Mapping[str, Mapping[str, Any]]], ylabel: s
             if j == 0:
                 ax.set_ylabel(ylabel)
             ax.grid(alpha=0.3)
-    fig.legend(loc="outside right upper", fontsize=8, frameon=False)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    if any(data[t][v]["reseed"] for t in targets for v in variables):
+        from matplotlib.lines import Line2D
+
+        # A legend-only proxy (not drawn in any axes): the error bars are drawn in each architecture's colour.
+        handles.append(Line2D([], [], color="#555555", marker="|", ms=9, lw=1.2))
+        labels.append("reseeded SAE: range over SAE seeds")
+    fig.legend(handles, labels, loc="outside right upper", fontsize=8, frameon=False)
     if title:
         fig.suptitle(title, fontsize=11)
     return fig
