@@ -43,9 +43,11 @@ class SiteActivations:
         v = self.tokens if values is None else values
         if self.pool == "last":
             return v[self.last] if v.shape[0] == self.tokens.shape[0] else v
-        out = torch.zeros(len(self.last), v.shape[1], dtype=torch.float64)
-        out.index_add_(0, self.owner, v.to(torch.float64))
-        return out / torch.bincount(self.owner, minlength=len(self.last)).clamp(min=1)[:, None]
+        # Summed in the codes' own dtype (a text has at most max_tokens tokens), widened once pooled: converting
+        # every token's code to float64 first cost more than the encoding.
+        out = torch.zeros(len(self.last), v.shape[1], dtype=v.dtype)
+        out.index_add_(0, self.owner, v)
+        return out.double() / torch.bincount(self.owner, minlength=len(self.last)).clamp(min=1)[:, None]
 
     def rows_to_encode(self) -> Tensor:
         """The activations an SAE must encode for :meth:`pooled`: the last tokens only, or every token."""
@@ -170,7 +172,7 @@ def _score_sweep(params: FeatureParams, sweep: Any, evals: Sequence[Any], acts: 
         if not only(t.spec):
             continue
         for v, a in acts.items():
-            codes = a.pooled(t.encode(a.rows_to_encode().to(params.device)).cpu().double())
+            codes = a.pooled(t.encode(a.rows_to_encode().to(params.device)).cpu()).double()
             rec = fm.recovery(codes, data[v].labels, *splits[v], params.ks, params.probe_c)
             rows.append(RecoveryRow(sweep.target, t.spec.architecture, _setting(t.spec), t.spec.n_latents,
                                     sae_seed + i, reseed, ev.l0, ev.loss_recovered, ev.gamma, v, rec.auroc,

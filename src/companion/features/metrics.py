@@ -13,8 +13,8 @@ Two protocols, both scored on examples disjoint from the ones that chose the lat
 
 References beside them: the same logistic probe on all raw activations (:func:`dense_probe`, the ceiling) and both
 protocols on random directions (:func:`random_codes`, the floor).  Every function takes tensors and documents their
-shapes; the probes are scikit-learn's L2-regularised logistic regression (lbfgs, deterministic) on standardised
-features.
+shapes; the probes are scikit-learn's L2-regularised logistic regression (Newton–Cholesky solver, deterministic)
+on standardised features.
 """
 from __future__ import annotations
 
@@ -94,7 +94,9 @@ def _logistic(x_fit: np.ndarray, y_fit: np.ndarray, c: float):
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    return make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=2000)).fit(x_fit, y_fit)
+    # Newton–Cholesky: exact Newton steps, ~10x faster than lbfgs on these few features and converged tighter.
+    return make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=200, solver="newton-cholesky")).fit(
+        x_fit, y_fit)
 
 
 @dataclasses.dataclass(frozen=True)

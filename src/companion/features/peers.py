@@ -87,6 +87,6 @@ def compare_on_sweep(params, target: str, architecture: str, variable: str) -> t
                             organism_spec(subject_name[len(ORGANISM_PREFIX):]).corpus)
     acts = text_activations(load_subject(subject_name, device=params.device).model, data.texts, [site], data.pool,
                             max_tokens=params.max_tokens)[site]
-    codes = acts.pooled(sae.encode(acts.rows_to_encode().to(params.device)).cpu().double())
+    codes = acts.pooled(sae.encode(acts.rows_to_encode().to(params.device)).cpu()).double()
     select, score = fm.stratified_split(data.labels, params.select_fraction, params.seed)
     return sae.spec.name, [compare_k_sparse(codes, data.labels, select, score, k, params.probe_c) for k in params.ks]
