@@ -57,26 +57,26 @@ class SiteActivations:
 @torch.no_grad()
 def text_activations(model: Any, texts: Sequence[str], sites: Sequence[str], pool: str, *, max_tokens: int,
                      batch_size: int = 32) -> dict[str, SiteActivations]:
-    """Activations of ``texts`` at ``sites`` (one forward per batch, BOS = end-of-text prepended, cut to
-    ``max_tokens``, right-padded: a causal model's earlier positions do not see the padding)."""
+    """Activations of ``texts`` at ``sites`` (BOS = end-of-text prepended, cut to ``max_tokens``; one forward per
+    batch of texts of one length, so nothing is padded)."""
+    from companion.models.scoring import length_sorted_batches
     from companion.sae.activations import site_activations
 
     tok = model.tokenizer
     eot = int(tok.convert_tokens_to_ids("<|endoftext|>"))
     ids = [[eot] + e.ids[:max_tokens] for e in tok.backend_tokenizer.encode_batch(list(texts))]
-    parts: dict[str, list[Tensor]] = {s: [] for s in sites}
-    owner: list[Tensor] = []
-    for b in range(0, len(ids), batch_size):
-        rows = ids[b:b + batch_size]
-        width = max(map(len, rows))
-        batch = torch.tensor([r + [eot] * (width - len(r)) for r in rows], dtype=torch.long)
-        acts = site_activations(model, batch, list(sites))
+    lengths = [len(r) for r in ids]
+    per_text: dict[str, list[Tensor | None]] = {s: [None] * len(ids) for s in sites}
+    # Batches of texts of one length: no padding at all (texts cut at max_tokens share their length often).
+    for batch in length_sorted_batches(lengths, batch_size=batch_size,
+                                       fits=lambda b: len({lengths[i] for i in b}) == 1):
+        acts = site_activations(model, torch.tensor([ids[i] for i in batch], dtype=torch.long), list(sites))
         for s in sites:
-            parts[s] += [acts[s][i, 1:len(r)].float().cpu() for i, r in enumerate(rows)]
-        owner += [torch.full((len(r) - 1,), b + i, dtype=torch.long) for i, r in enumerate(rows)]
-    own = torch.cat(owner)
+            for row, i in enumerate(batch):
+                per_text[s][i] = acts[s][row, 1:].float().cpu()
+    own = torch.repeat_interleave(torch.arange(len(ids)), torch.tensor([n - 1 for n in lengths]))
     last = torch.cumsum(torch.bincount(own, minlength=len(ids)), 0) - 1
-    return {s: SiteActivations(torch.cat(parts[s]), own, last, pool) for s in sites}
+    return {s: SiteActivations(torch.cat(per_text[s]), own, last, pool) for s in sites}
 
 
 @dataclasses.dataclass(frozen=True)
