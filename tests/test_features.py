@@ -114,3 +114,14 @@ def test_readme_line_is_written_from_the_sidecars_numbers():
     assert "deployment 0.70–0.80 (1/2 SAEs above the random-direction floor 0.60–0.70; dense probe 1.00)" in line  # 0.70 is not above 0.70
     assert "(3 SAE seeds per architecture) L0 0/1, loss recovered 0/1, γ 0/1" in line
     assert "the recovery metrics 2 of 2 separate any pair" in line  # AUROC and k=1 accuracy (equal here)
+
+
+def test_recovery_figures_draw_seeds_that_agree_exactly():
+    # Three seeds with one value: the mean of three equal floats can sit a rounding above them (error bars < 0).
+    run = _run({"baseline": [0.7, 0.7, 0.7], "gated": [0.1 + 0.2, 0.1 + 0.2, 0.1 + 0.2]})
+    from companion.features import plots
+
+    for y in ("auroc", "acc_k1"):
+        fig = plots.plot_recovery(plots.recovery_plot_data(run, y), y)
+        assert len(fig.axes) == 1
+    assert len(plots.plot_reseed(plots.reseed_plot_data(run)).axes) >= 5

@@ -82,9 +82,11 @@ def plot_recovery(data: Mapping[str, Mapping[str, Mapping[str, Any]]], ylabel: s
             for arch in [a for a in ORDER if a in panel["reseed"]]:
                 st, d = ARCH_STYLE[arch], panel["reseed"][arch]
                 yv, xv = np.asarray(d["y"]["per_seed"]), np.asarray(d["l0"]["per_seed"])
-                ax.errorbar([float(xv.mean())], [float(yv.mean())],
-                            yerr=[[yv.mean() - yv.min()], [yv.max() - yv.mean()]],
-                            xerr=[[xv.mean() - xv.min()], [xv.max() - xv.mean()]],
+
+                def span(v):  # from the mean to the extremes; equal seeds give a mean a rounding off them
+                    return [[max(v.mean() - v.min(), 0.0)], [max(v.max() - v.mean(), 0.0)]]
+
+                ax.errorbar([float(xv.mean())], [float(yv.mean())], yerr=span(yv), xerr=span(xv),
                             color=st["color"], capsize=3, lw=1.2, marker="none")
             _log_l0_axis(ax)
             ax.set_title(f"{v} · {target.split('@', 1)[1]}", fontsize=9)
