@@ -24,15 +24,24 @@ Reported per architecture and density: median ms/step of each implementation and
 (> 1: ours is faster).  Ours is checked against autograd on the same state (losses and every gradient, fp32).
 
 Environment: ``THP_MEM_ALLOC_ENABLE=1`` (transparent huge pages for torch's CPU allocator) is set before torch is
-imported, for every implementation alike.  ``python benchmarks/bench_sae.py --help`` lists the options.
+imported, for every implementation alike.  Numerics (``--numerics``): ``native`` (default) runs every implementation
+on the CPU's own code paths, as the peers run in their users' processes (``COMPANION_NATIVE_NUMERICS=1``);
+``pinned`` runs all of them under companion's vendor-neutral pinning (what companion's training runs: MKL's
+``COMPATIBLE`` branch, which halves the speed of the peers' MKL products, and oneDNN for ours; see
+:mod:`companion.models.numerics`).  ``python benchmarks/bench_sae.py --help`` lists the options.
 """
 from __future__ import annotations
 
+import argparse
 import os
 
 os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
+# Decided before companion (imported below) pins the numerics at its import.
+_pre = argparse.ArgumentParser(add_help=False)
+_pre.add_argument("--numerics", choices=("native", "pinned"), default="native")
+if _pre.parse_known_args()[0].numerics == "native":
+    os.environ["COMPANION_NATIVE_NUMERICS"] = "1"
 
-import argparse  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -41,6 +50,8 @@ from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
 
+from companion.backbone.environment import numerics  # noqa: E402
+from companion.models.numerics import Adam  # noqa: E402
 from companion.sae.architectures import make_sae  # noqa: E402
 from companion.sae.step import Workspace, loss_and_grads  # noqa: E402
 
@@ -107,7 +118,7 @@ class Ours:
 
     def __init__(self, sae, arch, lam, lr, batch):
         self.sae, self.lam, self.ws = sae, _lam(arch, lam), Workspace()
-        self.opt = torch.optim.Adam(sae.parameters(), lr=lr, betas=(0.0, 0.999), foreach=True)
+        self.opt = Adam(sae.parameters(), lr=lr, betas=(0.0, 0.999))  # training's optimiser
 
     def loss(self, x) -> float:
         return float(loss_and_grads(self.sae, x, self.lam, workspace=self.ws).total)
@@ -126,7 +137,7 @@ class Reference:
 
     def __init__(self, sae, arch, lam, lr, batch):
         self.sae, self.lam = sae, _lam(arch, lam)
-        self.opt = torch.optim.Adam(sae.parameters(), lr=lr, betas=(0.0, 0.999), foreach=True)
+        self.opt = Adam(sae.parameters(), lr=lr, betas=(0.0, 0.999))
 
     def loss(self, x) -> float:
         with torch.no_grad():
@@ -310,6 +321,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads for every implementation (0: default)")
     ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                     help="wall: elapsed time; cpu: this process's CPU time (steadier on a machine others load)")
+    ap.add_argument("--numerics", choices=("native", "pinned"), default="native",
+                    help="native: the CPU's own code paths for every implementation (as peers run elsewhere); "
+                         "pinned: companion's vendor-neutral pinning for every implementation")
     a = ap.parse_args()
     clock = time.perf_counter if a.clock == "wall" else time.process_time
     if a.threads:
@@ -318,6 +332,9 @@ def main() -> None:
     print(f"SAE training step: d={d}, M={m}, B={b}, fp32, CPU, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, THP_MEM_ALLOC_ENABLE={os.environ.get('THP_MEM_ALLOC_ENABLE')}, "
           f"{a.clock} clock")
+    n = numerics()
+    print(f"numerics: {a.numerics} (MKL branch {n.get('mkl_branch')}, our products by {n.get('dense_product')}, "
+          f"torch CPU capability {n.get('cpu_capability')})")
     try:
         print(f"load average before: {os.getloadavg()[0]:.2f} (1 min)")
     except OSError:

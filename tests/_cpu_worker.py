@@ -69,10 +69,15 @@ def run() -> dict:
     tokens = torch.randint(1, 300, (8, 24), generator=torch.Generator().manual_seed(0))
     tokens[:, 0] = 0  # <|endoftext|> first, as the pipeline's token batches; its position is left out
     acts = torch.cat([c[SITE] for c in model_chunks(model, [tokens], [SITE], exclude_token_ids=[0])])  # [184, 16]
-    sae = train_sweep(iter(acts.split(46)), [SAESpec("gated", 32, 1.0)], SAETrainConfig(lr=1e-2, warmup_steps=1),
-                      progress=False)[0]
+    # The gated SAE, and the successors (issue 18) through their own fast steps; TopK's latents count as dead after
+    # one batch, so its AuxK term runs too.
+    specs = [SAESpec("gated", 32, 1.0), SAESpec("jumprelu", 32, 0.1, {"init_threshold": 0.05, "bandwidth": 0.02}),
+             SAESpec("topk", 32, 0.0, {"k": 4, "dead_tokens": 46}), SAESpec("batchtopk", 32, 0.0, {"k": 4})]
+    sae, *successors = train_sweep(iter(acts.split(46)), specs, SAETrainConfig(lr=1e-2, warmup_steps=1),
+                                   progress=False)
     losses = lm_losses(model, [tokens[:4]], SITE, {"sae": sae.reconstruct}, exclude_token_ids=[0])
     out.update(activations=_sha(acts), sae=_sha(*sae.sae.parameters()),
+               successor_saes=[_sha(*t.sae.parameters()) for t in successors],
                losses=[losses.ce_clean, losses.ce_zero, losses.ce_spliced["sae"]],
                cpu_seconds=round(time.process_time() - t0, 1))
     return out

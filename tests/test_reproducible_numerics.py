@@ -24,7 +24,7 @@ import pytest
 import _emulated_cpus
 from _emulated_cpus import CPUS, PINNED
 
-ARTIFACTS = ("organism", "organism_key", "tokenizer", "activations", "sae", "sae_code_key", "losses")
+ARTIFACTS = ("organism", "organism_key", "tokenizer", "activations", "sae", "successor_saes", "sae_code_key", "losses")
 
 
 @pytest.fixture(scope="module")
