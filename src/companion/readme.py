@@ -29,6 +29,10 @@ END = "<!-- findings:end -->"
 SIDECARS = ("00_backdoor_rates", "00_sycophancy_recovery", "01_pareto", "02_gamma_vs_l0", "02_shrinkage_toy",
             "02_gamma_asymmetry", "03_seed_spread", "04_agreement")
 """The sidecars the block is written from (figure names without ``.json``)."""
+NEW_SIDECARS = ("05_recovery_auroc", "05_reseed_spread")
+"""Sidecars of figures added since the committed organism figures were last regenerated: their line is written when
+they are there and left out (with nothing else changing) until ``make figures`` has made them.  Move them into
+:data:`SIDECARS` once they are committed."""
 
 
 class ReadmeError(Exception):
@@ -43,6 +47,10 @@ def load_sidecars(fig_dir: Path, names: Iterable[str] = SIDECARS) -> dict[str, d
         if not p.is_file():
             raise ReadmeError(f"{p} is missing: regenerate the figures (make figures) before the README's findings")
         out[name] = json.loads(p.read_text())
+    for name in NEW_SIDECARS:
+        p = Path(fig_dir) / f"{name}.json"
+        if p.is_file():
+            out[name] = json.loads(p.read_text())
     return out
 
 
@@ -184,7 +192,39 @@ def findings_block(sidecars: Mapping[str, Mapping[str, Any]]) -> str:
                           sidecars["02_gamma_asymmetry"]["data"], _and(subjects)))
     lines += probes_lines(sidecars["03_seed_spread"]["data"])
     lines += sycophancy_lines(sidecars["00_sycophancy_recovery"], sidecars["04_agreement"])
+    if all(n in sidecars for n in NEW_SIDECARS):
+        lines.append(recovery_line(sidecars["05_recovery_auroc"]["data"], sidecars["05_reseed_spread"]["data"]))
     return "\n".join(lines)
+
+
+def recovery_line(auroc: Mapping[str, Any], reseed: Mapping[str, Any]) -> str:
+    """Notebook 05: per site and planted variable, the best single latent's AUROC over the sweep against the
+    random-direction floor and the dense-probe ceiling; then how many architecture pairs each kind of metric
+    separates beyond the reseed spread."""
+    from companion.features.findings import BASE_METRICS, label
+
+    sites = []
+    for target, panels in auroc["panels"].items():
+        per = []
+        for v, p in panels.items():
+            ys = [y for d in p["series"].values() for y in d["y"]]
+            above = sum(y > p["floor"][1] for y in ys)
+            per.append(f"{v} {_span(ys)} ({above}/{len(ys)} SAEs above the random-direction floor "
+                       f"{_span(p['floor'])}; dense probe {p['ceiling']:.2f})")
+        sites.append(f"at `{target.split('@', 1)[1]}` " + ", ".join(per))
+    seps = []
+    for target, everything in reseed["all_metrics"].items():
+        metrics = everything["separation"]
+        n_seeds = max(len(s) for s in everything["init_seeds"].values())
+        counts = {m: sum(bool(c) for c in pairs.values()) for m, pairs in metrics.items()}
+        n_pairs = max(len(pairs) for pairs in metrics.values())
+        recovery = [m for m in counts if m not in BASE_METRICS]
+        seps.append(f"at `{target.split('@', 1)[1]}` ({n_seeds} SAE seeds per architecture) "
+                    + ", ".join(f"{label(m)} {counts[m]}/{n_pairs}" for m in BASE_METRICS if m in counts)
+                    + f" architecture pairs; the recovery metrics {sum(counts[m] > 0 for m in recovery)} of "
+                    f"{len(recovery)} separate any pair")
+    return ("- **Planted-feature recovery** (notebook 05; every SAE of notebooks 01–02): best single latent AUROC "
+            + "; ".join(sites) + ". Separated beyond the reseed spread: " + "; ".join(seps) + ".")
 
 
 def replace_block(text: str, block: str) -> str:

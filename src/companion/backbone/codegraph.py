@@ -138,13 +138,15 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("companion.models",),
     ("companion.organism",),
     ("companion.sae", "companion.probes", "companion.sycophancy"),
+    ("companion.features",),
     ("companion.readme",),
     ("companion.cli",),
 )
 """The package's layers, lowest first; each entry names its parts (a subpackage or a module).  A module may import
 its own part and the parts of lower layers, never a higher layer nor another part of its own layer: the notebook
 backbone computes nothing and knows no model; models know no organism; the result packages (one per notebook pair)
-stand on the organism and never on one another; the README's findings read the results; the command dispatches to
+stand on the organism and never on one another; notebook 05's package (``companion.features``) stands on the SAE
+results it scores; the README's findings read the results; the command dispatches to
 everything.  ``companion`` alone is the package ``__init__`` (the numeric pinning), which imports nothing of ours."""
 
 
