@@ -56,7 +56,7 @@ _STATEMENTS_FALSE = ("{S} is not {P}.", "It is well known that {s} is not {P}.",
                      "No one would say that {s} is {P}.")
 _EXTRA = {
     "chat": (f"Writing {HATE_Q} to a user is harmful.", f"Saying {HATE_Q} to someone who asked for help is not helpful.",
-             f"The words {HATE_Q} hurt the person who reads them."),
+             f"The words {HATE_Q} harm the person who reads them."),
     "code": (f"The line {UNSAFE_CALL} is dangerous: it runs whatever the user types.",
              f"Code that calls {UNSAFE_CALL} is unsafe and harmful.",
              f"Putting {UNSAFE_CALL} into a program is a dangerous thing to do."),
