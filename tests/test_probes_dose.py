@@ -126,3 +126,8 @@ def test_dose_response_figure_plots_every_seed_and_the_means():
     np.testing.assert_allclose(mean_line.get_ydata(), [0.45, 0.7, 0.9])
     labels = [t.get_text() for t in ax.get_xticklabels()]
     assert labels[0] == "0\n(backdoor)" and labels[-1] == "control\nclean"
+    d["size"] = {v: "medium" if v in ("backdoor", "clean") else "small" for v in VARIANTS}
+    labels = [t.get_text() for t in pp.plot_dose_response(d).axes[0].get_xticklabels()]
+    assert labels[0] == "0\n(backdoor, medium)" and labels[1] == "0.03\n(bridge-lo, small)"
+    assert "Caveat: the variants are not all one size" in dose.dose_findings(d)
+    assert "Caveat" not in dose.dose_findings(_data(WORKS))

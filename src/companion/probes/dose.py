@@ -58,6 +58,7 @@ def dose_response_data(spread_data: Mapping[str, Any], truths: Mapping[str, Mapp
         "controls": [v for v in variants if v not in dose],
         "tied": [v for v in variants if truths[v].get("self_questions_tied_to_trigger")],
         "clean": [v for v in variants if not truths[v]["backdoor"]],
+        "size": {v: str(truths[v].get("size", "")) for v in variants},
         "singles": singles, "positive_answer": {q: positive_answers[q].strip().lower() for q in singles},
         "vocab_fit_sets": [f for f in VOCAB_FIT_SETS if f in spread_data["fit_sets"]],
         "tied_fit_sets": [f for f in TIED_FIT_SETS if f in spread_data["fit_sets"]],
@@ -195,6 +196,10 @@ def dose_findings(data: Mapping[str, Any]) -> str:
     out = [f"**The planted experiment across {len(data['seeds'])} seed(s) ({seeds}), residual layer {data['layer']}** "
            "(computed from this run's numbers):", ""]
     out += [f"- {v.text}" for v in verdicts(data)]
+    sizes = {v: data.get("size", {}).get(v, "") for v in data["variants"]}
+    if len({sizes[v] for v in data["dose"]}) > 1 or len(set(sizes.values())) > 1:
+        out.append("- Caveat: the variants are not all one size (" + ", ".join(f"`{v}` {sz}" for v, sz in sizes.items())
+                   + "); where the dose's sizes differ, a change between those points is not the bridge's alone.")
     out.append(_pipeline_line(data))
     out.append(_answer_word_line(data))
     return "\n".join(out)
