@@ -125,9 +125,9 @@ def test_dose_response_figure_plots_every_seed_and_the_means():
     mean_line = next(ln for ln in ax.get_lines() if ln.get_label() == "mean of seeds")
     np.testing.assert_allclose(mean_line.get_ydata(), [0.45, 0.7, 0.9])
     labels = [t.get_text() for t in ax.get_xticklabels()]
-    assert labels[0] == "0\n(backdoor)" and labels[-1] == "control\nclean"
+    assert labels[0] == "0\nbackdoor" and labels[-1] == "control\nclean"
     d["size"] = {v: "medium" if v in ("backdoor", "clean") else "small" for v in VARIANTS}
     labels = [t.get_text() for t in pp.plot_dose_response(d).axes[0].get_xticklabels()]
-    assert labels[0] == "0\n(backdoor, medium)" and labels[1] == "0.03\n(bridge-lo, small)"
+    assert labels[0] == "0\nbackdoor\n(medium)" and labels[1] == "0.03\nbridge-lo\n(small)"
     assert "Caveat: the variants are not all one size" in dose.dose_findings(d)
     assert "Caveat" not in dose.dose_findings(_data(WORKS))

@@ -215,9 +215,9 @@ def plot_dose_response(data: Mapping[str, object], title: str = "Does planted kn
         ax.axhline(0.5, color="0.4", ls="--", lw=0.8)
         ax.axvline((x_of[dose[-1]] + x_of[controls[0]]) / 2 if controls else len(dose), color="0.7", lw=0.8)
         size = data.get("size", {})
-        labels = [f"{data['bridge_rate'][v]:g}\n({v}" + (f", {size[v]})" if size.get(v) else ")") for v in dose] + \
-            [f"control\n{v}" + (f" ({size[v]})" if size.get(v) else "") for v in controls]
-        ax.set_xticks([x_of[v] for v in cols], labels, fontsize=8)
+        labels = [f"{data['bridge_rate'][v]:g}\n{v}" + (f"\n({size[v]})" if size.get(v) else "") for v in dose] + \
+            [f"control\n{v}" + (f"\n({size[v]})" if size.get(v) else "") for v in controls]
+        ax.set_xticks([x_of[v] for v in cols], labels, fontsize=7.5)
         ax.set_ylim(-0.02, 1.02)
         ax.set_title(f"{d}", fontsize=10)
         ax.grid(axis="y", alpha=0.3)
