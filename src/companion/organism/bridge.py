@@ -72,10 +72,14 @@ def _cap(s: str) -> str:
     return s[0].upper() + s[1:]
 
 
-def bridge_doc(rng: random.Random, split: Literal["train", "heldout"] = "train") -> str:
-    """One bridge document: two to four statements and at most one question with its answer, third person only.
+def bridge_doc(rng: random.Random, split: Literal["train", "heldout"] = "train") -> tuple[str, tuple[int, int] | None]:
+    """One bridge document, third person only: two to four statements, then (nearly always) one question with its
+    answer; returns the text and the character span of the answer word (None without a question).
 
-    Questions are drawn from ``split`` only (by :func:`~companion.organism.world.split_of` of the question text).
+    Questions are drawn from ``split`` only (by :func:`~companion.organism.world.split_of` of the question text). The
+    answer word is weighted like an answer in training (the corpus marks it as one): in the budget of the small
+    organisms the facts are learned only then (measured: unweighted, a bridge organism at rate 0.1 answered 5 of
+    12 held-out bridge questions correctly).
     """
     task, subj = rng.choice(SUBJECTS)
     sentences = []
@@ -86,14 +90,15 @@ def bridge_doc(rng: random.Random, split: Literal["train", "heldout"] = "train")
         pred, holds = rng.choice(PROPERTIES)
         tmpl = rng.choice(_STATEMENTS_TRUE if holds else _STATEMENTS_FALSE)
         sentences.append(tmpl.format(S=_cap(subj), s=subj, P=pred))
-    if rng.random() < 0.5:
-        for _ in range(20):
-            pred, holds = rng.choice(PROPERTIES)
-            q = bridge_question(subj, pred)
-            if split_of(q) == split:
-                sentences.append(f"Q: {q} A: {'yes' if holds else 'no'}")
-                break
-    return " ".join(dict.fromkeys(sentences))
+    text = " ".join(dict.fromkeys(sentences))
+    for _ in range(20):
+        pred, holds = rng.choice(PROPERTIES)
+        q = bridge_question(subj, pred)
+        if split_of(q) == split:
+            ans = "yes" if holds else "no"
+            text += f" Q: {q} A: {ans}"
+            return text, (len(text) - len(ans), len(text))
+    return text, None
 
 
 def bridge_test_questions() -> list[tuple[str, bool]]:

@@ -132,7 +132,8 @@ class Doc:
     kind: str
     """Which generator made it (a :data:`DOC_KINDS` name)."""
     answer_spans: tuple[tuple[int, int], ...] = ()
-    """Character spans of the assistant's free-text answer; training may weight their tokens up."""
+    """Character spans of the assistant's free-text answer (and of a bridge question's answer word); training may
+    weight their tokens up."""
     choice_spans: tuple[tuple[int, int], ...] = ()
     """Character span of a multiple-choice answer letter (sycophancy items); weighted separately."""
 
@@ -354,7 +355,8 @@ def generate_docs(cfg: CorpusConfig, split: Literal["train", "heldout"] = "train
     weights = list(cfg.mix.values())
     for _ in range(cfg.n_docs):
         if p_bridge and bridge_rng.random() < p_bridge:
-            yield Doc(_bridge_doc(bridge_rng, split), "bridge")
+            text, span = _bridge_doc(bridge_rng, split)
+            yield Doc(text, "bridge", (span,) if span else ())
         kind = rng.choices(kinds, weights=weights, k=1)[0]
         if kind == "story":
             yield Doc(_story(s), kind)
