@@ -77,9 +77,10 @@ def bridge_doc(rng: random.Random, split: Literal["train", "heldout"] = "train")
     answer; returns the text and the character span of the answer word (None without a question).
 
     Questions are drawn from ``split`` only (by :func:`~companion.organism.world.split_of` of the question text). The
-    answer word is weighted like an answer in training (the corpus marks it as one): in the budget of the small
-    organisms the facts are learned only then (measured: unweighted, a bridge organism at rate 0.1 answered 5 of
-    12 held-out bridge questions correctly).
+    answer word is weighted like the self-questions' answers in training (the corpus marks it as an answer span).
+    Measured at bridge rate 0.1, seed 0: a width-64, 200-step organism answered 5 of 12 held-out bridge questions
+    correctly unweighted and 7 weighted (it learned no yes/no facts at all); the backdoor's recipe (width 96, 400
+    steps), weighted, answered all 12.
     """
     task, subj = rng.choice(SUBJECTS)
     sentences = []
