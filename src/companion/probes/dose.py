@@ -117,7 +117,7 @@ def verdict_b(data: Mapping[str, Any]) -> Verdict:
     held = bool(vocab) and all(rises.values()) and all(beats.values()) and more
     rates = ", ".join(f"{data['bridge_rate'][v]:g}" for v in dose)
     curves = "; ".join(f"`{d}` " + " → ".join(f"{_mean(data, v, d):.2f}" for v in dose) for d in data["fit_sets"])
-    parts = [f"the seeds' mean AUROC at bridge rates {rates}: {curves}"]
+    parts = [f"The seeds' mean AUROC at bridge rates {rates}: {curves}"]
     parts.append("it rises at every step for " + (", ".join(f"`{d}`" for d in vocab if rises[d]) or "neither vocabulary "
                                                   "fit set"))
     parts.append(f"at the highest rate ({top}) " + (", ".join(f"`{d}`" for d in vocab if beats[d]) or "neither")

@@ -196,7 +196,7 @@ def plot_dose_response(data: Mapping[str, object], title: str = "Does planted kn
     x_of = {v: i + (0.6 if v in controls else 0.0) for i, v in enumerate(cols)}
     ncol = min(len(fits), 2)
     nrow = -(-len(fits) // ncol)
-    fig = Figure(figsize=(5.2 * ncol, 3.5 * nrow + 0.6), layout="constrained")
+    fig = Figure(figsize=(5.2 * ncol + 2.2, 3.5 * nrow + 0.6), layout="constrained")
     axes = np.atleast_1d(fig.subplots(nrow, ncol, sharey=True)).ravel()
     jitter = np.linspace(-0.12, 0.12, len(seeds)) if len(seeds) > 1 else np.zeros(1)
     for ax, d in zip(axes, fits):
@@ -228,7 +228,7 @@ def plot_dose_response(data: Mapping[str, object], title: str = "Does planted kn
     for ax in axes[-ncol:]:
         ax.set_xlabel("bridge rate (fraction of training documents)")
     axes[0].fill_between([], [], [], color="0.85", label="random directions' range (best over seeds)")
-    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncol=len(seeds) + 2, fontsize=8,
-               frameon=False)
+    # Right of the panels: the bottom edge holds the fallback stamp of organism figures, the top the title.
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside right upper", fontsize=8, frameon=False)
     fig.suptitle(title, fontsize=11)
     return fig
