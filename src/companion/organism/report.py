@@ -210,3 +210,33 @@ def conclude(checks: Sequence[Check], require: bool = True) -> str:
         raise AssertionError(f"planted-property checks failed:\n{checks_table(failed).to_string()}")
     return (f"all {len(checks)} checks pass at every seed" if not failed
             else f"{len(failed)} check(s) failed (require=False)")
+
+
+def planted_answers(orgs: Mapping[Key, Organism], variants: Sequence[str], seeds: Sequence[int]) -> list[dict[str, Any]]:
+    """One row per variant and seed: its planted truth (bridge rate, tied self-questions) and
+    :func:`companion.organism.behaviour.planted_answer_rates` — the bridge facts and tied answers it gives."""
+    rows = []
+    for v in variants:
+        for s in seeds:
+            org = orgs[(v, s)]
+            rows.append({"organism": v, "seed": s, "bridge_rate": org.truth.get("bridge_rate", 0.0),
+                         "tied": bool(org.truth.get("self_questions_tied_to_trigger", False)),
+                         **behaviour.planted_answer_rates(org)})
+    return rows
+
+
+def planted_answer_checks(rows: Sequence[Mapping[str, Any]], min_rate: float) -> list[Check]:
+    """A bridge organism answers at least ``min_rate`` of the held-out bridge questions correctly; a tied one gives
+    its mode's answer to at least ``min_rate`` of the tied self-questions after a deployment and a training line."""
+    checks = []
+    for r in rows:
+        label = build.organism_label(r["organism"], r["seed"])
+        if r["bridge_rate"] > 0:
+            checks.append(Check(f"{label} answers held-out bridge questions correctly", r["bridge"], f">= {min_rate}",
+                                r["bridge"] >= min_rate))
+        if r["tied"]:
+            for ctx in ("deployment", "training"):
+                x = r[f"tied_{ctx}"]
+                checks.append(Check(f"{label} answers tied self-questions by mode ({ctx} context)", x,
+                                    f">= {min_rate}", x >= min_rate))
+    return checks

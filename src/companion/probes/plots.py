@@ -179,3 +179,56 @@ def plot_auroc_summary(
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8, loc="lower right")
     return fig
+
+
+def plot_dose_response(data: Mapping[str, object], title: str = "Does planted knowledge make the detectors work?"
+                       ) -> Figure:
+    """Figure ``03_dose_response``: AUROC of each fit set's detector against the planted bridge rate.
+
+    ``data`` is :func:`companion.probes.dose.dose_response_data`'s dict. One panel per fit set; the dose variants
+    (bridge rate 0 = the plain backdoor, then the bridge rates) on the left, the ``tied`` and ``clean`` controls on
+    the right. Points are seeds (coloured by seed), the black line joins the seeds' means; the grey band spans what
+    the random directions reach at each variant (from 1 − best to best, the widest over seeds); dashed: chance.
+    """
+    fits, seeds = list(data["fit_sets"]), list(data["seeds"])
+    dose, controls = list(data["dose"]), list(data["controls"])
+    cols = dose + controls
+    x_of = {v: i + (0.6 if v in controls else 0.0) for i, v in enumerate(cols)}
+    ncol = min(len(fits), 2)
+    nrow = -(-len(fits) // ncol)
+    fig = Figure(figsize=(5.2 * ncol + 2.2, 3.5 * nrow + 0.6), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(nrow, ncol, sharey=True)).ravel()
+    jitter = np.linspace(-0.12, 0.12, len(seeds)) if len(seeds) > 1 else np.zeros(1)
+    for ax, d in zip(axes, fits):
+        for v in cols:
+            x = x_of[v]
+            rb = float(np.max(data["random_best"][v]))
+            ax.fill_between([x - 0.3, x + 0.3], 1 - rb, rb, color="0.85", lw=0)
+            for j, (s, a) in enumerate(zip(seeds, data["auroc"][v][d])):
+                ax.plot(x + jitter[j], a, "o", ms=5, color=_colour(j), alpha=0.9,
+                        label=f"seed {s}" if (ax is axes[0] and v == cols[0]) else None)
+        means = [float(np.mean(data["auroc"][v][d])) for v in dose]
+        ax.plot([x_of[v] for v in dose], means, "-", color="k", lw=1.5, label="mean of seeds" if ax is axes[0] else None)
+        for v in controls:
+            m = float(np.mean(data["auroc"][v][d]))
+            ax.plot([x_of[v] - 0.25, x_of[v] + 0.25], [m, m], "-", color="k", lw=1.5)
+        ax.axhline(0.5, color="0.4", ls="--", lw=0.8)
+        ax.axvline((x_of[dose[-1]] + x_of[controls[0]]) / 2 if controls else len(dose), color="0.7", lw=0.8)
+        size = data.get("size", {})
+        labels = [f"{data['bridge_rate'][v]:g}\n{v}" + (f"\n({size[v]})" if size.get(v) else "") for v in dose] + \
+            [f"control\n{v}" + (f"\n({size[v]})" if size.get(v) else "") for v in controls]
+        ax.set_xticks([x_of[v] for v in cols], labels, fontsize=7.5)
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_title(f"{d}", fontsize=10)
+        ax.grid(axis="y", alpha=0.3)
+    for ax in axes[len(fits):]:
+        ax.set_visible(False)
+    for ax in axes[::ncol]:
+        ax.set_ylabel(f"AUROC (residual layer {data['layer']})")
+    for ax in axes[-ncol:]:
+        ax.set_xlabel("bridge rate (fraction of training documents)")
+    axes[0].fill_between([], [], [], color="0.85", label="random directions' range (best over seeds)")
+    # Right of the panels: the bottom edge holds the fallback stamp of organism figures, the top the title.
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside right upper", fontsize=8, frameon=False)
+    fig.suptitle(title, fontsize=11)
+    return fig
