@@ -49,10 +49,11 @@ def test_units_of_the_ci_notebooks(tmp_path, monkeypatch):
     assert [u.id for u in per["01"]] == [u.id for u in per["02"]], "notebook 02 needs notebook 01's units"
     everything = merge(per)
     kinds = [u.kind for u in everything]
-    # One tokenizer; six distinct ci organisms (seven names, two sharing one spec); per target a sweep and its
-    # evaluation; one scoring per sycophancy model.
+    # One tokenizer; nine distinct ci organisms (ten names, two sharing one spec: the six of the probe and
+    # sycophancy experiments and notebook 03's three planted variants); per target a sweep and its evaluation; one
+    # scoring per sycophancy model.
     assert (kinds.count("tokenizer"), kinds.count("organism"), kinds.count("sae"), kinds.count("sae-eval"),
-            kinds.count("sycophancy-scores")) == (1, 6, 2, 2, 4)
+            kinds.count("sycophancy-scores")) == (1, 9, 2, 2, 4)
     by_name = {u.name: u for u in everything}
     # syco-p90-medium is the backdoor organism (one spec): one unit, named by the first name that asked for it.
     assert "organism ci/backdoor#0" in by_name and "organism ci/syco-p90-medium#0" not in by_name
