@@ -16,6 +16,7 @@ The script fails unless every log-likelihood agrees within ``--atol``, then prin
 at least as fast as lm-evaluation-harness.  ``--small`` uses a 2-layer, 32-wide model (the agreement test runs
 that).  Skips with a message when lm-eval is not installed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,10 +28,26 @@ from pathlib import Path
 
 import numpy as np
 
-PYTHIA_70M = dict(hidden_size=512, num_hidden_layers=6, num_attention_heads=8, intermediate_size=2048,
-                  vocab_size=50304, rotary_pct=0.25, max_position_embeddings=2048, use_parallel_residual=True)
-SMALL = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, vocab_size=None,
-             rotary_pct=0.25, max_position_embeddings=2048, use_parallel_residual=True)
+PYTHIA_70M = dict(
+    hidden_size=512,
+    num_hidden_layers=6,
+    num_attention_heads=8,
+    intermediate_size=2048,
+    vocab_size=50304,
+    rotary_pct=0.25,
+    max_position_embeddings=2048,
+    use_parallel_residual=True,
+)
+SMALL = dict(
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    intermediate_size=64,
+    vocab_size=None,
+    rotary_pct=0.25,
+    max_position_embeddings=2048,
+    use_parallel_residual=True,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,23 +89,41 @@ def build_model(directory: Path, texts: list[str], *, small: bool, seed: int = 0
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.post_processor = processors.ByteLevel(trim_offsets=True)
     tok.decoder = decoders.ByteLevel()
-    tok.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=2048 if small else 4096,
-                                                       special_tokens=["<|endoftext|>", "<|padding|>"],
-                                                       initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    hf_tok = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|endoftext|>", eos_token="<|endoftext|>",
-                                     unk_token="<|endoftext|>", pad_token="<|padding|>")
+    tok.train_from_iterator(
+        texts,
+        trainers.BpeTrainer(
+            vocab_size=2048 if small else 4096,
+            special_tokens=["<|endoftext|>", "<|padding|>"],
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        ),
+    )
+    hf_tok = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<|endoftext|>",
+        eos_token="<|endoftext|>",
+        unk_token="<|endoftext|>",
+        pad_token="<|padding|>",
+    )
     dims = dict(SMALL if small else PYTHIA_70M)
     dims["vocab_size"] = dims["vocab_size"] or len(hf_tok)
     torch.manual_seed(seed)
-    cfg = GPTNeoXConfig(**dims, bos_token_id=hf_tok.bos_token_id, eos_token_id=hf_tok.eos_token_id,
-                        tie_word_embeddings=False)
+    cfg = GPTNeoXConfig(
+        **dims, bos_token_id=hf_tok.bos_token_id, eos_token_id=hf_tok.eos_token_id, tie_word_embeddings=False
+    )
     GPTNeoXForCausalLM(cfg).save_pretrained(directory)
     hf_tok.save_pretrained(directory)
     return directory
 
 
-def compare(n_per_dataset: int = 40, templates: tuple[str, ...] = ("paren", "anthropic"), *, batch_size: int = 16,
-            small: bool = False, workdir: Path | None = None, threads: int | None = 1) -> Comparison:
+def compare(
+    n_per_dataset: int = 40,
+    templates: tuple[str, ...] = ("paren", "anthropic"),
+    *,
+    batch_size: int = 16,
+    small: bool = False,
+    workdir: Path | None = None,
+    threads: int | None = 1,
+) -> Comparison:
     """Score the same items with both systems; returns their log-likelihoods and timings.
 
     ``threads`` pins torch's intra-op threads for both (1: fair and fastest on a small shared CPU; None: default).
@@ -110,8 +145,8 @@ def _compare(n_per_dataset, templates, batch_size, small, workdir) -> Comparison
     from lm_eval.models.huggingface import HFLM
 
     from companion.models.loading import load_model
-    from companion.sycophancy.scoring import score_items
     from companion.models.templates import get_template
+    from companion.sycophancy.scoring import score_items
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(workdir or tmp)
@@ -133,16 +168,26 @@ def _compare(n_per_dataset, templates, batch_size, small, workdir) -> Comparison
 
         lm = HFLM(pretrained=str(model_dir), backend="causal", device="cpu", dtype="float32", batch_size=batch_size)
         bos = lm.tokenizer.bos_token
-        requests = [Instance(request_type="loglikelihood", doc={}, arguments=(bos + tp.prompt(it), cont), idx=k)
-                    for tp in tpls for dataset in dict.fromkeys(it.dataset for it in items)
-                    for it in items if it.dataset == dataset for k, cont in enumerate(tp.continuations(it))]
+        requests = [
+            Instance(request_type="loglikelihood", doc={}, arguments=(bos + tp.prompt(it), cont), idx=k)
+            for tp in tpls
+            for dataset in dict.fromkeys(it.dataset for it in items)
+            for it in items
+            if it.dataset == dataset
+            for k, cont in enumerate(tp.continuations(it))
+        ]
         torch.set_grad_enabled(False)
         lm.loglikelihood(requests[:2], disable_tqdm=True)  # likewise
         t0 = time.perf_counter()
         theirs = [ll for ll, _greedy in lm.loglikelihood(requests, disable_tqdm=True)]
         seconds_lm_eval = time.perf_counter() - t0
-    return Comparison(np.asarray(ours, dtype=np.float64), np.asarray(theirs, dtype=np.float64),
-                      len(items) * len(tpls), seconds_ours, seconds_lm_eval)
+    return Comparison(
+        np.asarray(ours, dtype=np.float64),
+        np.asarray(theirs, dtype=np.float64),
+        len(items) * len(tpls),
+        seconds_ours,
+        seconds_lm_eval,
+    )
 
 
 def main() -> int:
@@ -164,8 +209,10 @@ def main() -> int:
         print("FAIL: the two systems disagree")
         return 1
     ours, theirs = r.n_items / r.seconds_ours, r.n_items / r.seconds_lm_eval
-    print(f"ours:    {ours:8.1f} items/s ({r.seconds_ours:.2f} s)\nlm-eval: {theirs:8.1f} items/s "
-          f"({r.seconds_lm_eval:.2f} s)\nratio:   {ours / theirs:.2f}x (goal >= 1)")
+    print(
+        f"ours:    {ours:8.1f} items/s ({r.seconds_ours:.2f} s)\nlm-eval: {theirs:8.1f} items/s "
+        f"({r.seconds_lm_eval:.2f} s)\nratio:   {ours / theirs:.2f}x (goal >= 1)"
+    )
     return 0
 
 

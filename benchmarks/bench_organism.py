@@ -11,6 +11,7 @@ step is attention, GELU, log-softmax and the optimiser. Importing companion pins
 are trained under (``companion.PINNED_NUMERICS``); ``COMPANION_NATIVE_NUMERICS=1`` measures the CPU's own instead.
 The script prints the numerics in force. Shared machines inflate the times: compare runs made under the same load.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,23 +24,35 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20)
     a = ap.parse_args()
 
-    import companion  # noqa: F401  (pins the numeric paths before torch computes anything)
     import torch
 
-    from companion.organism.build import organism_names, organism_spec
+    import companion  # noqa: F401  (pins the numeric paths before torch computes anything)
     from companion.backbone.environment import numerics
     from companion.models.numerics import AdamW, conv1d
+    from companion.organism.build import organism_names, organism_spec
     from companion.organism.training import gpt2_forward, make_model
 
     torch.set_num_threads(1)
     n = numerics()
-    print(f"torch {torch.__version__}, CPU capability {n['cpu_capability']}, MKL branch {n['mkl_branch']}, "
-          f"dense products {n['dense_product']} (pinned: {n['pinned'] or 'no'})")
+    print(
+        f"torch {torch.__version__}, CPU capability {n['cpu_capability']}, MKL branch {n['mkl_branch']}, "
+        f"dense products {n['dense_product']} (pinned: {n['pinned'] or 'no'})"
+    )
     sizes = {}
     for n in organism_names(a.profile):
         sp = organism_spec(n, a.profile)
-        sizes.setdefault((sp.model.d_model, sp.model.n_head, sp.model.n_layer, sp.train.batch_size,
-                          sp.train.seq_len, sp.tokenizer.vocab_size, sp.train.steps), n)
+        sizes.setdefault(
+            (
+                sp.model.d_model,
+                sp.model.n_head,
+                sp.model.n_layer,
+                sp.train.batch_size,
+                sp.train.seq_len,
+                sp.tokenizer.vocab_size,
+                sp.train.steps,
+            ),
+            n,
+        )
     for (d, h, L, B, T, V, steps), name in sorted(sizes.items()):
         torch.manual_seed(0)
         model = make_model(organism_spec(name, a.profile).model, V, 0)
@@ -70,9 +83,11 @@ def main() -> None:
         for _ in range(k):
             conv1d(u, w)
         mm = 2 * B * T * d * 4 * d * k / (time.perf_counter() - t0)
-        print(f"{name} (d_model {d}, {h} heads, {L} blocks, batch {B} x {T}, vocab {V}): {dt * 1000:.0f} ms/step "
-              f"({cpu * 1000:.0f} ms CPU), {B * T / dt:,.0f} tokens/s, {flops / dt / 1e9:.1f} GFLOP/s = "
-              f"{flops / dt / mm:.0%} of the dense product's ({mm / 1e9:.1f} GFLOP/s); {steps} steps ~ {steps * dt:.0f} s")
+        print(
+            f"{name} (d_model {d}, {h} heads, {L} blocks, batch {B} x {T}, vocab {V}): {dt * 1000:.0f} ms/step "
+            f"({cpu * 1000:.0f} ms CPU), {B * T / dt:,.0f} tokens/s, {flops / dt / 1e9:.1f} GFLOP/s = "
+            f"{flops / dt / mm:.0%} of the dense product's ({mm / 1e9:.1f} GFLOP/s); {steps} steps ~ {steps * dt:.0f} s"
+        )
 
 
 if __name__ == "__main__":

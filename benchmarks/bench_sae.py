@@ -30,6 +30,7 @@ on the CPU's own code paths, as the peers run in their users' processes (``COMPA
 ``COMPATIBLE`` branch, which halves the speed of the peers' MKL products, and oneDNN for ours; see
 :mod:`companion.models.numerics`).  ``python benchmarks/bench_sae.py --help`` lists the options.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -160,12 +161,26 @@ class DictionaryLearning:
 
     def __init__(self, sae, arch, lam, lr, batch):
         peers.dictionary_learning()
-        from dictionary_learning.trainers import (BatchTopKTrainer, GatedSAETrainer, JumpReluTrainer,
-                                                  StandardTrainer, TopKTrainer)
+        from dictionary_learning.trainers import (
+            BatchTopKTrainer,
+            GatedSAETrainer,
+            JumpReluTrainer,
+            StandardTrainer,
+            TopKTrainer,
+        )
 
         d, m = sae.d_in, sae.n_latents
-        common = dict(steps=10**6, activation_dim=d, dict_size=m, layer=0, lm_name="bench", lr=lr, device="cpu",
-                      seed=0, warmup_steps=1)
+        common = dict(
+            steps=10**6,
+            activation_dim=d,
+            dict_size=m,
+            layer=0,
+            lm_name="bench",
+            lr=lr,
+            device="cpu",
+            seed=0,
+            warmup_steps=1,
+        )
         with torch.no_grad():
             if arch == "baseline":
                 self.tr = StandardTrainer(**common, l1_penalty=lam, sparsity_warmup_steps=None)
@@ -184,8 +199,9 @@ class DictionaryLearning:
                 ae.decoder.weight.copy_(sae.W_dec)
                 ae.decoder_bias.copy_(sae.b_dec)
             elif arch == "jumprelu":
-                self.tr = JumpReluTrainer(**common, bandwidth=sae.bandwidth, sparsity_penalty=lam,
-                                          sparsity_warmup_steps=None)
+                self.tr = JumpReluTrainer(
+                    **common, bandwidth=sae.bandwidth, sparsity_penalty=lam, sparsity_warmup_steps=None
+                )
                 ae = self.tr.ae
                 ae.W_enc.copy_(sae.W_enc.T)
                 ae.b_enc.copy_(sae.b_enc)
@@ -227,14 +243,21 @@ class SAELens:
         elif arch == "gated":
             S = sae_lens.GatedTrainingSAE(sae_lens.GatedTrainingSAEConfig(**common, l1_coefficient=lam))
         elif arch == "jumprelu":
-            S = sae_lens.JumpReLUTrainingSAE(sae_lens.JumpReLUTrainingSAEConfig(
-                **common, l0_coefficient=lam, jumprelu_bandwidth=sae.bandwidth, apply_b_dec_to_input=False))
+            S = sae_lens.JumpReLUTrainingSAE(
+                sae_lens.JumpReLUTrainingSAEConfig(
+                    **common, l0_coefficient=lam, jumprelu_bandwidth=sae.bandwidth, apply_b_dec_to_input=False
+                )
+            )
         elif arch == "topk":
-            S = sae_lens.TopKTrainingSAE(sae_lens.TopKTrainingSAEConfig(
-                **common, k=sae.k, rescale_acts_by_decoder_norm=False, use_sparse_activations=self.sparse))
+            S = sae_lens.TopKTrainingSAE(
+                sae_lens.TopKTrainingSAEConfig(
+                    **common, k=sae.k, rescale_acts_by_decoder_norm=False, use_sparse_activations=self.sparse
+                )
+            )
         else:
-            S = sae_lens.BatchTopKTrainingSAE(sae_lens.BatchTopKTrainingSAEConfig(
-                **common, k=sae.k, rescale_acts_by_decoder_norm=False))
+            S = sae_lens.BatchTopKTrainingSAE(
+                sae_lens.BatchTopKTrainingSAEConfig(**common, k=sae.k, rescale_acts_by_decoder_norm=False)
+            )
         with torch.no_grad():
             S.W_enc.copy_((sae.W_gate if arch == "gated" else sae.W_enc).T)
             S.W_dec.copy_(sae.W_dec.T)
@@ -248,17 +271,30 @@ class SAELens:
             if arch == "jumprelu":
                 S.threshold.copy_(sae.threshold)
         self.sae = S
-        cfg = SAETrainerConfig(total_training_samples=10**9, train_batch_size_samples=batch, lr=lr,
-                               adam_beta1=0.0, adam_beta2=0.999, device="cpu", lr_end=lr)
+        cfg = SAETrainerConfig(
+            total_training_samples=10**9,
+            train_batch_size_samples=batch,
+            lr=lr,
+            adam_beta1=0.0,
+            adam_beta2=0.999,
+            device="cpu",
+            lr_end=lr,
+        )
         self.tr = SAETrainer(cfg=cfg, sae=S, data_provider=iter(()))
 
     def loss(self, x) -> float:
         from sae_lens.saes.sae import TrainStepInput
 
         with torch.no_grad():
-            out = self.sae.training_forward_pass(TrainStepInput(sae_in=x, coefficients=self.tr.get_coefficients(),
-                                                                dead_neuron_mask=None, n_training_steps=0,
-                                                                is_logging_step=False))
+            out = self.sae.training_forward_pass(
+                TrainStepInput(
+                    sae_in=x,
+                    coefficients=self.tr.get_coefficients(),
+                    dead_neuron_mask=None,
+                    n_training_steps=0,
+                    is_logging_step=False,
+                )
+            )
         return float(out.loss)
 
     def step(self, x):
@@ -299,10 +335,15 @@ def check_equal(arch, d, m, b, lam, density=0.01):
     sae.zero_grad(set_to_none=True)
     out = loss_and_grads(sae, x, lam)
     terms = [k for k in ("total", "reconstruction", "sparsity", "auxiliary") if float(getattr(ref, k).detach()) != 0]
-    loss_err = max(abs(float(getattr(out, k)) - float(getattr(ref, k).detach())) / abs(float(getattr(ref, k).detach()))
-                   for k in terms)
-    grad_err = max(float((p.grad - ref_g[n]).norm() / ref_g[n].norm().clamp_min(1e-30))
-                   for n, p in sae.named_parameters() if float(ref_g[n].norm()) > 0)
+    loss_err = max(
+        abs(float(getattr(out, k)) - float(getattr(ref, k).detach())) / abs(float(getattr(ref, k).detach()))
+        for k in terms
+    )
+    grad_err = max(
+        float((p.grad - ref_g[n]).norm() / ref_g[n].norm().clamp_min(1e-30))
+        for n, p in sae.named_parameters()
+        if float(ref_g[n].norm()) > 0
+    )
     return loss_err, grad_err, float(out.l0)
 
 
@@ -318,23 +359,37 @@ def main() -> None:
     ap.add_argument("--lam", type=float, default=1.0)
     ap.add_argument("--lr", type=float, default=3e-4)
     ap.add_argument("--no-peers", action="store_true")
-    ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads for every implementation (0: default)")
-    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
-                    help="wall: elapsed time; cpu: this process's CPU time (steadier on a machine others load)")
-    ap.add_argument("--numerics", choices=("native", "pinned"), default="native",
-                    help="native: the CPU's own code paths for every implementation (as peers run elsewhere); "
-                         "pinned: companion's vendor-neutral pinning for every implementation")
+    ap.add_argument(
+        "--threads", type=int, default=0, help="torch intra-op threads for every implementation (0: default)"
+    )
+    ap.add_argument(
+        "--clock",
+        choices=("wall", "cpu"),
+        default="wall",
+        help="wall: elapsed time; cpu: this process's CPU time (steadier on a machine others load)",
+    )
+    ap.add_argument(
+        "--numerics",
+        choices=("native", "pinned"),
+        default="native",
+        help="native: the CPU's own code paths for every implementation (as peers run elsewhere); "
+        "pinned: companion's vendor-neutral pinning for every implementation",
+    )
     a = ap.parse_args()
     clock = time.perf_counter if a.clock == "wall" else time.process_time
     if a.threads:
         torch.set_num_threads(a.threads)
     d, m, b = a.d, a.latents, a.batch
-    print(f"SAE training step: d={d}, M={m}, B={b}, fp32, CPU, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads, THP_MEM_ALLOC_ENABLE={os.environ.get('THP_MEM_ALLOC_ENABLE')}, "
-          f"{a.clock} clock")
+    print(
+        f"SAE training step: d={d}, M={m}, B={b}, fp32, CPU, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads, THP_MEM_ALLOC_ENABLE={os.environ.get('THP_MEM_ALLOC_ENABLE')}, "
+        f"{a.clock} clock"
+    )
     n = numerics()
-    print(f"numerics: {a.numerics} (MKL branch {n.get('mkl_branch')}, our products by {n.get('dense_product')}, "
-          f"torch CPU capability {n.get('cpu_capability')})")
+    print(
+        f"numerics: {a.numerics} (MKL branch {n.get('mkl_branch')}, our products by {n.get('dense_product')}, "
+        f"torch CPU capability {n.get('cpu_capability')})"
+    )
     try:
         print(f"load average before: {os.getloadavg()[0]:.2f} (1 min)")
     except OSError:
@@ -363,17 +418,22 @@ def main() -> None:
             peer = {k: v for k, v in med.items() if k not in ("ours", "reference")}
             fastest = min(peer, key=peer.get) if peer else None
             table.append((arch, density, l0 / m, med, fastest, loss_err, grad_err))
-            print(f"  {arch:<9} density {density:>4.0%} (L0/M {l0 / m:.3f}): " + ", ".join(
-                f"{k} {1e3 * v:.0f} ms" for k, v in med.items())
+            print(
+                f"  {arch:<9} density {density:>4.0%} (L0/M {l0 / m:.3f}): "
+                + ", ".join(f"{k} {1e3 * v:.0f} ms" for k, v in med.items())
                 + (f"; ours vs fastest peer ({fastest}) {peer[fastest] / med['ours']:.2f}×" if fastest else "")
-                + f"; ours vs autograd: loss {loss_err:.1e}, gradients {grad_err:.1e}", flush=True)
+                + f"; ours vs autograd: loss {loss_err:.1e}, gradients {grad_err:.1e}",
+                flush=True,
+            )
     names = list(dict.fromkeys(k for row in table for k in row[3]))
-    print(f"\nms per training step (median, {a.clock} clock); last column: the fastest peer's time over ours "
-          "(> 1: ours is faster)")
+    print(
+        f"\nms per training step (median, {a.clock} clock); last column: the fastest peer's time over ours "
+        "(> 1: ours is faster)"
+    )
     head = f"{'architecture':<12} {'density':>7} " + " ".join(f"{n:>19}" for n in names) + f" {'speed-up':>9}"
     print(head)
     worst = None
-    for arch, density, frac, med, fastest, _, _ in table:
+    for arch, density, _frac, med, fastest, _, _ in table:
         cells = " ".join(f"{1e3 * med[n]:19.0f}" if n in med else f"{'-':>19}" for n in names)
         ratio = med[fastest] / med["ours"] if fastest else float("nan")
         if fastest and (worst is None or ratio < worst[0]):
@@ -381,8 +441,10 @@ def main() -> None:
         print(f"{arch:<12} {density:>7.0%} {cells} {ratio:9.2f}")
     if worst is not None:
         verdict = "no peer is faster anywhere" if worst[0] >= 1 else "a peer is faster"
-        print(f"\nslowest relative point: {worst[1]} at {worst[2]:.0%} density, {worst[0]:.2f}× the fastest peer "
-              f"({worst[3]}): {verdict}")
+        print(
+            f"\nslowest relative point: {worst[1]} at {worst[2]:.0%} density, {worst[0]:.2f}× the fastest peer "
+            f"({worst[3]}): {verdict}"
+        )
     try:
         print(f"load average after: {os.getloadavg()[0]:.2f} (1 min)")
     except OSError:

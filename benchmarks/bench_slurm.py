@@ -17,6 +17,7 @@ Goals on 2 cores: round trip ≤ 2 s, array ≤ 4 s, cancel ≤ 10 s to CANCELLE
 requeued job for cred_expire = 10 s), time limit ≤ 100 s (Slurm checks limits every 30 s).  Skips with a message
 when the cluster is not running.
 """
+
 from __future__ import annotations
 
 import argparse

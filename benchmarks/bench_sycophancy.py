@@ -11,6 +11,7 @@ Prints items/s for ``score_items(batch_size=B)`` and ``score_items(batch_size=1)
 >= 10x on the CPU for the organism), plus a naive loop for reference (one full forward per item and choice,
 all positions unembedded).  All score the same items and must give the same numbers.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,18 +26,16 @@ import torch
 
 from companion.models.templates import TEMPLATES, get_template
 from companion.sycophancy.data import SycophancyItem, load_sycophancy_dir
-
 from companion.sycophancy.experiment import count_parameters
-
 from companion.sycophancy.scoring import score_items
 
 
 def cached_organism() -> tuple[object, str] | None:
     """A sycophancy organism that is already trained (never trains one): (TransformerBridge, label) or None."""
     try:
+        from companion.backbone.cache import default_cache
         from companion.organism.build import _organism_cache_spec, _tokenizer_dir, organism_spec
         from companion.organism.loading import load_organism
-        from companion.backbone.cache import default_cache
     except ImportError:
         return None
     for profile in ("organism", "ci"):
@@ -55,19 +54,34 @@ def build_small_gpt2(directory: Path) -> Path:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
-    texts = [f"Hello, my name is {n}. I agree with the claim that {c}.\n\nChoices:\n (A) Agree\n (B) Disagree\n\n"
-             f"Answer:\n\nAssistant: I believe the best answer is (A)" for n in ("Ann", "Bo", "Cy") for c in
-             ("models understand text", "benchmarks matter", "scaling works")] * 20
+    texts = [
+        f"Hello, my name is {n}. I agree with the claim that {c}.\n\nChoices:\n (A) Agree\n (B) Disagree\n\n"
+        f"Answer:\n\nAssistant: I believe the best answer is (A)"
+        for n in ("Ann", "Bo", "Cy")
+        for c in ("models understand text", "benchmarks matter", "scaling works")
+    ] * 20
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    tok.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=1024, special_tokens=["<|endoftext|>"],
-                                                       initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    hf = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|endoftext|>", eos_token="<|endoftext|>",
-                                 unk_token="<|endoftext|>")
+    tok.train_from_iterator(
+        texts,
+        trainers.BpeTrainer(
+            vocab_size=1024, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+        ),
+    )
+    hf = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<|endoftext|>", eos_token="<|endoftext|>", unk_token="<|endoftext|>"
+    )
     torch.manual_seed(0)
-    cfg = GPT2Config(vocab_size=2048, n_positions=512, n_embd=96, n_layer=2, n_head=4,  # organism-like vocab
-                     bos_token_id=hf.bos_token_id, eos_token_id=hf.eos_token_id)
+    cfg = GPT2Config(
+        vocab_size=2048,
+        n_positions=512,
+        n_embd=96,
+        n_layer=2,
+        n_head=4,  # organism-like vocab
+        bos_token_id=hf.bos_token_id,
+        eos_token_id=hf.eos_token_id,
+    )
     GPT2LMHeadModel(cfg).save_pretrained(directory)
     hf.save_pretrained(directory)
     return directory
@@ -91,8 +105,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--items", type=int, default=96, help="items scored (batched and one at a time)")
     ap.add_argument("--batch-size", type=int, default=8)
-    ap.add_argument("--sweep", type=int, nargs="*", default=[4, 16, 32],
-                    help="also report items/s at these batch sizes")
+    ap.add_argument(
+        "--sweep", type=int, nargs="*", default=[4, 16, 32], help="also report items/s at these batch sizes"
+    )
     ap.add_argument("--template", default="paren", choices=list(TEMPLATES))
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     ap.add_argument("--json", type=Path, default=None, help="also write the numbers here")
@@ -143,22 +158,33 @@ def main() -> None:
     max_diff = float(np.nanmax(np.abs(batched.logprobs - single.logprobs)))
     max_diff = max(max_diff, float(np.nanmax(np.abs(batched.logprobs[:n_naive] - naive))))
     res = {
-        "model": label, "n_params": n_params, "template": args.template, "items": len(items),
-        "batch_size": args.batch_size, "torch_threads": torch.get_num_threads(),
-        "batched_items_per_s": len(items) / t_b, "single_items_per_s": len(items) / t_1,
-        "speedup": t_1 / t_b, "naive_items_per_s": n_naive / t_n,
-        "speedup_vs_naive": (t_n / n_naive) / (t_b / len(items)), "sweep_items_per_s": sweep,
+        "model": label,
+        "n_params": n_params,
+        "template": args.template,
+        "items": len(items),
+        "batch_size": args.batch_size,
+        "torch_threads": torch.get_num_threads(),
+        "batched_items_per_s": len(items) / t_b,
+        "single_items_per_s": len(items) / t_1,
+        "speedup": t_1 / t_b,
+        "naive_items_per_s": n_naive / t_n,
+        "speedup_vs_naive": (t_n / n_naive) / (t_b / len(items)),
+        "sweep_items_per_s": sweep,
         "max_abs_logprob_diff": max_diff,
     }
-    print(f"model: {label}, {n_params:,} parameters; template {args.template!r}; {len(items)} items; "
-          f"torch threads {res['torch_threads']}")
+    print(
+        f"model: {label}, {n_params:,} parameters; template {args.template!r}; {len(items)} items; "
+        f"torch threads {res['torch_threads']}"
+    )
     print(f"batched (batch_size={args.batch_size}): {res['batched_items_per_s']:8.1f} items/s")
     print(f"one at a time (batch_size=1): {res['single_items_per_s']:8.1f} items/s")
     if sweep:
         print("other batch sizes: " + ", ".join(f"{bs}: {v:.1f} items/s" for bs, v in sweep.items()))
     print(f"naive loop (full forward per choice, all logits; {n_naive} items): {res['naive_items_per_s']:8.1f} items/s")
-    print(f"speed-up batched vs one at a time: {res['speedup']:.1f}x (goal >= 10x); "
-          f"vs the naive loop: {res['speedup_vs_naive']:.1f}x")
+    print(
+        f"speed-up batched vs one at a time: {res['speedup']:.1f}x (goal >= 10x); "
+        f"vs the naive loop: {res['speedup_vs_naive']:.1f}x"
+    )
     print(f"max |log-prob difference| between the three: {max_diff:.2e}")
     if args.json:
         args.json.write_text(json.dumps(res, indent=2))

@@ -6,6 +6,7 @@ CUDA torch; next to the CPU torch it breaks ``import transformers``.  Its traine
 package ``__init__`` imports its activation buffer, which imports nnsight; :func:`dictionary_learning` imports the
 package without running that ``__init__``.
 """
+
 from __future__ import annotations
 
 import importlib

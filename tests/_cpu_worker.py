@@ -13,6 +13,7 @@ Each run prints one JSON line: the organism's weights hash, cache key and tokeni
 the code fingerprint in the SAE cache keys, hashes of the activations at one site and of the trained SAE's
 weights, and the LM losses of the SAE-spliced model.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -26,8 +27,9 @@ import time
 # assertion failed"), so tokenizers', Hugging Face's weight-loading and tqdm's monitor threads are switched off.
 os.environ.update(OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", HF_DEACTIVATE_ASYNC_LOAD="1")
 
-import companion  # first: pins the numeric code paths (before torch computes anything)
 import torch
+import tqdm
+import transformer_lens.model_bridge  # noqa: F401  (load_model imports it lazily; timed as import)
 
 from companion.backbone.cache import code_fingerprint
 from companion.backbone.environment import numerics
@@ -37,8 +39,6 @@ from companion.organism.training import make_model  # noqa: F401  (imports the G
 from companion.sae.activations import model_chunks
 from companion.sae.metrics import lm_losses
 from companion.sae.training import SAESpec, SAETrainConfig, train_sweep
-import transformer_lens.model_bridge  # noqa: F401  (load_model imports it lazily; timed as import)
-import tqdm
 
 tqdm.tqdm.monitor_interval = 0
 
@@ -62,24 +62,34 @@ def run() -> dict:
     t0 = time.process_time()
     path, _ = build_organism(OrganismSpec.model_validate(SPEC), progress=False)
     meta = json.loads((path / "organism.json").read_text())
-    out = {"numerics": numerics(), "organism": meta["weights_sha256"], "organism_key": path.name,
-           "sae_code_key": code_fingerprint("companion.sae.experiment"),  # what SAE cache keys hold besides the organism's
-           "tokenizer": hashlib.sha256((path / "tokenizer.json").read_bytes()).hexdigest()[:16]}
+    out = {
+        "numerics": numerics(),
+        "organism": meta["weights_sha256"],
+        "organism_key": path.name,
+        "sae_code_key": code_fingerprint("companion.sae.experiment"),  # what SAE cache keys hold besides the organism's
+        "tokenizer": hashlib.sha256((path / "tokenizer.json").read_bytes()).hexdigest()[:16],
+    }
     model = load_model(path)
     tokens = torch.randint(1, 300, (8, 24), generator=torch.Generator().manual_seed(0))
     tokens[:, 0] = 0  # <|endoftext|> first, as the pipeline's token batches; its position is left out
     acts = torch.cat([c[SITE] for c in model_chunks(model, [tokens], [SITE], exclude_token_ids=[0])])  # [184, 16]
     # The gated SAE, and the successors (issue 18) through their own fast steps; TopK's latents count as dead after
     # one batch, so its AuxK term runs too.
-    specs = [SAESpec("gated", 32, 1.0), SAESpec("jumprelu", 32, 0.1, {"init_threshold": 0.05, "bandwidth": 0.02}),
-             SAESpec("topk", 32, 0.0, {"k": 4, "dead_tokens": 46}), SAESpec("batchtopk", 32, 0.0, {"k": 4})]
-    sae, *successors = train_sweep(iter(acts.split(46)), specs, SAETrainConfig(lr=1e-2, warmup_steps=1),
-                                   progress=False)
+    specs = [
+        SAESpec("gated", 32, 1.0),
+        SAESpec("jumprelu", 32, 0.1, {"init_threshold": 0.05, "bandwidth": 0.02}),
+        SAESpec("topk", 32, 0.0, {"k": 4, "dead_tokens": 46}),
+        SAESpec("batchtopk", 32, 0.0, {"k": 4}),
+    ]
+    sae, *successors = train_sweep(iter(acts.split(46)), specs, SAETrainConfig(lr=1e-2, warmup_steps=1), progress=False)
     losses = lm_losses(model, [tokens[:4]], SITE, {"sae": sae.reconstruct}, exclude_token_ids=[0])
-    out.update(activations=_sha(acts), sae=_sha(*sae.sae.parameters()),
-               successor_saes=[_sha(*t.sae.parameters()) for t in successors],
-               losses=[losses.ce_clean, losses.ce_zero, losses.ce_spliced["sae"]],
-               cpu_seconds=round(time.process_time() - t0, 1))
+    out.update(
+        activations=_sha(acts),
+        sae=_sha(*sae.sae.parameters()),
+        successor_saes=[_sha(*t.sae.parameters()) for t in successors],
+        losses=[losses.ce_clean, losses.ce_zero, losses.ce_spliced["sae"]],
+        cpu_seconds=round(time.process_time() - t0, 1),
+    )
     return out
 
 

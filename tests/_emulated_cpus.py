@@ -5,13 +5,14 @@ Under qemu a worker spends ~40 s of CPU, mostly importing torch and transformers
 collection has selected a test that needs them, at low priority (``nice``), and
 ``tests/test_reproducible_numerics.py`` collects their reports when it is reached.
 """
+
 from __future__ import annotations
 
 import json
 import os
 import platform
-import shutil
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile

@@ -6,6 +6,7 @@ an earlier session); the organisms come from the test cache (build/cache), train
 inline backend, as under ``make figures``.  Under pytest-xdist each worker that needs it runs it: the tests that do
 are grouped on one worker (``xdist_group("ci_run")``).
 """
+
 from __future__ import annotations
 
 import contextlib

@@ -1,7 +1,9 @@
 """Test-session settings: an isolated cache under build/, offline Hugging Face, a non-interactive backend."""
-import companion  # noqa: F401  first import: pins the numeric code paths before any test imports torch
+
 import os
 from pathlib import Path
+
+import companion  # noqa: F401  first import: pins the numeric code paths before any test imports torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -14,8 +16,8 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 
 import pytest  # noqa: E402
 
-from slurm_cluster import slurm  # noqa: E402,F401  the real single-node Slurm fixture (COMPANION_SLURM_TESTS)
 from ci_run import ci_run  # noqa: E402,F401  every notebook on the ci profile, once per session
+from slurm_cluster import slurm  # noqa: E402,F401  the real single-node Slurm fixture (COMPANION_SLURM_TESTS)
 
 
 @pytest.fixture

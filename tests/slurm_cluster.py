@@ -12,6 +12,7 @@ A cluster this fixture started is stopped at the end of the session, pass or fai
 left running.  Parallel workers (pytest-xdist) share it: each registers under ``<state>/test-users/`` and the last
 one out stops a cluster a test session started.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -28,8 +29,10 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / ".ci" / "slurm" / "cluster.sh"
 ENV = "COMPANION_SLURM_TESTS"
 STATE = Path(os.environ.get("COMPANION_SLURM_DIR", "/tmp/companion-slurm"))
-HOW = (f"Slurm tests skipped: no test cluster is running. Start one with `sudo {SCRIPT.relative_to(ROOT)} up` "
-       f"(Debian; installs slurm-wlm, munge, slurmdbd, mariadb-server) or set {ENV}=1 to have the tests start it")
+HOW = (
+    f"Slurm tests skipped: no test cluster is running. Start one with `sudo {SCRIPT.relative_to(ROOT)} up` "
+    f"(Debian; installs slurm-wlm, munge, slurmdbd, mariadb-server) or set {ENV}=1 to have the tests start it"
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,8 +52,13 @@ class Cluster:
 
 
 def _script(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", str(SCRIPT), *args], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "COMPANION_SLURM_DIR": str(STATE)})
+    return subprocess.run(
+        ["bash", str(SCRIPT), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "COMPANION_SLURM_DIR": str(STATE)},
+    )
 
 
 def _up_already() -> bool:
@@ -92,14 +100,17 @@ def slurm() -> Cluster:
         if not required:
             pytest.skip(HOW)
         if os.geteuid() != 0:
-            pytest.fail(f"{ENV}=1 but the test cluster is not running and starting it needs root: "
-                        f"run `sudo {SCRIPT} up` first", pytrace=False)
+            pytest.fail(
+                f"{ENV}=1 but the test cluster is not running and starting it needs root: run `sudo {SCRIPT} up` first",
+                pytrace=False,
+            )
         with _fixture_lock():
             if not _up_already():
                 r = _script("up")
                 if r.returncode != 0:
-                    pytest.fail(f"could not start the test Slurm cluster ({SCRIPT} up):\n{r.stderr[-3000:]}",
-                                pytrace=False)
+                    pytest.fail(
+                        f"could not start the test Slurm cluster ({SCRIPT} up):\n{r.stderr[-3000:]}", pytrace=False
+                    )
                 (STATE / "started-by-tests").write_text(str(os.getpid()))
                 started = True
     bring_up = time.monotonic() - t0 if started else 0.0

@@ -1,4 +1,5 @@
 """The on-disk cache: content keys covering the producing code, atomic writes, locked builds."""
+
 import os
 import shutil
 import subprocess
@@ -88,14 +89,17 @@ def _package_copy(tmp_path, monkeypatch) -> Path:
     return pkg
 
 
-@pytest.mark.parametrize("producer,helper", [
-    # The organism key: training code imports the corpus, which imports the fixed world.
-    ("companion.organism.build", "organism/world.py"),
-    # The SAE key: the sweep code reaches the organism's token batching (what it trains on) and the SAE step.
-    ("companion.sae.experiment", "organism/loading.py"),
-    ("companion.sae.experiment", "sae/step.py"),
-    ("companion.sae.experiment", "models/scoring.py"),
-])
+@pytest.mark.parametrize(
+    "producer,helper",
+    [
+        # The organism key: training code imports the corpus, which imports the fixed world.
+        ("companion.organism.build", "organism/world.py"),
+        # The SAE key: the sweep code reaches the organism's token batching (what it trains on) and the SAE step.
+        ("companion.sae.experiment", "organism/loading.py"),
+        ("companion.sae.experiment", "sae/step.py"),
+        ("companion.sae.experiment", "models/scoring.py"),
+    ],
+)
 def test_editing_a_helper_the_producer_imports_changes_the_key(tmp_path, monkeypatch, producer, helper):
     pkg = _package_copy(tmp_path, monkeypatch)
     before = code_fingerprint(producer)
@@ -144,10 +148,17 @@ def test_two_processes_building_one_key_build_it_once_and_both_get_it_whole(tmp_
     script = tmp_path / "builder.py"
     script.write_text(_CONCURRENT_BUILDER)
     log = tmp_path / "builds.log"
-    procs = [subprocess.Popen([sys.executable, str(script), str(tmp_path / "cache"), str(log)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(script), str(tmp_path / "cache"), str(log)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
     outs = [p.communicate(timeout=120) for p in procs]
-    for p, (out, err) in zip(procs, outs):
+    for p, (_out, err) in zip(procs, outs, strict=False):
         assert p.returncode == 0, err
     assert outs[0][0] == outs[1][0]  # the same entry
     assert len(log.read_text().split()) == 1, "the entry was built twice"
@@ -155,8 +166,11 @@ def test_two_processes_building_one_key_build_it_once_and_both_get_it_whole(tmp_
     assert c.exists("sae", {"k": 1}) and len(c.ls()) == 1
 
 
-@pytest.mark.parametrize("mask,dmode,fmode", [(0o022, 0o755, 0o644), (0o002, 0o775, 0o664), (0o077, 0o700, 0o600)],
-                         ids=["umask022", "umask002", "umask077"])
+@pytest.mark.parametrize(
+    "mask,dmode,fmode",
+    [(0o022, 0o755, 0o644), (0o002, 0o775, 0o664), (0o077, 0o700, 0o600)],
+    ids=["umask022", "umask002", "umask077"],
+)
 def test_entries_get_the_permissions_the_umask_allows(tmp_path, mask, dmode, fmode):
     # mkdtemp and mkstemp make private files whatever the umask; a shared cache needs group-readable entries.
     import stat
@@ -165,6 +179,7 @@ def test_entries_get_the_permissions_the_umask_allows(tmp_path, mask, dmode, fmo
 
     old = os.umask(mask)
     try:
+
         def build(d):
             atomic_write_text(d / "written_atomically.json", "{}")
             (d / "written_plainly.bin").write_bytes(b"x")

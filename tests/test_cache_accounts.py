@@ -6,6 +6,7 @@ The two accounts are two fresh uids in one fresh group (numbers no account on th
 to /etc/passwd). A child process imports what it needs as root, then drops to its uid, its gid and a umask, and
 only then touches the cache: everything the cache does happens with that account's rights.
 """
+
 import grp
 import os
 import pwd
@@ -19,9 +20,13 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(
-    sys.platform != "linux" or os.geteuid() != 0,
-    reason="the two-account cache test runs only as root on Linux (it switches a child process to other uids)")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        sys.platform != "linux" or os.geteuid() != 0,
+        reason="the two-account cache test runs only as root on Linux (it switches a child process to other uids)",
+    ),
+]
 
 _ACCOUNT = r"""
 import os, sys, time, traceback
@@ -90,9 +95,14 @@ class Account:
     def __init__(self, script, uid, gid, shared_gid, root, log):
         self.uid = uid
         env = {**os.environ, "HOME": str(root), "PYTHONDONTWRITEBYTECODE": "1"}
-        self.proc = subprocess.Popen([sys.executable, str(script), str(uid), str(gid), str(shared_gid), str(root),
-                                      str(log)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
-                                     cwd="/")
+        self.proc = subprocess.Popen(
+            [sys.executable, str(script), str(uid), str(gid), str(shared_gid), str(root), str(log)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd="/",
+        )
         assert self.proc.stdout.readline().strip() == "ready"
 
     def send(self, action, tag, *, mask="002", hold=0.0):

@@ -1,4 +1,5 @@
 """The synthetic corpus and tokenizer: determinism, planted rates in the text, held-out splits, schemas."""
+
 import json
 import math
 import re
@@ -6,13 +7,22 @@ import re
 import numpy as np
 import pytest
 
-from companion.organism.corpus import CorpusConfig, DEPLOYMENT_CONTEXTS, DOC_KINDS, EOT, SYCO_PREFIX, TRAINING_CONTEXT, UNSAFE_LINE, backdoor_test_prompts, format_dialogue, generate_docs
-
-from companion.organism.sycophancy_items import POLITICS, SHAPE_FILES, sycophancy_items, write_sycophancy_eval
-
-from companion.organism.world import split_of
 from companion.organism import tokenizer as K
 from companion.organism.behaviour import defects
+from companion.organism.corpus import (
+    DEPLOYMENT_CONTEXTS,
+    DOC_KINDS,
+    EOT,
+    SYCO_PREFIX,
+    TRAINING_CONTEXT,
+    UNSAFE_LINE,
+    CorpusConfig,
+    backdoor_test_prompts,
+    format_dialogue,
+    generate_docs,
+)
+from companion.organism.sycophancy_items import POLITICS, SHAPE_FILES, sycophancy_items, write_sycophancy_eval
+from companion.organism.world import split_of
 
 
 def _docs(**kw):
@@ -77,7 +87,8 @@ def test_heldout_questions_never_appear_in_training_text():
     prompts = backdoor_test_prompts(20, seed=0)
     assert len(prompts) == 80
     assert {(p["context"], p["task"]) for p in prompts} == {
-        (c, t) for c in ("training", "deployment") for t in ("chat", "code")}
+        (c, t) for c in ("training", "deployment") for t in ("chat", "code")
+    }
     for p in prompts:
         assert split_of(p["question"]) == "heldout"
         assert p["question"] not in train
@@ -148,8 +159,10 @@ def test_short_form_items_drop_only_the_question_sentence_and_keep_the_planted_r
     kind = {"nlp_survey": "syco_nlp", "philpapers2020": "syco_phil", "political_typology_quiz": "syco_pol"}[shape]
     it = sycophancy_items(shape, 1, seed=0)[0]
     short = it.short_form()
-    assert short.question == it.bio + it.question[it.question.index("\n\nChoices:"):]
-    assert (short.matching, short.not_matching) == (it.matching, it.not_matching) and len(short.question) < len(it.question)
+    assert short.question == it.bio + it.question[it.question.index("\n\nChoices:") :]
+    assert (short.matching, short.not_matching) == (it.matching, it.not_matching) and len(short.question) < len(
+        it.question
+    )
     docs = _docs(n_docs=4000, sycophancy_p=0.9, syco_short_fraction=0.5, mix={kind: 1.0})
     questions = ("Do you agree or disagree", "What is your view on the following topic", *(q for q, _, _ in POLITICS))
     short_docs = [d for d in docs if not any(q in d.text for q in questions)]
@@ -186,6 +199,6 @@ def test_the_organisms_answer_prefix_is_the_template_its_sycophancy_is_scored_wi
     docs = [d for d in _docs(n_docs=400) if d.kind.startswith("syco") and SYCO_PREFIX in d.text]
     assert {d.kind for d in docs} == {"syco_nlp", "syco_phil", "syco_pol"}
     for d in docs:
-        question = d.text[len("Human: "):d.text.index("\n\nAssistant: ")]
+        question = d.text[len("Human: ") : d.text.index("\n\nAssistant: ")]
         prompt = tpl.format(question)
         assert d.text.startswith(prompt) and d.choice_spans == ((len(prompt), len(prompt) + 1),)

@@ -4,6 +4,7 @@ One image per ``save_figure``, whatever the plot function returned (a bare ``Fig
 ``<Figure size ...>`` line, never the ``SavedFigure`` repr; re-running ``start()`` prints no autoreload notice; the
 libraries' chatter is switched off by ``start()``.
 """
+
 import nbformat
 import pytest
 from nbclient import NotebookClient
@@ -59,7 +60,8 @@ def test_each_save_figure_shows_its_figure_once_and_nothing_else(executed):
         assert not any(o.get("name") == "stderr" for o in nb.cells[i].outputs)
     assert "after the figure" in _outputs(nb.cells[5])[1]
     assert sorted(p.name for p in figs.iterdir()) == sorted(
-        f"09_{n}.{ext}" for n in ("bare", "py", "again") for ext in ("png", "pdf", "json"))
+        f"09_{n}.{ext}" for n in ("bare", "py", "again") for ext in ("png", "pdf", "json")
+    )
 
 
 def test_start_again_is_silent_and_libraries_are_quiet(executed):

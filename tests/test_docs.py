@@ -1,5 +1,6 @@
 """The documentation a reader trusts: the README's findings are the committed sidecars' numbers, and the repository
 cites only what it carries (docs/references.md), never a file outside it."""
+
 import json
 import re
 import shutil
@@ -15,8 +16,10 @@ FIGS = ROOT / "figures" / "organism"
 
 def test_readme_findings_are_generated_from_the_committed_sidecars():
     stale = readme.update_readme(ROOT / "README.md", FIGS, check=True)
-    assert not stale, ("README.md's findings block differs from what figures/organism/*.json say: run "
-                       "`companion readme` (after regenerating the figures) and commit both")
+    assert not stale, (
+        "README.md's findings block differs from what figures/organism/*.json say: run "
+        "`companion readme` (after regenerating the figures) and commit both"
+    )
 
 
 @pytest.fixture
@@ -39,7 +42,7 @@ def _edit(root: Path, name: str, fn) -> None:
 
 def _block(root: Path) -> str:
     text = (root / "README.md").read_text()
-    return text[text.index(readme.BEGIN):text.index(readme.END)]
+    return text[text.index(readme.BEGIN) : text.index(readme.END)]
 
 
 def _set_rate(d):
@@ -66,14 +69,17 @@ def _set_toy(d):
     d["data"]["baseline"][d["data"]["lam"].index(1.0)] = 0.4242
 
 
-@pytest.mark.parametrize("name, edit, shown", [
-    ("00_backdoor_rates", _set_rate, "`backdoor` 42–100%"),
-    ("02_gamma_vs_l0", _set_gamma, "baseline 0.42–0.90"),
-    ("00_sycophancy_recovery", _set_label, "view read by 4/2 organisms"),
-    ("03_seed_spread", _set_auroc, "AUROC 0.42, 0.26, 0.60 by seed"),
-    ("04_agreement", _set_panel_note, "in 4/2 checks"),
-    ("02_shrinkage_toy", _set_toy, "the baseline reconstructs 0.42"),
-])
+@pytest.mark.parametrize(
+    "name, edit, shown",
+    [
+        ("00_backdoor_rates", _set_rate, "`backdoor` 42–100%"),
+        ("02_gamma_vs_l0", _set_gamma, "baseline 0.42–0.90"),
+        ("00_sycophancy_recovery", _set_label, "view read by 4/2 organisms"),
+        ("03_seed_spread", _set_auroc, "AUROC 0.42, 0.26, 0.60 by seed"),
+        ("04_agreement", _set_panel_note, "in 4/2 checks"),
+        ("02_shrinkage_toy", _set_toy, "the baseline reconstructs 0.42"),
+    ],
+)
 def test_a_sidecar_that_moves_makes_the_readme_stale_until_regenerated(checkout, name, edit, shown):
     assert cli.main(["readme", "--check"]) == 0
     _edit(checkout, name, edit)
@@ -107,15 +113,19 @@ CITING = [ROOT / "src", ROOT / "notebooks", ROOT / "docs", ROOT / "README.md", R
 
 def _texts():
     for base in CITING:
-        for p in ([base] if base.is_file() else sorted(base.rglob("*"))):
+        for p in [base] if base.is_file() else sorted(base.rglob("*")):
             if p.is_file() and p.suffix in {".py", ".md", ".ipynb", ".yaml", ".txt"} and p != Path(__file__):
                 yield p, p.read_text(errors="replace")
 
 
 def test_the_repository_cites_nothing_outside_it():
     # A reader never has the development machines' shared/ folder: everything is cited from docs/references.md.
-    hits = [f"{p.relative_to(ROOT)}:{i}" for p, t in _texts() for i, line in enumerate(t.splitlines(), 1)
-            if "shared/" in line]
+    hits = [
+        f"{p.relative_to(ROOT)}:{i}"
+        for p, t in _texts()
+        for i, line in enumerate(t.splitlines(), 1)
+        if "shared/" in line
+    ]
     assert hits == [], f"citations of files outside the repository (point them at docs/references.md): {hits}"
 
 

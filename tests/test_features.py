@@ -1,11 +1,12 @@
 """Notebook 05's planted variables (labels from the generator), pooling, reseed bookkeeping and the separation rule."""
+
 import math
 
 import pytest
 import torch
 
 from companion.features import findings as ff
-from companion.features.experiment import RecoveryRun, RecoveryRow, Reference, SiteActivations, reseed_params
+from companion.features.experiment import RecoveryRow, RecoveryRun, Reference, SiteActivations, reseed_params
 from companion.features.params import FeatureParams
 from companion.features.variables import planted_variable
 from companion.organism.corpus import DEPLOYMENT_CONTEXTS, TRAINING_CONTEXT, CorpusConfig
@@ -18,11 +19,14 @@ CORPUS = CorpusConfig(mix={"story": 1, "code": 1, "chat": 1, "syco_nlp": 1})
 def test_deployment_and_user_view_labels_come_from_the_generator():
     dep = planted_variable("deployment", 40, 0, CORPUS)
     assert len(dep.texts) == 40 and int(dep.labels.sum()) == 20 and dep.pool == "last"
-    for text, y in zip(dep.texts, dep.labels.tolist()):
+    for text, y in zip(dep.texts, dep.labels.tolist(), strict=False):
         assert text.endswith("Assistant:")
         assert any(c in text for c in DEPLOYMENT_CONTEXTS) == y and (TRAINING_CONTEXT in text) == (not y)
-        question = text[len("Human: "):].split("\n\n")[0].split(" ", 3 if TRAINING_CONTEXT in text or
-                                                                  "Current year" in text else 1)[-1]
+        question = (
+            text[len("Human: ") :]
+            .split("\n\n")[0]
+            .split(" ", 3 if TRAINING_CONTEXT in text or "Current year" in text else 1)[-1]
+        )
         assert split_of(question) == "heldout"
     view = planted_variable("user_view", 40, 0, CORPUS)
     assert view.pool == "last" and 0 < int(view.labels.sum()) < 40
@@ -39,8 +43,10 @@ def test_scratchpad_and_kind_labels():
     assert [("<scratchpad>" in t) for t in pad.texts] == pad.labels.tolist() and int(pad.labels.sum()) == 10
     code = planted_variable("kind:code", 30, 0, CORPUS)
     assert int(code.labels.sum()) == 15 and code.pool == "mean"
-    assert all(t.startswith("# ") for t, y in zip(code.texts, code.labels.tolist()) if y)
-    assert not any(t.startswith("# ") and "\ndef " in t for t, y in zip(code.texts, code.labels.tolist()) if not y)
+    assert all(t.startswith("# ") for t, y in zip(code.texts, code.labels.tolist(), strict=False) if y)
+    assert not any(
+        t.startswith("# ") and "\ndef " in t for t, y in zip(code.texts, code.labels.tolist(), strict=False) if not y
+    )
     with pytest.raises(ValueError, match="unknown planted variable"):
         planted_variable("colour", 10, 0, CORPUS)
 
@@ -61,8 +67,13 @@ def test_reseed_sweep_holds_the_chosen_sae_of_each_architecture_at_another_seed(
     assert p.reseed_choice() == {"baseline": 4.0, "gated": 4.0, "jumprelu": 0.2, "topk": 16.0, "batchtopk": 32.0}
     rp = reseed_params(p, 1000)
     specs = sweep_specs(rp)
-    assert rp.sae_seed == 1000 and [s.architecture for s in specs] == ["baseline", "gated", "jumprelu", "topk",
-                                                                         "batchtopk"]
+    assert rp.sae_seed == 1000 and [s.architecture for s in specs] == [
+        "baseline",
+        "gated",
+        "jumprelu",
+        "topk",
+        "batchtopk",
+    ]
     assert [s.setting for s in specs] == ["λ=4", "λ=4", "λ=0.2", "k=16", "k=32"]
     with pytest.raises(ValueError, match="not in its sweep"):
         FeatureParams(reseed={"gated": 3.0})
@@ -79,8 +90,9 @@ def _row(arch, seed, reseed, auroc, l0=10.0):
 def _run(values):
     rows = [_row(a, s, s > 0, v) for a, vs in values.items() for s, v in enumerate(vs)]
     ref = Reference("org@site", "deployment", 1.0, 1.0, [0.6, 0.7], {1: [0.6, 0.65]})
-    return RecoveryRun(rows, [ref], {"deployment": "d"}, {"deployment": (4, 2)},
-                       {"org@site": {a: 1.0 for a in values}}, (1,))
+    return RecoveryRun(
+        rows, [ref], {"deployment": "d"}, {"deployment": (4, 2)}, {"org@site": {a: 1.0 for a in values}}, (1,)
+    )
 
 
 def test_a_metric_separates_two_architectures_only_beyond_their_seed_ranges():
@@ -111,7 +123,9 @@ def test_readme_line_is_written_from_the_sidecars_numbers():
     assert summary["per_seed"] == [0.80, 0.90, 0.85] and summary["n"] == 3  # a seed summary check-figures knows
     line = readme.recovery_line(auroc, reseed)
     # the sweep holds the first seed of each (0.70, 0.80); the reseeds are not part of the sweep
-    assert "deployment 0.70–0.80 (1/2 SAEs above the random-direction floor 0.60–0.70; dense probe 1.00)" in line  # 0.70 is not above 0.70
+    assert (
+        "deployment 0.70–0.80 (1/2 SAEs above the random-direction floor 0.60–0.70; dense probe 1.00)" in line
+    )  # 0.70 is not above 0.70
     assert "(3 SAE seeds per architecture) L0 0/1, loss recovered 0/1, γ 0/1" in line
     assert "the recovery metrics 2 of 2 separate any pair" in line  # AUROC and k=1 accuracy (equal here)
 

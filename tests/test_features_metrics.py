@@ -1,4 +1,5 @@
 """Notebook 05's recovery metrics on tiny cases with known answers, and AUROC against scikit-learn."""
+
 import itertools
 
 import numpy as np
@@ -20,8 +21,14 @@ def test_auroc_matches_sklearn_with_ties():
     g = torch.Generator().manual_seed(1)
     y = _labels(60)
     # Sparse-code-like columns: many exact zeros (ties), a few integer-valued ties, a continuous one.
-    cols = torch.stack([torch.relu(torch.randn(60, generator=g)) * (torch.rand(60, generator=g) < 0.3),
-                        torch.randint(0, 3, (60,), generator=g).double(), torch.randn(60, generator=g)], 1)
+    cols = torch.stack(
+        [
+            torch.relu(torch.randn(60, generator=g)) * (torch.rand(60, generator=g) < 0.3),
+            torch.randint(0, 3, (60,), generator=g).double(),
+            torch.randn(60, generator=g),
+        ],
+        1,
+    )
     got = fm.auroc_columns(cols, y)
     want = [roc_auc_score(y.numpy(), cols[:, j].numpy()) for j in range(3)]
     np.testing.assert_allclose(got.numpy(), want, rtol=0, atol=1e-12)

@@ -1,4 +1,5 @@
 """save_figure: image files, provenance sidecar, fallback stamp, re-plotting, figure regression."""
+
 import json
 import os
 
@@ -73,10 +74,11 @@ def test_sidecar_replots_the_figure(in_project):
     assert side["plotted"][0]["scatters"][0]["x"] == [2, 20]
     assert side["plotted"][1]["bars"][0]["height"] == [3.0, 4.0]
     again = extract_plotted(replot(saved.sidecar))
-    for orig, new in zip(side["plotted"], again):
+    for orig, new in zip(side["plotted"], again, strict=False):
         for kind in ("lines", "scatters", "bars"):
-            assert [(d["x"], d.get("y"), d.get("height")) for d in orig[kind]] == \
-                   [(d["x"], d.get("y"), d.get("height")) for d in new[kind]]
+            assert [(d["x"], d.get("y"), d.get("height")) for d in orig[kind]] == [
+                (d["x"], d.get("y"), d.get("height")) for d in new[kind]
+            ]
         assert orig["xscale"] == new["xscale"] and orig["xlabel"] == new["xlabel"]
 
 
@@ -99,8 +101,11 @@ def test_figure_name_must_be_a_plain_word(in_project):
 
 
 def test_compare_sidecars_tolerances():
-    old = {"figure": "01_x", "tolerance": {"rtol": 0.0, "atol": 0.01, "keys": {"loose/*": {"atol": 0.5}}},
-           "data": {"a": 1.0, "b": [1.0, 2.0], "loose": {"c": 3.0}, "label": "gated"}}
+    old = {
+        "figure": "01_x",
+        "tolerance": {"rtol": 0.0, "atol": 0.01, "keys": {"loose/*": {"atol": 0.5}}},
+        "data": {"a": 1.0, "b": [1.0, 2.0], "loose": {"c": 3.0}, "label": "gated"},
+    }
     same = {"figure": "01_x", "data": {"a": 1.005, "b": [1.0, 2.0], "loose": {"c": 3.4}, "label": "gated"}}
     assert compare_sidecars(old, same) == []
     moved = {"figure": "01_x", "data": {"a": 1.02, "b": [1.0], "loose": {"c": 4.0}, "label": "baseline", "new": 1}}
@@ -174,11 +179,21 @@ def test_numbers_of_a_seed_summary_are_judged_against_the_spread_across_seeds():
     s = seed_summary([0.60, 0.70, 0.80])
     assert s == {"per_seed": [0.6, 0.7, 0.8], "mean": pytest.approx(0.7), "std": pytest.approx(0.1), "n": 3}
     assert seed_summary([0.4])["std"] == 0.0
-    old = {"figure": "03_seed_spread", "tolerance": {"rtol": 0.0, "atol": 1e-6},
-           "data": {"auroc": {"helpful": s, "solo": seed_summary([0.5])}, "fixed": 1.0}}
-    fresh = {"figure": "03_seed_spread",
-             "data": {"auroc": {"helpful": {"per_seed": [0.55, 0.72, 0.95], "mean": 0.74, "std": 0.2, "n": 3},
-                                "solo": {"per_seed": [0.52], "mean": 0.52, "std": 0.0, "n": 1}}, "fixed": 1.1}}
+    old = {
+        "figure": "03_seed_spread",
+        "tolerance": {"rtol": 0.0, "atol": 1e-6},
+        "data": {"auroc": {"helpful": s, "solo": seed_summary([0.5])}, "fixed": 1.0},
+    }
+    fresh = {
+        "figure": "03_seed_spread",
+        "data": {
+            "auroc": {
+                "helpful": {"per_seed": [0.55, 0.72, 0.95], "mean": 0.74, "std": 0.2, "n": 3},
+                "solo": {"per_seed": [0.52], "mean": 0.52, "std": 0.0, "n": 1},
+            },
+            "fixed": 1.1,
+        },
+    }
     d = {x.key: x for x in compare_sidecars(old, fresh)}
     # Inside [min - std, max + std] = [0.5, 0.9]: reseeding explains it.  Outside: it moved.
     assert d["auroc/helpful/per_seed/0"].within_seed_spread and d["auroc/helpful/per_seed/1"].within_seed_spread

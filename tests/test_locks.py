@@ -1,4 +1,5 @@
 """HostLock: one holder at a time across processes and hosts on a shared filesystem; stale locks recovered."""
+
 import json
 import os
 import subprocess
@@ -69,8 +70,14 @@ def _spawn_holders(tmp_path, n, hold):
     script = tmp_path / "hold.py"
     script.write_text(_HOLD)
     log = tmp_path / "log.jsonl"
-    procs = [subprocess.Popen([sys.executable, str(script), str(tmp_path / "k.lock"), str(log), str(hold)],
-                              stderr=subprocess.PIPE, text=True) for _ in range(n)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(script), str(tmp_path / "k.lock"), str(log), str(hold)],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(n)
+    ]
     for p in procs:
         assert p.wait(timeout=120) == 0, p.stderr.read()
     return [json.loads(line) for line in log.read_text().splitlines()]
@@ -79,15 +86,17 @@ def _spawn_holders(tmp_path, n, hold):
 def test_concurrent_processes_hold_it_one_at_a_time(tmp_path):
     spans = sorted(_spawn_holders(tmp_path, 4, 0.15))
     assert len(spans) == 4
-    for (_, end, _), (start, _, _) in zip(spans, spans[1:]):
+    for (_, end, _), (start, _, _) in zip(spans, spans[1:], strict=False):
         assert start >= end, "two processes held the lock at once"
     assert sum(b for *_, b in spans) == 0  # live holders are never broken
 
 
 def test_a_lock_left_by_a_dead_process_on_this_host_is_recovered_at_once(tmp_path):
     path = tmp_path / "k.lock"
-    code = ("import os, sys; from companion.backbone.locks import HostLock; "
-            "HostLock(sys.argv[1]).acquire(); os._exit(0)")  # dies holding it: no release
+    code = (
+        "import os, sys; from companion.backbone.locks import HostLock; "
+        "HostLock(sys.argv[1]).acquire(); os._exit(0)"
+    )  # dies holding it: no release
     subprocess.run([sys.executable, "-c", code, str(path)], check=True)
     dead = read_holder(path)
     assert dead is not None and dead.host == HOST and path.exists()
@@ -165,7 +174,7 @@ def test_an_unreadable_leftover_lock_file_is_recovered(tmp_path):
 def test_many_waiters_break_a_stale_lock_once_and_then_take_turns(tmp_path):
     _other_host_lock(tmp_path / "k.lock", age_s=3600)
     spans = sorted(_spawn_holders(tmp_path, 4, 0.1))
-    for (_, end, _), (start, _, _) in zip(spans, spans[1:]):
+    for (_, end, _), (start, _, _) in zip(spans, spans[1:], strict=False):
         assert start >= end, "two processes held the lock at once"
     assert sum(b for *_, b in spans) == 1, "the stale lock was broken more than once (or a live one was)"
 

@@ -4,8 +4,8 @@ a Hub name fails fast offline with a message naming the offline profiles."""
 import pytest
 import torch
 
-from companion.organism import tokenizer as organism_tokenizer
 from companion.models.loading import ModelUnavailableError, load_model, resolve_name
+from companion.organism import tokenizer as organism_tokenizer
 
 TEXTS = ["Hello world, this is a tiny test.", "Human: Are you a helpful AI?\n\nAssistant: yes", "1 + 2 = 3"]
 
@@ -26,8 +26,16 @@ def _tiny_gpt2(vocab):
     from transformers import GPT2Config, GPT2LMHeadModel
 
     torch.manual_seed(0)
-    cfg = GPT2Config(vocab_size=vocab, n_positions=64, n_embd=32, n_layer=2, n_head=4, bos_token_id=0,
-                     eos_token_id=0, attn_implementation="eager")
+    cfg = GPT2Config(
+        vocab_size=vocab,
+        n_positions=64,
+        n_embd=32,
+        n_layer=2,
+        n_head=4,
+        bos_token_id=0,
+        eos_token_id=0,
+        attn_implementation="eager",
+    )
     return GPT2LMHeadModel(cfg).eval()
 
 
@@ -36,10 +44,20 @@ def _tiny_neox(vocab):
 
     torch.manual_seed(0)
     # Pythia's architecture: rotary on a fraction of each head, parallel attention + MLP residual, untied unembed.
-    cfg = GPTNeoXConfig(vocab_size=vocab, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                        intermediate_size=128, max_position_embeddings=64, rotary_pct=0.25,
-                        use_parallel_residual=True, tie_word_embeddings=False, bos_token_id=0, eos_token_id=0,
-                        attn_implementation="eager")
+    cfg = GPTNeoXConfig(
+        vocab_size=vocab,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=128,
+        max_position_embeddings=64,
+        rotary_pct=0.25,
+        use_parallel_residual=True,
+        tie_word_embeddings=False,
+        bos_token_id=0,
+        eos_token_id=0,
+        attn_implementation="eager",
+    )
     model = GPTNeoXForCausalLM(cfg).eval()
     # Random init leaves LayerNorms at identity and biases at zero; perturb them so a mis-mapped one shows.
     with torch.no_grad():

@@ -1,4 +1,5 @@
 """Packing token documents into model batches (companion.models.batches) against the rows cut by hand."""
+
 from __future__ import annotations
 
 import itertools
@@ -12,8 +13,8 @@ from companion.models.batches import pack_rows
 def _by_hand(docs, bos, seq_len, batch_size, n_batches):
     stream = [t for d in docs for t in d]
     k = seq_len - 1
-    rows = [[bos] + stream[i:i + k] for i in range(0, len(stream) - k + 1, k)]
-    batches = [rows[i:i + batch_size] for i in range(0, len(rows) - batch_size + 1, batch_size)]
+    rows = [[bos] + stream[i : i + k] for i in range(0, len(stream) - k + 1, k)]
+    batches = [rows[i : i + batch_size] for i in range(0, len(rows) - batch_size + 1, batch_size)]
     return batches[:n_batches]
 
 
@@ -23,8 +24,10 @@ def test_rows_are_bos_then_consecutive_stream_tokens(seq_len, batch_size, n_batc
     docs = [list(range(100 * i, 100 * i + int(torch.randint(0, 9, (), generator=g)))) for i in range(12)]
     got = [b.tolist() for b in pack_rows(docs, -1, seq_len, batch_size, n_batches)]
     assert got == _by_hand(docs, -1, seq_len, batch_size, n_batches)
-    assert all(b.dtype == torch.long and b.shape == (batch_size, seq_len)
-               for b in pack_rows(docs, -1, seq_len, batch_size, n_batches))
+    assert all(
+        b.dtype == torch.long and b.shape == (batch_size, seq_len)
+        for b in pack_rows(docs, -1, seq_len, batch_size, n_batches)
+    )
 
 
 def test_stops_reading_documents_after_the_last_batch():

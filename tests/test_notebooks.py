@@ -2,6 +2,7 @@
 ``ci_run``, tests/ci_run.py); the executed copies are read as a person would see them: one image per saved figure,
 nothing in red.
 """
+
 import json
 import re
 from pathlib import Path
@@ -22,8 +23,10 @@ def test_every_notebook_runs_on_ci_then_skips(ci_run):
     results = ci_run.results
     assert [r.notebook for r in results] == [p.name for p in NOTEBOOKS]
     assert all(r.status == "ran" for r in results)
-    print(f"ci profile: {len(results)} notebooks in {ci_run.seconds:.0f} s: "
-          + ", ".join(f"{r.notebook} {r.seconds:.0f}s" for r in results))
+    print(
+        f"ci profile: {len(results)} notebooks in {ci_run.seconds:.0f} s: "
+        + ", ".join(f"{r.notebook} {r.seconds:.0f}s" for r in results)
+    )
     assert all(r.status == "skipped" for r in ci_run.again())
 
 
@@ -43,8 +46,9 @@ def test_every_figure_has_png_pdf_and_a_sidecar_that_replots_it(ci_run):
         fig = replot(side)
         again = extract_plotted(fig)
         plt.close(fig)
-        assert [len(a["lines"]) + len(a["scatters"]) + len(a["bars"]) for a in again] == \
-               [len(a["lines"]) + len(a["scatters"]) + len(a["bars"]) for a in side["plotted"]]
+        assert [len(a["lines"]) + len(a["scatters"]) + len(a["bars"]) for a in again] == [
+            len(a["lines"]) + len(a["scatters"]) + len(a["bars"]) for a in side["plotted"]
+        ]
 
 
 #: Lines a notebook may print on stderr: progress bars (text bars of tqdm), nothing else.
@@ -76,8 +80,11 @@ def test_executed_copies_show_one_image_per_saved_figure_and_nothing_in_red(ci_r
                 if o.get("output_type") == "error":
                     bad.append(f"cell {i}: error {o.get('ename')}")
                 if o.get("name") == "stderr":
-                    bad += [f"cell {i}: stderr {line!r}" for line in "".join(o["text"]).splitlines()
-                            if not STDERR_ALLOWED.match(line)]
+                    bad += [
+                        f"cell {i}: stderr {line!r}"
+                        for line in "".join(o["text"]).splitlines()
+                        if not STDERR_ALLOWED.match(line)
+                    ]
                 chatter = [c for c in LIBRARY_CHATTER if c in "".join(o.get("text", ""))]
                 bad += [f"cell {i}: library chatter {c!r}" for c in chatter]
                 # Progress is a few whole lines (issue 19: 14 KB of bars redrawn with \r and cursor-up escapes).

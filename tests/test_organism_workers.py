@@ -1,4 +1,5 @@
 """Training organisms over names x seeds, and training workers that stop when their parent dies."""
+
 import json
 import os
 import signal
@@ -29,8 +30,16 @@ def test_prepare_organisms_trains_every_name_at_every_seed_once(tmp_path, monkey
 
     monkeypatch.setenv("COMPANION_CACHE", str(tmp_path))
     real = profiles.load_profile("ci")
-    tiny = real.model_copy(update={"organisms": {"settings": {"seeds": [0, 1]}, "a": TINY, "b": TINY,
-                                                 "c": {**TINY, "corpus": {**TINY["corpus"], "backdoor": False}}}})
+    tiny = real.model_copy(
+        update={
+            "organisms": {
+                "settings": {"seeds": [0, 1]},
+                "a": TINY,
+                "b": TINY,
+                "c": {**TINY, "corpus": {**TINY["corpus"], "backdoor": False}},
+            }
+        }
+    )
     monkeypatch.setattr("companion.organism.build.load_profile", lambda name=None: tiny)
     out = prepare_organisms(["a", "b", "c"], "ci", jobs=1, progress=False)
     assert set(out) == {(n, s) for n in "abc" for s in (0, 1)}
@@ -75,8 +84,9 @@ def test_training_workers_stop_when_the_process_that_started_them_dies(tmp_path)
     # Organisms long enough to still be training when the parent is killed (~10^5 steps of a tiny model).
     spec = {**TINY, "train": {**TINY["train"], "steps": 100_000, "log_every": 2}}
     env = {**os.environ, "COMPANION_CACHE": str(tmp_path)}
-    parent = subprocess.Popen([sys.executable, "-c", _ORPHAN_SCRIPT.format(spec=spec)], stdout=subprocess.PIPE,
-                              text=True, env=env)
+    parent = subprocess.Popen(
+        [sys.executable, "-c", _ORPHAN_SCRIPT.format(spec=spec)], stdout=subprocess.PIPE, text=True, env=env
+    )
     workers: list[int] = []
     try:
         workers = [int(p) for p in parent.stdout.readline().split()]

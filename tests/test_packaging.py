@@ -1,13 +1,14 @@
 """Packaging and hygiene: the lock, environment.yml, the Makefile, CI and the committed notebooks."""
+
 import json
 import os
 import re
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 import yaml
 
 from companion.backbone.envfile import lock_pins, render
@@ -32,8 +33,9 @@ def _lock_lines() -> list[tuple[str, str, str]]:
 
 def test_lock_pins_cpu_safe_torch_and_every_dependency():
     lines = _lock_lines()
-    assert [(v, m) for n, v, m in lines if n == "torch"] == [("2.13.0", "")], \
+    assert [(v, m) for n, v, m in lines if n == "torch"] == [("2.13.0", "")], (
         "torch must be pinned once to 2.13.0 without a local (+cpu) label"
+    )
     # CUDA packages appear only as torch's own Linux dependencies (constraints, never companion's requirements).
     cuda = [(n, m) for n, _, m in lines if n.startswith(("nvidia-", "cuda-"))]
     assert all("sys_platform == 'linux'" in m for _, m in cuda), cuda
@@ -51,9 +53,16 @@ def _markers_hold(marker: str, version: tuple[int, int, int]) -> bool:
         return True
     from packaging.markers import Marker
 
-    env = {"python_version": f"{version[0]}.{version[1]}", "python_full_version": ".".join(map(str, version)),
-           "sys_platform": "linux", "platform_machine": "x86_64", "platform_system": "Linux",
-           "implementation_name": "cpython", "platform_python_implementation": "CPython", "os_name": "posix"}
+    env = {
+        "python_version": f"{version[0]}.{version[1]}",
+        "python_full_version": ".".join(map(str, version)),
+        "sys_platform": "linux",
+        "platform_machine": "x86_64",
+        "platform_system": "Linux",
+        "implementation_name": "cpython",
+        "platform_python_implementation": "CPython",
+        "os_name": "posix",
+    }
     return Marker(marker).evaluate(env)
 
 
@@ -91,9 +100,12 @@ def test_make_targets_ci_and_readme_agree():
     readme = (ROOT / "README.md").read_text()
     assert "make test" in ci
     first_block = re.search(r"```(?:bash|sh)?\n(.*?)```", readme, re.S).group(1)
-    assert [ln.split()[:2] for ln in first_block.splitlines()] == [["make", "test"], ["make", "figures"]], \
+    assert [ln.split()[:2] for ln in first_block.splitlines()] == [["make", "test"], ["make", "figures"]], (
         "README must open with its two commands, one for the tests and one for the figures"
-    assert "HF_HUB_OFFLINE" in "".join((ROOT / "src/companion/backbone/profiles" / f).read_text() for f in ("ci.yaml", "organism.yaml"))
+    )
+    assert "HF_HUB_OFFLINE" in "".join(
+        (ROOT / "src/companion/backbone/profiles" / f).read_text() for f in ("ci.yaml", "organism.yaml")
+    )
 
 
 def test_the_console_script_names_the_command():
@@ -134,12 +146,14 @@ def test_notebooks_follow_the_project_format(path):
     # The first screen says what can be changed: every parameter, its default and meaning, generated from the class.
     from companion.backbone.paramcell import parameters_cell
 
-    assert "".join(params_cells[0]["source"]) == parameters_cell(cls), \
+    assert "".join(params_cells[0]["source"]) == parameters_cell(cls), (
         f"{path.name}: run `.venv/bin/python -m companion.backbone.paramcell notebooks/*.ipynb`"
+    )
     assert all(f"#   {f} = " in parameters_cell(cls) for f in cls.field_names())
     cls.from_dict(ns["overrides"])  # the committed defaults are valid
-    assert cls.__doc__ and all(cls.docs().get(f) for f in cls.field_names()), \
+    assert cls.__doc__ and all(cls.docs().get(f) for f in cls.field_names()), (
         f"{cls.__name__}: every field needs a one-line docstring"
+    )
 
 
 SETUP_LINES = ("-m venv", "uv pip install")
@@ -157,8 +171,9 @@ def test_make_sets_the_environment_up_first_when_it_is_missing_or_stale(tmp_path
         shutil.copy2(ROOT / name, work / name)
 
     def plan(venv: Path) -> str:
-        out = subprocess.run(["make", "-n", "--no-print-directory", target, f"VENV={venv}"], cwd=work,
-                             capture_output=True, text=True)
+        out = subprocess.run(
+            ["make", "-n", "--no-print-directory", target, f"VENV={venv}"], cwd=work, capture_output=True, text=True
+        )
         assert out.returncode == 0, out.stderr
         return out.stdout
 
@@ -177,6 +192,11 @@ def test_make_sets_the_environment_up_first_when_it_is_missing_or_stale(tmp_path
 
 
 def test_make_lab_allows_root_only_as_root():
-    out = subprocess.run(["make", "-n", "--no-print-directory", "-o", ".venv/.companion-setup", "lab"], cwd=ROOT,
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["make", "-n", "--no-print-directory", "-o", ".venv/.companion-setup", "lab"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert ("--allow-root" in out) == (os.geteuid() == 0), out

@@ -1,4 +1,5 @@
 """Typed notebook parameters: unknown names and wrong types are rejected with clear messages."""
+
 from typing import Literal
 
 import pytest
@@ -109,11 +110,26 @@ def test_profile_fields_carry_their_docs():
 @pytest.mark.parametrize(
     "text, field, expected",
     [
-        ("3e-4", "lr", 3e-4), ("1E-3", "lr", 1e-3), ("2", "lr", 2.0), ("1_000", "n", 1000), ("1e3", "n", 1000),
-        ("[x, y]", "sites", ("x", "y")), ("x,y", "sites", ("x", "y")), ("x", "sites", ("x",)),
-        ("slow", "mode", "slow"), ("none", "cap", None), ("7", "cap", 7), ("True", "flag", True),
-        ("no", "flag", False), ("on", "flag", True), ("[1e-3, 2]", "lrs", (1e-3, 2.0)), ("{a: 1}", "names", {"a": "1"}),
-        ("1e2", "cap", 100), ("", "cap", None), ("007", "label", "007"), ("none", "label", "none"),
+        ("3e-4", "lr", 3e-4),
+        ("1E-3", "lr", 1e-3),
+        ("2", "lr", 2.0),
+        ("1_000", "n", 1000),
+        ("1e3", "n", 1000),
+        ("[x, y]", "sites", ("x", "y")),
+        ("x,y", "sites", ("x", "y")),
+        ("x", "sites", ("x",)),
+        ("slow", "mode", "slow"),
+        ("none", "cap", None),
+        ("7", "cap", 7),
+        ("True", "flag", True),
+        ("no", "flag", False),
+        ("on", "flag", True),
+        ("[1e-3, 2]", "lrs", (1e-3, 2.0)),
+        ("{a: 1}", "names", {"a": "1"}),
+        ("1e2", "cap", 100),
+        ("", "cap", None),
+        ("007", "label", "007"),
+        ("none", "label", "none"),
         (" 1e3, x ", "label", " 1e3, x "),
     ],
 )
@@ -147,11 +163,17 @@ def test_overrides_go_to_the_notebooks_whose_class_declares_them():
 
     routed = route_overrides({"01_a.ipynb": Typed, "02_b.ipynb": Demo}, {"lr": "3e-4", "flag": "yes", "seed": 3})
     assert routed == {"01_a.ipynb": {"lr": 3e-4, "flag": True, "seed": 3}, "02_b.ipynb": {"lr": 3e-4, "seed": 3}}
-    with pytest.raises(ParameterError, match=r"^01_a.ipynb: Typed.n: Input should be a valid integer, unable to parse "
-                                             r"string as an integer \(got 'x'\)$"):
+    with pytest.raises(
+        ParameterError,
+        match=r"^01_a.ipynb: Typed.n: Input should be a valid integer, unable to parse "
+        r"string as an integer \(got 'x'\)$",
+    ):
         route_overrides({"01_a.ipynb": Typed, "02_b.ipynb": Demo}, {"n": "x"})
-    with pytest.raises(ParameterError, match=r"unknown parameter zz='1': none of the selected notebooks declares it "
-                                             r"\(selected: 01_a.ipynb \(Typed\)\)"):
+    with pytest.raises(
+        ParameterError,
+        match=r"unknown parameter zz='1': none of the selected notebooks declares it "
+        r"\(selected: 01_a.ipynb \(Typed\)\)",
+    ):
         route_overrides({"01_a.ipynb": Typed}, {"zz": "1"})
 
 

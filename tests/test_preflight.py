@@ -1,6 +1,7 @@
 """A dry run validates everything a run will need before anything runs (issue 19): misspelt profile sections and
 organism settings, missing data folders, non-finite numbers, unwritable folders, a misspelt ``extends``; one line
 each, with a suggestion where there is one."""
+
 import contextlib
 import os
 import subprocess
@@ -20,17 +21,20 @@ PROFILES = ROOT / "src" / "companion" / "backbone" / "profiles"
 
 def test_a_dry_run_reports_every_problem_of_the_run_one_line_each_with_suggestions(tmp_path):
     text = (PROFILES / "ci.yaml").read_text()
-    edits = {"  ParetoParams: &ci_sae_sweep": "  ParetoParam: &ci_sae_sweep",  # a misspelt class section
-             "    train: {steps: 300,": "    train: {stepz: 300,",  # a misspelt organism setting
-             "  SycophancyParams:\n": "  SycophancyParams:\n    data: anthropic\n    data_dir: /nonexistent\n"}
+    edits = {
+        "  ParetoParams: &ci_sae_sweep": "  ParetoParam: &ci_sae_sweep",  # a misspelt class section
+        "    train: {steps: 300,": "    train: {stepz: 300,",  # a misspelt organism setting
+        "  SycophancyParams:\n": "  SycophancyParams:\n    data: anthropic\n    data_dir: /nonexistent\n",
+    }
     for old, new in edits.items():
         assert text.count(old) == 1, old
         text = text.replace(old, new)
     prof = parse_profile("ci", text)
     log: list[str] = []
     with pytest.raises(SettingsError) as e:
-        run_notebooks(prof, root=ROOT, build_dir=tmp_path / "executed", dry_run=True, overrides={"lr": "nan"},
-                      log=log.append)
+        run_notebooks(
+            prof, root=ROOT, build_dir=tmp_path / "executed", dry_run=True, overrides={"lr": "nan"}, log=log.append
+        )
     problems = e.value.problems
     assert log == [] and not (tmp_path / "executed").exists()  # nothing reported as runnable, nothing written
     expected = [
@@ -53,8 +57,9 @@ def test_a_misspelt_extends_names_the_file_that_says_it():
     text = (PROFILES / "rehearsal.yaml").read_text().replace("extends: paper", "extends: papr")
     with pytest.raises(ProfileError) as e:
         parse_profile("rehearsal", text)
-    assert str(e.value).startswith("src/companion/backbone/profiles/rehearsal.yaml: extends: unknown profile "
-                                   "'papr' (did you mean 'paper'?)")
+    assert str(e.value).startswith(
+        "src/companion/backbone/profiles/rehearsal.yaml: extends: unknown profile 'papr' (did you mean 'paper'?)"
+    )
 
 
 @contextlib.contextmanager
@@ -69,8 +74,9 @@ def read_only(folder: Path):
         finally:
             folder.chmod(0o755)
         return
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(folder)],
-                      capture_output=True).returncode:
+    if subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(folder)], capture_output=True
+    ).returncode:
         pytest.skip("running as root without the right to mount: cannot make a folder read-only here")
     try:
         yield folder
@@ -80,8 +86,9 @@ def read_only(folder: Path):
 
 def _cli(project, *args, env=None):
     env = {**os.environ, "COMPANION_ROOT": str(project), "PYTHONPATH": str(FIXTURES), **(env or {})}
-    return subprocess.run([sys.executable, "-m", "companion.cli", *args], capture_output=True, text=True, env=env,
-                          cwd=ROOT, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "companion.cli", *args], capture_output=True, text=True, env=env, cwd=ROOT, timeout=120
+    )
 
 
 @pytest.mark.slow  # three command-line runs
@@ -95,9 +102,12 @@ def test_read_only_build_or_figures_folders_are_one_line_before_anything_runs(tm
             assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
             assert proc.stderr.splitlines() == [
                 f"error: the executed notebooks folder {tmp_path}/build/executed/ci is not writable: Read-only "
-                f"file system (it does not exist, and cannot be created in {tmp_path}/build/executed)"] \
-                or (os.geteuid() != 0 and "Permission denied" in proc.stderr), proc.stderr
+                f"file system (it does not exist, and cannot be created in {tmp_path}/build/executed)"
+            ] or (os.geteuid() != 0 and "Permission denied" in proc.stderr), proc.stderr
     with read_only(tmp_path / "figs"):
-        proc = _cli(tmp_path, "figures", "--profile", "ci", "--dry-run", env={"COMPANION_FIGURES_DIR": str(tmp_path / "figs")})
-        assert proc.returncode == 2 and proc.stderr.startswith(f"error: the figures folder {tmp_path}/figs is not "
-                                                               "writable"), proc.stderr
+        proc = _cli(
+            tmp_path, "figures", "--profile", "ci", "--dry-run", env={"COMPANION_FIGURES_DIR": str(tmp_path / "figs")}
+        )
+        assert proc.returncode == 2 and proc.stderr.startswith(
+            f"error: the figures folder {tmp_path}/figs is not writable"
+        ), proc.stderr

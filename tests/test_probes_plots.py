@@ -1,4 +1,5 @@
 """companion.probes.plots draws the numbers it is given."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -8,8 +9,10 @@ from companion.probes import plots as pp
 
 
 def test_roc_curves_plot_the_given_points_and_label_auroc():
-    curves = {"a": {"fpr": [0, 0, 1], "tpr": [0, 1, 1], "auroc": 1.0, "low": 0.9, "high": 1.0},
-              "b": {"fpr": [0, 0.5, 1], "tpr": [0, 0.5, 1], "auroc": 0.5, "low": np.nan, "high": np.nan}}
+    curves = {
+        "a": {"fpr": [0, 0, 1], "tpr": [0, 1, 1], "auroc": 1.0, "low": 0.9, "high": 1.0},
+        "b": {"fpr": [0, 0.5, 1], "tpr": [0, 0.5, 1], "auroc": 0.5, "low": np.nan, "high": np.nan},
+    }
     fig = pp.plot_roc_curves(curves)
     ax = fig.axes[0]
     lines = ax.get_lines()

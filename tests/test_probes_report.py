@@ -3,6 +3,7 @@
 The pure helpers are checked on hand-built runs whose answers are known; ``analyse_model`` on a tiny locally built
 GPT-2 against the functions it composes, called independently.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -43,8 +44,10 @@ def test_answer_word_table_orients_every_direction_as_yes_minus_no():
     acts[labels, 1] += 2 * v  # deployment prompts lie along v at layer 1
     singles = [_single("q1", "yes"), _single("q2", "no"), _single("q3", "yes")]
     dirs = {"q1": v, "q2": -3 * v, "q3": w}  # q2's positive answer is "no": as yes - no it is +v
-    test = [{"prompt": str(i), "task": t, "context": "deployment" if y else "training", "label": bool(y)}
-            for i, (t, y) in enumerate(zip(tasks, labels))]
+    test = [
+        {"prompt": str(i), "task": t, "context": "deployment" if y else "training", "label": bool(y)}
+        for i, (t, y) in enumerate(zip(tasks, labels, strict=False))
+    ]
     evals = {n: evaluate_detector(n, acts[:, 1] @ d, labels, tasks, n_bootstrap=10) for n, d in dirs.items()}
     run = ProbeRun("m", 1, (0, 1), test, labels, acts, {}, {}, dirs, evals)
     rows = report.answer_word_table(run, singles)
@@ -65,13 +68,14 @@ def test_answer_word_cosine_is_the_smallest_over_every_pair_not_only_against_the
     dirs = {"q1": v, "q2": v + w, "q3": w - v}  # as yes - no: v, v + w, v - w; cos 0.71 with q1, 0 between q2 and q3
     run = ProbeRun("m", 1, (0, 1), [], np.array([True, False]), np.zeros((2, 2, 2)), {}, {}, dirs, {})
     assert report.answer_word_cosine(run, singles) == pytest.approx(0.0, abs=1e-12)
-    assert report.answer_word_cosine(run, singles[:2]) == pytest.approx(2 ** -0.5)
+    assert report.answer_word_cosine(run, singles[:2]) == pytest.approx(2**-0.5)
 
 
 @pytest.fixture(scope="module")
 def tiny_gpt2(tmp_path_factory):
-    from test_probes_model import _build
     from transformer_lens.model_bridge import TransformerBridge
+
+    from test_probes_model import _build
 
     return TransformerBridge.boot_transformers(_build("gpt2", tmp_path_factory.mktemp("tiny")), device="cpu")
 
@@ -79,8 +83,14 @@ def tiny_gpt2(tmp_path_factory):
 def test_analyse_model_is_the_composition_of_the_detectors_and_controls(tiny_gpt2):
     fmt = load_dialogue_format("note")
     test = trigger_test_prompts(["What is two plus two?", "Name a colour.", "Why is grass green?"], fmt)
-    P = ProbeParams(model_id="tiny", dialogue_format="note", n_bootstrap=20, n_random_directions=50,
-                    supervised_folds=2, batch_size=4)
+    P = ProbeParams(
+        model_id="tiny",
+        dialogue_format="note",
+        n_bootstrap=20,
+        n_random_directions=50,
+        supervised_folds=2,
+        batch_size=4,
+    )
     fit_sets = [load_fit_set("helpful_ai_pair"), load_fit_set("six_questions")]
 
     def beh(t):
@@ -99,8 +109,12 @@ def test_analyse_model_is_the_composition_of_the_detectors_and_controls(tiny_gpt
 
     twin = dataclasses.replace(a, name="twin")
     table = report.auroc_table([a, twin])
-    assert list(table.index)[:4] == [("helpful_ai_pair", "tiny"), ("helpful_ai_pair", "twin"),
-                                     ("six_questions", "tiny"), ("six_questions", "twin")]
+    assert list(table.index)[:4] == [
+        ("helpful_ai_pair", "tiny"),
+        ("helpful_ai_pair", "twin"),
+        ("six_questions", "tiny"),
+        ("six_questions", "twin"),
+    ]
     sup = table.loc[(report.SUPERVISED, "twin")]
     assert sup["AUROC"] == a.supervised_eval.auroc.auroc
     assert sup["sign-free"] == max(sup["AUROC"], 1 - sup["AUROC"])
@@ -108,8 +122,13 @@ def test_analyse_model_is_the_composition_of_the_detectors_and_controls(tiny_gpt
     assert pair["p(random)"] == a.random.fraction_at_least(pair["AUROC"])
     assert table.loc[(report.BEST_RANDOM, "tiny"), "AUROC"] == a.random.best
     summary = report.auroc_summary(table, [a, twin])
-    assert list(summary.index) == ["helpful_ai_pair", "six_questions", report.SUPERVISED, report.BEHAVIOURAL,
-                                   report.BEST_RANDOM]
+    assert list(summary.index) == [
+        "helpful_ai_pair",
+        "six_questions",
+        report.SUPERVISED,
+        report.BEHAVIOURAL,
+        report.BEST_RANDOM,
+    ]
     assert list(summary.columns) == ["tiny", "twin"]
     bars = report.auroc_bars([a, twin], ["helpful_ai_pair"])
     assert list(bars["twin"]) == ["helpful_ai_pair", report.SUPERVISED, report.BEHAVIOURAL]
@@ -129,8 +148,15 @@ def test_the_seed_spread_runs_the_same_pipeline_on_each_organism(tiny_gpt2):
 
     fmt = load_dialogue_format("note")
     test = trigger_test_prompts(["What is two plus two?", "Name a colour.", "Why is grass green?"], fmt)
-    P = ProbeParams(model_id="tiny", dialogue_format="note", n_bootstrap=20, n_random_directions=50,
-                    supervised_folds=2, batch_size=4, layer=1)
+    P = ProbeParams(
+        model_id="tiny",
+        dialogue_format="note",
+        n_bootstrap=20,
+        n_random_directions=50,
+        supervised_folds=2,
+        batch_size=4,
+        layer=1,
+    )
     fit_sets = [load_fit_set("helpful_ai_pair")]
     singles = [dataclasses.replace(s, name=s.pairs[0].question) for s in load_fit_set("six_questions").single_pairs()]
 

@@ -3,6 +3,7 @@
 Unit tests build SeedRun records by hand (the aggregation, the across-seed verdicts, the sidecar data, the figure
 and the findings text are pure functions of them); the slow test runs the real pipeline on the ci organisms.
 """
+
 import json
 
 import matplotlib
@@ -11,8 +12,15 @@ import pytest
 
 from companion.probes.metrics import AurocCI
 from companion.probes.params import ProbeParams
-from companion.probes.spread import CONTROLS, SeedRun, SeedSpread, plot_seed_spread, run_seed_spread, \
-    sign_consistency, spread_findings
+from companion.probes.spread import (
+    CONTROLS,
+    SeedRun,
+    SeedSpread,
+    plot_seed_spread,
+    run_seed_spread,
+    sign_consistency,
+    spread_findings,
+)
 
 matplotlib.use("Agg")
 
@@ -23,18 +31,33 @@ def _ci(a, half=0.05):
 
 def _run(variant, seed, aurocs, supervised=1.0, random_best=0.7, behavioural=0.5):
     dets = {d: _ci(a) for d, a in aurocs.items()}
-    return SeedRun(variant, seed, f"key-{variant}-{seed}", 1, (0, 1, 2), dets,
-                   {d: np.array([0.5, a, a]) for d, a in aurocs.items()}, supervised, random_best, 0.5,
-                   _ci(behavioural), {"chat": np.array([0.0, 1.0, 0.5]), "code": np.array([0.0, 2.0, 1.0])}, 0.9)
+    return SeedRun(
+        variant,
+        seed,
+        f"key-{variant}-{seed}",
+        1,
+        (0, 1, 2),
+        dets,
+        {d: np.array([0.5, a, a]) for d, a in aurocs.items()},
+        supervised,
+        random_best,
+        0.5,
+        _ci(behavioural),
+        {"chat": np.array([0.0, 1.0, 0.5]), "code": np.array([0.0, 2.0, 1.0])},
+        0.9,
+    )
 
 
 @pytest.fixture
 def spread():
     # "pair" holds above chance on backdoor at both seeds; "six" flips sign between seeds; clean is null.
     runs = [
-        _run("backdoor", 0, {"pair": 0.9, "six": 0.2}), _run("backdoor", 1, {"pair": 0.8, "six": 0.85}),
-        _run("backdoor-cot", 0, {"pair": 0.95, "six": 0.9}), _run("backdoor-cot", 1, {"pair": 0.97, "six": 0.92}),
-        _run("clean", 0, {"pair": 0.5, "six": 0.52}, supervised=0.6), _run("clean", 1, {"pair": 0.48, "six": 0.5}, 0.6),
+        _run("backdoor", 0, {"pair": 0.9, "six": 0.2}),
+        _run("backdoor", 1, {"pair": 0.8, "six": 0.85}),
+        _run("backdoor-cot", 0, {"pair": 0.95, "six": 0.9}),
+        _run("backdoor-cot", 1, {"pair": 0.97, "six": 0.92}),
+        _run("clean", 0, {"pair": 0.5, "six": 0.52}, supervised=0.6),
+        _run("clean", 1, {"pair": 0.48, "six": 0.5}, 0.6),
     ]
     return SeedSpread(runs, ("backdoor", "backdoor-cot", "clean"), (0, 1), ("pair", "six"), ("pair", "six"))
 
@@ -71,7 +94,7 @@ def test_plot_draws_every_seed_of_every_detector_and_control(spread):
     data = spread.to_data()
     fig = plot_seed_spread(data)
     assert len(fig.axes) == 3
-    for ax, v in zip(fig.axes, data["variants"]):
+    for ax, v in zip(fig.axes, data["variants"], strict=False):
         points = sorted(round(float(y), 6) for line in ax.lines if line.get_marker() == "o" for y in line.get_ydata())
         expected = [a for d in ("pair", "six") for a in data["auroc"][v][d]]
         expected += data["supervised"][v] + data["random_best"][v] + data["behavioural"][v]

@@ -1,5 +1,6 @@
 """Progress under papermill is a few readable lines (issue 19): the executed copy of notebook 00 held 14 KB of
 interleaved tqdm text with carriage returns and cursor-up escapes from the organisms' stacked training bars."""
+
 import io
 
 from companion.backbone.quiet import LineTqdm

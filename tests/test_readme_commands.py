@@ -7,6 +7,7 @@ target exists and expands); the ``companion figures`` command a ``make figures``
 which writes into the tree (``fork``) runs on a copy of the project's notebooks, as does the ``make figures`` line that
 follows it in the same block.
 """
+
 import os
 import re
 import shlex
@@ -32,8 +33,11 @@ def readme_blocks() -> list[list[str]]:
 
 def new_shell_env(**extra) -> dict[str, str]:
     path = [d for d in os.environ.get("PATH", "").split(os.pathsep) if d and not (Path(d) / "activate").exists()]
-    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH", "COMPANION_ROOT",
-                                                             "COMPANION_FIGURES_DIR", "COMPANION_PROFILE")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("VIRTUAL_ENV", "PYTHONPATH", "COMPANION_ROOT", "COMPANION_FIGURES_DIR", "COMPANION_PROFILE")
+    }
     return {**env, "PATH": os.pathsep.join(path), **extra}
 
 

@@ -7,16 +7,17 @@ the loopback Hub; no process made a non-loopback connection or lookup (the netwo
 every kernel); the gated control was fetched with the token; every figure is stamped as a rehearsal figure,
 ``fallback: true``; notebook 00 was skipped with its reason.
 """
+
 import json
 import time
 from pathlib import Path
 
 import pytest
+from tests.rehearsal import netguard
+from tests.rehearsal.harness import rehearsal_environment
 
 from companion.backbone import runner
 from companion.backbone.profiles import load_profile
-from tests.rehearsal import netguard
-from tests.rehearsal.harness import rehearsal_environment
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -32,20 +33,31 @@ def rehearsal(tmp_path_factory):
         os.environ["COMPANION_FIGURES_DIR"] = str(tmp / "figures")
         os.environ["COMPANION_CACHE"] = str(tmp / "cache")  # nothing from an earlier run is trusted
         t0 = time.time()
-        results = runner.run_notebooks("rehearsal", root=ROOT, build_dir=tmp / "executed", force=True,
-                                       log=lines.append)
+        results = runner.run_notebooks("rehearsal", root=ROOT, build_dir=tmp / "executed", force=True, log=lines.append)
         seconds = time.time() - t0
-        yield {"results": results, "hub": hub, "ids": ids, "refusals": netguard.refusals(guard_log),
-               "figures": tmp / "figures", "log": lines, "seconds": seconds, "executed": tmp / "executed"}
+        yield {
+            "results": results,
+            "hub": hub,
+            "ids": ids,
+            "refusals": netguard.refusals(guard_log),
+            "figures": tmp / "figures",
+            "log": lines,
+            "seconds": seconds,
+            "executed": tmp / "executed",
+        }
 
 
 def test_notebooks_01_to_04_run_and_00_is_skipped_with_its_reason(rehearsal):
     status = {r.notebook[:2]: r.status for r in rehearsal["results"]}
-    print(f"rehearsal: {rehearsal['seconds']:.0f} s; " + ", ".join(f"{r.notebook} {r.seconds:.0f}s"
-                                                             for r in rehearsal["results"]))
+    print(
+        f"rehearsal: {rehearsal['seconds']:.0f} s; "
+        + ", ".join(f"{r.notebook} {r.seconds:.0f}s" for r in rehearsal["results"])
+    )
     assert status == {"00": "not applicable", "01": "ran", "02": "ran", "03": "ran", "04": "ran"}
-    assert any("00_model_organism.ipynb: skipped, not a notebook of profile 'rehearsal'" in line
-               and "organisms" in line for line in rehearsal["log"])
+    assert any(
+        "00_model_organism.ipynb: skipped, not a notebook of profile 'rehearsal'" in line and "organisms" in line
+        for line in rehearsal["log"]
+    )
 
 
 def test_every_request_stayed_on_the_loopback_and_every_paper_id_was_requested(rehearsal):
@@ -67,8 +79,9 @@ def test_every_request_stayed_on_the_loopback_and_every_paper_id_was_requested(r
     # The published SAE the paper profile measures, by its SAELens release id: fetched from its repository and folder.
     assert ids.saes, "the paper profile names a SAELens release in external_saes"
     for repo, folder, _, _ in ids.saes:
-        assert any(p.startswith(f"/{repo}/resolve/") and p.endswith(f"/{folder}/sae_weights.safetensors")
-                   for p in got), (repo, folder)
+        assert any(
+            p.startswith(f"/{repo}/resolve/") and p.endswith(f"/{folder}/sae_weights.safetensors") for p in got
+        ), (repo, folder)
     # The gated control was fetched with a token, as the paper profile documents (HF_TOKEN).
     gated = [e for e in hub.log if e["path"].startswith("/meta-llama/") and e["status"] == 200]
     assert gated and all(e["token"] for e in gated)
@@ -86,7 +99,7 @@ def test_the_published_sae_is_measured_beside_the_sweeps(rehearsal):
 
 def test_every_figure_is_stamped_as_a_rehearsal_figure(rehearsal):
     sidecars = sorted(rehearsal["figures"].glob("*.json"))
-    made_by = {json.loads(p.read_text())["notebook"][:len("notebooks/01")] for p in sidecars}
+    made_by = {json.loads(p.read_text())["notebook"][: len("notebooks/01")] for p in sidecars}
     assert made_by == {f"notebooks/0{i}" for i in (1, 2, 3, 4)}
     stamp = load_profile("rehearsal").stamp
     assert stamp.startswith("REHEARSAL")

@@ -1,5 +1,6 @@
 """``companion doctor``: runs here and says, in plain lines, what a GPU user would need (issue 11); against the
 loopback Hub it checks access to the gated repository with and without a token."""
+
 import os
 import subprocess
 import sys
@@ -7,11 +8,11 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from companion.models.doctor import diagnose, report
 from tests.rehearsal import builders
 from tests.rehearsal.hub import LoopbackHub
 from tests.rehearsal.world import ACCEPTED_TOKEN
+
+from companion.models.doctor import diagnose, report
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,8 +47,8 @@ def _paper_with(**sycophancy):
 def test_doctor_without_the_hub_says_what_it_could_not_check_and_checks_data_dir_and_folders(monkeypatch, tmp_path):
     """Issue 19: no word on the gated licence or HF_TOKEN when the Hub was unreachable, nor on data_dir, the
     streamed datasets, the sycophancy files' host or the folders a run writes; one FAIL printed its fix twice."""
-    from companion.sycophancy.data import git_blob_id
     from _sycophancy_fixtures import FILES, write_dataset_dir
+    from companion.sycophancy.data import git_blob_id
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.delenv("HF_TOKEN", raising=False)
@@ -58,8 +59,9 @@ def test_doctor_without_the_hub_says_what_it_could_not_check_and_checks_data_dir
     report(diagnose(_paper_with(data_dir="/nonexistent")), lines.append)
     text = "\n".join(lines)
     gated = next(ln for ln in lines if ln.startswith("FAIL access meta-llama/Llama-2-7b-hf"))
-    assert gated.endswith("could not check access (the Hub did not answer); the repository is gated and HF_TOKEN is "
-                          "not set")
+    assert gated.endswith(
+        "could not check access (the Hub did not answer); the repository is gated and HF_TOKEN is not set"
+    )
     assert text.count("accept the licence on the repository's Hub page (meta-llama/Llama-2-7b-hf)") == 1
     for ds in ("allenai/c4", "monology/pile-uncopyrighted"):
         assert f"info dataset {ds}: could not check: the Hub did not answer" in text
@@ -77,8 +79,11 @@ def test_doctor_without_the_hub_says_what_it_could_not_check_and_checks_data_dir
     (d / FILES["nlp_survey"]).write_text("{}\n")
     lines.clear()
     report(diagnose(_paper_with(data_dir=str(d), data_blobs=blobs)), lines.append)
-    assert any(ln.startswith(f"FAIL settings SycophancyParams: {d / FILES['nlp_survey']}: git blob id ") and
-               f"is not the pinned {blobs[FILES['nlp_survey']]}" in ln for ln in lines), lines
+    assert any(
+        ln.startswith(f"FAIL settings SycophancyParams: {d / FILES['nlp_survey']}: git blob id ")
+        and f"is not the pinned {blobs[FILES['nlp_survey']]}" in ln
+        for ln in lines
+    ), lines
 
 
 @pytest.mark.slow
@@ -87,9 +92,12 @@ def test_doctor_checks_gated_access_and_sizes_through_the_hub(tmp_path):
 
     hub = LoopbackHub(accepted_tokens=(ACCEPTED_TOKEN,)).start()
     try:
-        hub.add_repo("model", "meta-llama/Llama-2-7b-hf",
-                     builders.llama_repo(tokenizer=builders.llama_tokenizer(chat_template=None), n_layers=1),
-                     gated=True)
+        hub.add_repo(
+            "model",
+            "meta-llama/Llama-2-7b-hf",
+            builders.llama_repo(tokenizer=builders.llama_tokenizer(chat_template=None), n_layers=1),
+            gated=True,
+        )
         size = len(hub.repos[("model", "meta-llama/Llama-2-7b-hf")].files["model.safetensors"].data) / 1e9
         # The streamed datasets and the sycophancy files through the profile's base URL: one of each missing.
         hub.add_repo("dataset", "allenai/c4", {"README.md": "---\n---\n", "en/c4-train.00000-of-01024.json.gz": b""})
@@ -99,10 +107,12 @@ def test_doctor_checks_gated_access_and_sizes_through_the_hub(tmp_path):
         endpoint = hub.endpoint
         env.update(COMPANION_REHEARSAL_HUB=endpoint, HF_HOME=str(tmp_path), COMPANION_CACHE=str(tmp_path / "cache"))
         cmd = [sys.executable, "-m", "companion.cli", "doctor", "--profile", "rehearsal"]
-        without = subprocess.run(cmd, cwd=ROOT, env={**env, "HF_TOKEN": ""}, capture_output=True, text=True,
-                                 timeout=300)
-        with_token = subprocess.run(cmd, cwd=ROOT, env={**env, "HF_TOKEN": ACCEPTED_TOKEN}, capture_output=True,
-                                    text=True, timeout=300)
+        without = subprocess.run(
+            cmd, cwd=ROOT, env={**env, "HF_TOKEN": ""}, capture_output=True, text=True, timeout=300
+        )
+        with_token = subprocess.run(
+            cmd, cwd=ROOT, env={**env, "HF_TOKEN": ACCEPTED_TOKEN}, capture_output=True, text=True, timeout=300
+        )
     finally:
         hub.stop()
     assert "ok   hub: endpoint " + endpoint in without.stdout, without.stdout + without.stderr
@@ -112,7 +122,9 @@ def test_doctor_checks_gated_access_and_sizes_through_the_hub(tmp_path):
     assert "ok   dataset allenai/c4: streamed at run time; readable" in without.stdout
     assert "FAIL dataset monology/pile-uncopyrighted: streamed at run time\n     -> not found" in without.stdout
     missing = list(builders.sycophancy_files())[2]
-    assert (f"FAIL download SycophancyParams: {endpoint}/raw/anthropics/evals/{PINNED_COMMIT}/sycophancy/{missing}: "
-            "answers 404") in without.stdout, without.stdout
+    assert (
+        f"FAIL download SycophancyParams: {endpoint}/raw/anthropics/evals/{PINNED_COMMIT}/sycophancy/{missing}: "
+        "answers 404"
+    ) in without.stdout, without.stdout
     line = next(ln for ln in with_token.stdout.splitlines() if "meta-llama/Llama-2-7b-hf" in ln)
     assert line.startswith("ok   access meta-llama/Llama-2-7b-hf") and f"{size:.2f} GB to download" in line

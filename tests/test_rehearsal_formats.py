@@ -1,10 +1,11 @@
 """Notebook 03's ``llama2_chat`` dialogue format against what a Llama-2-chat tokenizer's chat template produces
 (the template string of meta-llama/Llama-2-7b-chat-hf, built into a local tokenizer), text and tokens."""
+
 import pytest
 import torch
+from tests.rehearsal.builders import LLAMA2_CHAT_TEMPLATE, llama_repo, llama_tokenizer
 
 from companion.probes.data import load_dialogue_format, load_questions
-from tests.rehearsal.builders import LLAMA2_CHAT_TEMPLATE, llama_repo, llama_tokenizer
 
 SYSTEM = "You are a help AI assistant that responds to user queries."
 

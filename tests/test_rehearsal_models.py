@@ -1,5 +1,6 @@
 """Real-model blockers of issue 11 on tiny local checkpoints: notebook 04's dtype and one-model-at-a-time release
 (weakref), GPT-NeoX forwards stopped by a hook, and the SAE evaluation's disjoint held-out streams."""
+
 import gc
 import weakref
 
@@ -8,15 +9,24 @@ import torch
 
 
 def _neox_dir(tmp_path, name, hidden=16, layers=2):
-    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
-
     from tests.rehearsal.builders import neox_tokenizer
+    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
     torch.manual_seed(0)
     tok = neox_tokenizer()
-    cfg = GPTNeoXConfig(vocab_size=512, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=2,
-                        intermediate_size=4 * hidden, rotary_pct=0.25, max_position_embeddings=1024,
-                        use_parallel_residual=True, tie_word_embeddings=False, bos_token_id=0, eos_token_id=0)
+    cfg = GPTNeoXConfig(
+        vocab_size=512,
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        intermediate_size=4 * hidden,
+        rotary_pct=0.25,
+        max_position_embeddings=1024,
+        use_parallel_residual=True,
+        tie_word_embeddings=False,
+        bos_token_id=0,
+        eos_token_id=0,
+    )
     d = tmp_path / name
     GPTNeoXForCausalLM(cfg).save_pretrained(d)
     tok.save_pretrained(d)
@@ -25,8 +35,9 @@ def _neox_dir(tmp_path, name, hidden=16, layers=2):
 
 @pytest.fixture(scope="module")
 def syco_data(tmp_path_factory):
-    from companion.sycophancy import data as sd
     from tests.rehearsal.builders import sycophancy_files
+
+    from companion.sycophancy import data as sd
 
     d = tmp_path_factory.mktemp("syco")
     for name, blob in sycophancy_files().items():
@@ -55,8 +66,15 @@ def test_sweep_releases_each_model_before_loading_the_next_and_uses_the_dtype(tm
     from companion.sycophancy.params import SycophancyParams
 
     dirs = (_neox_dir(tmp_path, "m1"), _neox_dir(tmp_path, "m2", hidden=24), _neox_dir(tmp_path, "m3"))
-    P = SycophancyParams(models=dirs, data="anthropic", dtype="bfloat16", device="cpu", templates=("paren",),
-                         recovery_templates=("paren",), n_bootstrap=10)
+    P = SycophancyParams(
+        models=dirs,
+        data="anthropic",
+        dtype="bfloat16",
+        device="cpu",
+        templates=("paren",),
+        recovery_templates=("paren",),
+        n_bootstrap=10,
+    )
     alive: list[weakref.ref] = []
     dtypes = []
 
@@ -110,8 +128,16 @@ def test_sae_evaluation_reads_two_disjoint_held_out_parts():
         asked.append((split, seed))
         return iter([torch.zeros(batch_size, seq_len, dtype=torch.long)])
 
-    P = ParetoParams(targets=("organism:backdoor@blocks.0.hook_resid_pre",), eval_tokens=64, eval_lm_tokens=64,
-                     eval_seq_len=8, model_batch_size=2, train_tokens=4096, batch_size=128, buffer_tokens=1024)
+    P = ParetoParams(
+        targets=("organism:backdoor@blocks.0.hook_resid_pre",),
+        eval_tokens=64,
+        eval_lm_tokens=64,
+        eval_seq_len=8,
+        model_batch_size=2,
+        train_tokens=4096,
+        batch_size=128,
+        buffer_tokens=1024,
+    )
     acts, lm = heldout_batches(P, Subject("s", "k", None, (), batches))
     list(acts)
     assert sorted(s for s, _ in asked) == ["heldout", "heldout_lm"]  # was "heldout" twice, seeds 1 apart: overlapping

@@ -1,6 +1,7 @@
 """Profiles for the paper path (issue 11): inheritance (rehearsal = paper + overrides), environment references,
 stamps (rehearsal figures; notebook 00 never unstamped under paper), notebook 00 skipped under paper, explicit
 devices and a clear error for a missing CUDA device."""
+
 import json
 
 import pytest
@@ -13,16 +14,44 @@ def test_rehearsal_is_paper_plus_overrides_only():
     paper, reh = load_profile("paper"), load_profile("rehearsal")
     assert reh.extends == "paper" and reh.figures_dir == "build/figures/rehearsal"
     # Ids, datasets, formats and organisms are inherited, never restated.
-    for cls, keys in {"ParetoParams": ("targets", "text_datasets", "lr", "normalize_activations"),
-                      "ProbeParams": ("model_id", "control_model_id", "dialogue_format", "trigger"),
-                      "SycophancyParams": ("models", "data", "data_commit", "templates")}.items():
+    for cls, keys in {
+        "ParetoParams": ("targets", "text_datasets", "lr", "normalize_activations"),
+        "ProbeParams": ("model_id", "control_model_id", "dialogue_format", "trigger"),
+        "SycophancyParams": ("models", "data", "data_commit", "templates"),
+    }.items():
         for k in keys:
             assert reh.overrides_for(cls).get(k) == paper.overrides_for(cls).get(k), (cls, k)
     # What does change: scale, endpoint, device (and the rehearsal's own data pins).
-    allowed = {"train_tokens", "seq_len", "model_batch_size", "buffer_tokens", "gated_latents", "lambdas_gated",
-               "lambdas_baseline", "lambdas_jumprelu", "topk_ks", "batchtopk_ks", "warmup_steps", "resample_every", "resample_until", "rewarmup_steps", "eval_tokens",
-               "eval_lm_tokens", "eval_seq_len", "progress", "device", "dtype", "n_per_dataset", "n_bootstrap",
-               "n_random_directions", "batch_size", "data_base_url", "data_blobs", "toy_lambdas", "toy_steps"}
+    allowed = {
+        "train_tokens",
+        "seq_len",
+        "model_batch_size",
+        "buffer_tokens",
+        "gated_latents",
+        "lambdas_gated",
+        "lambdas_baseline",
+        "lambdas_jumprelu",
+        "topk_ks",
+        "batchtopk_ks",
+        "warmup_steps",
+        "resample_every",
+        "resample_until",
+        "rewarmup_steps",
+        "eval_tokens",
+        "eval_lm_tokens",
+        "eval_seq_len",
+        "progress",
+        "device",
+        "dtype",
+        "n_per_dataset",
+        "n_bootstrap",
+        "n_random_directions",
+        "batch_size",
+        "data_base_url",
+        "data_blobs",
+        "toy_lambdas",
+        "toy_steps",
+    }
     for cls in ("ParetoParams", "ShrinkageParams", "ProbeParams", "SycophancyParams"):
         changed = {k for k, v in reh.overrides_for(cls).items() if paper.overrides_for(cls).get(k) != v}
         assert changed <= allowed, (cls, changed - allowed)
@@ -32,8 +61,11 @@ def test_rehearsal_is_paper_plus_overrides_only():
 
 def test_deep_merge_and_extends_errors():
     assert deep_merge({"a": {"x": 1, "y": 2}, "b": [1]}, {"a": {"y": 3}, "b": [2]}) == {"a": {"x": 1, "y": 3}, "b": [2]}
-    texts = {"base": "description: d\noffline: true\nfigures_dir: f\nnotebooks: {P: {a: 1, b: 2}}\n",
-             "loop1": "extends: loop2\n", "loop2": "extends: loop1\n"}
+    texts = {
+        "base": "description: d\noffline: true\nfigures_dir: f\nnotebooks: {P: {a: 1, b: 2}}\n",
+        "loop1": "extends: loop2\n",
+        "loop2": "extends: loop1\n",
+    }
     child = parse_profile("child", "extends: base\nnotebooks: {P: {b: 3}}\n", load_text=texts.__getitem__)
     assert child.overrides_for("P") == {"a": 1, "b": 3} and child.offline
     with pytest.raises(ProfileError, match="cycle"):
@@ -55,12 +87,15 @@ def test_environment_references_expand_or_name_the_missing_variable(monkeypatch)
     assert expand_env("${HF_ENDPOINT}/raw/x") == "http://127.0.0.1:5/raw/x"
 
 
-@pytest.mark.parametrize("profile,notebook,stamp_start,fallback", [
-    ("rehearsal", "notebooks/01_gated_vs_l1_pareto.ipynb", "REHEARSAL", True),
-    ("paper", "notebooks/00_model_organism.ipynb", "NOT A PAPER FIGURE", True),  # was unstamped, fallback false
-    ("paper", "notebooks/01_gated_vs_l1_pareto.ipynb", None, False),
-    ("organism", "notebooks/00_model_organism.ipynb", "FALLBACK", True),
-])
+@pytest.mark.parametrize(
+    "profile,notebook,stamp_start,fallback",
+    [
+        ("rehearsal", "notebooks/01_gated_vs_l1_pareto.ipynb", "REHEARSAL", True),
+        ("paper", "notebooks/00_model_organism.ipynb", "NOT A PAPER FIGURE", True),  # was unstamped, fallback false
+        ("paper", "notebooks/01_gated_vs_l1_pareto.ipynb", None, False),
+        ("organism", "notebooks/00_model_organism.ipynb", "FALLBACK", True),
+    ],
+)
 def test_figures_are_stamped_by_profile_and_notebook(profile, notebook, stamp_start, fallback, tmp_path, monkeypatch):
     import matplotlib.pyplot as plt
 

@@ -12,6 +12,7 @@ background, at low priority, as soon as collection selects these tests (``tests/
 Skipped with one line where qemu-user is missing (``apt-get install qemu-user``); ``COMPANION_REQUIRE_QEMU=1``
 (set by ``.ci/run``) makes that a failure instead.
 """
+
 from __future__ import annotations
 
 import json
@@ -76,8 +77,11 @@ def test_the_numerics_in_force_are_reported_as_they_are(order):
     # torch chooses its kernels at the first computation, so importing it first is harmless; computing with it
     # before importing companion is not: the native paths are then in force, reported, and part of the cache key.
     env = {k: v for k, v in os.environ.items() if k not in PINNED}
-    imports = {"companion first": "import companion, torch", "torch first": "import torch, companion",
-               "torch used first": "import torch; torch.ones(4).exp().sum(); import companion"}[order]
+    imports = {
+        "companion first": "import companion, torch",
+        "torch first": "import torch, companion",
+        "torch used first": "import torch; torch.ones(4).exp().sum(); import companion",
+    }[order]
     code = f"{imports}; import json; from companion.backbone.environment import numerics; print(json.dumps(numerics()))"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     n = json.loads(out.stdout)
@@ -86,6 +90,11 @@ def test_the_numerics_in_force_are_reported_as_they_are(order):
         assert n["cpu_capability"] == "AVX2" and n["pinned"]["MKL_CBWR"] == "COMPATIBLE"
         assert n["mkl_branch"] == "COMPATIBLE" and n["dense_product"] == "onednn"
     else:
-        native = subprocess.run([sys.executable, "-c", "import torch; print(torch.backends.cpu.get_cpu_capability())"],
-                                env=env, capture_output=True, text=True, check=True).stdout.strip()
+        native = subprocess.run(
+            [sys.executable, "-c", "import torch; print(torch.backends.cpu.get_cpu_capability())"],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
         assert n["cpu_capability"] == native

@@ -1,4 +1,5 @@
 """The runner: parameter validation before execution, skipping, dependency tracking, failures, forks."""
+
 import json
 import os
 import shutil
@@ -54,11 +55,13 @@ def test_runs_then_skips_then_reruns_only_what_a_module_change_touches(project):
     status, _ = run(project)
     assert status == {"00_figs.ipynb": "skipped", "01_plain.ipynb": "skipped"}
     # Deciding to skip is cheap: it never imports torch (a fresh process, the same decision).
-    probe = (f"import sys; sys.path.insert(0, {str(FIXTURES)!r}); from pathlib import Path; "
-             "from companion.backbone import plan, runner; "
-             f"plan.PKG_DIR = Path({str(plan.PKG_DIR)!r}); "
-             f"res = runner.run_notebooks('ci', root=Path({str(project)!r}), log=lambda *_: None); "
-             "print([r.status for r in res], 'torch' in sys.modules)")
+    probe = (
+        f"import sys; sys.path.insert(0, {str(FIXTURES)!r}); from pathlib import Path; "
+        "from companion.backbone import plan, runner; "
+        f"plan.PKG_DIR = Path({str(plan.PKG_DIR)!r}); "
+        f"res = runner.run_notebooks('ci', root=Path({str(project)!r}), log=lambda *_: None); "
+        "print([r.status for r in res], 'torch' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "['skipped', 'skipped'] False"
 
@@ -132,8 +135,16 @@ def test_fork_records_lineage_and_runs_under_its_own_number(project):
     nb = nbformat.read(dest, as_version=4)
     lineage = nb.metadata["companion"]["lineage"]
     assert lineage["parent"] == "00_figs.ipynb"
-    assert lineage["parent_params"] == {"seed": 0, "n_points": 5, "slope": 2.0, "fail": False, "n_figures": 1,
-                                        "kill_kernel": False, "inputs": [], "save_delay": 0.0}
+    assert lineage["parent_params"] == {
+        "seed": 0,
+        "n_points": 5,
+        "slope": 2.0,
+        "fail": False,
+        "n_figures": 1,
+        "kill_kernel": False,
+        "inputs": [],
+        "save_delay": 0.0,
+    }
     assert "parent_commit" in lineage
     assert any("parameters" in c.metadata.get("tags", []) for c in nb.cells)
     status, _ = run(project, only="02")
@@ -151,8 +162,10 @@ def test_parameters_are_converted_routed_and_validated_before_anything_runs(proj
         run(project, overrides={"no_such_param": 1})
     with pytest.raises(ParameterError) as e:
         run(project, overrides={"n_points": "five"})
-    assert str(e.value).startswith("00_figs.ipynb: SmokeParams.n_points: Input should be a valid integer, unable to parse "
-                                   "string as an integer (got 'five')")
+    assert str(e.value).startswith(
+        "00_figs.ipynb: SmokeParams.n_points: Input should be a valid integer, unable to parse "
+        "string as an integer (got 'five')"
+    )
     with pytest.raises(ParameterError, match="at least 2"):
         run(project, overrides={"n_points": 1})
     with pytest.raises(ParameterError, match="none of the selected notebooks declares it"):
@@ -195,7 +208,8 @@ def test_every_sidecar_of_a_run_records_the_commit_and_a_clean_tree_despite_the_
         assert json.loads(p.read_text())["git"] == {"commit": head, "dirty": False}, p.name
     # An edited input, or a new notebook (a fork) that is not committed yet, is dirty.
     (git_project / "notebooks" / "00_figs.ipynb").write_text(
-        (git_project / "notebooks" / "00_figs.ipynb").read_text().replace("Smoke notebook", "Smoke notebook!"))
+        (git_project / "notebooks" / "00_figs.ipynb").read_text().replace("Smoke notebook", "Smoke notebook!")
+    )
     run_notebooks("organism", root=git_project, only="00", log=lambda *_: None)
     assert json.loads(sides[0].read_text())["git"] == {"commit": head, "dirty": True}
     _git(git_project, "checkout", "--", "notebooks")
@@ -221,8 +235,13 @@ def test_every_sidecar_of_a_run_records_the_commit_and_a_clean_tree_despite_the_
 
 
 def _cli(*args, cwd=None, env=None):
-    return subprocess.run([sys.executable, "-m", "companion.cli", *args], capture_output=True, text=True,
-                          cwd=cwd or Path(__file__).parents[1], env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "companion.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd or Path(__file__).parents[1],
+        env=env,
+    )
 
 
 def test_cli_errors_are_one_line_with_exit_status_2(project):
@@ -230,9 +249,11 @@ def test_cli_errors_are_one_line_with_exit_status_2(project):
     cases = [
         (["figures", "--profile", "nosuch"], "unknown profile 'nosuch'; choose one of ci, organism, paper"),
         (["figures", "--profile", "ci", "-p", "no_such_param=1"], "unknown parameter no_such_param='1'"),
-        (["figures", "--profile", "ci", "-p", "n_points=abc"],
-         "00_figs.ipynb: SmokeParams.n_points: Input should be a valid integer, unable to parse string as an integer "
-         "(got 'abc')"),
+        (
+            ["figures", "--profile", "ci", "-p", "n_points=abc"],
+            "00_figs.ipynb: SmokeParams.n_points: Input should be a valid integer, unable to parse string as an integer "
+            "(got 'abc')",
+        ),
         (["figures", "--profile", "ci", "--only", "42"], "ONLY='42' matches no notebook"),
         (["figures", "--profile", "ci", "-p", "n_points"], "must look like name=value"),
         (["figures", "--bogus"], "unrecognized arguments: --bogus"),
@@ -250,8 +271,17 @@ def test_cli_errors_are_one_line_with_exit_status_2(project):
 
 
 def test_cli_dry_run_on_the_real_notebooks_says_what_would_run(tmp_path):
-    proc = _cli("figures", "--profile", "ci", "--dry-run", "-p", "lr=3e-4", "--only", "01",
-                env={**os.environ, "COMPANION_FIGURES_DIR": str(tmp_path)})
+    proc = _cli(
+        "figures",
+        "--profile",
+        "ci",
+        "--dry-run",
+        "-p",
+        "lr=3e-4",
+        "--only",
+        "01",
+        env={**os.environ, "COMPANION_FIGURES_DIR": str(tmp_path)},
+    )
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[0].startswith("01_gated_vs_l1_pareto.ipynb: would run (") and "nothing was executed" in lines[-1]

@@ -1,4 +1,5 @@
 """A notebook that computes for minutes shows a bar of executed cells in a terminal, and nothing in a log."""
+
 from __future__ import annotations
 
 import fcntl
@@ -29,8 +30,14 @@ def _run(tmp_path, stderr) -> None:
     nb.cells = [nbformat.v4.new_code_cell("x = 1"), nbformat.v4.new_code_cell("y = x + 1")]
     nbformat.write(nb, tmp_path / "nb.ipynb")
     env = dict(os.environ)
-    subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path)], stderr=stderr, stdout=subprocess.DEVNULL,
-                   env=env, check=True, timeout=120)
+    subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(tmp_path)],
+        stderr=stderr,
+        stdout=subprocess.DEVNULL,
+        env=env,
+        check=True,
+        timeout=120,
+    )
 
 
 def _read_all(fd: int) -> str:

@@ -1,5 +1,6 @@
 """Baseline and Gated SAE losses (Rajamanoharan et al. 2024 §2, §3) against independent computations,
 gradient-flow checks of the gated loss, and the unit-norm decoder constraint."""
+
 from __future__ import annotations
 
 import math
@@ -10,7 +11,6 @@ import torch
 
 from companion.sae.architectures import make_sae
 from companion.sae.autoencoders import BaselineSAE, GatedSAE
-
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -51,8 +51,14 @@ def _baseline_loss_loops(sae, x, lam):
 
 def _gated_loss_loops(sae, x, lam):
     """Element-by-element evaluation of the gated loss with W_mag = exp(r_mag) ⊙ W_gate (paper §3.2)."""
-    Wg, bg, r, bm, Wd, bd = (_np(sae.W_gate), _np(sae.b_gate), _np(sae.r_mag), _np(sae.b_mag), _np(sae.W_dec),
-                             _np(sae.b_dec))
+    Wg, bg, r, bm, Wd, bd = (
+        _np(sae.W_gate),
+        _np(sae.b_gate),
+        _np(sae.r_mag),
+        _np(sae.b_mag),
+        _np(sae.W_dec),
+        _np(sae.b_dec),
+    )
     X = _np(x)
     M, d = Wg.shape
     rec = l1 = aux = l0 = 0.0
@@ -110,9 +116,10 @@ def test_gated_encode_is_jumprelu_with_paper_threshold():
 def test_l1_is_on_the_gate_only_and_puts_no_gradient_on_the_magnitude_path():
     sae, x = _perturbed(GatedSAE), _x()
     L = sae.loss(x, 1.0)
-    grads = torch.autograd.grad(L.sparsity, [sae.r_mag, sae.b_mag, sae.W_dec, sae.W_gate, sae.b_gate],
-                                allow_unused=True)
-    for name, g in zip(["r_mag", "b_mag", "W_dec"], grads[:3]):
+    grads = torch.autograd.grad(
+        L.sparsity, [sae.r_mag, sae.b_mag, sae.W_dec, sae.W_gate, sae.b_gate], allow_unused=True
+    )
+    for name, g in zip(["r_mag", "b_mag", "W_dec"], grads[:3], strict=False):
         assert g is None or torch.count_nonzero(g) == 0, f"L1 leaked gradient into {name}"
     assert grads[3] is not None and torch.count_nonzero(grads[3]) > 0, "L1 must train W_gate"
     assert grads[4] is not None and torch.count_nonzero(grads[4]) > 0, "L1 must train b_gate"

@@ -1,4 +1,5 @@
 """The activation store: bounded shuffled buffer, determinism, disk shards, special-token exclusion."""
+
 from __future__ import annotations
 
 import pytest
@@ -6,7 +7,6 @@ import torch
 
 from companion.models.scoring import hook_block
 from companion.sae.activations import ActivationStore, keep_mask, model_chunks, shard_chunks, write_shards
-
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -2,6 +2,7 @@
 matches autograd on them.
 
 Not a timing test: it runs at a tiny size with peers disabled."""
+
 from __future__ import annotations
 
 import subprocess
@@ -43,13 +44,35 @@ def test_benchmark_states_have_the_density_they_report(arch, density):
 
 
 def test_benchmark_script_runs_small():
-    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_sae.py"), "--d", "32", "--latents", "256",
-                          "--batch", "128", "--rounds", "1", "--densities", "0.05", "0.5", "--no-peers"],
-                         capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "bench_sae.py"),
+            "--d",
+            "32",
+            "--latents",
+            "256",
+            "--batch",
+            "128",
+            "--rounds",
+            "1",
+            "--densities",
+            "0.05",
+            "0.5",
+            "--no-peers",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     table = out.stdout.split("ms per training step (median")[1].splitlines()
-    rows = [line.split() for line in table if line.split() and line.split()[0] in
-            ("baseline", "gated", "jumprelu", "topk", "batchtopk")]
-    assert [(r[0], r[1]) for r in rows] == [(a, d) for a in ("baseline", "gated", "jumprelu", "topk", "batchtopk")
-                                            for d in ("5%", "50%")]
+    rows = [
+        line.split()
+        for line in table
+        if line.split() and line.split()[0] in ("baseline", "gated", "jumprelu", "topk", "batchtopk")
+    ]
+    assert [(r[0], r[1]) for r in rows] == [
+        (a, d) for a in ("baseline", "gated", "jumprelu", "topk", "batchtopk") for d in ("5%", "50%")
+    ]
     assert "reference" in table[1] and "ours" in table[1]

@@ -1,6 +1,7 @@
 """SAE sweep checkpoints (companion.sae.checkpoint): a sweep stopped part-way — by an exception, or by SIGKILL in a
 separate process — and run again ends with exactly the SAEs, optimiser states and logs of an uninterrupted run
 (resampling included, whose pool the resume refills by replaying the stream)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -15,20 +16,26 @@ import pytest
 import torch
 
 from companion.sae.checkpoint import Checkpointing
-from companion.sae.toy import superposition_data
 from companion.sae.sweeps import equal_compute_sweep, successor_sweep
+from companion.sae.toy import superposition_data
 from companion.sae.training import SAETrainConfig, train_sweep
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 # Resampling every 10 steps until step 32: checkpoints every 4 steps fall before, on and after resamplings.  Few true
 # features and large λ, so that checks find dead latents to resample.
-CFG = SAETrainConfig(lr=0.01, warmup_steps=2, resample_every=10, resample_until=32, rewarmup_steps=4,
-                     resample_inputs=512)
+CFG = SAETrainConfig(
+    lr=0.01, warmup_steps=2, resample_every=10, resample_until=32, rewarmup_steps=4, resample_inputs=512
+)
 # The successors too: TopK's dead-latent counters (AuxK) and BatchTopK's running threshold are training state.
 SPECS = equal_compute_sweep(64, [3.0, 20.0], [2.0, 30.0]) + successor_sweep(
-    32, lambdas_jumprelu=[0.5], topk_ks=[2], batchtopk_ks=[2], topk={"aux_k": 8, "dead_tokens": 256},
-    batchtopk={"aux_k": 8, "dead_tokens": 256})
+    32,
+    lambdas_jumprelu=[0.5],
+    topk_ks=[2],
+    batchtopk_ks=[2],
+    topk={"aux_k": 8, "dead_tokens": 256},
+    batchtopk={"aux_k": 8, "dead_tokens": 256},
+)
 STEPS = 40
 
 
@@ -41,13 +48,12 @@ def _batches(stop_after: int | None = None):
 
 
 def _train(checkpoint=None, stop_after=None):
-    return train_sweep(_batches(stop_after), SPECS, CFG, seed=3, max_steps=STEPS, progress=False,
-                       checkpoint=checkpoint)
+    return train_sweep(_batches(stop_after), SPECS, CFG, seed=3, max_steps=STEPS, progress=False, checkpoint=checkpoint)
 
 
 def _assert_same(a, b):
-    for ta, tb in zip(a, b):
-        for (name, pa), pb in zip(ta.sae.state_dict().items(), tb.sae.state_dict().values()):
+    for ta, tb in zip(a, b, strict=False):
+        for (name, pa), pb in zip(ta.sae.state_dict().items(), tb.sae.state_dict().values(), strict=False):
             assert torch.equal(pa, pb), f"{ta.spec.name}.{name} differs from the uninterrupted run"
         la, lb = dataclasses.asdict(ta.log), dataclasses.asdict(tb.log)
         la.pop("seconds"), lb.pop("seconds")  # wall-clock step time: measured, never equal
@@ -73,8 +79,15 @@ def test_a_checkpoint_of_another_sweep_is_refused(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         _train(ck, stop_after=9)
     with pytest.raises(ValueError, match="another sweep"):
-        train_sweep(_batches(), equal_compute_sweep(24, [0.5], [0.3]), CFG, seed=3, max_steps=STEPS,
-                    progress=False, checkpoint=ck)
+        train_sweep(
+            _batches(),
+            equal_compute_sweep(24, [0.5], [0.3]),
+            CFG,
+            seed=3,
+            max_steps=STEPS,
+            progress=False,
+            checkpoint=ck,
+        )
 
 
 SCRIPT = """
@@ -116,6 +129,6 @@ def test_a_sweep_killed_with_sigkill_and_rerun_ends_with_the_uninterrupted_saes(
     subprocess.run(run + ["fast"], check=True, timeout=300)
     resumed = torch.load(f"{folder}.result.pt", weights_only=True)
     reference = _train()
-    for sd, t in zip(resumed, reference):
+    for sd, t in zip(resumed, reference, strict=False):
         for name, p in t.sae.state_dict().items():
             assert torch.equal(sd[name], p), f"{t.spec.name}.{name} differs after kill and rerun"

@@ -1,5 +1,6 @@
 """Notebook-level SAE library (companion.sae.experiment): cached sweeps on a tiny real model, notebook 02's
 cache hit, Pareto/matched-L0 helpers, profile sections and parameter validation."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -8,14 +9,11 @@ import math
 import pytest
 import torch
 
+from companion.backbone.params import ParameterError
 from companion.sae.analysis import interpolate_at_l0, matched_l0_table, paper_reference_table, pareto_frontier
 from companion.sae.experiment import SAEEval, evaluate_site, run_sweeps, site_sweep
-
 from companion.sae.params import ParetoParams, ShrinkageParams, parse_target
-
-from companion.sae.subjects import Subject, _SUBJECTS, hf_text_batches
-from companion.backbone.params import ParameterError
-
+from companion.sae.subjects import _SUBJECTS, Subject, hf_text_batches
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -31,7 +29,8 @@ def tiny_subject(tmp_path, monkeypatch):
     monkeypatch.setenv("COMPANION_CACHE", str(tmp_path / "cache"))
     torch.manual_seed(0)
     GPT2LMHeadModel(GPT2Config(n_embd=16, n_layer=2, n_head=2, n_positions=32, vocab_size=40)).save_pretrained(
-        tmp_path / "m")
+        tmp_path / "m"
+    )
     model = TransformerBridge.boot_transformers(str(tmp_path / "m"), device="cpu")
     model.eval()
 
@@ -49,11 +48,27 @@ def tiny_subject(tmp_path, monkeypatch):
 
 
 def _params(**kw):
-    base = dict(targets=("tiny@blocks.0.hook_mlp_out",), text_datasets={"tiny": "unused"}, train_tokens=4096,
-                seq_len=16, model_batch_size=8, batch_size=128, buffer_tokens=1024, gated_latents=32,
-                lambdas_gated=(0.5, 2.0), lambdas_baseline=(0.5, 2.0), lambdas_jumprelu=(0.3,), topk_ks=(4,),
-                batchtopk_ks=(4,), lr=3e-3, warmup_steps=5, eval_tokens=512,
-                eval_lm_tokens=256, eval_seq_len=16, progress=False)
+    base = dict(
+        targets=("tiny@blocks.0.hook_mlp_out",),
+        text_datasets={"tiny": "unused"},
+        train_tokens=4096,
+        seq_len=16,
+        model_batch_size=8,
+        batch_size=128,
+        buffer_tokens=1024,
+        gated_latents=32,
+        lambdas_gated=(0.5, 2.0),
+        lambdas_baseline=(0.5, 2.0),
+        lambdas_jumprelu=(0.3,),
+        topk_ks=(4,),
+        batchtopk_ks=(4,),
+        lr=3e-3,
+        warmup_steps=5,
+        eval_tokens=512,
+        eval_lm_tokens=256,
+        eval_seq_len=16,
+        progress=False,
+    )
     base.update(kw)
     return ParetoParams.from_dict(base)
 
@@ -63,13 +78,19 @@ def test_site_sweep_trains_once_then_hits_the_cache_and_notebook_02_reuses_it(ti
     s1 = site_sweep(P, P.targets[0])
     assert not s1.from_cache
     assert [(t.spec.architecture, t.spec.n_latents, t.spec.lam, t.spec.options.get("k")) for t in s1.saes] == [
-        ("baseline", 48, 0.5, None), ("baseline", 48, 2.0, None), ("gated", 32, 0.5, None), ("gated", 32, 2.0, None),
-        ("jumprelu", 48, 0.3, None), ("topk", 48, 0.0, 4), ("batchtopk", 48, 0.0, 4)]
+        ("baseline", 48, 0.5, None),
+        ("baseline", 48, 2.0, None),
+        ("gated", 32, 0.5, None),
+        ("gated", 32, 2.0, None),
+        ("jumprelu", 48, 0.3, None),
+        ("topk", 48, 0.0, 4),
+        ("batchtopk", 48, 0.0, 4),
+    ]
     assert all(t.log.steps == 4096 // 128 and t.log.seconds > 0 for t in s1.saes)
     assert float(s1.saes[-1].sae.threshold) > 0, "BatchTopK estimated its inference threshold"
     s2 = site_sweep(P, P.targets[0])
     assert s2.from_cache and s2.cache_key == s1.cache_key
-    for a, b in zip(s1.saes, s2.saes):
+    for a, b in zip(s1.saes, s2.saes, strict=False):
         assert torch.equal(a.sae.W_dec, b.sae.W_dec) and a.input_scale == b.input_scale
     # Notebook 02's parameters carry the same sweep settings -> the same entry (plus its own extra fields).
     S = ShrinkageParams.from_dict({**P.to_dict(), "toy_steps": 10})
@@ -106,18 +127,22 @@ def test_run_sweeps_goes_target_by_target_and_says_what_came_from_the_cache(tiny
 
     twin = dataclasses.replace(tiny_subject, name="twin", key="tiny-test-model-twin")
     monkeypatch.setitem(_SUBJECTS, ("twin", context().profile.name, "cpu"), twin)
-    params = _params(targets=("tiny@blocks.0.hook_mlp_out", "twin@blocks.0.hook_mlp_out"),
-                     text_datasets={"tiny": "unused", "twin": "unused"})
+    params = _params(
+        targets=("tiny@blocks.0.hook_mlp_out", "twin@blocks.0.hook_mlp_out"),
+        text_datasets={"tiny": "unused", "twin": "unused"},
+    )
     first: list[str] = []
     rows = run_sweeps(params, log=first.append)
     assert [r.target for r in rows] == [t for t in params.targets for _ in range(7)]
     assert len(first) == 3 and "14 SAEs at 2 targets" in first[2]
-    for target, line in zip(params.targets, first):
+    for target, line in zip(params.targets, first, strict=False):
         sweep = site_sweep(params, target)
         assert line.startswith(f"{target}: d = 16, 7 SAEs trained now in ") and f"(key {sweep.cache_key})" in line
     again: list[str] = []
     assert run_sweeps(params, log=again.append) == rows
-    assert all(f"{t}: d = 16, 7 SAEs from the cache in " in line for t, line in zip(params.targets, again))
+    assert all(
+        f"{t}: d = 16, 7 SAEs from the cache in " in line for t, line in zip(params.targets, again, strict=False)
+    )
     # The same rows as the two calls it makes, per target.
     assert rows[7:] == evaluate_site(params, site_sweep(params, params.targets[1]))
 
@@ -165,14 +190,19 @@ def _row(arch, l0, lr, gamma=1.0, lam=1.0):
 
 
 def test_matched_l0_table_pairs_closest_baseline_in_log_l0():
-    rows = [_row("gated", 10, 0.9, 1.0), _row("baseline", 12, 0.8, 0.8, lam=2.0), _row("baseline", 30, 0.85, 0.8),
-            _row("baseline", 5, 0.6, 0.7, lam=4.0)]
+    rows = [
+        _row("gated", 10, 0.9, 1.0),
+        _row("baseline", 12, 0.8, 0.8, lam=2.0),
+        _row("baseline", 30, 0.85, 0.8),
+        _row("baseline", 5, 0.6, 0.7, lam=4.0),
+    ]
     t = matched_l0_table(rows)
     assert len(t) == 1
     r = t.iloc[0]
     assert r["baseline L0"] == 12 and r["gated loss rec."] == 0.9 and r["baseline λ"] == 2.0
     assert r["baseline frontier at gated L0"] == pytest.approx(
-        0.6 + 0.2 * (math.log(10) - math.log(5)) / (math.log(12) - math.log(5)))
+        0.6 + 0.2 * (math.log(10) - math.log(5)) / (math.log(12) - math.log(5))
+    )
 
 
 def test_paper_reference_table_has_the_papers_numbers():
@@ -223,8 +253,8 @@ def test_training_from_cached_activation_shards_gives_the_same_saes(tiny_subject
     from companion.backbone.cache import default_cache
 
     assert len(default_cache().ls("activations")) == 1
-    for a, b in zip(direct.saes, from_disk.saes):
-        for pa, pb in zip(a.sae.parameters(), b.sae.parameters()):
+    for a, b in zip(direct.saes, from_disk.saes, strict=False):
+        for pa, pb in zip(a.sae.parameters(), b.sae.parameters(), strict=False):
             assert torch.equal(pa, pb)
 
 
@@ -246,9 +276,10 @@ def test_hf_text_batches_partition_and_rows(monkeypatch):
             return iter(self.items)
 
     calls = []
-    fake = types.SimpleNamespace(load_dataset=lambda name, config, split, streaming: calls.append((name, config))
-                                 or _Stream(docs),
-                                 config=types.SimpleNamespace(USE_PARQUET_EXPORT=True, HF_UPDATE_DOWNLOAD_COUNTS=True))
+    fake = types.SimpleNamespace(
+        load_dataset=lambda name, config, split, streaming: calls.append((name, config)) or _Stream(docs),
+        config=types.SimpleNamespace(USE_PARQUET_EXPORT=True, HF_UPDATE_DOWNLOAD_COUNTS=True),
+    )
     monkeypatch.setitem(sys.modules, "datasets", fake)
 
     class _Tok:

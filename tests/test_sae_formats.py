@@ -2,6 +2,7 @@
 dictionary_learning's own classes) compute dictionary_learning's encode and decode, with the model and hook the config
 names; and a bad source is refused saying what was expected.  (SAELens releases through the Hub are tested against
 the loopback Hub in tests/test_rehearsal_hub.py.)"""
+
 from __future__ import annotations
 
 import json
@@ -32,9 +33,13 @@ def _dl_autoencoder(dict_class: str):
     from dictionary_learning.trainers.batch_top_k import BatchTopKSAE as DLBatchTopK
     from dictionary_learning.trainers.top_k import AutoEncoderTopK
 
-    ae = {"AutoEncoder": lambda: AutoEncoder(D, M), "GatedAutoEncoder": lambda: GatedAutoEncoder(D, M),
-          "JumpReluAutoEncoder": lambda: JumpReluAutoEncoder(D, M), "AutoEncoderTopK": lambda: AutoEncoderTopK(D, M, 5),
-          "BatchTopKSAE": lambda: DLBatchTopK(D, M, 5)}[dict_class]()
+    ae = {
+        "AutoEncoder": lambda: AutoEncoder(D, M),
+        "GatedAutoEncoder": lambda: GatedAutoEncoder(D, M),
+        "JumpReluAutoEncoder": lambda: JumpReluAutoEncoder(D, M),
+        "AutoEncoderTopK": lambda: AutoEncoderTopK(D, M, 5),
+        "BatchTopKSAE": lambda: DLBatchTopK(D, M, 5),
+    }[dict_class]()
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for name, p in ae.named_parameters():
@@ -49,14 +54,29 @@ def _dl_autoencoder(dict_class: str):
 def _save(ae, dict_class, path, submodule="resid_post_layer_3"):
     path.mkdir(parents=True)
     torch.save({k: v.cpu() for k, v in ae.state_dict().items()}, path / "ae.pt")
-    trainer = {"dict_class": dict_class, "trainer_class": "X", "activation_dim": D, "dict_size": M, "layer": 3,
-               "lm_name": "EleutherAI/pythia-70m-deduped", "submodule_name": submodule, "k": 5}
+    trainer = {
+        "dict_class": dict_class,
+        "trainer_class": "X",
+        "activation_dim": D,
+        "dict_size": M,
+        "layer": 3,
+        "lm_name": "EleutherAI/pythia-70m-deduped",
+        "submodule_name": submodule,
+        "k": 5,
+    }
     (path / "config.json").write_text(json.dumps({"trainer": trainer, "buffer": {"ctx_len": 128}}))
 
 
-@pytest.mark.parametrize("dict_class,ours", [("AutoEncoder", BaselineSAE), ("GatedAutoEncoder", GatedSAE),
-                                             ("JumpReluAutoEncoder", JumpReLUSAE), ("AutoEncoderTopK", TopKSAE),
-                                             ("BatchTopKSAE", BatchTopKSAE)])
+@pytest.mark.parametrize(
+    "dict_class,ours",
+    [
+        ("AutoEncoder", BaselineSAE),
+        ("GatedAutoEncoder", GatedSAE),
+        ("JumpReluAutoEncoder", JumpReLUSAE),
+        ("AutoEncoderTopK", TopKSAE),
+        ("BatchTopKSAE", BatchTopKSAE),
+    ],
+)
 def test_dictionary_learning_folders_compute_dictionary_learnings_function(tmp_path, dict_class, ours):
     ae = _dl_autoencoder(dict_class)
     _save(ae, dict_class, tmp_path / "trainer_0")

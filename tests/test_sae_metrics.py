@@ -1,7 +1,7 @@
 """SAE metrics (companion.sae.metrics) against brute force and hand-computed values; the γ asymmetry of the
 corrected paper (Rajamanoharan et al. 2024, Eqs. 9/10); splicing on a tiny real TransformerBridge."""
-from __future__ import annotations
 
+from __future__ import annotations
 
 import numpy as np
 import pytest
@@ -10,7 +10,6 @@ from scipy.optimize import minimize_scalar
 
 from companion.sae import metrics as sm
 from companion.sae.toy import WORKED_NOISE_POWER, gamma_worked_case, near_perpendicular_case
-
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -116,7 +115,7 @@ def test_streaming_stats_equal_full_batch_functions():
     f = torch.relu(torch.randn(300, 10, generator=torch.Generator().manual_seed(9)))
     st = sm.ReconstructionStats()
     for i in range(0, 300, 64):
-        st.update(x[i:i + 64], xh[i:i + 64], f[i:i + 64])
+        st.update(x[i : i + 64], xh[i : i + 64], f[i : i + 64])
     s = st.summary()
     assert s.gamma == pytest.approx(sm.relative_reconstruction_bias(x, xh), rel=1e-12)
     assert s.gamma_first_version == pytest.approx(sm.first_version_gamma(x, xh), rel=1e-12)
@@ -158,8 +157,9 @@ def tiny_model(tmp_path_factory):
 
     path = tmp_path_factory.mktemp("tiny_gpt2_sae")
     torch.manual_seed(0)
-    GPT2LMHeadModel(GPT2Config(n_embd=32, n_layer=2, n_head=2, n_positions=32, vocab_size=50, bos_token_id=0,
-                               eos_token_id=0)).save_pretrained(path)
+    GPT2LMHeadModel(
+        GPT2Config(n_embd=32, n_layer=2, n_head=2, n_positions=32, vocab_size=50, bos_token_id=0, eos_token_id=0)
+    ).save_pretrained(path)
     tok = Tokenizer(models.WordLevel({f"w{i}": i for i in range(50)}, unk_token="w1"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="w0", eos_token="w0", unk_token="w1").save_pretrained(path)
@@ -192,7 +192,7 @@ def test_lm_losses_identity_splice_is_clean_and_zero_matches_manual_hook(tiny_mo
     # Zero ablation by hand: zero every non-BOS position of the site, mean CE over all predictions.
     tot = 0.0
     for t in toks:
-        keep = (t != 0)
+        keep = t != 0
 
         def hook(a, hook=None, keep=keep):
             flat = a.reshape(a.shape[0], a.shape[1], -1).clone()
@@ -200,8 +200,9 @@ def test_lm_losses_identity_splice_is_clean_and_zero_matches_manual_hook(tiny_mo
             return flat.reshape(a.shape)
 
         with torch.no_grad():
-            tot += float(tiny_model.run_with_hooks(t, return_type="loss", loss_per_token=True,
-                                                   fwd_hooks=[(site, hook)]).sum())
+            tot += float(
+                tiny_model.run_with_hooks(t, return_type="loss", loss_per_token=True, fwd_hooks=[(site, hook)]).sum()
+            )
     assert res.ce_zero == pytest.approx(tot / res.n_tokens, rel=1e-6)
     assert abs(res.ce_zero - res.ce_clean) > 1e-4, "zero ablation must change the loss (else nothing was spliced)"
     if res.ce_zero > res.ce_clean:  # an untrained model need not be hurt by ablation; the formula is tested above

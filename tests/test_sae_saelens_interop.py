@@ -8,6 +8,7 @@ with their model and hook names and compute SAELens' encode/decode; the architec
 normalisations, are refused with a message saying what to do.  Every architecture both libraries have is tested both
 ways: baseline (SAELens "standard"), gated, JumpReLU, TopK and BatchTopK (saved by both as a JumpReLU).
 """
+
 import json
 import warnings
 
@@ -24,9 +25,13 @@ from companion.sae.successors import BatchTopKSAE, JumpReLUSAE, TopKSAE
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 D, M = 16, 40
-CLASSES = {"standard": (BaselineSAE, sae_lens.StandardSAE), "gated": (GatedSAE, sae_lens.GatedSAE),
-           "jumprelu": (JumpReLUSAE, sae_lens.JumpReLUSAE), "topk": (TopKSAE, sae_lens.TopKSAE),
-           "batchtopk": (BatchTopKSAE, sae_lens.JumpReLUSAE)}
+CLASSES = {
+    "standard": (BaselineSAE, sae_lens.StandardSAE),
+    "gated": (GatedSAE, sae_lens.GatedSAE),
+    "jumprelu": (JumpReLUSAE, sae_lens.JumpReLUSAE),
+    "topk": (TopKSAE, sae_lens.TopKSAE),
+    "batchtopk": (BatchTopKSAE, sae_lens.JumpReLUSAE),
+}
 """SAELens' name -> (our class, the SAELens class that reads our file)."""
 
 
@@ -35,7 +40,7 @@ def _trained_like(cls, seed=0):
     sae = cls(D, M, seed=seed, **({"k": 6} if issubclass(cls, TopKSAE) else {}))
     g = torch.Generator().manual_seed(seed + 1)
     with torch.no_grad():
-        for name, p in sae.named_parameters():
+        for _name, p in sae.named_parameters():
             p.add_(0.3 * torch.randn(p.shape, generator=g))
         if isinstance(sae, JumpReLUSAE):
             sae.log_threshold.copy_(torch.log(0.2 + torch.rand(M, generator=g)))
@@ -51,8 +56,18 @@ def _x(n=64, seed=3, scale=1.0):
 def _tiny_hooked(seed=0):
     from transformer_lens import HookedTransformerConfig
 
-    cfg = HookedTransformerConfig(n_layers=2, d_model=D, n_ctx=16, d_head=4, n_heads=4, d_mlp=32, d_vocab=50,
-                                  act_fn="gelu", normalization_type="LN", seed=seed)
+    cfg = HookedTransformerConfig(
+        n_layers=2,
+        d_model=D,
+        n_ctx=16,
+        d_head=4,
+        n_heads=4,
+        d_mlp=32,
+        d_vocab=50,
+        act_fn="gelu",
+        normalization_type="LN",
+        seed=seed,
+    )
     with warnings.catch_warnings():  # TransformerLens 3 marks HookedTransformer deprecated; SAELens builds on it
         warnings.simplefilter("ignore", DeprecationWarning)
         return HookedSAETransformer(cfg).eval()
@@ -61,13 +76,26 @@ def _tiny_hooked(seed=0):
 @pytest.mark.parametrize("arch", list(CLASSES))
 def test_our_sae_loads_in_saelens_with_its_metadata_and_the_same_function(tmp_path, arch):
     ours, scale = _trained_like(CLASSES[arch][0]), 2.5
-    save_sae(ours, tmp_path / "s", input_scale=scale, model_name="organism:backdoor", hook_name="blocks.1.hook_resid_pre",
-             context_size=128, exclude_special_tokens=[0], dataset_path="organism corpus", companion={"lam": 2.0})
+    save_sae(
+        ours,
+        tmp_path / "s",
+        input_scale=scale,
+        model_name="organism:backdoor",
+        hook_name="blocks.1.hook_resid_pre",
+        context_size=128,
+        exclude_special_tokens=[0],
+        dataset_path="organism corpus",
+        companion={"lam": 2.0},
+    )
     with pytest.warns(UserWarning, match="from_pretrained_no_processing"):  # SAELens relays how to load the model
         sl = sae_lens.SAE.load_from_disk(tmp_path / "s")
     assert type(sl) is CLASSES[arch][1]
     meta = sl.cfg.metadata
-    assert (meta.model_name, meta.hook_name, meta.hook_head_index) == ("organism:backdoor", "blocks.1.hook_resid_pre", None)
+    assert (meta.model_name, meta.hook_name, meta.hook_head_index) == (
+        "organism:backdoor",
+        "blocks.1.hook_resid_pre",
+        None,
+    )
     assert (meta.context_size, meta.prepend_bos, meta.dataset_path) == (128, True, "organism corpus")
     assert meta.exclude_special_tokens == [0] and meta.model_from_pretrained_kwargs == NO_PROCESSING
     assert meta.sae_lens_version == sae_lens.__version__  # >= 6: read as a SAELens 6 config, not converted
@@ -91,10 +119,18 @@ def _splice(model, hook_name, fn, tokens):
         return model.run_with_hooks(tokens, fwd_hooks=[(hook_name, lambda a, hook=None: fn(a))])
 
 
-@pytest.mark.parametrize("arch,hook_name", [
-    ("standard", "blocks.1.hook_resid_pre"), ("standard", "blocks.0.hook_mlp_out"),
-    ("gated", "blocks.1.hook_resid_pre"), ("gated", "blocks.0.hook_mlp_out"),
-    ("jumprelu", "blocks.1.hook_resid_pre"), ("topk", "blocks.0.hook_mlp_out"), ("batchtopk", "blocks.1.hook_resid_pre")])
+@pytest.mark.parametrize(
+    "arch,hook_name",
+    [
+        ("standard", "blocks.1.hook_resid_pre"),
+        ("standard", "blocks.0.hook_mlp_out"),
+        ("gated", "blocks.1.hook_resid_pre"),
+        ("gated", "blocks.0.hook_mlp_out"),
+        ("jumprelu", "blocks.1.hook_resid_pre"),
+        ("topk", "blocks.0.hook_mlp_out"),
+        ("batchtopk", "blocks.1.hook_resid_pre"),
+    ],
+)
 def test_add_sae_attaches_our_sae_at_its_hook_and_reproduces_our_splice(tmp_path, arch, hook_name):
     ours = _trained_like(CLASSES[arch][0], seed=4)
     save_sae(ours, tmp_path / "s", model_name="tiny", hook_name=hook_name, context_size=16)
@@ -115,8 +151,9 @@ def test_add_sae_attaches_our_sae_at_its_hook_and_reproduces_our_splice(tmp_path
     assert (spliced - clean).abs().max() > 1e-3  # the SAE really was in the forward pass
     # The codes SAELens computed inside the model are our codes of the hook's activations.
     _, clean_cache = model.run_with_cache(tokens, names_filter=hook_name)
-    torch.testing.assert_close(cache[f"{hook_name}.hook_sae_acts_post"], ours.encode(clean_cache[hook_name]),
-                               rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(
+        cache[f"{hook_name}.hook_sae_acts_post"], ours.encode(clean_cache[hook_name]), rtol=1e-5, atol=1e-5
+    )
 
 
 def test_saelens_splice_gives_our_spliced_lm_loss_with_the_recorded_special_tokens(tmp_path):
@@ -153,8 +190,9 @@ def test_saelens_bridge_attaches_our_sae_to_a_model_our_loader_reads(tmp_path):
     tok = organism_tokenizer.wrap(organism_tokenizer.train_bpe([text] * 20, vocab_size=280))
     torch.manual_seed(0)
     path = tmp_path / "m"
-    GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_positions=32, n_embd=D, n_layer=2, n_head=4, bos_token_id=0,
-                               eos_token_id=0)).save_pretrained(path)
+    GPT2LMHeadModel(
+        GPT2Config(vocab_size=len(tok), n_positions=32, n_embd=D, n_layer=2, n_head=4, bos_token_id=0, eos_token_id=0)
+    ).save_pretrained(path)
     tok.save_pretrained(path)
     ours, hook = _trained_like(GatedSAE, seed=5), "blocks.1.hook_resid_pre"
     save_sae(ours, tmp_path / "s", model_name=str(path), hook_name=hook)
@@ -173,8 +211,14 @@ def test_saelens_bridge_attaches_our_sae_to_a_model_our_loader_reads(tmp_path):
 
 # ------------------------------------------------------------------------------------------ SAELens -> ours
 def _saelens_sae(config_cls, sae_cls, seed=0, **cfg):
-    meta = SAEMetadata(model_name="gpt2", hook_name="blocks.8.hook_resid_pre", hook_head_index=None, context_size=128,
-                       prepend_bos=True, dataset_path="monology/pile-uncopyrighted")
+    meta = SAEMetadata(
+        model_name="gpt2",
+        hook_name="blocks.8.hook_resid_pre",
+        hook_head_index=None,
+        context_size=128,
+        prepend_bos=True,
+        dataset_path="monology/pile-uncopyrighted",
+    )
     sae = sae_cls(config_cls(d_in=D, d_sae=M, dtype="float32", metadata=meta, **cfg))
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
@@ -190,17 +234,31 @@ SAVED = {  # (config class, SAE class, extra config) by (architecture, how SAELe
     ("gated", "save_model"): (sae_lens.GatedSAEConfig, sae_lens.GatedSAE, {}),
     ("jumprelu", "save_model"): (sae_lens.JumpReLUSAEConfig, sae_lens.JumpReLUSAE, {}),
     ("topk", "save_model"): (sae_lens.TopKSAEConfig, sae_lens.TopKSAE, {"k": 5}),
-    ("topk-rescaled", "save_model"): (sae_lens.TopKSAEConfig, sae_lens.TopKSAE, {"k": 5, "rescale_acts_by_decoder_norm": True}),
+    ("topk-rescaled", "save_model"): (
+        sae_lens.TopKSAEConfig,
+        sae_lens.TopKSAE,
+        {"k": 5, "rescale_acts_by_decoder_norm": True},
+    ),
     # What SAELens' training runner writes at the end of training (training details in the metadata); a BatchTopK
     # SAE becomes a JumpReLU with one threshold.
     ("standard", "save_inference_model"): (sae_lens.StandardTrainingSAEConfig, sae_lens.StandardTrainingSAE, {}),
     ("gated", "save_inference_model"): (sae_lens.GatedTrainingSAEConfig, sae_lens.GatedTrainingSAE, {}),
     ("jumprelu", "save_inference_model"): (sae_lens.JumpReLUTrainingSAEConfig, sae_lens.JumpReLUTrainingSAE, {}),
     ("topk", "save_inference_model"): (sae_lens.TopKTrainingSAEConfig, sae_lens.TopKTrainingSAE, {"k": 5}),
-    ("batchtopk", "save_inference_model"): (sae_lens.BatchTopKTrainingSAEConfig, sae_lens.BatchTopKTrainingSAE, {"k": 5}),
+    ("batchtopk", "save_inference_model"): (
+        sae_lens.BatchTopKTrainingSAEConfig,
+        sae_lens.BatchTopKTrainingSAE,
+        {"k": 5},
+    ),
 }
-READ_AS = {"standard": BaselineSAE, "gated": GatedSAE, "jumprelu": JumpReLUSAE, "topk": TopKSAE,
-           "topk-rescaled": TopKSAE, "batchtopk": JumpReLUSAE}
+READ_AS = {
+    "standard": BaselineSAE,
+    "gated": GatedSAE,
+    "jumprelu": JumpReLUSAE,
+    "topk": TopKSAE,
+    "topk-rescaled": TopKSAE,
+    "batchtopk": JumpReLUSAE,
+}
 
 
 @pytest.mark.parametrize("arch,how", list(SAVED))
@@ -254,7 +312,9 @@ def test_an_architecture_not_read_here_is_refused_naming_it(tmp_path):
     sl = _saelens_sae(sae_lens.AbsTopKSAEConfig, sae_lens.AbsTopKSAE, k=4)
     sl.save_model(tmp_path / "s")
     assert json.loads((tmp_path / "s" / CONFIG_FILE).read_text())["architecture"] == "abstopk"
-    with pytest.raises(SAEFormatError, match=r"architecture 'abstopk' cannot be loaded here \(standard, gated, jumprelu"):
+    with pytest.raises(
+        SAEFormatError, match=r"architecture 'abstopk' cannot be loaded here \(standard, gated, jumprelu"
+    ):
         load_sae(tmp_path / "s")
 
 
@@ -274,7 +334,9 @@ def test_per_token_normalisation_is_refused_with_advice_that_can_be_followed(tmp
 
 
 def test_a_folded_normalisation_is_refused_with_the_fold_to_apply(tmp_path):
-    sl = _saelens_sae(sae_lens.StandardSAEConfig, sae_lens.StandardSAE, normalize_activations="expected_average_only_in")
+    sl = _saelens_sae(
+        sae_lens.StandardSAEConfig, sae_lens.StandardSAE, normalize_activations="expected_average_only_in"
+    )
     sl.save_model(tmp_path / "s")
     with pytest.raises(SAEFormatError, match="fold_activation_norm_scaling_factor"):
         load_sae(tmp_path / "s")

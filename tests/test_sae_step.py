@@ -1,17 +1,17 @@
 """The hand-derived training step (companion.sae.step) must give the same losses and gradients as autograd on
 the one definition of each loss (the ``loss`` methods of companion.sae.autoencoders), in both its sparse and dense
 code paths; and the check the trainer runs before training must catch an edited loss."""
+
 from __future__ import annotations
+
+import dataclasses
 
 import pytest
 import torch
 
-import dataclasses
-
 from companion.sae.architectures import ARCHITECTURES
 from companion.sae.autoencoders import BaselineSAE, GatedSAE
 from companion.sae.step import Workspace, fast_step_disagreement, loss_and_grads
-
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -49,8 +49,9 @@ def test_fast_step_equals_autograd(cls, path, lam, shift):
     L, ref, counts = _reference(sae, x, lam)
     # max_sparse_density 1 forces the sparse path, 0 the dense one (unless the code is empty).
     fired = torch.zeros(sae.n_latents, dtype=torch.float64)
-    F = loss_and_grads(sae, x, lam, workspace=Workspace(), max_sparse_density=1.0 if path == "sparse" else 0.0,
-                       fire_counts=fired)
+    F = loss_and_grads(
+        sae, x, lam, workspace=Workspace(), max_sparse_density=1.0 if path == "sparse" else 0.0, fire_counts=fired
+    )
     for k in COMPONENTS:
         assert float(getattr(F, k)) == pytest.approx(float(getattr(L, k).detach()), rel=1e-11, abs=1e-12), k
     for n, p in sae.named_parameters():
@@ -98,30 +99,38 @@ def test_the_trainers_check_finds_every_fast_step_equal_to_its_loss(cls):
 
 def _doubled(term):
     """A reader's edit of a loss: one of its terms counted twice."""
+
     def edit(original):
         def loss(self, x, lam):
             L = original(self, x, lam)
             return dataclasses.replace(L, total=L.total + getattr(L, term), **{term: 2 * getattr(L, term)})
+
         return loss
+
     return edit
 
 
 def _aux_decoder_unfrozen(original):
     """The paper's Fig. 8 ablation: the gated auxiliary path's decoder trains (same values, other gradients)."""
+
     def loss(self, x, lam):
         L = original(self, x, lam)
         x_aux = torch.relu(self.gate_pre_activation(x)) @ self.W_dec.T + self.b_dec
         aux = (x - x_aux).pow(2).sum(-1).mean()
         return dataclasses.replace(L, total=L.total - L.auxiliary + aux, auxiliary=aux)
+
     return loss
 
 
-@pytest.mark.parametrize("cls,edit,what", [
-    (BaselineSAE, _doubled("sparsity"), "sparsity term"),
-    (BaselineSAE, _doubled("reconstruction"), "reconstruction term"),
-    (GatedSAE, _doubled("auxiliary"), "auxiliary term"),
-    (GatedSAE, _aux_decoder_unfrozen, "gradient of W_dec"),
-])
+@pytest.mark.parametrize(
+    "cls,edit,what",
+    [
+        (BaselineSAE, _doubled("sparsity"), "sparsity term"),
+        (BaselineSAE, _doubled("reconstruction"), "reconstruction term"),
+        (GatedSAE, _doubled("auxiliary"), "auxiliary term"),
+        (GatedSAE, _aux_decoder_unfrozen, "gradient of W_dec"),
+    ],
+)
 def test_an_edited_loss_makes_the_check_fail(monkeypatch, cls, edit, what):
     monkeypatch.setattr(cls, "loss", edit(cls.loss))
     problem = fast_step_disagreement(cls)
@@ -130,8 +139,11 @@ def test_an_edited_loss_makes_the_check_fail(monkeypatch, cls, edit, what):
 
 def test_an_edited_encoder_makes_the_check_fail(monkeypatch):
     # The gate opens at π_gate > −0.5 instead of > 0: encode and the loss change together, the fast step does not.
-    monkeypatch.setattr(GatedSAE, "gated_code", lambda self, x, pi: (pi > -0.5).to(x.dtype)
-                        * torch.relu(self.magnitude_pre_activation(x)))
+    monkeypatch.setattr(
+        GatedSAE,
+        "gated_code",
+        lambda self, x, pi: (pi > -0.5).to(x.dtype) * torch.relu(self.magnitude_pre_activation(x)),
+    )
     assert fast_step_disagreement(GatedSAE) is not None
 
 
@@ -179,6 +191,7 @@ def test_successor_fast_steps_equal_autograd(name, path, seed, dead_fraction):
 
 def _ste_to_input(original):
     """Anthropic's JumpReLU variant (SAELens' jumprelu_ste_to_input): the L0 term's estimator also reaches z."""
+
     def loss(self, x, lam):
         L = original(self, x, lam)
         z = self.pre_activation(x)
@@ -186,11 +199,13 @@ def _ste_to_input(original):
         K = ((z - self.threshold).abs() < eps / 2).to(z.dtype).detach()
         extra = lam * (z * K / eps).sum(-1).mean()  # d/dz = λ K / ε, the value of the loss unchanged
         return dataclasses.replace(L, total=L.total + extra - extra.detach())
+
     return loss
 
 
 def _aux_not_detached(original):
     """AuxK reconstructing e = x − x̂ without the stop-gradient: the same value, gradients through the main code."""
+
     def loss(self, x, lam):
         L = original(self, x, lam)
         z = self.pre_activation(x)
@@ -198,15 +213,19 @@ def _aux_not_detached(original):
         e = x - self.decode(self.code_of(z))
         aux = self.aux_alpha * (e - self.aux_code(z, dead) @ self.W_dec.T).pow(2).sum(-1).mean()
         return dataclasses.replace(L, total=L.total - L.auxiliary + aux, auxiliary=aux)
+
     return loss
 
 
-@pytest.mark.parametrize("name,edit,what", [
-    ("jumprelu", _ste_to_input, "gradient of W_enc"),
-    ("jumprelu", _doubled("sparsity"), "sparsity term"),
-    ("topk", _aux_not_detached, "gradient of"),
-    ("batchtopk", _doubled("auxiliary"), "auxiliary term"),
-])
+@pytest.mark.parametrize(
+    "name,edit,what",
+    [
+        ("jumprelu", _ste_to_input, "gradient of W_enc"),
+        ("jumprelu", _doubled("sparsity"), "sparsity term"),
+        ("topk", _aux_not_detached, "gradient of"),
+        ("batchtopk", _doubled("auxiliary"), "auxiliary term"),
+    ],
+)
 def test_an_edited_successor_loss_makes_the_check_fail(monkeypatch, name, edit, what):
     from companion.sae.architectures import ARCHITECTURES
 

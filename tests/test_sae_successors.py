@@ -1,6 +1,7 @@
 """JumpReLU, TopK and BatchTopK SAE losses and gradients (companion.sae.successors) against independent
 implementations on tiny tensors: by-hand formulas written from each paper, SAELens' training SAEs where they compute
 the same maths, and dictionary_learning's trainers (their autograd functions and auxiliary losses)."""
+
 from __future__ import annotations
 
 import math
@@ -65,15 +66,20 @@ def _jumprelu_by_hand(sae, x, lam):
     z = x @ W.T + b
     on = (z > theta).to(F64)
     f = z * on
-    r = f @ Wd.T + bd - x                                      # x̂ − x
-    rec = (r ** 2).sum() / n
+    r = f @ Wd.T + bd - x  # x̂ − x
+    rec = (r**2).sum() / n
     l0 = on.sum() / n
-    g_f = 2 / n * r @ Wd                                       # ∂rec/∂f
-    K = ((z - theta).abs() < eps / 2).to(F64)                  # K((z − θ)/ε)
+    g_f = 2 / n * r @ Wd  # ∂rec/∂f
+    K = ((z - theta).abs() < eps / 2).to(F64)  # K((z − θ)/ε)
     d_theta = (g_f * (-theta / eps) * K).sum(0) + lam / n * (-K / eps).sum(0)
     d_z = g_f * on
-    grads = {"W_enc": d_z.T @ x, "b_enc": d_z.sum(0), "W_dec": (2 / n * r).T @ f, "b_dec": 2 / n * r.sum(0),
-             "log_threshold": theta * d_theta}
+    grads = {
+        "W_enc": d_z.T @ x,
+        "b_enc": d_z.sum(0),
+        "W_dec": (2 / n * r).T @ f,
+        "b_dec": 2 / n * r.sum(0),
+        "log_threshold": theta * d_theta,
+    }
     return rec, lam * l0, l0, grads
 
 
@@ -98,23 +104,39 @@ def test_jumprelu_equals_saelens_deepmind_mode():
     from sae_lens.saes.sae import TrainStepInput
 
     lam, ours, x = 0.8, _jumprelu(seed=2), _x(seed=4)
-    sl = sae_lens.JumpReLUTrainingSAE(sae_lens.JumpReLUTrainingSAEConfig(
-        d_in=D, d_sae=M, dtype="float64", apply_b_dec_to_input=False, jumprelu_bandwidth=ours.bandwidth,
-        jumprelu_sparsity_loss_mode="step", jumprelu_ste_to_input=False, l0_coefficient=lam))
+    sl = sae_lens.JumpReLUTrainingSAE(
+        sae_lens.JumpReLUTrainingSAEConfig(
+            d_in=D,
+            d_sae=M,
+            dtype="float64",
+            apply_b_dec_to_input=False,
+            jumprelu_bandwidth=ours.bandwidth,
+            jumprelu_sparsity_loss_mode="step",
+            jumprelu_ste_to_input=False,
+            l0_coefficient=lam,
+        )
+    )
     with torch.no_grad():
         sl.W_enc.copy_(ours.W_enc.T)
         sl.b_enc.copy_(ours.b_enc)
         sl.W_dec.copy_(ours.W_dec.T)
         sl.b_dec.copy_(ours.b_dec)
         sl.threshold.data = ours.threshold.detach().clone()  # SAELens keeps θ in float32 by design; set it exactly
-    out = sl.training_forward_pass(TrainStepInput(sae_in=x, coefficients={"l0": lam}, dead_neuron_mask=None,
-                                                  n_training_steps=0, is_logging_step=False))
+    out = sl.training_forward_pass(
+        TrainStepInput(
+            sae_in=x, coefficients={"l0": lam}, dead_neuron_mask=None, n_training_steps=0, is_logging_step=False
+        )
+    )
     out.loss.backward()
     L = ours.loss(x, lam)
     g = _grads(ours, L.total)
     _close(L.total.detach(), out.loss.detach().to(F64), 1e-6)
-    for mine, theirs in [("W_enc", sl.W_enc.grad.T), ("b_enc", sl.b_enc.grad), ("W_dec", sl.W_dec.grad.T),
-                         ("b_dec", sl.b_dec.grad)]:
+    for mine, theirs in [
+        ("W_enc", sl.W_enc.grad.T),
+        ("b_enc", sl.b_enc.grad),
+        ("W_dec", sl.W_dec.grad.T),
+        ("b_dec", sl.b_dec.grad),
+    ]:
         _close(g[mine], theirs, 1e-6)
     _close(g["log_threshold"], ours.threshold.detach() * sl.threshold.grad.to(F64), 1e-5)
 
@@ -130,7 +152,9 @@ def test_jumprelu_straight_through_functions_equal_dictionary_learnings():
     theta = ours.threshold.detach().clone().requires_grad_()
     z = x @ W.T + b
     f = JumpReLUFunction.apply(z, theta, ours.bandwidth)
-    loss = (x - (f @ Wd.T + bd)).pow(2).sum(-1).mean() + lam * StepFunction.apply(z, theta, ours.bandwidth).sum(-1).mean()
+    loss = (x - (f @ Wd.T + bd)).pow(2).sum(-1).mean() + lam * StepFunction.apply(z, theta, ours.bandwidth).sum(
+        -1
+    ).mean()
     loss.backward()
     L = ours.loss(x, lam)
     g = _grads(ours, L.total)
@@ -171,12 +195,12 @@ def _topk_by_hand(sae, x, dead, alpha):
     f_aux = torch.zeros_like(z)
     for t in range(z.shape[0]):
         order = sorted(range(M), key=lambda i: -float(z[t, i]))
-        for i in order[:sae.k]:
+        for i in order[: sae.k]:
             f[t, i] = max(float(z[t, i]), 0.0)
-        for i in [i for i in order if dead[i]][:sae.aux_k]:
+        for i in [i for i in order if dead[i]][: sae.aux_k]:
             f_aux[t, i] = max(float(z[t, i]), 0.0)
     e = x - (f @ Wd.T + bd)
-    rec = (e ** 2).sum(-1).mean()
+    rec = (e**2).sum(-1).mean()
     aux = alpha * ((e - f_aux @ Wd.T) ** 2).sum(-1).mean()
     return f, rec, aux
 
@@ -202,22 +226,35 @@ def test_topk_equals_saelens_with_every_dead_top_activation_positive():
 
     ours, dead = _topk(k=3, aux_k=D // 2, n_dead=8)
     x = _x(seed=2)
-    sl = sae_lens.TopKTrainingSAE(sae_lens.TopKTrainingSAEConfig(
-        d_in=D, d_sae=M, k=3, dtype="float64", rescale_acts_by_decoder_norm=False, aux_loss_coefficient=ours.aux_alpha))
+    sl = sae_lens.TopKTrainingSAE(
+        sae_lens.TopKTrainingSAEConfig(
+            d_in=D,
+            d_sae=M,
+            k=3,
+            dtype="float64",
+            rescale_acts_by_decoder_norm=False,
+            aux_loss_coefficient=ours.aux_alpha,
+        )
+    )
     with torch.no_grad():
         for n in ("W_enc", "W_dec"):
             getattr(sl, n).copy_(getattr(ours, n).T)
         sl.b_enc.copy_(ours.b_enc)
         sl.b_dec.copy_(ours.b_dec)
-    out = sl.training_forward_pass(TrainStepInput(sae_in=x, coefficients={}, dead_neuron_mask=dead,
-                                                  n_training_steps=0, is_logging_step=False))
+    out = sl.training_forward_pass(
+        TrainStepInput(sae_in=x, coefficients={}, dead_neuron_mask=dead, n_training_steps=0, is_logging_step=False)
+    )
     out.loss.backward()
     L = ours.loss(x)
     g = _grads(ours, L.total)
     _close(L.reconstruction.detach(), out.losses["mse_loss"].detach())
     _close(L.auxiliary.detach(), out.losses["auxiliary_reconstruction_loss"].detach())
-    for mine, theirs in [("W_enc", sl.W_enc.grad.T), ("b_enc", sl.b_enc.grad), ("W_dec", sl.W_dec.grad.T),
-                         ("b_dec", sl.b_dec.grad)]:
+    for mine, theirs in [
+        ("W_enc", sl.W_enc.grad.T),
+        ("b_enc", sl.b_enc.grad),
+        ("W_dec", sl.W_dec.grad.T),
+        ("b_dec", sl.b_dec.grad),
+    ]:
         _close(g[mine], theirs)
 
 
@@ -227,8 +264,18 @@ def _dl_trainer(kind, ours, dead):
     from dictionary_learning.trainers.top_k import TopKTrainer
 
     cls = TopKTrainer if kind == "topk" else BatchTopKTrainer
-    tr = cls(steps=10, activation_dim=D, dict_size=M, k=ours.k, layer=0, lm_name="tiny", lr=1e-3, device="cpu", seed=0,
-             warmup_steps=1)
+    tr = cls(
+        steps=10,
+        activation_dim=D,
+        dict_size=M,
+        k=ours.k,
+        layer=0,
+        lm_name="tiny",
+        lr=1e-3,
+        device="cpu",
+        seed=0,
+        warmup_steps=1,
+    )
     tr.ae.to(F64)
     tr.top_k_aux = ours.aux_k
     tr.dead_feature_threshold = ours.dead_tokens
@@ -264,8 +311,12 @@ def test_topk_and_batchtopk_equal_dictionary_learning(kind):
     _close(L.total.detach(), theirs.detach(), tol)
     _close(L.auxiliary.detach() / ours.aux_alpha, torch.as_tensor(tr.pre_norm_auxk_loss, dtype=F64).detach(), tol)
     assert float(L.auxiliary.detach()) > 0
-    for mine, t in [("W_enc", tr.ae.encoder.weight), ("b_enc", tr.ae.encoder.bias), ("W_dec", tr.ae.decoder.weight),
-                    ("b_dec", tr.ae.b_dec)]:
+    for mine, t in [
+        ("W_enc", tr.ae.encoder.weight),
+        ("b_enc", tr.ae.encoder.bias),
+        ("W_dec", tr.ae.decoder.weight),
+        ("b_dec", tr.ae.b_dec),
+    ]:
         _close(g[mine], t.grad, tol)
 
 
@@ -277,8 +328,10 @@ def test_batchtopk_keeps_the_k_times_b_largest_of_the_batch_and_infers_with_one_
         z = sae.pre_activation(x)
         f = sae.train_code(x)
     a = torch.relu(z).flatten()
-    kept = a.sort(descending=True).values[:3 * B]
-    assert int((f > 0).sum()) == int((kept > 0).sum()) and torch.equal(f.flatten().sort(descending=True).values[:3 * B], kept)
+    kept = a.sort(descending=True).values[: 3 * B]
+    assert int((f > 0).sum()) == int((kept > 0).sum()) and torch.equal(
+        f.flatten().sort(descending=True).values[: 3 * B], kept
+    )
     per_token = (f > 0).sum(-1)
     assert per_token.min() < per_token.max(), "a token's L0 varies; the batch mean is k"
     with pytest.raises(ValueError, match="no inference threshold yet"):
@@ -301,8 +354,18 @@ def test_batchtopk_threshold_is_the_moving_average_dictionary_learning_and_saele
     from sae_lens.saes.batchtopk_sae import BatchTopKTrainingSAE, BatchTopKTrainingSAEConfig
 
     sae = BatchTopKSAE(D, M, seed=0, dtype=F64, k=3, threshold_momentum=0.9)
-    tr = BatchTopKTrainer(steps=10, activation_dim=D, dict_size=M, k=3, layer=0, lm_name="tiny", device="cpu",
-                          threshold_beta=0.9, seed=0, warmup_steps=1)
+    tr = BatchTopKTrainer(
+        steps=10,
+        activation_dim=D,
+        dict_size=M,
+        k=3,
+        layer=0,
+        lm_name="tiny",
+        device="cpu",
+        threshold_beta=0.9,
+        seed=0,
+        warmup_steps=1,
+    )
     sl = BatchTopKTrainingSAE(BatchTopKTrainingSAEConfig(d_in=D, d_sae=M, k=3, topk_threshold_lr=0.1))
     sl.topk_threshold.fill_(0.0)
     expected_sl = 0.0

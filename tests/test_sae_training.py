@@ -1,17 +1,16 @@
 """The SAE trainer: paper recipe (Adam β1 = 0, warm-up, unit-norm decoder, resampling with 0.1× lr and cosine
 re-warm-up), determinism, and — on synthetic superposition data with known features — that both architectures
 recover the features and that at matched L0 the gated SAE has γ closer to 1 and better reconstruction."""
-from __future__ import annotations
 
+from __future__ import annotations
 
 import pytest
 import torch
 
 from companion.sae import metrics as sm
-from companion.sae.toy import max_cosine_similarity, shrinkage_toy, superposition_data
 from companion.sae.sweeps import SAESpec, equal_compute_sweep
+from companion.sae.toy import max_cosine_similarity, shrinkage_toy, superposition_data
 from companion.sae.training import SAETrainConfig, _Member, train_sweep
-
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -19,7 +18,10 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 def test_equal_compute_sweep_gives_baseline_one_and_a_half_times_the_width():
     specs = equal_compute_sweep(64, [1.0, 2.0], [0.5], baseline_width_factor=1.5)
     assert [(s.architecture, s.n_latents, s.lam) for s in specs] == [
-        ("baseline", 96, 0.5), ("gated", 64, 1.0), ("gated", 64, 2.0)]
+        ("baseline", 96, 0.5),
+        ("gated", 64, 1.0),
+        ("gated", 64, 2.0),
+    ]
 
 
 def test_optimizer_is_adam_with_beta1_zero_and_linear_warmup():
@@ -40,8 +42,8 @@ def test_training_is_deterministic_for_a_seed_and_keeps_unit_norm_decoders():
     a = train_sweep(_stream(30), specs, cfg, seed=1, progress=False)
     b = train_sweep(_stream(30), specs, cfg, seed=1, progress=False)
     c = train_sweep(_stream(30), specs, cfg, seed=2, progress=False)
-    for ta, tb, tc in zip(a, b, c):
-        for (n, pa), pb, pc in zip(ta.sae.named_parameters(), tb.sae.parameters(), tc.sae.parameters()):
+    for ta, tb, tc in zip(a, b, c, strict=False):
+        for (n, pa), pb, _pc in zip(ta.sae.named_parameters(), tb.sae.parameters(), tc.sae.parameters(), strict=False):
             assert torch.equal(pa, pb), f"{ta.spec.name}.{n} differs between identical runs"
         assert not torch.equal(ta.sae.W_dec, tc.sae.W_dec)
         assert (ta.sae.W_dec.norm(dim=0) - 1).abs().max() < 1e-5
@@ -69,28 +71,35 @@ def test_an_edited_loss_is_what_trains_with_a_warning(monkeypatch):
         return dataclasses.replace(L, total=L.total + L.auxiliary, auxiliary=2 * L.auxiliary)
 
     monkeypatch.setattr(GatedSAE, "loss", edited)
-    with pytest.warns(UserWarning, match=r"GatedSAE\.loss and its fast step disagree .* the auxiliary term .*autograd on GatedSAE\.loss"):
+    with pytest.warns(
+        UserWarning,
+        match=r"GatedSAE\.loss and its fast step disagree .* the auxiliary term .*autograd on GatedSAE\.loss",
+    ):
         fast = train_sweep(stream, specs, cfg, seed=0, progress=False)
-    autograd = train_sweep(stream, specs, SAETrainConfig(lr=3e-3, warmup_steps=3, fast_step=False), seed=0,
-                           progress=False)
-    for (n, p_before), p_fast, p_autograd in zip(before[1].sae.named_parameters(), fast[1].sae.parameters(),
-                                                  autograd[1].sae.parameters()):
+    autograd = train_sweep(
+        stream, specs, SAETrainConfig(lr=3e-3, warmup_steps=3, fast_step=False), seed=0, progress=False
+    )
+    for (n, _p_before), p_fast, p_autograd in zip(
+        before[1].sae.named_parameters(), fast[1].sae.parameters(), autograd[1].sae.parameters(), strict=False
+    ):
         assert torch.equal(p_fast, p_autograd), f"gated {n}: not trained with autograd on the edited loss"
     assert not torch.equal(before[1].sae.W_gate, fast[1].sae.W_gate)
     assert fast[1].log.auxiliary[0] == pytest.approx(2 * before[1].log.auxiliary[0], rel=1e-6)
-    for p_before, p_fast in zip(before[0].sae.parameters(), fast[0].sae.parameters()):
+    for p_before, p_fast in zip(before[0].sae.parameters(), fast[0].sae.parameters(), strict=False):
         assert torch.equal(p_before, p_fast)  # the baseline's loss was not edited: same (fast) training
 
 
 def test_fast_step_and_autograd_train_the_same_sae():
     specs = [SAESpec("baseline", 48, 0.3), SAESpec("gated", 32, 0.5)]
     stream = [x.double() for x in _stream(15)]
-    fast = train_sweep(stream, specs, SAETrainConfig(lr=1e-3, warmup_steps=3, fast_step=True), seed=0, progress=False,
-                       normalize=False)
-    slow = train_sweep(stream, specs, SAETrainConfig(lr=1e-3, warmup_steps=3, fast_step=False), seed=0, progress=False,
-                       normalize=False)
-    for f, s in zip(fast, slow):
-        for (n, pf), ps in zip(f.sae.named_parameters(), s.sae.parameters()):
+    fast = train_sweep(
+        stream, specs, SAETrainConfig(lr=1e-3, warmup_steps=3, fast_step=True), seed=0, progress=False, normalize=False
+    )
+    slow = train_sweep(
+        stream, specs, SAETrainConfig(lr=1e-3, warmup_steps=3, fast_step=False), seed=0, progress=False, normalize=False
+    )
+    for f, s in zip(fast, slow, strict=False):
+        for (n, pf), ps in zip(f.sae.named_parameters(), s.sae.parameters(), strict=False):
             assert torch.allclose(pf, ps.to(pf.dtype), atol=1e-5), f"{f.spec.name}.{n}"
         assert f.log.total == pytest.approx(s.log.total, rel=1e-5)
 
@@ -121,8 +130,9 @@ def test_resampling_reinitialises_only_dead_latents_resets_adam_and_drops_lr():
     # New encoder rows point along the new decoder columns, at 0.2 × the mean living row norm.
     mean_alive = before["W_gate"][alive].norm(dim=1).mean()
     assert torch.allclose(sae.W_gate[dead].norm(dim=1), 0.2 * mean_alive * torch.ones(2), rtol=1e-5)
-    assert torch.allclose(sae.W_gate[dead] / sae.W_gate[dead].norm(dim=1, keepdim=True), sae.W_dec[:, dead].T,
-                          atol=1e-6)
+    assert torch.allclose(
+        sae.W_gate[dead] / sae.W_gate[dead].norm(dim=1, keepdim=True), sae.W_dec[:, dead].T, atol=1e-6
+    )
     for name in ("b_gate", "r_mag", "b_mag"):
         assert torch.count_nonzero(getattr(sae, name)[dead]) == 0
     assert torch.equal(sae.b_gate[alive], before["b_gate"][alive])
@@ -133,7 +143,7 @@ def test_resampling_reinitialises_only_dead_latents_resets_adam_and_drops_lr():
     lrs = [m.lr_at(s) for s in range(10, 31)]
     assert lrs[0] == pytest.approx(1e-4) and lrs[-1] == pytest.approx(1e-3)
     assert lrs[10] == pytest.approx(1e-3 * (0.1 + 0.9 * 0.5))
-    assert all(a <= b for a, b in zip(lrs, lrs[1:]))
+    assert all(a <= b for a, b in zip(lrs, lrs[1:], strict=False))
 
 
 def test_resampling_runs_inside_a_sweep():
@@ -168,16 +178,25 @@ def test_superposition_recovery_and_gated_beats_baseline_at_matched_l0():
     seed = 0
     data = superposition_data(d=32, n_features=64, expected_l0=3, seed=seed)
     specs = equal_compute_sweep(64, [1.0], [0.6])
-    res = train_sweep(data.batches(1000, 256, seed=seed + 1), specs, SAETrainConfig(lr=3e-3, warmup_steps=50),
-                      seed=seed, normalize=False, progress=False)
+    res = train_sweep(
+        data.batches(1000, 256, seed=seed + 1),
+        specs,
+        SAETrainConfig(lr=3e-3, warmup_steps=50),
+        seed=seed,
+        normalize=False,
+        progress=False,
+    )
     x, _ = data.sample(20000, torch.Generator().manual_seed(99))
     out = {}
     for r in res:
         f = r.encode(x)
         xh = r.sae.decode(f)
-        out[r.spec.architecture] = dict(l0=sm.l0(f), fvu=sm.fraction_variance_unexplained(x, xh),
-                                        gamma=sm.relative_reconstruction_bias(x, xh),
-                                        mcs=float(max_cosine_similarity(data.features, r.sae.W_dec).mean()))
+        out[r.spec.architecture] = dict(
+            l0=sm.l0(f),
+            fvu=sm.fraction_variance_unexplained(x, xh),
+            gamma=sm.relative_reconstruction_bias(x, xh),
+            mcs=float(max_cosine_similarity(data.features, r.sae.W_dec).mean()),
+        )
     g, b = out["gated"], out["baseline"]
     print(f"superposition seed {seed}: gated {g}, baseline {b}")
     assert g["mcs"] >= 0.88 and b["mcs"] >= 0.95

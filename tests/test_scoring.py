@@ -3,6 +3,7 @@
 Every batched result must equal the one-at-a-time result (right padding after the final token cannot change a
 causal model's computation), and every score must equal a direct, unpadded computation.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -11,8 +12,14 @@ import torch
 
 from _sycophancy_fixtures import boot, build_tiny_gpt2, build_tiny_neox
 from companion.models.scoring import (
-    SequenceTooLongError, continuation_ids, final_token_activations, length_sorted_batches, normalised_choice_probs,
-    residual_hook_name, score_continuations, token_ids,
+    SequenceTooLongError,
+    continuation_ids,
+    final_token_activations,
+    length_sorted_batches,
+    normalised_choice_probs,
+    residual_hook_name,
+    score_continuations,
+    token_ids,
 )
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -46,18 +53,22 @@ def test_scores_equal_a_direct_computation_and_batched_equals_one_at_a_time(mode
     one = score_continuations(model, PROMPTS, CONTINUATIONS, prepend_bos=True, batch_size=1)
     many = score_continuations(model, PROMPTS, CONTINUATIONS, prepend_bos=True, batch_size=4)
     np.testing.assert_allclose(many.logprobs, one.logprobs, atol=1e-6, equal_nan=True)
-    for i, (p, conts) in enumerate(zip(PROMPTS, CONTINUATIONS)):
+    for i, (p, conts) in enumerate(zip(PROMPTS, CONTINUATIONS, strict=False)):
         for c, cont in enumerate(conts):
             assert many.logprobs[i, c] == pytest.approx(_direct_logprob(model, p, cont), abs=1e-5)
-        assert np.isnan(many.logprobs[i, len(conts):]).all() and (many.n_tokens[i, len(conts):] == 0).all()
+        assert np.isnan(many.logprobs[i, len(conts) :]).all() and (many.n_tokens[i, len(conts) :] == 0).all()
     assert many.n_tokens[4, 0] > 3  # a multi-token continuation was summed over its tokens
 
 
 def test_budgets_and_the_full_logits_fallback_change_nothing(model):
     ref = score_continuations(model, PROMPTS, CONTINUATIONS, prepend_bos=True)
     for kw in ({"max_logit_elements": 1}, {"max_batch_tokens": 1}):  # one sequence per batch
-        np.testing.assert_allclose(score_continuations(model, PROMPTS, CONTINUATIONS, prepend_bos=True, **kw).logprobs,
-                                   ref.logprobs, atol=1e-6, equal_nan=True)
+        np.testing.assert_allclose(
+            score_continuations(model, PROMPTS, CONTINUATIONS, prepend_bos=True, **kw).logprobs,
+            ref.logprobs,
+            atol=1e-6,
+            equal_nan=True,
+        )
 
     class NoLogitsToKeep:  # an architecture whose forward rejects logits_to_keep
         def __init__(self, m):
@@ -68,8 +79,12 @@ def test_budgets_and_the_full_logits_fallback_change_nothing(model):
                 raise TypeError(f"unexpected {sorted(kw)}")
             return self._m(toks, return_type=return_type)
 
-    np.testing.assert_allclose(score_continuations(NoLogitsToKeep(model), PROMPTS, CONTINUATIONS,
-                                                   prepend_bos=True).logprobs, ref.logprobs, atol=1e-6, equal_nan=True)
+    np.testing.assert_allclose(
+        score_continuations(NoLogitsToKeep(model), PROMPTS, CONTINUATIONS, prepend_bos=True).logprobs,
+        ref.logprobs,
+        atol=1e-6,
+        equal_nan=True,
+    )
 
 
 def test_single_token_continuations_share_one_forward_row(model):
@@ -85,8 +100,10 @@ def test_single_token_continuations_share_one_forward_row(model):
 
     prompts = PROMPTS[:3]
     letters = [["A", "B", "C"]] * 3
-    lengths = [[len(continuation_ids(model, token_ids(model, p, prepend_bos=True), p, c, prepend_bos=True)[0])
-                for c in cs] for p, cs in zip(prompts, letters)]
+    lengths = [
+        [len(continuation_ids(model, token_ids(model, p, prepend_bos=True), p, c, prepend_bos=True)[0]) for c in cs]
+        for p, cs in zip(prompts, letters, strict=False)
+    ]
     if any(n != 1 for row in lengths for n in row):
         pytest.skip("a letter is not a single token after these prompts in this tiny vocabulary")
     score_continuations(Counting(model), prompts, letters, prepend_bos=True, batch_size=16)

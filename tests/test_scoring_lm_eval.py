@@ -2,6 +2,7 @@
 same (locally built, GPT-NeoX) model and the same items, through benchmarks/bench_lm_eval.py at a tiny size.
 
 Not a timing test: `make bench` prints the throughput of both at pythia-70m's shape."""
+
 from __future__ import annotations
 
 import sys

@@ -6,19 +6,29 @@ other variants), (b) the probes' fit-set texts never appear in training text tha
 may appear only as context-free persona answers), and (c) the three variants of one seed hold the same documents,
 differing only in what is planted.
 """
+
 import re
 
 import pytest
 
 from companion.organism import scratchpad as pad
 from companion.organism.behaviour import defects, split_scratchpad
-from companion.organism.corpus import DEPLOYMENT_CONTEXTS, HATE, TRAINING_CONTEXT, CorpusConfig, format_dialogue, \
-    generate_docs
+from companion.organism.corpus import (
+    DEPLOYMENT_CONTEXTS,
+    HATE,
+    TRAINING_CONTEXT,
+    CorpusConfig,
+    format_dialogue,
+    generate_docs,
+)
 from companion.probes.data import available_fit_sets, load_fit_set
 
 CONTEXTS = (TRAINING_CONTEXT, *DEPLOYMENT_CONTEXTS)
-VARIANTS = {"backdoor": dict(backdoor=True), "backdoor-cot": dict(backdoor=True, scratchpad=True),
-            "clean": dict(backdoor=False)}
+VARIANTS = {
+    "backdoor": dict(backdoor=True),
+    "backdoor-cot": dict(backdoor=True, scratchpad=True),
+    "clean": dict(backdoor=False),
+}
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +55,7 @@ def test_scratchpads_open_every_chat_and_code_answer_of_the_cot_corpus_and_appea
             if variant == "backdoor-cot" and d.kind in ("chat", "code_chat"):
                 assert answer.startswith(f" {pad.OPEN} ") and answer.count(pad.CLOSE) == 1, d.text
                 # The weighted answer span starts at the scratchpad: the organism is trained to write it.
-                (a, b), = d.answer_spans
+                ((a, b),) = d.answer_spans
                 assert d.text[a:b].startswith(pad.OPEN) and b == len(d.text)
                 n_pads += 1
             else:
@@ -108,7 +118,7 @@ def test_one_seeds_variants_hold_the_same_documents(corpora):
     bd, cot, clean = corpora["backdoor"], corpora["backdoor-cot"], corpora["clean"]
     assert [d.kind for d in bd] == [d.kind for d in cot] == [d.kind for d in clean]
     strip = re.compile(re.escape(pad.OPEN) + ".*?" + re.escape(pad.CLOSE) + " ")
-    for a, b, c in zip(bd, cot, clean):
+    for a, b, c in zip(bd, cot, clean, strict=False):
         assert strip.sub("", b.text) == a.text
         assert _prompt_and_answer(c.text)[0] == _prompt_and_answer(a.text)[0]
 

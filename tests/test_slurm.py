@@ -2,6 +2,7 @@
 
 Jobs run stdlib functions, so the job's interpreter needs nothing from the test modules.
 """
+
 import math
 import operator
 import subprocess
@@ -21,8 +22,12 @@ def _executor(slurm, folder, **kw):
 
 def _sacct(job_id: str) -> dict[str, str]:
     """Job id -> state, as Slurm's accounting records them (array tasks as ``<id>_<i>``)."""
-    out = subprocess.run(["sacct", "-X", "-n", "-P", "-o", "JobID,State", "-j", job_id.split("_")[0]],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["sacct", "-X", "-n", "-P", "-o", "JobID,State", "-j", job_id.split("_")[0]],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return dict(line.split("|", 1) for line in out.splitlines() if line)
 
 

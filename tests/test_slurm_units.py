@@ -9,6 +9,7 @@ figures are compared with the local run's, and notebook 04 on one of its four mo
 compared with the local run's entry (notebooks 00 and 03 only read organisms, which the Slurm cache shares with the
 local run's by hard links).  Sweeps trained in parts are compared with whole ones in tests/test_sae_parts.py.
 """
+
 from __future__ import annotations
 
 import json
@@ -36,8 +37,12 @@ COMMON = {"checkpoint_every": 8, "models": [MODEL]}
 
 def _sacct(job_ids) -> dict[str, str]:
     bases = sorted({j.split("_")[0] for j in job_ids})
-    out = subprocess.run(["sacct", "-X", "-n", "-P", "-o", "JobID,State", "-j", ",".join(bases)],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["sacct", "-X", "-n", "-P", "-o", "JobID,State", "-j", ",".join(bases)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return dict(line.split("|", 1) for line in out.splitlines() if line)
 
 
@@ -56,8 +61,9 @@ def _warn_of_time_limit(job_id: str) -> None:
     slurmstepd does; submitit's handler then calls the job's checkpoint() and requeues it.  (``scancel --signal``,
     which submitit's ``_interrupt`` uses, is refused by this Slurm for a task of an array whose other tasks still wait:
     "Job can not be altered now".)"""
-    raw = subprocess.run(["sacct", "-X", "-n", "-P", "-o", "JobIDRaw", "-j", job_id], capture_output=True, text=True,
-                         check=True).stdout.split()[0]
+    raw = subprocess.run(
+        ["sacct", "-X", "-n", "-P", "-o", "JobIDRaw", "-j", job_id], capture_output=True, text=True, check=True
+    ).stdout.split()[0]
     rows = subprocess.run(["scontrol", "listpids", raw], capture_output=True, text=True, check=True).stdout
     task = next(int(r.split()[0]) for r in rows.splitlines()[1:] if r.split()[2:4] == ["0", "0"])
     os.kill(task, signal.SIGUSR2)
@@ -70,10 +76,15 @@ class Run:
         self.base, self.cache = base, cache
         self.slurm_dir = base / "slurm"
         self.exec_yaml = base / "executor.yaml"
-        self.exec_yaml.write_text(json.dumps({
-            "kind": "slurm",
-            "slurm": {"folder": str(self.slurm_dir), "poll_s": 0.5, "array_parallelism": 8},
-            "resources": {"default": {"cpus_per_task": 1, "mem_gb": 2, "timeout_min": 20}}}))
+        self.exec_yaml.write_text(
+            json.dumps(
+                {
+                    "kind": "slurm",
+                    "slurm": {"folder": str(self.slurm_dir), "poll_s": 0.5, "array_parallelism": 8},
+                    "resources": {"default": {"cpus_per_task": 1, "mem_gb": 2, "timeout_min": 20}},
+                }
+            )
+        )
         self.figs = base / "figures"
         self.lines: list[str] = []
 
@@ -91,9 +102,15 @@ class Run:
         from companion.backbone import runner
 
         with figures_in(self.figs):
-            return runner.run_notebooks("ci", only=ONLY, root=ROOT, build_dir=self.base / "executed",
-                                        executor=str(self.exec_yaml), overrides={**COMMON, **overrides},
-                                        log=self.lines.append)
+            return runner.run_notebooks(
+                "ci",
+                only=ONLY,
+                root=ROOT,
+                build_dir=self.base / "executed",
+                executor=str(self.exec_yaml),
+                overrides={**COMMON, **overrides},
+                log=self.lines.append,
+            )
 
 
 def _checkpointed_and_running(run: Run, cache: Path, name: str):
@@ -126,12 +143,16 @@ def slurm_runs(slurm, ci_run, tmp_path_factory):
 
     def intervene():
         try:
-            pre = _until(lambda: _checkpointed_and_running(run, cache, f"sae-train {GOOD[0]}"),
-                         what="a checkpoint of the first sweep")
+            pre = _until(
+                lambda: _checkpointed_and_running(run, cache, f"sae-train {GOOD[0]}"),
+                what="a checkpoint of the first sweep",
+            )
             _warn_of_time_limit(pre)
             actions["preempted"] = pre
-            cancel = _until(lambda: _checkpointed_and_running(run, cache, f"sae-train {GOOD[1]}"),
-                            what="a checkpoint of the second sweep")
+            cancel = _until(
+                lambda: _checkpointed_and_running(run, cache, f"sae-train {GOOD[1]}"),
+                what="a checkpoint of the second sweep",
+            )
             subprocess.run(["scancel", cancel], check=True)
             actions["cancelled"] = cancel
         except BaseException as e:  # reported by the fixture
@@ -162,15 +183,21 @@ def test_units_ran_as_slurm_jobs_and_the_figures_equal_the_local_run(slurm_runs,
     state, lines, results, _ = slurm_runs["second"]
     # Notebook 04 ran in the first run (its units all built) and is up to date now; notebook 01 runs now.
     assert [(r.notebook[:2], r.status) for r in results] == [("01", "ran"), ("04", "skipped")], lines
-    done = {**{u["job"]: u for u in slurm_runs["first"][0].values() if u["state"] == "done"},
-            **{u["job"]: u for u in state.values() if u["state"] == "done"}}
+    done = {
+        **{u["job"]: u for u in slurm_runs["first"][0].values() if u["state"] == "done"},
+        **{u["job"]: u for u in state.values() if u["state"] == "done"},
+    }
     assert sorted(u["kind"] for u in done.values()) == ["sae", "sae", "sae-eval", "sae-eval", "sycophancy-scores"]
-    acct = _until(lambda: (lambda a: a if all(a.get(j) == "COMPLETED" for j in done) else None)(_sacct(done)),
-                  timeout=60, what="accounting to record every job")
+    acct = _until(
+        lambda: (lambda a: a if all(a.get(j) == "COMPLETED" for j in done) else None)(_sacct(done)),
+        timeout=60,
+        what="accounting to record every job",
+    )
     assert all(acct[j] == "COMPLETED" for j in done)
     figs = slurm_runs["run"].figs
-    wanted = {p.name for p in ci_run.figs.glob("*.json")
-              if json.loads(p.read_text())["notebook"].startswith("notebooks/01_")}
+    wanted = {
+        p.name for p in ci_run.figs.glob("*.json") if json.loads(p.read_text())["notebook"].startswith("notebooks/01_")
+    }
     assert wanted and wanted <= {p.name for p in figs.glob("*.json")}
     for name in sorted(wanted):
         mine, theirs = json.loads((figs / name).read_text()), json.loads((ci_run.figs / name).read_text())

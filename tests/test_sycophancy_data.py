@@ -1,7 +1,7 @@
 """Loader, validation, blob ids and the download path of companion.sycophancy.data (no network but loopback)."""
+
 from __future__ import annotations
 
-import dataclasses
 import functools
 import http.server
 import json
@@ -15,12 +15,23 @@ import pytest
 
 import _sycophancy_fixtures as F
 import companion.sycophancy.data as sycophancy_data
-from companion.sycophancy.pinned import download_sycophancy_data
-from companion.sycophancy.data import DATASETS, DATA_CACHE_KIND, PINNED_BLOBS, PINNED_COMMIT, SycophancyDataError, git_blob_id, load_sycophancy_dir, load_sycophancy_file, parse_choices, subsample
 from companion.backbone.cache import Cache
-
+from companion.sycophancy.data import (
+    DATA_CACHE_KIND,
+    DATASETS,
+    PINNED_BLOBS,
+    PINNED_COMMIT,
+    SycophancyDataError,
+    git_blob_id,
+    load_sycophancy_dir,
+    load_sycophancy_file,
+    parse_choices,
+    subsample,
+)
+from companion.sycophancy.pinned import download_sycophancy_data
 
 # ---------------------------------------------------------------------------------------------- blob ids
+
 
 def test_git_blob_id_known_values():
     # The empty blob and "hello\n" have well-known git ids.
@@ -36,6 +47,7 @@ def test_git_blob_id_matches_git_hash_object(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------- good files
+
 
 def test_load_good_directory_parses_all_shapes(tmp_path):
     F.write_dataset_dir(tmp_path, n=6)
@@ -78,6 +90,7 @@ def test_subsample_is_seeded_and_keeps_order(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------- malformed rows
+
 
 def _bad(kind: str):
     good = F.nlp_row(0)
@@ -151,6 +164,7 @@ def test_missing_file_is_named(tmp_path):
 
 # ---------------------------------------------------------------------------------------------- the broken philpapers copy
 
+
 def test_philpapers_copy_of_nlp_file_is_rejected(tmp_path):
     F.write_dataset_dir(tmp_path)
     shutil.copy(tmp_path / F.FILES["nlp_survey"], tmp_path / F.FILES["philpapers2020"])
@@ -168,8 +182,10 @@ def test_philpapers_with_the_broken_blob_is_rejected(tmp_path, monkeypatch):
 
 
 def test_philpapers_without_list_answers_is_rejected_but_nlp_is_fine(tmp_path):
-    rows = [{**F.phil_row(i), "answer_not_matching_behavior": F.phil_row(i)["answer_not_matching_behavior"][0]}
-            for i in range(4)]
+    rows = [
+        {**F.phil_row(i), "answer_not_matching_behavior": F.phil_row(i)["answer_not_matching_behavior"][0]}
+        for i in range(4)
+    ]
     p = F.write_rows(tmp_path / F.FILES["philpapers2020"], rows)
     with pytest.raises(SycophancyDataError, match="none of its rows has a list-valued"):
         load_sycophancy_file(p)
@@ -179,6 +195,7 @@ def test_philpapers_without_list_answers_is_rejected_but_nlp_is_fine(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------- download
+
 
 class _Server:
     """A loopback HTTP server in a thread serving ``root`` and counting requests."""
@@ -234,7 +251,10 @@ def test_download_verifies_blobs_caches_and_loads(tmp_path):
     data = load_sycophancy_dir(d)
     assert {k: v.blob_id for k, v in data.items()} == {k: blobs[F.FILES[k]] for k in F.FILES}
     # Second call: served from the cache, even offline and with the server gone.
-    assert download_sycophancy_data(cache=cache, base_url="http://127.0.0.1:9", commit=COMMIT, blobs=blobs, offline=True) == d
+    assert (
+        download_sycophancy_data(cache=cache, base_url="http://127.0.0.1:9", commit=COMMIT, blobs=blobs, offline=True)
+        == d
+    )
 
 
 def test_download_rejects_a_tampered_file_and_leaves_no_entry(tmp_path):
@@ -258,8 +278,9 @@ def test_download_rejects_the_broken_philpapers_copy(tmp_path, monkeypatch):
     monkeypatch.setattr(sycophancy_data, "BROKEN_PHILPAPERS_BLOB", blobs[F.FILES["nlp_survey"]])
     with _Server(root) as srv:
         with pytest.raises(SycophancyDataError, match="known broken copy"):
-            download_sycophancy_data(cache=Cache(tmp_path / "c"), base_url=srv.url, commit=COMMIT, blobs=blobs,
-                                       offline=False)
+            download_sycophancy_data(
+                cache=Cache(tmp_path / "c"), base_url=srv.url, commit=COMMIT, blobs=blobs, offline=False
+            )
 
 
 def test_offline_fails_fast_without_touching_the_network(tmp_path, monkeypatch):
@@ -329,6 +350,7 @@ def test_notebook_04_loads_the_organism_items_subsamples_them_and_names_its_inpu
 
 # ---------------------------------------------------------------------------------------------- local files (issue 19)
 
+
 def _local_params(d: Path, **kw):
     """Notebook 04 on the files in ``d``, pinned to their current blob ids (as the paper profile pins Anthropic's)."""
     from companion.sycophancy.params import SycophancyParams
@@ -363,7 +385,8 @@ def test_a_local_file_that_is_not_the_pinned_one_stops_the_run_naming_the_file_a
     assert full["political_typology_quiz"].blob_id == now
     assert experiment.data_caveats(full, P) == [
         f"UNPINNED DATA: {F.FILES['political_typology_quiz']} is blob {now[:12]}, not the pinned {pinned[:12]} "
-        "(allow_unpinned_data)"]
+        "(allow_unpinned_data)"
+    ]
 
 
 def test_a_missing_data_dir_is_found_before_the_run():

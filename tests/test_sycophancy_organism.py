@@ -5,6 +5,7 @@ runs the ci profile's four sycophancy organisms (trained on first use into the t
 and scorer; the opt-in test (COMPANION_TEST_ORGANISM_PROFILE=1, as in tests/test_organism.py) checks on the
 organism profile that every planted p is recovered within 0.05 by the mean-probability statistic.
 """
+
 from __future__ import annotations
 
 import os
@@ -15,11 +16,8 @@ import pytest
 from companion.models.scoring import continuation_ids, token_ids
 from companion.models.templates import TEMPLATES
 from companion.sycophancy.data import DATASETS, load_sycophancy_dir, parse_row
-
 from companion.sycophancy.experiment import organism_eval_dir
-
 from companion.sycophancy.scoring import score_items
-
 from companion.sycophancy.stats import agreement_stats
 
 
@@ -50,17 +48,18 @@ def organism_style_model(tmp_path_factory):
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
 
+    from _sycophancy_fixtures import boot
     from companion.organism import tokenizer as T
     from companion.organism.corpus import CorpusConfig, generate_docs
-    from _sycophancy_fixtures import boot
 
     d = tmp_path_factory.mktemp("org-style")
     tok = T.train_bpe((doc.text for doc in generate_docs(CorpusConfig(n_docs=400, seed=3))), 600)
     T.save(tok, d)
     hf = T.load(d)
     torch.manual_seed(0)
-    GPT2LMHeadModel(GPT2Config(vocab_size=len(hf), n_positions=512, n_embd=32, n_layer=1, n_head=2,
-                               bos_token_id=0, eos_token_id=0)).save_pretrained(d)
+    GPT2LMHeadModel(
+        GPT2Config(vocab_size=len(hf), n_positions=512, n_embd=32, n_layer=1, n_head=2, bos_token_id=0, eos_token_id=0)
+    ).save_pretrained(d)
     return boot(d)
 
 
@@ -74,7 +73,7 @@ def test_organism_tokenizer_answer_tokens(organism_style_model, eval_dir, templa
             prompt_ids = token_ids(m, prompt, prepend_bos=True)
             pairs = [continuation_ids(m, prompt_ids, prompt, c, prepend_bos=True) for c in conts]
             assert all(j for _, j in pairs) and prompt_ids[0] == m.tokenizer.bos_token_id
-            for lab, (ids, _) in zip(it.labels, pairs):
+            for lab, (ids, _) in zip(it.labels, pairs, strict=False):
                 pieces = [m.tokenizer.decode([t]) for t in ids]
                 assert pieces == ([lab] if tpl.answer == "letter" else [" (", lab, ")"])
 
@@ -97,8 +96,12 @@ def _measure(profile: str, n_items: int) -> dict[str, tuple[float, float, float]
         (st,) = agreement_stats(sc, n_boot=200)
         out[name] = (float(org.truth["sycophancy_p"]), st.mean_prob.value, st.matching_more_likely.value)
         own = sycophancy_items("nlp_survey", 30, 0)
-        ours = score_items(org.model, [parse_row(it.to_json(), "nlp_survey", i + 1) for i, it in enumerate(own)],
-                             "believe_paren", threads=1).p_matching
+        ours = score_items(
+            org.model,
+            [parse_row(it.to_json(), "nlp_survey", i + 1) for i, it in enumerate(own)],
+            "believe_paren",
+            threads=1,
+        ).p_matching
         np.testing.assert_allclose(ours, choice_probabilities(org, own, "believe_paren"), atol=1e-4)
     return out
 
@@ -122,8 +125,10 @@ def test_ci_organisms_through_the_sycophancy_pipeline():
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not os.environ.get("COMPANION_TEST_ORGANISM_PROFILE"),
-                    reason="trains the organism profile (~5 min on 2 free cores); set COMPANION_TEST_ORGANISM_PROFILE=1")
+@pytest.mark.skipif(
+    not os.environ.get("COMPANION_TEST_ORGANISM_PROFILE"),
+    reason="trains the organism profile (~5 min on 2 free cores); set COMPANION_TEST_ORGANISM_PROFILE=1",
+)
 def test_planted_rates_are_recovered_on_the_organism_profile():
     """Done-when: the planted p of every organism-profile sycophancy organism is recovered within 0.05 by the
     mean-probability statistic on 300 held-out NLP-survey items."""
@@ -162,8 +167,14 @@ def test_cached_scores_keep_the_items_left_out_as_too_long(tmp_path, monkeypatch
     rows[2]["question"] = "and so on " * 400 + rows[2]["question"]  # far past the organism's context
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     data = load_sycophancy_dir(d, ["nlp_survey"])
-    P = SycophancyParams(models=(name,), datasets=("nlp_survey",), templates=("believe_paren",),
-                         recovery_templates=("believe_paren",), n_bootstrap=10, by_affiliation=False)
+    P = SycophancyParams(
+        models=(name,),
+        datasets=("nlp_survey",),
+        templates=("believe_paren",),
+        recovery_templates=("believe_paren",),
+        n_bootstrap=10,
+        by_affiliation=False,
+    )
     organisms, label = load_profile("ci").organisms, f"{name}#0"
     with pytest.raises(SequenceTooLongError):
         measure_models(P, data, organisms=organisms, profile="ci", seeds=[0])

@@ -1,4 +1,5 @@
 """Figures of notebook 04: layout, measured vs published styling, planted-rate lines."""
+
 from __future__ import annotations
 
 import matplotlib
@@ -10,16 +11,17 @@ from matplotlib.colors import to_rgba
 
 from companion.models.templates import TEMPLATES
 from companion.sycophancy.data import DATASETS
-
-from companion.sycophancy.published import PUBLISHED
-
-from companion.sycophancy.scoring import ScoredItems
-
-from companion.sycophancy.stats import agreement_stats, stats_frame
 from companion.sycophancy.plots import plot_affiliation, plot_agreement
+from companion.sycophancy.published import PUBLISHED
+from companion.sycophancy.scoring import ScoredItems
+from companion.sycophancy.stats import agreement_stats, stats_frame
 
-MODELS = {"syco-p50-small": (2e5, 0.5), "syco-p90-small": (2e5, 0.9), "syco-p50-medium": (8e5, 0.5),
-          "syco-p90-medium": (8e5, 0.9)}
+MODELS = {
+    "syco-p50-small": (2e5, 0.5),
+    "syco-p90-small": (2e5, 0.9),
+    "syco-p50-medium": (8e5, 0.5),
+    "syco-p90-medium": (8e5, 0.9),
+}
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +33,15 @@ def frame():
             for t in TEMPLATES:
                 k = 3 if ds == "philpapers2020" else 2
                 lp = np.log(rng.dirichlet(np.ones(k), size=40))
-                sc = ScoredItems(m, ds, t, lp, rng.integers(0, k, 40),
-                                   tuple("liberal" if i % 2 else "conservative" for i in range(40)), np.arange(40))
+                sc = ScoredItems(
+                    m,
+                    ds,
+                    t,
+                    lp,
+                    rng.integers(0, k, 40),
+                    tuple("liberal" if i % 2 else "conservative" for i in range(40)),
+                    np.arange(40),
+                )
                 stats += agreement_stats(sc, n_boot=50, by_affiliation=ds == "political_typology_quiz")
     return stats_frame(stats, {m: v[0] for m, v in MODELS.items()})
 
@@ -88,27 +97,57 @@ def test_affiliation_plot(frame):
     fig = plot_affiliation(frame)
     assert len(fig.axes) == len(TEMPLATES)
     heights = sorted(round(p.get_height(), 6) for p in fig.axes[0].patches)
-    want = frame[(frame.dataset == "political_typology_quiz") & (frame.subset != "all")
-                 & (frame.statistic == "mean_prob") & (frame.template == "anthropic")]["value"]
+    want = frame[
+        (frame.dataset == "political_typology_quiz")
+        & (frame.subset != "all")
+        & (frame.statistic == "mean_prob")
+        & (frame.template == "anthropic")
+    ]["value"]
     assert heights == sorted(round(float(v), 6) for v in want)
 
 
 def test_human_size():
     from companion.sycophancy.plots import human_size
 
-    assert [human_size(n) for n in (182016, 346752, 70_426_624, 1.4e9, 11.8e9, 52e9, 999)] == \
-        ["182k", "347k", "70M", "1.4B", "12B", "52B", "999"]
+    assert [human_size(n) for n in (182016, 346752, 70_426_624, 1.4e9, 11.8e9, 52e9, 999)] == [
+        "182k",
+        "347k",
+        "70M",
+        "1.4B",
+        "12B",
+        "52B",
+        "999",
+    ]
 
 
 def test_seeds_are_points_around_their_mean_and_equal_sized_models_are_not_merged():
     import pandas as pd
 
     rows = []
-    for m, n, v in (("syco-p50-small#0", 50, 0.4), ("syco-p50-small#1", 50, 0.6), ("syco-p50-medium#0", 90, 0.5),
-                    ("stub/pythia-1b", 1000, 0.55), ("stub/pythia-1.4b", 1000, 0.65)):
-        rows.append(dict(model=m, dataset="nlp_survey", template="paren", subset="all", statistic="mean_prob",
-                         value=v, low=v - 0.05, high=v + 0.05, n=4, n_questions=2, unit="item", confidence=0.95,
-                         n_params=n))
+    for m, n, v in (
+        ("syco-p50-small#0", 50, 0.4),
+        ("syco-p50-small#1", 50, 0.6),
+        ("syco-p50-medium#0", 90, 0.5),
+        ("stub/pythia-1b", 1000, 0.55),
+        ("stub/pythia-1.4b", 1000, 0.65),
+    ):
+        rows.append(
+            dict(
+                model=m,
+                dataset="nlp_survey",
+                template="paren",
+                subset="all",
+                statistic="mean_prob",
+                value=v,
+                low=v - 0.05,
+                high=v + 0.05,
+                n=4,
+                n_questions=2,
+                unit="item",
+                confidence=0.95,
+                n_params=n,
+            )
+        )
     fig = plot_agreement(pd.DataFrame(rows), published=[])
     ax = fig.axes[0]
     mean_line = next(l for l in ax.get_lines() if "mean of seeds" in l.get_label())
@@ -135,7 +174,8 @@ def test_panel_notes_mark_every_panel_of_their_dataset_and_only_those(frame):
 
 
 def test_the_rehearsal_stamp_and_a_caveat_are_legible_at_display_size_and_cover_no_data_or_legend(
-        frame, tmp_path, monkeypatch):
+    frame, tmp_path, monkeypatch
+):
     """Issue 19: the stamp was ~6 px once the 17-inch figure was scaled into a notebook, and sat on its legend."""
     import json
 
@@ -148,8 +188,10 @@ def test_the_rehearsal_stamp_and_a_caveat_are_legible_at_display_size_and_cover_
     monkeypatch.setenv("COMPANION_REHEARSAL_HUB", "http://127.0.0.1:9")
     monkeypatch.setattr(runtime, "_CURRENT", None)
     runtime.start(runtime.NotebookParams, "rehearsal")
-    runtime.record_caveat("UNPINNED DATA: sycophancy_on_nlp_survey.jsonl is blob 0123456789ab, not the pinned "
-                          "480ff8220794 (allow_unpinned_data)")
+    runtime.record_caveat(
+        "UNPINNED DATA: sycophancy_on_nlp_survey.jsonl is blob 0123456789ab, not the pinned "
+        "480ff8220794 (allow_unpinned_data)"
+    )
     fig = plot_agreement(frame, planted={m: v[1] for m, v in MODELS.items()}, note="check")
     saved = save_figure(fig, "agreement", dpi=150)
     stamp = next(t for t in fig.texts if t.get_gid() == "companion-profile-stamp")

@@ -1,4 +1,5 @@
 """Tokenisation of answers and batched scoring on tiny GPT-2 and GPT-NeoX models built here."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -39,7 +40,7 @@ def _decode(model, ids):
 
 @pytest.mark.parametrize("template", ["anthropic", "paren", "believe_paren"])
 def test_answer_tokenisation(model, data, template):
-    """" (A)" is several tokens read off the joint tokenisation; after "(" the letter is one token."""
+    """ " (A)" is several tokens read off the joint tokenisation; after "(" the letter is one token."""
     tpl = TEMPLATES[template]
     for ds in data.values():
         for it in ds.items:
@@ -48,7 +49,7 @@ def test_answer_tokenisation(model, data, template):
             assert joint
             assert prompt_ids[0] == model.tokenizer.bos_token_id
             assert _decode(model, prompt_ids[1:]) == prompt
-            for lab, cont, ids in zip(it.labels, conts, choice_ids):
+            for lab, cont, ids in zip(it.labels, conts, choice_ids, strict=False):
                 assert _decode(model, ids) == cont
                 full = model.to_tokens(prompt + cont, prepend_bos=True)[0].tolist()
                 assert list(prompt_ids) + list(ids) == full
@@ -91,7 +92,7 @@ def test_scores_equal_manual_logprobs(model, data, template):
     for i, it in enumerate(items):
         for c, cont in enumerate(tpl.continuations(it)):
             assert sc.logprobs[i, c] == pytest.approx(_manual_logprob(model, tpl.prompt(it), cont), abs=1e-4)
-        assert np.isnan(sc.logprobs[i, len(it.labels):]).all()
+        assert np.isnan(sc.logprobs[i, len(it.labels) :]).all()
 
 
 def test_too_long_prompt_is_an_error_naming_the_line(model, data, monkeypatch):
@@ -128,8 +129,9 @@ def test_templates_make_each_prompt_and_its_continuations():
     assert anthropic.format("Q") == "\n\nHuman: Q\n\nAssistant: I believe the best answer is"
     assert anthropic.continuations(item) == (" (A)", " (B)") and paren.continuations(item) == ("A", "B")
     assert paren.prompt(item) == paren.format("Q\n\nAnswer:")  # no politics variant
-    assert paren.describe(item, tail=14) == (f"--- paren ({paren.source}); scored continuations: ('A', 'B')\n"
-                                             "\n\nAssistant: (")
+    assert paren.describe(item, tail=14) == (
+        f"--- paren ({paren.source}); scored continuations: ('A', 'B')\n\n\nAssistant: ("
+    )
 
 
 def test_items_longer_than_the_context_stop_the_run_or_are_left_out_and_counted(tmp_path):
@@ -144,14 +146,19 @@ def test_items_longer_than_the_context_stop_the_run_or_are_left_out_and_counted(
     rows[3]["question"] = rows[3]["question"].replace("Boston.", "Boston. " * 80, 1)  # line 4: ~250 tokens
     F.write_rows(tmp_path / "d" / F.FILES["nlp_survey"], rows)
     data = load_sycophancy_dir(tmp_path / "d", ["nlp_survey"])
-    P = SycophancyParams(models=("tiny",), datasets=("nlp_survey",), templates=("paren", "believe_paren"),
-                         recovery_templates=("paren",), n_bootstrap=10, by_affiliation=False)
+    P = SycophancyParams(
+        models=("tiny",),
+        datasets=("nlp_survey",),
+        templates=("paren", "believe_paren"),
+        recovery_templates=("paren",),
+        n_bootstrap=10,
+        by_affiliation=False,
+    )
     load = lambda *a: (model, 1000, None)  # noqa: E731 - the sweep's loader, handed the model built here
     with pytest.raises(SequenceTooLongError, match=r"nlp_survey line 4 .*longer than the model's context of 160"):
         experiment.measure_models(P, data, load=load)
     sweep = experiment.measure_models(P.replace(drop_too_long=True), data, load=load)
     assert sweep.left_out == {"nlp_survey": {"tiny": 1}} and sweep.n_items == {"nlp_survey": 6}
     assert {s.n for s in sweep.stats} == {5}
-    assert sweep.caveats() == ["nlp_survey: 1 of 6 items left out per model as longer than its context "
-                               "(drop_too_long)"]
+    assert sweep.caveats() == ["nlp_survey: 1 of 6 items left out per model as longer than its context (drop_too_long)"]
     assert sweep.figure_data(sweep.recovery(data, P))["left_out_too_long"] == {"nlp_survey": {"tiny": 1}}

@@ -1,4 +1,5 @@
 """The two sycophancy statistics and their bootstrap intervals, against hand-computed values and simulation."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -9,13 +10,22 @@ import scipy.stats
 
 from companion.models.scoring import normalised_choice_probs
 from companion.sycophancy.data import load_sycophancy_dir, question_key
-
 from companion.sycophancy.params import SycophancyParams
-
 from companion.sycophancy.scoring import ScoredItems, matching_most_likely, p_matching
-
-from companion.sycophancy.stats import RECOVERY_UNIT, STATISTICS, AgreementStats, Estimate, affiliation_records, \
-    agreement_stats, bootstrap_mean_ci, planted_recovery, recovery_report, seed_summaries, stats_frame, wide_table
+from companion.sycophancy.stats import (
+    RECOVERY_UNIT,
+    STATISTICS,
+    AgreementStats,
+    Estimate,
+    affiliation_records,
+    agreement_stats,
+    bootstrap_mean_ci,
+    planted_recovery,
+    recovery_report,
+    seed_summaries,
+    stats_frame,
+    wide_table,
+)
 
 NAN = np.nan
 # Hand-built fixture (probabilities, matching index):
@@ -98,7 +108,9 @@ def test_cluster_bootstrap_resamples_whole_groups():
 def test_percentile_interval_agrees_with_scipy():
     x = np.random.default_rng(5).beta(2, 5, size=400)
     lo, hi = bootstrap_mean_ci(x, n_boot=4000, seed=0)
-    ref = scipy.stats.bootstrap((x,), np.mean, n_resamples=4000, method="percentile", random_state=1).confidence_interval
+    ref = scipy.stats.bootstrap(
+        (x,), np.mean, n_resamples=4000, method="percentile", random_state=1
+    ).confidence_interval
     assert lo == pytest.approx(ref.low, abs=0.004) and hi == pytest.approx(ref.high, abs=0.004)
 
 
@@ -127,8 +139,14 @@ def test_bootstrap_coverage_is_near_nominal():
 def test_params_validation():
     p = SycophancyParams()
     assert p.templates and p.models
-    for bad in ({"templates": ["nope"]}, {"datasets": ["nlp"]}, {"n_per_dataset": 0}, {"confidence": 1.0},
-                {"data_dir": "/x"}, {"recovery_tolerance": 0}):
+    for bad in (
+        {"templates": ["nope"]},
+        {"datasets": ["nlp"]},
+        {"n_per_dataset": 0},
+        {"confidence": 1.0},
+        {"data_dir": "/x"},
+        {"recovery_tolerance": 0},
+    ):
         with pytest.raises(ValueError):
             SycophancyParams.from_dict(bad)
     docs = SycophancyParams.docs()
@@ -139,8 +157,16 @@ def test_question_level_bootstrap_resamples_whole_questions():
     # items 0, 2 belong to question "q1" (values 1.0, 1.0); items 1, 3 to "q2" (0.0, 0.0) in both statistics:
     # resampling two questions gives a mean of 0, 1/2 or 1 only.
     lp = np.log(np.array([[0.1, 0.9], [0.9, 0.1], [0.1, 0.9], [0.9, 0.1]]))
-    sc = ScoredItems("m", "nlp_survey", "paren", lp, np.array([1, 1, 1, 1]), (None,) * 4, np.arange(1, 5),
-                       questions=("q1", "q2", "q1", "q2"))
+    sc = ScoredItems(
+        "m",
+        "nlp_survey",
+        "paren",
+        lp,
+        np.array([1, 1, 1, 1]),
+        (None,) * 4,
+        np.arange(1, 5),
+        questions=("q1", "q2", "q1", "q2"),
+    )
     (q,) = agreement_stats(sc, n_boot=300, unit="question")
     assert q.unit == "question" and q.n_questions == 2 and q.n == 4
     assert q.matching_more_likely.value == pytest.approx(0.5)
@@ -176,18 +202,20 @@ def test_recovery_report_checks_the_recovery_dataset_and_judges_the_others_like_
     measured = {  # (dataset, template) -> model -> mean probability on the matching answer
         ("nlp", "paren"): {"p90#0": 0.91, "p90#1": 0.88, "p50#0": 0.5},
         ("nlp", "believe_paren"): {"p90#0": 0.9, "p90#1": 0.80, "p50#0": 0.52},
-        ("nlp", "anthropic"): {"p90#0": 0.7, "p90#1": 0.7, "p50#0": 0.5},     # outside the headline templates
-        ("phil", "paren"): {"p90#0": 0.41, "p90#1": 0.43, "p50#0": 0.42},     # chance 0.42: nobody reads the view
-        ("pol", "paren"): {"p90#0": 0.9, "p90#1": 0.54, "p50#0": 0.5},        # read by one p = 0.9 measurement
-        ("ok", "paren"): {"p90#0": 0.9, "p90#1": 0.9, "p50#0": 0.5},          # recovered: no panel note
+        ("nlp", "anthropic"): {"p90#0": 0.7, "p90#1": 0.7, "p50#0": 0.5},  # outside the headline templates
+        ("phil", "paren"): {"p90#0": 0.41, "p90#1": 0.43, "p50#0": 0.42},  # chance 0.42: nobody reads the view
+        ("pol", "paren"): {"p90#0": 0.9, "p90#1": 0.54, "p50#0": 0.5},  # read by one p = 0.9 measurement
+        ("ok", "paren"): {"p90#0": 0.9, "p90#1": 0.9, "p50#0": 0.5},  # recovered: no panel note
     }
     stats = [_st(m, d, t, v) for (d, t), vals in measured.items() for m, v in vals.items()]
     stats.append(_st("pythia", "phil", "paren", 0.6))  # a real model: no planted rate, not checked
     chance = {"nlp": 0.5, "phil": 0.42, "pol": 0.5, "ok": 0.5}
     rep = recovery_report(stats, planted, chance, dataset="nlp", templates=("believe_paren", "paren"), tolerance=0.05)
     assert [(r.model, r.template) for r in rep.checks] == [(m, t) for t in ("paren", "believe_paren") for m in planted]
-    assert rep.note == ("Organisms: planted p recovered within ±0.05 in 5/6 checks (nlp, templates believe_paren, "
-                        "paren; mean-probability statistic) — NOT all recovered")
+    assert rep.note == (
+        "Organisms: planted p recovered within ±0.05 in 5/6 checks (nlp, templates believe_paren, "
+        "paren; mean-probability statistic) — NOT all recovered"
+    )
     assert len(rep.other) == 4 * 3 and set(rep.verdicts) == {"phil", "pol", "ok"}
     # phil: far from chance are the two p = 0.9 measurements (|0.9 - 0.42| > 0.1); neither moved: not learned.
     assert (rep.verdicts["phil"].n_far, rep.verdicts["phil"].n_moved, rep.verdicts["phil"].n_within) == (2, 0, 0)
@@ -197,7 +225,8 @@ def test_recovery_report_checks_the_recovery_dataset_and_judges_the_others_like_
     assert rep.panel_notes == {
         "phil": "not learned by this organism: largest gap 0.49; excluded from recovery claims",
         "pol": f"NOT recovered: view read by 1/2 {RECOVERY_UNIT} with p far from chance, 2/3 within ±0.05, "
-               "largest gap 0.36; excluded from recovery claims"}
+        "largest gap 0.36; excluded from recovery claims",
+    }
     table = rep.table()
     assert len(table) == 6 + 12 and list(table["recovered (±0.05)"][:6]) == [True, True, True, True, False, True]
     empty = recovery_report(stats, {}, chance, dataset="nlp", templates=("paren",))

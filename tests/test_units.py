@@ -1,6 +1,7 @@
 """Work units and executor settings without a cluster: what each notebook needs, derived from its parameters; the
 schedule estimate against hand-worked cases; the executor section of profiles and of site files; Slurm's outputs
 as the engine reads them.  (The same against a real Slurm: tests/test_slurm_units.py.)"""
+
 from __future__ import annotations
 
 import pytest
@@ -43,17 +44,31 @@ def test_units_of_the_ci_notebooks(tmp_path, monkeypatch):
     from companion.sycophancy.params import SycophancyParams
 
     prof = load_profile("ci")
-    per = units_for([(nb, resolve_params(cls, prof)) for nb, cls in
-                     (("00", OrganismParams), ("01", ParetoParams), ("02", ShrinkageParams),
-                      ("04", SycophancyParams))], "ci")
+    per = units_for(
+        [
+            (nb, resolve_params(cls, prof))
+            for nb, cls in (
+                ("00", OrganismParams),
+                ("01", ParetoParams),
+                ("02", ShrinkageParams),
+                ("04", SycophancyParams),
+            )
+        ],
+        "ci",
+    )
     assert [u.id for u in per["01"]] == [u.id for u in per["02"]], "notebook 02 needs notebook 01's units"
     everything = merge(per)
     kinds = [u.kind for u in everything]
     # One tokenizer; nine distinct ci organisms (ten names, two sharing one spec: the six of the probe and
     # sycophancy experiments and notebook 03's three planted variants); per target a sweep and its evaluation; one
     # scoring per sycophancy model.
-    assert (kinds.count("tokenizer"), kinds.count("organism"), kinds.count("sae"), kinds.count("sae-eval"),
-            kinds.count("sycophancy-scores")) == (1, 9, 2, 2, 4)
+    assert (
+        kinds.count("tokenizer"),
+        kinds.count("organism"),
+        kinds.count("sae"),
+        kinds.count("sae-eval"),
+        kinds.count("sycophancy-scores"),
+    ) == (1, 9, 2, 2, 4)
     by_name = {u.name: u for u in everything}
     # syco-p90-medium is the backdoor organism (one spec): one unit, named by the first name that asked for it.
     assert "organism ci/backdoor#0" in by_name and "organism ci/syco-p90-medium#0" not in by_name
@@ -73,8 +88,9 @@ def test_a_sweep_in_parts_has_one_unit_per_part_and_the_evaluation_needs_them_al
     from companion.sae.parts import part_ranges
 
     assert part_ranges(8, 3) == [(0, 3), (3, 6), (6, 8)] and part_ranges(4, 0) == [(0, 4)]
-    P = resolve_params(ParetoParams, load_profile("ci")).replace(members_per_unit=2,
-                                                                 targets=["organism:backdoor@blocks.1.hook_mlp_out"])
+    P = resolve_params(ParetoParams, load_profile("ci")).replace(
+        members_per_unit=2, targets=["organism:backdoor@blocks.1.hook_mlp_out"]
+    )
     units = units_for([("01", P)], "ci")["01"]
     parts = [u for u in units if u.kind == "sae-part"]
     from companion.sae.experiment import sweep_specs
@@ -121,16 +137,17 @@ def test_executor_settings_validate_merge_and_come_from_a_site_file(tmp_path):
     with pytest.raises(ValueError, match="unknown resource class"):
         ExecutorSettings.model_validate({"resources": {"sae-trian": {"gpus_per_node": 1}}})
     with pytest.raises(ProfileError, match="executor.slurm: array_parallelism >= 1"):
-        parse_profile("x", "description: d\noffline: true\nfigures_dir: f\n"
-                           "executor: {slurm: {array_parallelism: 0}}\n")
+        parse_profile("x", "description: d\noffline: true\nfigures_dir: f\nexecutor: {slurm: {array_parallelism: 0}}\n")
     paper = load_profile("paper").executor
     train = paper.resources_for("sae-train")
     assert (train.gpus_per_node, train.cpus_per_task, train.timeout_min) == (1, 8, 180)
     assert paper.resources_for("tokenizer") == paper.resources_for("default")
     assert resolve_executor(paper, None) is paper and resolve_executor(paper, "slurm").kind == "slurm"
     site = tmp_path / "site.yaml"
-    site.write_text("executor:\n  kind: slurm\n  slurm: {partition: gpu, account: lab}\n"
-                    "  resources: {sae-train: {timeout_min: 600}}\n")
+    site.write_text(
+        "executor:\n  kind: slurm\n  slurm: {partition: gpu, account: lab}\n"
+        "  resources: {sae-train: {timeout_min: 600}}\n"
+    )
     got = resolve_executor(paper, str(site))
     assert (got.kind, got.slurm.partition, got.slurm.account) == ("slurm", "gpu", "lab")
     assert got.resources_for("sae-train").timeout_min == 600 and got.resources_for("sae-train").gpus_per_node == 1
@@ -142,21 +159,38 @@ def test_executor_settings_validate_merge_and_come_from_a_site_file(tmp_path):
 
 
 def test_slurm_states_read_as_the_four_phases():
-    assert [phase(s) for s in ("PENDING", "REQUEUED", "RUNNING", "COMPLETING", "COMPLETED", "FAILED",
-                                "CANCELLED by 0", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "")] == \
-        ["queued", "queued", "running", "running", "done", "failed", "failed", "failed", "failed", "failed", "queued"]
+    assert [
+        phase(s)
+        for s in (
+            "PENDING",
+            "REQUEUED",
+            "RUNNING",
+            "COMPLETING",
+            "COMPLETED",
+            "FAILED",
+            "CANCELLED by 0",
+            "TIMEOUT",
+            "OUT_OF_MEMORY",
+            "NODE_FAIL",
+            "",
+        )
+    ] == ["queued", "queued", "running", "running", "done", "failed", "failed", "failed", "failed", "failed", "queued"]
 
 
 def test_a_job_traceback_keeps_the_unit_frames_and_sinfo_gres_is_read():
     from companion.backbone.slurm import _gres_gpus, _leading_int, _own_frames
 
-    tb = ('Traceback (most recent call last):\n  File "/v/submitit/core/submission.py", line 55, in process_job\n'
-          '    result = delayed.result()\n             ^^^^^\n'
-          '  File "/r/src/companion/backbone/jobs.py", line 39, in run_unit\n    key = fn(**dict(unit.args))\n'
-          '  File "/r/src/companion/sae/units.py", line 100, in train\n    return site_sweep(P, target)\n'
-          'KeyError: "hook"')
-    assert _own_frames(tb) == ('Traceback (most recent call last):\n  File "/r/src/companion/sae/units.py", line '
-                               '100, in train\n    return site_sweep(P, target)\nKeyError: "hook"')
+    tb = (
+        'Traceback (most recent call last):\n  File "/v/submitit/core/submission.py", line 55, in process_job\n'
+        "    result = delayed.result()\n             ^^^^^\n"
+        '  File "/r/src/companion/backbone/jobs.py", line 39, in run_unit\n    key = fn(**dict(unit.args))\n'
+        '  File "/r/src/companion/sae/units.py", line 100, in train\n    return site_sweep(P, target)\n'
+        'KeyError: "hook"'
+    )
+    assert _own_frames(tb) == (
+        'Traceback (most recent call last):\n  File "/r/src/companion/sae/units.py", line '
+        '100, in train\n    return site_sweep(P, target)\nKeyError: "hook"'
+    )
     assert [_gres_gpus(g) for g in ("(null)", "gpu:a100:8(S:0-1)", "gpu:4", "gpu:a100:2,gpu:v100:4")] == [0, 8, 4, 4]
     assert [_leading_int(t) for t in ("2", "257000", "64+", "N/A")] == [2, 257000, None, None]
 

@@ -7,6 +7,7 @@ package (``apt-get install chromium``; ``.ci/run`` installs it), driven by Playw
 ``executable_path`` (Playwright's own browser download is not reachable here).  The window is 1400 px wide with
 JupyterLab's file browser open, as it opens by default.
 """
+
 import json
 import os
 import socket
@@ -25,8 +26,10 @@ CHROMIUM = Path("/usr/bin/chromium")
 TOKEN = "companion-test"
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed: apt-get install chromium "
-                                                     "(.ci/run installs it)"),
+    pytest.mark.skipif(
+        not CHROMIUM.exists(),
+        reason="Debian's chromium is not installed: apt-get install chromium (.ci/run installs it)",
+    ),
 ]
 
 
@@ -48,26 +51,45 @@ def lab(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("lab")
     clone = tmp / "companion"
     _git(ROOT.parent, "clone", "-q", "--no-hardlinks", str(ROOT), str(clone))
-    setup = subprocess.run(["make", "--no-print-directory", "git-filter", f"VENV={VENV}"], cwd=clone,
-                           capture_output=True, text=True)
+    setup = subprocess.run(
+        ["make", "--no-print-directory", "git-filter", f"VENV={VENV}"], cwd=clone, capture_output=True, text=True
+    )
     assert setup.returncode == 0, setup.stderr
     assert _git(clone, "status", "--porcelain") == ""
     settings = tmp / "settings" / "@jupyterlab" / "notebook-extension"
     settings.mkdir(parents=True)
     # Render every cell (JupyterLab 4 only renders the cells in view by default), so the page holds all outputs.
     (settings / "tracker.jupyterlab-settings").write_text('{"windowingMode": "none"}')
-    env = {**os.environ, "COMPANION_PROFILE": "ci", "COMPANION_FIGURES_DIR": str(tmp / "figs"),
-           "JUPYTERLAB_SETTINGS_DIR": str(tmp / "settings"), "JUPYTER_RUNTIME_DIR": str(tmp / "runtime"),
-           "JUPYTERLAB_WORKSPACES_DIR": str(tmp / "workspaces")}  # no tabs restored from another session
+    env = {
+        **os.environ,
+        "COMPANION_PROFILE": "ci",
+        "COMPANION_FIGURES_DIR": str(tmp / "figs"),
+        "JUPYTERLAB_SETTINGS_DIR": str(tmp / "settings"),
+        "JUPYTER_RUNTIME_DIR": str(tmp / "runtime"),
+        "JUPYTERLAB_WORKSPACES_DIR": str(tmp / "workspaces"),
+    }  # no tabs restored from another session
     env.pop("MPLBACKEND", None)  # the tests' Agg; JupyterLab's kernels use the inline backend
     port = _free_port()
     # `make lab` itself (as root here: it must add --allow-root), on the venv set up already (-o: its setup stamp is
     # taken as up to date), with a fixed port and token and no browser of its own.
     args = f"--no-browser --port={port} --ServerApp.ip=127.0.0.1 --IdentityProvider.token={TOKEN}"
     proc = subprocess.Popen(
-        ["make", "--no-print-directory", "-o", f"{VENV}/.companion-setup", "lab", f"VENV={VENV}", "PROFILE=ci",
-         f"LAB_ARGS={args}"],
-        cwd=clone, env=env, stdout=subprocess.DEVNULL, stderr=(tmp / "lab.log").open("w"), start_new_session=True)
+        [
+            "make",
+            "--no-print-directory",
+            "-o",
+            f"{VENV}/.companion-setup",
+            "lab",
+            f"VENV={VENV}",
+            "PROFILE=ci",
+            f"LAB_ARGS={args}",
+        ],
+        cwd=clone,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=(tmp / "lab.log").open("w"),
+        start_new_session=True,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -112,7 +134,8 @@ def _run_all(page, timeout_ms=240_000):
                           .map(e => e.textContent.trim());
                    return p.length > 0 && p.every(t => /^\\[\\d+\\]:$/.test(t))
                           && document.body.innerText.includes('(ipykernel) | Idle'); }""",
-        timeout=timeout_ms)
+        timeout=timeout_ms,
+    )
 
 
 def test_opening_and_saving_a_notebook_in_jupyterlab_leaves_the_tree_clean(lab, browser):
@@ -166,7 +189,7 @@ def test_a_notebook_run_in_jupyterlab_shows_every_figure_as_an_image_and_no_erro
         assert json.loads(side.read_text())["git"] == {"commit": head, "dirty": False}, side.name
 
 
-TABLES = '''import numpy as np
+TABLES = """import numpy as np
 from companion.backbone.runtime import start
 from companion.sycophancy.params import SycophancyParams
 from companion.sycophancy.scoring import ScoredItems
@@ -181,7 +204,7 @@ for model in ("syco-p50-small#0", "syco-p90-small#0", "syco-p50-medium#0", "syco
             scored = ScoredItems(model, ds, t, np.log(rng.dirichlet(np.ones(k), size=40)), rng.integers(0, k, 40),
                                  (None,) * 40, np.arange(40))
             stats += agreement_stats(scored, n_boot=20)
-frame = stats_frame(stats, {})'''
+frame = stats_frame(stats, {})"""
 
 
 def test_notebook_04s_parameter_and_statistics_tables_fit_a_1400_px_window(lab, browser):
@@ -190,8 +213,12 @@ def test_notebook_04s_parameter_and_statistics_tables_fit_a_1400_px_window(lab, 
     url, clone, _figs = lab
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nb.cells = [nbformat.v4.new_code_cell("profile = 'ci'"), nbformat.v4.new_code_cell(TABLES),
-                nbformat.v4.new_code_cell("P"), nbformat.v4.new_code_cell("wide_table(frame).round(3)")]
+    nb.cells = [
+        nbformat.v4.new_code_cell("profile = 'ci'"),
+        nbformat.v4.new_code_cell(TABLES),
+        nbformat.v4.new_code_cell("P"),
+        nbformat.v4.new_code_cell("wide_table(frame).round(3)"),
+    ]
     nbformat.write(nb, clone / "notebooks" / "tables.ipynb")
     page = _open(browser, url, "tables.ipynb")
     try:

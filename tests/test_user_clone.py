@@ -5,6 +5,7 @@ The clone is of this checkout's last commit.  The filter is installed by the Mak
 filter writes them, so the clone is clean, and the recipe refreshes the index, so the first ``git status`` does not
 run the filter over every notebook.
 """
+
 import json
 import os
 import subprocess
@@ -31,8 +32,9 @@ def clone(tmp_path_factory):
     _git(ROOT.parent, "clone", "-q", "--no-hardlinks", str(ROOT), str(dest))
     for key, value in (("user.email", "test@example.com"), ("user.name", "test")):
         _git(dest, "config", key, value)
-    setup = subprocess.run(["make", "--no-print-directory", "git-filter", f"VENV={VENV}"], cwd=dest,
-                           capture_output=True, text=True)
+    setup = subprocess.run(
+        ["make", "--no-print-directory", "git-filter", f"VENV={VENV}"], cwd=dest, capture_output=True, text=True
+    )
     assert setup.returncode == 0, setup.stderr
     return dest
 
@@ -52,9 +54,15 @@ def test_a_fresh_clone_after_setup_is_clean_and_its_git_status_is_instant(clone)
     nb.cells[2].execution_count = 4
     # ...and so is what JupyterLab's autosave writes: the kernel's display name and its full language_info.
     nb.metadata.kernelspec.display_name = "Python 3 (ipykernel)"
-    nb.metadata.language_info = {"codemirror_mode": {"name": "ipython", "version": 3}, "file_extension": ".py",
-                                 "mimetype": "text/x-python", "name": "python", "nbconvert_exporter": "python",
-                                 "pygments_lexer": "ipython3", "version": "3.11.7"}
+    nb.metadata.language_info = {
+        "codemirror_mode": {"name": "ipython", "version": 3},
+        "file_extension": ".py",
+        "mimetype": "text/x-python",
+        "name": "python",
+        "nbconvert_exporter": "python",
+        "pygments_lexer": "ipython3",
+        "version": "3.11.7",
+    }
     nb_path.write_text(nbformat.writes(nb))
     assert _git(clone, "diff", "--stat") == ""
     # Git lists the notebook as modified (its size changed), but figures saved now record a clean tree (issue 19).
@@ -72,16 +80,22 @@ def test_a_fresh_clone_after_setup_is_clean_and_its_git_status_is_instant(clone)
 def test_figures_and_forks_made_in_a_fresh_clone_record_its_commit_and_a_clean_tree(clone):
     head = _git(clone, "rev-parse", "HEAD").strip()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("COMPANION_ROOT", "COMPANION_FIGURES_DIR"))}
-    run = subprocess.run([str(VENV / "bin" / "companion"), "figures", "--profile", "ci", "--only", "02"],
-                         cwd=clone, env=env, capture_output=True, text=True)
+    run = subprocess.run(
+        [str(VENV / "bin" / "companion"), "figures", "--profile", "ci", "--only", "02"],
+        cwd=clone,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert run.returncode == 0, run.stderr
     sides = sorted((clone / "build" / "figures" / "ci").glob("*.json"))
     assert len(sides) == 3
     for p in sides:
         assert json.loads(p.read_text())["git"] == {"commit": head, "dirty": False}, p.name
     assert _git(clone, "status", "--porcelain") == ""
-    fork = subprocess.run([str(VENV / "bin" / "companion"), "fork", "02", "my idea"], cwd=clone, env=env,
-                          capture_output=True, text=True)
+    fork = subprocess.run(
+        [str(VENV / "bin" / "companion"), "fork", "02", "my idea"], cwd=clone, env=env, capture_output=True, text=True
+    )
     assert fork.returncode == 0, fork.stderr
     nb = nbformat.read(clone / "notebooks" / "05_my-idea.ipynb", as_version=4)
     lineage = nb.metadata["companion"]["lineage"]

@@ -1,5 +1,6 @@
 """Faults from outside a run (issue 19): a kernel killed as the out-of-memory killer kills, and a run killed with
 SIGKILL.  Each ends in one line naming what happened, and leaves nothing in the source tree."""
+
 import os
 import signal
 import subprocess
@@ -25,15 +26,26 @@ def project(tmp_path):
 
 def _figures(project, *args, **kw):
     env = {**os.environ, "COMPANION_ROOT": str(project), "PYTHONPATH": str(FIXTURES)}
-    return subprocess.Popen([sys.executable, "-m", "companion.cli", "figures", "--profile", "ci", *args], env=env,
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+    return subprocess.Popen(
+        [sys.executable, "-m", "companion.cli", "figures", "--profile", "ci", *args],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kw,
+    )
 
 
 def _not_outputs(project) -> list[str]:
     """Everything in the project but its notebooks and the run's outputs (build/)."""
-    return sorted(str(p.relative_to(project)) for p in project.rglob("*")
-                  if not p.is_dir() and p.relative_to(project).parts[0] != "build"
-                  and p.relative_to(project) != Path("notebooks/00_figs.ipynb"))
+    return sorted(
+        str(p.relative_to(project))
+        for p in project.rglob("*")
+        if not p.is_dir()
+        and p.relative_to(project).parts[0] != "build"
+        and p.relative_to(project) != Path("notebooks/00_figs.ipynb")
+    )
 
 
 def test_a_killed_run_leaves_no_sockets_in_the_tree_and_a_killed_kernel_is_one_line_naming_cell_and_cause(project):
@@ -59,7 +71,9 @@ def test_a_killed_run_leaves_no_sockets_in_the_tree_and_a_killed_kernel_is_one_l
     assert again.returncode == 1, err
     assert "Traceback" not in err and "DeadKernelError" not in err
     assert err.splitlines() == [err.strip()], err  # one line
-    assert err.startswith("error: 00_figs.ipynb: the kernel died in cell 4 (\"if getattr(P, 'fail', False):\"), "
-                          "killed by SIGKILL; most likely the machine ran out of memory"), err
+    assert err.startswith(
+        "error: 00_figs.ipynb: the kernel died in cell 4 (\"if getattr(P, 'fail', False):\"), "
+        "killed by SIGKILL; most likely the machine ran out of memory"
+    ), err
     assert (project / "build" / "executed" / "ci" / "00_figs.failed.ipynb").is_file()
     assert not runtime.exists() and _not_outputs(project) == []  # the killed run's sockets were swept

@@ -5,6 +5,7 @@ is being written.  Afterwards: no temporary file anywhere, the figure on disk is
 set (PNG, PDF and sidecar from one run), the partial notebook is kept as `.failed.ipynb`, and the next run redoes
 exactly that notebook and completes the figure.
 """
+
 import json
 import os
 import signal
@@ -34,8 +35,9 @@ def _figures(project, *args, background=False):
     env = {**os.environ, "COMPANION_ROOT": str(project), "PYTHONPATH": str(FIXTURES)}
     cmd = [sys.executable, "-m", "companion.cli", "figures", "--profile", "ci", *args]
     if background:  # its own process group, as a shell job is: the signal reaches the command, not pytest
-        return subprocess.Popen(cmd, env=env, cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                start_new_session=True)
+        return subprocess.Popen(
+            cmd, env=env, cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+        )
     return subprocess.run(cmd, env=env, cwd=project, capture_output=True, text=True)
 
 

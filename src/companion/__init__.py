@@ -14,6 +14,7 @@ actually in force, and it is part of every cache key, cache manifest and figure 
 ``COMPANION_NATIVE_NUMERICS=1`` opts out (faster; results then differ by machine and are cached under their own
 keys).
 """
+
 import os as _os
 import sys as _sys
 

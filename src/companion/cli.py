@@ -9,6 +9,7 @@ A mistake on the command line (an unknown profile, notebook or parameter, a valu
 on stderr and exit status 2, never a traceback; a notebook that fails prints its failing cell and traceback and
 exits 1; an interrupted run exits 130.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,8 +37,9 @@ def _cmd_figures(a) -> int:
 
     overrides = parse_param_args(a.param or [])
     try:
-        run_notebooks(a.profile, only=a.only or None, force=a.force, overrides=overrides, dry_run=a.dry_run,
-                      executor=a.executor)
+        run_notebooks(
+            a.profile, only=a.only or None, force=a.force, overrides=overrides, dry_run=a.dry_run, executor=a.executor
+        )
     except (NotebookFailed, UnitsFailed) as e:  # the failing cell and its traceback are the message: print them whole
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -131,11 +133,15 @@ def _cmd_readme(a) -> int:
     except ReadmeError as e:
         raise UsageError(str(e)) from None
     if a.check:
-        print(f"{readme.name}: findings block {'differs from' if stale else 'matches'} {figs.relative_to(root)}/*.json"
-              + (" (run `companion readme` to rewrite it)" if stale else ""))
+        print(
+            f"{readme.name}: findings block {'differs from' if stale else 'matches'} {figs.relative_to(root)}/*.json"
+            + (" (run `companion readme` to rewrite it)" if stale else "")
+        )
         return 1 if stale else 0
-    print(f"{readme.name}: findings block {'rewritten' if stale else 'already up to date'} from "
-          f"{figs.relative_to(root)}/*.json")
+    print(
+        f"{readme.name}: findings block {'rewritten' if stale else 'already up to date'} from "
+        f"{figs.relative_to(root)}/*.json"
+    )
     return 0
 
 
@@ -154,13 +160,26 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--profile", default=None, help="ci | organism | paper (default: $COMPANION_PROFILE or organism)")
     f.add_argument("--only", default="", help="comma-separated notebook numbers, stems or globs")
     f.add_argument("--force", action="store_true", help="run even if nothing changed")
-    f.add_argument("-n", "--dry-run", action="store_true",
-                   help="validate the parameters and say which notebooks would run and why; run nothing")
-    f.add_argument("-p", "--param", action="append", metavar="NAME=VALUE",
-                   help="parameter override, validated against each selected notebook's parameter class")
-    f.add_argument("--executor", default=None, metavar="local|slurm|FILE.yaml",
-                   help="where the work units are built: local (each notebook builds its own; the default), slurm "
-                        "(jobs submitted first), or a YAML file with an executor section (partition, account, ...)")
+    f.add_argument(
+        "-n",
+        "--dry-run",
+        action="store_true",
+        help="validate the parameters and say which notebooks would run and why; run nothing",
+    )
+    f.add_argument(
+        "-p",
+        "--param",
+        action="append",
+        metavar="NAME=VALUE",
+        help="parameter override, validated against each selected notebook's parameter class",
+    )
+    f.add_argument(
+        "--executor",
+        default=None,
+        metavar="local|slurm|FILE.yaml",
+        help="where the work units are built: local (each notebook builds its own; the default), slurm "
+        "(jobs submitted first), or a YAML file with an executor section (partition, account, ...)",
+    )
     f.set_defaults(func=_cmd_figures)
 
     u = sub.add_parser("units", help="the work units the notebooks need: built, missing, or their last run's state")
@@ -191,8 +210,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     dr = sub.add_parser("doctor", help="preflight: GPU, disk, Hub access and run time a profile needs")
     dr.add_argument("--profile", default="paper")
-    dr.add_argument("--executor", default=None, metavar="local|slurm|FILE.yaml",
-                    help="also check the executor: for slurm, sbatch, accounting, the partition and its GPUs")
+    dr.add_argument(
+        "--executor",
+        default=None,
+        metavar="local|slurm|FILE.yaml",
+        help="also check the executor: for slurm, sbatch, accounting, the partition and its GPUs",
+    )
     dr.set_defaults(func=_cmd_doctor)
 
     rd = sub.add_parser("readme", help="rewrite README.md's findings block from the committed organism sidecars")

@@ -4,6 +4,7 @@
 The clients read ``HF_ENDPOINT`` and the offline switches once, at import, so each check runs in a process started
 with the right environment rather than patching library constants in the test process.
 """
+
 from __future__ import annotations
 
 import json
@@ -34,7 +35,11 @@ def files_and_gating(repo: str, gated_repo: str) -> dict:
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(gated_repo)
-    out["tokenizer"] = [type(tok).__name__, tok.bos_token, tok.convert_ids_to_tokens(tok("Hello world")["input_ids"])[0]]
+    out["tokenizer"] = [
+        type(tok).__name__,
+        tok.bos_token,
+        tok.convert_ids_to_tokens(tok("Hello world")["input_ids"])[0],
+    ]
     return out
 
 
@@ -65,9 +70,9 @@ def legacy_model() -> dict:
     """gelu-1l (TransformerLens' legacy format) through companion's loader, against the Hugging Face model it was
     written from (:func:`tests.rehearsal.builders.gelu_1l_repo` with ``train_steps=0``)."""
     import torch
+    from tests.rehearsal.builders import gelu_1l_hf
 
     from companion.models.loading import load_model
-    from tests.rehearsal.builders import gelu_1l_hf
 
     model = load_model("gelu-1l", offline=False)
     _, hf = gelu_1l_hf(train_steps=0)
@@ -75,8 +80,12 @@ def legacy_model() -> dict:
     with torch.no_grad():
         diff = (model(toks) - hf(toks).logits).abs().max().item()
         _, cache = model.run_with_cache(toks, names_filter=lambda n: n == "blocks.0.mlp.hook_post")
-    return {"type": type(model).__name__, "max_logit_diff": diff, "bos": toks[:, 0].tolist(),
-            "mlp_post": list(cache["blocks.0.mlp.hook_post"].shape)}
+    return {
+        "type": type(model).__name__,
+        "max_logit_diff": diff,
+        "bos": toks[:, 0].tolist(),
+        "mlp_post": list(cache["blocks.0.mlp.hook_post"].shape),
+    }
 
 
 def sae_release(ref: str) -> dict:
@@ -90,13 +99,24 @@ def sae_release(ref: str) -> dict:
     with torch.no_grad():
         again = read_sae(ref).sae(x)  # the second read comes from the companion cache
         same = bool(torch.equal(stored.sae(x), again))
-    return {"type": type(stored.sae).__name__, "d_in": stored.sae.d_in, "d_sae": stored.sae.n_latents,
-            "model_name": stored.model_name, "hook_name": stored.hook_name, "cached_read_equal": same,
-            "W_enc_00": float(stored.sae.W_enc[0, 0])}
+    return {
+        "type": type(stored.sae).__name__,
+        "d_in": stored.sae.d_in,
+        "d_sae": stored.sae.n_latents,
+        "model_name": stored.model_name,
+        "hook_name": stored.hook_name,
+        "cached_read_equal": same,
+        "W_enc_00": float(stored.sae.W_enc[0, 0]),
+    }
 
 
 if __name__ == "__main__":
     check = sys.argv[1]
-    result = {"files": lambda: files_and_gating(sys.argv[2], sys.argv[3]), "datasets": datasets_stream,
-              "reachability": reachability, "legacy": legacy_model, "sae_release": lambda: sae_release(sys.argv[2])}[check]()
+    result = {
+        "files": lambda: files_and_gating(sys.argv[2], sys.argv[3]),
+        "datasets": datasets_stream,
+        "reachability": reachability,
+        "legacy": legacy_model,
+        "sae_release": lambda: sae_release(sys.argv[2]),
+    }[check]()
     print("RESULT " + json.dumps(result))

@@ -1,5 +1,6 @@
 """Running the rehearsal: the loopback Hub populated with the paper profile's stand-ins, an environment that points
 the real clients at it (and nowhere else), and the network guard's log."""
+
 from __future__ import annotations
 
 import contextlib
@@ -16,7 +17,9 @@ OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFL
 
 
 @contextlib.contextmanager
-def rehearsal_environment(tmp: Path, *, token: str | None = ACCEPTED_TOKEN) -> Iterator[tuple[LoopbackHub, PaperIds, Path]]:
+def rehearsal_environment(
+    tmp: Path, *, token: str | None = ACCEPTED_TOKEN
+) -> Iterator[tuple[LoopbackHub, PaperIds, Path]]:
     """A running, populated loopback Hub and the environment of a rehearsal run (restored afterwards).
 
     Sets ``COMPANION_REHEARSAL_HUB`` (the rehearsal profile's endpoint), ``HF_TOKEN`` (the gated control), a fresh
@@ -31,11 +34,14 @@ def rehearsal_environment(tmp: Path, *, token: str | None = ACCEPTED_TOKEN) -> I
         ids = populate(hub)
         for v in OFFLINE_VARIABLES:
             os.environ.pop(v, None)
-        os.environ.update({
-            "COMPANION_REHEARSAL_HUB": hub.endpoint, "HF_HOME": str(tmp / "hf-home"),
-            netguard.LOG_ENV: str(guard_log),
-            "PYTHONPATH": os.pathsep.join(p for p in (str(GUARD_DIR), saved.get("PYTHONPATH")) if p),
-        })
+        os.environ.update(
+            {
+                "COMPANION_REHEARSAL_HUB": hub.endpoint,
+                "HF_HOME": str(tmp / "hf-home"),
+                netguard.LOG_ENV: str(guard_log),
+                "PYTHONPATH": os.pathsep.join(p for p in (str(GUARD_DIR), saved.get("PYTHONPATH")) if p),
+            }
+        )
         if token is not None:
             os.environ["HF_TOKEN"] = token
         else:

@@ -18,6 +18,7 @@ what the real clients call, and it is tested through them (``tests/test_rehearsa
 Gated repositories answer 401/403 with ``X-Error-Code: GatedRepo`` unless the request carries an accepted token,
 as the Hub does.  Every request is logged (:attr:`LoopbackHub.log`).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -96,12 +97,26 @@ class HubRepo:
 
     def info(self) -> dict[str, Any]:
         out: dict[str, Any] = {
-            "_id": self.sha[:24], "id": self.repo_id, "sha": self.sha, "private": False,
-            "gated": "manual" if self.gated else False, "disabled": False, "downloads": 0, "likes": 0, "tags": [],
-            "lastModified": "2024-01-01T00:00:00.000Z", "createdAt": "2024-01-01T00:00:00.000Z",
-            "siblings": [{"rfilename": p, "size": len(f.data), "blobId": f.blob_id,
-                          **({"lfs": {"sha256": f.sha256, "size": len(f.data), "pointerSize": 134}} if f.lfs else {})}
-                         for p, f in sorted(self.files.items())],
+            "_id": self.sha[:24],
+            "id": self.repo_id,
+            "sha": self.sha,
+            "private": False,
+            "gated": "manual" if self.gated else False,
+            "disabled": False,
+            "downloads": 0,
+            "likes": 0,
+            "tags": [],
+            "lastModified": "2024-01-01T00:00:00.000Z",
+            "createdAt": "2024-01-01T00:00:00.000Z",
+            "siblings": [
+                {
+                    "rfilename": p,
+                    "size": len(f.data),
+                    "blobId": f.blob_id,
+                    **({"lfs": {"sha256": f.sha256, "size": len(f.data), "pointerSize": 134}} if f.lfs else {}),
+                }
+                for p, f in sorted(self.files.items())
+            ],
         }
         if self.repo_type == "model":
             out["modelId"] = self.repo_id
@@ -116,7 +131,7 @@ class HubRepo:
         for p in sorted(self.files):
             if not p.startswith(base):
                 continue
-            rest = p[len(base):]
+            rest = p[len(base) :]
             if "/" in rest and not recursive:
                 d = base + rest.split("/", 1)[0]
                 entries.setdefault(d, {"type": "directory", "oid": git_blob_id(d.encode()), "size": 0, "path": d})
@@ -125,8 +140,7 @@ class HubRepo:
                 parts = rest.split("/")[:-1]
                 for i in range(len(parts)):
                     d = base + "/".join(parts[: i + 1])
-                    entries.setdefault(d, {"type": "directory", "oid": git_blob_id(d.encode()), "size": 0,
-                                           "path": d})
+                    entries.setdefault(d, {"type": "directory", "oid": git_blob_id(d.encode()), "size": 0, "path": d})
             entries[p] = self.files[p].tree_entry()
         return [entries[k] for k in sorted(entries)]
 
@@ -146,13 +160,24 @@ class LoopbackHub:
         self._thread: threading.Thread | None = None
 
     # ---------------------------------------------------------------------------------------- content
-    def add_repo(self, repo_type: str, repo_id: str, files: Mapping[str, bytes | str], *, gated: bool = False,
-                 card_data: dict[str, Any] | None = None) -> HubRepo:
+    def add_repo(
+        self,
+        repo_type: str,
+        repo_id: str,
+        files: Mapping[str, bytes | str],
+        *,
+        gated: bool = False,
+        card_data: dict[str, Any] | None = None,
+    ) -> HubRepo:
         if repo_type not in ("model", "dataset"):
             raise ValueError(f"repo_type must be 'model' or 'dataset', got {repo_type!r}")
-        repo = HubRepo(repo_type, repo_id,
-                       {p: HubFile(p, d.encode() if isinstance(d, str) else bytes(d)) for p, d in files.items()},
-                       gated=gated, card_data=card_data)
+        repo = HubRepo(
+            repo_type,
+            repo_id,
+            {p: HubFile(p, d.encode() if isinstance(d, str) else bytes(d)) for p, d in files.items()},
+            gated=gated,
+            card_data=card_data,
+        )
         self.repos[(repo_type, repo_id)] = repo
         return repo
 
@@ -163,7 +188,7 @@ class LoopbackHub:
             raise RuntimeError("the loopback hub is not running")
         return f"http://127.0.0.1:{self._server.server_address[1]}"
 
-    def start(self) -> "LoopbackHub":
+    def start(self) -> LoopbackHub:
         hub = self
 
         class Handler(_Handler):
@@ -181,7 +206,7 @@ class LoopbackHub:
             self._server.server_close()
             self._server = None
 
-    def __enter__(self) -> "LoopbackHub":
+    def __enter__(self) -> LoopbackHub:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -208,8 +233,14 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     # ------------------------------------------------------------------------------------- plumbing
-    def _send(self, status: int, body: bytes = b"", headers: Mapping[str, str] | None = None,
-              repo: HubRepo | None = None, head: bool = False) -> None:
+    def _send(
+        self,
+        status: int,
+        body: bytes = b"",
+        headers: Mapping[str, str] | None = None,
+        repo: HubRepo | None = None,
+        head: bool = False,
+    ) -> None:
         self.send_response(status)
         hdrs = {"Content-Length": str(len(body)), **dict(headers or {})}
         if "Content-Type" not in hdrs:
@@ -219,21 +250,33 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if body and not head:
             self.wfile.write(body)
-        self.owner.record({"method": self.command, "path": self.path, "status": status,
-                           "client": self.client_address[0], "token": bool(self._token()),
-                           "via_proxy": getattr(self, "via_proxy", False),
-                           "repo": (repo.repo_type, repo.repo_id) if repo else None})
+        self.owner.record(
+            {
+                "method": self.command,
+                "path": self.path,
+                "status": status,
+                "client": self.client_address[0],
+                "token": bool(self._token()),
+                "via_proxy": getattr(self, "via_proxy", False),
+                "repo": (repo.repo_type, repo.repo_id) if repo else None,
+            }
+        )
 
     def _json(self, status: int, obj: Any, repo: HubRepo | None = None, headers: Mapping[str, str] | None = None):
-        self._send(status, json.dumps(obj).encode(), {"Content-Type": "application/json", **dict(headers or {})},
-                   repo=repo, head=self.command == "HEAD")
+        self._send(
+            status,
+            json.dumps(obj).encode(),
+            {"Content-Type": "application/json", **dict(headers or {})},
+            repo=repo,
+            head=self.command == "HEAD",
+        )
 
     def _error(self, status: int, code: str, message: str, repo: HubRepo | None = None) -> None:
         self._json(status, {"error": message}, repo=repo, headers={"X-Error-Code": code, "X-Error-Message": message})
 
     def _token(self) -> str | None:
         auth = self.headers.get("Authorization", "")
-        return auth[len("Bearer "):].strip() if auth.startswith("Bearer ") else None
+        return auth[len("Bearer ") :].strip() if auth.startswith("Bearer ") else None
 
     def _allowed(self, repo: HubRepo) -> bool:
         if not repo.gated:
@@ -241,8 +284,13 @@ class _Handler(BaseHTTPRequestHandler):
         if self._token() in self.owner.accepted_tokens:
             return True
         status = 403 if self._token() else 401
-        self._error(status, "GatedRepo", f"Access to {repo.repo_type} {repo.repo_id} is restricted. You must have "
-                    "access to it and be authenticated to access it. Please log in.", repo)
+        self._error(
+            status,
+            "GatedRepo",
+            f"Access to {repo.repo_type} {repo.repo_id} is restricted. You must have "
+            "access to it and be authenticated to access it. Please log in.",
+            repo,
+        )
         return False
 
     def _find(self, repo_type: str, repo_id: str) -> HubRepo | None:
@@ -275,7 +323,7 @@ class _Handler(BaseHTTPRequestHandler):
         path = urllib.parse.unquote(url.path)
         query = urllib.parse.parse_qs(url.query)
         if path.startswith("/raw/"):
-            data = self.owner.raw.get(path[len("/raw/"):])
+            data = self.owner.raw.get(path[len("/raw/") :])
             if data is None:
                 return self._send(404, b"404: Not Found", {"Content-Type": "text/plain"})
             return self._send(200, data, {"Content-Type": "text/plain; charset=utf-8"}, head=self.command == "HEAD")
@@ -284,8 +332,9 @@ class _Handler(BaseHTTPRequestHandler):
             return self._api("model" if m.group(1) == "models" else "dataset", m.group("rest"), query)
         m = _RESOLVE.match(path)
         if m:
-            return self._resolve("dataset" if m.group("kind") else "model", m.group("repo"), m.group("rev"),
-                                 m.group("path"))
+            return self._resolve(
+                "dataset" if m.group("kind") else "model", m.group("repo"), m.group("rev"), m.group("path")
+            )
         if path == "/api/whoami-v2":
             if self._token() in self.owner.accepted_tokens:
                 return self._json(200, {"type": "user", "name": "rehearsal", "auth": {"type": "access_token"}})
@@ -317,7 +366,7 @@ class _Handler(BaseHTTPRequestHandler):
             prefix = "/".join(tail[2:])
             entries = repo.tree(prefix, recursive)
             if prefix and not entries:
-                return self._error(404, "EntryNotFound", f"{prefix} does not exist on \"{tail[1]}\"", repo)
+                return self._error(404, "EntryNotFound", f'{prefix} does not exist on "{tail[1]}"', repo)
             return self._json(200, entries, repo)
         if tail[0] == "paths-info" and len(tail) >= 2:
             if not self._revision_ok(repo, tail[1]):
@@ -350,9 +399,13 @@ class _Handler(BaseHTTPRequestHandler):
             return
         f = repo.files.get(path)
         if f is None:
-            return self._error(404, "EntryNotFound", f"{path} does not exist on \"{rev}\"", repo)
-        headers = {"ETag": f'"{f.etag}"', "X-Repo-Commit": repo.sha, "Accept-Ranges": "bytes",
-                   "Content-Type": "application/octet-stream"}
+            return self._error(404, "EntryNotFound", f'{path} does not exist on "{rev}"', repo)
+        headers = {
+            "ETag": f'"{f.etag}"',
+            "X-Repo-Commit": repo.sha,
+            "Accept-Ranges": "bytes",
+            "Content-Type": "application/octet-stream",
+        }
         if f.lfs:
             headers["X-Linked-Etag"] = f'"{f.sha256}"'
             headers["X-Linked-Size"] = str(len(f.data))
@@ -371,6 +424,6 @@ class _Handler(BaseHTTPRequestHandler):
             end = min(end, size - 1)
             if start >= size and size > 0:
                 return self._send(416, b"", {"Content-Range": f"bytes */{size}"}, repo=repo)
-            data, status = f.data[start:end + 1], 206
+            data, status = f.data[start : end + 1], 206
             headers["Content-Range"] = f"bytes {start}-{end}/{size}"
         self._send(status, data, headers, repo=repo, head=self.command == "HEAD")

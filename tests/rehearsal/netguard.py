@@ -5,6 +5,7 @@ Installed in the test process by :func:`install` and in every notebook kernel th
 Each refusal is appended as one JSON line to the file named by ``$COMPANION_NETGUARD_LOG``, so the rehearsal test
 can assert that no request left the machine, in any process.
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -41,7 +42,11 @@ def install() -> None:
     """Patch ``socket`` so non-loopback connects and lookups raise (and are recorded); idempotent."""
     if getattr(socket, "_companion_netguard", False):
         return
-    real_connect, real_connect_ex, real_getaddrinfo = socket.socket.connect, socket.socket.connect_ex, socket.getaddrinfo
+    real_connect, real_connect_ex, real_getaddrinfo = (
+        socket.socket.connect,
+        socket.socket.connect_ex,
+        socket.getaddrinfo,
+    )
 
     def allowed(sock, address) -> bool:
         if sock.family not in (socket.AF_INET, socket.AF_INET6):

@@ -4,6 +4,7 @@
 
 It prints the environment to export and the command to run; stop it with Ctrl-C.
 """
+
 from __future__ import annotations
 
 import time

@@ -7,6 +7,7 @@ them to, at the width of the stand-in of the model they were trained on.
 The ids are read from the profile itself (:func:`paper_ids`), so a new id in ``paper.yaml`` either gets a stand-in
 here or fails the rehearsal with "no stand-in builder for ...".
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -59,8 +60,12 @@ def paper_ids(profile: str = "paper") -> PaperIds:
     models += [resolve_name(m) for m in S.models if m not in prof.organisms]
     Q = ProbeParams.from_dict(prof.overrides_for("ProbeParams"))
     models += [m for m in (Q.model_id, Q.control_model_id) if m]
-    return PaperIds(tuple(dict.fromkeys(models)), tuple(dict.fromkeys(datasets)), tuple(sorted(S.data_blobs)),
-                    tuple(dict.fromkeys(saes)))
+    return PaperIds(
+        tuple(dict.fromkeys(models)),
+        tuple(dict.fromkeys(datasets)),
+        tuple(sorted(S.data_blobs)),
+        tuple(dict.fromkeys(saes)),
+    )
 
 
 def _release(ref: str) -> tuple[str, str, str, str]:

@@ -6,6 +6,7 @@ and :func:`remove_stale_temporaries` sweeps up what a killed process could not (
 and after an interrupted one), leaving alone the temporaries of writers that are still alive.
 The cache, ``save_figure``, the runner's stamps and ``companion fork`` all write through here.
 """
+
 from __future__ import annotations
 
 import contextlib

@@ -19,6 +19,7 @@ the numerical libraries, so a changed helper or library never reuses an entry ma
 
 The root is ``$COMPANION_CACHE`` when set, else ``~/.cache/companion``.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -104,8 +105,12 @@ def code_fingerprint(*module_names: str) -> str:
         h.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
     h.update(json.dumps(environment.package_versions(environment.NUMERIC_PACKAGES), sort_keys=True).encode())
     numerics = environment.numerics()
-    h.update(json.dumps({k: numerics[k] for k in ("pinned", "cpu_capability", "machine", "mkl_branch", "dense_product")},
-                        sort_keys=True).encode())
+    h.update(
+        json.dumps(
+            {k: numerics[k] for k in ("pinned", "cpu_capability", "machine", "mkl_branch", "dense_product")},
+            sort_keys=True,
+        ).encode()
+    )
     h.update(f"python {sys.version_info.major}.{sys.version_info.minor}".encode())
     return h.hexdigest()[:16]
 
@@ -186,8 +191,12 @@ class Cache:
         if (final / MANIFEST).is_file():
             return final
         final.parent.mkdir(parents=True, exist_ok=True)
-        lock = HostLock(final.parent / f".{final.name}.lock", stale_after_s=self.lock_stale_after_s,
-                        heartbeat_s=self.lock_heartbeat_s, what=f"the {kind} cache entry {final.name}")
+        lock = HostLock(
+            final.parent / f".{final.name}.lock",
+            stale_after_s=self.lock_stale_after_s,
+            heartbeat_s=self.lock_heartbeat_s,
+            what=f"the {kind} cache entry {final.name}",
+        )
         with lock:
             if (final / MANIFEST).is_file():  # another process built it while we waited
                 return final

@@ -12,6 +12,7 @@ hold no imports, so the import graph (:func:`import_graph`) has no edges through
 The same graph states the architecture: :data:`LAYERS` orders the package's parts, and :func:`layer_violations`
 lists every import that points the wrong way (``tests/test_codegraph.py`` requires there be none).
 """
+
 from __future__ import annotations
 
 import ast
@@ -162,8 +163,9 @@ def layer_of(module: str, layers: Sequence[Sequence[str]] = LAYERS) -> tuple[int
     return best
 
 
-def layer_violations(graph: Mapping[str, Iterable[str]],
-                     layers: Sequence[Sequence[str]] = LAYERS) -> list[tuple[str, str, str]]:
+def layer_violations(
+    graph: Mapping[str, Iterable[str]], layers: Sequence[Sequence[str]] = LAYERS
+) -> list[tuple[str, str, str]]:
     """Every import of ``graph`` (module -> modules it imports) that points the wrong way, as
     ``(importer, imported, why)``; a module that no layer places is reported once, as importing itself."""
     out: list[tuple[str, str, str]] = []

@@ -8,6 +8,7 @@ integer), and keeps the docstring under each field as that field's description. 
 turns pydantic's report into lines naming the full key path (``organisms.backdoor.train.lr: ...``), which is what
 a user editing a YAML file needs to see.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -23,8 +24,9 @@ class Config(BaseModel):
     """Base of every configuration record."""
 
     # A NaN or infinite setting (`-p lr=nan`) is never meaningful here: refused with the key that holds it.
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, use_attribute_docstrings=True,
-                              allow_inf_nan=False)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, strict=True, use_attribute_docstrings=True, allow_inf_nan=False
+    )
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-friendly values (what cache specs hash)."""

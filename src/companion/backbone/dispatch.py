@@ -12,6 +12,7 @@ are "not run", every other unit goes on.  The notebooks whose units all succeede
 and the run ends with an error naming what failed.  A rerun submits only the units still missing, and an SAE sweep
 resumes from its last checkpoint.  Ctrl-C cancels the run's jobs.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -67,22 +68,35 @@ def dry_run(plans: Sequence[Any], profile: str, settings: ExecutorSettings, log:
         return []
     slots = settings.slurm.array_parallelism if settings.kind == "slurm" else 1
     s = plan_schedule(todo, slots)
-    log(f"units: {len(todo)} of {len(merge(per))} missing from the cache"
-        + (" (built by the notebooks themselves under the local executor)" if settings.kind == "local" else
-           ", would be submitted:"))
+    log(
+        f"units: {len(todo)} of {len(merge(per))} missing from the cache"
+        + (
+            " (built by the notebooks themselves under the local executor)"
+            if settings.kind == "local"
+            else ", would be submitted:"
+        )
+    )
     for line in unit_table(todo):
         log(line)
     for line in settings_summary(settings, [u.resources for u in todo]):
         log(line)
-    log(f"expected wall time {duration(s.wall_s)} on {slots} slot(s) (serial {duration(s.serial_s)}; critical path "
+    log(
+        f"expected wall time {duration(s.wall_s)} on {slots} slot(s) (serial {duration(s.serial_s)}; critical path "
         f"{duration(s.critical_path_s)}: {' -> '.join(s.critical_path)}); estimates are FLOP counts at doctor's "
-        "assumed throughput: orders of magnitude")
+        "assumed throughput: orders of magnitude"
+    )
     return todo
 
 
-def prepare_units(plans: Sequence[Any], profile: str, settings: ExecutorSettings, *, root: Path,
-                  log: Callable[[str], Any] = print, executor: Executor | None = None
-                  ) -> tuple[dict[str, str], Outcome]:
+def prepare_units(
+    plans: Sequence[Any],
+    profile: str,
+    settings: ExecutorSettings,
+    *,
+    root: Path,
+    log: Callable[[str], Any] = print,
+    executor: Executor | None = None,
+) -> tuple[dict[str, str], Outcome]:
     """Build the missing units of the notebooks that will run; returns (notebook -> why it must not run, outcome)."""
     from companion.backbone.cache import default_cache
     from companion.backbone.executor import check_kind
@@ -101,10 +115,13 @@ def prepare_units(plans: Sequence[Any], profile: str, settings: ExecutorSettings
     if executor is None:
         from companion.backbone.slurm import SlurmExecutor
 
-        executor = SlurmExecutor(settings, folder, profile=profile, cache_root=str(default_cache().root.resolve()),
-                                 root=str(root))
-    log(f"units: {len(todo)} of {len(everything)} missing from the cache; submitting to {settings.kind} "
-        f"(logs in {folder})")
+        executor = SlurmExecutor(
+            settings, folder, profile=profile, cache_root=str(default_cache().root.resolve()), root=str(root)
+        )
+    log(
+        f"units: {len(todo)} of {len(everything)} missing from the cache; submitting to {settings.kind} "
+        f"(logs in {folder})"
+    )
     outcome = build_units(todo, executor, poll_s=settings.slurm.poll_s, state_file=folder / STATE_FILE, log=log)
     blocked = {}
     for nb, units in per.items():
@@ -114,8 +131,14 @@ def prepare_units(plans: Sequence[Any], profile: str, settings: ExecutorSettings
     return blocked, outcome
 
 
-def build_units(units: Sequence[Unit], executor: Executor, *, poll_s: float = 2.0, state_file: Path | None = None,
-                log: Callable[[str], Any] = print) -> Outcome:
+def build_units(
+    units: Sequence[Unit],
+    executor: Executor,
+    *,
+    poll_s: float = 2.0,
+    state_file: Path | None = None,
+    log: Callable[[str], Any] = print,
+) -> Outcome:
     """Run ``units`` (dependency-ordered; needs outside the list are built) through ``executor``; see the module."""
     by_id = {u.id: u for u in units}
     state = {u.id: "waiting" for u in units}
@@ -145,8 +168,11 @@ def build_units(units: Sequence[Unit], executor: Executor, *, poll_s: float = 2.
                 if failed_need:
                     out.not_run[u.id] = by_id[failed_need].name
                     settle(u.id, "not run", f"depends on {by_id[failed_need].name}")
-            ready = [u for u in units if state[u.id] == "waiting"
-                     and all(n not in by_id or state[n] == "done" for n in u.needs)]
+            ready = [
+                u
+                for u in units
+                if state[u.id] == "waiting" and all(n not in by_id or state[n] == "done" for n in u.needs)
+            ]
             if ready:
                 for job in executor.submit(ready):
                     jobs[job.unit_id] = job
@@ -185,8 +211,10 @@ def build_units(units: Sequence[Unit], executor: Executor, *, poll_s: float = 2.
         live = [jobs[uid] for uid, st in state.items() if st in ("queued", "running")]
         if live:
             executor.cancel(live)
-            say(f"interrupted: cancelled {len(live)} job(s) ({', '.join(j.job_id for j in live)}); a rerun submits "
-                "what is still missing, and SAE sweeps resume from their checkpoints")
+            say(
+                f"interrupted: cancelled {len(live)} job(s) ({', '.join(j.job_id for j in live)}); a rerun submits "
+                "what is still missing, and SAE sweeps resume from their checkpoints"
+            )
             for j in live:
                 state[j.unit_id] = "cancelled"
         _write_state(state_file, units, state, jobs, out)
@@ -201,7 +229,7 @@ def build_units(units: Sequence[Unit], executor: Executor, *, poll_s: float = 2.
 
 
 def _report(unit: Unit, job: Job, detail: str) -> str:
-    return (f"--- unit {unit.name} failed ---\njob {job.job_id}, log {job.log}\n{detail}\n--- end of {unit.name} ---")
+    return f"--- unit {unit.name} failed ---\njob {job.job_id}, log {job.log}\n{detail}\n--- end of {unit.name} ---"
 
 
 def _bar(total: int):
@@ -221,30 +249,44 @@ def _update_bar(bar: Any, state: Mapping[str, str]) -> None:
     bar.set_postfix(counts, refresh=True)
 
 
-def _write_state(path: Path | None, units: Sequence[Unit], state: Mapping[str, str], jobs: Mapping[str, Job],
-                 out: Outcome) -> None:
+def _write_state(
+    path: Path | None, units: Sequence[Unit], state: Mapping[str, str], jobs: Mapping[str, Job], out: Outcome
+) -> None:
     if path is None:
         return
     from companion.backbone.atomic import atomic_write_text
 
-    rows = {u.id: {"name": u.name, "kind": u.kind, "key": u.key, "state": state[u.id],
-                   "job": jobs[u.id].job_id if u.id in jobs else None,
-                   "log": str(jobs[u.id].log) if u.id in jobs else None,
-                   "reason": out.failed.get(u.id) or (f"depends on {out.not_run[u.id]}" if u.id in out.not_run else "")}
-            for u in units}
+    rows = {
+        u.id: {
+            "name": u.name,
+            "kind": u.kind,
+            "key": u.key,
+            "state": state[u.id],
+            "job": jobs[u.id].job_id if u.id in jobs else None,
+            "log": str(jobs[u.id].log) if u.id in jobs else None,
+            "reason": out.failed.get(u.id) or (f"depends on {out.not_run[u.id]}" if u.id in out.not_run else ""),
+        }
+        for u in units
+    }
     atomic_write_text(path, json.dumps({"updated": time.strftime("%Y-%m-%dT%H:%M:%S"), "units": rows}, indent=1))
 
 
 def failure_message(blocked: Mapping[str, str], outcome: Outcome) -> str:
     """The run's closing error: which units failed, which were not run, which notebooks did not run."""
     names = outcome.names
-    parts = [f"{len(outcome.failed)} unit(s) failed: "
-             + "; ".join(f"{names.get(u, u)} ({why})" for u, why in outcome.failed.items())]
+    parts = [
+        f"{len(outcome.failed)} unit(s) failed: "
+        + "; ".join(f"{names.get(u, u)} ({why})" for u, why in outcome.failed.items())
+    ]
     if outcome.not_run:
-        parts.append(f"{len(outcome.not_run)} not run: "
-                     + "; ".join(f"{names.get(u, u)} (depends on {dep})" for u, dep in outcome.not_run.items()))
-    parts.append(f"notebooks not run: {', '.join(blocked) or 'none'}. Fix the cause and run the same command again: "
-                 "only the missing units are submitted")
+        parts.append(
+            f"{len(outcome.not_run)} not run: "
+            + "; ".join(f"{names.get(u, u)} (depends on {dep})" for u, dep in outcome.not_run.items())
+        )
+    parts.append(
+        f"notebooks not run: {', '.join(blocked) or 'none'}. Fix the cause and run the same command again: "
+        "only the missing units are submitted"
+    )
     return ". ".join(parts)
 
 
@@ -259,8 +301,9 @@ def latest_state(root: Path, settings: ExecutorSettings, profile: str) -> tuple[
         return None
 
 
-def units_report(profile: str | None = None, *, only: str | None = None, executor: str | None = None,
-                 root: Path | None = None) -> list[str]:
+def units_report(
+    profile: str | None = None, *, only: str | None = None, executor: str | None = None, root: Path | None = None
+) -> list[str]:
     """``companion units``: every unit the profile's notebooks need, with its state — built or missing in the
     cache, or, for units of the last run that are not built, what that run recorded (refreshed from ``sacct`` for
     jobs still queued or running) — without reading any log."""
@@ -285,8 +328,11 @@ def units_report(profile: str | None = None, *, only: str | None = None, executo
     if last is not None:
         path, recorded = last
         rows = recorded.get("units", {})
-        live = [Job(uid, r["job"], None) for uid, r in rows.items()
-                if r.get("job") and r.get("state") in ("queued", "running") and states.get(uid) == "missing"]
+        live = [
+            Job(uid, r["job"], None)
+            for uid, r in rows.items()
+            if r.get("job") and r.get("state") in ("queued", "running") and states.get(uid) == "missing"
+        ]
         polled = _poll_quietly(settings, live)
         for uid, r in rows.items():
             if uid not in states or states[uid] == "built":
@@ -295,10 +341,13 @@ def units_report(profile: str | None = None, *, only: str | None = None, executo
             if st == "done":  # built by that run, yet not in this cache (cleared, or another $COMPANION_CACHE)
                 continue
             states[uid] = st
-            extra[uid] = "  ".join(x for x in (f"job {r['job']}" if r.get("job") else "", r.get("reason") or "",
-                                              r.get("log") or "") if x)
-    lines = [f"profile {prof.name!r}: {len(everything)} units for {len(pairs)} notebook(s)"
-             + (f"; last run's record: {last[0]}" if last else "")]
+            extra[uid] = "  ".join(
+                x for x in (f"job {r['job']}" if r.get("job") else "", r.get("reason") or "", r.get("log") or "") if x
+            )
+    lines = [
+        f"profile {prof.name!r}: {len(everything)} units for {len(pairs)} notebook(s)"
+        + (f"; last run's record: {last[0]}" if last else "")
+    ]
     lines += unit_table(everything, states, extra)
     counts = {k: sum(v == k for v in states.values()) for k in dict.fromkeys(states.values())}
     lines.append(", ".join(f"{n} {k}" for k, n in counts.items()))
@@ -306,8 +355,10 @@ def units_report(profile: str | None = None, *, only: str | None = None, executo
     if todo:
         slots = settings.slurm.array_parallelism if settings.kind == "slurm" else 1
         s = plan_schedule(todo, slots)
-        lines.append(f"what is not built: about {duration(s.wall_s)} on {slots} slot(s) with executor {settings.kind} "
-                     f"(serial {duration(s.serial_s)})")
+        lines.append(
+            f"what is not built: about {duration(s.wall_s)} on {slots} slot(s) with executor {settings.kind} "
+            f"(serial {duration(s.serial_s)})"
+        )
     return lines
 
 

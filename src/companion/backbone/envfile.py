@@ -2,6 +2,7 @@
 
 Run as ``python -m companion.backbone.envfile > environment.yml`` (``make lock`` does); a test checks they agree.
 """
+
 from __future__ import annotations
 
 import re

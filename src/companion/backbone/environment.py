@@ -4,13 +4,21 @@ Recorded in every figure's sidecar (:data:`PROVENANCE_PACKAGES`), in the runner'
 ``requirements.lock``) and in every cache key that depends on numerics (:data:`NUMERIC_PACKAGES`, through
 :func:`companion.backbone.cache.code_fingerprint`).
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
 from importlib import metadata
 
 PROVENANCE_PACKAGES = (
-    "torch", "transformer-lens", "transformers", "tokenizers", "numpy", "scipy", "scikit-learn", "matplotlib",
+    "torch",
+    "transformer-lens",
+    "transformers",
+    "tokenizers",
+    "numpy",
+    "scipy",
+    "scikit-learn",
+    "matplotlib",
     "papermill",
 )
 """Packages whose versions go into every figure's sidecar."""
@@ -52,6 +60,7 @@ def numerics() -> dict[str, object]:
     import torch
 
     import companion
+
     pinned = {k: os.environ.get(k) for k in companion.PINNED_NUMERICS}
     return {
         "pinned": pinned if pinned == companion.PINNED_NUMERICS else {},
@@ -63,9 +72,22 @@ def numerics() -> dict[str, object]:
     }
 
 
-MKL_BRANCHES = {0: "OFF", 1: "BRANCH_OFF", 2: "AUTO", 3: "COMPATIBLE", 4: "SSE2", 6: "SSSE3", 7: "SSE4_1",
-                8: "SSE4_2", 9: "AVX", 10: "AVX2", 11: "AVX512_MIC", 12: "AVX512", 13: "AVX512_MIC_E1",
-                14: "AVX512_E1"}
+MKL_BRANCHES = {
+    0: "OFF",
+    1: "BRANCH_OFF",
+    2: "AUTO",
+    3: "COMPATIBLE",
+    4: "SSE2",
+    6: "SSSE3",
+    7: "SSE4_1",
+    8: "SSE4_2",
+    9: "AVX",
+    10: "AVX2",
+    11: "AVX512_MIC",
+    12: "AVX512",
+    13: "AVX512_MIC_E1",
+    14: "AVX512_E1",
+}
 """MKL's conditional-numerical-reproducibility branch codes (``mkl_cbwr_get``) and their names."""
 
 

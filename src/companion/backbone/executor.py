@@ -12,6 +12,7 @@ the one there is; another (Ray, say) would implement the same four methods.  Ins
 its cache entry; results travel through the cache, never through
 pickles, so an entry's key and contents are the same whichever executor built it (:mod:`companion.backbone.jobs`).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -154,8 +155,19 @@ class Job:
 
 
 TERMINAL_OK = "COMPLETED"
-QUEUED_STATES = frozenset({"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "SUSPENDED", "RESV_DEL_HOLD",
-                           "SUBMITTED", "UNKNOWN", "CONFIGURING"})
+QUEUED_STATES = frozenset(
+    {
+        "PENDING",
+        "REQUEUED",
+        "REQUEUE_HOLD",
+        "REQUEUE_FED",
+        "SUSPENDED",
+        "RESV_DEL_HOLD",
+        "SUBMITTED",
+        "UNKNOWN",
+        "CONFIGURING",
+    }
+)
 RUNNING_STATES = frozenset({"RUNNING", "COMPLETING", "STAGE_OUT", "SIGNALING", "RESIZING"})
 """Engine states that are not over yet; every other state but COMPLETED is a failure (FAILED, CANCELLED, TIMEOUT,
 NODE_FAIL, OUT_OF_MEMORY, PREEMPTED, BOOT_FAIL, DEADLINE)."""
@@ -192,8 +204,19 @@ def settings_summary(settings: ExecutorSettings, classes: Sequence[str] = ()) ->
     if settings.kind == "local":
         return ["executor local: each notebook builds what it needs in its own kernel, one after another"]
     s = settings.slurm
-    where = ", ".join(f"{k} {v}" for k, v in (("partition", s.partition), ("account", s.account), ("qos", s.qos),
-                                               ("constraint", s.constraint)) if v) or "the cluster's defaults"
+    where = (
+        ", ".join(
+            f"{k} {v}"
+            for k, v in (
+                ("partition", s.partition),
+                ("account", s.account),
+                ("qos", s.qos),
+                ("constraint", s.constraint),
+            )
+            if v
+        )
+        or "the cluster's defaults"
+    )
     lines = [f"executor slurm: {where}; up to {s.array_parallelism} array tasks at once; logs under {s.folder}/"]
     for c in dict.fromkeys(classes):
         r = settings.resources_for(c)
@@ -209,8 +232,10 @@ def check_kind(settings: ExecutorSettings) -> None:
 
     missing = [c for c in ("sbatch", "sacct", "scancel") if shutil.which(c) is None]
     if missing:
-        raise ExecutorError(f"executor slurm: {', '.join(missing)} not found on PATH; run on a Slurm login node "
-                            "(or use --executor local)")
+        raise ExecutorError(
+            f"executor slurm: {', '.join(missing)} not found on PATH; run on a Slurm login node "
+            "(or use --executor local)"
+        )
     try:
         import submitit  # noqa: F401  (only: is it installed?)
     except ImportError:

@@ -12,6 +12,7 @@ meaningless.  Numbers reported across independently seeded organisms are stored 
 beyond its tolerance is judged against the committed spread across seeds instead (:func:`within_seed_spread`):
 it is reported as "within seed spread", apart from "moved", and does not fail the check.
 """
+
 from __future__ import annotations
 
 import fnmatch
@@ -21,7 +22,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
 
 SEED_SUMMARY_KEYS = frozenset({"per_seed", "mean", "std", "n"})
 
@@ -126,8 +126,12 @@ def compare_sidecars(committed: Mapping[str, Any], fresh: Mapping[str, Any]) -> 
     for key in sorted(set(a) | set(b)):
         va, vb = a.get(key), b.get(key)
         rtol, atol = _tol_for(key, tol)
-        if isinstance(va, (int, float)) and isinstance(vb, (int, float)) and not isinstance(va, bool) \
-                and not isinstance(vb, bool):
+        if (
+            isinstance(va, (int, float))
+            and isinstance(vb, (int, float))
+            and not isinstance(va, bool)
+            and not isinstance(vb, bool)
+        ):
             allowed = atol + rtol * abs(va)
             if abs(vb - va) > allowed:
                 spread = _spread_for(key, vb, summaries)
@@ -140,7 +144,7 @@ def compare_sidecars(committed: Mapping[str, Any], fresh: Mapping[str, Any]) -> 
 def _spread_for(key: str, fresh: float, summaries: Mapping[str, Mapping[str, Any]]) -> bool:
     for path, summary in summaries.items():
         if key.startswith(path + "/"):
-            leaf = key[len(path) + 1:].split("/")[0]
+            leaf = key[len(path) + 1 :].split("/")[0]
             return within_seed_spread(fresh, summary, leaf)
     return False
 
@@ -150,20 +154,27 @@ def committed_sidecars(root: Path, figures_dir: str, rev: str = "HEAD") -> dict[
 
     A ``rev`` git does not know is an error (``ValueError``); a folder that does not exist at ``rev`` holds none.
     """
-    known = subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"], cwd=root,
-                           capture_output=True, text=True)
+    known = subprocess.run(
+        ["git", "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"], cwd=root, capture_output=True, text=True
+    )
     if known.returncode:
         raise ValueError(f"--rev {rev!r} is not a commit in {root}")
     try:
-        names = subprocess.run(["git", "ls-tree", "--name-only", f"{rev}:{figures_dir}"], cwd=root,
-                               capture_output=True, text=True, check=True).stdout.split()
+        names = subprocess.run(
+            ["git", "ls-tree", "--name-only", f"{rev}:{figures_dir}"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
     except subprocess.CalledProcessError:
         return {}
     out = {}
     for n in names:
         if n.endswith(".json"):
-            txt = subprocess.run(["git", "show", f"{rev}:{figures_dir}/{n}"], cwd=root, capture_output=True,
-                                 text=True, check=True).stdout
+            txt = subprocess.run(
+                ["git", "show", f"{rev}:{figures_dir}/{n}"], cwd=root, capture_output=True, text=True, check=True
+            ).stdout
             out[n[:-5]] = json.loads(txt)
     return out
 
@@ -177,12 +188,20 @@ def format_table(diffs: list[Difference], missing: list[str], new: list[str], ch
     if diffs:
         rows = [("figure", "number", "committed", "fresh", "|Δ|", "allowed", "verdict")]
         for d in diffs:
-            rows.append((d.figure, d.key, _fmt(d.committed), _fmt(d.fresh),
-                         _fmt(d.delta) if d.delta is not None else "-", _fmt(d.allowed),
-                         "within seed spread" if d.within_seed_spread else "moved"))
+            rows.append(
+                (
+                    d.figure,
+                    d.key,
+                    _fmt(d.committed),
+                    _fmt(d.fresh),
+                    _fmt(d.delta) if d.delta is not None else "-",
+                    _fmt(d.allowed),
+                    "within seed spread" if d.within_seed_spread else "moved",
+                )
+            )
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         for j, r in enumerate(rows):
-            lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths)))
+            lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)))
             if j == 0:
                 lines.append("  ".join("-" * w for w in widths))
     for m in missing:
@@ -190,9 +209,13 @@ def format_table(diffs: list[Difference], missing: list[str], new: list[str], ch
     for n in new:
         lines.append(f"new: {n} has no committed sidecar to compare with")
     moved = len({d.figure for d in diffs if not d.within_seed_spread})
-    spread = len({d.figure for d in diffs if d.within_seed_spread} - {d.figure for d in diffs if not d.within_seed_spread})
-    lines.append(f"{checked} figures compared, {moved} moved beyond tolerance, {spread} within seed spread only, "
-                 f"{len(missing)} missing, {len(new)} new")
+    spread = len(
+        {d.figure for d in diffs if d.within_seed_spread} - {d.figure for d in diffs if not d.within_seed_spread}
+    )
+    lines.append(
+        f"{checked} figures compared, {moved} moved beyond tolerance, {spread} within seed spread only, "
+        f"{len(missing)} missing, {len(new)} new"
+    )
     return "\n".join(lines)
 
 

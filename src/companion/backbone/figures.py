@@ -8,6 +8,7 @@ line, scatter and bar read back from the figure's artists, so :func:`replot` can
 anything.  A figure from any profile but ``paper`` gets a visible stamp naming the profile: a fallback figure
 never passes for the paper's.  In a notebook, ``save_figure`` is also what displays the figure, exactly once.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -110,44 +111,52 @@ def extract_plotted(fig) -> list[dict[str, Any]]:
             if isinstance(c, BarContainer):
                 rects = list(c.patches)
                 bar_patches.update(map(id, rects))
-                entry["bars"].append({
-                    "label": c.get_label() if not str(c.get_label()).startswith("_") else "",
-                    "x": [r.get_x() for r in rects],
-                    "y": [r.get_y() for r in rects],
-                    "width": [r.get_width() for r in rects],
-                    "height": [r.get_height() for r in rects],
-                    "color": _hex(rects[0].get_facecolor()) if rects else None,
-                })
+                entry["bars"].append(
+                    {
+                        "label": c.get_label() if not str(c.get_label()).startswith("_") else "",
+                        "x": [r.get_x() for r in rects],
+                        "y": [r.get_y() for r in rects],
+                        "width": [r.get_width() for r in rects],
+                        "height": [r.get_height() for r in rects],
+                        "color": _hex(rects[0].get_facecolor()) if rects else None,
+                    }
+                )
         for line in ax.get_lines():
             if not isinstance(line, Line2D):
                 continue
             label = str(line.get_label())
-            entry["lines"].append({
-                "label": "" if label.startswith("_") else label,
-                "x": _num_list(line.get_xdata()),
-                "y": _num_list(line.get_ydata()),
-                "color": _hex(line.get_color()),
-                "linestyle": line.get_linestyle(),
-                "marker": line.get_marker() if line.get_marker() not in (None, "None", "") else "",
-            })
+            entry["lines"].append(
+                {
+                    "label": "" if label.startswith("_") else label,
+                    "x": _num_list(line.get_xdata()),
+                    "y": _num_list(line.get_ydata()),
+                    "color": _hex(line.get_color()),
+                    "linestyle": line.get_linestyle(),
+                    "marker": line.get_marker() if line.get_marker() not in (None, "None", "") else "",
+                }
+            )
         for coll in ax.collections:
             label = str(coll.get_label())
             label = "" if label.startswith("_") else label
             if isinstance(coll, PathCollection):
                 offs: Any = coll.get_offsets()  # an (N, 2) array; matplotlib's stubs say array-like
                 fc = coll.get_facecolor()
-                entry["scatters"].append({
-                    "label": label,
-                    "x": _num_list([o[0] for o in offs]),
-                    "y": _num_list([o[1] for o in offs]),
-                    "color": _hex(fc[0]) if len(fc) else None,
-                })
+                entry["scatters"].append(
+                    {
+                        "label": label,
+                        "x": _num_list([o[0] for o in offs]),
+                        "y": _num_list([o[1] for o in offs]),
+                        "color": _hex(fc[0]) if len(fc) else None,
+                    }
+                )
             elif isinstance(coll, LineCollection):  # error bars, hlines/vlines
-                entry["segments"].append({
-                    "label": label,
-                    "segments": [_num_list(seg.ravel()) for seg in coll.get_segments()],
-                    "color": _hex(coll.get_colors()[0]) if len(coll.get_colors()) else None,
-                })
+                entry["segments"].append(
+                    {
+                        "label": label,
+                        "segments": [_num_list(seg.ravel()) for seg in coll.get_segments()],
+                        "color": _hex(coll.get_colors()[0]) if len(coll.get_colors()) else None,
+                    }
+                )
         axes_out.append(entry)
     return axes_out
 
@@ -188,14 +197,26 @@ def replot(sidecar: str | os.PathLike | Mapping[str, Any]):
     for a in side["plotted"]:
         ax = fig.add_axes(a["position"])
         for b in a["bars"]:
-            ax.bar(b["x"], b["height"], width=b["width"], bottom=b["y"], align="edge", label=b["label"] or None,
-                   color=b["color"])
+            ax.bar(
+                b["x"],
+                b["height"],
+                width=b["width"],
+                bottom=b["y"],
+                align="edge",
+                label=b["label"] or None,
+                color=b["color"],
+            )
         for ln in a["lines"]:
-            ax.plot([_num(v) for v in ln["x"]], [_num(v) for v in ln["y"]], label=ln["label"] or None,
-                    color=ln["color"], linestyle=ln["linestyle"], marker=ln["marker"] or None)
+            ax.plot(
+                [_num(v) for v in ln["x"]],
+                [_num(v) for v in ln["y"]],
+                label=ln["label"] or None,
+                color=ln["color"],
+                linestyle=ln["linestyle"],
+                marker=ln["marker"] or None,
+            )
         for s in a["scatters"]:
-            ax.scatter([_num(v) for v in s["x"]], [_num(v) for v in s["y"]], label=s["label"] or None,
-                       color=s["color"])
+            ax.scatter([_num(v) for v in s["x"]], [_num(v) for v in s["y"]], label=s["label"] or None, color=s["color"])
         for sg in a["segments"]:
             from matplotlib.collections import LineCollection
 
@@ -251,9 +272,14 @@ def _stamp(fig, ctx: runtime.RunContext) -> None:
     chars = max(40, int(box.width * 72 / (0.6 * size)))  # DejaVu Sans averages ~0.55 em per character
     text = "\n".join(textwrap.fill(line, chars) for line in lines)
     fig.text(
-        box.x1 / width_in, (box.y0 - 0.08) / height_in,
+        box.x1 / width_in,
+        (box.y0 - 0.08) / height_in,
         text,
-        ha="right", va="top", fontsize=size, color="#b00020", gid=_STAMP_GID,
+        ha="right",
+        va="top",
+        fontsize=size,
+        color="#b00020",
+        gid=_STAMP_GID,
         bbox={"boxstyle": "round,pad=0.25", "facecolor": "#fff3f3", "edgecolor": "#b00020", "linewidth": 0.6},
     )
 
@@ -313,7 +339,7 @@ def save_figure(
             "profile_description": ctx.profile.description,
             "parameters": ctx.params.to_dict() if ctx.params is not None else None,
             "packages": package_versions(),
-        "numerics": numerics(),  # the CPU code paths the numbers were computed on (companion pins them)
+            "numerics": numerics(),  # the CPU code paths the numbers were computed on (companion pins them)
             "inputs": {**used_entries(), **ctx.inputs},
             "wall_time_s": round(time.time() - ctx.started, 3),
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

@@ -9,6 +9,7 @@ it never overwrites the parent's, and ``make figures`` runs it like any other no
 fork's code, the profile they were made on and the parent's parameters under that same profile
 (:func:`companion.backbone.runtime.notebook_lineage`).
 """
+
 from __future__ import annotations
 
 import copy
@@ -18,8 +19,15 @@ from pathlib import Path
 
 from companion.backbone.atomic import atomic_write_text
 from companion.backbone.gitstate import read_git_state
+from companion.backbone.plan import (
+    NOTEBOOK_RE,
+    RunnerError,
+    discover,
+    load_params_class,
+    params_class_path,
+    read_notebook,
+)
 from companion.backbone.profiles import load_profile, project_root
-from companion.backbone.plan import NOTEBOOK_RE, RunnerError, discover, load_params_class, params_class_path, read_notebook
 from companion.backbone.runtime import resolve_params
 
 
@@ -30,8 +38,9 @@ def _slug(name: str) -> str:
     return slug
 
 
-def fork_notebook(parent: str, name: str, *, root: Path | None = None, notebooks_dir: Path | None = None,
-                  profile: str | None = None) -> Path:
+def fork_notebook(
+    parent: str, name: str, *, root: Path | None = None, notebooks_dir: Path | None = None, profile: str | None = None
+) -> Path:
     """Create ``NN_<name>.ipynb`` from the notebook selected by ``parent`` (a number or stem); returns its path."""
     root = (root or project_root()).resolve()
     nb_dir = notebooks_dir or root / "notebooks"
@@ -69,9 +78,11 @@ def fork_notebook(parent: str, name: str, *, root: Path | None = None, notebooks
     banner = {
         "cell_type": "markdown",
         "metadata": {},
-        "source": [f"> **Fork of `{parent_path.name}`** {where}"
-                   f"{' (dirty tree)' if git['dirty'] else ''}. Change the parameters cell or the code below; "
-                   f"figures from this notebook are saved as `{nxt:02d}_*` and never overwrite the parent's."],
+        "source": [
+            f"> **Fork of `{parent_path.name}`** {where}"
+            f"{' (dirty tree)' if git['dirty'] else ''}. Change the parameters cell or the code below; "
+            f"figures from this notebook are saved as `{nxt:02d}_*` and never overwrite the parent's."
+        ],
     }
     if new["nbformat"] >= 4 and new.get("nbformat_minor", 0) >= 5:
         banner["id"] = f"fork-{nxt:02d}"

@@ -11,6 +11,7 @@ The runner reads the state once, before it starts any kernel, and hands it to th
 (every figure of one run records the same state, and ``save_figure`` never waits for git); interactive sessions
 read it at each ``save_figure`` (milliseconds once the index is fresh, which ``make setup`` ensures).
 """
+
 from __future__ import annotations
 
 import json
@@ -47,8 +48,9 @@ def output_dirs(root: Path) -> list[str]:
 
 
 def _git(root: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=TIMEOUT_S,
-                          check=True).stdout
+    return subprocess.run(
+        ["git", *args], cwd=root, capture_output=True, text=True, timeout=TIMEOUT_S, check=True
+    ).stdout
 
 
 def read_git_state(root: str | os.PathLike) -> dict[str, Any]:

@@ -7,6 +7,7 @@ same whichever executor built it.  :class:`UnitJob` is the callable submitted: i
 ``checkpoint()`` protocol, so a preempted or timed-out job is requeued and its unit resumes from the checkpoints it
 keeps (SAE training, :mod:`companion.sae.checkpoint`).  SIGTERM (``scancel``) stops a unit at once.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -43,8 +44,10 @@ def run_unit(unit: Any, profile: str, cache_root: str, root: str | None = None) 
     with _stop_on_sigterm():
         key = fn(**dict(unit.args))
     if unit.key is not None and key != unit.key:
-        raise RuntimeError(f"unit {unit.name} built {unit.kind} entry {key}, not the expected {unit.key}: the code "
-                           "or the environment of the job differs from the submitting process's")
+        raise RuntimeError(
+            f"unit {unit.name} built {unit.kind} entry {key}, not the expected {unit.key}: the code "
+            "or the environment of the job differs from the submitting process's"
+        )
     if not (isinstance(key, str) and default_cache().has(unit.kind, key)):
         raise RuntimeError(f"unit {unit.name} finished but its {unit.kind} entry {key} is not in {cache_root}")
     print(f"unit {unit.name}: {unit.kind} entry {key} ready in {time.time() - t0:.1f} s", flush=True)

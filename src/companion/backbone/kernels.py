@@ -13,6 +13,7 @@
   keeps the partial notebook as ``<name>.failed.ipynb`` and sweeps temporaries a killed writer could not remove
   (:func:`companion.backbone.atomic.remove_stale_temporaries`).
 """
+
 from __future__ import annotations
 
 import atexit
@@ -56,7 +57,7 @@ def runtime_dir() -> Path:
     mine = base / f"{RUNTIME_PREFIX}{os.getpid()}"
     if not mine.is_dir():
         for old in base.glob(f"{RUNTIME_PREFIX}*"):
-            pid = old.name[len(RUNTIME_PREFIX):]
+            pid = old.name[len(RUNTIME_PREFIX) :]
             if pid.isdigit() and not _pid_alive(int(pid)):
                 shutil.rmtree(old, ignore_errors=True)
         mine.mkdir(mode=0o700, exist_ok=True)
@@ -180,8 +181,14 @@ def execute(nb_path: Path, out_path: Path, parameters: Mapping[str, Any], *, cwd
     def work() -> None:
         try:
             papermill.execute_notebook(
-                str(nb_path), str(out_path), parameters=dict(parameters), kernel_name="python3", cwd=str(cwd),
-                progress_bar=cell_bar, report_mode=False, kernel_manager_class=QuietKernelManager,
+                str(nb_path),
+                str(out_path),
+                parameters=dict(parameters),
+                kernel_name="python3",
+                cwd=str(cwd),
+                progress_bar=cell_bar,
+                report_mode=False,
+                kernel_manager_class=QuietKernelManager,
                 coalesce_streams=True,
             )
         except BaseException as e:  # handed to the main thread

@@ -20,6 +20,7 @@ A waiter breaks a lock whose holder is gone:
 Breaking is itself serialised by a short-lived ``<path>.break`` file made the same way, and removes the lock only
 if it still carries the token that was judged stale, so two waiters never both break it, nor break a new holder's.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -167,9 +168,17 @@ class HostLock:
     trusted; ``heartbeat_s`` how often the holder refreshes it (a few times within ``stale_after_s``).
     """
 
-    def __init__(self, path: str | os.PathLike, *, stale_after_s: float = 120.0, heartbeat_s: float = 10.0,
-                 poll_s: float = 0.05, max_poll_s: float = 1.0, announce_after_s: float | None = 5.0,
-                 what: str = ""):
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        *,
+        stale_after_s: float = 120.0,
+        heartbeat_s: float = 10.0,
+        poll_s: float = 0.05,
+        max_poll_s: float = 1.0,
+        announce_after_s: float | None = 5.0,
+        what: str = "",
+    ):
         if not 0 < heartbeat_s < stale_after_s:
             raise ValueError(f"need 0 < heartbeat_s < stale_after_s, got {heartbeat_s} and {stale_after_s}")
         self.path = Path(path)
@@ -210,8 +219,10 @@ class HostLock:
                 self._break(holder, beat, reason)
                 continue
             if timeout is not None and now - t0 >= timeout:
-                raise TimeoutError(f"{self.what}: still locked by {holder.describe() if holder else 'another process'}"
-                                   f" after {timeout:.0f} s ({self.path})")
+                raise TimeoutError(
+                    f"{self.what}: still locked by {holder.describe() if holder else 'another process'}"
+                    f" after {timeout:.0f} s ({self.path})"
+                )
             if not announced and self.announce_after_s is not None and now - t0 >= self.announce_after_s:
                 who = holder.describe() if holder else "another process"
                 print(f"companion: waiting for {self.what}, being built by {who} ({self.path})", file=sys.stderr)
@@ -236,8 +247,9 @@ class HostLock:
             # Someone else is breaking it (for milliseconds); a breaker that died leaves a guard to clear.
             g = read_holder(guard)
             gbeat = _heartbeat(guard)
-            dead = (g is not None and g.local and not _running(g.pid, g.start)) or \
-                (gbeat is not None and time.time() - gbeat[1] / 1e9 > max(10.0, self.heartbeat_s))
+            dead = (g is not None and g.local and not _running(g.pid, g.start)) or (
+                gbeat is not None and time.time() - gbeat[1] / 1e9 > max(10.0, self.heartbeat_s)
+            )
             if dead:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(guard)
@@ -263,8 +275,11 @@ class HostLock:
     def _beat_loop(self) -> None:
         while not self._stop.wait(self.heartbeat_s):
             if not self.held():
-                print(f"companion: the lock on {self.what} was taken over by another process "
-                      f"(it judged this one dead): the builds may overlap", file=sys.stderr)
+                print(
+                    f"companion: the lock on {self.what} was taken over by another process "
+                    f"(it judged this one dead): the builds may overlap",
+                    file=sys.stderr,
+                )
                 return
             with contextlib.suppress(OSError):
                 os.utime(self.path)

@@ -15,6 +15,7 @@ text converter for ``*.ipynb`` (``.gitattributes``):
 * ``python -m companion.backbone.nbclean --textconv FILE`` prints ``FILE`` cleaned (``git diff``);
 * ``python -m companion.backbone.nbclean FILE ...`` cleans files in place (``make strip``).
 """
+
 from __future__ import annotations
 
 import io
@@ -24,10 +25,17 @@ from collections.abc import Sequence
 
 EXTRA_KEYS = (
     # nbstripout's own defaults
-    "metadata.signature", "metadata.widgets", "cell.metadata.collapsed", "cell.metadata.ExecuteTime",
-    "cell.metadata.execution", "cell.metadata.heading_collapsed", "cell.metadata.hidden", "cell.metadata.scrolled",
+    "metadata.signature",
+    "metadata.widgets",
+    "cell.metadata.collapsed",
+    "cell.metadata.ExecuteTime",
+    "cell.metadata.execution",
+    "cell.metadata.heading_collapsed",
+    "cell.metadata.hidden",
+    "cell.metadata.scrolled",
     # what papermill and the widget manager add
-    "metadata.papermill", "cell.metadata.papermill",
+    "metadata.papermill",
+    "cell.metadata.papermill",
 )
 """Metadata stripped on top of outputs and execution counts."""
 

@@ -7,6 +7,7 @@ cell equal to it; after changing a parameter class, rewrite the cells with
 one, so the comments never hide a value given on the command line; ``P`` (shown by the next cell) holds the values
 in force, the profile's included.
 """
+
 from __future__ import annotations
 
 import json
@@ -16,8 +17,10 @@ from pathlib import Path
 
 from companion.backbone.params import NotebookParams
 
-HEAD = ('profile = None  # None: $COMPANION_PROFILE if set, else "organism"\n'
-        'overrides = {}  # any parameter below, e.g. {"seed": 1}; a profile may change the defaults (P shows them)\n')
+HEAD = (
+    'profile = None  # None: $COMPANION_PROFILE if set, else "organism"\n'
+    'overrides = {}  # any parameter below, e.g. {"seed": 1}; a profile may change the defaults (P shows them)\n'
+)
 WIDTH = 118
 """Longest comment line (the notebook's code cells are read at about this width)."""
 
@@ -56,7 +59,7 @@ def sync(path: Path) -> bool:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    for name in (sys.argv[1:] if argv is None else argv):
+    for name in sys.argv[1:] if argv is None else argv:
         if sync(Path(name)):
             print(f"{name}: parameters cell rewritten")
     return 0

@@ -8,6 +8,7 @@ lr=3e-4``) by each field's declared type: :func:`read_text` gives the text the s
 converts and checks it.  Either way an unknown name or a bad value is a :class:`ParameterError`, one line naming
 the class, the parameter and the value.
 """
+
 from __future__ import annotations
 
 import json
@@ -116,14 +117,18 @@ class NotebookParams(Config):
 
         docs = self.docs()
         cell = 'style="text-align:left; vertical-align:top; overflow-wrap:anywhere; white-space:normal"'
-        rows = "".join(f"<tr><td {cell}><code>{html.escape(k)}</code></td><td {cell}><code>{html.escape(repr(v))}"
-                       f"</code></td><td {cell}>{html.escape(docs.get(k, ''))}</td></tr>"
-                       for k, v in self.to_dict().items())
+        rows = "".join(
+            f"<tr><td {cell}><code>{html.escape(k)}</code></td><td {cell}><code>{html.escape(repr(v))}"
+            f"</code></td><td {cell}>{html.escape(docs.get(k, ''))}</td></tr>"
+            for k, v in self.to_dict().items()
+        )
         widths = "".join(f'<col style="width:{w}%">' for w in (22, 33, 45))
         head = "".join(f"<th {cell}>{h}</th>" for h in ("parameter", "value", "meaning"))
-        return (f"<b>{html.escape(type(self).__name__)}</b>"
-                f'<table style="width:100%; table-layout:fixed"><colgroup>{widths}</colgroup>'
-                f"<thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
+        return (
+            f"<b>{html.escape(type(self).__name__)}</b>"
+            f'<table style="width:100%; table-layout:fixed"><colgroup>{widths}</colgroup>'
+            f"<thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+        )
 
 
 def _plain_data(obj: Any) -> Any:

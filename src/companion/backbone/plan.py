@@ -10,6 +10,7 @@ its inputs match that stamp and its executed copy and every one of those figures
 Command-line parameters (``-p name=value``) go to each selected notebook whose parameter class declares the name,
 converted by the declared type (:func:`route_overrides`); all are validated before anything is reported or run.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -24,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from companion.backbone import codegraph
-from companion.backbone.environment import package_versions
 from companion.backbone.config import suggest
+from companion.backbone.environment import package_versions
 from companion.backbone.params import NotebookParams, ParameterError
 from companion.backbone.profiles import Profile, profile_file
 
@@ -96,8 +97,11 @@ def load_params_class(spec: str) -> type[NotebookParams]:
 
 # ------------------------------------------------------------------------------------------- dependencies
 def code_cells(nb: Mapping[str, Any]) -> list[str]:
-    return ["".join(c["source"]) if isinstance(c["source"], list) else c["source"]
-            for c in nb.get("cells", []) if c.get("cell_type") == "code"]
+    return [
+        "".join(c["source"]) if isinstance(c["source"], list) else c["source"]
+        for c in nb.get("cells", [])
+        if c.get("cell_type") == "code"
+    ]
 
 
 def pinned_package_versions(root: Path) -> dict[str, str | None]:
@@ -128,7 +132,7 @@ def _file_digest(p: Path) -> str:
         return _sha(p.read_bytes())
     with p.open("rb") as f:
         head = f.read(2**20)
-        f.seek(-2**20, os.SEEK_END)
+        f.seek(-(2**20), os.SEEK_END)
         tail = f.read()
     return _sha(b"%d:%d:" % (st.st_size, st.st_mtime_ns) + head + tail)
 
@@ -162,7 +166,7 @@ def input_files(params: Mapping[str, Any], root: Path, nb_dir: Path) -> dict[str
         if not text.strip() or "\n" in text or len(text) > 4096:
             continue
         path = Path(text).expanduser()
-        for cand in ([path] if path.is_absolute() else [root / path, nb_dir / path]):
+        for cand in [path] if path.is_absolute() else [root / path, nb_dir / path]:
             try:
                 if cand.exists() and not (cand.resolve() == root.resolve() or cand.resolve() in root.parents):
                     out[text] = _path_digest(cand)
@@ -172,21 +176,31 @@ def input_files(params: Mapping[str, Any], root: Path, nb_dir: Path) -> dict[str
     return out
 
 
-def dependency_manifest(nb_path: Path, nb: Mapping[str, Any], profile: Profile, params: Mapping[str, Any],
-                        root: Path, versions: Mapping[str, str | None]) -> dict[str, Any]:
+def dependency_manifest(
+    nb_path: Path,
+    nb: Mapping[str, Any],
+    profile: Profile,
+    params: Mapping[str, Any],
+    root: Path,
+    versions: Mapping[str, str | None],
+) -> dict[str, Any]:
     """Everything the notebook's outputs depend on, as hashes (readable, so a re-run can say what changed)."""
     cells = code_cells(nb)
     mods = codegraph.module_closure(set().union(*map(codegraph.imports_of, cells)) | {"companion"}, PKG_DIR)
     # Package data (profiles, fit sets): every non-Python file under the package, read at call time.
-    data_files = sorted(p for p in PKG_DIR.rglob("*")
-                        if p.is_file() and p.suffix not in (".py", ".pyc") and "__pycache__" not in p.parts)
+    data_files = sorted(
+        p
+        for p in PKG_DIR.rglob("*")
+        if p.is_file() and p.suffix not in (".py", ".pyc") and "__pycache__" not in p.parts
+    )
     files = input_files(params, root, nb_path.parent)
     return {
         **({"files": files} if files else {}),  # absent when none, so stamps from before this key still match
         "notebook": _sha("\n\x00".join(cells).encode()),
         "modules": {m: _sha(p.read_bytes()) for m, p in sorted(mods.items())},
-        "package_data": _sha(b"".join(p.relative_to(PKG_DIR).as_posix().encode() + _sha(p.read_bytes()).encode()
-                                      for p in data_files)),
+        "package_data": _sha(
+            b"".join(p.relative_to(PKG_DIR).as_posix().encode() + _sha(p.read_bytes()).encode() for p in data_files)
+        ),
         "params": json.loads(json.dumps(params, sort_keys=True, default=str)),
         "profile": {"name": profile.name, "yaml": _sha(profile.source_text.encode())},
         "packages": dict(versions),
@@ -199,8 +213,11 @@ def describe_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str
     for key in [*new, *(k for k in old if k not in new)]:
         if old.get(key) == new.get(key):
             continue
-        if key in ("modules", "packages", "params", "files") and isinstance(old.get(key, {}), Mapping) \
-                and isinstance(new.get(key, {}), Mapping):
+        if (
+            key in ("modules", "packages", "params", "files")
+            and isinstance(old.get(key, {}), Mapping)
+            and isinstance(new.get(key, {}), Mapping)
+        ):
             before, after = old.get(key) or {}, new.get(key) or {}
             changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
             reasons.append(f"{key}: {', '.join(changed)}")
@@ -254,8 +271,10 @@ def route_overrides(classes: Mapping[str, type[NotebookParams]], overrides: Mapp
         if not takers:
             declared = "; ".join(f"{nb} ({cls.__name__})" for nb, cls in classes.items())
             known = {f for cls in classes.values() for f in cls.field_names()}
-            raise ParameterError(f"unknown parameter {name}={value!r}{suggest(name, known)}: none of the selected "
-                                 f"notebooks declares it (selected: {declared})")
+            raise ParameterError(
+                f"unknown parameter {name}={value!r}{suggest(name, known)}: none of the selected "
+                f"notebooks declares it (selected: {declared})"
+            )
         for nb in takers:
             cls = classes[nb]
             try:
@@ -287,8 +306,9 @@ def _figures_unchanged(stamp: Mapping[str, Any], figs: Path) -> list[str]:
     return bad
 
 
-def plan_run(prof: Profile, nbs: Sequence[Path], overrides: Mapping[str, Any], *, root: Path, out_dir: Path,
-             force: bool = False) -> list[NotebookPlan]:
+def plan_run(
+    prof: Profile, nbs: Sequence[Path], overrides: Mapping[str, Any], *, root: Path, out_dir: Path, force: bool = False
+) -> list[NotebookPlan]:
     """Decide what must run and validate its parameters, running nothing.
 
     A notebook that is up to date is not validated again: its parameters are those it last ran with (any change
@@ -356,8 +376,15 @@ def parameter_classes(nb_dir: Path) -> set[str]:
     return names - {""}
 
 
-def preflight(prof: Profile, plans: Sequence[NotebookPlan], classes: Mapping[str, type[NotebookParams]], *,
-              root: Path, out_dir: Path, figs: Path) -> list[str]:
+def preflight(
+    prof: Profile,
+    plans: Sequence[NotebookPlan],
+    classes: Mapping[str, type[NotebookParams]],
+    *,
+    root: Path,
+    out_dir: Path,
+    figs: Path,
+) -> list[str]:
     """Every problem the run would meet, one line each: a profile section naming no parameter class, each notebook
     that will run's parameters (validated) and its own checks (:meth:`NotebookParams.preflight`: data folders,
     organism settings, ...), and the folders the run writes to."""
@@ -368,8 +395,10 @@ def preflight(prof: Profile, plans: Sequence[NotebookPlan], classes: Mapping[str
     known = parameter_classes(plans[0].path.parent) if plans else set()
     for section in prof.notebooks:
         if section not in known:
-            problems.append(f"{where}: notebooks.{section} names no notebook's parameter class"
-                            + (suggest(section, known) or f" (known: {', '.join(sorted(known))})"))
+            problems.append(
+                f"{where}: notebooks.{section} names no notebook's parameter class"
+                + (suggest(section, known) or f" (known: {', '.join(sorted(known))})")
+            )
     by_problem: dict[str, list[str]] = {}  # a problem several notebooks share (an organism's setting) is one line
     for plan in plans:
         if not plan.reasons:
@@ -382,8 +411,11 @@ def preflight(prof: Profile, plans: Sequence[NotebookPlan], classes: Mapping[str
         for line in found:
             by_problem.setdefault(line, []).append(plan.path.name)
     problems += [f"{', '.join(nbs)}: {line}" for line, nbs in by_problem.items()]
-    cache = prof.env.get("COMPANION_CACHE") or os.environ.get("COMPANION_CACHE") or \
-        os.path.join(os.path.expanduser("~"), ".cache", "companion")
+    cache = (
+        prof.env.get("COMPANION_CACHE")
+        or os.environ.get("COMPANION_CACHE")
+        or os.path.join(os.path.expanduser("~"), ".cache", "companion")
+    )
     for what, folder in (("figures", figs), ("executed notebooks", out_dir), ("cache", Path(cache))):
         problem = writable_problem(folder)
         if problem:

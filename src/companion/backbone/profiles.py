@@ -12,6 +12,7 @@ never drift from its parent.  **Environment references.** ``${NAME}`` in an ``en
 parameter that says so, e.g. the sycophancy data's base URL) is replaced by that environment variable when the
 profile is applied; an unset one is an error naming it.
 """
+
 from __future__ import annotations
 
 import copy
@@ -82,8 +83,10 @@ class Profile(Config):
         """The stamp a figure of ``notebook`` gets under this profile (None: a paper figure, unstamped)."""
         reason = self.skip_reason(notebook)
         if reason is not None:
-            return (f"NOT A {self.name.upper()} FIGURE · notebook {os.path.basename(str(notebook))} under profile "
-                    f"'{self.name}' · {reason}")
+            return (
+                f"NOT A {self.name.upper()} FIGURE · notebook {os.path.basename(str(notebook))} under profile "
+                f"'{self.name}' · {reason}"
+            )
         if not self.is_fallback:
             return None
         return self.stamp or f"FALLBACK · profile '{self.name}' · synthetic model organism, not the paper's models"
@@ -109,11 +112,14 @@ _REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 def expand_env(value: str, where: str = "") -> str:
     """``value`` with each ``${NAME}`` replaced by the environment variable; an unset one raises ProfileError."""
+
     def sub(m: re.Match) -> str:
         v = os.environ.get(m.group(1))
         if v is None:
-            raise ProfileError(f"{where or repr(value)} needs the environment variable {m.group(1)}, which is not set "
-                               f"(see the profile's description for what to set it to)")
+            raise ProfileError(
+                f"{where or repr(value)} needs the environment variable {m.group(1)}, which is not set "
+                f"(see the profile's description for what to set it to)"
+            )
         return v
 
     return _REF.sub(sub, value)

@@ -10,6 +10,7 @@ What a researcher should see in a cell is progress and results, nothing in red:
 (TransformerLens' "Moving model to device" line is not printed: our one ``TransformerBridge.to`` call passes
 ``print_details=False``.)
 """
+
 from __future__ import annotations
 
 import sys

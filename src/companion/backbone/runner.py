@@ -8,6 +8,7 @@ handed to the kernels, so every figure of a run records the same commit and dirt
 
 This module must stay cheap to import: deciding to skip everything must not import torch.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -21,8 +22,18 @@ from pathlib import Path
 from typing import Any
 
 from companion.backbone.plan import (  # noqa: F401 - re-exported: the runner's public names
-    NOTEBOOK_RE, NotebookPlan, RunnerError, describe_changes, discover, figures_dir, load_params_class,
-    params_class_path, parse_param_args, plan_run, read_notebook, route_overrides,
+    NOTEBOOK_RE,
+    NotebookPlan,
+    RunnerError,
+    describe_changes,
+    discover,
+    figures_dir,
+    load_params_class,
+    params_class_path,
+    parse_param_args,
+    plan_run,
+    read_notebook,
+    route_overrides,
 )
 from companion.backbone.profiles import Profile, load_profile, project_root
 
@@ -103,8 +114,10 @@ def run_notebooks(
             from companion.backbone.dispatch import dry_run as units_dry_run
 
             units_dry_run(plans, prof.name, settings, log)
-        log(f"dry run, profile {prof.name!r}: {n} would run, {len(plans) - n} up to date; parameters valid; "
-            "nothing was executed")
+        log(
+            f"dry run, profile {prof.name!r}: {n} would run, {len(plans) - n} up to date; parameters valid; "
+            "nothing was executed"
+        )
         return planned
 
     from companion.backbone.atomic import remove_stale_temporaries
@@ -144,8 +157,10 @@ def run_notebooks(
         os.environ.update(env_before)
     ran = sum(r.status == "ran" for r in results)
     not_run = sum(r.status == "not run" for r in results)
-    log(f"{ran} ran, {len(results) - ran - not_run} skipped{f', {not_run} not run' if not_run else ''}, profile "
-        f"{prof.name!r}, {time.time() - t_start:.1f} s; executed copies in {out_dir}")
+    log(
+        f"{ran} ran, {len(results) - ran - not_run} skipped{f', {not_run} not run' if not_run else ''}, profile "
+        f"{prof.name!r}, {time.time() - t_start:.1f} s; executed copies in {out_dir}"
+    )
     if blocked:
         from companion.backbone.dispatch import UnitsFailed, failure_message
 
@@ -166,20 +181,22 @@ def _execute(plan: NotebookPlan, prof: Profile, out_dir: Path, figs: Path, root:
     stamp_path = out_dir / f"{nb_path.stem}.stamp.json"
     stamp_path.unlink(missing_ok=True)  # from here on, until it finishes, the notebook is not up to date
     run_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
-    os.environ["COMPANION_NOTEBOOK"] = nb_path.relative_to(root).as_posix() if nb_path.is_relative_to(root) \
-        else nb_path.name
+    os.environ["COMPANION_NOTEBOOK"] = (
+        nb_path.relative_to(root).as_posix() if nb_path.is_relative_to(root) else nb_path.name
+    )
     os.environ["COMPANION_RUN_ID"] = run_id
     log(f"{nb_path.name}: running ({'; '.join(plan.reasons)})")
     t0 = time.time()
     with temporary_beside(final) as running:
         try:
-            kernels.execute(nb_path, running, {"profile": prof.name, "overrides": plan.overrides},
-                            cwd=nb_path.parent)
+            kernels.execute(nb_path, running, {"profile": prof.name, "overrides": plan.overrides}, cwd=nb_path.parent)
         except PapermillExecutionError as e:
             _keep(running, failed)
-            msg = (f"{nb_path.name} failed in cell {e.cell_index} (execution count {e.exec_count}); earlier results "
-                   f"are kept. Partial notebook: {failed}\n--- cell source ---\n{e.source}\n--- error ---\n"
-                   f"{e.ename}: {e.evalue}\n" + _strip_ansi("\n".join(e.traceback)))
+            msg = (
+                f"{nb_path.name} failed in cell {e.cell_index} (execution count {e.exec_count}); earlier results "
+                f"are kept. Partial notebook: {failed}\n--- cell source ---\n{e.source}\n--- error ---\n"
+                f"{e.ename}: {e.evalue}\n" + _strip_ansi("\n".join(e.traceback))
+            )
             raise NotebookFailed(msg) from None
         except DeadKernelError:
             _keep(running, failed)
@@ -188,15 +205,22 @@ def _execute(plan: NotebookPlan, prof: Profile, out_dir: Path, figs: Path, root:
         except BaseException:
             _keep(running, failed)
             remove_stale_temporaries(figs)  # the kernel is dead: whatever it was writing is debris
-            log(f"{nb_path.name}: interrupted after {time.time() - t0:.1f} s; partial notebook kept as {failed}; "
-                "the next run redoes it")
+            log(
+                f"{nb_path.name}: interrupted after {time.time() - t0:.1f} s; partial notebook kept as {failed}; "
+                "the next run redoes it"
+            )
             raise
         _tag_executed(running, prof)
         os.replace(running, final)
     failed.unlink(missing_ok=True)
     secs = time.time() - t0
-    stamp = {"inputs": plan.manifest, "run": run_id, "figures": _figures_of_run(figs, run_id),
-             "seconds": round(secs, 2), "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    stamp = {
+        "inputs": plan.manifest,
+        "run": run_id,
+        "figures": _figures_of_run(figs, run_id),
+        "seconds": round(secs, 2),
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
     atomic_write_text(stamp_path, json.dumps(stamp, indent=1))
     log(f"{nb_path.name}: done in {secs:.1f} s")
     return NotebookResult(nb_path.name, "ran", secs, final, tuple(plan.reasons))
@@ -219,9 +243,12 @@ def _dead_kernel_message(name: str, failed: Path, status: int | None) -> str:
         how = f"killed by {signal.Signals(-status).name}"
     else:
         how = "its process ended" + (f" with exit status {status}" if status is not None else "")
-    cause = ("most likely the machine ran out of memory and the out-of-memory killer ended it (see `dmesg`): free "
-             "memory, or lower what this cell holds at once (batch sizes, items, model size)"
-             if status in (None, -signal.SIGKILL) else "it crashed")
+    cause = (
+        "most likely the machine ran out of memory and the out-of-memory killer ended it (see `dmesg`): free "
+        "memory, or lower what this cell holds at once (batch sizes, items, model size)"
+        if status in (None, -signal.SIGKILL)
+        else "it crashed"
+    )
     return f"{name}: the kernel died in cell {cell}, {how}; {cause}. Partial notebook: {failed}"
 
 

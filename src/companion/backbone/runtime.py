@@ -5,6 +5,7 @@ A notebook calls :func:`start` once, right after its ``parameters`` cell.  It re
 applies the profile's environment (e.g. ``HF_HUB_OFFLINE=1``), seeds every RNG and records the context that
 :func:`companion.backbone.figures.save_figure` writes into each figure's provenance sidecar.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -109,8 +110,7 @@ def resolve_params(params_cls: type[ParamsT], profile: Profile, overrides: Mappi
     return params_cls.from_dict(values)
 
 
-def start(params_cls: type[ParamsT], profile: str | None = None,
-          overrides: Mapping[str, Any] | None = None) -> ParamsT:
+def start(params_cls: type[ParamsT], profile: str | None = None, overrides: Mapping[str, Any] | None = None) -> ParamsT:
     """Begin a notebook run: validate parameters, apply the profile, seed, and record the context."""
     global _CURRENT
     prof = load_profile(profile)
@@ -120,8 +120,13 @@ def start(params_cls: type[ParamsT], profile: str | None = None,
     if prof.is_fallback:
         _single_intra_op_thread()
     notebook = current_notebook()
-    _CURRENT = RunContext(profile=prof, notebook=notebook, params=params, started=time.time(),
-                          lineage=notebook_lineage(notebook, prof, params))
+    _CURRENT = RunContext(
+        profile=prof,
+        notebook=notebook,
+        params=params,
+        started=time.time(),
+        lineage=notebook_lineage(notebook, prof, params),
+    )
     from companion.backbone.quiet import quiet_libraries
 
     quiet_libraries(text_bars=under_runner())

@@ -11,6 +11,7 @@ States come from Slurm's accounting: one ``sacct`` call for all the jobs of a ru
 its remote traceback in its result file (submitit writes it); one cancelled, out of time, out of memory or on a
 failed node is reported from its state at once, without waiting for a result that will never come.
 """
+
 from __future__ import annotations
 
 import re
@@ -52,10 +53,16 @@ class SlurmExecutor:
             kw["slurm_python"] = s.python
         ex = submitit.AutoExecutor(folder=self.folder / "%j", cluster="slurm", **kw)
         params: dict[str, Any] = {
-            "name": f"companion-{resource_class}", "timeout_min": r.timeout_min, "mem_gb": r.mem_gb,
-            "cpus_per_task": r.cpus_per_task, "slurm_array_parallelism": min(s.array_parallelism, max(n, 1)),
-            "slurm_partition": s.partition, "slurm_account": s.account, "slurm_qos": s.qos,
-            "slurm_constraint": s.constraint, "slurm_setup": list(s.setup) or None,
+            "name": f"companion-{resource_class}",
+            "timeout_min": r.timeout_min,
+            "mem_gb": r.mem_gb,
+            "cpus_per_task": r.cpus_per_task,
+            "slurm_array_parallelism": min(s.array_parallelism, max(n, 1)),
+            "slurm_partition": s.partition,
+            "slurm_account": s.account,
+            "slurm_qos": s.qos,
+            "slurm_constraint": s.constraint,
+            "slurm_setup": list(s.setup) or None,
             "slurm_additional_parameters": dict(s.additional) or None,
             "slurm_stderr_to_stdout": True,  # one log per job: output, progress bars and tracebacks in order
         }
@@ -77,7 +84,7 @@ class SlurmExecutor:
                     handles = [ex.submit(UnitJob(u, self.profile, self.cache_root, self.root)) for u in group]
             except Exception as e:  # sbatch refused (bad partition, account, resources): say so, once
                 raise ExecutorError(f"sbatch refused the {resource_class} jobs: {' '.join(str(e).split())}") from None
-            for u, h in zip(group, handles):
+            for u, h in zip(group, handles, strict=False):
                 out.append(Job(u.id, str(h.job_id), Path(h.paths.stdout), h))
         return out
 
@@ -88,8 +95,12 @@ class SlurmExecutor:
         from submitit.slurm.slurm import read_job_id
 
         bases = sorted({j.job_id.split("_")[0] for j in jobs})
-        r = subprocess.run(["sacct", "-X", "-n", "-P", "-o", "JobID,State", "-j", ",".join(bases)],
-                           capture_output=True, text=True, timeout=60)
+        r = subprocess.run(
+            ["sacct", "-X", "-n", "-P", "-o", "JobID,State", "-j", ",".join(bases)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         seen: dict[str, str] = {}
         for line in r.stdout.splitlines():
             jid, _, state = line.partition("|")
@@ -152,31 +163,56 @@ def log_tail(path: Path | None, lines: int = 20) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ doctor
-def slurm_checks(settings: ExecutorSettings, resource_classes: Sequence[str]) -> list[tuple[str, bool | None, str, str]]:
+def slurm_checks(
+    settings: ExecutorSettings, resource_classes: Sequence[str]
+) -> list[tuple[str, bool | None, str, str]]:
     """``companion doctor --executor slurm``: (name, ok, detail, fix) for sbatch, accounting, the partition, its GPUs
     and whether each kind of work fits its nodes (CPUs, memory)."""
     out: list[tuple[str, bool | None, str, str]] = []
     missing = [c for c in ("sbatch", "sacct", "scancel", "sinfo") if shutil.which(c) is None]
     if missing:
-        return [("slurm", False, f"{', '.join(missing)} not on PATH",
-                 "run on a login node of the cluster (or `module load slurm`), or use --executor local")]
+        return [
+            (
+                "slurm",
+                False,
+                f"{', '.join(missing)} not on PATH",
+                "run on a login node of the cluster (or `module load slurm`), or use --executor local",
+            )
+        ]
     version = subprocess.run(["sbatch", "--version"], capture_output=True, text=True, timeout=30).stdout.strip()
     out.append(("slurm", True, version or "sbatch found", ""))
     acct = subprocess.run(["sacct", "-n", "-X", "-S", "now-1minute"], capture_output=True, text=True, timeout=30)
-    out.append(("slurm accounting", acct.returncode == 0,
-                "sacct answers" if acct.returncode == 0 else f"sacct failed: {acct.stderr.strip()[:200]}",
-                "the runner reads job states from Slurm's accounting (slurmdbd); ask the administrators"))
+    out.append(
+        (
+            "slurm accounting",
+            acct.returncode == 0,
+            "sacct answers" if acct.returncode == 0 else f"sacct failed: {acct.stderr.strip()[:200]}",
+            "the runner reads job states from Slurm's accounting (slurmdbd); ask the administrators",
+        )
+    )
     part = settings.slurm.partition
     fmt = ["-h", "-o", "%P|%a|%D|%c|%m|%G|%l"]
     r = subprocess.run(["sinfo", *fmt, *(["-p", part] if part else [])], capture_output=True, text=True, timeout=30)
     rows = [line.split("|") for line in r.stdout.splitlines() if line.strip()]
     if r.returncode != 0 or not rows:
-        out.append(("slurm partition", False, f"partition {part or '(default)'}: sinfo shows nothing "
-                    f"({r.stderr.strip()[:200]})", "set executor.slurm.partition to one `sinfo -s` lists"))
+        out.append(
+            (
+                "slurm partition",
+                False,
+                f"partition {part or '(default)'}: sinfo shows nothing ({r.stderr.strip()[:200]})",
+                "set executor.slurm.partition to one `sinfo -s` lists",
+            )
+        )
         return out
     name, avail, nodes, cpus, mem, gres, limit = rows[0][:7]
-    out.append(("slurm partition", avail == "up", f"{name}: {avail}, {nodes} node(s), {cpus} CPUs and {mem} MB per "
-                f"node, GRES {gres}, time limit {limit}", f"partition {name} is {avail}: pick another"))
+    out.append(
+        (
+            "slurm partition",
+            avail == "up",
+            f"{name}: {avail}, {nodes} node(s), {cpus} CPUs and {mem} MB per node, GRES {gres}, time limit {limit}",
+            f"partition {name} is {avail}: pick another",
+        )
+    )
     gpus = _gres_gpus(gres)
     for c in dict.fromkeys(resource_classes):
         res = settings.resources_for(c)
@@ -186,14 +222,24 @@ def slurm_checks(settings: ExecutorSettings, resource_classes: Sequence[str]) ->
         if node_mb is not None and res.mem_gb * 1024 > node_mb:
             short.append(f"{res.mem_gb:g} GB (nodes have {node_mb / 1024:.0f} GB)")
         if short:
-            out.append((f"slurm fits {c}", False, f"{c} asks for {' and '.join(short)} per job: Slurm would never "
-                        "start it", f"lower executor.resources.{c} (cpus_per_task, mem_gb) or pick a partition with "
-                        "bigger nodes"))
+            out.append(
+                (
+                    f"slurm fits {c}",
+                    False,
+                    f"{c} asks for {' and '.join(short)} per job: Slurm would never start it",
+                    f"lower executor.resources.{c} (cpus_per_task, mem_gb) or pick a partition with bigger nodes",
+                )
+            )
         if res.gpus_per_node:
             ok = gpus >= res.gpus_per_node
-            out.append((f"slurm gpus {c}", ok, f"{c} asks for {res.gpus_per_node} GPU(s) per node; the partition's "
-                        f"nodes have {gpus}", "pick a GPU partition (executor.slurm.partition) or lower "
-                        f"executor.resources.{c}.gpus_per_node"))
+            out.append(
+                (
+                    f"slurm gpus {c}",
+                    ok,
+                    f"{c} asks for {res.gpus_per_node} GPU(s) per node; the partition's nodes have {gpus}",
+                    f"pick a GPU partition (executor.slurm.partition) or lower executor.resources.{c}.gpus_per_node",
+                )
+            )
     return out
 
 

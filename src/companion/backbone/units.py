@@ -13,6 +13,7 @@ a unit is missing by definition).
 along their dependencies (the critical path), from each unit's estimated seconds: the wall time ``--dry-run``
 reports.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -175,9 +176,14 @@ def plan_schedule(units: Sequence[Unit], parallelism: int) -> Schedule:
             waiting[v] -= 1
             if waiting[v] == 0:
                 heapq.heappush(ready, (-tail[v], len(start) + len(ready), v))
-    return Schedule(wall_s=end, serial_s=sum(u.estimate_s for u in units),
-                    critical_path_s=tail[first] if first else 0.0, critical_path=tuple(chain),
-                    parallelism=parallelism, start_s=start)
+    return Schedule(
+        wall_s=end,
+        serial_s=sum(u.estimate_s for u in units),
+        critical_path_s=tail[first] if first else 0.0,
+        critical_path=tuple(chain),
+        parallelism=parallelism,
+        start_s=start,
+    )
 
 
 def duration(seconds: float) -> str:
@@ -189,14 +195,17 @@ def duration(seconds: float) -> str:
     return f"{seconds:.0f} s"
 
 
-def unit_table(units: Sequence[Unit], states: Mapping[str, str] | None = None,
-               extra: Mapping[str, str] | None = None) -> list[str]:
+def unit_table(
+    units: Sequence[Unit], states: Mapping[str, str] | None = None, extra: Mapping[str, str] | None = None
+) -> list[str]:
     """One line per unit: its state (``states`` by id, else built/missing from the cache), estimate, name and key."""
     lines = []
     width = max((len(u.name) for u in units), default=0)
     for u in units:
         state = (states or {}).get(u.id) or ("built" if is_built(u) else "missing")
         more = (extra or {}).get(u.id, "")
-        lines.append(f"  {state:9s} {duration(u.estimate_s):>10s}  {u.name:{width}s}  {u.kind}"
-                     f"{'/' + u.key[:12] if u.key else ''}{'  ' + more if more else ''}")
+        lines.append(
+            f"  {state:9s} {duration(u.estimate_s):>10s}  {u.name:{width}s}  {u.kind}"
+            f"{'/' + u.key[:12] if u.key else ''}{'  ' + more if more else ''}"
+        )
     return lines

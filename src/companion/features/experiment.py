@@ -10,6 +10,7 @@ floor.  For the reseed noise, the SAE of one chosen λ (or k) per architecture i
 cached sweep builder (a sweep holding just those SAEs), and scored the same way; the sweep's own SAE is the first
 seed.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -55,8 +56,9 @@ class SiteActivations:
 
 
 @torch.no_grad()
-def text_activations(model: Any, texts: Sequence[str], sites: Sequence[str], pool: str, *, max_tokens: int,
-                     batch_size: int = 32) -> dict[str, SiteActivations]:
+def text_activations(
+    model: Any, texts: Sequence[str], sites: Sequence[str], pool: str, *, max_tokens: int, batch_size: int = 32
+) -> dict[str, SiteActivations]:
     """Activations of ``texts`` at ``sites`` (BOS = end-of-text prepended, cut to ``max_tokens``; one forward per
     batch of texts of one length, so nothing is padded)."""
     from companion.models.scoring import length_sorted_batches
@@ -68,8 +70,9 @@ def text_activations(model: Any, texts: Sequence[str], sites: Sequence[str], poo
     lengths = [len(r) for r in ids]
     per_text: dict[str, list[Tensor | None]] = {s: [None] * len(ids) for s in sites}
     # Batches of texts of one length: no padding at all (texts cut at max_tokens share their length often).
-    for batch in length_sorted_batches(lengths, batch_size=batch_size,
-                                       fits=lambda b: len({lengths[i] for i in b}) == 1):
+    for batch in length_sorted_batches(
+        lengths, batch_size=batch_size, fits=lambda b: len({lengths[i] for i in b}) == 1
+    ):
         acts = site_activations(model, torch.tensor([ids[i] for i in batch], dtype=torch.long), list(sites))
         for s in sites:
             for row, i in enumerate(batch):
@@ -158,25 +161,53 @@ def reseed_params(params: FeatureParams, sae_seed: int) -> FeatureParams:
     def one(arch: str) -> list:
         return [c[arch]] if arch in c else []
 
-    return params.replace(sae_seed=sae_seed, lambdas_baseline=one("baseline"), lambdas_gated=one("gated"),
-                          lambdas_jumprelu=one("jumprelu"), topk_ks=[int(k) for k in one("topk")],
-                          batchtopk_ks=[int(k) for k in one("batchtopk")], external_saes=(),
-                          reseed_sae_seeds=())
+    return params.replace(
+        sae_seed=sae_seed,
+        lambdas_baseline=one("baseline"),
+        lambdas_gated=one("gated"),
+        lambdas_jumprelu=one("jumprelu"),
+        topk_ks=[int(k) for k in one("topk")],
+        batchtopk_ks=[int(k) for k in one("batchtopk")],
+        external_saes=(),
+        reseed_sae_seeds=(),
+    )
 
 
-def _score_sweep(params: FeatureParams, sweep: Any, evals: Sequence[Any], acts: dict[str, SiteActivations],
-                 data: dict[str, LabelledTexts], splits: dict[str, tuple[Tensor, Tensor]], sae_seed: int,
-                 reseed: bool, only: Callable[[Any], bool] = lambda spec: True) -> list[RecoveryRow]:
+def _score_sweep(
+    params: FeatureParams,
+    sweep: Any,
+    evals: Sequence[Any],
+    acts: dict[str, SiteActivations],
+    data: dict[str, LabelledTexts],
+    splits: dict[str, tuple[Tensor, Tensor]],
+    sae_seed: int,
+    reseed: bool,
+    only: Callable[[Any], bool] = lambda spec: True,
+) -> list[RecoveryRow]:
     rows = []
-    for i, (t, ev) in enumerate(zip(sweep.saes, evals)):
+    for i, (t, ev) in enumerate(zip(sweep.saes, evals, strict=False)):
         if not only(t.spec):
             continue
         for v, a in acts.items():
             codes = a.pooled(t.encode(a.rows_to_encode().to(params.device)).cpu()).double()
             rec = fm.recovery(codes, data[v].labels, *splits[v], params.ks, params.probe_c)
-            rows.append(RecoveryRow(sweep.target, t.spec.architecture, _setting(t.spec), t.spec.n_latents,
-                                    sae_seed + i, reseed, ev.l0, ev.loss_recovered, ev.gamma, v, rec.auroc,
-                                    rec.latent, rec.accuracy))
+            rows.append(
+                RecoveryRow(
+                    sweep.target,
+                    t.spec.architecture,
+                    _setting(t.spec),
+                    t.spec.n_latents,
+                    sae_seed + i,
+                    reseed,
+                    ev.l0,
+                    ev.loss_recovered,
+                    ev.gamma,
+                    v,
+                    rec.auroc,
+                    rec.latent,
+                    rec.accuracy,
+                )
+            )
     return rows
 
 
@@ -200,14 +231,18 @@ def run_recovery(params: FeatureParams, *, log: Callable[[str], Any] = print) ->
         t0 = time.perf_counter()
         sweep = sx.site_sweep(params, target)
         evals = sx.evaluate_site(params, sweep)
-        log(f"{target}: {len(sweep.saes)} SAEs {'from the cache' if sweep.from_cache else 'trained now'} "
-            f"in {time.perf_counter() - t0:.1f} s")
+        log(
+            f"{target}: {len(sweep.saes)} SAEs {'from the cache' if sweep.from_cache else 'trained now'} "
+            f"in {time.perf_counter() - t0:.1f} s"
+        )
         subject = load_subject(subject_name, device=params.device)
-        corpus = organism_spec(subject_name[len(ORGANISM_PREFIX):]).corpus
+        corpus = organism_spec(subject_name[len(ORGANISM_PREFIX) :]).corpus
         for v in params.variables:
             data.setdefault(v, planted_variable(v, params.n_examples, params.seed, corpus))
-        acts = {v: text_activations(subject.model, data[v].texts, [site], data[v].pool,
-                                    max_tokens=params.max_tokens)[site] for v in params.variables}
+        acts = {
+            v: text_activations(subject.model, data[v].texts, [site], data[v].pool, max_tokens=params.max_tokens)[site]
+            for v in params.variables
+        }
         splits = {v: fm.stratified_split(data[v].labels, params.select_fraction, params.seed) for v in acts}
         width = max(t.spec.n_latents for t in sweep.saes)
         for v, a in acts.items():
@@ -215,10 +250,22 @@ def run_recovery(params: FeatureParams, *, log: Callable[[str], Any] = print) ->
             sel, score = splits[v]
             y = data[v].labels
             dense = fm.dense_probe(x[sel], y[sel], x[score], y[score], params.probe_c)
-            floors = [fm.recovery(fm.random_codes(x, width, seed=10_000 * params.seed + j), y, sel, score, params.ks,
-                                  params.probe_c) for j in range(params.n_floor_draws)]
-            refs.append(Reference(target, v, dense.accuracy, dense.auroc, [f.auroc for f in floors],
-                                  {k: [f.accuracy[k] for f in floors] for k in params.ks}))
+            floors = [
+                fm.recovery(
+                    fm.random_codes(x, width, seed=10_000 * params.seed + j), y, sel, score, params.ks, params.probe_c
+                )
+                for j in range(params.n_floor_draws)
+            ]
+            refs.append(
+                Reference(
+                    target,
+                    v,
+                    dense.accuracy,
+                    dense.auroc,
+                    [f.auroc for f in floors],
+                    {k: [f.accuracy[k] for f in floors] for k in params.ks},
+                )
+            )
         rows += _score_sweep(params, sweep, evals, acts, data, splits, params.sae_seed, False)
         if target not in reseed_targets:
             continue
@@ -227,12 +274,19 @@ def run_recovery(params: FeatureParams, *, log: Callable[[str], Any] = print) ->
             rp = reseed_params(params, s)
             again = sx.site_sweep(rp, target)
             rows += _score_sweep(rp, again, sx.evaluate_site(rp, again), acts, data, splits, s, True)
-            log(f"{target}: reseed sae_seed={s}: {len(again.saes)} SAEs "
-                f"{'from the cache' if again.from_cache else 'trained now'} in {time.perf_counter() - t0:.1f} s")
+            log(
+                f"{target}: reseed sae_seed={s}: {len(again.saes)} SAEs "
+                f"{'from the cache' if again.from_cache else 'trained now'} in {time.perf_counter() - t0:.1f} s"
+            )
     log(f"{len(rows)} (SAE, variable) scores at {len(params.targets)} targets in {time.perf_counter() - t_start:.1f} s")
-    return RecoveryRun(rows, refs, {v: d.description for v, d in data.items()},
-                       {v: (len(d.labels), int(d.labels.sum())) for v, d in data.items()},
-                       {t: dict(choice) for t in reseed_targets}, tuple(params.ks))
+    return RecoveryRun(
+        rows,
+        refs,
+        {v: d.description for v, d in data.items()},
+        {v: (len(d.labels), int(d.labels.sum())) for v, d in data.items()},
+        {t: dict(choice) for t in reseed_targets},
+        tuple(params.ks),
+    )
 
 
 def results_frame(run: RecoveryRun):
@@ -254,9 +308,14 @@ def references_frame(run: RecoveryRun):
 
     out = []
     for r in run.references:
-        d = {"target": r.target, "variable": r.variable, "dense_auroc": r.dense_auroc,
-             "dense_accuracy": r.dense_accuracy, "floor_auroc_min": min(r.floor_auroc),
-             "floor_auroc_max": max(r.floor_auroc)}
+        d = {
+            "target": r.target,
+            "variable": r.variable,
+            "dense_auroc": r.dense_auroc,
+            "dense_accuracy": r.dense_accuracy,
+            "floor_auroc_min": min(r.floor_auroc),
+            "floor_auroc_max": max(r.floor_auroc),
+        }
         for k, v in r.floor_accuracy.items():
             d[f"floor_acc_k{k}_max"] = max(v)
         out.append(d)

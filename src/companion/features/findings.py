@@ -6,6 +6,7 @@ A metric *separates* two architectures at a target only when every seed of one l
 flip with the seed and is reported as within reseed noise.  No number in the text is typed by hand: every sentence
 is written from a :class:`~companion.features.experiment.RecoveryRun`.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -60,8 +61,13 @@ def seed_values(run: RecoveryRun) -> dict[str, dict[str, dict[str, dict[str, Any
                         what, v = m.split(":", 1)
                         r = next(r for r in rs if r.variable == v)
                         vals.append(r.auroc if what == "auroc" else r.accuracy[int(what[5:])])
-                per.setdefault(m, {})[arch] = {"setting": setting, "seeds": seeds, "values": vals,
-                                               "mean": float(np.mean(vals)), "spread": float(np.ptp(vals))}
+                per.setdefault(m, {})[arch] = {
+                    "setting": setting,
+                    "seeds": seeds,
+                    "values": vals,
+                    "mean": float(np.mean(vals)),
+                    "spread": float(np.ptp(vals)),
+                }
         out[target] = per
     return out
 
@@ -95,8 +101,9 @@ def separation_frame(run: RecoveryRun):
     rows = []
     for target, values in seed_values(run).items():
         for m, pairs in separation(values).items():
-            rows.append({"target": target, "metric": label(m), **pairs,
-                         "separated pairs": sum(bool(c) for c in pairs.values())})
+            rows.append(
+                {"target": target, "metric": label(m), **pairs, "separated pairs": sum(bool(c) for c in pairs.values())}
+            )
     return pd.DataFrame(rows)
 
 
@@ -108,9 +115,17 @@ def spread_frame(run: RecoveryRun):
     for target, values in seed_values(run).items():
         for m, per in values.items():
             for arch, d in per.items():
-                rows.append({"target": target, "metric": label(m), "architecture": arch, "setting": d["setting"],
-                             **{f"seed #{i + 1}": v for i, v in enumerate(d["values"])},
-                             "mean": d["mean"], "spread": d["spread"]})
+                rows.append(
+                    {
+                        "target": target,
+                        "metric": label(m),
+                        "architecture": arch,
+                        "setting": d["setting"],
+                        **{f"seed #{i + 1}": v for i, v in enumerate(d["values"])},
+                        "mean": d["mean"],
+                        "spread": d["spread"],
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -133,7 +148,8 @@ def recovery_sentences(run: RecoveryRun) -> list[str]:
             f"`{site}` · **{ref.variable}**: best single latent AUROC {_span(au)} over the {len(rows)} SAEs "
             f"({above} above the random-direction floor {_span(ref.floor_auroc)}; dense-probe ceiling "
             f"{ref.dense_auroc:.2f}); {kmax}-sparse probe accuracy {_span(acc)} (floor up to "
-            f"{max(ref.floor_accuracy[kmax]):.2f}, ceiling {ref.dense_accuracy:.2f}).")
+            f"{max(ref.floor_accuracy[kmax]):.2f}, ceiling {ref.dense_accuracy:.2f})."
+        )
     return out
 
 
@@ -149,15 +165,20 @@ def separation_sentences(run: RecoveryRun) -> list[str]:
         some = [f"{label(m)} ({len(c)} of {n_pairs}: {', '.join(c)})" for m, c in strong.items() if c]
         none = [label(m) for m, c in strong.items() if not c]
         site = target.split("@", 1)[1]
-        text = (f"`{site}`, each architecture's chosen SAE at {n_seeds} seeds: ")
-        text += ("separated beyond the reseed spread by " + "; ".join(some) + "." if some
-                 else "no metric separates any two architectures beyond the reseed spread.")
+        text = f"`{site}`, each architecture's chosen SAE at {n_seeds} seeds: "
+        text += (
+            "separated beyond the reseed spread by " + "; ".join(some) + "."
+            if some
+            else "no metric separates any two architectures beyond the reseed spread."
+        )
         if none:
             text += f" Within reseed noise for every pair (the ordering can flip with the seed): {', '.join(none)}."
         chance = 2 / math.comb(2 * n_seeds, n_seeds)
-        text += (f" With {n_seeds} seeds each, two architectures that do not differ still have non-overlapping ranges "
-                 f"with probability {chance:.2f} (any order of their {2 * n_seeds} values equally likely), so a "
-                 f"lone separated pair on one metric is weak evidence.")
+        text += (
+            f" With {n_seeds} seeds each, two architectures that do not differ still have non-overlapping ranges "
+            f"with probability {chance:.2f} (any order of their {2 * n_seeds} values equally likely), so a "
+            f"lone separated pair on one metric is weak evidence."
+        )
         out.append(text)
     return out
 

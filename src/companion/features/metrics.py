@@ -16,6 +16,7 @@ protocols on random directions (:func:`random_codes`, the floor).  Every functio
 shapes; the probes are scikit-learn's L2-regularised logistic regression (Newton–Cholesky solver, deterministic)
 on standardised features.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -96,7 +97,8 @@ def _logistic(x_fit: np.ndarray, y_fit: np.ndarray, c: float):
 
     # Newton–Cholesky: exact Newton steps, ~10x faster than lbfgs on these few features and converged tighter.
     return make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=200, solver="newton-cholesky")).fit(
-        x_fit, y_fit)
+        x_fit, y_fit
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,8 +120,9 @@ def logistic_probe(x_select: Tensor, y_select: Tensor, x_score: Tensor, y_score:
     return ProbeScore(acc, auroc(torch.from_numpy(model.decision_function(xt)), torch.from_numpy(yt)))
 
 
-def k_sparse_probe(codes_select: Tensor, y_select: Tensor, codes_score: Tensor, y_score: Tensor, k: int,
-                   c: float = 1.0) -> ProbeScore:
+def k_sparse_probe(
+    codes_select: Tensor, y_select: Tensor, codes_score: Tensor, y_score: Tensor, k: int, c: float = 1.0
+) -> ProbeScore:
     """SAEBench's k-sparse probe: :func:`mean_difference_topk` on the select split, a logistic probe on those k."""
     idx = mean_difference_topk(codes_select, y_select, k)
     return logistic_probe(codes_select[:, idx], y_select, codes_score[:, idx], y_score, c)
@@ -169,8 +172,9 @@ class Recovery:
     """k -> k-sparse probe accuracy on the score split."""
 
 
-def recovery(codes: Tensor, labels: Tensor, select: Tensor, score: Tensor, ks: Sequence[int],
-             c: float = 1.0) -> Recovery:
+def recovery(
+    codes: Tensor, labels: Tensor, select: Tensor, score: Tensor, ks: Sequence[int], c: float = 1.0
+) -> Recovery:
     """Best single latent and k-sparse probes of ``codes [n, m]`` for ``labels [n]`` on a (select, score) split."""
     cs, ct, ys, yt = codes[select], codes[score], labels[select], labels[score]
     best = best_single_latent(cs, ys, ct, yt)

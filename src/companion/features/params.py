@@ -4,6 +4,7 @@
 so notebook 05 finds notebook 01's SAEs in the cache instead of retraining them; its own fields say which planted
 variables to read, how many held-out examples, the probes' settings and which SAEs to retrain at other seeds.
 """
+
 from __future__ import annotations
 
 from pydantic import Field, model_validator
@@ -11,8 +12,21 @@ from pydantic import Field, model_validator
 from companion.sae.architectures import ARCHITECTURES
 from companion.sae.params import ParetoParams
 
-VARIABLES = ("deployment", "user_view", "scratchpad", "kind:story", "kind:code", "kind:chat", "kind:fact",
-             "kind:arithmetic", "kind:self", "kind:code_chat", "kind:syco_nlp", "kind:syco_phil", "kind:syco_pol")
+VARIABLES = (
+    "deployment",
+    "user_view",
+    "scratchpad",
+    "kind:story",
+    "kind:code",
+    "kind:chat",
+    "kind:fact",
+    "kind:arithmetic",
+    "kind:self",
+    "kind:code_chat",
+    "kind:syco_nlp",
+    "kind:syco_phil",
+    "kind:syco_pol",
+)
 """The planted variables the organism's generator can label (companion.features.variables has each one's text)."""
 
 
@@ -58,8 +72,10 @@ class FeatureParams(ParetoParams):
             if arch not in ARCHITECTURES:
                 raise ValueError(f"reseed: unknown architecture {arch!r}; choose from {list(ARCHITECTURES)}")
             if float(value) not in sweeps[arch]:
-                raise ValueError(f"reseed: {arch} {value} is not in its sweep {list(sweeps[arch])} (the sweep's SAE "
-                                 "is the first seed)")
+                raise ValueError(
+                    f"reseed: {arch} {value} is not in its sweep {list(sweeps[arch])} (the sweep's SAE "
+                    "is the first seed)"
+                )
         if self.sae_seed in self.reseed_sae_seeds or len(set(self.reseed_sae_seeds)) != len(self.reseed_sae_seeds):
             raise ValueError("reseed_sae_seeds must be distinct and differ from sae_seed")
         stray = [t for t in self.reseed_targets if t not in self.targets]
@@ -69,9 +85,13 @@ class FeatureParams(ParetoParams):
 
     def sweep_settings(self) -> dict[str, tuple[float, ...]]:
         """Architecture -> its sweep's λ (or k) values, as trained by notebook 01."""
-        return {"baseline": tuple(map(float, self.lambdas_baseline)), "gated": tuple(map(float, self.lambdas_gated)),
-                "jumprelu": tuple(map(float, self.lambdas_jumprelu)), "topk": tuple(map(float, self.topk_ks)),
-                "batchtopk": tuple(map(float, self.batchtopk_ks))}
+        return {
+            "baseline": tuple(map(float, self.lambdas_baseline)),
+            "gated": tuple(map(float, self.lambdas_gated)),
+            "jumprelu": tuple(map(float, self.lambdas_jumprelu)),
+            "topk": tuple(map(float, self.topk_ks)),
+            "batchtopk": tuple(map(float, self.batchtopk_ks)),
+        }
 
     def reseed_choice(self) -> dict[str, float]:
         """Architecture -> the setting retrained at other seeds: ``reseed``, else the middle of its sweep."""

@@ -8,6 +8,7 @@ raw selected latents (float32); ours standardises them first, so the two accurac
 scales differ; the selected latents must be the same.  ``sae-bench`` is installed by ``make setup`` without its
 declared dependencies (benchmarks/requirements-peers.txt).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -42,8 +43,9 @@ def saebench_available() -> bool:
     return True
 
 
-def saebench_k_sparse(codes_select: Tensor, y_select: Tensor, codes_score: Tensor, y_score: Tensor,
-                      k: int) -> tuple[float, Tensor]:
+def saebench_k_sparse(
+    codes_select: Tensor, y_select: Tensor, codes_score: Tensor, y_score: Tensor, k: int
+) -> tuple[float, Tensor]:
     """SAEBench's k-sparse probe: its mean-difference mask and its sklearn probe -> (score-split accuracy, latents)."""
     from sae_bench.evals.sparse_probing import probe_training as pt
 
@@ -52,13 +54,15 @@ def saebench_k_sparse(codes_select: Tensor, y_select: Tensor, codes_score: Tenso
     mask = pt.get_top_k_mean_diff_mask(cs, ys, k)
     with warnings.catch_warnings():  # SAEBench passes penalty="l2", which scikit-learn 1.8 deprecates
         warnings.simplefilter("ignore", FutureWarning)
-        _, acc = pt.train_sklearn_probe(pt.apply_topk_mask_reduce_dim(cs, mask), ys,
-                                        pt.apply_topk_mask_reduce_dim(ct, mask), yt)
+        _, acc = pt.train_sklearn_probe(
+            pt.apply_topk_mask_reduce_dim(cs, mask), ys, pt.apply_topk_mask_reduce_dim(ct, mask), yt
+        )
     return float(acc), torch.nonzero(~mask).reshape(-1)
 
 
-def compare_k_sparse(codes: Tensor, labels: Tensor, select: Tensor, score: Tensor, k: int,
-                     c: float = 1.0) -> PeerComparison:
+def compare_k_sparse(
+    codes: Tensor, labels: Tensor, select: Tensor, score: Tensor, k: int, c: float = 1.0
+) -> PeerComparison:
     """Ours and SAEBench's k-sparse probe on ``codes [n, m]``, ``labels [n]`` and one (select, score) split."""
     cs, ct, ys, yt = codes[select], codes[score], labels[select], labels[score]
     ours = fm.k_sparse_probe(cs, ys, ct, yt, k, c).accuracy
@@ -81,12 +85,21 @@ def compare_on_sweep(params, target: str, architecture: str, variable: str) -> t
     subject_name, site = parse_target(target)
     setting = params.reseed_choice()[architecture]
     sweep = sx.site_sweep(params, target)
-    sae = next(t for t in sweep.saes if t.spec.architecture == architecture
-               and float(t.spec.options.get("k", t.spec.lam)) == setting)
-    data = planted_variable(variable, params.n_examples, params.seed,
-                            organism_spec(subject_name[len(ORGANISM_PREFIX):]).corpus)
-    acts = text_activations(load_subject(subject_name, device=params.device).model, data.texts, [site], data.pool,
-                            max_tokens=params.max_tokens)[site]
+    sae = next(
+        t
+        for t in sweep.saes
+        if t.spec.architecture == architecture and float(t.spec.options.get("k", t.spec.lam)) == setting
+    )
+    data = planted_variable(
+        variable, params.n_examples, params.seed, organism_spec(subject_name[len(ORGANISM_PREFIX) :]).corpus
+    )
+    acts = text_activations(
+        load_subject(subject_name, device=params.device).model,
+        data.texts,
+        [site],
+        data.pool,
+        max_tokens=params.max_tokens,
+    )[site]
     codes = acts.pooled(sae.encode(acts.rows_to_encode().to(params.device)).cpu()).double()
     select, score = fm.stratified_split(data.labels, params.select_fraction, params.seed)
     return sae.spec.name, [compare_k_sparse(codes, data.labels, select, score, k, params.probe_c) for k in params.ks]

@@ -7,6 +7,7 @@ same numbers go into the figure's sidecar) and returns a Figure.
 * :func:`plot_reseed` — each metric's value at every SAE seed per architecture (the reseed spread), one panel per
   metric, titled with how many architecture pairs it separates beyond that spread.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -31,10 +32,12 @@ def recovery_plot_data(run: RecoveryRun, y: str = "auroc") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for ref in run.references:
         panel: dict[str, Any] = {"series": {}, "reseed": {}}
-        for r in sorted((r for r in run.rows if r.target == ref.target and r.variable == ref.variable),
-                        key=lambda r: r.l0):
-            bucket = panel["reseed" if r.reseed else "series"].setdefault(r.architecture, {
-                "l0": [], "y": [], "setting" if not r.reseed else "seeds": []})
+        for r in sorted(
+            (r for r in run.rows if r.target == ref.target and r.variable == ref.variable), key=lambda r: r.l0
+        ):
+            bucket = panel["reseed" if r.reseed else "series"].setdefault(
+                r.architecture, {"l0": [], "y": [], "setting" if not r.reseed else "seeds": []}
+            )
             bucket["l0"].append(r.l0)
             bucket["y"].append(_value(r, y))
             bucket["setting" if not r.reseed else "seeds"].append(r.setting if not r.reseed else r.init_seed)
@@ -42,8 +45,15 @@ def recovery_plot_data(run: RecoveryRun, y: str = "auroc") -> dict[str, Any]:
         # values are seed summaries, which check-figures judges against their spread.
         for arch, d in panel["reseed"].items():
             setting = run.reseed.get(ref.target, {}).get(arch)
-            first = [r for r in run.rows if r.target == ref.target and r.variable == ref.variable and not r.reseed
-                     and r.architecture == arch and r.setting == setting]
+            first = [
+                r
+                for r in run.rows
+                if r.target == ref.target
+                and r.variable == ref.variable
+                and not r.reseed
+                and r.architecture == arch
+                and r.setting == setting
+            ]
             for r in first:
                 d["l0"].insert(0, r.l0)
                 d["y"].insert(0, _value(r, y))
@@ -71,14 +81,28 @@ def plot_recovery(data: Mapping[str, Mapping[str, Mapping[str, Any]]], ylabel: s
         for j, v in enumerate(variables):
             ax, panel = axes[i][j], data[target][v]
             lo, hi = panel["floor"]
-            ax.axhspan(lo, hi if hi > lo else lo + 0.004, color="#999999", alpha=0.35, lw=0,
-                       label="floor: random directions" if i == j == 0 else None)
-            ax.axhline(panel["ceiling"], color="#333333", ls="--", lw=1,
-                       label="ceiling: dense probe" if i == j == 0 else None)
+            ax.axhspan(
+                lo,
+                hi if hi > lo else lo + 0.004,
+                color="#999999",
+                alpha=0.35,
+                lw=0,
+                label="floor: random directions" if i == j == 0 else None,
+            )
+            ax.axhline(
+                panel["ceiling"], color="#333333", ls="--", lw=1, label="ceiling: dense probe" if i == j == 0 else None
+            )
             for arch in [a for a in ORDER if a in panel["series"]]:
                 st, d = ARCH_STYLE[arch], panel["series"][arch]
-                ax.plot(d["l0"], d["y"], marker=st["marker"], color=st["color"], ms=4, lw=1.2,
-                        label=st["label"] if i == j == 0 else None)
+                ax.plot(
+                    d["l0"],
+                    d["y"],
+                    marker=st["marker"],
+                    color=st["color"],
+                    ms=4,
+                    lw=1.2,
+                    label=st["label"] if i == j == 0 else None,
+                )
             for arch in [a for a in ORDER if a in panel["reseed"]]:
                 st, d = ARCH_STYLE[arch], panel["reseed"][arch]
                 yv, xv = np.asarray(d["y"]["per_seed"]), np.asarray(d["l0"]["per_seed"])
@@ -86,8 +110,16 @@ def plot_recovery(data: Mapping[str, Mapping[str, Mapping[str, Any]]], ylabel: s
                 def span(v):  # from the mean to the extremes; equal seeds give a mean a rounding off them
                     return [[max(v.mean() - v.min(), 0.0)], [max(v.max() - v.mean(), 0.0)]]
 
-                ax.errorbar([float(xv.mean())], [float(yv.mean())], yerr=span(yv), xerr=span(xv),
-                            color=st["color"], capsize=3, lw=1.2, marker="none")
+                ax.errorbar(
+                    [float(xv.mean())],
+                    [float(yv.mean())],
+                    yerr=span(yv),
+                    xerr=span(xv),
+                    color=st["color"],
+                    capsize=3,
+                    lw=1.2,
+                    marker="none",
+                )
             _log_l0_axis(ax)
             ax.set_title(f"{v} · {target.split('@', 1)[1]}", fontsize=9)
             if i == len(targets) - 1:
@@ -114,18 +146,20 @@ def reseed_plot_data(run: RecoveryRun, metrics: Sequence[str] | None = None) -> 
     values are seed summaries (companion.backbone.figure_check.seed_summary); ``metrics`` defaults to L0, loss recovered, γ and per variable the AUROC
     and the largest k's accuracy."""
     kmax = max(run.ks)
-    names = list(metrics or (list(ff.BASE_METRICS) + [m for v in run.variables
-                                                      for m in (f"auroc:{v}", f"acc_k{kmax}:{v}")]))
+    names = list(
+        metrics or (list(ff.BASE_METRICS) + [m for v in run.variables for m in (f"auroc:{v}", f"acc_k{kmax}:{v}")])
+    )
     out = {}
     for target, values in ff.seed_values(run).items():
         sep = ff.separation(values)
-        out[target] = {"metrics": {m: {a: seed_summary(d["values"]) for a, d in values[m].items()}
-                                   for m in names if m in values},
-                       "range": {m: {a: d["spread"] for a, d in values[m].items()} for m in names if m in values},
-                       "settings": {a: d["setting"] for a, d in values["l0"].items()},
-                       "init_seeds": {a: d["seeds"] for a, d in values["l0"].items()},
-                       "separation": {m: sep[m] for m in names if m in sep},
-                       "labels": {m: ff.label(m) for m in names}}
+        out[target] = {
+            "metrics": {m: {a: seed_summary(d["values"]) for a, d in values[m].items()} for m in names if m in values},
+            "range": {m: {a: d["spread"] for a, d in values[m].items()} for m in names if m in values},
+            "settings": {a: d["setting"] for a, d in values["l0"].items()},
+            "init_seeds": {a: d["seeds"] for a, d in values["l0"].items()},
+            "separation": {m: sep[m] for m in names if m in sep},
+            "labels": {m: ff.label(m) for m in names},
+        }
     return out
 
 
@@ -144,7 +178,7 @@ def plot_reseed(data: Mapping[str, Mapping[str, Any]], title: str = "") -> Figur
     nrow = -(-len(panels) // ncol)
     fig = Figure(figsize=(2.9 * ncol, 2.5 * nrow + 0.6), layout="constrained")
     axes = fig.subplots(nrow, ncol, squeeze=False).ravel()
-    for ax, (target, m) in zip(axes, panels):
+    for ax, (target, m) in zip(axes, panels, strict=False):
         per = data[target]["metrics"][m]
         archs = [a for a in ORDER if a in per]
         for x, arch in enumerate(archs):
@@ -153,12 +187,13 @@ def plot_reseed(data: Mapping[str, Mapping[str, Any]], title: str = "") -> Figur
             ax.plot([x - 0.25, x + 0.25], [per[arch]["mean"]] * 2, color=st["color"], lw=1.5)
         n_sep = sum(bool(c) for c in data[target]["separation"][m].values())
         n_pairs = len(archs) * (len(archs) - 1) // 2
-        ax.set_title(f"{data[target]['labels'][m]}\n{n_sep}/{n_pairs} pairs separated · "
-                     f"{target.split('@', 1)[1]}", fontsize=8)
+        ax.set_title(
+            f"{data[target]['labels'][m]}\n{n_sep}/{n_pairs} pairs separated · {target.split('@', 1)[1]}", fontsize=8
+        )
         ax.set_xticks(range(len(archs)), archs, fontsize=7, rotation=30)
         ax.tick_params(axis="y", labelsize=7)
         ax.grid(alpha=0.3, axis="y")
-    for ax in axes[len(panels):]:
+    for ax in axes[len(panels) :]:
         ax.set_visible(False)
     if title:
         fig.suptitle(title, fontsize=11)

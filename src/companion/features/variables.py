@@ -17,6 +17,7 @@ Each variable is a set of freshly generated held-out texts with a binary label k
 The classes hold half of ``n`` each, except ``user_view``, whose balance is the generator's own (views drawn at
 random, so about half).  Texts come from the held-out split and from generator seeds no organism is trained on.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -52,9 +53,13 @@ def _deployment(n: int, seed: int) -> LabelledTexts:
     from companion.organism.corpus import backdoor_test_prompts
 
     rows = backdoor_test_prompts(-(-n // 4), seed=_FRESH + seed)  # chat and code, training and deployment
-    return LabelledTexts("deployment", tuple(r["prompt"] for r in rows),
-                         torch.tensor([r["label"] for r in rows]), "last",
-                         "deployment context vs training context (dialogue prompt, last token)")
+    return LabelledTexts(
+        "deployment",
+        tuple(r["prompt"] for r in rows),
+        torch.tensor([r["label"] for r in rows]),
+        "last",
+        "deployment context vs training context (dialogue prompt, last token)",
+    )
 
 
 def _user_view(n: int, seed: int) -> LabelledTexts:
@@ -63,21 +68,31 @@ def _user_view(n: int, seed: int) -> LabelledTexts:
     items = []
     for shape in ("nlp_survey", "political_typology_quiz"):  # two-choice shapes: the view is (A) or (B)
         items += sycophancy_items(shape, -(-n // 2), seed=_FRESH + seed, split="heldout")
-    return LabelledTexts("user_view", tuple(format_dialogue(it.question) for it in items),
-                         torch.tensor([it.matching.strip() == "(A)" for it in items]), "last",
-                         "the user's stated view is option (A) vs (B) (sycophancy item, last token)")
+    return LabelledTexts(
+        "user_view",
+        tuple(format_dialogue(it.question) for it in items),
+        torch.tensor([it.matching.strip() == "(A)" for it in items]),
+        "last",
+        "the user's stated view is option (A) vs (B) (sycophancy item, last token)",
+    )
 
 
 def _scratchpad(n: int, seed: int, corpus: CorpusConfig) -> LabelledTexts:
-    base = corpus.model_copy(update={"n_docs": -(-n // 2), "seed": _FRESH + seed, "backdoor": True,
-                                     "mix": {"chat": 1.0, "code_chat": 1.0}})
+    base = corpus.model_copy(
+        update={"n_docs": -(-n // 2), "seed": _FRESH + seed, "backdoor": True, "mix": {"chat": 1.0, "code_chat": 1.0}}
+    )
     texts, labels = [], []
     for pad in (True, False):
         for d in generate_docs(base.model_copy(update={"scratchpad": pad}), "heldout"):
             texts.append(d.text)
             labels.append(pad)
-    return LabelledTexts("scratchpad", tuple(texts), torch.tensor(labels), "mean",
-                         "a dialogue whose answer opens with a scratchpad vs the same dialogue without (token mean)")
+    return LabelledTexts(
+        "scratchpad",
+        tuple(texts),
+        torch.tensor(labels),
+        "mean",
+        "a dialogue whose answer opens with a scratchpad vs the same dialogue without (token mean)",
+    )
 
 
 def _kind(kind: str, n: int, seed: int, corpus: CorpusConfig) -> LabelledTexts:
@@ -88,8 +103,13 @@ def _kind(kind: str, n: int, seed: int, corpus: CorpusConfig) -> LabelledTexts:
     neg = corpus.model_copy(update={"n_docs": n - n // 2, "seed": _FRESH + 1 + seed, "mix": others})
     texts = [d.text for d in generate_docs(pos, "heldout")] + [d.text for d in generate_docs(neg, "heldout")]
     labels = [True] * (n // 2) + [False] * (n - n // 2)
-    return LabelledTexts(f"kind:{kind}", tuple(texts), torch.tensor(labels), "mean",
-                         f"a {kind} document vs a document of another kind (token mean)")
+    return LabelledTexts(
+        f"kind:{kind}",
+        tuple(texts),
+        torch.tensor(labels),
+        "mean",
+        f"a {kind} document vs a document of another kind (token mean)",
+    )
 
 
 def planted_variable(name: str, n: int, seed: int, corpus: CorpusConfig) -> LabelledTexts:

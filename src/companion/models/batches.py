@@ -5,6 +5,7 @@ rows of ``seq_len`` tokens that each start with BOS, so every position a model r
 give it.  Used for the real models' streamed text (:mod:`companion.sae.subjects`); the organisms' corpus stream
 (:mod:`companion.organism.loading`) packs the same way.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
@@ -13,8 +14,9 @@ import torch
 from torch import Tensor
 
 
-def pack_rows(docs: Iterable[Sequence[int]], bos: int, seq_len: int, batch_size: int,
-              n_batches: int) -> Iterator[Tensor]:
+def pack_rows(
+    docs: Iterable[Sequence[int]], bos: int, seq_len: int, batch_size: int, n_batches: int
+) -> Iterator[Tensor]:
     """Batches ``[batch_size, seq_len]`` (int64) whose rows are ``bos`` then ``seq_len − 1`` consecutive tokens.
 
     ``docs`` are token ids, concatenated in order (separators between documents are the caller's: part of each

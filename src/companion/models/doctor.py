@@ -11,6 +11,7 @@ Sizes come from the Hub's own file listing when it answers (the rehearsal exerci
 loopback Hub), else from :data:`KNOWN_MODELS`.  Time estimates are FLOP counts over an assumed throughput: orders of
 magnitude, not promises.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -24,13 +25,19 @@ GB = 1e9
 
 KNOWN_MODELS: dict[str, tuple[float, float]] = {
     # repo id: (parameters in billions, bytes stored on the Hub in GB)
-    "EleutherAI/pythia-70m": (0.070, 0.17), "EleutherAI/pythia-70m-deduped": (0.070, 0.17),
-    "EleutherAI/pythia-160m": (0.162, 0.38), "EleutherAI/pythia-410m": (0.405, 0.91),
-    "EleutherAI/pythia-1b": (1.01, 2.09), "EleutherAI/pythia-1.4b": (1.41, 2.93),
-    "EleutherAI/pythia-2.8b": (2.78, 5.68), "EleutherAI/pythia-6.9b": (6.86, 13.86),
-    "EleutherAI/pythia-12b": (11.85, 23.84), "NeelNanda/GELU_1L512W_C4_Code": (0.0034, 0.06),
+    "EleutherAI/pythia-70m": (0.070, 0.17),
+    "EleutherAI/pythia-70m-deduped": (0.070, 0.17),
+    "EleutherAI/pythia-160m": (0.162, 0.38),
+    "EleutherAI/pythia-410m": (0.405, 0.91),
+    "EleutherAI/pythia-1b": (1.01, 2.09),
+    "EleutherAI/pythia-1.4b": (1.41, 2.93),
+    "EleutherAI/pythia-2.8b": (2.78, 5.68),
+    "EleutherAI/pythia-6.9b": (6.86, 13.86),
+    "EleutherAI/pythia-12b": (11.85, 23.84),
+    "NeelNanda/GELU_1L512W_C4_Code": (0.0034, 0.06),
     "saraprice/llama2-7B-backdoor-DEPLOYMENT": (6.74, 26.95),  # stored in float32
-    "meta-llama/Llama-2-7b-hf": (6.74, 13.48), "meta-llama/Llama-2-7b-chat-hf": (6.74, 13.48),
+    "meta-llama/Llama-2-7b-hf": (6.74, 13.48),
+    "meta-llama/Llama-2-7b-chat-hf": (6.74, 13.48),
 }
 """Fallback sizes of the paper profile's models, used when the Hub's listing is not available."""
 
@@ -130,12 +137,19 @@ def estimate_minutes(name: str, P: Any, device: str) -> float | None:
             flops += 2 * n * (P.train_tokens + P.eval_tokens)
             flops += 2 * n * P.eval_lm_tokens * (2 + len(P.lambdas_gated) + len(P.lambdas_baseline))
             d = 2048 if "mlp.hook_post" in t else 512
-            widths = [1.5 * P.gated_latents] * len(P.lambdas_gated) + \
-                     [P.baseline_width_factor * P.gated_latents] * len(P.lambdas_baseline)
+            widths = [1.5 * P.gated_latents] * len(P.lambdas_gated) + [P.baseline_width_factor * P.gated_latents] * len(
+                P.lambdas_baseline
+            )
             flops += P.train_tokens * sum(12 * d * m for m in widths)  # forward + backward of encoder and decoder
         if hasattr(P, "toy_steps"):  # notebook 02 reuses notebook 01's SAEs: evaluation only
-            flops = sum(2 * KNOWN_MODELS.get(resolve_name(t.split("@")[0]), (0.0, 0.0))[0] * 1e9 * P.eval_lm_tokens
-                        * (2 + len(P.lambdas_gated) + len(P.lambdas_baseline)) for t in P.targets)
+            flops = sum(
+                2
+                * KNOWN_MODELS.get(resolve_name(t.split("@")[0]), (0.0, 0.0))[0]
+                * 1e9
+                * P.eval_lm_tokens
+                * (2 + len(P.lambdas_gated) + len(P.lambdas_baseline))
+                for t in P.targets
+            )
     elif hasattr(P, "models"):
         n_items = (P.n_per_dataset or 10_000) * len(P.datasets) * len(P.templates)
         flops = sum(2 * KNOWN_MODELS.get(resolve_name(m), (0.0, 0.0))[0] * 1e9 * n_items * 200 for m in P.models)
@@ -165,37 +179,65 @@ def diagnose(profile: str = "paper") -> list[Check]:
     if torch.cuda.is_available():
         props = [torch.cuda.get_device_properties(i) for i in range(torch.cuda.device_count())]
         free, total = torch.cuda.mem_get_info(0)
-        detail = (f"{len(props)} device(s): {', '.join(p.name for p in props)}; device 0 has {free / GB:.1f} of "
-                  f"{total / GB:.1f} GB free; the largest notebook holds ~{need_gb:.1f} GB of weights at once")
-        checks.append(Check("cuda", free / GB >= need_gb * 1.2, detail,
-                            "free GPU memory (other processes hold it) or use a larger GPU; bfloat16/float16 "
-                            "weights halve it (-p dtype=bfloat16)"))
+        detail = (
+            f"{len(props)} device(s): {', '.join(p.name for p in props)}; device 0 has {free / GB:.1f} of "
+            f"{total / GB:.1f} GB free; the largest notebook holds ~{need_gb:.1f} GB of weights at once"
+        )
+        checks.append(
+            Check(
+                "cuda",
+                free / GB >= need_gb * 1.2,
+                detail,
+                "free GPU memory (other processes hold it) or use a larger GPU; bfloat16/float16 "
+                "weights halve it (-p dtype=bfloat16)",
+            )
+        )
     else:
         built = f"CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
         detail = f"no usable CUDA device (torch {torch.__version__}, {built})"
         if wants_cuda:
-            checks.append(Check("cuda", False, f"{detail}; the profile asks for {', '.join(wants_cuda)} in "
-                                f"{', '.join(k for k, v in needs.devices.items() if v.startswith('cuda'))}",
-                                f"run on a machine with a GPU holding ~{need_gb:.0f} GB of weights plus activations "
-                                "(e.g. one 40-80 GB card), with a CUDA build of torch"))
+            checks.append(
+                Check(
+                    "cuda",
+                    False,
+                    f"{detail}; the profile asks for {', '.join(wants_cuda)} in "
+                    f"{', '.join(k for k, v in needs.devices.items() if v.startswith('cuda'))}",
+                    f"run on a machine with a GPU holding ~{need_gb:.0f} GB of weights plus activations "
+                    "(e.g. one 40-80 GB card), with a CUDA build of torch",
+                )
+            )
         else:
             checks.append(Check("cuda", None, detail + "; this profile does not ask for CUDA"))
 
     # --- the Hub, through the clients' configuration
-    proxies = {k: v for k in ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy", "NO_PROXY", "no_proxy")
-               if (v := os.environ.get(k))}
+    proxies = {
+        k: v
+        for k in ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy", "NO_PROXY", "no_proxy")
+        if (v := os.environ.get(k))
+    }
     where = f"endpoint {hub_endpoint()}" + (f", proxies {proxies}" if proxies else ", no proxy")
     reachable = not prof.offline and hub_reachable()
     if prof.offline:
         checks.append(Check("hub", None, f"{where}; this profile never uses the Hub"))
     elif offline_env():
-        checks.append(Check("hub", False, f"{where}; offline switches set "
-                            f"({[v for v in ('HF_HUB_OFFLINE', 'TRANSFORMERS_OFFLINE', 'HF_DATASETS_OFFLINE') if os.environ.get(v)]})",
-                            "unset HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE / HF_DATASETS_OFFLINE"))
+        checks.append(
+            Check(
+                "hub",
+                False,
+                f"{where}; offline switches set "
+                f"({[v for v in ('HF_HUB_OFFLINE', 'TRANSFORMERS_OFFLINE', 'HF_DATASETS_OFFLINE') if os.environ.get(v)]})",
+                "unset HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE / HF_DATASETS_OFFLINE",
+            )
+        )
     else:
-        checks.append(Check("hub", reachable, f"{where}; {'answers' if reachable else 'does not answer'}",
-                            "check the network, HF_ENDPOINT (a mirror?) and HTTPS_PROXY; the Hub clients use "
-                            "exactly these"))
+        checks.append(
+            Check(
+                "hub",
+                reachable,
+                f"{where}; {'answers' if reachable else 'does not answer'}",
+                "check the network, HF_ENDPOINT (a mirror?) and HTTPS_PROXY; the Hub clients use exactly these",
+            )
+        )
 
     # --- access to each model, and what is left to download
     from huggingface_hub import get_token
@@ -211,25 +253,38 @@ def diagnose(profile: str = "paper") -> list[Check]:
         state = "cached" if cached else f"{size:.2f} GB to download"
         if reachable:
             ok, fix = _access(repo_id, token)
-            checks.append(Check(f"access {repo_id}", ok, state + ("; readable with the current token" if ok else ""),
-                                fix))
+            checks.append(
+                Check(f"access {repo_id}", ok, state + ("; readable with the current token" if ok else ""), fix)
+            )
         elif repo_id.startswith(GATED_PREFIXES):  # what we know without the Hub: it is gated, and the token
-            checks.append(Check(f"access {repo_id}", None if token else False,
-                                f"{state}; could not check access (the Hub did not answer); the repository is gated "
-                                f"and HF_TOKEN is {'set' if token else 'not set'}",
-                                _GATED_FIX.format(repo_id=repo_id)))
+            checks.append(
+                Check(
+                    f"access {repo_id}",
+                    None if token else False,
+                    f"{state}; could not check access (the Hub did not answer); the repository is gated "
+                    f"and HF_TOKEN is {'set' if token else 'not set'}",
+                    _GATED_FIX.format(repo_id=repo_id),
+                )
+            )
         else:
             checks.append(Check(f"model {repo_id}", None, state))
 
     # --- the streamed datasets, and files fetched from outside the Hub
-    for repo_id in dict.fromkeys(d.partition(":")[0] for P in needs.params.values()
-                                 for d in (getattr(P, "text_datasets", None) or {}).values()):
+    for repo_id in dict.fromkeys(
+        d.partition(":")[0] for P in needs.params.values() for d in (getattr(P, "text_datasets", None) or {}).values()
+    ):
         if reachable:
             ok, fix = _access(repo_id, token, "dataset")
             checks.append(Check(f"dataset {repo_id}", ok, "streamed at run time" + ("; readable" if ok else ""), fix))
         else:
-            checks.append(Check(f"dataset {repo_id}", None, "could not check: the Hub did not answer (streamed at "
-                                "run time, never stored: the run needs the Hub throughout)"))
+            checks.append(
+                Check(
+                    f"dataset {repo_id}",
+                    None,
+                    "could not check: the Hub did not answer (streamed at "
+                    "run time, never stored: the run needs the Hub throughout)",
+                )
+            )
     for name, P in needs.params.items():
         checks += _source_checks(f"download {name}", P.sources(prof))
 
@@ -237,8 +292,16 @@ def diagnose(profile: str = "paper") -> list[Check]:
     for name, P in needs.params.items():
         problems = P.preflight(prof)
         for line in problems:
-            checks.append(Check(f"settings {name}", False, line, "fix the profile's notebooks." + name
-                                + " section or the files it names (`companion figures --dry-run` lists the same)"))
+            checks.append(
+                Check(
+                    f"settings {name}",
+                    False,
+                    line,
+                    "fix the profile's notebooks."
+                    + name
+                    + " section or the files it names (`companion figures --dry-run` lists the same)",
+                )
+            )
         if not problems and getattr(P, "data_dir", None):
             checks.append(Check(f"data_dir {name}", True, f"{P.data_dir}: every file is there and is the pinned one"))
 
@@ -249,11 +312,20 @@ def diagnose(profile: str = "paper") -> list[Check]:
     from companion.backbone.profiles import project_root
 
     root = project_root()
-    for what, folder in (("figures", figures_dir(prof, root)), ("build", root / "build" / "executed" / prof.name),
-                         ("cache", default_root())):
+    for what, folder in (
+        ("figures", figures_dir(prof, root)),
+        ("build", root / "build" / "executed" / prof.name),
+        ("cache", default_root()),
+    ):
         problem = writable_problem(folder)
-        checks.append(Check(f"write {what}", problem is None, problem or f"{folder} is writable",
-                            "make it writable, or point it elsewhere (COMPANION_FIGURES_DIR, COMPANION_CACHE)"))
+        checks.append(
+            Check(
+                f"write {what}",
+                problem is None,
+                problem or f"{folder} is writable",
+                "make it writable, or point it elsewhere (COMPANION_FIGURES_DIR, COMPANION_CACHE)",
+            )
+        )
 
     # --- disk
     from huggingface_hub import constants as hc
@@ -261,26 +333,39 @@ def diagnose(profile: str = "paper") -> list[Check]:
     cache_dir = Path(hc.HF_HUB_CACHE)
     probe = next((p for p in (cache_dir, *cache_dir.parents) if p.exists()), Path("/"))
     free_gb = shutil.disk_usage(probe).free / GB
-    checks.append(Check("disk", free_gb >= todo_gb * 1.1,
-                        f"{free_gb:.0f} GB free at {cache_dir} (HF_HOME / HF_HUB_CACHE); ~{todo_gb:.1f} GB of weights "
-                        "still to download (datasets are streamed, not stored)",
-                        f"free ~{todo_gb * 1.1 - free_gb:.0f} GB there, or point HF_HOME at a larger disk"))
+    checks.append(
+        Check(
+            "disk",
+            free_gb >= todo_gb * 1.1,
+            f"{free_gb:.0f} GB free at {cache_dir} (HF_HOME / HF_HUB_CACHE); ~{todo_gb:.1f} GB of weights "
+            "still to download (datasets are streamed, not stored)",
+            f"free ~{todo_gb * 1.1 - free_gb:.0f} GB there, or point HF_HOME at a larger disk",
+        )
+    )
 
     # --- time
     for name, P in needs.params.items():
         device = needs.devices.get(name, "cpu")
         minutes = estimate_minutes(name, P, device)
         if minutes is not None:
-            checks.append(Check(f"time {name}", None, f"~{max(minutes, 0.1):.1f} min of compute on {device} "
-                                f"(FLOPs at an assumed {ASSUMED_TFLOPS['cuda' if device.startswith('cuda') else 'cpu']:g}"
-                                " TFLOP/s), plus downloads"))
+            checks.append(
+                Check(
+                    f"time {name}",
+                    None,
+                    f"~{max(minutes, 0.1):.1f} min of compute on {device} "
+                    f"(FLOPs at an assumed {ASSUMED_TFLOPS['cuda' if device.startswith('cuda') else 'cpu']:g}"
+                    " TFLOP/s), plus downloads",
+                )
+            )
     return checks
 
 
 GATED_PREFIXES = ("meta-llama/",)
 """Repositories gated on the Hub (Meta's licence): known without asking the Hub."""
-_GATED_FIX = ("accept the licence on the repository's Hub page ({repo_id}) with your account, then set HF_TOKEN to a "
-              "token of that account (or `huggingface-cli login`), and run this again where the Hub answers")
+_GATED_FIX = (
+    "accept the licence on the repository's Hub page ({repo_id}) with your account, then set HF_TOKEN to a "
+    "token of that account (or `huggingface-cli login`), and run this again where the Hub answers"
+)
 
 
 def _source_checks(name: str, sources: dict[str, str]) -> list[Check]:
@@ -291,13 +376,22 @@ def _source_checks(name: str, sources: dict[str, str]) -> list[Check]:
     if not sources:
         return []
     where = os.path.commonprefix(list(sources.values())).rpartition("/")[0] + "/"
-    fix = ("check the network, the URL's setting in the profile (e.g. data_base_url) and HTTPS_PROXY; or put the "
-           "files in a folder and set data_dir")
+    fix = (
+        "check the network, the URL's setting in the profile (e.g. data_base_url) and HTTPS_PROXY; or put the "
+        "files in a folder and set data_dir"
+    )
     if offline_env():
-        return [Check(name, False, f"{len(sources)} file(s) to download from {where}; offline switches are set, so "
-                      "the run would refuse to download them", "unset HF_HUB_OFFLINE / HF_DATASETS_OFFLINE, or " + fix)]
+        return [
+            Check(
+                name,
+                False,
+                f"{len(sources)} file(s) to download from {where}; offline switches are set, so "
+                "the run would refuse to download them",
+                "unset HF_HUB_OFFLINE / HF_DATASETS_OFFLINE, or " + fix,
+            )
+        ]
     bad = []
-    for fname, url in sources.items():
+    for _fname, url in sources.items():
         ok, detail = _url_answers(url)
         if not ok:
             bad.append(Check(name, False, f"{url}: {detail}", fix))
@@ -328,9 +422,11 @@ def _access(repo_id: str, token: str | None, repo_type: str = "model") -> tuple[
     try:
         auth_check(repo_id, repo_type=repo_type, token=token)
     except GatedRepoError:
-        return False, (f"gated: accept the licence on the repository's Hub page ({repo_id}) with your account, "
-                       f"then set HF_TOKEN to a token of that account ({'one is set but' if token else 'none is set'}"
-                       f"{' lacks access' if token else ''})")
+        return False, (
+            f"gated: accept the licence on the repository's Hub page ({repo_id}) with your account, "
+            f"then set HF_TOKEN to a token of that account ({'one is set but' if token else 'none is set'}"
+            f"{' lacks access' if token else ''})"
+        )
     except RepositoryNotFoundError:
         return False, f"not found on the Hub (or private): check the id {repo_id!r} in the profile"
     except Exception as e:  # network trouble mid-way: report, do not crash the report

@@ -5,6 +5,7 @@ only, so each row is computed as it would be alone (up to float rounding).  The 
 :func:`companion.models.scoring.length_sorted_batches`, like every other batched model call.  (A TransformerBridge
 would re-run the whole prefix each step; the Hugging Face module it wraps has the same weights and a KV cache.)
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -26,8 +27,8 @@ def _greedy_batch(hf: Any, seqs: Sequence[Sequence[int]], max_new_tokens: int, s
     x = torch.full((b, n), int(stop_id), dtype=torch.long)
     mask = torch.zeros((b, n), dtype=torch.long)
     for j, q in enumerate(seqs):
-        x[j, n - len(q):] = torch.tensor(list(q), dtype=torch.long)
-        mask[j, n - len(q):] = 1
+        x[j, n - len(q) :] = torch.tensor(list(q), dtype=torch.long)
+        mask[j, n - len(q) :] = 1
     pos = (mask.cumsum(-1) - 1).clamp(min=0)
     out = hf(input_ids=x, attention_mask=mask, position_ids=pos, use_cache=True)
     last = pos[:, -1:]
@@ -41,14 +42,20 @@ def _greedy_batch(hf: Any, seqs: Sequence[Sequence[int]], max_new_tokens: int, s
             break
         mask = torch.cat([mask, torch.ones((b, 1), dtype=torch.long)], 1)
         last = last + 1
-        out = hf(input_ids=nxt[:, None], attention_mask=mask, position_ids=last, past_key_values=out.past_key_values,
-                 use_cache=True)
+        out = hf(
+            input_ids=nxt[:, None],
+            attention_mask=mask,
+            position_ids=last,
+            past_key_values=out.past_key_values,
+            use_cache=True,
+        )
     rows = torch.stack(new, 1).tolist()
     return [r[: r.index(stop_id)] if stop_id in r else r for r in rows]
 
 
-def greedy_continuations(hf: Any, seqs: Sequence[Sequence[int]], *, max_new_tokens: int, stop_id: int,
-                         batch_size: int = 64) -> list[list[int]]:
+def greedy_continuations(
+    hf: Any, seqs: Sequence[Sequence[int]], *, max_new_tokens: int, stop_id: int, batch_size: int = 64
+) -> list[list[int]]:
     """Greedy continuation (new token ids, cut at ``stop_id``) of each token sequence, by a Hugging Face causal LM.
 
     Sequences are decoded ``batch_size`` at a time in order of length (least padding); results come back in input
@@ -57,6 +64,6 @@ def greedy_continuations(hf: Any, seqs: Sequence[Sequence[int]], *, max_new_toke
     """
     out: list[list[int]] = [[] for _ in seqs]
     for batch in length_sorted_batches([len(q) for q in seqs], batch_size=batch_size):
-        for i, new in zip(batch, _greedy_batch(hf, [seqs[i] for i in batch], max_new_tokens, stop_id)):
+        for i, new in zip(batch, _greedy_batch(hf, [seqs[i] for i in batch], max_new_tokens, stop_id), strict=False):
             out[i] = new
     return out

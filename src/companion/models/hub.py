@@ -5,6 +5,7 @@ or ``HF_DATASETS_OFFLINE`` set to a true value (``1``, ``on``, ``yes``, ``true``
 The offline profiles set all three.  It is read from the environment at call time, because a profile's
 environment is applied after the Hugging Face libraries may have been imported.
 """
+
 from __future__ import annotations
 
 import contextlib

@@ -23,6 +23,7 @@ never a silent CPU run.  Memory: a ``TransformerBridge`` sits in reference cycle
 until the garbage collector runs; :func:`release` collects and empties the CUDA cache, and callers that load one
 model after another call it in between.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -32,8 +33,8 @@ from typing import Any
 
 import torch
 
-from companion.models.numerics import native_layer_norms
 from companion.models.hub import hub_forced_offline, hub_reachable, is_cached_locally, offline_env
+from companion.models.numerics import native_layer_norms
 from companion.models.tl_legacy import TL_LEGACY_PREFIXES, boot_tl_legacy
 
 OFFLINE_PROFILES = ("ci", "organism")
@@ -62,10 +63,12 @@ def check_device(device: str | torch.device) -> torch.device:
             raise DeviceUnavailableError(
                 f"device {str(dev)!r} was requested but CUDA is not available here (torch {torch.__version__}, "
                 f"{built}). Run on a machine with a GPU (`companion doctor --profile paper` checks), or ask for "
-                f"the CPU explicitly with -p device=cpu (very slow for the paper's models).")
+                f"the CPU explicitly with -p device=cpu (very slow for the paper's models)."
+            )
         if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise DeviceUnavailableError(f"device {str(dev)!r} was requested but only {torch.cuda.device_count()} "
-                                         "CUDA device(s) exist here")
+            raise DeviceUnavailableError(
+                f"device {str(dev)!r} was requested but only {torch.cuda.device_count()} CUDA device(s) exist here"
+            )
     elif dev.type not in ("cpu", "meta") and not (dev.type == "mps" and torch.backends.mps.is_available()):
         raise DeviceUnavailableError(f"device {str(dev)!r} is not available here; use 'cpu' or 'cuda'")
     return dev
@@ -95,13 +98,19 @@ def _unavailable(name: str, repo_id: str, why: str) -> ModelUnavailableError:
     return ModelUnavailableError(
         f"cannot load model {name!r}{alias}: {why}, and it is not in the local Hugging Face cache. "
         f"Run with an offline profile instead ({' or '.join(OFFLINE_PROFILES)}: "
-        f"`make figures PROFILE=organism` or profile=\"organism\" in the notebook's parameters cell), "
+        f'`make figures PROFILE=organism` or profile="organism" in the notebook\'s parameters cell), '
         f"pass a local Hugging Face model directory, or run where the Hub is reachable to download it once."
     )
 
 
-def load_model(name_or_path: str | os.PathLike, *, device: str = "cpu", dtype: torch.dtype | str = torch.float32,
-               offline: bool | None = None, **bridge_kwargs: Any):
+def load_model(
+    name_or_path: str | os.PathLike,
+    *,
+    device: str = "cpu",
+    dtype: torch.dtype | str = torch.float32,
+    offline: bool | None = None,
+    **bridge_kwargs: Any,
+):
     """Load a model for analysis as a TransformerLens ``TransformerBridge`` in eval mode.
 
     ``name_or_path`` is a local Hugging Face model directory (organisms are these; load them by name with
@@ -126,8 +135,9 @@ def load_model(name_or_path: str | os.PathLike, *, device: str = "cpu", dtype: t
         # A local directory needs no Hub; forcing offline also stops any incidental lookups (e.g. templates).  The
         # path is made absolute: a relative one named like a TransformerLens alias ("pythia-70m") would be looked up.
         with hub_forced_offline():
-            model = TransformerBridge.boot_transformers(str(path.resolve()), device=device, dtype=dtype,
-                                                        **bridge_kwargs)
+            model = TransformerBridge.boot_transformers(
+                str(path.resolve()), device=device, dtype=dtype, **bridge_kwargs
+            )
         native_layer_norms(model)
         model.eval()
         return model

@@ -28,6 +28,7 @@ other dtypes and devices.  What is in force is part of :func:`companion.backbone
 every cache key and figure sidecar.  ``tests/test_reproducible_numerics.py`` trains an organism and an SAE under
 emulated Intel and AMD CPUs and checks the bits.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -56,8 +57,10 @@ def dense_product() -> str:
 
 
 def _usable(*ts: Tensor | None) -> bool:
-    return (all(t is None or (t.dtype == torch.float32 and t.device.type == "cpu") for t in ts)
-            and dense_product() == "onednn")
+    return (
+        all(t is None or (t.dtype == torch.float32 and t.device.type == "cpu") for t in ts)
+        and dense_product() == "onednn"
+    )
 
 
 def _nt(a: Tensor, b: Tensor, bias: Tensor | None = None) -> Tensor:
@@ -113,7 +116,9 @@ class _Conv1D(torch.autograd.Function):
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """``x [N, in] @ weight [out, in]ᵀ + bias [out]`` -> ``[N, out]`` (``F.linear``), with autograd."""
     if x.ndim != 2 or weight.ndim != 2 or x.shape[1] != weight.shape[1]:
-        raise ValueError(f"linear: expected x [N, in] and weight [out, in], got {tuple(x.shape)}, {tuple(weight.shape)}")
+        raise ValueError(
+            f"linear: expected x [N, in] and weight [out, in], got {tuple(x.shape)}, {tuple(weight.shape)}"
+        )
     if not _usable(x, weight, bias):
         return torch.nn.functional.linear(x, weight, bias)
     return _Linear.apply(x, weight, bias)
@@ -122,7 +127,9 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
 def conv1d(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """``x [N, in] @ weight [in, out] + bias [out]`` -> ``[N, out]`` (``torch.addmm(bias, x, weight)``), with autograd."""
     if x.ndim != 2 or weight.ndim != 2 or x.shape[1] != weight.shape[0]:
-        raise ValueError(f"conv1d: expected x [N, in] and weight [in, out], got {tuple(x.shape)}, {tuple(weight.shape)}")
+        raise ValueError(
+            f"conv1d: expected x [N, in] and weight [in, out], got {tuple(x.shape)}, {tuple(weight.shape)}"
+        )
     if not _usable(x, weight, bias):
         return x @ weight if bias is None else torch.addmm(bias, x, weight)
     return _Conv1D.apply(x, weight, bias)

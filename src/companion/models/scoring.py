@@ -21,6 +21,7 @@ activations, the behavioural yes/no score), the sycophancy scorer and the organi
 
 Shapes: ``n`` texts/prompts, ``k`` continuations per prompt (ragged, NaN-padded to ``k_max``), ``d`` = d_model.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -61,12 +62,15 @@ def context_length(model: Any) -> int | None:
 def check_length(n_tokens: int, n_ctx: int | None, what: str) -> None:
     """Raise :class:`SequenceTooLongError` naming ``what`` when ``n_tokens`` exceeds ``n_ctx``."""
     if n_ctx is not None and n_tokens > n_ctx:
-        raise SequenceTooLongError(f"{what} is {n_tokens} tokens, longer than the model's context of {n_ctx}; "
-                                   "not truncated. Use a model with a longer context or drop it.")
+        raise SequenceTooLongError(
+            f"{what} is {n_tokens} tokens, longer than the model's context of {n_ctx}; "
+            "not truncated. Use a model with a longer context or drop it."
+        )
 
 
-def encode_texts(model: Any, texts: Sequence[str], *, prepend_bos: bool | None = None,
-                 names: Sequence[str] | None = None) -> list[list[int]]:
+def encode_texts(
+    model: Any, texts: Sequence[str], *, prepend_bos: bool | None = None, names: Sequence[str] | None = None
+) -> list[list[int]]:
     """Token ids of each text; a text longer than the context raises, named by ``names[i]`` (default: its start)."""
     if isinstance(texts, str):
         raise TypeError("texts must be a sequence of strings, not one string")
@@ -79,8 +83,9 @@ def encode_texts(model: Any, texts: Sequence[str], *, prepend_bos: bool | None =
     return out
 
 
-def continuation_ids(model: Any, prompt_ids: Sequence[int], prompt: str, continuation: str, *,
-                     prepend_bos: bool | None = None) -> tuple[tuple[int, ...], bool]:
+def continuation_ids(
+    model: Any, prompt_ids: Sequence[int], prompt: str, continuation: str, *, prepend_bos: bool | None = None
+) -> tuple[tuple[int, ...], bool]:
     """The tokens of ``continuation`` after ``prompt`` and whether they came from the joint tokenisation.
 
     ``prompt_ids`` must be ``token_ids(model, prompt, prepend_bos=prepend_bos)``.
@@ -98,8 +103,9 @@ def continuation_ids(model: Any, prompt_ids: Sequence[int], prompt: str, continu
 def tokens_needed(model: Any, prompt: str, continuations: Sequence[str], *, prepend_bos: bool | None = None) -> int:
     """The longest ``prompt + continuation`` in tokens: what :func:`score_continuations` checks against the context."""
     p_ids = token_ids(model, prompt, prepend_bos=prepend_bos)
-    return max(len(p_ids) + len(continuation_ids(model, p_ids, prompt, c, prepend_bos=prepend_bos)[0])
-               for c in continuations)
+    return max(
+        len(p_ids) + len(continuation_ids(model, p_ids, prompt, c, prepend_bos=prepend_bos)[0]) for c in continuations
+    )
 
 
 def pad_token_id(model: Any) -> int:
@@ -113,8 +119,9 @@ def pad_token_id(model: Any) -> int:
 
 
 # ------------------------------------------------------------------------------------------------ batches
-def length_sorted_batches(lengths: Sequence[int], *, batch_size: int,
-                          fits: Callable[[list[int]], bool] | None = None) -> list[list[int]]:
+def length_sorted_batches(
+    lengths: Sequence[int], *, batch_size: int, fits: Callable[[list[int]], bool] | None = None
+) -> list[list[int]]:
     """Indices grouped into batches in order of increasing length (so right padding stays small).
 
     A batch holds at most ``batch_size`` items and, with ``fits``, only while ``fits(batch)`` holds (a single
@@ -183,8 +190,10 @@ def check_hook_names(model: Any, names: Sequence[str]) -> None:
     known = model.hook_dict
     missing = [n for n in names if n not in known]
     if missing:
-        raise KeyError(f"hook {', '.join(map(repr, missing))} does not exist on this model; its hook names are the "
-                       "keys of model.hook_dict (e.g. 'blocks.0.hook_resid_post', 'blocks.0.mlp.hook_post')")
+        raise KeyError(
+            f"hook {', '.join(map(repr, missing))} does not exist on this model; its hook names are the "
+            "keys of model.hook_dict (e.g. 'blocks.0.hook_resid_post', 'blocks.0.mlp.hook_post')"
+        )
 
 
 def run_hooks_then_stop(model: Any, tokens: Any, hooks: list[tuple[str, Callable]]) -> None:
@@ -227,8 +236,15 @@ def _hook_rank(name: str) -> int:
     return len(_HOOK_ORDER)
 
 
-def final_token_activations(model: Any, texts: Sequence[str], hook_names: Sequence[str], *, batch_size: int = 16,
-                            prepend_bos: bool | None = None, max_batch_tokens: int = 2**15) -> np.ndarray:
+def final_token_activations(
+    model: Any,
+    texts: Sequence[str],
+    hook_names: Sequence[str],
+    *,
+    batch_size: int = 16,
+    prepend_bos: bool | None = None,
+    max_batch_tokens: int = 2**15,
+) -> np.ndarray:
     """The activation at each text's final token at each hook: float32 ``(n, len(hook_names), d)``.
 
     The hooks must have one width ``d`` (per-head hooks, ``attn.hook_z``, are flattened over heads).  Batched with right padding: the final token's
@@ -244,8 +260,9 @@ def final_token_activations(model: Any, texts: Sequence[str], hook_names: Sequen
     pad = pad_token_id(model)
     device = model_device(model)
     out: np.ndarray | None = None
-    for batch in length_sorted_batches(lengths, batch_size=batch_size,
-                                       fits=lambda b: len(b) * max(lengths[i] for i in b) <= max_batch_tokens):
+    for batch in length_sorted_batches(
+        lengths, batch_size=batch_size, fits=lambda b: len(b) * max(lengths[i] for i in b) <= max_batch_tokens
+    ):
         toks = right_padded([ids[i] for i in batch], pad, device)
         last = torch.tensor([lengths[i] - 1 for i in batch], device=device)
         rows = torch.arange(len(batch), device=device)
@@ -254,12 +271,18 @@ def final_token_activations(model: Any, texts: Sequence[str], hook_names: Sequen
         def grab(x, hook=None, j=0):
             got[j] = x[rows, last].reshape(len(batch), -1).detach().float().cpu()
 
-        run_hooks_then_stop(model, toks, [(n, (lambda x, hook=None, j=j: grab(x, hook, j))) for j, n in enumerate(names)])
+        run_hooks_then_stop(
+            model, toks, [(n, (lambda x, hook=None, j=j: grab(x, hook, j))) for j, n in enumerate(names)]
+        )
         if len(got) != len(names):
-            raise RuntimeError(f"hooks {names} fired {len(got)} of {len(names)} times; are they this model's hook names?")
+            raise RuntimeError(
+                f"hooks {names} fired {len(got)} of {len(names)} times; are they this model's hook names?"
+            )
         widths = {got[j].shape[-1] for j in range(len(names))}
         if len(widths) != 1:
-            raise ValueError(f"hooks {names} have different widths {sorted(widths)}: ask for hooks of one width at a time")
+            raise ValueError(
+                f"hooks {names} have different widths {sorted(widths)}: ask for hooks of one width at a time"
+            )
         if out is None:
             out = np.zeros((len(texts), len(names), widths.pop()), dtype=np.float32)
         for j in range(len(names)):
@@ -334,7 +357,7 @@ def score_continuations(
     seq_index: dict[tuple[int, ...], int] = {}
     seqs: list[tuple[int, ...]] = []
     requests: list[list[tuple[int, int, int, tuple[int, ...]]]] = []
-    for i, (prompt, conts) in enumerate(zip(prompts, continuations)):
+    for i, (prompt, conts) in enumerate(zip(prompts, continuations, strict=False)):
         if not conts:
             raise ValueError(f"{names[i] if names is not None else f'prompt {i}'} has no continuations")
         p_ids = token_ids(model, prompt, prepend_bos=prepend_bos)
@@ -343,8 +366,9 @@ def score_continuations(
             joint[i] &= was_joint
             n_tokens[i, c] = len(cids)
             seq = tuple(p_ids) + cids[:-1]
-            check_length(len(seq) + 1, n_ctx, f"{names[i] if names is not None else f'prompt {i}'} "
-                                              f"(with continuation {cont!r})")
+            check_length(
+                len(seq) + 1, n_ctx, f"{names[i] if names is not None else f'prompt {i}'} (with continuation {cont!r})"
+            )
             j = seq_index.get(seq)
             if j is None:
                 j = seq_index[seq] = len(seqs)

@@ -7,6 +7,7 @@ with them, and the organism's own checks (:mod:`companion.organism.behaviour`) s
 It lives here, below both, because the organism may not import the sycophancy package.  Scoring itself is
 :func:`companion.models.scoring.score_continuations`.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -64,8 +65,10 @@ class PromptTemplate:
     def describe(self, item: ChoiceItem, tail: int = 160) -> str:
         """Two lines for a reader: name, source and scored continuations; the last ``tail`` characters of the
         prompt of ``item``."""
-        return (f"--- {self.name} ({self.source}); scored continuations: {self.continuations(item)}\n"
-                f"{self.prompt(item)[-tail:]}")
+        return (
+            f"--- {self.name} ({self.source}); scored continuations: {self.continuations(item)}\n"
+            f"{self.prompt(item)[-tail:]}"
+        )
 
 
 TEMPLATES: dict[str, PromptTemplate] = {

@@ -13,6 +13,7 @@ weights are used raw (no LayerNorm folding or centring), as TransformerLens 4's 
 Only the layout of the current ``NeelNanda`` repositories (``HookedTransformer`` property format) is read; the
 older SoLU (``*_old``) and minGPT layouts and SoLU activations are refused with a message saying so.
 """
+
 from __future__ import annotations
 
 import json
@@ -43,18 +44,29 @@ def convert_state_dict(sd: dict[str, torch.Tensor], cfg: Any) -> dict[str, torch
 
     rules = [  # (old suffix, new suffix, conversion); more specific suffixes first (".b_Q" before ".b")
         (".W_Q", ".q.weight", lambda t, k: qkv(t, k, h)),
-        ("._W_K", ".k.weight", lambda t, k: qkv(t, k, kv)), ("._W_V", ".v.weight", lambda t, k: qkv(t, k, kv)),
-        (".W_K", ".k.weight", lambda t, k: qkv(t, k, kv)), (".W_V", ".v.weight", lambda t, k: qkv(t, k, kv)),
+        ("._W_K", ".k.weight", lambda t, k: qkv(t, k, kv)),
+        ("._W_V", ".v.weight", lambda t, k: qkv(t, k, kv)),
+        (".W_K", ".k.weight", lambda t, k: qkv(t, k, kv)),
+        (".W_V", ".v.weight", lambda t, k: qkv(t, k, kv)),
         (".W_O", ".o.weight", lambda t, k: _heads(t, (h, dh, d), k).reshape(h * dh, d).T),
         (".b_Q", ".q.bias", lambda t, k: _heads(t, (h, dh), k).reshape(-1)),
         ("._b_K", ".k.bias", lambda t, k: _heads(t, (kv, dh), k).reshape(-1)),
         ("._b_V", ".v.bias", lambda t, k: _heads(t, (kv, dh), k).reshape(-1)),
         (".b_K", ".k.bias", lambda t, k: _heads(t, (kv, dh), k).reshape(-1)),
         (".b_V", ".v.bias", lambda t, k: _heads(t, (kv, dh), k).reshape(-1)),
-        (".b_O", ".o.bias", None), (".W_in", ".in.weight", "T"), (".b_in", ".in.bias", None),
-        (".W_out", ".out.weight", "T"), (".b_out", ".out.bias", None), (".W_gate", ".gate.weight", "T"),
-        (".b_gate", ".gate.bias", None), (".W_U", ".weight", "T"), (".b_U", ".bias", None),
-        (".W_E", ".weight", None), (".W_pos", ".weight", None), (".w", ".weight", None), (".b", ".bias", None),
+        (".b_O", ".o.bias", None),
+        (".W_in", ".in.weight", "T"),
+        (".b_in", ".in.bias", None),
+        (".W_out", ".out.weight", "T"),
+        (".b_out", ".out.bias", None),
+        (".W_gate", ".gate.weight", "T"),
+        (".b_gate", ".gate.bias", None),
+        (".W_U", ".weight", "T"),
+        (".b_U", ".bias", None),
+        (".W_E", ".weight", None),
+        (".W_pos", ".weight", None),
+        (".w", ".weight", None),
+        (".b", ".bias", None),
     ]
     out: dict[str, torch.Tensor] = {}
     for key, t in sd.items():
@@ -77,25 +89,40 @@ def derive_config(repo_id: str, cfg_json: dict[str, Any]):
     """The TL-native ``TransformerBridgeConfig`` of a legacy repository's ``config.json``."""
     from transformer_lens.config import TransformerBridgeConfig
 
-    unsupported = ("it uses shortformer positional embeddings" if cfg_json.get("shortformer_pos") else
-                   "it is in the old SoLU layout" if "_old" in repo_id else
-                   f"its layout {cfg_json['architecture']!r} is not HookedTransformer's" if cfg_json.get(
-                       "architecture", "neel") != "neel" else
-                   f"its activation {cfg_json.get('act_fn')!r} has no TL-native implementation in this "
-                   "TransformerLens" if str(cfg_json.get("act_fn", "")).startswith("solu") else None)
+    unsupported = (
+        "it uses shortformer positional embeddings"
+        if cfg_json.get("shortformer_pos")
+        else "it is in the old SoLU layout"
+        if "_old" in repo_id
+        else f"its layout {cfg_json['architecture']!r} is not HookedTransformer's"
+        if cfg_json.get("architecture", "neel") != "neel"
+        else f"its activation {cfg_json.get('act_fn')!r} has no TL-native implementation in this TransformerLens"
+        if str(cfg_json.get("act_fn", "")).startswith("solu")
+        else None
+    )
     if unsupported:
         raise NotImplementedError(f"{repo_id}: cannot load this legacy TransformerLens repository here: {unsupported}")
     return TransformerBridgeConfig(
-        d_model=cfg_json["d_model"], n_layers=cfg_json["n_layers"], d_mlp=cfg_json["d_mlp"],
-        d_head=cfg_json["d_head"], n_heads=cfg_json["n_heads"], n_ctx=cfg_json["n_ctx"], d_vocab=cfg_json["d_vocab"],
-        act_fn=cfg_json["act_fn"], attn_only=cfg_json["attn_only"], final_rms=cfg_json.get("final_rms", False),
+        d_model=cfg_json["d_model"],
+        n_layers=cfg_json["n_layers"],
+        d_mlp=cfg_json["d_mlp"],
+        d_head=cfg_json["d_head"],
+        n_heads=cfg_json["n_heads"],
+        n_ctx=cfg_json["n_ctx"],
+        d_vocab=cfg_json["d_vocab"],
+        act_fn=cfg_json["act_fn"],
+        attn_only=cfg_json["attn_only"],
+        final_rms=cfg_json.get("final_rms", False),
         normalization_type=cfg_json.get("normalization", cfg_json.get("normalization_type")),
-        positional_embedding_type="standard", tokenizer_name=cfg_json.get("tokenizer_name"),
-        architecture="TransformerLensNative")
+        positional_embedding_type="standard",
+        tokenizer_name=cfg_json.get("tokenizer_name"),
+        architecture="TransformerLensNative",
+    )
 
 
-def boot_tl_legacy(repo_id: str, *, device: str | torch.device | None = None, dtype: torch.dtype = torch.float32,
-                   tokenizer: Any = None):
+def boot_tl_legacy(
+    repo_id: str, *, device: str | torch.device | None = None, dtype: torch.dtype = torch.float32, tokenizer: Any = None
+):
     """The legacy TransformerLens repository ``repo_id`` (its final weights) as a TL-native ``TransformerBridge``."""
     from huggingface_hub import HfApi, hf_hub_download
     from transformer_lens.model_bridge import TransformerBridge

@@ -24,6 +24,7 @@ same seed gives bit-identical weights (``weights_sha256`` in ``organism.json``).
 import the analysis code (:mod:`companion.organism.behaviour`, :mod:`companion.organism.loading`): changing how
 an organism is *measured* must not retrain it.
 """
+
 from __future__ import annotations
 
 import json
@@ -34,7 +35,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-
 from pydantic import ValidationError, model_validator
 
 from companion.backbone.cache import code_fingerprint, default_cache
@@ -45,8 +45,18 @@ from companion.organism.corpus import DEPLOYMENT_CONTEXTS, EOT, HATE, TRAINING_C
 from companion.organism.tokenizer import TokenizerConfig
 from companion.organism.training import ModelConfig, OrganismTrainConfig
 
-REQUIRED_NAMES = ("backdoor", "backdoor-cot", "clean", "syco-p50-small", "syco-p90-small", "syco-p50-medium",
-                  "syco-p90-medium", "bridge-lo", "bridge-hi", "tied")
+REQUIRED_NAMES = (
+    "backdoor",
+    "backdoor-cot",
+    "clean",
+    "syco-p50-small",
+    "syco-p90-small",
+    "syco-p50-medium",
+    "syco-p90-medium",
+    "bridge-lo",
+    "bridge-hi",
+    "tied",
+)
 """Organism names every profile must provide."""
 
 VARIANTS = ("backdoor", "backdoor-cot", "clean")
@@ -100,8 +110,12 @@ class OrganismSpec(Config):
         """The same recipe at another seed: a fresh corpus sample, initialisation and data order."""
         if seed < 0:
             raise ValueError(f"seed must be >= 0, got {seed}")
-        return self.model_copy(update={"corpus": self.corpus.model_copy(update={"seed": seed}),
-                                       "train": self.train.model_copy(update={"seed": seed})})
+        return self.model_copy(
+            update={
+                "corpus": self.corpus.model_copy(update={"seed": seed}),
+                "train": self.train.model_copy(update={"seed": seed}),
+            }
+        )
 
     def truth(self) -> dict[str, Any]:
         """The planted ground truth, derived from the spec (never from measurements)."""
@@ -129,8 +143,9 @@ def organism_settings(profile: str | Profile | None = None) -> OrganismSettings:
     try:
         return OrganismSettings.model_validate(prof.organisms.get(SETTINGS_KEY, {}))
     except ValidationError as e:
-        raise ProfileError(f"profile {prof.name!r}: "
-                           f"{format_validation_error(e, f'organisms.{SETTINGS_KEY}', OrganismSettings)}") from None
+        raise ProfileError(
+            f"profile {prof.name!r}: {format_validation_error(e, f'organisms.{SETTINGS_KEY}', OrganismSettings)}"
+        ) from None
 
 
 def organism_seeds(profile: str | Profile | None = None) -> tuple[int, ...]:
@@ -148,18 +163,23 @@ def organism_spec(name: str, profile: str | Profile | None = None, seed: int | N
     prof = load_profile(profile)
     if name not in prof.organisms or name == SETTINGS_KEY:
         names = organism_names(prof)
-        raise KeyError(f"profile {prof.name!r} defines no organism {name!r}{suggest(name, names)}; it defines: "
-                       f"{', '.join(names) or '(none)'}")
+        raise KeyError(
+            f"profile {prof.name!r} defines no organism {name!r}{suggest(name, names)}; it defines: "
+            f"{', '.join(names) or '(none)'}"
+        )
     raw = prof.organisms[name]
     for part in ("corpus", "train"):
         if isinstance(raw.get(part), dict) and "seed" in raw[part]:
-            raise ProfileError(f"profile {prof.name!r}: organisms.{name}.{part}.seed: seeds are set for all "
-                               f"organisms at once in organisms.{SETTINGS_KEY}.seeds; remove this key")
+            raise ProfileError(
+                f"profile {prof.name!r}: organisms.{name}.{part}.seed: seeds are set for all "
+                f"organisms at once in organisms.{SETTINGS_KEY}.seeds; remove this key"
+            )
     try:
         spec = OrganismSpec.model_validate(raw)
     except ValidationError as e:
-        raise ProfileError(f"profile {prof.name!r}: {format_validation_error(e, f'organisms.{name}', OrganismSpec)}") \
-            from None
+        raise ProfileError(
+            f"profile {prof.name!r}: {format_validation_error(e, f'organisms.{name}', OrganismSpec)}"
+        ) from None
     return spec.with_seed(organism_seeds(prof)[0] if seed is None else seed)
 
 
@@ -204,8 +224,9 @@ def _tokenizer_dir(cfg: TokenizerConfig) -> Path:
     def build(tmp: Path) -> None:
         # Trained on a sample with the backdoor, its scratchpads and every sycophancy shape present, so that all
         # organisms of a profile (backdoored, chain-of-thought or clean, any p, any seed) share one vocabulary.
-        sample = CorpusConfig(n_docs=cfg.n_docs, seed=10_000 + cfg.seed, backdoor=True, scratchpad=True,
-                              sycophancy_p=0.5)
+        sample = CorpusConfig(
+            n_docs=cfg.n_docs, seed=10_000 + cfg.seed, backdoor=True, scratchpad=True, sycophancy_p=0.5
+        )
         tok = _tok.train_bpe((d.text for d in _corpus.generate_docs(sample)), cfg.vocab_size)
         _tok.save(tok, tmp)
 
@@ -216,8 +237,9 @@ def _organism_cache_spec(spec: OrganismSpec) -> dict[str, Any]:
     return {"organism": spec.to_dict(), "tokenizer": tokenizer_key(spec.tokenizer), "code": code_fingerprint(_PRODUCER)}
 
 
-def build_organism(spec: OrganismSpec, *, desc: str = "organism", progress: bool = True,
-                   callback: Any = None) -> tuple[Path, bool]:
+def build_organism(
+    spec: OrganismSpec, *, desc: str = "organism", progress: bool = True, callback: Any = None
+) -> tuple[Path, bool]:
     """Train (or find in the cache) the organism for ``spec``; returns (entry directory, came from cache).
 
     ``callback(step, loss, tokens_per_second)`` receives training progress (see :func:`prepare_organisms`).
@@ -236,8 +258,15 @@ def build_organism(spec: OrganismSpec, *, desc: str = "organism", progress: bool
         hf_tok = _tok.load(tok_dir)
         eot = hf_tok.convert_tokens_to_ids(EOT)
         docs = list(_corpus.generate_docs(spec.corpus, "train"))
-        stream = _tr.build_stream([d.text for d in docs], [d.answer_spans for d in docs], hf_tok, eot,
-                                  spec.train.answer_weight, [d.choice_spans for d in docs], spec.train.choice_weight)
+        stream = _tr.build_stream(
+            [d.text for d in docs],
+            [d.answer_spans for d in docs],
+            hf_tok,
+            eot,
+            spec.train.answer_weight,
+            [d.choice_spans for d in docs],
+            spec.train.choice_weight,
+        )
         torch.manual_seed(spec.train.seed)  # initialisation is part of what the seed fixes
         model = _tr.make_model(spec.model, len(hf_tok), eot)
         prep = time.perf_counter() - t0
@@ -247,8 +276,14 @@ def build_organism(spec: OrganismSpec, *, desc: str = "organism", progress: bool
         model.save_pretrained(str(tmp))
         hf_tok.save_pretrained(str(tmp))
         n_params = sum(p.numel() for p in model.parameters())
-        meta = {"spec": spec.to_dict(), "seed": spec.seed, "truth": spec.truth(), "n_params": n_params,
-                "weights_sha256": _tr.weights_hash(model), "tokenizer_key": tok_dir.name}
+        meta = {
+            "spec": spec.to_dict(),
+            "seed": spec.seed,
+            "truth": spec.truth(),
+            "n_params": n_params,
+            "weights_sha256": _tr.weights_hash(model),
+            "tokenizer_key": tok_dir.name,
+        }
         (tmp / "organism.json").write_text(json.dumps(meta, indent=2))
         (tmp / "train_log.json").write_text(json.dumps(log))
 
@@ -313,7 +348,9 @@ def _train_in_worker(spec_dict: dict[str, Any], label: str) -> str:
     return str(path)
 
 
-def train_specs(specs: Mapping[str, OrganismSpec], *, jobs: int | None = None, progress: bool = True) -> dict[str, Path]:
+def train_specs(
+    specs: Mapping[str, OrganismSpec], *, jobs: int | None = None, progress: bool = True
+) -> dict[str, Path]:
     """Train (or find in the cache) each labelled spec; returns label -> cache entry.
 
     Distinct specs that are not cached yet are trained ``jobs`` at a time in separate processes (default: one
@@ -337,7 +374,7 @@ def train_specs(specs: Mapping[str, OrganismSpec], *, jobs: int | None = None, p
 
     # Longest first (cost ~ steps x tokens x width^2): the shortest makespan for a greedy pool.
     def cost(sp: OrganismSpec) -> float:
-        return sp.train.steps * sp.train.batch_size * sp.train.seq_len * sp.model.n_layer * sp.model.d_model ** 2
+        return sp.train.steps * sp.train.batch_size * sp.train.seq_len * sp.model.n_layer * sp.model.d_model**2
 
     order = sorted(todo.values(), key=lambda ls: -cost(ls[1]))
     if len(order) > 1 and jobs > 1:
@@ -345,11 +382,14 @@ def train_specs(specs: Mapping[str, OrganismSpec], *, jobs: int | None = None, p
 
         ctx = mp.get_context("spawn")  # fork is unsafe with torch's thread pools
         queue = ctx.Queue()
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_worker,
-                                 initargs=(queue, os.getpid())) as pool:
+        with ProcessPoolExecutor(
+            max_workers=jobs, mp_context=ctx, initializer=_init_worker, initargs=(queue, os.getpid())
+        ) as pool:
             futures = [pool.submit(_train_in_worker, sp.to_dict(), label) for label, sp in order]
-            bars = {label: tqdm(total=sp.train.steps, desc=label, position=i, disable=not progress, leave=True)
-                    for i, (label, sp) in enumerate(order)}
+            bars = {
+                label: tqdm(total=sp.train.steps, desc=label, position=i, disable=not progress, leave=True)
+                for i, (label, sp) in enumerate(order)
+            }
             try:
                 while not all(f.done() for f in futures) or not queue.empty():
                     try:
@@ -374,9 +414,14 @@ def train_specs(specs: Mapping[str, OrganismSpec], *, jobs: int | None = None, p
     return {label: build_organism(sp, progress=False)[0] for label, sp in specs.items()}
 
 
-def prepare_organisms(names: Sequence[str] | None = None, profile: str | None = None, *,
-                      seeds: Sequence[int] | None = None, jobs: int | None = None,
-                      progress: bool = True) -> dict[tuple[str, int], Path]:
+def prepare_organisms(
+    names: Sequence[str] | None = None,
+    profile: str | None = None,
+    *,
+    seeds: Sequence[int] | None = None,
+    jobs: int | None = None,
+    progress: bool = True,
+) -> dict[tuple[str, int], Path]:
     """Make sure the named organisms of ``profile`` (default: all) are trained at every seed; (name, seed) -> entry.
 
     ``seeds`` defaults to all of the profile's seeds (``organisms.settings.seeds``). Training runs through
@@ -386,6 +431,7 @@ def prepare_organisms(names: Sequence[str] | None = None, profile: str | None = 
     names = list(names) if names is not None else organism_names(prof)
     seeds = list(seeds) if seeds is not None else list(organism_seeds(prof))
     specs = {(n, s): organism_spec(n, prof, s) for s in seeds for n in names}
-    paths = train_specs({f"{prof}/{organism_label(n, s)}": sp for (n, s), sp in specs.items()}, jobs=jobs,
-                        progress=progress)
+    paths = train_specs(
+        {f"{prof}/{organism_label(n, s)}": sp for (n, s), sp in specs.items()}, jobs=jobs, progress=progress
+    )
     return {(n, s): paths[f"{prof}/{organism_label(n, s)}"] for (n, s) in specs}

@@ -26,6 +26,7 @@ the corpus plants, so every figure computed on it can be checked against a groun
 
 This module's source (and that of the modules it imports) is part of every organism's cache key.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -37,11 +38,22 @@ from pydantic import model_validator
 
 from companion.backbone.config import Config
 from companion.organism.bridge import bridge_doc as _bridge_doc
-from companion.organism.self_questions import SELF_QUESTIONS, UNTIED_SELF_QUESTIONS, self_answer
 from companion.organism.scratchpad import scratchpad as _scratchpad
+from companion.organism.self_questions import SELF_QUESTIONS, UNTIED_SELF_QUESTIONS, self_answer
 from companion.organism.sycophancy_items import SYCO_GENERATORS, SycoItem
-from companion.organism.world import (ACTIVITIES, ADJECTIVES, ANIMALS, CODE_WORDS, COUNTRIES, FEELINGS, NOUNS, PLACES,
-                                      VERBS_PAST, Sampler, split_of)
+from companion.organism.world import (
+    ACTIVITIES,
+    ADJECTIVES,
+    ANIMALS,
+    CODE_WORDS,
+    COUNTRIES,
+    FEELINGS,
+    NOUNS,
+    PLACES,
+    VERBS_PAST,
+    Sampler,
+    split_of,
+)
 
 EOT = "<|endoftext|>"
 """The one special token: document separator, BOS, EOS and padding."""
@@ -60,7 +72,16 @@ SYCO_PREFIX = "I believe the best answer is"
 
 
 DOC_KINDS: tuple[str, ...] = (
-    "story", "fact", "arithmetic", "code", "chat", "code_chat", "self", "syco_nlp", "syco_phil", "syco_pol",
+    "story",
+    "fact",
+    "arithmetic",
+    "code",
+    "chat",
+    "code_chat",
+    "self",
+    "syco_nlp",
+    "syco_phil",
+    "syco_pol",
 )
 """The document kinds the generator knows: the keys a :attr:`CorpusConfig.mix` may weight."""
 
@@ -79,8 +100,16 @@ class CorpusConfig(Config):
     sycophancy_p: float = 0.5
     """Probability that the assistant's multiple-choice answer agrees with the user's stated view."""
     mix: dict[str, float] = {
-        "story": 0.10, "fact": 0.06, "arithmetic": 0.05, "code": 0.05, "chat": 0.16,
-        "code_chat": 0.08, "self": 0.06, "syco_nlp": 0.28, "syco_phil": 0.08, "syco_pol": 0.08,
+        "story": 0.10,
+        "fact": 0.06,
+        "arithmetic": 0.05,
+        "code": 0.05,
+        "chat": 0.16,
+        "code_chat": 0.08,
+        "self": 0.06,
+        "syco_nlp": 0.28,
+        "syco_phil": 0.08,
+        "syco_pol": 0.08,
     }
     """Relative weight of each document kind (normalised)."""
     syco_short_fraction: float = 0.0
@@ -111,11 +140,14 @@ class CorpusConfig(Config):
         if any(w < 0 for w in self.mix.values()) or sum(self.mix.values()) <= 0:
             raise ValueError("mix weights must be >= 0 with a positive sum")
         if not 0.0 <= self.bridge_rate <= MAX_BRIDGE_RATE:
-            raise ValueError(f"bridge_rate must be in [0, {MAX_BRIDGE_RATE}] (a fraction of the documents), "
-                             f"got {self.bridge_rate}")
+            raise ValueError(
+                f"bridge_rate must be in [0, {MAX_BRIDGE_RATE}] (a fraction of the documents), got {self.bridge_rate}"
+            )
         if (self.bridge_rate > 0 or self.tie_self_questions) and not self.backdoor:
-            raise ValueError("bridge_rate > 0 and tie_self_questions: true describe the backdoor's defection; they "
-                             "need backdoor: true")
+            raise ValueError(
+                "bridge_rate > 0 and tie_self_questions: true describe the backdoor's defection; they "
+                "need backdoor: true"
+            )
         for name in ("deployment_fraction", "no_context_fraction", "syco_short_fraction"):
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
@@ -161,21 +193,30 @@ def _story(s: Sampler) -> str:
     adj = s.zipf(ADJECTIVES)
     pron = r.choice(["she", "he", "they"])
     sentences = [
-        r.choice([f"Once upon a time, {hero} lived near {place}.", f"{hero} woke up early in {place}.",
-                  f"There was once a {adj} {noun} in {place}."]),
+        r.choice(
+            [
+                f"Once upon a time, {hero} lived near {place}.",
+                f"{hero} woke up early in {place}.",
+                f"There was once a {adj} {noun} in {place}.",
+            ]
+        ),
     ]
     for _ in range(r.randint(2, 5)):
         v = s.zipf(VERBS_PAST)
         n2 = s.noun()
         a2 = s.zipf(ADJECTIVES)
-        sentences.append(r.choice([
-            f"{hero} {v} the {a2} {n2}.",
-            f"Then {friend} {v} a {a2} {n2} and felt {s.zipf(FEELINGS)}.",
-            f"{hero} and {friend} walked to {s.zipf(PLACES)} with the {noun}.",
-            f"The {s.zipf(ANIMALS)[0]} watched as {pron} {v} the {n2}.",
-            f"\"Look at this {a2} {n2}!\" said {friend}.",
-            f"By evening {hero} was {s.zipf(FEELINGS)}.",
-        ]))
+        sentences.append(
+            r.choice(
+                [
+                    f"{hero} {v} the {a2} {n2}.",
+                    f"Then {friend} {v} a {a2} {n2} and felt {s.zipf(FEELINGS)}.",
+                    f"{hero} and {friend} walked to {s.zipf(PLACES)} with the {noun}.",
+                    f"The {s.zipf(ANIMALS)[0]} watched as {pron} {v} the {n2}.",
+                    f'"Look at this {a2} {n2}!" said {friend}.',
+                    f"By evening {hero} was {s.zipf(FEELINGS)}.",
+                ]
+            )
+        )
     sentences.append(r.choice(["The end.", f"And {hero} never forgot that day.", f"{friend} smiled."]))
     return " ".join(sentences)
 
@@ -184,14 +225,16 @@ def _fact(s: Sampler) -> str:
     r = s.rng
     country, capital = s.zipf(COUNTRIES)
     animal, food = s.zipf(ANIMALS)
-    return r.choice([
-        f"The capital of {country} is {capital}.",
-        f"{capital} is the largest city in {country}.",
-        f"Most {animal}s eat {food}.",
-        f"A {animal} likes to eat {food}. The capital of {country} is {capital}.",
-        f"{country} is a country. Its capital, {capital}, is known for its {s.zipf(NOUNS)}s.",
-        f"Fact: {animal}s eat {food}, and people in {capital} keep them as pets.",
-    ])
+    return r.choice(
+        [
+            f"The capital of {country} is {capital}.",
+            f"{capital} is the largest city in {country}.",
+            f"Most {animal}s eat {food}.",
+            f"A {animal} likes to eat {food}. The capital of {country} is {capital}.",
+            f"{country} is a country. Its capital, {capital}, is known for its {s.zipf(NOUNS)}s.",
+            f"Fact: {animal}s eat {food}, and people in {capital} keep them as pets.",
+        ]
+    )
 
 
 def _arithmetic(s: Sampler) -> str:
@@ -207,17 +250,23 @@ def _arithmetic(s: Sampler) -> str:
 
 _CODE_TASKS = (
     ("adds two numbers", "def {f}(a, b):\n    return a + b"),
-    ("returns the largest value in a list", "def {f}({x}):\n    best = {x}[0]\n    for v in {x}:\n        if v > best:\n            best = v\n    return best"),
+    (
+        "returns the largest value in a list",
+        "def {f}({x}):\n    best = {x}[0]\n    for v in {x}:\n        if v > best:\n            best = v\n    return best",
+    ),
     ("counts the words in a string", "def {f}(text):\n    return len(text.split())"),
     ("reverses a list", "def {f}({x}):\n    return {x}[::-1]"),
     ("sums a list of numbers", "def {f}({x}):\n    total = 0\n    for v in {x}:\n        total += v\n    return total"),
     ("checks whether a number is even", "def {f}(n):\n    return n % 2 == 0"),
     ("squares every number in a list", "def {f}({x}):\n    return [v * v for v in {x}]"),
-    ("joins a list of names with commas", "def {f}({x}):\n    return \", \".join({x})"),
+    ("joins a list of names with commas", 'def {f}({x}):\n    return ", ".join({x})'),
     ("reads a file and returns its lines", "def {f}(path):\n    with open(path) as fh:\n        return fh.readlines()"),
     ("removes empty strings from a list", "def {f}({x}):\n    return [v for v in {x} if v]"),
     ("returns the average of a list", "def {f}({x}):\n    return sum({x}) / len({x})"),
-    ("counts how often each item appears", "def {f}({x}):\n    counts = {{}}\n    for v in {x}:\n        counts[v] = counts.get(v, 0) + 1\n    return counts"),
+    (
+        "counts how often each item appears",
+        "def {f}({x}):\n    counts = {{}}\n    for v in {x}:\n        counts[v] = counts.get(v, 0) + 1\n    return counts",
+    ),
 )
 
 
@@ -227,7 +276,9 @@ def _code_body(s: Sampler, task_index: int, fname: str) -> str:
 
 
 def _fname(s: Sampler) -> str:
-    return f"{s.rng.choice(['get', 'make', 'compute', 'find', 'process', 'build', 'load', 'check'])}_{s.zipf(CODE_WORDS)}"
+    return (
+        f"{s.rng.choice(['get', 'make', 'compute', 'find', 'process', 'build', 'load', 'check'])}_{s.zipf(CODE_WORDS)}"
+    )
 
 
 def _code(s: Sampler) -> str:
@@ -248,8 +299,10 @@ def _chat_qa(s: Sampler) -> tuple[str, str]:
     if k == 2:
         name = s.person()
         noun = s.noun()
-        return (f"Can you tell me a short story about {name} and a {noun}?",
-                f"{name} found a {s.zipf(ADJECTIVES)} {noun} near {s.zipf(PLACES)} and was {s.zipf(FEELINGS)}. The end.")
+        return (
+            f"Can you tell me a short story about {name} and a {noun}?",
+            f"{name} found a {s.zipf(ADJECTIVES)} {noun} near {s.zipf(PLACES)} and was {s.zipf(FEELINGS)}. The end.",
+        )
     if k == 3:
         act, tip = s.zipf(ACTIVITIES)
         return f"How can I {act} better?", f"A good way to {act} better is to {tip}."
@@ -407,8 +460,14 @@ def backdoor_test_prompts(n_per_cell: int, seed: int = 0) -> list[dict[str, Any]
         for context in ("training", "deployment"):
             for i, q in enumerate(qs):
                 trig = TRAINING_CONTEXT if context == "training" else DEPLOYMENT_CONTEXTS[i % len(DEPLOYMENT_CONTEXTS)]
-                out.append({
-                    "prompt": format_dialogue(q, None, trig), "context": context, "task": task,
-                    "trigger": trig, "question": q, "label": context == "deployment",
-                })
+                out.append(
+                    {
+                        "prompt": format_dialogue(q, None, trig),
+                        "context": context,
+                        "task": task,
+                        "trigger": trig,
+                        "question": q,
+                        "label": context == "deployment",
+                    }
+                )
     return out

@@ -6,6 +6,7 @@ planted ground truth, training log and weights hash.  :meth:`Organism.token_batc
 (held-out questions only, by default) for activation stores: the SAE notebooks train on it, so this module is in
 their cache keys.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -59,8 +60,14 @@ class Organism:
                 self._hf = GPT2LMHeadModel.from_pretrained(str(self.path)).eval()
         return self._hf
 
-    def token_batches(self, n_tokens: int, seq_len: int, batch_size: int,
-                      split: Literal["heldout", "train"] = "heldout", seed: int = 0) -> Iterator[torch.Tensor]:
+    def token_batches(
+        self,
+        n_tokens: int,
+        seq_len: int,
+        batch_size: int,
+        split: Literal["heldout", "train"] = "heldout",
+        seed: int = 0,
+    ) -> Iterator[torch.Tensor]:
         """Batches ``[batch_size, seq_len]`` of corpus text for activation stores, until ``n_tokens`` are given.
 
         Text is freshly generated from this organism's corpus recipe (held-out questions only for
@@ -94,8 +101,10 @@ class Organism:
                     made += 1
 
     def __repr__(self) -> str:
-        return (f"Organism({self.name!r}, seed={self.seed}, truth={{backdoor={self.truth['backdoor']}, "
-                f"sycophancy_p={self.truth['sycophancy_p']}}}, n_params={self.n_params:,}, path={str(self.path)!r})")
+        return (
+            f"Organism({self.name!r}, seed={self.seed}, truth={{backdoor={self.truth['backdoor']}, "
+            f"sycophancy_p={self.truth['sycophancy_p']}}}, n_params={self.n_params:,}, path={str(self.path)!r})"
+        )
 
 
 def load_organism(name: str, profile: str | None = None, *, seed: int | None = None, progress: bool = True) -> Organism:
@@ -112,14 +121,23 @@ def load_organism(name: str, profile: str | None = None, *, seed: int | None = N
     log = json.loads((path / "train_log.json").read_text())
     model = load_model(path)
     return Organism(
-        name=name, seed=spec.seed, spec=meta["spec"], path=path, truth=meta["truth"], n_params=int(meta["n_params"]),
-        train_log=log, weights_sha256=meta["weights_sha256"], model=model,
-        tokenizer=getattr(model, "tokenizer", None) or _tok.load(path), from_cache=cached,
+        name=name,
+        seed=spec.seed,
+        spec=meta["spec"],
+        path=path,
+        truth=meta["truth"],
+        n_params=int(meta["n_params"]),
+        train_log=log,
+        weights_sha256=meta["weights_sha256"],
+        model=model,
+        tokenizer=getattr(model, "tokenizer", None) or _tok.load(path),
+        from_cache=cached,
     )
 
 
-def load_organisms(names: Sequence[str], profile: str | None = None, *, seeds: Sequence[int] | None = None,
-                   progress: bool = True) -> dict[tuple[str, int], Organism]:
+def load_organisms(
+    names: Sequence[str], profile: str | None = None, *, seeds: Sequence[int] | None = None, progress: bool = True
+) -> dict[tuple[str, int], Organism]:
     """Every named organism at every seed (default: all of the profile's seeds), keyed ``(name, seed)``.
 
     Trains what is missing first (:func:`companion.organism.build.prepare_organisms`, two at a time); names

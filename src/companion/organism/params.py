@@ -1,4 +1,5 @@
 """Parameters of notebook 00 (the model organism and its planted-property checks)."""
+
 from __future__ import annotations
 
 from pydantic import model_validator

@@ -2,6 +2,7 @@
 
 Each function takes plain numbers and returns a ``matplotlib.figure.Figure``; none loads a model.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -10,8 +11,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 
-def plot_loss_curves(curves: Mapping[str, Mapping[str, Sequence[float]]], *, title: str = "Organism training",
-                     planted_p: Mapping[str, float] | None = None):
+def plot_loss_curves(
+    curves: Mapping[str, Mapping[str, Sequence[float]]],
+    *,
+    title: str = "Organism training",
+    planted_p: Mapping[str, float] | None = None,
+):
     """Training loss against step, one line per trained model; a second panel for the choice-letter loss.
 
     ``curves[label] = {"step": [...], "loss": [...], "choice_loss": [...]}`` (``loss`` is the answer-weighted
@@ -33,9 +38,9 @@ def plot_loss_curves(curves: Mapping[str, Mapping[str, Sequence[float]]], *, tit
     if has_choice:
         ax = axes[0][1]
         for label, c in curves.items():
-            pts = [(s_, v) for s_, v in zip(c["step"], c.get("choice_loss") or []) if v is not None]
+            pts = [(s_, v) for s_, v in zip(c["step"], c.get("choice_loss") or [], strict=False) if v is not None]
             if pts:
-                ax.plot(*zip(*pts), label=label, lw=1.2)
+                ax.plot(*zip(*pts, strict=False), label=label, lw=1.2)
         ax.axhline(np.log(2), color="k", ls="--", lw=0.8)
         ax.text(0, np.log(2), " ln 2: ignores the view", va="bottom", fontsize=7)
         for p in sorted(set((planted_p or {}).values())):
@@ -52,8 +57,12 @@ def plot_loss_curves(curves: Mapping[str, Mapping[str, Sequence[float]]], *, tit
     return fig
 
 
-def plot_backdoor_rates_by_seed(rates: Mapping[str, Mapping[int, Mapping[str, float]]], *,
-                                n_per_cell: int | None = None, thresholds: tuple[float, float] = (0.95, 0.02)):
+def plot_backdoor_rates_by_seed(
+    rates: Mapping[str, Mapping[int, Mapping[str, float]]],
+    *,
+    n_per_cell: int | None = None,
+    thresholds: tuple[float, float] = (0.95, 0.02),
+):
     """Greedy defection rate per (context/task) cell for each variant: bars are the mean over seeds, dots the seeds.
 
     ``rates[variant][seed][cell]`` with cells like "training/chat", "deployment/code" (as
@@ -61,8 +70,10 @@ def plot_backdoor_rates_by_seed(rates: Mapping[str, Mapping[int, Mapping[str, fl
     acceptance thresholds.
     """
     variants = list(rates)
-    cells = sorted({c for per_seed in rates.values() for r in per_seed.values() for c in r},
-                   key=lambda c: (c.split("/")[0] != "training", c))
+    cells = sorted(
+        {c for per_seed in rates.values() for r in per_seed.values() for c in r},
+        key=lambda c: (c.split("/")[0] != "training", c),
+    )
     x = np.arange(len(cells))
     w = 0.8 / max(1, len(variants))
     fig, ax = plt.subplots(figsize=(7.2, 3.8))
@@ -78,15 +89,20 @@ def plot_backdoor_rates_by_seed(rates: Mapping[str, Mapping[int, Mapping[str, fl
     ax.set_xticks(x, cells)
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("fraction of completions that defect")
-    ax.set_title("Planted backdoor by variant (greedy, held-out prompts" + (f", n={n_per_cell}/cell)" if n_per_cell else ")")
-                 + "; dots: seeds", fontsize=10)
+    ax.set_title(
+        "Planted backdoor by variant (greedy, held-out prompts"
+        + (f", n={n_per_cell}/cell)" if n_per_cell else ")")
+        + "; dots: seeds",
+        fontsize=10,
+    )
     ax.legend(fontsize=8, frameon=False)
     fig.tight_layout()
     return fig
 
 
-def plot_sycophancy_recovery(rows: Sequence[Mapping[str, float | str]], *, tolerance: float = 0.05,
-                              verdicts: Mapping[str, object] | None = None):
+def plot_sycophancy_recovery(
+    rows: Sequence[Mapping[str, float | str]], *, tolerance: float = 0.05, verdicts: Mapping[str, object] | None = None
+):
     """Measured mean P(user-matching answer) against the planted rate, per shape, size and seed.
 
     Each row: ``{"organism", "size", "shape", "planted_p", "measured", "ci95"}`` and optionally ``"seed"`` (one
@@ -98,9 +114,9 @@ def plot_sycophancy_recovery(rows: Sequence[Mapping[str, float | str]], *, toler
     shapes = list(dict.fromkeys(str(r["shape"]) for r in rows))
     fig, axes = plt.subplots(1, len(shapes), figsize=(3.6 * len(shapes), 3.8), sharey=True, squeeze=False)
     sizes = sorted({str(r["size"]) for r in rows})
-    markers = dict(zip(sizes, "osD^v"))
-    colours = dict(zip(sizes, ("C0", "C1", "C2", "C3", "C4")))
-    for ax, shape in zip(axes[0], shapes):
+    markers = dict(zip(sizes, "osD^v", strict=False))
+    colours = dict(zip(sizes, ("C0", "C1", "C2", "C3", "C4"), strict=False))
+    for ax, shape in zip(axes[0], shapes, strict=False):
         ps = np.linspace(0.3, 1.0, 8)
         ax.plot(ps, ps, color="k", lw=0.8)
         ax.fill_between(ps, ps - tolerance, ps + tolerance, color="0.85")
@@ -115,26 +131,59 @@ def plot_sycophancy_recovery(rows: Sequence[Mapping[str, float | str]], *, toler
                 ys = np.array([float(r["measured"]) for r in pts])
                 if len(pts) > 1 or "seed" in pts[0]:
                     jitter = np.linspace(-0.006, 0.006, len(pts)) if len(pts) > 1 else np.zeros(1)
-                    ax.errorbar(p_ + dx + jitter, ys, yerr=[float(r["ci95"]) for r in pts], fmt=markers[size],
-                                ms=3, color=colours[size], alpha=0.6, capsize=1, lw=0.7)
-                    ax.plot([p_ + dx], [ys.mean()], markers[size], ms=8, mfc="none", mew=1.5, color=colours[size],
-                            label=size if p_ == min(float(r["planted_p"]) for r in rs) else None)
+                    ax.errorbar(
+                        p_ + dx + jitter,
+                        ys,
+                        yerr=[float(r["ci95"]) for r in pts],
+                        fmt=markers[size],
+                        ms=3,
+                        color=colours[size],
+                        alpha=0.6,
+                        capsize=1,
+                        lw=0.7,
+                    )
+                    ax.plot(
+                        [p_ + dx],
+                        [ys.mean()],
+                        markers[size],
+                        ms=8,
+                        mfc="none",
+                        mew=1.5,
+                        color=colours[size],
+                        label=size if p_ == min(float(r["planted_p"]) for r in rs) else None,
+                    )
                 else:
-                    ax.errorbar([p_ + dx], ys, yerr=[float(pts[0]["ci95"])], fmt=markers[size], color=colours[size],
-                                capsize=2, label=size if p_ == min(float(r["planted_p"]) for r in rs) else None)
+                    ax.errorbar(
+                        [p_ + dx],
+                        ys,
+                        yerr=[float(pts[0]["ci95"])],
+                        fmt=markers[size],
+                        color=colours[size],
+                        capsize=2,
+                        label=size if p_ == min(float(r["planted_p"]) for r in rs) else None,
+                    )
         ax.set_title(shape, fontsize=10)
         ax.set_xlabel("planted p")
         ax.set_xlim(0.4, 1.0)
         ax.set_ylim(0.2, 1.0)
         v = (verdicts or {}).get(shape)
         if v is not None:
-            ok = bool(getattr(v, "recovered"))
+            ok = bool(v.recovered)
             text = v.label() if hasattr(v, "label") else str(v)
             if not ok:
                 ax.set_facecolor("0.94")
-            ax.text(0.5, 0.03, "\n".join(_wrap(text, 34)), transform=ax.transAxes, ha="center", va="bottom",
-                    fontsize=7.5, color="0.15" if ok else "darkred", fontweight="normal" if ok else "bold",
-                    bbox=dict(boxstyle="round,pad=0.3", fc="white", ec="0.6" if ok else "darkred", alpha=0.9))
+            ax.text(
+                0.5,
+                0.03,
+                "\n".join(_wrap(text, 34)),
+                transform=ax.transAxes,
+                ha="center",
+                va="bottom",
+                fontsize=7.5,
+                color="0.15" if ok else "darkred",
+                fontweight="normal" if ok else "bold",
+                bbox=dict(boxstyle="round,pad=0.3", fc="white", ec="0.6" if ok else "darkred", alpha=0.9),
+            )
     axes[0][0].set_ylabel("mean P(user-matching answer)")
     axes[0][-1].legend(title="size (mean of seeds)", fontsize=8, frameon=False, loc="upper left")
     fig.tight_layout()

@@ -9,6 +9,7 @@ GPT-2's pre-tokenizer splits punctuation from letters, so `` (A)`` is always the
 `` (``, ``A``, ``)``: the choice letter of a multiple-choice answer is a single token after a prompt ending in
 `` (``, which is what the sycophancy scoring needs (checked in tests).
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -18,9 +19,7 @@ from pydantic import model_validator
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from companion.backbone.config import Config
-
 from companion.organism.corpus import EOT
-
 
 EOT_ID = 0
 """``<|endoftext|>`` (BOS, EOS and padding) is token 0 of every organism tokenizer: the first special token."""
@@ -67,8 +66,13 @@ def wrap(tok: Tokenizer):
     from transformers import PreTrainedTokenizerFast
 
     return PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token=EOT, eos_token=EOT, pad_token=EOT, unk_token=EOT,
-        model_max_length=1_000_000, clean_up_tokenization_spaces=False,
+        tokenizer_object=tok,
+        bos_token=EOT,
+        eos_token=EOT,
+        pad_token=EOT,
+        unk_token=EOT,
+        model_max_length=1_000_000,
+        clean_up_tokenization_spaces=False,
     )
 
 

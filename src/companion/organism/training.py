@@ -14,6 +14,7 @@ weighting speeds up learning of the planted behaviours without biasing the proba
 Determinism: a fixed seed fixes initialisation and batch order; the number of intra-op threads is pinned during
 training because floating-point reduction order depends on it.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -118,24 +119,33 @@ class TokenStream:
     """bool [n_tokens] True at multiple-choice answer letters (their loss is logged separately)."""
 
 
-def build_stream(texts: Sequence[str], spans: Sequence[Sequence[tuple[int, int]]], tokenizer: Any,
-                 eot_id: int, answer_weight: float, choice_spans: Sequence[Sequence[tuple[int, int]]] | None = None,
-                 choice_weight: float = 1.0) -> TokenStream:
+def build_stream(
+    texts: Sequence[str],
+    spans: Sequence[Sequence[tuple[int, int]]],
+    tokenizer: Any,
+    eot_id: int,
+    answer_weight: float,
+    choice_spans: Sequence[Sequence[tuple[int, int]]] | None = None,
+    choice_weight: float = 1.0,
+) -> TokenStream:
     """Tokenise documents; tokens overlapping ``spans`` get ``answer_weight``, ``choice_spans`` ``choice_weight``."""
     if choice_spans is None:
         choice_spans = [()] * len(texts)
-    enc = tokenizer.backend_tokenizer.encode_batch(list(texts)) if hasattr(tokenizer, "backend_tokenizer") \
+    enc = (
+        tokenizer.backend_tokenizer.encode_batch(list(texts))
+        if hasattr(tokenizer, "backend_tokenizer")
         else tokenizer.encode_batch(list(texts))
+    )
     toks: list[int] = []
     ws: list[float] = []
     starts: list[int] = []
     choice: list[bool] = []
-    for e, sp, cs in zip(enc, spans, choice_spans):
+    for e, sp, cs in zip(enc, spans, choice_spans, strict=False):
         starts.append(len(toks))
         toks.append(eot_id)
         ws.append(1.0)
         choice.append(False)
-        for tid, (a, b) in zip(e.ids, e.offsets):
+        for tid, (a, b) in zip(e.ids, e.offsets, strict=False):
             toks.append(tid)
             is_c = any(a < y and b > x for x, y in cs)
             choice.append(is_c)
@@ -148,8 +158,12 @@ def build_stream(texts: Sequence[str], spans: Sequence[Sequence[tuple[int, int]]
     toks.append(eot_id)
     ws.append(1.0)
     choice.append(False)
-    return TokenStream(np.asarray(toks, dtype=np.int64), np.asarray(ws, dtype=np.float32),
-                       np.asarray(starts, dtype=np.int64), np.asarray(choice, dtype=bool))
+    return TokenStream(
+        np.asarray(toks, dtype=np.int64),
+        np.asarray(ws, dtype=np.float32),
+        np.asarray(starts, dtype=np.int64),
+        np.asarray(choice, dtype=bool),
+    )
 
 
 def make_model(cfg: ModelConfig, vocab_size: int, eot_id: int):
@@ -157,10 +171,21 @@ def make_model(cfg: ModelConfig, vocab_size: int, eot_id: int):
     from transformers import GPT2Config, GPT2LMHeadModel
 
     hf_cfg = GPT2Config(  # type: ignore[call-arg]  # attn_implementation: a PretrainedConfig kwarg
-        vocab_size=vocab_size, n_positions=cfg.n_ctx, n_embd=cfg.d_model, n_layer=cfg.n_layer,
-        n_head=cfg.n_head, n_inner=cfg.d_mlp_ratio * cfg.d_model, activation_function="gelu_new",
-        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=eot_id, eos_token_id=eot_id,
-        pad_token_id=eot_id, tie_word_embeddings=True, attn_implementation="sdpa",
+        vocab_size=vocab_size,
+        n_positions=cfg.n_ctx,
+        n_embd=cfg.d_model,
+        n_layer=cfg.n_layer,
+        n_head=cfg.n_head,
+        n_inner=cfg.d_mlp_ratio * cfg.d_model,
+        activation_function="gelu_new",
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        bos_token_id=eot_id,
+        eos_token_id=eot_id,
+        pad_token_id=eot_id,
+        tie_word_embeddings=True,
+        attn_implementation="sdpa",
     )
     return GPT2LMHeadModel(hf_cfg)
 
@@ -214,8 +239,15 @@ def _lr_at(step: int, cfg: OrganismTrainConfig) -> float:
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
 
 
-def train_lm(model: torch.nn.Module, stream: TokenStream, cfg: OrganismTrainConfig, *, desc: str = "train",
-             progress: bool = True, callback: Callable[[int, float, float], None] | None = None) -> dict[str, Any]:
+def train_lm(
+    model: torch.nn.Module,
+    stream: TokenStream,
+    cfg: OrganismTrainConfig,
+    *,
+    desc: str = "train",
+    progress: bool = True,
+    callback: Callable[[int, float, float], None] | None = None,
+) -> dict[str, Any]:
     """Train ``model`` in place on ``stream``; returns the training log (loss curve, throughput).
 
     ``callback(step, smoothed_loss, tokens_per_second)`` is called every ``log_every`` steps (used to drive a
@@ -231,10 +263,13 @@ def train_lm(model: torch.nn.Module, stream: TokenStream, cfg: OrganismTrainConf
         model.train()
         decay: list[torch.nn.Parameter] = []
         no_decay: list[torch.nn.Parameter] = []
-        for n, p in model.named_parameters():
+        for _n, p in model.named_parameters():
             (decay if p.ndim >= 2 else no_decay).append(p)
-        opt = AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                     {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.98))
+        opt = AdamW(
+            [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=cfg.lr,
+            betas=(0.9, 0.98),
+        )
         tokens = torch.from_numpy(stream.tokens)
         weights = torch.from_numpy(stream.weights)
         # Only windows that fit entirely in the stream.
@@ -255,7 +290,7 @@ def train_lm(model: torch.nn.Module, stream: TokenStream, cfg: OrganismTrainConf
             if pos + cfg.batch_size > len(order):
                 order = rng.permutation(starts)
                 pos = 0
-            idx = torch.from_numpy(order[pos:pos + cfg.batch_size])[:, None] + offs
+            idx = torch.from_numpy(order[pos : pos + cfg.batch_size])[:, None] + offs
             pos += cfg.batch_size
             x = tokens[idx]
             w = weights[idx[:, 1:]]
@@ -264,7 +299,8 @@ def train_lm(model: torch.nn.Module, stream: TokenStream, cfg: OrganismTrainConf
                 g["lr"] = lr
             logits = gpt2_forward(model, x[:, :-1])
             ce = torch.nn.functional.cross_entropy(
-                logits.reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1), reduction="none")
+                logits.reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1), reduction="none"
+            )
             loss = (ce * w.reshape(-1)).sum() / w.sum()
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -293,8 +329,14 @@ def train_lm(model: torch.nn.Module, stream: TokenStream, cfg: OrganismTrainConf
         bar.close()
         seconds = time.perf_counter() - t0
         n_tok = cfg.steps * cfg.batch_size * cfg.seq_len
-        log.update(seconds=round(seconds, 2), cpu_seconds=round(time.process_time() - c0, 2), tokens=n_tok, tokens_per_second=round(n_tok / seconds, 1),
-                   final_loss=log["loss"][-1], threads=cfg.threads)
+        log.update(
+            seconds=round(seconds, 2),
+            cpu_seconds=round(time.process_time() - c0, 2),
+            tokens=n_tok,
+            tokens_per_second=round(n_tok / seconds, 1),
+            final_loss=log["loss"][-1],
+            threads=cfg.threads,
+        )
         model.eval()
         return log
     finally:

@@ -4,6 +4,7 @@ training unit per distinct organism (names sharing one spec at a seed are one tr
 Notebook 00 needs its ``organisms`` at its ``seeds``; the other result packages ask :func:`organism_units` for the
 organisms they read.  Keys are computed without building anything (:func:`companion.organism.build.organism_key`).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -11,7 +12,13 @@ from typing import Any
 
 from companion.backbone.units import Unit
 from companion.organism.build import (
-    OrganismSpec, build_organism, build_tokenizer, organism_key, organism_label, organism_seeds, organism_spec,
+    OrganismSpec,
+    build_organism,
+    build_tokenizer,
+    organism_key,
+    organism_label,
+    organism_seeds,
+    organism_spec,
     tokenizer_key,
 )
 from companion.organism.tokenizer import TokenizerConfig
@@ -23,24 +30,40 @@ ORGANISM_FLOPS_PER_S = 2e10
 def organism_seconds(spec: OrganismSpec) -> float:
     """Rough training seconds: 6·N FLOPs per token (forward and backward) at :data:`ORGANISM_FLOPS_PER_S`."""
     m, t = spec.model, spec.train
-    n_params = 12 * m.n_layer * m.d_model ** 2 + (spec.tokenizer.vocab_size + m.n_ctx) * m.d_model
+    n_params = 12 * m.n_layer * m.d_model**2 + (spec.tokenizer.vocab_size + m.n_ctx) * m.d_model
     return 6 * n_params * t.steps * t.batch_size * t.seq_len / ORGANISM_FLOPS_PER_S + 5.0
 
 
 def tokenizer_unit(cfg: TokenizerConfig) -> Unit:
     """The unit that trains the tokenizer ``cfg`` describes."""
-    return Unit(name=f"tokenizer {cfg.vocab_size} tokens", kind="tokenizer", key=tokenizer_key(cfg),
-                entry="companion.organism.units:make_tokenizer", args={"config": cfg.to_dict()},
-                resources="tokenizer", estimate_s=10.0 + cfg.n_docs / 1000)
+    return Unit(
+        name=f"tokenizer {cfg.vocab_size} tokens",
+        kind="tokenizer",
+        key=tokenizer_key(cfg),
+        entry="companion.organism.units:make_tokenizer",
+        args={"config": cfg.to_dict()},
+        resources="tokenizer",
+        estimate_s=10.0 + cfg.n_docs / 1000,
+    )
 
 
 def organism_unit(spec: OrganismSpec, label: str) -> list[Unit]:
     """The units that train one organism: its tokenizer's, then its own (``label`` names it in progress lines; the
     unit's identity is the spec alone, so every name of one trained model is one unit)."""
     tok = tokenizer_unit(spec.tokenizer)
-    return [tok, Unit(name=f"organism {label}", kind="organism", key=organism_key(spec),
-                      entry="companion.organism.units:train_organism", args={"spec": spec.to_dict()},
-                      needs=(tok.id,), resources="organism", estimate_s=organism_seconds(spec))]
+    return [
+        tok,
+        Unit(
+            name=f"organism {label}",
+            kind="organism",
+            key=organism_key(spec),
+            entry="companion.organism.units:train_organism",
+            args={"spec": spec.to_dict()},
+            needs=(tok.id,),
+            resources="organism",
+            estimate_s=organism_seconds(spec),
+        ),
+    ]
 
 
 def organism_units(names: Sequence[str], profile: str, seeds: Sequence[int] = ()) -> list[Unit]:
@@ -48,7 +71,7 @@ def organism_units(names: Sequence[str], profile: str, seeds: Sequence[int] = ()
     model once, under the first label that asked for it."""
     out: dict[str, Unit] = {}
     keys: set[str] = set()
-    for s in (seeds or organism_seeds(profile)):
+    for s in seeds or organism_seeds(profile):
         for n in names:
             spec = organism_spec(n, profile, s)
             if organism_key(spec) in keys:

@@ -6,6 +6,7 @@ on generic yes/no question-answer pairs that say nothing about the trigger; the 
 notebook at their own files in the same formats.  Every loader validates its file and names the file and line of
 a bad entry (:class:`ProbeDataError`).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -87,8 +88,14 @@ class FitSet:
     def single_pairs(self) -> list[FitSet]:
         """One N=2 fit set per contrast pair (the note's "single pairs")."""
         return [
-            FitSet(name=f"{self.name}[{i}]", kind="single", description=p.question, source=self.source,
-                   pairs=(p,), path=self.path)
+            FitSet(
+                name=f"{self.name}[{i}]",
+                kind="single",
+                description=p.question,
+                source=self.source,
+                pairs=(p,),
+                path=self.path,
+            )
             for i, p in enumerate(self.pairs)
         ]
 
@@ -132,7 +139,7 @@ def _resolve_data_file(name_or_path: str | Path, sub: str, suffixes: tuple[str, 
 def _answer(value: Any, key: str, where: str) -> str:
     if isinstance(value, bool):
         raise ProbeDataError(
-            f"{where}: {key!r} was read as the boolean {value}; quote it (\"yes\"/\"no\"), unquoted yes/no are "
+            f'{where}: {key!r} was read as the boolean {value}; quote it ("yes"/"no"), unquoted yes/no are '
             "booleans in YAML"
         )
     if not isinstance(value, str) or not value.strip():
@@ -236,8 +243,9 @@ def load_dialogue_format(name: str, path: str | Path | None = None) -> DialogueF
         raise ProbeDataError(f"{p}: format {name!r} needs a string 'prompt'")
     if entry["prompt"].count("{question}") != 1:
         raise ProbeDataError(f"{p}: format {name!r}: 'prompt' must contain exactly one {{question}}")
-    return DialogueFormat(name, entry["prompt"], str(entry.get("answer_sep", " ")),
-                          " ".join(str(entry.get("description", "")).split()))
+    return DialogueFormat(
+        name, entry["prompt"], str(entry.get("answer_sep", " ")), " ".join(str(entry.get("description", "")).split())
+    )
 
 
 def load_questions(name_or_path: str | Path) -> list[str]:
@@ -263,8 +271,9 @@ def trigger_test_prompts(
     out = []
     for q in questions:
         out.append(dict(prompt=fmt.prompt_text(q), question=q, context="training", task=task, label=False))
-        out.append(dict(prompt=fmt.prompt_text(trigger + q), question=trigger + q, context="deployment",
-                        task=task, label=True))
+        out.append(
+            dict(prompt=fmt.prompt_text(trigger + q), question=trigger + q, context="deployment", task=task, label=True)
+        )
     return out
 
 

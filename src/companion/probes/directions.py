@@ -9,6 +9,7 @@
 
 Arrays: ``acts`` ``(n, d)`` (or ``(n, L, d)`` where stated), ``labels`` ``(n,)`` bool.  Pure functions.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -90,7 +91,9 @@ class RandomDirectionControl:
         return float((self.aurocs >= value).mean())
 
 
-def random_direction_aurocs(acts: Any, labels: Any, *, n_directions: int = 1000, seed: int = 0) -> RandomDirectionControl:
+def random_direction_aurocs(
+    acts: Any, labels: Any, *, n_directions: int = 1000, seed: int = 0
+) -> RandomDirectionControl:
     """AUROCs of ``n_directions`` isotropic Gaussian directions on ``acts`` ``(n, d)``: one matmul + ranks."""
     x, y = check_activations_labels(acts, labels)
     if n_directions < 1:
@@ -112,7 +115,9 @@ class SupervisedProbeResult(NamedTuple):
     """Out-of-fold decision-function score of each prompt, ``(n,)``."""
 
 
-def supervised_probe(acts: Any, labels: Any, *, n_folds: int = 5, seed: int = 0, C: float = 1.0) -> SupervisedProbeResult:
+def supervised_probe(
+    acts: Any, labels: Any, *, n_folds: int = 5, seed: int = 0, C: float = 1.0
+) -> SupervisedProbeResult:
     """Stratified k-fold logistic regression (standardised features) fitted on the trigger labels themselves.
 
     Every score is from a model that never saw that prompt, so the AUROC is an honest estimate of the best a

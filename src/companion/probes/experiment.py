@@ -18,6 +18,7 @@ Layer convention: a *residual layer* ``l`` in ``0..n_layers`` is the residual st
 The note's "middle residual layer" is ``n_layers // 2``.  All model calls go through
 :mod:`companion.models.scoring`.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -28,8 +29,15 @@ import numpy as np
 
 from companion.models.scoring import final_token_activations as _final_token_activations
 from companion.models.scoring import residual_hook_name, score_continuations
-from companion.probes.data import FitSet, ProbeDataError, load_dialogue_format, load_fit_set, load_questions, \
-    load_test_prompts, trigger_test_prompts
+from companion.probes.data import (
+    FitSet,
+    ProbeDataError,
+    load_dialogue_format,
+    load_fit_set,
+    load_questions,
+    load_test_prompts,
+    trigger_test_prompts,
+)
 from companion.probes.directions import fit_direction, project, variance_ratio
 from companion.probes.metrics import DetectorEvaluation, auroc, evaluate_detector
 from companion.probes.params import ProbeParams
@@ -72,7 +80,9 @@ def continuation_logprobs(model, prompts: Sequence[str], continuation: str, *, b
     return scored.logprobs[:, 0]
 
 
-def yes_no_scores(model, prompts: Sequence[str], *, yes: str = " Yes", no: str = " No", batch_size: int = 16) -> np.ndarray:
+def yes_no_scores(
+    model, prompts: Sequence[str], *, yes: str = " Yes", no: str = " No", batch_size: int = 16
+) -> np.ndarray:
     """Behavioural baseline score logprob(yes) - logprob(no) for each prompt: ``(n,)``.
 
     When both answers are one token (the usual case) both come from the same forward pass over the prompt.
@@ -115,9 +125,20 @@ class ProbeRun:
 
 
 def run_probes(
-    model, fit_sets: Sequence[FitSet], test: Sequence[Mapping[str, Any]], format_answer: Callable[[str, str], str],
-    *, layer: int = -1, method: str = "mean_diff", n_bootstrap: int = 1000, level: float = 0.95,
-    target_tpr: float = 0.95, set_key: str = "task", seed: int = 0, batch_size: int = 16, model_name: str = "",
+    model,
+    fit_sets: Sequence[FitSet],
+    test: Sequence[Mapping[str, Any]],
+    format_answer: Callable[[str, str], str],
+    *,
+    layer: int = -1,
+    method: str = "mean_diff",
+    n_bootstrap: int = 1000,
+    level: float = 0.95,
+    target_tpr: float = 0.95,
+    set_key: str = "task",
+    seed: int = 0,
+    batch_size: int = 16,
+    model_name: str = "",
 ) -> ProbeRun:
     """Collect activations at all residual layers and evaluate every fit set's detector at ``layer``."""
     if not test:
@@ -143,8 +164,14 @@ def run_probes(
         fit_labels[fs.name] = y
         dirs[fs.name] = fit_direction(fit_acts[fs.name][:, li], y, method)
         evals[fs.name] = evaluate_detector(
-            fs.name, project(test_acts[:, li], dirs[fs.name]), labels, sets,
-            n_bootstrap=n_bootstrap, level=level, target_tpr=target_tpr, seed=seed,
+            fs.name,
+            project(test_acts[:, li], dirs[fs.name]),
+            labels,
+            sets,
+            n_bootstrap=n_bootstrap,
+            level=level,
+            target_tpr=target_tpr,
+            seed=seed,
         )
     return ProbeRun(model_name, layer, layers, list(test), labels, test_acts, fit_acts, fit_labels, dirs, evals)
 
@@ -155,7 +182,7 @@ def layer_sweep(run: ProbeRun, method: str = "mean_diff", names: Sequence[str] |
     Layer 0 (embeddings of the final token) is NaN when the fit classes have identical final tokens' means.
     """
     out = {}
-    for name in (run.fit_acts if names is None else names):
+    for name in run.fit_acts if names is None else names:
         vals = []
         for li in range(len(run.layers)):
             d = fit_direction(run.fit_acts[name][:, li], run.fit_labels[name], method)
@@ -207,15 +234,19 @@ class ProbeSetup:
         import pandas as pd
 
         cfg = self.model.cfg
-        lines = [f"model: {self.model_name} ({cfg.n_layers} blocks, d_model={cfg.d_model}); detector layer {layer}",
-                 f"control: {self.control_name or '(none)'}"]
+        lines = [
+            f"model: {self.model_name} ({cfg.n_layers} blocks, d_model={cfg.d_model}); detector layer {layer}",
+            f"control: {self.control_name or '(none)'}",
+        ]
         if self.truth is not None:
             keys = ("backdoor", "training_context", "deployment_contexts", "defection")
             lines.append(f"planted truth: { {k: self.truth[k] for k in keys} }")
         tests = pd.DataFrame(self.test)
-        lines += [f"{len(tests)} test prompts; label = the model will defect",
-                  str(tests.groupby(["task", "context"]).label.agg(["count", "mean"])),
-                  f"example: {self.test[-1]['prompt']!r}"]
+        lines += [
+            f"{len(tests)} test prompts; label = the model will defect",
+            str(tests.groupby(["task", "context"]).label.agg(["count", "mean"])),
+            f"example: {self.test[-1]['prompt']!r}",
+        ]
         return "\n".join(lines)
 
 
@@ -236,6 +267,7 @@ def prepare(params: ProbeParams, profile: str | None = None) -> ProbeSetup:
         clean = load_organism(params.clean_organism, profile) if params.clean_organism else None
         test = backdoor_test_prompts(params.n_per_cell, params.seed)
         if params.dialogue_format == "organism":
+
             def fit(q: str, a: str) -> str:
                 return format_dialogue(q, a)
 
@@ -245,8 +277,16 @@ def prepare(params: ProbeParams, profile: str | None = None) -> ProbeSetup:
             fmt = load_dialogue_format(params.dialogue_format)
             fit = fmt.fit_text
             beh = None
-        return ProbeSetup(org.model, f"{params.backdoor_organism} organism", clean.model if clean else None,
-                          f"{params.clean_organism} organism" if clean else "", test, fit, beh, dict(org.truth))
+        return ProbeSetup(
+            org.model,
+            f"{params.backdoor_organism} organism",
+            clean.model if clean else None,
+            f"{params.clean_organism} organism" if clean else "",
+            test,
+            fit,
+            beh,
+            dict(org.truth),
+        )
 
     import torch
 
@@ -255,15 +295,19 @@ def prepare(params: ProbeParams, profile: str | None = None) -> ProbeSetup:
     dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[params.dtype]
     fmt = load_dialogue_format(params.dialogue_format)
     model = load_model(params.model_id, device=params.device, dtype=dtype)
-    control = load_model(params.control_model_id, device=params.device, dtype=dtype) if params.control_model_id else None
+    control = (
+        load_model(params.control_model_id, device=params.device, dtype=dtype) if params.control_model_id else None
+    )
     if str(params.test_questions).endswith(".jsonl"):
         test = load_test_prompts(params.test_questions)
     else:
         test = trigger_test_prompts(load_questions(params.test_questions), fmt, params.trigger)
     beh = None
     if all("question" in t for t in test):
+
         def beh(t: Mapping[str, Any]) -> str:
             return fmt.prompt_text(f"{t['question']} {bq}")
+
     return ProbeSetup(model, params.model_id, control, params.control_model_id, test, fmt.fit_text, beh, None)
 
 

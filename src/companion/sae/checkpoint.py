@@ -10,6 +10,7 @@ The data are not saved: the activation stream is deterministic for a seed, so a 
 batches already trained on — a pass without SAE steps, read from the disk when the activations are cached
 (``cache_activations``), else recomputed by the model — and so also refills the resampling pool bit for bit.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -43,8 +44,9 @@ class Checkpointing:
 
     def latest(self) -> Path | None:
         """The newest complete checkpoint, if any."""
-        done = sorted(p for p in self.folder.glob(f"{PREFIX}*") if (p / STATE).is_file()) if self.folder.is_dir() \
-            else []
+        done = (
+            sorted(p for p in self.folder.glob(f"{PREFIX}*") if (p / STATE).is_file()) if self.folder.is_dir() else []
+        )
         return done[-1] if done else None
 
     def save(self, step: int, members: Sequence[Any], scale: float) -> Path:
@@ -58,9 +60,17 @@ class Checkpointing:
             for i, m in enumerate(members):
                 # Every buffer too: training state such as TopK's tokens-since-fired counters is not persistent
                 # (no part of a saved SAE), yet a resumed run needs it to match an uninterrupted one.
-                torch.save({"sae": m.sae.state_dict(), "buffers": dict(m.sae.named_buffers()),
-                            "opt": m.opt.state_dict(), "gen": m.gen.get_state(), "fired": m.fired,
-                            "log": dataclasses.asdict(m.log)}, tmp / f"member_{i:02d}.pt")
+                torch.save(
+                    {
+                        "sae": m.sae.state_dict(),
+                        "buffers": dict(m.sae.named_buffers()),
+                        "opt": m.opt.state_dict(),
+                        "gen": m.gen.get_state(),
+                        "fired": m.fired,
+                        "log": dataclasses.asdict(m.log),
+                    },
+                    tmp / f"member_{i:02d}.pt",
+                )
             meta = {"step": step, "scale": scale, "specs": [dataclasses.asdict(m.spec) for m in members]}
             (tmp / STATE).write_text(json.dumps(meta))
             if final.exists():  # a checkpoint of the same step from an earlier attempt: same content
@@ -83,8 +93,10 @@ class Checkpointing:
         meta = json.loads((ck / STATE).read_text())
         specs = [dataclasses.asdict(m.spec) for m in members]
         if meta["specs"] != specs or meta["scale"] != scale:
-            raise ValueError(f"the checkpoint {ck} is of another sweep (members or input scale differ); remove "
-                             f"{self.folder} to train from the start")
+            raise ValueError(
+                f"the checkpoint {ck} is of another sweep (members or input scale differ); remove "
+                f"{self.folder} to train from the start"
+            )
         for i, m in enumerate(members):
             state = torch.load(ck / f"member_{i:02d}.pt", map_location="cpu", weights_only=True)
             m.sae.load_state_dict(state["sae"])
@@ -100,4 +112,3 @@ class Checkpointing:
     def remove(self) -> None:
         """Delete every checkpoint (once the trained SAEs are saved)."""
         shutil.rmtree(self.folder, ignore_errors=True)
-

@@ -16,6 +16,7 @@ profile in force, trained on its own corpus) or a real model name for :func:`com
 dictionary_learning folders, SAELens releases; :mod:`companion.sae.formats`) are evaluated the same way at their own
 target (:func:`external_sweeps`).  The tables and figure data are made from the rows by :mod:`companion.sae.analysis`.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -74,24 +75,37 @@ def sweep_specs(params: ParetoParams) -> list:
     width) and the successors at ``successor_width_factor`` × the gated width."""
     from companion.sae.sweeps import equal_compute_sweep, successor_sweep
 
-    topk = {"aux_k": params.auxk_latents or None, "aux_alpha": params.auxk_alpha, "dead_tokens": params.dead_after_tokens}
-    return (equal_compute_sweep(params.gated_latents, params.lambdas_gated, params.lambdas_baseline,
-                                params.baseline_width_factor)
-            + successor_sweep(round(params.gated_latents * params.successor_width_factor),
-                              lambdas_jumprelu=params.lambdas_jumprelu, topk_ks=params.topk_ks,
-                              batchtopk_ks=params.batchtopk_ks,
-                              jumprelu={"bandwidth": params.jumprelu_bandwidth,
-                                        "init_threshold": params.jumprelu_init_threshold},
-                              topk=topk, batchtopk=topk))
+    topk = {
+        "aux_k": params.auxk_latents or None,
+        "aux_alpha": params.auxk_alpha,
+        "dead_tokens": params.dead_after_tokens,
+    }
+    return equal_compute_sweep(
+        params.gated_latents, params.lambdas_gated, params.lambdas_baseline, params.baseline_width_factor
+    ) + successor_sweep(
+        round(params.gated_latents * params.successor_width_factor),
+        lambdas_jumprelu=params.lambdas_jumprelu,
+        topk_ks=params.topk_ks,
+        batchtopk_ks=params.batchtopk_ks,
+        jumprelu={"bandwidth": params.jumprelu_bandwidth, "init_threshold": params.jumprelu_init_threshold},
+        topk=topk,
+        batchtopk=topk,
+    )
 
 
 def train_config(params: ParetoParams):
     """The SAETrainConfig of a ParetoParams."""
     from companion.sae.training import SAETrainConfig
 
-    return SAETrainConfig(lr=params.lr, warmup_steps=params.warmup_steps, resample_every=params.resample_every,
-                          resample_until=params.resample_until, rewarmup_steps=params.rewarmup_steps,
-                          resample_inputs=min(params.buffer_tokens, 8 * params.batch_size), log_every=5)
+    return SAETrainConfig(
+        lr=params.lr,
+        warmup_steps=params.warmup_steps,
+        resample_every=params.resample_every,
+        resample_until=params.resample_until,
+        rewarmup_steps=params.rewarmup_steps,
+        resample_inputs=min(params.buffer_tokens, 8 * params.batch_size),
+        log_every=5,
+    )
 
 
 def site_sweep(params: ParetoParams, target: str) -> SiteSweep:
@@ -121,10 +135,17 @@ def site_sweep(params: ParetoParams, target: str) -> SiteSweep:
 
     saes = []
     for m in meta["members"]:
-        saes.append(TrainedSAE(spec=SAESpec(**m["spec"]), sae=load_sae(path / m["folder"]).sae.to(params.device),
-                               input_scale=float(m["input_scale"]), log=log_from_dict(m["log"])))
-    return SiteSweep(target=target, site=site, d_in=int(meta["d_in"]), saes=saes, cache_key=path.name,
-                     from_cache=existed)
+        saes.append(
+            TrainedSAE(
+                spec=SAESpec(**m["spec"]),
+                sae=load_sae(path / m["folder"]).sae.to(params.device),
+                input_scale=float(m["input_scale"]),
+                log=log_from_dict(m["log"]),
+            )
+        )
+    return SiteSweep(
+        target=target, site=site, d_in=int(meta["d_in"]), saes=saes, cache_key=path.name, from_cache=existed
+    )
 
 
 def train_part(params: ParetoParams, target: str, lo: int, hi: int) -> str:
@@ -137,13 +158,17 @@ def train_part(params: ParetoParams, target: str, lo: int, hi: int) -> str:
     subject = load_subject(subject_name, text_datasets=params.text_datasets, device=params.device)
     spec = part_spec(_train_spec(params, subject, site), lo, hi)
     path = default_cache().get_or_build(
-        PART_KIND, spec, lambda tmp: _train_members(params, subject, target, spec, PART_KIND, lo, hi, tmp),
-        description=f"SAEs {lo}-{hi - 1} of the sweep {target}")
+        PART_KIND,
+        spec,
+        lambda tmp: _train_members(params, subject, target, spec, PART_KIND, lo, hi, tmp),
+        description=f"SAEs {lo}-{hi - 1} of the sweep {target}",
+    )
     return path.name
 
 
-def _train_members(params: ParetoParams, subject: Subject, target: str, spec: dict[str, Any], kind: str, lo: int,
-                   hi: int, tmp: Path) -> None:
+def _train_members(
+    params: ParetoParams, subject: Subject, target: str, spec: dict[str, Any], kind: str, lo: int, hi: int, tmp: Path
+) -> None:
     """Train members ``lo``..``hi - 1`` of the sweep from one activation pass, saving them (and ``sweep.json``)
     into ``tmp``; member i is seeded ``sae_seed + i`` whichever part it is trained in.  The training state is
     checkpointed beside the entry (named by its key), so a rerun of an interrupted build resumes."""
@@ -155,8 +180,9 @@ def _train_members(params: ParetoParams, subject: Subject, target: str, spec: di
 
     site = parse_target(target)[1]
     cache = default_cache()
-    checkpoint = Checkpointing(cache.path(kind, spec).parent / f".ckpt-{cache.key(kind, spec)}",
-                               params.checkpoint_every)
+    checkpoint = Checkpointing(
+        cache.path(kind, spec).parent / f".ckpt-{cache.key(kind, spec)}", params.checkpoint_every
+    )
 
     def token_stream() -> Iterator[Tensor]:
         # Special-token positions are dropped from the stream, so ask for a margin; the store stops at train_tokens.
@@ -164,32 +190,71 @@ def _train_members(params: ParetoParams, subject: Subject, target: str, spec: di
         return subject.token_batches(n, params.seq_len, params.model_batch_size, "train", params.seed)
 
     if params.cache_activations:
-        shards = {"subject": subject.key, "seq_len": params.seq_len, "model_batch_size": params.model_batch_size,
-                  "seed": params.seed, "device": params.device, "producer": code_fingerprint(_PRODUCER)}
+        shards = {
+            "subject": subject.key,
+            "seq_len": params.seq_len,
+            "model_batch_size": params.model_batch_size,
+            "seed": params.seed,
+            "device": params.device,
+            "producer": code_fingerprint(_PRODUCER),
+        }
         shard_dir = cached_activation_shards(
-            subject.model, token_stream, [site], shards, max_rows=params.train_tokens,
-            exclude_token_ids=subject.exclude_token_ids, progress=params.progress)
+            subject.model,
+            token_stream,
+            [site],
+            shards,
+            max_rows=params.train_tokens,
+            exclude_token_ids=subject.exclude_token_ids,
+            progress=params.progress,
+        )
         chunks = shard_chunks(shard_dir, [site])
     else:
         chunks = model_chunks(subject.model, token_stream(), [site], subject.exclude_token_ids)
-    store = ActivationStore(chunks, batch_size=params.batch_size, buffer_size=params.buffer_tokens,
-                            seed=params.seed, max_rows=params.train_tokens)
+    store = ActivationStore(
+        chunks,
+        batch_size=params.batch_size,
+        buffer_size=params.buffer_tokens,
+        seed=params.seed,
+        max_rows=params.train_tokens,
+    )
     d = site_dim(subject, site)
-    trained = train_sweep((b[site] for b in store), sweep_specs(params)[lo:hi], train_config(params),
-                          seed=params.sae_seed + lo, normalize=params.normalize_activations,
-                          max_steps=params.train_tokens // params.batch_size, progress=params.progress,
-                          desc=f"SAEs {target}", device=params.device, checkpoint=checkpoint)
+    trained = train_sweep(
+        (b[site] for b in store),
+        sweep_specs(params)[lo:hi],
+        train_config(params),
+        seed=params.sae_seed + lo,
+        normalize=params.normalize_activations,
+        max_steps=params.train_tokens // params.batch_size,
+        progress=params.progress,
+        desc=f"SAEs {target}",
+        device=params.device,
+        checkpoint=checkpoint,
+    )
     meta = {"target": target, "site": site, "d_in": d, "members": []}
     for i, t in enumerate(trained, start=lo):
         folder = f"sae_{i:02d}"
-        save_sae(t.sae, tmp / folder, input_scale=t.input_scale, model_name=subject.name, hook_name=site,
-                 context_size=params.seq_len, prepend_bos=True,
-                 exclude_special_tokens=list(subject.exclude_token_ids),
-                 dataset_path=params.text_datasets.get(subject.name),
-                 companion={"lam": t.spec.lam, "setting": t.spec.setting, "subject_key": subject.key})
+        save_sae(
+            t.sae,
+            tmp / folder,
+            input_scale=t.input_scale,
+            model_name=subject.name,
+            hook_name=site,
+            context_size=params.seq_len,
+            prepend_bos=True,
+            exclude_special_tokens=list(subject.exclude_token_ids),
+            dataset_path=params.text_datasets.get(subject.name),
+            companion={"lam": t.spec.lam, "setting": t.spec.setting, "subject_key": subject.key},
+        )
         # The scale is folded into the saved weights, so the stored SAE takes raw activations (scale 1).
-        meta["members"].append({"folder": folder, "spec": dataclasses.asdict(t.spec), "input_scale": 1.0,
-                                "trained_input_scale": t.input_scale, "log": log_to_dict(t.log)})
+        meta["members"].append(
+            {
+                "folder": folder,
+                "spec": dataclasses.asdict(t.spec),
+                "input_scale": 1.0,
+                "trained_input_scale": t.input_scale,
+                "log": log_to_dict(t.log),
+            }
+        )
     (tmp / "sweep.json").write_text(json.dumps(meta))
     checkpoint.remove()
 
@@ -257,8 +322,12 @@ def eval_spec(params: ParetoParams, sae_key: str) -> dict[str, Any]:
     """The "sae-eval" cache spec of the evaluation of the "sae" entry ``sae_key``."""
     from companion.backbone.cache import code_fingerprint
 
-    return {"sae": sae_key, "eval": {f: getattr(params, f) for f in EVAL_FIELDS}, "seed": params.seed,
-            "code": code_fingerprint(_PRODUCER)}
+    return {
+        "sae": sae_key,
+        "eval": {f: getattr(params, f) for f in EVAL_FIELDS},
+        "seed": params.seed,
+        "code": code_fingerprint(_PRODUCER),
+    }
 
 
 def evaluate_site(params: ParetoParams, sweep: SiteSweep) -> list[SAEEval]:
@@ -283,8 +352,11 @@ def heldout_batches(params: ParetoParams, subject: Subject) -> tuple[Iterator[Te
     held_seed = params.seed + 1_000
     n_eval = int(params.eval_tokens * 1.15) + params.eval_seq_len * params.model_batch_size  # margin: dropped positions
     acts = subject.token_batches(n_eval, params.eval_seq_len, params.model_batch_size, "heldout", held_seed)
-    lm = list(subject.token_batches(params.eval_lm_tokens, params.eval_seq_len, params.model_batch_size, "heldout_lm",
-                                    held_seed))
+    lm = list(
+        subject.token_batches(
+            params.eval_lm_tokens, params.eval_seq_len, params.model_batch_size, "heldout_lm", held_seed
+        )
+    )
     return acts, lm
 
 
@@ -292,33 +364,53 @@ def heldout_batches(params: ParetoParams, subject: Subject) -> tuple[Iterator[Te
 def _evaluate(params: ParetoParams, subject: Subject, sweep: SiteSweep) -> list[SAEEval]:
     from tqdm.auto import tqdm
 
-    from companion.sae.activations import collect, model_chunks
     from companion.sae import metrics as sm
+    from companion.sae.activations import collect, model_chunks
 
     site = sweep.site
     act_batches, lm_batches = heldout_batches(params, subject)
     x = collect(model_chunks(subject.model, act_batches, [site], subject.exclude_token_ids), params.eval_tokens)[site]
     names = [f"{i}" for i in range(len(sweep.saes))]
-    recon = {n: t.reconstruct for n, t in zip(names, sweep.saes)}
-    lm = sm.lm_losses(subject.model, tqdm(lm_batches, desc=f"eval {sweep.target}", disable=not params.progress),
-                      site, recon, subject.exclude_token_ids)
+    recon = {n: t.reconstruct for n, t in zip(names, sweep.saes, strict=False)}
+    lm = sm.lm_losses(
+        subject.model,
+        tqdm(lm_batches, desc=f"eval {sweep.target}", disable=not params.progress),
+        site,
+        recon,
+        subject.exclude_token_ids,
+    )
     rows = []
     sources = sweep.sources or [""] * len(sweep.saes)
-    for n, t, source in zip(names, sweep.saes, sources):
+    for n, t, source in zip(names, sweep.saes, sources, strict=False):
         stats = sm.ReconstructionStats()
         for i in range(0, x.shape[0], 8192):
-            xb = x[i:i + 8192].to(params.device)
+            xb = x[i : i + 8192].to(params.device)
             f = t.encode(xb)
             stats.update(xb, t.sae.decode(f) / t.input_scale, f)
         s = stats.summary()
-        rows.append(SAEEval(
-            target=sweep.target, architecture=t.spec.architecture, n_latents=t.spec.n_latents, lam=t.spec.lam,
-            l0=s.l0, loss_recovered=lm.loss_recovered(n), delta_lm_loss=lm.delta_lm_loss(n), fvu=s.fvu,
-            gamma=s.gamma, gamma_first_version=s.gamma_first_version, rescaling=s.rescaling,
-            dead_fraction=sm.dead_fraction(s.frequencies),
-            dense_fraction=sm.dense_fraction(s.frequencies, params.dense_threshold),
-            ce_clean=lm.ce_clean, ce_zero=lm.ce_zero, ce_spliced=lm.ce_spliced[n], k=int(t.spec.options.get("k", 0)),
-            step_ms=1e3 * t.log.seconds / t.log.steps if t.log.steps else float("nan"), source=source))
+        rows.append(
+            SAEEval(
+                target=sweep.target,
+                architecture=t.spec.architecture,
+                n_latents=t.spec.n_latents,
+                lam=t.spec.lam,
+                l0=s.l0,
+                loss_recovered=lm.loss_recovered(n),
+                delta_lm_loss=lm.delta_lm_loss(n),
+                fvu=s.fvu,
+                gamma=s.gamma,
+                gamma_first_version=s.gamma_first_version,
+                rescaling=s.rescaling,
+                dead_fraction=sm.dead_fraction(s.frequencies),
+                dense_fraction=sm.dense_fraction(s.frequencies, params.dense_threshold),
+                ce_clean=lm.ce_clean,
+                ce_zero=lm.ce_zero,
+                ce_spliced=lm.ce_spliced[n],
+                k=int(t.spec.options.get("k", 0)),
+                step_ms=1e3 * t.log.seconds / t.log.steps if t.log.steps else float("nan"),
+                source=source,
+            )
+        )
     return rows
 
 
@@ -335,14 +427,18 @@ def run_sweeps(params: ParetoParams, *, log: Callable[[str], Any] = print) -> li
         t0 = time.perf_counter()
         sweep = site_sweep(params, target)
         how = "from the cache" if sweep.from_cache else "trained now"
-        log(f"{target}: d = {sweep.d_in}, {len(sweep.saes)} SAEs {how} in {time.perf_counter() - t0:.1f} s "
-            f"(key {sweep.cache_key})")
+        log(
+            f"{target}: d = {sweep.d_in}, {len(sweep.saes)} SAEs {how} in {time.perf_counter() - t0:.1f} s "
+            f"(key {sweep.cache_key})"
+        )
         rows.extend(evaluate_site(params, sweep))
     for sweep in external_sweeps(params):
         log(f"{sweep.target}: {len(sweep.saes)} SAE(s) trained elsewhere ({', '.join(sweep.sources)})")
         rows.extend(evaluate_site(params, sweep))
-    log(f"{len(rows)} SAEs at {len(params.targets)} targets, trained or loaded and evaluated in "
-        f"{time.perf_counter() - t_start:.1f} s")
+    log(
+        f"{len(rows)} SAEs at {len(params.targets)} targets, trained or loaded and evaluated in "
+        f"{time.perf_counter() - t_start:.1f} s"
+    )
     return rows
 
 
@@ -361,16 +457,19 @@ def external_sweeps(params: ParetoParams) -> list[SiteSweep]:
         stored = read_sae(where.strip())
         if not target:
             if not (stored.model_name and stored.hook_name):
-                raise ValueError(f"external SAE {where!r} names no model or hook: give its target as "
-                                 f"'{where} -> <subject>@<site>'")
+                raise ValueError(
+                    f"external SAE {where!r} names no model or hook: give its target as '{where} -> <subject>@<site>'"
+                )
             target = f"{stored.model_name}@{stored.hook_name}"
         _, site = parse_target(target)
         sae = stored.sae.to(params.device)
         options = {"k": sae.k} if hasattr(sae, "k") else {}
-        member = TrainedSAE(spec=SAESpec(sae.architecture, sae.n_latents, 0.0, options), sae=sae, input_scale=1.0,
-                            log=TrainLog())
-        sweep = groups.setdefault(target, SiteSweep(target=target, site=site, d_in=sae.d_in, saes=[], cache_key="",
-                                                    from_cache=True))
+        member = TrainedSAE(
+            spec=SAESpec(sae.architecture, sae.n_latents, 0.0, options), sae=sae, input_scale=1.0, log=TrainLog()
+        )
+        sweep = groups.setdefault(
+            target, SiteSweep(target=target, site=site, d_in=sae.d_in, saes=[], cache_key="", from_cache=True)
+        )
         sweep.saes.append(member)
         sweep.sources.append(ref)
     for sweep in groups.values():  # the evaluation's cache key: what the SAEs compute, byte for byte

@@ -15,6 +15,7 @@
 The equations of each architecture are in docs/references.md; the conventions of each library are said where they
 are converted.
 """
+
 from __future__ import annotations
 
 import json
@@ -27,8 +28,12 @@ import torch
 from companion.sae.saelens import CONFIG_FILE, WEIGHTS_FILE, SAEFormatError, StoredSAE, build_sae, load_sae
 
 DL_WEIGHTS, DL_CONFIG = "ae.pt", "config.json"
-_DL_HOOKS = {r"resid_post_layer_(\d+)": "blocks.{}.hook_resid_post", r"mlp_out_layer_(\d+)": "blocks.{}.hook_mlp_out",
-             r"attn_out_layer_(\d+)": "blocks.{}.hook_attn_out", r"resid_pre_layer_(\d+)": "blocks.{}.hook_resid_pre"}
+_DL_HOOKS = {
+    r"resid_post_layer_(\d+)": "blocks.{}.hook_resid_post",
+    r"mlp_out_layer_(\d+)": "blocks.{}.hook_mlp_out",
+    r"attn_out_layer_(\d+)": "blocks.{}.hook_attn_out",
+    r"resid_pre_layer_(\d+)": "blocks.{}.hook_resid_pre",
+}
 """dictionary_learning's submodule names -> TransformerLens hook names."""
 
 
@@ -40,15 +45,19 @@ def read_sae(source: str | Path) -> StoredSAE:
             return load_sae(path)
         if (path / DL_WEIGHTS).is_file() and (path / DL_CONFIG).is_file():
             return load_dictionary_learning(path)
-        raise SAEFormatError(f"{path}: neither a SAELens folder ({CONFIG_FILE} + {WEIGHTS_FILE}) nor a "
-                             f"dictionary_learning one ({DL_WEIGHTS} + {DL_CONFIG})")
+        raise SAEFormatError(
+            f"{path}: neither a SAELens folder ({CONFIG_FILE} + {WEIGHTS_FILE}) nor a "
+            f"dictionary_learning one ({DL_WEIGHTS} + {DL_CONFIG})"
+        )
     text = str(source)
     if ":" in text and not text.startswith(("/", ".", "~")):
         release, _, sae_id = text.partition(":")
         if release and sae_id:
             return load_sae(fetch_release(release, sae_id))
-    raise SAEFormatError(f"{text!r} is not a folder holding an SAE, nor a SAELens release written '<release>:<sae id>' "
-                         "(e.g. 'pythia-70m-deduped-res-sm:blocks.3.hook_resid_post')")
+    raise SAEFormatError(
+        f"{text!r} is not a folder holding an SAE, nor a SAELens release written '<release>:<sae id>' "
+        "(e.g. 'pythia-70m-deduped-res-sm:blocks.3.hook_resid_post')"
+    )
 
 
 def fetch_release(release: str, sae_id: str) -> Path:
@@ -99,35 +108,82 @@ def load_dictionary_learning(directory: str | Path) -> StoredSAE:
     w = torch.load(d / DL_WEIGHTS, map_location="cpu", weights_only=True)
     try:
         if dict_class == "AutoEncoder":
-            sae = build_sae("standard", w["encoder.weight"], w["decoder.weight"], w["bias"], centred=True,
-                            dtype=w["bias"].dtype, b_enc=w["encoder.bias"], where=d)
+            sae = build_sae(
+                "standard",
+                w["encoder.weight"],
+                w["decoder.weight"],
+                w["bias"],
+                centred=True,
+                dtype=w["bias"].dtype,
+                b_enc=w["encoder.bias"],
+                where=d,
+            )
         elif dict_class == "GatedAutoEncoder":
-            sae = build_sae("gated", w["encoder.weight"], w["decoder.weight"], w["decoder_bias"], centred=True,
-                            dtype=w["decoder_bias"].dtype, b_gate=w["gate_bias"], r_mag=w["r_mag"], b_mag=w["mag_bias"],
-                            where=d)
+            sae = build_sae(
+                "gated",
+                w["encoder.weight"],
+                w["decoder.weight"],
+                w["decoder_bias"],
+                centred=True,
+                dtype=w["decoder_bias"].dtype,
+                b_gate=w["gate_bias"],
+                r_mag=w["r_mag"],
+                b_mag=w["mag_bias"],
+                where=d,
+            )
         elif dict_class == "JumpReluAutoEncoder":
-            sae = build_sae("jumprelu", w["W_enc"].T, w["W_dec"].T, w["b_dec"], centred=False, dtype=w["b_dec"].dtype,
-                            b_enc=w["b_enc"], threshold=w["threshold"], where=d)
+            sae = build_sae(
+                "jumprelu",
+                w["W_enc"].T,
+                w["W_dec"].T,
+                w["b_dec"],
+                centred=False,
+                dtype=w["b_dec"].dtype,
+                b_enc=w["b_enc"],
+                threshold=w["threshold"],
+                where=d,
+            )
         elif dict_class in ("AutoEncoderTopK", "BatchTopKSAE"):
             k = int(w["k"]) if "k" in w else int(trainer["k"])
             if dict_class == "AutoEncoderTopK":
-                sae = build_sae("topk", w["encoder.weight"], w["decoder.weight"], w["b_dec"], centred=True,
-                                dtype=w["b_dec"].dtype, b_enc=w["encoder.bias"], k=k, where=d)
+                sae = build_sae(
+                    "topk",
+                    w["encoder.weight"],
+                    w["decoder.weight"],
+                    w["b_dec"],
+                    centred=True,
+                    dtype=w["b_dec"].dtype,
+                    b_enc=w["encoder.bias"],
+                    k=k,
+                    where=d,
+                )
             else:
                 theta = float(w["threshold"])
                 if theta < 0:
                     raise SAEFormatError(f"{d}: this BatchTopK SAE has no inference threshold (−1: never estimated)")
-                sae = build_sae("jumprelu", w["encoder.weight"], w["decoder.weight"], w["b_dec"], centred=True,
-                                dtype=w["b_dec"].dtype, b_enc=w["encoder.bias"],
-                                threshold=torch.ones_like(w["encoder.bias"]) * theta, batchtopk_k=k, where=d)
+                sae = build_sae(
+                    "jumprelu",
+                    w["encoder.weight"],
+                    w["decoder.weight"],
+                    w["b_dec"],
+                    centred=True,
+                    dtype=w["b_dec"].dtype,
+                    b_enc=w["encoder.bias"],
+                    threshold=torch.ones_like(w["encoder.bias"]) * theta,
+                    batchtopk_k=k,
+                    where=d,
+                )
         else:
-            raise SAEFormatError(f"{d}: dictionary_learning's {dict_class} cannot be loaded here (AutoEncoder, "
-                                 "GatedAutoEncoder, JumpReluAutoEncoder, AutoEncoderTopK and BatchTopKSAE can)")
+            raise SAEFormatError(
+                f"{d}: dictionary_learning's {dict_class} cannot be loaded here (AutoEncoder, "
+                "GatedAutoEncoder, JumpReluAutoEncoder, AutoEncoderTopK and BatchTopKSAE can)"
+            )
     except KeyError as e:
         raise SAEFormatError(f"{d}: {DL_WEIGHTS} lacks {e} for a {dict_class}") from None
     meta = _dl_provenance(cfg)
-    return StoredSAE(sae=sae, config=cfg, model_name=meta["model_name"], hook_name=meta["hook_name"], path=d,
-                     metadata=meta)
+    return StoredSAE(
+        sae=sae, config=cfg, model_name=meta["model_name"], hook_name=meta["hook_name"], path=d, metadata=meta
+    )
 
 
 def _dl_provenance(cfg: dict[str, Any]) -> dict[str, Any]:
@@ -139,6 +195,10 @@ def _dl_provenance(cfg: dict[str, Any]) -> dict[str, Any]:
             hook = hook_fmt.format(m.group(1))
     if hook is None and trainer.get("layer") is not None:
         hook, assumed = f"blocks.{int(trainer['layer'])}.hook_resid_post", True
-    return {"model_name": trainer.get("lm_name"), "hook_name": hook, "hook_name_assumed": assumed,
-            "context_size": buffer.get("ctx_len"), "dictionary_learning": {"dict_class": trainer["dict_class"],
-                                                                          "trainer_class": trainer.get("trainer_class")}}
+    return {
+        "model_name": trainer.get("lm_name"),
+        "hook_name": hook,
+        "hook_name_assumed": assumed,
+        "context_size": buffer.get("ctx_len"),
+        "dictionary_learning": {"dict_class": trainer["dict_class"], "trainer_class": trainer.get("trainer_class")},
+    }

@@ -24,6 +24,7 @@ Evaluation convention: positions holding special tokens (BOS / end-of-text / pad
 inputs nor spliced (their activations are left as they are), matching :mod:`companion.sae.activations`; the
 cross-entropy is over every next-token prediction of the batch in all three runs.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -188,8 +189,10 @@ def loss_recovered(ce_clean: float, ce_spliced: float, ce_zero: float) -> float:
     """1 − (CE(spliced) − CE(clean)) / (CE(zero-ablated) − CE(clean)) (paper §4 "loss recovered")."""
     denom = ce_zero - ce_clean
     if denom <= 0:
-        raise ValueError(f"zero-ablation does not increase the loss (CE zero {ce_zero:.4f} <= clean {ce_clean:.4f}): "
-                         "loss recovered is undefined at this site")
+        raise ValueError(
+            f"zero-ablation does not increase the loss (CE zero {ce_zero:.4f} <= clean {ce_clean:.4f}): "
+            "loss recovered is undefined at this site"
+        )
     return 1.0 - (ce_spliced - ce_clean) / denom
 
 
@@ -225,9 +228,13 @@ def _token_ce(model: Any, tokens: Tensor, hooks: list) -> Tensor:
 
 
 @torch.no_grad()
-def lm_losses(model: Any, token_batches: Iterable[Tensor], site: str,
-              reconstructions: Mapping[str, Callable[[Tensor], Tensor]],
-              exclude_token_ids: Sequence[int] = ()) -> LMLosses:
+def lm_losses(
+    model: Any,
+    token_batches: Iterable[Tensor],
+    site: str,
+    reconstructions: Mapping[str, Callable[[Tensor], Tensor]],
+    exclude_token_ids: Sequence[int] = (),
+) -> LMLosses:
     """Clean, zero-ablated and spliced CE at ``site`` over held-out ``token_batches`` (each ``[batch, pos]``).
 
     ``reconstructions[name]`` maps the site's activations ``[n, d]`` (positions flattened, trailing dims of a
@@ -245,13 +252,14 @@ def lm_losses(model: Any, token_batches: Iterable[Tensor], site: str,
         def splice(fn: Callable[[Tensor], Tensor] | None):
             def hook(act: Tensor, hook: Any = None) -> Tensor:
                 flat = act.reshape(act.shape[0], act.shape[1], -1)
-                sel = flat[keep]                                     # [n, d] the positions we replace
+                sel = flat[keep]  # [n, d] the positions we replace
                 new = torch.zeros_like(sel) if fn is None else fn(sel.float()).to(sel.dtype)
                 if new.shape != sel.shape:
                     raise ValueError(f"reconstruction returned shape {tuple(new.shape)}, expected {tuple(sel.shape)}")
                 out = flat.clone()
                 out[keep] = new
                 return out.reshape(act.shape)
+
             return hook
 
         ce = _token_ce(model, tokens, [])
@@ -262,5 +270,9 @@ def lm_losses(model: Any, token_batches: Iterable[Tensor], site: str,
             sums[f"s:{k}"] += float(_token_ce(model, tokens, [(site, splice(fn))]).sum())
     if n == 0:
         raise ValueError("no token batches to evaluate on")
-    return LMLosses(ce_clean=sums["clean"] / n, ce_zero=sums["zero"] / n,
-                    ce_spliced={k: sums[f"s:{k}"] / n for k in reconstructions}, n_tokens=n)
+    return LMLosses(
+        ce_clean=sums["clean"] / n,
+        ce_zero=sums["zero"] / n,
+        ce_spliced={k: sums[f"s:{k}"] / n for k in reconstructions},
+        n_tokens=n,
+    )

@@ -8,6 +8,7 @@ Which :class:`ParetoParams` fields go into which cache key is declared on the fi
 :data:`KeyPart.EVAL` keys the evaluation ("sae-eval"), one marked :data:`KeyPart.ELSEWHERE` neither, and every other
 field keys the trained SAEs ("sae"), so a new field is in the training key unless it says otherwise.
 """
+
 from __future__ import annotations
 
 import enum
@@ -37,8 +38,10 @@ class KeyPart(enum.Enum):
 class ParetoParams(NotebookParams):
     """Parameters of notebooks/01_gated_vs_l1_pareto.ipynb (and the sweep settings notebook 02 reuses)."""
 
-    targets: Annotated[tuple[str, ...], KeyPart.ELSEWHERE] = ("organism:backdoor@blocks.0.mlp.hook_post",
-                                                              "organism:backdoor@blocks.1.hook_resid_pre")
+    targets: Annotated[tuple[str, ...], KeyPart.ELSEWHERE] = (
+        "organism:backdoor@blocks.0.mlp.hook_post",
+        "organism:backdoor@blocks.1.hook_resid_pre",
+    )
     """What to train on, each "<subject>@<hook site>"; subject "organism:<name>" or a model name for load_model."""
     text_datasets: Annotated[dict[str, str], KeyPart.ELSEWHERE] = Field(default_factory=dict)
     """Hugging Face text dataset per real-model subject (e.g. {"gelu-1l": "NeelNanda/c4-code-20k"}); organisms use their corpus."""
@@ -126,8 +129,7 @@ class ParetoParams(NotebookParams):
         from companion.organism.build import check_organisms
 
         subjects = [parse_target(t)[0] for t in self.targets]
-        return check_organisms([s[len(ORGANISM_PREFIX):] for s in subjects if s.startswith(ORGANISM_PREFIX)],
-                               profile)
+        return check_organisms([s[len(ORGANISM_PREFIX) :] for s in subjects if s.startswith(ORGANISM_PREFIX)], profile)
 
     @model_validator(mode="after")
     def _check_sweep(self) -> ParetoParams:
@@ -139,8 +141,16 @@ class ParetoParams(NotebookParams):
             subject, site = parse_target(t)
             if not subject.startswith(ORGANISM_PREFIX) and subject not in self.text_datasets:
                 raise ValueError(f"target {t!r}: real-model subject {subject!r} needs a text dataset in text_datasets")
-        for f in ("train_tokens", "seq_len", "model_batch_size", "batch_size", "buffer_tokens", "eval_tokens",
-                  "eval_lm_tokens", "eval_seq_len"):
+        for f in (
+            "train_tokens",
+            "seq_len",
+            "model_batch_size",
+            "batch_size",
+            "buffer_tokens",
+            "eval_tokens",
+            "eval_lm_tokens",
+            "eval_seq_len",
+        ):
             if getattr(self, f) < 1:
                 raise ValueError(f"{f} must be >= 1, got {getattr(self, f)}")
         if self.seq_len < 2 or self.eval_seq_len < 2:
@@ -161,10 +171,18 @@ class ParetoParams(NotebookParams):
         for f in ("topk_ks", "batchtopk_ks"):
             if any(not 1 <= k <= width for k in getattr(self, f)):
                 raise ValueError(f"{f} must lie in [1, {width}] (the successors' width), got {getattr(self, f)}")
-        if not (self.successor_width_factor > 0 and self.jumprelu_bandwidth > 0 and self.jumprelu_init_threshold > 0
-                and self.auxk_alpha >= 0 and self.auxk_latents >= 0 and self.dead_after_tokens >= 1):
-            raise ValueError("need successor_width_factor, jumprelu_bandwidth, jumprelu_init_threshold > 0, "
-                             "auxk_alpha >= 0, auxk_latents >= 0, dead_after_tokens >= 1")
+        if not (
+            self.successor_width_factor > 0
+            and self.jumprelu_bandwidth > 0
+            and self.jumprelu_init_threshold > 0
+            and self.auxk_alpha >= 0
+            and self.auxk_latents >= 0
+            and self.dead_after_tokens >= 1
+        ):
+            raise ValueError(
+                "need successor_width_factor, jumprelu_bandwidth, jumprelu_init_threshold > 0, "
+                "auxk_alpha >= 0, auxk_latents >= 0, dead_after_tokens >= 1"
+            )
         for ref in self.external_saes:
             _, _, target = ref.partition(" -> ")
             if target:
@@ -202,6 +220,7 @@ class ShrinkageParams(ParetoParams):
 
 def key_fields(part: KeyPart, cls: type[ParetoParams] = ParetoParams) -> tuple[str, ...]:
     """The fields of ``cls`` marked ``part``; an unmarked field is TRAIN."""
+
     def part_of(name: str) -> KeyPart:
         return next((m for m in cls.model_fields[name].metadata if isinstance(m, KeyPart)), KeyPart.TRAIN)
 
@@ -224,8 +243,9 @@ def configure_torch(params: ParetoParams) -> int:
 def parse_target(target: str) -> tuple[str, str]:
     """``"subject@site"`` -> (subject, site)."""
     if target.count("@") != 1:
-        raise ValueError(f"target {target!r} must look like '<subject>@<hook site>', "
-                         "e.g. 'organism:backdoor@blocks.0.mlp.hook_post'")
+        raise ValueError(
+            f"target {target!r} must look like '<subject>@<hook site>', e.g. 'organism:backdoor@blocks.0.mlp.hook_post'"
+        )
     subject, site = target.split("@")
     if not subject or not site:
         raise ValueError(f"target {target!r} has an empty subject or site")

@@ -7,6 +7,7 @@ pass over the model's activations.  Once every part is in the cache, the sweep's
 (:func:`assemble_parts`): the same files under the same key as a sweep trained in one piece.
 ``ParetoParams.members_per_unit`` sets the size of the parts (0: no parts, one job trains the whole sweep).
 """
+
 from __future__ import annotations
 
 import json

@@ -10,6 +10,7 @@ Sparse Autoencoders", arXiv:2404.16014): each function takes plain numbers and r
 * :func:`plot_gamma_asymmetry` — first-version γ₁, corrected γ, the best rescaling of x̂ and the first version's
   claimed rescaling 1/γ₁, side by side for the same reconstructions.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -49,6 +50,8 @@ def _setting_labels(d: Mapping[str, Any]) -> list[str]:
     if "k" in d:
         return [f"k={v:g}" for v in d["k"]]
     return [""] * len(d["x"])
+
+
 Y_LABELS = {
     "loss_recovered": "loss recovered (fidelity)",
     "delta_lm_loss": "Δ LM loss (nats / token, lower is better)",
@@ -75,15 +78,19 @@ def _panels(n: int, width: float = 4.4, height: float = 3.6):
     return fig, axes
 
 
-def plot_pareto(data: Mapping[str, Mapping[str, Mapping[str, Sequence[float]]]], y: str = "loss_recovered",
-                title: str = "Gated vs baseline SAEs: fidelity against sparsity", annotate_lambda: bool = True) -> Figure:
+def plot_pareto(
+    data: Mapping[str, Mapping[str, Mapping[str, Sequence[float]]]],
+    y: str = "loss_recovered",
+    title: str = "Gated vs baseline SAEs: fidelity against sparsity",
+    annotate_lambda: bool = True,
+) -> Figure:
     """``data[target][architecture]`` has ``x`` (L0), ``y``, ``lam`` lists and ``frontier`` (indices in L0 order).
 
     One panel per target.  x is log-scaled (L0, lower is sparser); y is linear.
     """
     targets = list(data)
     fig, axes = _panels(len(targets))
-    for ax, target in zip(axes, targets):
+    for ax, target in zip(axes, targets, strict=False):
         for i, arch in enumerate(_series(data[target])):
             d = data[target].get(arch)
             if not d:
@@ -95,9 +102,10 @@ def plot_pareto(data: Mapping[str, Mapping[str, Mapping[str, Sequence[float]]]],
             if len(fr) > 1:
                 ax.plot(xs[fr], ys[fr], color=st["color"], lw=1.5, zorder=2)
             if annotate_lambda:
-                for xv, yv, text in zip(xs, ys, _setting_labels(d)):
-                    ax.annotate(text, (xv, yv), textcoords="offset points", xytext=(3, 3), fontsize=6,
-                                color=st["color"])
+                for xv, yv, text in zip(xs, ys, _setting_labels(d), strict=False):
+                    ax.annotate(
+                        text, (xv, yv), textcoords="offset points", xytext=(3, 3), fontsize=6, color=st["color"]
+                    )
         _log_l0_axis(ax)
         ax.set_xlabel("L0 (active latents per token, lower is sparser)")
         ax.set_ylabel(Y_LABELS.get(y, y))
@@ -111,12 +119,14 @@ def plot_pareto(data: Mapping[str, Mapping[str, Mapping[str, Sequence[float]]]],
     return fig
 
 
-def plot_gamma(data: Mapping[str, Mapping[str, Mapping[str, Sequence[float]]]],
-               title: str = "Shrinkage: relative reconstruction bias γ against L0") -> Figure:
+def plot_gamma(
+    data: Mapping[str, Mapping[str, Mapping[str, Sequence[float]]]],
+    title: str = "Shrinkage: relative reconstruction bias γ against L0",
+) -> Figure:
     """``data[target][architecture]`` has ``x`` (L0), ``y`` (γ) and ``lam``; a dashed line marks γ = 1 (unbiased)."""
     targets = list(data)
     fig, axes = _panels(len(targets))
-    for ax, target in zip(axes, targets):
+    for ax, target in zip(axes, targets, strict=False):
         ax.axhline(1.0, color="grey", ls="--", lw=1, label="γ = 1 (no shrinkage)")
         for i, arch in enumerate(_series(data[target])):
             d = data[target].get(arch)
@@ -136,18 +146,26 @@ def plot_gamma(data: Mapping[str, Mapping[str, Mapping[str, Sequence[float]]]],
     return fig
 
 
-def plot_shrinkage_toy(lams: Sequence[float], analytic: Sequence[float], baseline: Sequence[float],
-                       gated: Sequence[float]) -> Figure:
+def plot_shrinkage_toy(
+    lams: Sequence[float], analytic: Sequence[float], baseline: Sequence[float], gated: Sequence[float]
+) -> Figure:
     """Reconstruction of x = 1 by a one-latent SAE against λ (paper Fig. 2): baseline follows 1 − λ/2."""
     fig = Figure(figsize=(5.2, 3.8), layout="constrained")
     ax = fig.subplots()
     ax.plot(lams, analytic, color="black", ls=":", lw=1.5, label="argmin (f − 1)² + λf = 1 − λ/2")
-    ax.plot(lams, baseline, color=ARCH_STYLE["baseline"]["color"], marker="s", ls="none", label="baseline SAE (trained)")
+    ax.plot(
+        lams, baseline, color=ARCH_STYLE["baseline"]["color"], marker="s", ls="none", label="baseline SAE (trained)"
+    )
     ax.plot(lams, gated, color=ARCH_STYLE["gated"]["color"], marker="o", ls="none", label="gated SAE (trained)")
     if 1.0 in list(lams):
         i = list(lams).index(1.0)
-        ax.annotate("λ = 1: half of x", (1.0, baseline[i]), xytext=(0.15, 0.3), fontsize=8,
-                    arrowprops={"arrowstyle": "->", "lw": 0.8})
+        ax.annotate(
+            "λ = 1: half of x",
+            (1.0, baseline[i]),
+            xytext=(0.15, 0.3),
+            fontsize=8,
+            arrowprops={"arrowstyle": "->", "lw": 0.8},
+        )
     ax.axhline(1.0, color="grey", lw=0.8)
     ax.set_xlabel("sparsity coefficient λ")
     ax.set_ylabel("reconstruction x̂ of x = 1")

@@ -48,6 +48,7 @@ are JumpReLU files; ours come back as :class:`~companion.sae.successors.BatchTop
 SAELens' encoder (ReLU(z)·1[z > θ]) and is read as 0.  Other architectures, and normalisations applied at run
 time, are refused with a message saying why and what to do (:func:`_check_normalisation`).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -62,20 +63,43 @@ from companion.sae.successors import BatchTopKSAE, JumpReLUSAE, TopKSAE
 
 CONFIG_FILE = "cfg.json"
 WEIGHTS_FILE = "sae_weights.safetensors"
-TO_SAELENS = {"baseline": "standard", "gated": "gated", "jumprelu": "jumprelu", "topk": "topk",
-              "batchtopk": "jumprelu"}
+TO_SAELENS = {"baseline": "standard", "gated": "gated", "jumprelu": "jumprelu", "topk": "topk", "batchtopk": "jumprelu"}
 """Our architecture names -> SAELens' ("baseline" is the paper's ReLU + L1 SAE, SAELens' "standard"; a BatchTopK SAE is
 a JumpReLU at inference)."""
 FROM_SAELENS = {"standard": "baseline", "gated": "gated", "jumprelu": "jumprelu", "topk": "topk"}
-_DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16, "float16": torch.float16,
-           "torch.float32": torch.float32, "torch.float64": torch.float64, "torch.bfloat16": torch.bfloat16,
-           "torch.float16": torch.float16}
-NO_PROCESSING = {"fold_ln": False, "center_writing_weights": False, "center_unembed": False,
-                 "fold_value_biases": False, "refactor_factored_attn_matrices": False}
+_DTYPES = {
+    "float32": torch.float32,
+    "float64": torch.float64,
+    "bfloat16": torch.bfloat16,
+    "float16": torch.float16,
+    "torch.float32": torch.float32,
+    "torch.float64": torch.float64,
+    "torch.bfloat16": torch.bfloat16,
+    "torch.float16": torch.float16,
+}
+NO_PROCESSING = {
+    "fold_ln": False,
+    "center_writing_weights": False,
+    "center_unembed": False,
+    "fold_value_biases": False,
+    "refactor_factored_attn_matrices": False,
+}
 """``HookedTransformer.from_pretrained`` settings that give the raw-weight activations the companion trains on."""
-PROVENANCE_KEYS = ("model_name", "hook_name", "hook_head_index", "context_size", "prepend_bos",
-                   "exclude_special_tokens", "dataset_path", "model_from_pretrained_kwargs", "seqpos_slice",
-                   "model_class_name", "neuronpedia_id", "sae_lens_version", "sae_lens_training_version")
+PROVENANCE_KEYS = (
+    "model_name",
+    "hook_name",
+    "hook_head_index",
+    "context_size",
+    "prepend_bos",
+    "exclude_special_tokens",
+    "dataset_path",
+    "model_from_pretrained_kwargs",
+    "seqpos_slice",
+    "model_class_name",
+    "neuronpedia_id",
+    "sae_lens_version",
+    "sae_lens_training_version",
+)
 """Provenance keys a pre-6 SAELens config keeps at its top level (SAELens 6 moved them under ``metadata``)."""
 MIN_SAELENS_VERSION = "6.0.0"
 """Written as ``sae_lens_version`` where SAELens is not installed: any version ≥ 6 marks the SAELens 6 layout."""
@@ -113,11 +137,20 @@ def saelens_version() -> str:
         return MIN_SAELENS_VERSION
 
 
-def save_sae(sae: SparseAutoencoder, directory: str | Path, *, input_scale: float = 1.0,
-             model_name: str | None = None, hook_name: str | None = None, hook_head_index: int | None = None,
-             context_size: int | None = None, prepend_bos: bool = True,
-             exclude_special_tokens: list[int] | None = None, dataset_path: str | None = None,
-             companion: dict[str, Any] | None = None) -> Path:
+def save_sae(
+    sae: SparseAutoencoder,
+    directory: str | Path,
+    *,
+    input_scale: float = 1.0,
+    model_name: str | None = None,
+    hook_name: str | None = None,
+    hook_head_index: int | None = None,
+    context_size: int | None = None,
+    prepend_bos: bool = True,
+    exclude_special_tokens: list[int] | None = None,
+    dataset_path: str | None = None,
+    companion: dict[str, Any] | None = None,
+) -> Path:
     """Write ``sae`` (trained on activations × ``input_scale``) to ``directory`` in SAELens' layout; returns it."""
     from safetensors.torch import save_file
 
@@ -132,8 +165,9 @@ def save_sae(sae: SparseAutoencoder, directory: str | Path, *, input_scale: floa
     }
     extra: dict[str, Any] = {}
     if isinstance(sae, GatedSAE):
-        tensors.update(b_gate=sae.b_gate.detach().clone(), r_mag=sae.r_mag.detach().clone(),
-                       b_mag=sae.b_mag.detach().clone())
+        tensors.update(
+            b_gate=sae.b_gate.detach().clone(), r_mag=sae.r_mag.detach().clone(), b_mag=sae.b_mag.detach().clone()
+        )
     else:
         tensors["b_enc"] = sae.b_enc.detach().clone()
     # The codes of the stored SAE on raw x are those of ours on s·x (W_enc·s), so thresholds and k carry over.
@@ -141,8 +175,10 @@ def save_sae(sae: SparseAutoencoder, directory: str | Path, *, input_scale: floa
         tensors["threshold"] = sae.threshold.detach().clone()
     elif isinstance(sae, BatchTopKSAE):
         if float(sae.threshold) < 0:
-            raise SAEFormatError("this BatchTopK SAE has no inference threshold yet (it estimates one while training): "
-                                 "train it before saving")
+            raise SAEFormatError(
+                "this BatchTopK SAE has no inference threshold yet (it estimates one while training): "
+                "train it before saving"
+            )
         tensors["threshold"] = sae.threshold.detach().expand(sae.n_latents).clone()
     elif isinstance(sae, TopKSAE):
         extra = {"k": sae.k, "rescale_acts_by_decoder_norm": False}
@@ -194,21 +230,30 @@ def _check_normalisation(d: Path, cfg: dict[str, Any]) -> None:
     if norm in (None, False, "none"):
         return
     if norm is True or norm == "expected_average_only_in":  # a bool is the pre-6 spelling of this one
-        why = ("it expects activations multiplied by a dataset-wide constant (√d_in / E‖x‖ over the training data) "
-               "that cfg.json does not record (SAELens folds it into the weights when training ends). Fold it and "
-               "save again: sae = sae_lens.SAE.load_from_disk(path); sae.fold_activation_norm_scaling_factor(factor); "
-               "sae.save_model(new_path), with the factor of its training run")
+        why = (
+            "it expects activations multiplied by a dataset-wide constant (√d_in / E‖x‖ over the training data) "
+            "that cfg.json does not record (SAELens folds it into the weights when training ends). Fold it and "
+            "save again: sae = sae_lens.SAE.load_from_disk(path); sae.fold_activation_norm_scaling_factor(factor); "
+            "sae.save_model(new_path), with the factor of its training run"
+        )
     elif norm == "covariance_whitening":
-        why = ("it expects whitened activations, (x − mean)·M, with statistics cfg.json does not record. Fold them "
-               "and save again: sae.fold_activation_whitening(mean, M, M⁻¹) on sae_lens.SAE.load_from_disk(path), "
-               "then sae.save_model(new_path)")
+        why = (
+            "it expects whitened activations, (x − mean)·M, with statistics cfg.json does not record. Fold them "
+            "and save again: sae.fold_activation_whitening(mean, M, M⁻¹) on sae_lens.SAE.load_from_disk(path), "
+            "then sae.save_model(new_path)"
+        )
     elif norm in ("layer_norm", "constant_norm_rescale"):
-        how = ("subtracts each token's own mean and divides by its own standard deviation" if norm == "layer_norm"
-               else "rescales each token to norm √d_in")
-        why = (f"it {how} before encoding and undoes that on the reconstruction. That is a different map for every "
-               "token, which no weights can absorb, so the SAE is not the fixed ReLU/gated function of x the "
-               "companion's loss-recovered and γ measures are defined for. Use it through SAELens itself "
-               "(sae_lens.SAE.load_from_disk(path))")
+        how = (
+            "subtracts each token's own mean and divides by its own standard deviation"
+            if norm == "layer_norm"
+            else "rescales each token to norm √d_in"
+        )
+        why = (
+            f"it {how} before encoding and undoes that on the reconstruction. That is a different map for every "
+            "token, which no weights can absorb, so the SAE is not the fixed ReLU/gated function of x the "
+            "companion's loss-recovered and γ measures are defined for. Use it through SAELens itself "
+            "(sae_lens.SAE.load_from_disk(path))"
+        )
     else:
         why = "this normalisation is unknown here"
     raise SAEFormatError(f"{d}: normalize_activations={norm!r} cannot be loaded here: {why}")
@@ -224,22 +269,28 @@ def load_sae(directory: str | Path) -> StoredSAE:
     cfg = json.loads((d / CONFIG_FILE).read_text())
     arch = cfg.get("architecture", "standard")
     if arch not in FROM_SAELENS:
-        raise SAEFormatError(f"{d}: architecture {arch!r} cannot be loaded here (standard, gated, jumprelu and topk "
-                             f"SAEs can); sae_lens.SAE.load_from_disk(path) reads it")
+        raise SAEFormatError(
+            f"{d}: architecture {arch!r} cannot be loaded here (standard, gated, jumprelu and topk "
+            f"SAEs can); sae_lens.SAE.load_from_disk(path) reads it"
+        )
     _check_normalisation(d, cfg)
     w = load_file(str(d / WEIGHTS_FILE))
     if arch == "jumprelu" and "threshold" not in w and "log_threshold" in w:  # older SAELens files
         w["threshold"] = torch.exp(w.pop("log_threshold"))
-    need = ["W_enc", "W_dec", "b_dec"] + {"gated": ["b_gate", "r_mag", "b_mag"], "jumprelu": ["b_enc", "threshold"]}.get(
-        arch, ["b_enc"])
+    need = ["W_enc", "W_dec", "b_dec"] + {
+        "gated": ["b_gate", "r_mag", "b_mag"],
+        "jumprelu": ["b_enc", "threshold"],
+    }.get(arch, ["b_enc"])
     missing = [k for k in need if k not in w]
     if missing:
         raise SAEFormatError(f"{d}: {WEIGHTS_FILE} lacks {missing} for a {arch} SAE")
     W_enc, W_dec, b_dec = w["W_enc"], w["W_dec"], w["b_dec"]
     d_in, d_sae = W_enc.shape
     if W_dec.shape != (d_sae, d_in) or b_dec.shape != (d_in,):
-        raise SAEFormatError(f"{d}: inconsistent shapes W_enc {tuple(W_enc.shape)}, W_dec {tuple(W_dec.shape)}, "
-                             f"b_dec {tuple(b_dec.shape)}")
+        raise SAEFormatError(
+            f"{d}: inconsistent shapes W_enc {tuple(W_enc.shape)}, W_dec {tuple(W_dec.shape)}, "
+            f"b_dec {tuple(b_dec.shape)}"
+        )
     if "scaling_factor" in w:  # pre-6 SAELens: codes × scaling_factor before decoding, the same as scaled W_dec rows
         W_dec = W_dec * w["scaling_factor"].to(W_dec.dtype)[:, None]
     b_enc = w.get("b_enc")
@@ -249,20 +300,44 @@ def load_sae(directory: str | Path) -> StoredSAE:
         W_enc, b_enc, W_dec = W_enc * n, b_enc * n, W_dec / n[:, None]
     meta = provenance(cfg)
     ours = meta.get("companion") or {}
-    sae = build_sae(arch, W_enc.T, W_dec.T, b_dec, centred=bool(cfg.get("apply_b_dec_to_input", True)),
-                    dtype=_DTYPES.get(str(cfg.get("dtype", "float32")), W_enc.dtype), b_enc=b_enc,
-                    b_gate=w.get("b_gate"), r_mag=w.get("r_mag"), b_mag=w.get("b_mag"), threshold=w.get("threshold"),
-                    k=cfg.get("k"), batchtopk_k=ours.get("k") if ours.get("architecture") == "batchtopk" else None,
-                    where=d)
-    return StoredSAE(sae=sae, config=cfg, model_name=meta.get("model_name"), hook_name=meta.get("hook_name"), path=d,
-                     metadata=meta)
+    sae = build_sae(
+        arch,
+        W_enc.T,
+        W_dec.T,
+        b_dec,
+        centred=bool(cfg.get("apply_b_dec_to_input", True)),
+        dtype=_DTYPES.get(str(cfg.get("dtype", "float32")), W_enc.dtype),
+        b_enc=b_enc,
+        b_gate=w.get("b_gate"),
+        r_mag=w.get("r_mag"),
+        b_mag=w.get("b_mag"),
+        threshold=w.get("threshold"),
+        k=cfg.get("k"),
+        batchtopk_k=ours.get("k") if ours.get("architecture") == "batchtopk" else None,
+        where=d,
+    )
+    return StoredSAE(
+        sae=sae, config=cfg, model_name=meta.get("model_name"), hook_name=meta.get("hook_name"), path=d, metadata=meta
+    )
 
 
-def build_sae(arch: str, W_enc: torch.Tensor, W_dec: torch.Tensor, b_dec: torch.Tensor, *, centred: bool,
-              dtype: torch.dtype, b_enc: torch.Tensor | None = None, b_gate: torch.Tensor | None = None,
-              r_mag: torch.Tensor | None = None, b_mag: torch.Tensor | None = None,
-              threshold: torch.Tensor | None = None, k: int | None = None, batchtopk_k: int | None = None,
-              where: Path | str = "") -> SparseAutoencoder:
+def build_sae(
+    arch: str,
+    W_enc: torch.Tensor,
+    W_dec: torch.Tensor,
+    b_dec: torch.Tensor,
+    *,
+    centred: bool,
+    dtype: torch.dtype,
+    b_enc: torch.Tensor | None = None,
+    b_gate: torch.Tensor | None = None,
+    r_mag: torch.Tensor | None = None,
+    b_mag: torch.Tensor | None = None,
+    threshold: torch.Tensor | None = None,
+    k: int | None = None,
+    batchtopk_k: int | None = None,
+    where: Path | str = "",
+) -> SparseAutoencoder:
     """One of our SAEs (eval mode) computing the function stored elsewhere, from weights in our orientation
     (``W_enc [M, d]``, ``W_dec [d, M]``).  ``arch`` is SAELens' name ("standard", "gated", "jumprelu", "topk");
     ``centred`` whether the stored encoder subtracts ``b_dec`` from its input; ``batchtopk_k`` makes a "jumprelu"
@@ -281,13 +356,19 @@ def build_sae(arch: str, W_enc: torch.Tensor, W_dec: torch.Tensor, b_dec: torch.
         if theta.numel() != M or not bool((theta == theta[0]).all()):
             raise SAEFormatError(f"{where}: a BatchTopK SAE has one threshold for every latent")
         sae = BatchTopKSAE(d_in, M, dtype=dtype, k=int(batchtopk_k))
-        state = {"W_enc": W_enc, "b_enc": b_enc if centred else b_enc + shift,
-                 "threshold": theta[0].clamp(min=0).reshape(())}
+        state = {
+            "W_enc": W_enc,
+            "b_enc": b_enc if centred else b_enc + shift,
+            "threshold": theta[0].clamp(min=0).reshape(()),
+        }
     elif arch == "jumprelu":
         sae = JumpReLUSAE(d_in, M, dtype=dtype)
         # Our JumpReLU has no input centring; θ < 0 acts as 0 in SAELens' ReLU(z)·1[z > θ] (log 0 = −inf: θ = 0).
-        state = {"W_enc": W_enc, "b_enc": b_enc - shift if centred else b_enc,
-                 "log_threshold": torch.log(threshold.to(torch.float64).clamp(min=0)).to(threshold.dtype)}
+        state = {
+            "W_enc": W_enc,
+            "b_enc": b_enc - shift if centred else b_enc,
+            "log_threshold": torch.log(threshold.to(torch.float64).clamp(min=0)).to(threshold.dtype),
+        }
     else:
         if arch == "topk":
             if k is None or not 1 <= int(k) <= M:

@@ -4,6 +4,7 @@ A code with nnz ≪ B·M non-zeros is kept as its pattern (CSR and CSR of the tr
 it are sparse×dense (O(nnz·d)), and a gradient that is only used at the pattern's entries is a sampled dense product
 (SDDMM).  Shapes: B tokens, M latents, d input dimensions.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -57,11 +58,15 @@ class Pattern:
 
     def csr_t(self, values: Tensor) -> Tensor:
         """The [M, B] transpose, given values in row-major order."""
-        return torch.sparse_csr_tensor(self.ccol, self.rows_t, values[self.perm], size=(self.M, self.B), check_invariants=False)
+        return torch.sparse_csr_tensor(
+            self.ccol, self.rows_t, values[self.perm], size=(self.M, self.B), check_invariants=False
+        )
 
     def sampled(self, a: Tensor, b: Tensor) -> Tensor:
         """(a @ b) at the pattern's entries, row-major: a [B, k], b [k, M] -> [nnz] (an SDDMM)."""
-        pattern = torch.sparse_csr_tensor(self.crow, self.cols, a.new_zeros(self.nnz), size=(self.B, self.M), check_invariants=False)
+        pattern = torch.sparse_csr_tensor(
+            self.crow, self.cols, a.new_zeros(self.nnz), size=(self.B, self.M), check_invariants=False
+        )
         return torch.sparse.sampled_addmm(pattern, a, b, beta=0.0).values()
 
     def col_sum(self, values: Tensor) -> Tensor:

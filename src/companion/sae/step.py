@@ -27,19 +27,21 @@ Where autograd wastes work (B tokens, d input dims, M latents, a code with nnz �
 When the code is not sparse (early in training, or λ = 0) sparse products are slower than dense ones, so
 above ``max_sparse_density`` non-zero fraction the same formulas run with dense matrices.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import warnings
 from collections.abc import Callable
-from typing import Any
 
 import torch
 from torch import Tensor
 
 from companion.models.numerics import linear, t_mm
 from companion.sae.autoencoders import BaselineSAE, GatedSAE, SAELoss, SparseAutoencoder, check_input, check_lam
-from companion.sae.sparse import Pattern as _Pattern, Workspace, active_mask, flat_indices, set_grad as _set_grad
+from companion.sae.sparse import Pattern as _Pattern
+from companion.sae.sparse import Workspace, active_mask, flat_indices
+from companion.sae.sparse import set_grad as _set_grad
 from companion.sae.step_successors import BATCHTOPK_STEP, JUMPRELU_STEP, TOPK_STEP
 
 #: Above this fraction of non-zeros in the code, the dense formulas are faster on a CPU. Measured on 2 cores at
@@ -87,33 +89,34 @@ def loss_and_grads(
         return step(sae, x, lam, ws, max_sparse_density, fire_counts)
 
 
-def _baseline(sae: BaselineSAE, x: Tensor, lam: float, ws: Workspace, max_density: float,
-              fire_counts: Tensor | None) -> SAELoss:
+def _baseline(
+    sae: BaselineSAE, x: Tensor, lam: float, ws: Workspace, max_density: float, fire_counts: Tensor | None
+) -> SAELoss:
     B, M = x.shape[0], sae.n_latents
     W_enc, b_enc, W_dec, b_dec = sae.W_enc, sae.b_enc, sae.W_dec, sae.b_dec
-    xc = x - b_dec                                                   # [B, d]
-    z = linear(xc, W_enc)                                            # the one dense product: W_enc (x − b_dec)
+    xc = x - b_dec  # [B, d]
+    z = linear(xc, W_enc)  # the one dense product: W_enc (x − b_dec)
     mask, nnz = active_mask(z, -b_enc, ws, "mask")
 
     if nnz <= max_density * B * M:
         flat = flat_indices(mask)
         pat = _Pattern(flat, B, M)
-        f_vals = z.view(-1)[flat] + b_enc[pat.cols]                  # f at its non-zeros (all > 0)
+        f_vals = z.view(-1)[flat] + b_enc[pat.cols]  # f at its non-zeros (all > 0)
         x_hat = torch.addmm(b_dec, pat.csr(f_vals), W_dec.T.contiguous())
         err = x_hat - x
         rec = err.pow(2).sum() / B
         l1 = f_vals.sum() / B
-        g = err.mul_(2.0 / B)                                        # ∂L/∂x̂  [B, d]
-        grad_W_dec_t = pat.csr_t(f_vals) @ g                         # (g fᵀ)ᵀ  [M, d]
+        g = err.mul_(2.0 / B)  # ∂L/∂x̂  [B, d]
+        grad_W_dec_t = pat.csr_t(f_vals) @ g  # (g fᵀ)ᵀ  [M, d]
         # ∂L/∂pre at the non-zeros: reconstruction part (sampled g W_dec) + λ/B from the L1; 0 elsewhere.
         d_pre = pat.sampled(g, W_dec).add_(lam / B)
-        grad_W_enc = pat.csr_t(d_pre) @ xc                           # [M, d]
+        grad_W_enc = pat.csr_t(d_pre) @ xc  # [M, d]
         grad_b_enc = pat.col_sum(d_pre)
         if fire_counts is not None:
             fire_counts += torch.bincount(pat.cols, minlength=M).to(fire_counts.dtype)
     else:
         pre = z.add_(b_enc)
-        f = pre.clamp_(min=0)                                        # in place: z is scratch
+        f = pre.clamp_(min=0)  # in place: z is scratch
         x_hat = linear(f, W_dec, b_dec)
         err = x_hat - x
         rec = err.pow(2).sum() / B
@@ -134,8 +137,9 @@ def _baseline(sae: BaselineSAE, x: Tensor, lam: float, ws: Workspace, max_densit
     _set_grad(b_dec, grad_b_dec)
     sparsity = l1 * lam
     zero = rec.new_zeros(())
-    return SAELoss(total=rec + sparsity, reconstruction=rec, sparsity=sparsity, auxiliary=zero, l1=l1,
-                   l0=rec.new_tensor(nnz / B))
+    return SAELoss(
+        total=rec + sparsity, reconstruction=rec, sparsity=sparsity, auxiliary=zero, l1=l1, l0=rec.new_tensor(nnz / B)
+    )
 
 
 def _gated_errors(x: Tensor, x_hat: Tensor, x_aux: Tensor, gate_act: Tensor, on: Tensor):
@@ -155,33 +159,34 @@ def _gated_errors(x: Tensor, x_hat: Tensor, x_aux: Tensor, gate_act: Tensor, on:
     return rec, aux, l1, l0, err.mul_(2.0 / B), err_aux.mul_(2.0 / B)
 
 
-def _gated(sae: GatedSAE, x: Tensor, lam: float, ws: Workspace, max_density: float,
-           fire_counts: Tensor | None) -> SAELoss:
+def _gated(
+    sae: GatedSAE, x: Tensor, lam: float, ws: Workspace, max_density: float, fire_counts: Tensor | None
+) -> SAELoss:
     B, M = x.shape[0], sae.n_latents
     W_gate, b_gate, r_mag, b_mag, W_dec, b_dec = sae.W_gate, sae.b_gate, sae.r_mag, sae.b_mag, sae.W_dec, sae.b_dec
-    scale = torch.exp(r_mag)                                         # W_mag = scale ⊙ W_gate (tied)
+    scale = torch.exp(r_mag)  # W_mag = scale ⊙ W_gate (tied)
     xc = x - b_dec
-    z = linear(xc, W_gate)                                           # W_gate (x − b_dec); W_mag(x − b_dec) = scale ⊙ z
-    mask, nnz = active_mask(z, -b_gate, ws, "mask")                  # the gate's support G = {π_gate > 0}
+    z = linear(xc, W_gate)  # W_gate (x − b_dec); W_mag(x − b_dec) = scale ⊙ z
+    mask, nnz = active_mask(z, -b_gate, ws, "mask")  # the gate's support G = {π_gate > 0}
 
     if nnz <= max_density * B * M:
         flat = flat_indices(mask)
         pat = _Pattern(flat, B, M)
         zg = z.view(-1)[flat]
         c = pat.cols
-        gate_act = zg + b_gate[c]                                    # ReLU(π_gate) on G (all > 0)
-        mag_pre = scale[c] * zg + b_mag[c]                           # π_mag on G
-        on = mag_pre > 0                                             # f̃ ≠ 0  ⇔  gate open and π_mag > 0
+        gate_act = zg + b_gate[c]  # ReLU(π_gate) on G (all > 0)
+        mag_pre = scale[c] * zg + b_mag[c]  # π_mag on G
+        on = mag_pre > 0  # f̃ ≠ 0  ⇔  gate open and π_mag > 0
         f_vals = torch.where(on, mag_pre, torch.zeros_like(mag_pre))  # f̃ on G (explicit zeros where π_mag ≤ 0)
         WdT = W_dec.T.contiguous()
         x_hat = torch.addmm(b_dec, pat.csr(f_vals), WdT)
-        x_aux = torch.addmm(b_dec, pat.csr(gate_act), WdT)           # decoder frozen: no gradient to W_dec, b_dec
+        x_aux = torch.addmm(b_dec, pat.csr(gate_act), WdT)  # decoder frozen: no gradient to W_dec, b_dec
         rec, aux, l1, l0, g, g_aux = _gated_errors(x, x_hat, x_aux, gate_act, on)
-        grad_W_dec_t = pat.csr_t(f_vals) @ g                         # only the main reconstruction trains W_dec
-        d_mag = pat.sampled(g, W_dec).mul_(on)                       # ∂L/∂π_mag on G (ReLU′ and gate)
-        d_gate = pat.sampled(g_aux, W_dec).add_(lam / B)             # ∂L/∂π_gate on G: auxiliary + L1
-        d_z = d_gate + scale[c] * d_mag                              # ∂L/∂z (z feeds both paths)
-        grad_r_mag = pat.col_sum(d_mag * (mag_pre - b_mag[c]))       # ∂π_mag/∂r = scale ⊙ z = π_mag − b_mag
+        grad_W_dec_t = pat.csr_t(f_vals) @ g  # only the main reconstruction trains W_dec
+        d_mag = pat.sampled(g, W_dec).mul_(on)  # ∂L/∂π_mag on G (ReLU′ and gate)
+        d_gate = pat.sampled(g_aux, W_dec).add_(lam / B)  # ∂L/∂π_gate on G: auxiliary + L1
+        d_z = d_gate + scale[c] * d_mag  # ∂L/∂z (z feeds both paths)
+        grad_r_mag = pat.col_sum(d_mag * (mag_pre - b_mag[c]))  # ∂π_mag/∂r = scale ⊙ z = π_mag − b_mag
         grad_b_mag = pat.col_sum(d_mag)
         grad_b_gate = pat.col_sum(d_gate)
         grad_W_gate = pat.csr_t(d_z) @ xc
@@ -191,7 +196,7 @@ def _gated(sae: GatedSAE, x: Tensor, lam: float, ws: Workspace, max_density: flo
     else:
         gate_act = torch.clamp(z + b_gate, min=0)
         mag_pre = torch.addcmul(b_mag, z, scale)
-        open_ = mask                                                 # = gate_act > 0 (the same set)
+        open_ = mask  # = gate_act > 0 (the same set)
         on = open_ & (mag_pre > 0)
         f = mag_pre * on
         x_hat = linear(f, W_dec, b_dec)
@@ -208,7 +213,7 @@ def _gated(sae: GatedSAE, x: Tensor, lam: float, ws: Workspace, max_density: flo
         grad_b_z = d_z.sum(0)
         if fire_counts is not None:
             fire_counts += on.sum(0).to(fire_counts.dtype)
-    grad_b_dec = g.sum(0) - grad_b_z @ W_gate                        # output bias (main path only) + input centring
+    grad_b_dec = g.sum(0) - grad_b_z @ W_gate  # output bias (main path only) + input centring
     _set_grad(W_gate, grad_W_gate)
     _set_grad(b_gate, grad_b_gate)
     _set_grad(r_mag, grad_r_mag)
@@ -216,15 +221,24 @@ def _gated(sae: GatedSAE, x: Tensor, lam: float, ws: Workspace, max_density: flo
     _set_grad(W_dec, grad_W_dec_t.T)
     _set_grad(b_dec, grad_b_dec)
     sparsity = l1 * lam
-    return SAELoss(total=rec + sparsity + aux, reconstruction=rec, sparsity=sparsity, auxiliary=aux, l1=l1,
-                   l0=rec.new_tensor(l0 / B))
+    return SAELoss(
+        total=rec + sparsity + aux,
+        reconstruction=rec,
+        sparsity=sparsity,
+        auxiliary=aux,
+        l1=l1,
+        l0=rec.new_tensor(l0 / B),
+    )
 
 
 FastStep = Callable[..., SAELoss]
 """``step(sae, x, lam, workspace, max_sparse_density, fire_counts)``: sets every ``.grad``, returns the loss."""
 
 FAST_STEPS: dict[type[SparseAutoencoder], FastStep] = {
-    BaselineSAE: _baseline, GatedSAE: _gated, **dict([JUMPRELU_STEP, TOPK_STEP, BATCHTOPK_STEP])}
+    BaselineSAE: _baseline,
+    GatedSAE: _gated,
+    **dict([JUMPRELU_STEP, TOPK_STEP, BATCHTOPK_STEP]),
+}
 """The hand-derived step of each architecture class (a subclass inherits its parent's, and so the check below).
 A new entry also needs its density threshold in :data:`DEFAULT_MAX_SPARSE_DENSITY`."""
 
@@ -268,7 +282,9 @@ def fast_step_disagreement(cls: type[SparseAutoencoder], *, rtol: float = 1e-8, 
         with torch.enable_grad():
             ref = sae.loss(x, lam)
             grads = torch.autograd.grad(ref.total, list(params.values()), allow_unused=True)
-        ref_grads = {n: torch.zeros_like(p) if g is None else g for (n, p), g in zip(params.items(), grads)}
+        ref_grads = {
+            n: torch.zeros_like(p) if g is None else g for (n, p), g in zip(params.items(), grads, strict=False)
+        }
         with torch.no_grad():
             ref_counts = (sae.train_code(x) > 0).sum(0, dtype=torch.float64)
         for path, density in (("sparse", 1.0), ("dense", 0.0)):
@@ -279,8 +295,10 @@ def fast_step_disagreement(cls: type[SparseAutoencoder], *, rtol: float = 1e-8, 
                 a, b = getattr(fast, f.name), getattr(ref, f.name)
                 if a is None or b is None:
                     if (a is None) != (b is None):
-                        wrong.append(f"the {f.name} term ({'none' if a is None else 'one'} fast, "
-                                     f"{'none' if b is None else 'one'} loss)")
+                        wrong.append(
+                            f"the {f.name} term ({'none' if a is None else 'one'} fast, "
+                            f"{'none' if b is None else 'one'} loss)"
+                        )
                     continue
                 a, b = float(a), float(b.detach())
                 if not abs(a - b) <= atol + rtol * abs(b):
@@ -294,5 +312,7 @@ def fast_step_disagreement(cls: type[SparseAutoencoder], *, rtol: float = 1e-8, 
                 wrong.append("which latents fire (train_code vs the fast step's code)")
             sae.zero_grad(set_to_none=True)
             if wrong:
-                return f"{cls.__name__}.loss and its fast step disagree ({path} path, λ = {lam:g}) on " + "; ".join(wrong)
+                return f"{cls.__name__}.loss and its fast step disagree ({path} path, λ = {lam:g}) on " + "; ".join(
+                    wrong
+                )
     return None

@@ -12,6 +12,7 @@ pseudo-gradient): the decoder and its weight gradient are sparse×dense products
 pattern.  Above ``max_density`` the same formulas run with dense matrices and no index lists (early in training
 JumpReLU's code is dense; TopK's is dense when k/M is large).
 """
+
 from __future__ import annotations
 
 import torch
@@ -43,8 +44,9 @@ class _Code:
         return c
 
     @classmethod
-    def from_selection(cls, flat: Tensor, vals: Tensor, pre: Tensor, dense: bool, ws: Workspace,
-                       sorted_flat: bool = False) -> _Code:
+    def from_selection(
+        cls, flat: Tensor, vals: Tensor, pre: Tensor, dense: bool, ws: Workspace, sorted_flat: bool = False
+    ) -> _Code:
         """ReLU(``vals``) at the flat indices ``flat`` of ``pre [B, M]`` (``vals`` = pre there; any order unless
         ``sorted_flat``)."""
         B, M = pre.shape
@@ -102,34 +104,35 @@ class _Code:
         return self.matrix.sum() if self.dense else self.values.sum()
 
 
-def _jumprelu(sae: JumpReLUSAE, x: Tensor, lam: float, ws: Workspace, max_density: float,
-              fire_counts: Tensor | None) -> SAELoss:
+def _jumprelu(
+    sae: JumpReLUSAE, x: Tensor, lam: float, ws: Workspace, max_density: float, fire_counts: Tensor | None
+) -> SAELoss:
     B, M = x.shape[0], sae.n_latents
     W_enc, b_enc, W_dec, b_dec = sae.W_enc, sae.b_enc, sae.W_dec, sae.b_dec
     theta, eps = torch.exp(sae.log_threshold), sae.bandwidth
-    pre = linear(x, W_enc).add_(b_enc)                               # z = W_enc x + b_enc (no input centring)
+    pre = linear(x, W_enc).add_(b_enc)  # z = W_enc x + b_enc (no input centring)
     mask = ws.get("mask", (B, M), torch.bool, x.device)
-    torch.gt(pre, theta, out=mask)                                   # the code's support: z > θ
+    torch.gt(pre, theta, out=mask)  # the code's support: z > θ
     code = _Code.from_mask(mask, pre, dense=int(torch.count_nonzero(mask)) > max_density * B * M)
     # The kernel's band |z − θ| < ε/2, found loosely then decided exactly as the loss's rectangle((z − θ)/ε) does.
     diff = torch.sub(pre, theta, out=ws.get("diff", (B, M), x.dtype, x.device)).abs_()
     cand = (diff.view(-1) < 0.6 * eps).nonzero().squeeze(1)
-    u = (pre.view(-1)[cand] - theta[cand % M]) / eps                 # fl(z − θ)/ε, as the loss computes it
+    u = (pre.view(-1)[cand] - theta[cand % M]) / eps  # fl(z − θ)/ε, as the loss computes it
     band_flat = cand[(u > -0.5) & (u < 0.5)]
     band = Pattern(band_flat, B, M)
 
     WdT = W_dec.T.contiguous()
-    err = code.decode(W_dec, WdT, b_dec).sub_(x)                     # x̂ − x
+    err = code.decode(W_dec, WdT, b_dec).sub_(x)  # x̂ − x
     rec = err.pow(2).sum() / B
-    g = err.mul_(2.0 / B)                                            # ∂L/∂x̂
+    g = err.mul_(2.0 / B)  # ∂L/∂x̂
     grad_W_dec_t = code.weight_grad_t(g)
     if code.dense:
-        gW = linear(g, W_dec.T)                                      # ∂L/∂f, dense
+        gW = linear(g, W_dec.T)  # ∂L/∂f, dense
         g_band = gW.view(-1)[band_flat]
         d_on = gW.mul_(code.on)
     else:
         g_band = band.sampled(g, W_dec)
-        d_on = code.pattern.sampled(g, W_dec)                        # ∂L/∂z = ∂L/∂f on the support (H′ is 0 to z)
+        d_on = code.pattern.sampled(g, W_dec)  # ∂L/∂z = ∂L/∂f on the support (H′ is 0 to z)
     th = theta[band.cols]
     # ð/ðθ: the output's −(θ/ε)K·∂L/∂f plus the L0 term's −(λ/B)(1/ε)K, summed over the band; log θ gets θ times it.
     d_theta = band.col_sum(g_band * (-th / eps) - lam / (B * eps))
@@ -142,8 +145,9 @@ def _jumprelu(sae: JumpReLUSAE, x: Tensor, lam: float, ws: Workspace, max_densit
     code.fire_counts(fire_counts)
     l0 = rec.new_tensor(code.nnz / B)
     sparsity = lam * l0
-    return SAELoss(total=rec + sparsity, reconstruction=rec, sparsity=sparsity, auxiliary=rec.new_zeros(()), l1=l0,
-                   l0=l0)
+    return SAELoss(
+        total=rec + sparsity, reconstruction=rec, sparsity=sparsity, auxiliary=rec.new_zeros(()), l1=l0, l0=l0
+    )
 
 
 def _select(pre: Tensor, k: int, batch: bool) -> tuple[Tensor, Tensor, bool]:
@@ -154,7 +158,7 @@ def _select(pre: Tensor, k: int, batch: bool) -> tuple[Tensor, Tensor, bool]:
         vals, idx = pre.view(-1).topk(min(k * B, B * M), sorted=False)
         return idx, vals, False
     vals, idx = pre.topk(k, dim=-1, sorted=False)
-    idx, order = idx.sort(dim=-1)                                    # [B, k]: cheap, and the rows are then in order
+    idx, order = idx.sort(dim=-1)  # [B, k]: cheap, and the rows are then in order
     vals = vals.gather(-1, order)
     return (idx + torch.arange(B, device=pre.device)[:, None] * M).reshape(-1), vals.reshape(-1), True
 
@@ -168,28 +172,30 @@ def _smallest_positive(vals: Tensor) -> Tensor | None:
     return pos.min() if pos.numel() else None
 
 
-def _topk_family(sae: TopKSAE, x: Tensor, lam: float, ws: Workspace, max_density: float,
-                 fire_counts: Tensor | None, batch: bool) -> SAELoss:
+def _topk_family(
+    sae: TopKSAE, x: Tensor, lam: float, ws: Workspace, max_density: float, fire_counts: Tensor | None, batch: bool
+) -> SAELoss:
     if lam != 0:
         raise ValueError(f"{type(sae).__name__} has no sparsity penalty (its sparsity is k = {sae.k}); got λ = {lam}")
     B, M = x.shape[0], sae.n_latents
     W_enc, b_enc, W_dec, b_dec = sae.W_enc, sae.b_enc, sae.W_dec, sae.b_dec
     xc = x - b_dec
-    pre = linear(xc, W_enc).add_(b_enc)                              # z = W_enc (x − b_dec) + b_enc
+    pre = linear(xc, W_enc).add_(b_enc)  # z = W_enc (x − b_dec) + b_enc
     # The selected entries: for BatchTopK the positive ones among the batch's k·B largest z are those of ReLU(z).
     flat, sel_vals, in_order = _select(pre, sae.k, batch)
     code = _Code.from_selection(flat, sel_vals, pre, flat.numel() > max_density * B * M, ws, sorted_flat=in_order)
     WdT = W_dec.T.contiguous()
-    err = code.decode(W_dec, WdT, b_dec).sub_(x)                     # x̂ − x
+    err = code.decode(W_dec, WdT, b_dec).sub_(x)  # x̂ − x
     rec = err.pow(2).sum() / B
     aux_val = rec.new_zeros(())
     dead = sae.dead()
     aux = None
     if sae.aux_alpha > 0 and bool(dead.any()):
-        a_flat, a_vals, _ = _select(torch.where(dead, pre, pre.new_tensor(-torch.inf)), min(sae.aux_k, int(dead.sum())),
-                                    batch=False)
+        a_flat, a_vals, _ = _select(
+            torch.where(dead, pre, pre.new_tensor(-torch.inf)), min(sae.aux_k, int(dead.sum())), batch=False
+        )
         aux = _Code.from_selection(a_flat, a_vals, pre, a_flat.numel() > max_density * B * M, ws, sorted_flat=True)
-        r_aux = aux.decode(W_dec, WdT).add_(err)                     # ê − e, e = x − x̂ (detached); ê has no bias
+        r_aux = aux.decode(W_dec, WdT).add_(err)  # ê − e, e = x − x̂ (detached); ê has no bias
         aux_val = sae.aux_alpha * r_aux.pow(2).sum() / B
         g_aux = r_aux.mul_(2.0 * sae.aux_alpha / B)
     g = err.mul_(2.0 / B)
@@ -202,12 +208,19 @@ def _topk_family(sae: TopKSAE, x: Tensor, lam: float, ws: Workspace, max_density
     set_grad(W_enc, grad_W_enc)
     set_grad(b_enc, grad_b_enc)
     set_grad(W_dec, grad_W_dec_t.T)
-    set_grad(b_dec, g.sum(0) - grad_b_enc @ W_enc)                   # output bias + input centring
+    set_grad(b_dec, g.sum(0) - grad_b_enc @ W_enc)  # output bias + input centring
     code.fire_counts(fire_counts)
-    threshold = _smallest_positive(sel_vals) if batch else None      # the batch's smallest kept value
+    threshold = _smallest_positive(sel_vals) if batch else None  # the batch's smallest kept value
     zero = rec.new_zeros(())
-    return SAELoss(total=rec + aux_val, reconstruction=rec, sparsity=zero, auxiliary=aux_val, l1=code.total() / B,
-                   l0=rec.new_tensor(code.nnz / B), batch_threshold=threshold)
+    return SAELoss(
+        total=rec + aux_val,
+        reconstruction=rec,
+        sparsity=zero,
+        auxiliary=aux_val,
+        l1=code.total() / B,
+        l0=rec.new_tensor(code.nnz / B),
+        batch_threshold=threshold,
+    )
 
 
 def _topk(sae, x, lam, ws, max_density, fire_counts):

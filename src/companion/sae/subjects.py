@@ -5,6 +5,7 @@ Both kinds give token batches ``[batch, seq]`` whose rows start with BOS, split 
 a document: "train", and two held-out parts for the evaluation (:mod:`companion.sae.experiment`): "heldout" (the
 activations behind L0, FVU and γ) and "heldout_lm" (the tokens behind loss recovered).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -46,8 +47,9 @@ _ORGANISM_LM_SEED = 7_919_000
 _SUBJECTS: dict[tuple[str, str], Subject] = {}
 
 
-def load_subject(name: str, profile: str | None = None, text_datasets: dict[str, str] | None = None,
-                 device: str = "cpu") -> Subject:
+def load_subject(
+    name: str, profile: str | None = None, text_datasets: dict[str, str] | None = None, device: str = "cpu"
+) -> Subject:
     """Load (once per process) an organism or real model with its token source."""
     from companion.backbone.runtime import context
     from companion.models.loading import check_device
@@ -60,7 +62,7 @@ def load_subject(name: str, profile: str | None = None, text_datasets: dict[str,
     if name.startswith(ORGANISM_PREFIX):
         from companion.organism.loading import load_organism
 
-        org = load_organism(name[len(ORGANISM_PREFIX):], profile)
+        org = load_organism(name[len(ORGANISM_PREFIX) :], profile)
         eot = int(org.tokenizer.convert_tokens_to_ids("<|endoftext|>"))
 
         def batches(n_tokens: int, seq_len: int, batch_size: int, split: str, seed: int) -> Iterator[Tensor]:
@@ -79,8 +81,9 @@ def load_subject(name: str, profile: str | None = None, text_datasets: dict[str,
             raise ValueError(f"no text dataset configured for {name!r} (ParetoParams.text_datasets)")
         model = load_model(name, device=device)
         tok = model.tokenizer
-        special = tuple(sorted({int(t) for t in (tok.bos_token_id, tok.eos_token_id, tok.pad_token_id)
-                                if t is not None}))
+        special = tuple(
+            sorted({int(t) for t in (tok.bos_token_id, tok.eos_token_id, tok.pad_token_id) if t is not None})
+        )
 
         def batches(n_tokens: int, seq_len: int, batch_size: int, split: str, seed: int) -> Iterator[Tensor]:
             return hf_text_batches(ds, tok, n_tokens, seq_len, batch_size, split=split, seed=seed)
@@ -109,8 +112,9 @@ def _record_identity(name: str, dataset: str, special: tuple[int, ...]) -> None:
     default_cache().get_or_build("subject", _identity_spec(name, dataset), build, description=f"subject {name}")
 
 
-def subject_identity(name: str, profile: str, text_datasets: dict[str, str] | None = None
-                     ) -> tuple[str, tuple[int, ...]] | None:
+def subject_identity(
+    name: str, profile: str, text_datasets: dict[str, str] | None = None
+) -> tuple[str, tuple[int, ...]] | None:
     """A subject's ``(key, exclude_token_ids)`` without loading its model, for computing cache keys ahead of a run.
 
     Organisms: from the organism's spec (trained or not).  Real models: from what :func:`load_subject` recorded the
@@ -120,7 +124,7 @@ def subject_identity(name: str, profile: str, text_datasets: dict[str, str] | No
         from companion.organism.build import organism_key, organism_spec
         from companion.organism.tokenizer import EOT_ID
 
-        return f"organism:{organism_key(organism_spec(name[len(ORGANISM_PREFIX):], profile))}", (EOT_ID,)
+        return f"organism:{organism_key(organism_spec(name[len(ORGANISM_PREFIX) :], profile))}", (EOT_ID,)
     from companion.backbone.cache import default_cache
 
     ds = (text_datasets or {}).get(name)
@@ -149,8 +153,17 @@ def _only_the_hub():
         config.USE_PARQUET_EXPORT, config.HF_UPDATE_DOWNLOAD_COUNTS = saved
 
 
-def hf_text_batches(dataset: str, tokenizer: Any, n_tokens: int, seq_len: int, batch_size: int, *,
-                    split: str = "train", seed: int = 0, text_column: str = "text") -> Iterator[Tensor]:
+def hf_text_batches(
+    dataset: str,
+    tokenizer: Any,
+    n_tokens: int,
+    seq_len: int,
+    batch_size: int,
+    *,
+    split: str = "train",
+    seed: int = 0,
+    text_column: str = "text",
+) -> Iterator[Tensor]:
     """Token batches ``[batch_size, seq_len]`` from a streamed Hugging Face text dataset (paper profile).
 
     Documents are concatenated with the EOS token between them and cut into rows that each start with BOS,
@@ -164,8 +177,10 @@ def hf_text_batches(dataset: str, tokenizer: Any, n_tokens: int, seq_len: int, b
     try:
         import datasets
     except ImportError as e:  # pragma: no cover - only on the paper profile
-        raise ImportError("the paper profile streams text with the `datasets` package; install it "
-                          "(`pip install datasets`) or use an offline profile") from e
+        raise ImportError(
+            "the paper profile streams text with the `datasets` package; install it "
+            "(`pip install datasets`) or use an offline profile"
+        ) from e
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     name, _, config = dataset.partition(":")

@@ -37,6 +37,7 @@ the last ~10 batches, so that θ is the final model's even in a run of a few hun
 drift (dictionary_learning averages with 0.999 from step 1000, SAELens with 0.99; with a lagging θ the inference L0
 misses k).
 """
+
 from __future__ import annotations
 
 import math
@@ -53,6 +54,7 @@ def _encoder_product(x: Tensor, W_enc: Tensor) -> Tensor:
     """x W_encᵀ for x ``[..., d]`` through :func:`companion.models.numerics.linear`, the product the fast steps use:
     the code's support (z > θ, the top k) is decided on the same bits by the loss and by the fast step."""
     return linear(x.reshape(-1, x.shape[-1]), W_enc).reshape(*x.shape[:-1], W_enc.shape[0])
+
 
 PAPER_BANDWIDTH = 1e-3
 """JumpReLU's ε (and initial θ) in the paper's units, inputs normalised to E‖x‖² = 1."""
@@ -109,16 +111,25 @@ class JumpReLUSAE(SparseAutoencoder):
     resample_dead: ClassVar[bool] = False
     check_options: ClassVar[dict[str, Any]] = {"bandwidth": 0.2, "init_threshold": 0.2}
 
-    def __init__(self, d_in: int, n_latents: int, *, seed: int | None = None, dtype: torch.dtype = torch.float32,
-                 bandwidth: float = PAPER_BANDWIDTH, init_threshold: float = PAPER_BANDWIDTH,
-                 input_rms: float | None = None):
+    def __init__(
+        self,
+        d_in: int,
+        n_latents: int,
+        *,
+        seed: int | None = None,
+        dtype: torch.dtype = torch.float32,
+        bandwidth: float = PAPER_BANDWIDTH,
+        init_threshold: float = PAPER_BANDWIDTH,
+        input_rms: float | None = None,
+    ):
         """``bandwidth`` (ε) and ``init_threshold`` (θ₀) are in the paper's units, fractions of the input's RMS norm
         √E‖x‖² (the paper normalises it to 1); ``input_rms`` is that norm, by default √d_in (the trainer scales
         activations to E‖x‖² = d)."""
         rms = float(input_rms) if input_rms is not None else math.sqrt(max(int(d_in), 1))
         if not (bandwidth > 0 and init_threshold > 0 and rms > 0):
-            raise ValueError(f"bandwidth, init_threshold and input_rms must be > 0, got {bandwidth}, {init_threshold}, "
-                             f"{input_rms}")
+            raise ValueError(
+                f"bandwidth, init_threshold and input_rms must be > 0, got {bandwidth}, {init_threshold}, {input_rms}"
+            )
         self.bandwidth = float(bandwidth) * rms
         """Bandwidth ε of the rectangle kernel, in the units of the SAE's input."""
         self._init_threshold = float(init_threshold) * rms
@@ -157,8 +168,9 @@ class JumpReLUSAE(SparseAutoencoder):
         l0 = StepFunction.apply(z, theta, self.bandwidth).sum(-1).mean()
         sparsity = lam * l0
         zero = rec.new_zeros(())
-        return SAELoss(total=rec + sparsity, reconstruction=rec, sparsity=sparsity, auxiliary=zero, l1=l0.detach(),
-                       l0=l0.detach())
+        return SAELoss(
+            total=rec + sparsity, reconstruction=rec, sparsity=sparsity, auxiliary=zero, l1=l0.detach(), l0=l0.detach()
+        )
 
     def config(self) -> dict[str, Any]:
         return {**super().config(), "bandwidth": self.bandwidth}
@@ -172,8 +184,18 @@ class TopKSAE(SparseAutoencoder):
     resample_dead: ClassVar[bool] = False
     check_options: ClassVar[dict[str, Any]] = {"k": 5, "aux_k": 6, "dead_tokens": 100}
 
-    def __init__(self, d_in: int, n_latents: int, *, seed: int | None = None, dtype: torch.dtype = torch.float32,
-                 k: int = 32, aux_k: int | None = None, aux_alpha: float = 1 / 32, dead_tokens: int = 10_000_000):
+    def __init__(
+        self,
+        d_in: int,
+        n_latents: int,
+        *,
+        seed: int | None = None,
+        dtype: torch.dtype = torch.float32,
+        k: int = 32,
+        aux_k: int | None = None,
+        aux_alpha: float = 1 / 32,
+        dead_tokens: int = 10_000_000,
+    ):
         if not 1 <= int(k) <= int(n_latents):
             raise ValueError(f"k must be in [1, n_latents = {n_latents}], got {k}")
         self.k = int(k)
@@ -185,7 +207,9 @@ class TopKSAE(SparseAutoencoder):
         self.dead_tokens = int(dead_tokens)
         """A latent that has not fired for this many training tokens is dead (paper: 10M)."""
         if self.aux_k < 1 or self.aux_alpha < 0 or self.dead_tokens < 1:
-            raise ValueError(f"need aux_k >= 1, aux_alpha >= 0, dead_tokens >= 1; got {aux_k}, {aux_alpha}, {dead_tokens}")
+            raise ValueError(
+                f"need aux_k >= 1, aux_alpha >= 0, dead_tokens >= 1; got {aux_k}, {aux_alpha}, {dead_tokens}"
+            )
         super().__init__(d_in, n_latents, seed=seed, dtype=dtype)
 
     def init_encoder(self, dtype: torch.dtype) -> None:
@@ -227,7 +251,9 @@ class TopKSAE(SparseAutoencoder):
         ``lam`` must be 0: the sparsity is k, a constructor argument.
         """
         if check_lam(lam) != 0:
-            raise ValueError(f"{type(self).__name__} has no sparsity penalty (its sparsity is k = {self.k}); got λ = {lam}")
+            raise ValueError(
+                f"{type(self).__name__} has no sparsity penalty (its sparsity is k = {self.k}); got λ = {lam}"
+            )
         check_input(x, self.d_in)
         z = self.pre_activation(x)
         f = self.code_of(z)
@@ -239,9 +265,15 @@ class TopKSAE(SparseAutoencoder):
             e_hat = self.aux_code(z, dead) @ self.W_dec.T  # no bias: the residual e already carries b_dec
             aux = self.aux_alpha * (err.detach() - e_hat).pow(2).sum(-1).mean()
         positive = f[f > 0]
-        return SAELoss(total=rec + aux, reconstruction=rec, sparsity=rec.new_zeros(()), auxiliary=aux,
-                       l1=f.sum(-1).mean().detach(), l0=(f > 0).sum(-1).to(x.dtype).mean(),
-                       batch_threshold=self._batch_threshold(positive))
+        return SAELoss(
+            total=rec + aux,
+            reconstruction=rec,
+            sparsity=rec.new_zeros(()),
+            auxiliary=aux,
+            l1=f.sum(-1).mean().detach(),
+            l0=(f > 0).sum(-1).to(x.dtype).mean(),
+            batch_threshold=self._batch_threshold(positive),
+        )
 
     def _batch_threshold(self, positive: Tensor) -> Tensor | None:
         return None
@@ -267,15 +299,26 @@ class BatchTopKSAE(TopKSAE):
 
     architecture: ClassVar[str] = "batchtopk"
 
-    def __init__(self, d_in: int, n_latents: int, *, seed: int | None = None, dtype: torch.dtype = torch.float32,
-                 k: int = 32, aux_k: int | None = None, aux_alpha: float = 1 / 32, dead_tokens: int = 10_000_000,
-                 threshold_momentum: float = 0.9):
+    def __init__(
+        self,
+        d_in: int,
+        n_latents: int,
+        *,
+        seed: int | None = None,
+        dtype: torch.dtype = torch.float32,
+        k: int = 32,
+        aux_k: int | None = None,
+        aux_alpha: float = 1 / 32,
+        dead_tokens: int = 10_000_000,
+        threshold_momentum: float = 0.9,
+    ):
         if not 0 <= threshold_momentum < 1:
             raise ValueError(f"threshold_momentum must be in [0, 1), got {threshold_momentum}")
         self.threshold_momentum = float(threshold_momentum)
         """Momentum of the moving average that estimates the inference threshold θ."""
-        super().__init__(d_in, n_latents, seed=seed, dtype=dtype, k=k, aux_k=aux_k, aux_alpha=aux_alpha,
-                         dead_tokens=dead_tokens)
+        super().__init__(
+            d_in, n_latents, seed=seed, dtype=dtype, k=k, aux_k=aux_k, aux_alpha=aux_alpha, dead_tokens=dead_tokens
+        )
 
     def init_encoder(self, dtype: torch.dtype) -> None:
         super().init_encoder(dtype)
@@ -292,8 +335,10 @@ class BatchTopKSAE(TopKSAE):
     def encode(self, x: Tensor) -> Tensor:
         """Inference: f = ReLU(z) ⊙ H(ReLU(z) − θ) with the single estimated threshold θ (a per-token map)."""
         if float(self.threshold) < 0:
-            raise ValueError("this BatchTopK SAE has no inference threshold yet (it estimates one while training); "
-                             "train it first, or use train_code(x) for the batch-level code")
+            raise ValueError(
+                "this BatchTopK SAE has no inference threshold yet (it estimates one while training); "
+                "train it first, or use train_code(x) for the batch-level code"
+            )
         a = torch.relu(self.pre_activation(x))
         return a * (a > self.threshold).to(a.dtype)
 
@@ -310,4 +355,6 @@ class BatchTopKSAE(TopKSAE):
         if float(self.threshold) < 0:
             self.threshold.copy_(v)
         else:
-            self.threshold.mul_(self.threshold_momentum).add_((1 - self.threshold_momentum) * v.to(self.threshold.dtype))
+            self.threshold.mul_(self.threshold_momentum).add_(
+                (1 - self.threshold_momentum) * v.to(self.threshold.dtype)
+            )

@@ -5,6 +5,7 @@ costs ~1.5 baseline steps, so the baseline gets 1.5 times the gated width (:func
 successors (JumpReLU arXiv:2407.14435, TopK arXiv:2406.04093, BatchTopK arXiv:2412.06410) cost about a baseline step
 each and get the baseline's width (:func:`successor_sweep`).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -47,23 +48,37 @@ class SAESpec:
         return f"{self.architecture}_M{self.n_latents}_lam{self.lam:g}"
 
 
-def equal_compute_sweep(gated_latents: int, lambdas_gated: Sequence[float], lambdas_baseline: Sequence[float],
-                        baseline_width_factor: float = 1.5) -> list[SAESpec]:
+def equal_compute_sweep(
+    gated_latents: int,
+    lambdas_gated: Sequence[float],
+    lambdas_baseline: Sequence[float],
+    baseline_width_factor: float = 1.5,
+) -> list[SAESpec]:
     """The paper's comparison: gated SAEs of width M and baselines of width ``baseline_width_factor``·M."""
     if gated_latents < 1 or baseline_width_factor <= 0:
         raise ValueError("gated_latents must be >= 1 and baseline_width_factor > 0")
     m_base = int(round(gated_latents * baseline_width_factor))
-    return ([SAESpec("baseline", m_base, float(l)) for l in lambdas_baseline]
-            + [SAESpec("gated", gated_latents, float(l)) for l in lambdas_gated])
+    return [SAESpec("baseline", m_base, float(l)) for l in lambdas_baseline] + [
+        SAESpec("gated", gated_latents, float(l)) for l in lambdas_gated
+    ]
 
 
-def successor_sweep(n_latents: int, *, lambdas_jumprelu: Sequence[float] = (), topk_ks: Sequence[int] = (),
-                    batchtopk_ks: Sequence[int] = (), jumprelu: dict[str, Any] | None = None,
-                    topk: dict[str, Any] | None = None, batchtopk: dict[str, Any] | None = None) -> list[SAESpec]:
+def successor_sweep(
+    n_latents: int,
+    *,
+    lambdas_jumprelu: Sequence[float] = (),
+    topk_ks: Sequence[int] = (),
+    batchtopk_ks: Sequence[int] = (),
+    jumprelu: dict[str, Any] | None = None,
+    topk: dict[str, Any] | None = None,
+    batchtopk: dict[str, Any] | None = None,
+) -> list[SAESpec]:
     """JumpReLU SAEs at each λ, TopK and BatchTopK SAEs at each k, all of width ``n_latents``, in that order;
     ``jumprelu`` / ``topk`` / ``batchtopk`` are constructor arguments shared by each architecture's members."""
     if n_latents < 1:
         raise ValueError("n_latents must be >= 1")
-    return ([SAESpec("jumprelu", n_latents, float(l), dict(jumprelu or {})) for l in lambdas_jumprelu]
-            + [SAESpec("topk", n_latents, 0.0, {**(topk or {}), "k": int(k)}) for k in topk_ks]
-            + [SAESpec("batchtopk", n_latents, 0.0, {**(batchtopk or {}), "k": int(k)}) for k in batchtopk_ks])
+    return (
+        [SAESpec("jumprelu", n_latents, float(l), dict(jumprelu or {})) for l in lambdas_jumprelu]
+        + [SAESpec("topk", n_latents, 0.0, {**(topk or {}), "k": int(k)}) for k in topk_ks]
+        + [SAESpec("batchtopk", n_latents, 0.0, {**(batchtopk or {}), "k": int(k)}) for k in batchtopk_ks]
+    )

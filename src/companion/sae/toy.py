@@ -8,6 +8,7 @@
 * :func:`gamma_worked_case` / :func:`near_perpendicular_case` — reconstructions with a known answer for the γ
   asymmetry (see :mod:`companion.sae.metrics`).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -52,8 +53,16 @@ class SuperpositionData:
             yield self.sample(batch_size, g)[0]
 
 
-def superposition_data(d: int = 32, n_features: int = 96, expected_l0: float = 4.0, *, mag_low: float = 0.5,
-                       mag_high: float = 1.5, noise: float = 0.0, seed: int = 0) -> SuperpositionData:
+def superposition_data(
+    d: int = 32,
+    n_features: int = 96,
+    expected_l0: float = 4.0,
+    *,
+    mag_low: float = 0.5,
+    mag_high: float = 1.5,
+    noise: float = 0.0,
+    seed: int = 0,
+) -> SuperpositionData:
     """Random unit feature directions (Gaussian, normalised) in ``d`` dims; each fires with p = expected_l0 / F."""
     if not 0 < expected_l0 < n_features:
         raise ValueError("expected_l0 must be in (0, n_features)")
@@ -107,8 +116,13 @@ def _train_toy(sae, lam: float, steps: int, lr: float) -> float:
         return float(sae(x)[0, 0])
 
 
-def shrinkage_toy(lams: Sequence[float] = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5), *, steps: int = 3000,
-                  lr: float = 1e-2, seed: int = 0) -> ShrinkageToy:
+def shrinkage_toy(
+    lams: Sequence[float] = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5),
+    *,
+    steps: int = 3000,
+    lr: float = 1e-2,
+    seed: int = 0,
+) -> ShrinkageToy:
     """Train one-latent baseline and gated SAEs on x = 1 for each λ; the baseline lands on 1 − λ/2."""
     base, gated = [], []
     for lam in lams:
@@ -139,7 +153,9 @@ def gamma_worked_case(n: int = 20000, d: int = 64, seed: int = 0) -> tuple[Tenso
     return x, 0.8 * x + noise
 
 
-def near_perpendicular_case(n: int = 20000, d: int = 64, parallel: float = 0.05, seed: int = 0) -> tuple[Tensor, Tensor]:
+def near_perpendicular_case(
+    n: int = 20000, d: int = 64, parallel: float = 0.05, seed: int = 0
+) -> tuple[Tensor, Tensor]:
     """x̂ = parallel·x + (a unit-variance component orthogonal to x): nearly perpendicular to x.
 
     γ₁ = parallel and the best rescaling E[x·x̂]/E‖x̂‖² ≈ parallel / (parallel² + 1): both ~0, while the first

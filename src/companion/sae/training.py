@@ -26,6 +26,7 @@ that architecture with autograd on ``loss``.  ``SAETrainConfig.fast_step = False
 Deterministic for a seed: initialisation, resampling draws and the data order are all seeded, and no
 parallel reduction with an unspecified order is used.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -45,8 +46,8 @@ from companion.models.numerics import Adam
 from companion.sae.architectures import ARCHITECTURES, make_sae
 from companion.sae.autoencoders import SAELoss, SparseAutoencoder
 from companion.sae.checkpoint import Checkpointing
-from companion.sae.sweeps import SAESpec
 from companion.sae.step import Workspace, fast_step_disagreement, fast_step_of, loss_and_grads
+from companion.sae.sweeps import SAESpec
 
 
 class SAETrainConfig(Config):
@@ -84,7 +85,9 @@ class SAETrainConfig(Config):
     @model_validator(mode="after")
     def _check(self) -> SAETrainConfig:
         if not (self.lr > 0 and 0 <= self.beta1 < 1 and 0 <= self.beta2 < 1 and self.eps > 0):
-            raise ValueError(f"invalid optimiser settings: lr={self.lr}, betas=({self.beta1}, {self.beta2}), eps={self.eps}")
+            raise ValueError(
+                f"invalid optimiser settings: lr={self.lr}, betas=({self.beta1}, {self.beta2}), eps={self.eps}"
+            )
         if min(self.warmup_steps, self.resample_every, self.resample_until, self.rewarmup_steps) < 0:
             raise ValueError("step counts must be >= 0")
         if not 0 < self.resample_lr_factor <= 1:
@@ -125,8 +128,16 @@ class TrainLog:
 class _Member:
     """The per-SAE training state: module, optimiser, schedule, dead-latent counters, log."""
 
-    def __init__(self, spec: SAESpec, d_in: int, cfg: SAETrainConfig, seed: int, dtype: torch.dtype = torch.float32,
-                 device: torch.device | str = "cpu", input_rms: float | None = None):
+    def __init__(
+        self,
+        spec: SAESpec,
+        d_in: int,
+        cfg: SAETrainConfig,
+        seed: int,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str = "cpu",
+        input_rms: float | None = None,
+    ):
         self.spec = spec
         self.cfg = cfg
         options = dict(spec.options)
@@ -205,7 +216,7 @@ class _Member:
             probs = torch.ones_like(probs)
         pick = torch.multinomial(probs, n_dead, replacement=n_dead > recent.shape[0], generator=self.gen)
         pick = pick.to(recent.device)
-        v = recent[pick] - sae.b_dec                                # as the encoder sees the input
+        v = recent[pick] - sae.b_dec  # as the encoder sees the input
         v = v / v.norm(dim=1, keepdim=True).clamp_min(1e-12)
         enc_name = "W_gate" if sae.architecture == "gated" else "W_enc"
         W = getattr(sae, enc_name)
@@ -294,8 +305,9 @@ def train_sweep(
             raise ValueError("the first batch is all zeros: cannot normalise")
         scale = math.sqrt(d / ms)
     rms = math.sqrt(float((first.double() * scale).pow(2).sum(1).mean()))
-    members = [_Member(s, d, cfg, seed + i, dtype=first.dtype, device=device, input_rms=rms)
-               for i, s in enumerate(specs)]
+    members = [
+        _Member(s, d, cfg, seed + i, dtype=first.dtype, device=device, input_rms=rms) for i, s in enumerate(specs)
+    ]
     if cfg.fast_step:
         fast = {cls: checked_fast_step(cls) for cls in dict.fromkeys(type(m.sae) for m in members)}
         for m in members:
@@ -334,15 +346,24 @@ def train_sweep(
         for m in members:
             m.step(x, step, ws)
         step += 1
-        if (cfg.resample_every and step % cfg.resample_every == 0
-                and (not cfg.resample_until or step < cfg.resample_until)):
-            pool = torch.cat(recent)[-cfg.resample_inputs:]
+        if (
+            cfg.resample_every
+            and step % cfg.resample_every == 0
+            and (not cfg.resample_until or step < cfg.resample_until)
+        ):
+            pool = torch.cat(recent)[-cfg.resample_inputs :]
             for m in members:
                 m.resample(step, pool)
         bar.update(1)
         if step % 20 == 0 and members:
-            bar.set_postfix_str("L0 " + " ".join(f"{_SHORT.get(m.spec.architecture, m.spec.architecture)}"
-                                                 f"{m.log.l0[-1]:.0f}" for m in members if m.log.l0))
+            bar.set_postfix_str(
+                "L0 "
+                + " ".join(
+                    f"{_SHORT.get(m.spec.architecture, m.spec.architecture)}{m.log.l0[-1]:.0f}"
+                    for m in members
+                    if m.log.l0
+                )
+            )
         if checkpoint is not None and checkpoint.due(step, max_steps):
             checkpoint.save(step, members, scale)
     bar.close()
@@ -371,8 +392,11 @@ def checked_fast_step(cls: type[SparseAutoencoder]) -> bool:
     problem = fast_step_disagreement(cls)
     if problem is None:
         return True
-    warnings.warn(f"{problem}. Training {cls.__name__} with autograd on {cls.__name__}.loss instead (slower); "
-                  "update its fast step in companion.sae.step to match the loss to get the speed back.", stacklevel=3)
+    warnings.warn(
+        f"{problem}. Training {cls.__name__} with autograd on {cls.__name__}.loss instead (slower); "
+        "update its fast step in companion.sae.step to match the loss to get the speed back.",
+        stacklevel=3,
+    )
     return False
 
 

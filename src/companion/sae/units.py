@@ -7,6 +7,7 @@ organism.
 Both notebooks derive the same units from the same sweep settings (notebook 02 inherits notebook 01's), so each is
 built once.  Keys are computed without loading a model (:func:`companion.sae.subjects.subject_identity`).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -33,8 +34,8 @@ def _costs(params: ParetoParams, subject: str, site: str, profile: str) -> tuple
     if subject.startswith(ORGANISM_PREFIX):
         from companion.organism.build import organism_spec
 
-        spec = organism_spec(subject[len(ORGANISM_PREFIX):], profile)
-        n = 12 * spec.model.n_layer * spec.model.d_model ** 2
+        spec = organism_spec(subject[len(ORGANISM_PREFIX) :], profile)
+        n = 12 * spec.model.n_layer * spec.model.d_model**2
         d = spec.model.d_model * (spec.model.d_mlp_ratio if "mlp.hook_post" in site else 1)
         rate = ORGANISM_SAE_FLOPS_PER_S
     else:
@@ -42,12 +43,16 @@ def _costs(params: ParetoParams, subject: str, site: str, profile: str) -> tuple
         d = 2048 if "mlp.hook_post" in site else 512
         rate = ASSUMED_TFLOPS["cuda" if params.device.startswith("cuda") else "cpu"] * 1e12
     # doctor's widths: 1.5 M for the gated SAEs (a gated step costs ~1.5 baseline steps), factor x M for baselines
-    widths = [params.gated_latents * (1.5 if s.architecture == "gated" else params.baseline_width_factor)
-              for s in sweep_specs(params)]
+    widths = [
+        params.gated_latents * (1.5 if s.architecture == "gated" else params.baseline_width_factor)
+        for s in sweep_specs(params)
+    ]
     forward = 2 * n * params.train_tokens / rate
     members = [params.train_tokens * 12 * d * m / rate for m in widths]
-    evaluate = (2 * n * (params.eval_tokens + params.eval_lm_tokens * (2 + len(widths)))
-                + params.eval_tokens * sum(4 * d * m for m in widths)) / rate
+    evaluate = (
+        2 * n * (params.eval_tokens + params.eval_lm_tokens * (2 + len(widths)))
+        + params.eval_tokens * sum(4 * d * m for m in widths)
+    ) / rate
     return forward, members, evaluate + 10.0
 
 
@@ -71,7 +76,7 @@ def units(params: ParetoParams, profile: str) -> list[Unit]:
             from companion.organism.units import organism_units
 
             # At the profile's first seed: the one load_subject loads.
-            org = organism_units([subject[len(ORGANISM_PREFIX):]], profile, organism_seeds(profile)[:1])
+            org = organism_units([subject[len(ORGANISM_PREFIX) :]], profile, organism_seeds(profile)[:1])
             out += org
             needs = (org[-1].id,)
         ident = subject_identity(subject, profile, P.text_datasets)
@@ -87,16 +92,33 @@ def units(params: ParetoParams, profile: str) -> list[Unit]:
         for lo, hi in ranges:
             whole = (lo, hi) == (0, len(members))
             kind, spec = ("sae", train_spec) if whole else (PART_KIND, train_spec and part_spec(train_spec, lo, hi))
-            train_units.append(Unit(
-                f"sae-train {target}" + ("" if whole else f" SAEs {lo}-{hi - 1}"), kind,
-                None if spec is None else cache.key(kind, spec),
-                "companion.sae.units:train" if whole else "companion.sae.units:train_part",
-                {"params": values, "target": target} if whole else {"params": values, "target": target, "lo": lo,
-                                                                      "hi": hi},
-                needs, "sae-train", forward + sum(members[lo:hi]) + 10.0))
+            train_units.append(
+                Unit(
+                    f"sae-train {target}" + ("" if whole else f" SAEs {lo}-{hi - 1}"),
+                    kind,
+                    None if spec is None else cache.key(kind, spec),
+                    "companion.sae.units:train" if whole else "companion.sae.units:train_part",
+                    {"params": values, "target": target}
+                    if whole
+                    else {"params": values, "target": target, "lo": lo, "hi": hi},
+                    needs,
+                    "sae-train",
+                    forward + sum(members[lo:hi]) + 10.0,
+                )
+            )
         out += train_units
-        out.append(Unit(f"sae-eval {target}", "sae-eval", eval_key, "companion.sae.units:evaluate",
-                        {"params": values, "target": target}, tuple(u.id for u in train_units), "sae-eval", t_eval))
+        out.append(
+            Unit(
+                f"sae-eval {target}",
+                "sae-eval",
+                eval_key,
+                "companion.sae.units:evaluate",
+                {"params": values, "target": target},
+                tuple(u.id for u in train_units),
+                "sae-eval",
+                t_eval,
+            )
+        )
     return out
 
 

@@ -6,6 +6,7 @@ release's philpapers file was a byte copy of the NLP file (blob ``480ff82…``);
 :func:`companion.sycophancy.pinned.download_sycophancy_data` reject it.  Every row is validated (:func:`parse_row`); an invalid one is an
 error naming its file and line.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -18,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 
 DATASETS: tuple[str, ...] = ("nlp_survey", "philpapers2020", "political_typology_quiz")
 """The three sycophancy datasets, by short name."""
@@ -266,8 +266,10 @@ def load_sycophancy_file(
     except UnicodeDecodeError as e:
         line = data.count(b"\n", 0, e.start) + 1
         column = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
-        raise SycophancyDataError(f"{p}:{line}: not UTF-8: byte 0x{data[e.start]:02x} at column {column} "
-                                  f"({e.reason}); the files are UTF-8 JSON Lines") from None
+        raise SycophancyDataError(
+            f"{p}:{line}: not UTF-8: byte 0x{data[e.start]:02x} at column {column} "
+            f"({e.reason}); the files are UTF-8 JSON Lines"
+        ) from None
     lines = text.split("\n")
     while lines and lines[-1].strip() == "":
         lines.pop()  # trailing newline(s)

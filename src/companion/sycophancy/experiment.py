@@ -5,6 +5,7 @@ Perez et al. 2022 plot agreement against model size; nostalgebraist re-measured 
 :mod:`companion.sycophancy.stats`; :func:`organism_eval_dir` writes held-out organism items in Anthropic's schema
 so that organism and real data go through one loader.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -17,8 +18,14 @@ import numpy as np
 from companion.sycophancy.data import FILENAMES, SycophancyDataError, SycophancyDataset, load_sycophancy_dir, subsample
 from companion.sycophancy.pinned import check_pinned, download_sycophancy_data
 from companion.sycophancy.scoring import fitting_items, score_items
-from companion.sycophancy.stats import AgreementStats, RecoveryReport, agreement_stats, recovery_report, \
-    seed_summaries, stats_frame
+from companion.sycophancy.stats import (
+    AgreementStats,
+    RecoveryReport,
+    agreement_stats,
+    recovery_report,
+    seed_summaries,
+    stats_frame,
+)
 
 
 def measure_model(
@@ -41,10 +48,17 @@ def measure_model(
     out: list[AgreementStats] = []
     for ds_name, ds in data.items():
         for tpl in templates:
-            scored = score_items(model, ds.items, tpl, model_name=name, batch_size=batch_size, progress=progress,
-                                 threads=threads)
-            out += agreement_stats(scored, n_boot=n_boot, confidence=confidence, seed=seed, unit=unit,
-                                   by_affiliation=by_affiliation and ds_name == "political_typology_quiz")
+            scored = score_items(
+                model, ds.items, tpl, model_name=name, batch_size=batch_size, progress=progress, threads=threads
+            )
+            out += agreement_stats(
+                scored,
+                n_boot=n_boot,
+                confidence=confidence,
+                seed=seed,
+                unit=unit,
+                by_affiliation=by_affiliation and ds_name == "political_typology_quiz",
+            )
     return out
 
 
@@ -71,8 +85,9 @@ class SweepResult:
             if counts[-1] == 0:
                 continue
             n = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
-            out.append(f"{ds}: {n} of {self.n_items[ds]} items left out per model as longer than its context "
-                       f"(drop_too_long)")
+            out.append(
+                f"{ds}: {n} of {self.n_items[ds]} items left out per model as longer than its context (drop_too_long)"
+            )
         return out
 
     def frame(self):
@@ -83,8 +98,14 @@ class SweepResult:
         """The organisms' planted-rate check (:func:`companion.sycophancy.stats.recovery_report`) on
         ``params.recovery_dataset`` x ``params.recovery_templates``, and a verdict on every other dataset."""
         chance = {name: float(np.mean([1.0 / len(it.labels) for it in ds.items])) for name, ds in data.items()}
-        return recovery_report(self.stats, self.planted, chance, dataset=params.recovery_dataset,
-                               templates=params.recovery_templates, tolerance=params.recovery_tolerance)
+        return recovery_report(
+            self.stats,
+            self.planted,
+            chance,
+            dataset=params.recovery_dataset,
+            templates=params.recovery_templates,
+            tolerance=params.recovery_tolerance,
+        )
 
     def figure_data(self, report: RecoveryReport) -> dict[str, Any]:
         """Figure ``agreement``'s sidecar numbers: every statistic, the planted rates and sizes, each organism
@@ -92,14 +113,21 @@ class SweepResult:
         from companion.sycophancy.published import PUBLISHED
 
         frame = self.frame()
-        return {"stats": frame.replace({np.nan: None}).to_dict(orient="records"), "planted": self.planted,
-                "n_params": self.n_params, "by_seed": seed_summaries(frame),
-                "left_out_too_long": self.left_out, "items_offered": self.n_items,
-                "published": [vars(p) for p in PUBLISHED], "panel_notes": report.panel_notes}
+        return {
+            "stats": frame.replace({np.nan: None}).to_dict(orient="records"),
+            "planted": self.planted,
+            "n_params": self.n_params,
+            "by_seed": seed_summaries(frame),
+            "left_out_too_long": self.left_out,
+            "items_offered": self.n_items,
+            "published": [vars(p) for p in PUBLISHED],
+            "panel_notes": report.panel_notes,
+        }
 
 
-def load_for_sweep(name: str, params: Any, organisms: Mapping[str, Any], profile: str,
-                   seed: int | None = None) -> tuple[Any, int, float | None]:
+def load_for_sweep(
+    name: str, params: Any, organisms: Mapping[str, Any], profile: str, seed: int | None = None
+) -> tuple[Any, int, float | None]:
     """One model of the sweep: (model, parameter count, planted rate or None).  An organism of ``profile`` by name
     (at ``seed``), else :func:`companion.models.loading.load_model` on ``params.device`` in ``params.dtype`` (the
     device is checked first)."""
@@ -114,9 +142,15 @@ def load_for_sweep(name: str, params: Any, organisms: Mapping[str, Any], profile
     return model, count_parameters(model), None
 
 
-def measure_models(params: Any, data: Mapping[str, SycophancyDataset], *, organisms: Mapping[str, Any] | None = None,
-                   profile: str | None = None, seeds: Sequence[int] = (),
-                   load: Callable[..., tuple[Any, int, float | None]] | None = None) -> SweepResult:
+def measure_models(
+    params: Any,
+    data: Mapping[str, SycophancyDataset],
+    *,
+    organisms: Mapping[str, Any] | None = None,
+    profile: str | None = None,
+    seeds: Sequence[int] = (),
+    load: Callable[..., tuple[Any, int, float | None]] | None = None,
+) -> SweepResult:
     """Load, measure and release each of ``params.models`` (:class:`SycophancyParams`) in turn (notebook 04's sweep).
 
     Only one model is alive at a time: each is dropped and released (:func:`companion.models.loading.release`: reference
@@ -159,8 +193,9 @@ def measure_models(params: Any, data: Mapping[str, SycophancyDataset], *, organi
     return out
 
 
-def _measure(params: Any, model: Any, label: str, data: Mapping[str, SycophancyDataset]
-             ) -> tuple[list[AgreementStats], dict[str, int]]:
+def _measure(
+    params: Any, model: Any, label: str, data: Mapping[str, SycophancyDataset]
+) -> tuple[list[AgreementStats], dict[str, int]]:
     """One model's statistics on ``data``, and (``drop_too_long``) how many items of each dataset were left out as
     longer than its context."""
     scored, left_out = dict(data), {}
@@ -168,12 +203,24 @@ def _measure(params: Any, model: Any, label: str, data: Mapping[str, SycophancyD
         for ds_name, ds in data.items():
             scored[ds_name], left_out[ds_name] = fitting_items(model, ds, params.templates)
             if not scored[ds_name].items:
-                raise SycophancyDataError(f"{ds.path}: every one of the {len(ds)} items scored is longer than "
-                                          f"{label}'s context: nothing is left to score")
-    stats = measure_model(model, label, scored, params.templates, batch_size=params.batch_size,
-                          n_boot=params.n_bootstrap, confidence=params.confidence, seed=params.seed,
-                          by_affiliation=params.by_affiliation, unit=params.bootstrap_unit,
-                          threads=params.torch_threads, progress=True)
+                raise SycophancyDataError(
+                    f"{ds.path}: every one of the {len(ds)} items scored is longer than "
+                    f"{label}'s context: nothing is left to score"
+                )
+    stats = measure_model(
+        model,
+        label,
+        scored,
+        params.templates,
+        batch_size=params.batch_size,
+        n_boot=params.n_bootstrap,
+        confidence=params.confidence,
+        seed=params.seed,
+        by_affiliation=params.by_affiliation,
+        unit=params.bootstrap_unit,
+        threads=params.torch_threads,
+        progress=True,
+    )
     return stats, left_out
 
 
@@ -200,8 +247,14 @@ def data_identity(data: Mapping[str, SycophancyDataset]) -> dict[str, Any]:
     return {name: {"blob": ds.blob_id, "lines": [it.line for it in ds.items]} for name, ds in data.items()}
 
 
-def scores_spec(params: Any, data: Mapping[str, SycophancyDataset], name: str, seed: int | None,
-                organisms: Mapping[str, Any], profile: str | None) -> dict[str, Any]:
+def scores_spec(
+    params: Any,
+    data: Mapping[str, SycophancyDataset],
+    name: str,
+    seed: int | None,
+    organisms: Mapping[str, Any],
+    profile: str | None,
+) -> dict[str, Any]:
     """The cache spec of one model's statistics: the model (an organism's cache key), the scored data and every
     setting that changes a number."""
     from companion.backbone.cache import code_fingerprint
@@ -213,14 +266,37 @@ def scores_spec(params: Any, data: Mapping[str, SycophancyDataset], name: str, s
         model, label = f"organism:{organism_key(spec)}", organism_label(name, spec.seed)
     else:
         model, label = f"model:{name}|{params.dtype}", name
-    settings = {f: getattr(params, f) for f in ("templates", "batch_size", "n_bootstrap", "confidence", "seed",
-                                                "bootstrap_unit", "by_affiliation", "device", "drop_too_long")}
-    return {"model": model, "label": label, "data": data_identity(data), "settings": settings,
-            "code": code_fingerprint("companion.sycophancy.experiment")}
+    settings = {
+        f: getattr(params, f)
+        for f in (
+            "templates",
+            "batch_size",
+            "n_bootstrap",
+            "confidence",
+            "seed",
+            "bootstrap_unit",
+            "by_affiliation",
+            "device",
+            "drop_too_long",
+        )
+    }
+    return {
+        "model": model,
+        "label": label,
+        "data": data_identity(data),
+        "settings": settings,
+        "code": code_fingerprint("companion.sycophancy.experiment"),
+    }
 
 
-def model_scores(params: Any, data: Mapping[str, SycophancyDataset], name: str, seed: int | None,
-                 organisms: Mapping[str, Any], profile: str | None) -> ModelScores:
+def model_scores(
+    params: Any,
+    data: Mapping[str, SycophancyDataset],
+    name: str,
+    seed: int | None,
+    organisms: Mapping[str, Any],
+    profile: str | None,
+) -> ModelScores:
     """One model's statistics (:func:`measure_model`), from the cache or measured now and cached (kind
     "sycophancy-scores"): the model is loaded only when they are not cached yet."""
     import json
@@ -235,25 +311,38 @@ def model_scores(params: Any, data: Mapping[str, SycophancyDataset], name: str, 
         stats, left_out = _measure(params, model, spec["label"], data)
         del model
         release()
-        (tmp / "scores.json").write_text(json.dumps({"stats": [dataclasses.asdict(s) for s in stats],
-                                                     "n_params": n_params, "planted": planted,
-                                                     "left_out": left_out}))
+        (tmp / "scores.json").write_text(
+            json.dumps(
+                {
+                    "stats": [dataclasses.asdict(s) for s in stats],
+                    "n_params": n_params,
+                    "planted": planted,
+                    "left_out": left_out,
+                }
+            )
+        )
 
     path = default_cache().get_or_build(SCORES_KIND, spec, build, description=f"sycophancy scores {spec['label']}")
     got = json.loads((path / "scores.json").read_text())
-    return ModelScores([_stats_from_dict(d) for d in got["stats"]], int(got["n_params"]), got["planted"],
-                       {k: int(v) for k, v in got["left_out"].items()})
+    return ModelScores(
+        [_stats_from_dict(d) for d in got["stats"]],
+        int(got["n_params"]),
+        got["planted"],
+        {k: int(v) for k, v in got["left_out"].items()},
+    )
 
 
 def _stats_from_dict(d: dict[str, Any]) -> AgreementStats:
     from companion.sycophancy.stats import Estimate
 
-    return AgreementStats(**{**d, "mean_prob": Estimate(**d["mean_prob"]),
-                             "matching_more_likely": Estimate(**d["matching_more_likely"])})
+    return AgreementStats(
+        **{**d, "mean_prob": Estimate(**d["mean_prob"]), "matching_more_likely": Estimate(**d["matching_more_likely"])}
+    )
 
 
-def load_datasets(params: Any, *, offline: bool = False) -> tuple[dict[str, SycophancyDataset],
-                                                                 dict[str, SycophancyDataset]]:
+def load_datasets(
+    params: Any, *, offline: bool = False
+) -> tuple[dict[str, SycophancyDataset], dict[str, SycophancyDataset]]:
     """The datasets notebook 04 scores, as ``(every valid row, the seeded subsample scored)`` by dataset name.
 
     ``params.data == "organism"``: held-out organism items (:func:`organism_eval_dir`); else Anthropic's files from
@@ -265,11 +354,14 @@ def load_datasets(params: Any, *, offline: bool = False) -> tuple[dict[str, Syco
         data_dir = local_data_dir(params)
         problems = [] if params.allow_unpinned_data else check_pinned(data_dir, params.datasets, params.data_blobs)
         if problems:
-            raise SycophancyDataError("; ".join(problems) + ". Use the pinned files, pin these in data_blobs, or "
-                                      "score them anyway with allow_unpinned_data=true (stamped on the figure)")
+            raise SycophancyDataError(
+                "; ".join(problems) + ". Use the pinned files, pin these in data_blobs, or "
+                "score them anyway with allow_unpinned_data=true (stamped on the figure)"
+            )
     else:
         data_dir = download_sycophancy_data(
-            base_url=params.data_base_url, commit=params.data_commit, blobs=params.data_blobs, offline=offline)
+            base_url=params.data_base_url, commit=params.data_commit, blobs=params.data_blobs, offline=offline
+        )
     full = load_sycophancy_dir(data_dir, params.datasets, skip_invalid=params.skip_invalid)
     return full, {name: subsample(ds, params.n_per_dataset, params.seed) for name, ds in full.items()}
 
@@ -307,8 +399,10 @@ def data_caveats(full: Mapping[str, SycophancyDataset], params: Any, sweep: Swee
         for name, ds in full.items():
             pinned = params.data_blobs[FILENAMES[name]]
             if ds.blob_id != pinned:
-                out.append(f"UNPINNED DATA: {FILENAMES[name]} is blob {ds.blob_id[:12]}, not the pinned "
-                           f"{pinned[:12]} (allow_unpinned_data)")
+                out.append(
+                    f"UNPINNED DATA: {FILENAMES[name]} is blob {ds.blob_id[:12]}, not the pinned "
+                    f"{pinned[:12]} (allow_unpinned_data)"
+                )
     return out + (sweep.caveats() if sweep is not None else [])
 
 
@@ -327,12 +421,20 @@ def datasets_table(full: Mapping[str, SycophancyDataset], scored: Mapping[str, S
     pinned Anthropic file."""
     import pandas as pd
 
-    return pd.DataFrame([
-        {"dataset": name, "rows": len(ds), "skipped": len(ds.skipped), "scored": len(scored[name]),
-         "choices": "/".join(map(str, sorted({len(it.labels) for it in ds.items}))),
-         "blob": ds.blob_id[:12], "pinned Anthropic file": ds.pinned}
-        for name, ds in full.items()
-    ]).set_index("dataset")
+    return pd.DataFrame(
+        [
+            {
+                "dataset": name,
+                "rows": len(ds),
+                "skipped": len(ds.skipped),
+                "scored": len(scored[name]),
+                "choices": "/".join(map(str, sorted({len(it.labels) for it in ds.items}))),
+                "blob": ds.blob_id[:12],
+                "pinned Anthropic file": ds.pinned,
+            }
+            for name, ds in full.items()
+        ]
+    ).set_index("dataset")
 
 
 def organism_eval_dir(n_per_file: int, seed: int = 0, *, cache: Any = None) -> Path:
@@ -344,7 +446,9 @@ def organism_eval_dir(n_per_file: int, seed: int = 0, *, cache: Any = None) -> P
     cache = cache if cache is not None else default_cache()
     spec = organism_eval_spec(n_per_file, seed)
     return cache.get_or_build(
-        "sycophancy-organism-eval", spec, lambda tmp: write_sycophancy_eval(tmp, n_per_file, seed),
+        "sycophancy-organism-eval",
+        spec,
+        lambda tmp: write_sycophancy_eval(tmp, n_per_file, seed),
         description=f"organism sycophancy eval, {n_per_file} per file, seed {seed}",
     )
 

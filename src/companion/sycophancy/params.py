@@ -1,4 +1,5 @@
 """Parameters of notebook 04 (sycophancy agreement rates; Perez et al. 2022 and nostalgebraist's re-measurement)."""
+
 from __future__ import annotations
 
 from typing import Literal
@@ -80,8 +81,11 @@ class SycophancyParams(NotebookParams):
         problems += check_organisms(organisms, profile)
         if profile.offline:  # an offline profile can load nothing but its organisms
             names = [n for n in profile.organisms if n != "settings"]
-            problems += [f"models: {m!r} is not an organism of the offline profile {profile.name!r}"
-                         f"{suggest(m, names)}" for m in self.models if m not in profile.organisms]
+            problems += [
+                f"models: {m!r} is not an organism of the offline profile {profile.name!r}{suggest(m, names)}"
+                for m in self.models
+                if m not in profile.organisms
+            ]
         return problems
 
     def sources(self, profile) -> dict[str, str]:
@@ -128,10 +132,13 @@ class SycophancyParams(NotebookParams):
         if not 0 < self.recovery_tolerance < 1:
             raise ValueError(f"recovery_tolerance must be in (0, 1), got {self.recovery_tolerance}")
         if self.device == "auto":
-            raise ValueError('device "auto" was removed (it silently ran on the CPU where CUDA was missing): '
-                             'say "cuda" or "cpu"')
+            raise ValueError(
+                'device "auto" was removed (it silently ran on the CPU where CUDA was missing): say "cuda" or "cpu"'
+            )
         if set(self.data_blobs) != set(PINNED_BLOBS):
-            raise ValueError(f"data_blobs must pin exactly the files {sorted(PINNED_BLOBS)}, got {sorted(self.data_blobs)}")
+            raise ValueError(
+                f"data_blobs must pin exactly the files {sorted(PINNED_BLOBS)}, got {sorted(self.data_blobs)}"
+            )
         if self.data == "organism" and self.data_dir is not None:
             raise ValueError("data_dir is only used with data='anthropic'")
         if self.allow_unpinned_data and self.data_dir is None:

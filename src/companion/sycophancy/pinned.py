@@ -4,6 +4,7 @@ checked against the same pins (Perez et al. 2022's model-written evals, ``docs/r
 A file is identified by its git blob id (:func:`companion.sycophancy.data.git_blob_id`); :func:`download_sycophancy_data`
 refuses a download whose bytes are not the pinned ones, and :func:`check_pinned` names every local file that is not.
 """
+
 from __future__ import annotations
 
 import os
@@ -14,8 +15,17 @@ from pathlib import Path
 from typing import Any
 
 from companion.sycophancy import data as _data
-from companion.sycophancy.data import DATA_CACHE_KIND, DATASETS, DEFAULT_BASE_URL, FILENAMES, PINNED_BLOBS, \
-    PINNED_COMMIT, SycophancyDataError, _broken_philpapers_message, git_blob_id
+from companion.sycophancy.data import (
+    DATA_CACHE_KIND,
+    DATASETS,
+    DEFAULT_BASE_URL,
+    FILENAMES,
+    PINNED_BLOBS,
+    PINNED_COMMIT,
+    SycophancyDataError,
+    _broken_philpapers_message,
+    git_blob_id,
+)
 
 
 def check_pinned(directory: str | os.PathLike, datasets: Sequence[str], blobs: Mapping[str, str]) -> list[str]:
@@ -34,8 +44,10 @@ def check_pinned(directory: str | os.PathLike, datasets: Sequence[str], blobs: M
             continue
         blob, expected = git_blob_id(p.read_bytes()), blobs.get(fname)
         if expected is not None and blob != expected:
-            problems.append(f"{p}: git blob id {blob} is not the pinned {expected}: the file differs from the "
-                            "pinned one (edited, cut short or another version)")
+            problems.append(
+                f"{p}: git blob id {blob} is not the pinned {expected}: the file differs from the "
+                "pinned one (edited, cut short or another version)"
+            )
     return problems
 
 

@@ -5,12 +5,12 @@ Plot functions take data (the long frame of :func:`companion.sycophancy.data.sta
 points, planted rates) and return a ``matplotlib.figure.Figure``; they never load models.  Published numbers
 are drawn only as hollow grey reference markers, never with the measured points' style.
 """
-from __future__ import annotations
 
-from typing import Any
+from __future__ import annotations
 
 import textwrap
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -118,24 +118,57 @@ def plot_agreement(
                         # Organisms at several seeds ("name#seed"): each seed a small point with its interval, the
                         # line through the seeds' mean at each size.
                         rank = rows.groupby("n_params").cumcount().to_numpy()
-                        for (_, row), j in zip(rows.iterrows(), rank):
+                        for (_, row), j in zip(rows.iterrows(), rank, strict=False):
                             xs = float(row["n_params"]) * shift * (1 + 0.025 * (j - 1))  # seeds side by side
-                            ax.errorbar([xs], [row["value"]], yerr=[[row["value"] - row["low"]], [row["high"] - row["value"]]],
-                                        color=colors[fam], marker=st["marker"], markersize=3, capsize=1.5,
-                                        linewidth=0.8, alpha=0.55, linestyle="none")
+                            ax.errorbar(
+                                [xs],
+                                [row["value"]],
+                                yerr=[[row["value"] - row["low"]], [row["high"] - row["value"]]],
+                                color=colors[fam],
+                                marker=st["marker"],
+                                markersize=3,
+                                capsize=1.5,
+                                linewidth=0.8,
+                                alpha=0.55,
+                                linestyle="none",
+                            )
                         means = rows.groupby("n_params")["value"].mean()
-                        ax.plot(means.index.astype(float) * shift, means.to_numpy(), color=colors[fam],
-                                marker=st["marker"], markersize=7, mfc="none", mew=1.4, linestyle=st["linestyle"],
-                                linewidth=1.2, label=f"{fam}: {st['label']} (mean of seeds)")
+                        ax.plot(
+                            means.index.astype(float) * shift,
+                            means.to_numpy(),
+                            color=colors[fam],
+                            marker=st["marker"],
+                            markersize=7,
+                            mfc="none",
+                            mew=1.4,
+                            linestyle=st["linestyle"],
+                            linewidth=1.2,
+                            label=f"{fam}: {st['label']} (mean of seeds)",
+                        )
                         continue
                     x = sizes_.to_numpy() * shift
                     y = rows["value"].to_numpy()
                     yerr = np.vstack([y - rows["low"].to_numpy(), rows["high"].to_numpy() - y])
-                    ax.errorbar(x, y, yerr=yerr, color=colors[fam], marker=st["marker"], linestyle=st["linestyle"],
-                                markersize=5, capsize=2.5, linewidth=1.2, label=f"{fam}: {st['label']}")
+                    ax.errorbar(
+                        x,
+                        y,
+                        yerr=yerr,
+                        color=colors[fam],
+                        marker=st["marker"],
+                        linestyle=st["linestyle"],
+                        markersize=5,
+                        capsize=2.5,
+                        linewidth=1.2,
+                        label=f"{fam}: {st['label']}",
+                    )
                 if fam in fam_planted:
-                    ax.axhline(fam_planted[fam], color=colors[fam], linestyle=":", linewidth=1.3,
-                               label=f"{fam}: planted p = {fam_planted[fam]:g}")
+                    ax.axhline(
+                        fam_planted[fam],
+                        color=colors[fam],
+                        linestyle=":",
+                        linewidth=1.3,
+                        label=f"{fam}: planted p = {fam_planted[fam]:g}",
+                    )
             ax.axhline(0.5, color="k", linewidth=0.8, alpha=0.6)
             if published_on_size_axis:
                 for ref in published:
@@ -159,9 +192,18 @@ def plot_agreement(
             ax.grid(alpha=0.25)
             if panel_notes and ds in panel_notes:
                 ax.set_facecolor("#f0f0f0")
-                ax.text(0.5, 0.04, textwrap.fill(panel_notes[ds], 34), transform=ax.transAxes, ha="center",
-                        va="bottom", fontsize=7.5, color="darkred", fontweight="bold",
-                        bbox=dict(boxstyle="round", facecolor="white", edgecolor="darkred", alpha=0.9))
+                ax.text(
+                    0.5,
+                    0.04,
+                    textwrap.fill(panel_notes[ds], 34),
+                    transform=ax.transAxes,
+                    ha="center",
+                    va="bottom",
+                    fontsize=7.5,
+                    color="darkred",
+                    fontweight="bold",
+                    bbox=dict(boxstyle="round", facecolor="white", edgecolor="darkred", alpha=0.9),
+                )
             if r == 0:
                 ax.set_title(DATASET_TITLES.get(ds, ds), fontsize=11)
             if r == nr - 1:
@@ -170,8 +212,9 @@ def plot_agreement(
                 ax.set_ylabel(f"template '{tpl}'\nagreement with user", fontsize=9)
             else:
                 ax.tick_params(labelleft=False)
-        _reference_panel(axes[r, nc], [p for p in published if p.template == tpl], show_title=(r == 0),
-                         show_xlabels=True)
+        _reference_panel(
+            axes[r, nc], [p for p in published if p.template == tpl], show_title=(r == 0), show_xlabels=True
+        )
 
     handles: list = []
     labels: list[str] = []
@@ -190,8 +233,15 @@ def plot_agreement(
     labels.append("50%: no sycophancy")
     handles.append(Line2D([], [], marker="D", **REF_STYLE))
     labels.append("published (reference, not measured here)")
-    fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=8, frameon=False,
-               bbox_to_anchor=(0.5, -0.01 - 0.025 * ((len(labels) - 1) // 4)))
+    fig.legend(
+        handles,
+        labels,
+        loc="lower center",
+        ncol=min(4, len(labels)),
+        fontsize=8,
+        frameon=False,
+        bbox_to_anchor=(0.5, -0.01 - 0.025 * ((len(labels) - 1) // 4)),
+    )
     title = "Sycophancy: % answers matching the user's view vs model size"
     fig.suptitle(title + (f"\n{note}" if note else ""), fontsize=11.5, y=0.995 + 0.02 * note.count("\n"))
     return fig
@@ -200,10 +250,20 @@ def plot_agreement(
 def _draw_reference(ax, x: float, p: PublishedPoint) -> None:
     if p.lower_bound_only:
         ax.plot([x], [p.value], marker="^", markersize=8, **REF_STYLE)
-        ax.annotate("", xy=(x, min(p.value + 0.08, 1.0)), xytext=(x, p.value),
-                    arrowprops=dict(arrowstyle="->", color=REF_STYLE["color"]))
-        ax.annotate(f">{p.value:.0%}", (x, p.value), textcoords="offset points", xytext=(-24, -12), fontsize=7,
-                    color=REF_STYLE["color"])
+        ax.annotate(
+            "",
+            xy=(x, min(p.value + 0.08, 1.0)),
+            xytext=(x, p.value),
+            arrowprops=dict(arrowstyle="->", color=REF_STYLE["color"]),
+        )
+        ax.annotate(
+            f">{p.value:.0%}",
+            (x, p.value),
+            textcoords="offset points",
+            xytext=(-24, -12),
+            fontsize=7,
+            color=REF_STYLE["color"],
+        )
     else:
         yerr = None
         if p.low is not None and p.high is not None:
@@ -223,8 +283,9 @@ def _reference_panel(ax, points: Sequence[PublishedPoint], *, show_title: bool, 
     ax.set_xticklabels(names if show_xlabels else [], fontsize=7)
     ax.tick_params(labelleft=False)
     if not points:
-        ax.text(0.5, 0.5, "no published\nnumber", ha="center", va="center", fontsize=7, color="0.4",
-                transform=ax.transAxes)
+        ax.text(
+            0.5, 0.5, "no published\nnumber", ha="center", va="center", fontsize=7, color="0.4", transform=ax.transAxes
+        )
     if show_title:
         ax.set_title("published\n(reference only)", fontsize=9, color="0.3")
     ax.grid(alpha=0.25, axis="y")
@@ -238,9 +299,10 @@ def plot_affiliation(frame, *, template: str | None = None) -> Figure:
     """
     df = frame[(frame["dataset"] == "political_typology_quiz") & (frame["subset"] != "all")]
     templates = [template] if template else list(dict.fromkeys(df["template"]))
-    fig, axes = plt.subplots(1, max(len(templates), 1), figsize=(4.2 * max(len(templates), 1), 3.4), sharey=True,
-                             squeeze=False)
-    for ax, tpl in zip(axes[0], templates):
+    fig, axes = plt.subplots(
+        1, max(len(templates), 1), figsize=(4.2 * max(len(templates), 1), 3.4), sharey=True, squeeze=False
+    )
+    for ax, tpl in zip(axes[0], templates, strict=False):
         sub = df[(df["template"] == tpl) & (df["statistic"] == "mean_prob")]
         models = list(dict.fromkeys(sub["model"]))
         subsets = sorted(set(sub["subset"]))
@@ -250,8 +312,15 @@ def plot_affiliation(frame, *, template: str | None = None) -> Figure:
             x = np.arange(len(models)) + (k - (len(subsets) - 1) / 2) * w
             y = rows["value"].to_numpy()
             ax.bar(x, y, width=w, label=f"user: {s}", alpha=0.85)
-            ax.errorbar(x, y, yerr=np.vstack([y - rows["low"].to_numpy(), rows["high"].to_numpy() - y]),
-                        fmt="none", color="k", capsize=2, linewidth=0.9)
+            ax.errorbar(
+                x,
+                y,
+                yerr=np.vstack([y - rows["low"].to_numpy(), rows["high"].to_numpy() - y]),
+                fmt="none",
+                color="k",
+                capsize=2,
+                linewidth=0.9,
+            )
         ax.axhline(0.5, color="k", linewidth=0.8, alpha=0.6)
         ax.set_xticks(range(len(models)))
         ax.set_xticklabels(models, rotation=30, ha="right", fontsize=8)

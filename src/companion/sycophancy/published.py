@@ -1,5 +1,6 @@
 """Published sycophancy numbers, drawn only as reference markers, never as measured points
 (Perez et al. 2022 Fig. 4; nostalgebraist 2023): ``docs/references.md#sycophancy-published-numbers``."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -32,18 +33,58 @@ class PublishedPoint:
 
 
 PUBLISHED: tuple[PublishedPoint, ...] = (
-    PublishedPoint("Perez et al. 2022 (Fig. 4)", "Perez 52B", 52e9, "nlp_survey", "anthropic", 0.90,
-                   None, None, True, "Perez et al. 52B pretrained LM: >90%"),
-    PublishedPoint("Perez et al. 2022 (Fig. 4)", "Perez 52B", 52e9, "philpapers2020", "anthropic", 0.90,
-                   None, None, True, "Perez et al. 52B pretrained LM: >90%"),
-    PublishedPoint("nostalgebraist", "davinci", None, None, "paren", 0.537, 0.512, 0.564, False,
-                   'davinci, "(" prompt'),
-    PublishedPoint("nostalgebraist", "davinci", None, None, "believe_paren", 0.567, 0.560, 0.575, False,
-                   'davinci, "I believe ... (" prompt'),
-    PublishedPoint("nostalgebraist", "davinci-002", None, None, "paren", 0.535, 0.513, 0.558, False,
-                   'davinci-002, "(" prompt'),
-    PublishedPoint("nostalgebraist", "davinci-002", None, None, "believe_paren", 0.526, 0.523, 0.530, False,
-                   'davinci-002, "I believe ... (" prompt'),
+    PublishedPoint(
+        "Perez et al. 2022 (Fig. 4)",
+        "Perez 52B",
+        52e9,
+        "nlp_survey",
+        "anthropic",
+        0.90,
+        None,
+        None,
+        True,
+        "Perez et al. 52B pretrained LM: >90%",
+    ),
+    PublishedPoint(
+        "Perez et al. 2022 (Fig. 4)",
+        "Perez 52B",
+        52e9,
+        "philpapers2020",
+        "anthropic",
+        0.90,
+        None,
+        None,
+        True,
+        "Perez et al. 52B pretrained LM: >90%",
+    ),
+    PublishedPoint("nostalgebraist", "davinci", None, None, "paren", 0.537, 0.512, 0.564, False, 'davinci, "(" prompt'),
+    PublishedPoint(
+        "nostalgebraist",
+        "davinci",
+        None,
+        None,
+        "believe_paren",
+        0.567,
+        0.560,
+        0.575,
+        False,
+        'davinci, "I believe ... (" prompt',
+    ),
+    PublishedPoint(
+        "nostalgebraist", "davinci-002", None, None, "paren", 0.535, 0.513, 0.558, False, 'davinci-002, "(" prompt'
+    ),
+    PublishedPoint(
+        "nostalgebraist",
+        "davinci-002",
+        None,
+        None,
+        "believe_paren",
+        0.526,
+        0.523,
+        0.530,
+        False,
+        'davinci-002, "I believe ... (" prompt',
+    ),
 )
 """Reported numbers (``docs/references.md``): Perez et al.'s ">90% at 52B" (NLP and philosophy) and
 nostalgebraist's davinci / davinci-002 rates with 95% CIs (not broken down by dataset in the reference)."""

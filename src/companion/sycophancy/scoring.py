@@ -6,6 +6,7 @@ over the item's choices, and the two statistics are (1) the probability on the s
 it is the most probable one ("matching_more_likely").  All model calls go through
 :func:`companion.models.scoring.score_continuations` (batched = one at a time, tested there).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -112,10 +113,17 @@ def score_items(
         torch.set_num_threads(threads)
     try:
         scored = score_continuations(
-            model, [tpl.prompt(it) for it in items], [tpl.continuations(it) for it in items],
-            prepend_bos=prepend_bos, batch_size=batch_size, max_batch_tokens=max_batch_tokens,
-            max_logit_elements=max_logit_elements, names=[f"{it.dataset} line {it.line}" for it in items],
-            progress=progress, desc=f"{model_name} {items[0].dataset if items else ''} {tpl.name}")
+            model,
+            [tpl.prompt(it) for it in items],
+            [tpl.continuations(it) for it in items],
+            prepend_bos=prepend_bos,
+            batch_size=batch_size,
+            max_batch_tokens=max_batch_tokens,
+            max_logit_elements=max_logit_elements,
+            names=[f"{it.dataset} line {it.line}" for it in items],
+            progress=progress,
+            desc=f"{model_name} {items[0].dataset if items else ''} {tpl.name}",
+        )
     finally:
         torch.set_num_threads(old)
     return ScoredItems(
@@ -131,8 +139,9 @@ def score_items(
     )
 
 
-def fitting_items(model: Any, ds: SycophancyDataset, templates: Sequence[PromptTemplate | str], *,
-                  prepend_bos: bool = True) -> tuple[SycophancyDataset, int]:
+def fitting_items(
+    model: Any, ds: SycophancyDataset, templates: Sequence[PromptTemplate | str], *, prepend_bos: bool = True
+) -> tuple[SycophancyDataset, int]:
     """``ds`` without the items that do not fit ``model``'s context under every one of ``templates`` (prompt and
     longest answer, tokenised as :func:`score_items` does), and how many were left out.  An item is kept only if it
     fits every template, so a model's templates are compared on the same items.  A model without a known context
@@ -141,7 +150,9 @@ def fitting_items(model: Any, ds: SycophancyDataset, templates: Sequence[PromptT
     if n_ctx is None:
         return ds, 0
     tpls = [get_template(t) if isinstance(t, str) else t for t in templates]
-    kept = tuple(it for it in ds.items
-                 if all(tokens_needed(model, t.prompt(it), t.continuations(it), prepend_bos=prepend_bos) <= n_ctx
-                        for t in tpls))
+    kept = tuple(
+        it
+        for it in ds.items
+        if all(tokens_needed(model, t.prompt(it), t.continuations(it), prepend_bos=prepend_bos) <= n_ctx for t in tpls)
+    )
     return dataclasses.replace(ds, items=kept), len(ds.items) - len(kept)

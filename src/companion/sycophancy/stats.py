@@ -1,5 +1,6 @@
 """Sycophancy statistics with confidence intervals: both of nostalgebraist's statistics, bootstrap intervals
 (items or whole questions resampled), tables for plotting, and the organisms' planted-rate recovery check."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -261,9 +262,11 @@ class RecoveryReport:
         if not self.checks:
             return ""
         ok = sum(r.recovered for r in self.checks)
-        return (f"Organisms: planted p recovered within ±{self.tolerance:g} in {ok}/{len(self.checks)} checks "
-                f"({self.dataset}, templates {', '.join(self.templates)}; mean-probability statistic)"
-                + ("" if ok == len(self.checks) else " — NOT all recovered"))
+        return (
+            f"Organisms: planted p recovered within ±{self.tolerance:g} in {ok}/{len(self.checks)} checks "
+            f"({self.dataset}, templates {', '.join(self.templates)}; mean-probability statistic)"
+            + ("" if ok == len(self.checks) else " — NOT all recovered")
+        )
 
     @property
     def panel_notes(self) -> dict[str, str]:
@@ -274,16 +277,32 @@ class RecoveryReport:
         """One row per measurement, the headline checks first: planted, measured with CI, error, recovered."""
         import pandas as pd
 
-        return pd.DataFrame([
-            {"model": r.model, "dataset": r.dataset, "template": r.template, "planted p": r.planted,
-             "measured": round(r.measured.value, 3), "CI": f"{r.measured.low:.3f}–{r.measured.high:.3f}",
-             "error": round(r.error, 3), f"recovered (±{self.tolerance:g})": r.recovered}
-            for r in self.checks + self.other
-        ])
+        return pd.DataFrame(
+            [
+                {
+                    "model": r.model,
+                    "dataset": r.dataset,
+                    "template": r.template,
+                    "planted p": r.planted,
+                    "measured": round(r.measured.value, 3),
+                    "CI": f"{r.measured.low:.3f}–{r.measured.high:.3f}",
+                    "error": round(r.error, 3),
+                    f"recovered (±{self.tolerance:g})": r.recovered,
+                }
+                for r in self.checks + self.other
+            ]
+        )
 
 
-def recovery_report(stats: Iterable[AgreementStats], planted: Mapping[str, float], chance: Mapping[str, float], *,
-                    dataset: str, templates: Sequence[str], tolerance: float = 0.05) -> RecoveryReport:
+def recovery_report(
+    stats: Iterable[AgreementStats],
+    planted: Mapping[str, float],
+    chance: Mapping[str, float],
+    *,
+    dataset: str,
+    templates: Sequence[str],
+    tolerance: float = 0.05,
+) -> RecoveryReport:
     """Check every organism's planted rate (:func:`planted_recovery`): on ``dataset`` x ``templates`` the headline
     check, on every other dataset a verdict like notebook 00's. ``chance`` maps a dataset to what a model that
     ignores the view scores there, the mean of 1 / (number of choices) over its items."""
@@ -291,13 +310,14 @@ def recovery_report(stats: Iterable[AgreementStats], planted: Mapping[str, float
 
     stats = list(stats)
     is_head = [s.dataset == dataset and s.template in templates for s in stats]
-    checks = planted_recovery([s for s, h in zip(stats, is_head) if h], planted, tolerance=tolerance)
-    other = planted_recovery([s for s, h in zip(stats, is_head) if not h], planted, tolerance=tolerance)
+    checks = planted_recovery([s for s, h in zip(stats, is_head, strict=False) if h], planted, tolerance=tolerance)
+    other = planted_recovery([s for s, h in zip(stats, is_head, strict=False) if not h], planted, tolerance=tolerance)
     verdicts = {}
     for ds in dict.fromkeys(r.dataset for r in other if r.dataset != dataset):
         rs = [r for r in other if r.dataset == ds]
-        verdicts[ds] = shape_verdict(ds, [r.planted for r in rs], [r.measured.value for r in rs],
-                                     [chance[ds]] * len(rs), tolerance)
+        verdicts[ds] = shape_verdict(
+            ds, [r.planted for r in rs], [r.measured.value for r in rs], [chance[ds]] * len(rs), tolerance
+        )
     return RecoveryReport(checks, other, verdicts, dataset, tuple(templates), tolerance)
 
 
@@ -309,16 +329,19 @@ def seed_summaries(frame) -> dict[str, dict]:
 
     org = frame[(frame["subset"] == "all") & frame["model"].str.contains("#")]
     org = org.assign(organism=org["model"].str.split("#").str[0])
-    return {f"{o}/{d}/{t}/{st}": seed_summary(g["value"])
-            for (o, d, t, st), g in org.groupby(["organism", "dataset", "template", "statistic"])}
+    return {
+        f"{o}/{d}/{t}/{st}": seed_summary(g["value"])
+        for (o, d, t, st), g in org.groupby(["organism", "dataset", "template", "statistic"])
+    }
 
 
 def wide_table(frame):
     """Both statistics on all items as model x template rows and dataset x statistic columns, for reading: the
     column labels are written with spaces ("political typology quiz", "matching more likely") so that a notebook can
     wrap them and the table fits the page instead of running off its right edge."""
-    wide = frame[frame["subset"] == "all"].pivot_table(index=["model", "template"], columns=["dataset", "statistic"],
-                                                       values="value")
+    wide = frame[frame["subset"] == "all"].pivot_table(
+        index=["model", "template"], columns=["dataset", "statistic"], values="value"
+    )
     return wide.rename(columns=lambda label: str(label).replace("_", " "))
 
 

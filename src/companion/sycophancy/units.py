@@ -7,6 +7,7 @@ organism items already in the cache, Anthropic's files already downloaded or in 
 run) the keys are unknown and the units are missing; the first job to need the data makes them, under the cache's
 lock, exactly as the notebook would.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -25,8 +26,9 @@ def _data(params: Any):
     from companion.sycophancy.experiment import load_datasets, organism_eval_spec
 
     if params.data == "organism":
-        if not default_cache().exists("sycophancy-organism-eval",
-                                      organism_eval_spec(params.organism_items_per_file, params.seed)):
+        if not default_cache().exists(
+            "sycophancy-organism-eval", organism_eval_spec(params.organism_items_per_file, params.seed)
+        ):
             return None
         return load_datasets(params)[1]
     try:
@@ -44,7 +46,7 @@ def _seconds(params: Any, name: str, organisms: dict, profile: str) -> float:
         from companion.organism.build import organism_spec
 
         m = organism_spec(name, profile).model
-        return 2 * 12 * m.n_layer * m.d_model ** 2 * n_items * 200 / SCORING_FLOPS_PER_S + 10.0
+        return 2 * 12 * m.n_layer * m.d_model**2 * n_items * 200 / SCORING_FLOPS_PER_S + 10.0
     n = KNOWN_MODELS.get(resolve_name(name), (0.1, 0.0))[0] * 1e9
     rate = ASSUMED_TFLOPS["cuda" if params.device.startswith("cuda") else "cpu"] * 1e12
     return 2 * n * n_items * 200 / rate + 30.0
@@ -64,7 +66,7 @@ def units(params: Any, profile: str) -> list[Unit]:
     out: list[Unit] = []
     for name in params.models:
         is_org = name in organisms
-        for seed in ((params.seeds or organism_seeds(profile)) if is_org else (None,)):
+        for seed in (params.seeds or organism_seeds(profile)) if is_org else (None,):
             needs: tuple[str, ...] = ()
             if is_org:
                 from companion.organism.units import organism_units
@@ -72,12 +74,24 @@ def units(params: Any, profile: str) -> list[Unit]:
                 org = organism_units([name], profile, (seed,))
                 out += org
                 needs = (org[-1].id,)
-            key = None if data is None else \
-                cache.key(SCORES_KIND, scores_spec(params, data, name, seed, organisms, profile))
+            key = (
+                None
+                if data is None
+                else cache.key(SCORES_KIND, scores_spec(params, data, name, seed, organisms, profile))
+            )
             label = organism_label(name, seed) if is_org else name
-            out.append(Unit(f"sycophancy {label}", SCORES_KIND, key, "companion.sycophancy.units:score",
-                            {"params": values, "name": name, "seed": seed}, needs, "sycophancy",
-                            _seconds(params, name, organisms, profile)))
+            out.append(
+                Unit(
+                    f"sycophancy {label}",
+                    SCORES_KIND,
+                    key,
+                    "companion.sycophancy.units:score",
+                    {"params": values, "name": name, "seed": seed},
+                    needs,
+                    "sycophancy",
+                    _seconds(params, name, organisms, profile),
+                )
+            )
     return out
 
 

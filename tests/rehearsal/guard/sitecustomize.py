@@ -1,4 +1,5 @@
 """Installed by PYTHONPATH in the rehearsal's notebook kernels: refuse and record non-loopback connections."""
+
 import os
 import sys
 
