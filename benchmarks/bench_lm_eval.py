@@ -176,11 +176,11 @@ def _compare(n_per_dataset, templates, batch_size, small, workdir) -> Comparison
             if it.dataset == dataset
             for k, cont in enumerate(tp.continuations(it))
         ]
-        torch.set_grad_enabled(False)
-        lm.loglikelihood(requests[:2], disable_tqdm=True)  # likewise
-        t0 = time.perf_counter()
-        theirs = [ll for ll, _greedy in lm.loglikelihood(requests, disable_tqdm=True)]
-        seconds_lm_eval = time.perf_counter() - t0
+        with torch.no_grad():  # scoped: compare() is also called inside the test suite's process
+            lm.loglikelihood(requests[:2], disable_tqdm=True)  # likewise
+            t0 = time.perf_counter()
+            theirs = [ll for ll, _greedy in lm.loglikelihood(requests, disable_tqdm=True)]
+            seconds_lm_eval = time.perf_counter() - t0
     return Comparison(
         np.asarray(ours, dtype=np.float64),
         np.asarray(theirs, dtype=np.float64),

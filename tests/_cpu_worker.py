@@ -2,7 +2,7 @@
 
     python tests/_cpu_worker.py CACHE_DIR pinned|control
 
-Used by ``tests/test_reproducible_numerics.py``, which runs both variants on each CPU:
+Used by ``tests/models/test_reproducible_numerics.py``, which runs both variants on each CPU:
 
 * ``pinned``: companion's numeric pinning as imported;
 * ``control``: the pinning issue 22 replaced (``MKL_CBWR=AVX2``, which MKL honours on Intel only), under which

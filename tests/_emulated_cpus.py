@@ -3,7 +3,7 @@
 Under qemu a worker spends ~40 s of CPU, mostly importing torch and transformers instruction by instruction.
 ``make test`` mostly keeps one of its two cores busy, so ``conftest.py`` starts the three workers as soon as
 collection has selected a test that needs them, at low priority (``nice``), and
-``tests/test_reproducible_numerics.py`` collects their reports when it is reached.
+``tests/models/test_reproducible_numerics.py`` collects their reports when it is reached.
 """
 
 from __future__ import annotations

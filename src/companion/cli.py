@@ -3,7 +3,7 @@ regenerate the README's findings.
 
 The command is the top of the package: it dispatches to every layer (the runner in ``backbone``, the doctor in
 ``models``, the README's findings in :mod:`companion.readme`) and nothing imports it, which is why it sits beside
-the layers rather than inside ``backbone`` (the direction of every import is tested in ``tests/test_codegraph.py``).
+the layers rather than inside ``backbone`` (the direction of every import is tested in ``tests/backbone/test_codegraph.py``).
 
 A mistake on the command line (an unknown profile, notebook or parameter, a value of the wrong type) is one line
 on stderr and exit status 2, never a traceback; a notebook that fails prints its failing cell and traceback and

@@ -9,7 +9,7 @@ seed-spread sidecar's data) and notebook 04's recovery note and panel notes (kep
 hold.
 
 ``companion readme`` rewrites the block between :data:`BEGIN` and :data:`END` in ``README.md``;
-``companion readme --check`` only compares, and ``tests/test_docs.py`` fails when the committed README and the
+``companion readme --check`` only compares, and ``tests/user/test_docs.py`` fails when the committed README and the
 committed sidecars disagree.
 """
 

@@ -1,5 +1,5 @@
 """Exercise the loopback Hub with the real clients, in a fresh process whose environment points them at it
-(``python -m tests.rehearsal.clients <check>``, run by ``tests/test_rehearsal_hub.py``); prints one JSON object.
+(``python -m tests.rehearsal.clients <check>``, run by ``tests/paper/test_rehearsal_hub.py``); prints one JSON object.
 
 The clients read ``HF_ENDPOINT`` and the offline switches once, at import, so each check runs in a process started
 with the right environment rather than patching library constants in the test process.

@@ -3,7 +3,7 @@
 
 No maintained package does this for the three clients (``hf-local-hub`` needs a separately built Go binary, which
 its wheel does not ship; ``olah`` is not on the package index), so this is a small threaded server implementing
-what the real clients call, and it is tested through them (``tests/test_rehearsal_hub.py``), never against itself:
+what the real clients call, and it is tested through them (``tests/paper/test_rehearsal_hub.py``), never against itself:
 
 * ``GET /api/{models,datasets}/<id>[/revision/<rev>]``: repository info (``sha``, ``siblings``, ``gated``,
   ``cardData``);

@@ -10,7 +10,7 @@ hold no imports, so the import graph (:func:`import_graph`) has no edges through
 :func:`find_cycles` is a real one.
 
 The same graph states the architecture: :data:`LAYERS` orders the package's parts, and :func:`layer_violations`
-lists every import that points the wrong way (``tests/test_codegraph.py`` requires there be none).
+lists every import that points the wrong way (``tests/backbone/test_codegraph.py`` requires there be none).
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ def lock_pins(lock: Path) -> list[str]:
 def render(pins: list[str]) -> str:
     lines = [
         "# conda env create -f environment.yml && conda activate companion",
-        "# Generated from requirements.lock by `make lock`; tests/test_packaging.py checks they agree.",
+        "# Generated from requirements.lock by `make lock`; tests/user/test_packaging.py checks they agree.",
         "name: companion",
         "channels:",
         "  - conda-forge",

@@ -25,7 +25,7 @@ tiny organism natively (an AMD EPYC with AVX-512) and on CPUs emulated with ``qe
 All of this applies while the pinning is in force (:func:`in_force`; ``COMPANION_NATIVE_NUMERICS=1`` opts out, and
 so does any other value of the pinned variables): then these functions fall back to torch's own paths, as do
 other dtypes and devices.  What is in force is part of :func:`companion.backbone.environment.numerics`, hence of
-every cache key and figure sidecar.  ``tests/test_reproducible_numerics.py`` trains an organism and an SAE under
+every cache key and figure sidecar.  ``tests/models/test_reproducible_numerics.py`` trains an organism and an SAE under
 emulated Intel and AMD CPUs and checks the bits.
 """
 

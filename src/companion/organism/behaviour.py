@@ -75,7 +75,7 @@ def generate_batch(org: Organism, prompts: Sequence[str], max_new_tokens: int = 
     decoded ``batch_size`` at a time, left-padded (masked, with position ids of the real tokens). Decoding runs
     the same weights as a plain Hugging Face model with a KV cache (much faster than re-running the bridge on the
     whole prefix each step); the bridge's logits equal the Hugging Face model's to float precision
-    (tests/test_models.py), and a batched continuation equals the one-prompt-at-a-time one except where two
+    (tests/models/test_models.py), and a batched continuation equals the one-prompt-at-a-time one except where two
     tokens are tied to float precision (the organisms are trained on 50/50 phrasings; tested).
     """
     hf = org.hf_model()

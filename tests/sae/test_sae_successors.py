@@ -14,7 +14,7 @@ import torch
 from companion.sae.autoencoders import SAELoss
 from companion.sae.successors import BatchTopKSAE, JumpReLUSAE, TopKSAE, rectangle
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 import peers  # noqa: E402
 
 sys.path.pop(0)

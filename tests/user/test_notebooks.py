@@ -13,7 +13,7 @@ import pytest
 from companion.backbone import runner
 from companion.backbone.figures import extract_plotted, figure_is_complete, replot
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = runner.discover(ROOT / "notebooks")
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ci_run")]
 

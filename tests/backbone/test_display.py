@@ -71,4 +71,4 @@ def test_start_again_is_silent_and_libraries_are_quiet(executed):
         assert "already loaded" not in text and not any(o.get("name") == "stderr" for o in nb.cells[i].outputs)
     assert "transformers bars: False" in _outputs(nb.cells[6])[1]
     # TransformerLens' "Moving model to device" is checked where it would appear: the executed ci notebooks
-    # (tests/test_notebooks.py, LIBRARY_CHATTER).
+    # (tests/user/test_notebooks.py, LIBRARY_CHATTER).

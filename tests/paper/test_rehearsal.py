@@ -19,7 +19,7 @@ from tests.rehearsal.harness import rehearsal_environment
 from companion.backbone import runner
 from companion.backbone.profiles import load_profile
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
 

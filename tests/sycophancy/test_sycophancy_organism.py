@@ -2,7 +2,7 @@
 
 The fast tests use the organism's tokenizer recipe (companion.organism.tokenizer) on a tiny random GPT-2. The slow test
 runs the ci profile's four sycophancy organisms (trained on first use into the test cache) through the loader
-and scorer; the opt-in test (COMPANION_TEST_ORGANISM_PROFILE=1, as in tests/test_organism.py) checks on the
+and scorer; the opt-in test (COMPANION_TEST_ORGANISM_PROFILE=1, as in tests/organism/test_organism.py) checks on the
 organism profile that every planted p is recovered within 0.05 by the mean-probability statistic.
 """
 
@@ -108,7 +108,7 @@ def _measure(profile: str, n_items: int) -> dict[str, tuple[float, float, float]
 
 @pytest.mark.slow
 def test_ci_organisms_through_the_sycophancy_pipeline():
-    """The ci organisms are trained too briefly to read the user's view (tests/test_organism.py explains: the
+    """The ci organisms are trained too briefly to read the user's view (tests/organism/test_organism.py explains: the
     choice-letter loss plateaus at ln 2 for ~300-500 steps and the ci budget ends inside it), so here the
     pipeline must show what they do have: p = 0.5 organisms unbiased (within 0.05 of 0.5), no organism
     anti-sycophantic, p = 0.9 never below its p = 0.5 twin by more than noise; and our scores equal the

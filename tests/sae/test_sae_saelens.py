@@ -51,7 +51,7 @@ def test_round_trip_with_the_training_scale_folded_in(tmp_path, cls):
         "none",
         True,
     )
-    meta = cfg["metadata"]  # SAELens 6's block; SAELens itself reads it in tests/test_sae_saelens_interop.py
+    meta = cfg["metadata"]  # SAELens 6's block; SAELens itself reads it in tests/sae/test_sae_saelens_interop.py
     assert (meta["hook_name"], meta["context_size"], meta["companion"]["lam"]) == ("blocks.1.hook_resid_pre", 128, 2.0)
     assert int(meta["sae_lens_version"].split(".")[0]) >= 6 and meta["sae_lens_training_version"] is None
     assert stored.metadata["exclude_special_tokens"] == [0]

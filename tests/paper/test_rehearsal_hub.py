@@ -14,7 +14,7 @@ from tests.rehearsal import builders
 from tests.rehearsal.hub import LoopbackHub
 from tests.rehearsal.world import ACCEPTED_TOKEN
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow  # fresh client processes: integration tests, part of make test
 
 

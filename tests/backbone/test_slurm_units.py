@@ -7,7 +7,7 @@ from its checkpoint, ending with the very SAEs of the uninterrupted local run.
 What runs on Slurm, to fit the test budget (every job pays ~10 s of imports on 2 cores): notebook 01, whose
 figures are compared with the local run's, and notebook 04 on one of its four models, whose cached scores are
 compared with the local run's entry (notebooks 00 and 03 only read organisms, which the Slurm cache shares with the
-local run's by hard links).  Sweeps trained in parts are compared with whole ones in tests/test_sae_parts.py.
+local run's by hard links).  Sweeps trained in parts are compared with whole ones in tests/sae/test_sae_parts.py.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ import pytest
 
 from companion import cli, readme
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 FIGS = ROOT / "figures" / "organism"
 
 
@@ -145,7 +145,7 @@ def test_every_cited_section_of_the_references_exists():
 
 
 def test_the_dose_response_sidecar_adds_the_planted_experiments_verdicts_when_it_is_there(checkout):
-    from test_probes_dose import WORKS, _data
+    from probes.test_probes_dose import WORKS, _data
 
     assert cli.main(["readme", "--check"]) == 0  # absent: the block is the committed one
     side = {"data": _data(WORKS)}

@@ -20,7 +20,7 @@ from companion.backbone.atomic import is_temporary
 from companion.backbone.figures import figure_is_complete
 from nbfixtures import write_smoke_notebook
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).parents[1] / "fixtures"
 pytestmark = pytest.mark.slow  # runs notebooks
 
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from test_sae_experiments import _params, tiny_subject  # noqa: F401  (the fixture)
 
 from companion.sae.experiment import site_sweep, train_part
 from companion.sae.parts import part_ranges
-from test_sae_experiments import _params, tiny_subject  # noqa: F401  (the fixture)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -16,7 +16,7 @@ from companion.backbone.params import ParameterError
 from companion.backbone.runner import RunnerError, run_notebooks
 from nbfixtures import write_smoke_notebook
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).parents[1] / "fixtures"
 
 
 @pytest.fixture
@@ -239,7 +239,7 @@ def _cli(*args, cwd=None, env=None):
         [sys.executable, "-m", "companion.cli", *args],
         capture_output=True,
         text=True,
-        cwd=cwd or Path(__file__).parents[1],
+        cwd=cwd or Path(__file__).parents[2],
         env=env,
     )
 

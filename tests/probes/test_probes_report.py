@@ -73,9 +73,8 @@ def test_answer_word_cosine_is_the_smallest_over_every_pair_not_only_against_the
 
 @pytest.fixture(scope="module")
 def tiny_gpt2(tmp_path_factory):
-    from transformer_lens.model_bridge import TransformerBridge
-
     from test_probes_model import _build
+    from transformer_lens.model_bridge import TransformerBridge
 
     return TransformerBridge.boot_transformers(_build("gpt2", tmp_path_factory.mktemp("tiny")), device="cpu")
 

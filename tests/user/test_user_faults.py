@@ -13,8 +13,8 @@ import pytest
 
 from nbfixtures import write_smoke_notebook
 
-ROOT = Path(__file__).resolve().parents[1]
-FIXTURES = Path(__file__).parent / "fixtures"
+ROOT = Path(__file__).resolve().parents[2]
+FIXTURES = Path(__file__).parents[1] / "fixtures"
 pytestmark = pytest.mark.slow  # executes notebooks
 
 

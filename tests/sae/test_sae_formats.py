@@ -1,7 +1,7 @@
 """SAEs trained elsewhere, read by companion.sae.formats: dictionary_learning folders (ae.pt + config.json, saved by
 dictionary_learning's own classes) compute dictionary_learning's encode and decode, with the model and hook the config
 names; and a bad source is refused saying what was expected.  (SAELens releases through the Hub are tested against
-the loopback Hub in tests/test_rehearsal_hub.py.)"""
+the loopback Hub in tests/paper/test_rehearsal_hub.py.)"""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from companion.sae.formats import read_sae
 from companion.sae.saelens import SAEFormatError, save_sae
 from companion.sae.successors import BatchTopKSAE, JumpReLUSAE, TopKSAE
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 import peers  # noqa: E402
 
 sys.path.pop(0)

@@ -14,7 +14,7 @@ from tests.rehearsal.world import ACCEPTED_TOKEN
 
 from companion.models.doctor import diagnose, report
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the report of a machine without CUDA")

@@ -1,6 +1,6 @@
 """Work units and executor settings without a cluster: what each notebook needs, derived from its parameters; the
 schedule estimate against hand-worked cases; the executor section of profiles and of site files; Slurm's outputs
-as the engine reads them.  (The same against a real Slurm: tests/test_slurm_units.py.)"""
+as the engine reads them.  (The same against a real Slurm: tests/backbone/test_slurm_units.py.)"""
 
 from __future__ import annotations
 

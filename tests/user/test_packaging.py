@@ -14,7 +14,7 @@ import yaml
 from companion.backbone.envfile import lock_pins, render
 from companion.backbone.runner import NOTEBOOK_RE, load_params_class
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _norm(name: str) -> str:

@@ -14,8 +14,8 @@ from companion.backbone.plan import SettingsError
 from companion.backbone.profiles import ProfileError, parse_profile
 from companion.backbone.runner import run_notebooks
 
-ROOT = Path(__file__).resolve().parents[1]
-FIXTURES = Path(__file__).parent / "fixtures"
+ROOT = Path(__file__).resolve().parents[2]
+FIXTURES = Path(__file__).parents[1] / "fixtures"
 PROFILES = ROOT / "src" / "companion" / "backbone" / "profiles"
 
 
