@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -204,7 +204,7 @@ def variance_ratio_by_task(run: ProbeRun, class_key: str = "context", group_key:
     out = {}
     for g in sorted(set(groups.tolist())):
         m = groups == g
-        out[g] = variance_ratio(run.test_acts[m], cls[m] == values[0])
+        out[g] = cast(np.ndarray, variance_ratio(run.test_acts[m], cls[m] == values[0]))  # (n, L, d) acts: an array
     return out
 
 

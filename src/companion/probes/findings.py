@@ -167,8 +167,8 @@ def _max_finite(curves: Mapping[str, Sequence[float]]) -> float:
 def _salience(variance_ratio: Mapping[str, Sequence[float]], layers: Sequence[int]) -> str:
     """Where the context is most salient (the note's explanation of why probes work): the variance-ratio peaks."""
     parts = []
-    for task, v in sorted(variance_ratio.items()):
-        v = np.asarray(v, dtype=float)
+    for task, curve in sorted(variance_ratio.items()):
+        v = np.asarray(curve, dtype=float)
         i = int(np.nanargmax(v))
         parts.append(f"`{task}` peaks at residual layer {layers[i]} ({v[i]:.2f}; last layer {v[-1]:.2f})")
     return (
