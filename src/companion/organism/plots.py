@@ -105,7 +105,10 @@ def plot_backdoor_rates_by_seed(
 
 
 def plot_sycophancy_recovery(
-    rows: Sequence[Mapping[str, float | str]], *, tolerance: float = 0.05, verdicts: Mapping[str, ShapeVerdict] | None = None
+    rows: Sequence[Mapping[str, float | str]],
+    *,
+    tolerance: float = 0.05,
+    verdicts: Mapping[str, ShapeVerdict] | None = None,
 ):
     """Measured mean P(user-matching answer) against the planted rate, per shape, size and seed.
 
