@@ -349,17 +349,15 @@ def build_sae(
     shift = b_dec @ W_enc.T
     sae: SparseAutoencoder
     if arch == "gated":
-        assert (
-            b_gate is not None and r_mag is not None and b_mag is not None
-        )  # every caller passes its architecture's tensors (load_sae checks them)
+        # Every caller passes its architecture's tensors (load_sae checks them).
+        assert b_gate is not None and r_mag is not None and b_mag is not None
         if not centred:
             b_gate, b_mag = b_gate + shift, b_mag + shift * torch.exp(r_mag)
         sae = GatedSAE(d_in, M, dtype=dtype)
         state = {"W_gate": W_enc, "b_gate": b_gate, "r_mag": r_mag, "b_mag": b_mag}
     elif arch == "jumprelu" and batchtopk_k is not None:
-        assert (
-            b_enc is not None and threshold is not None
-        )  # every caller passes its architecture's tensors (load_sae checks them)
+        # Every caller passes its architecture's tensors (load_sae checks them).
+        assert b_enc is not None and threshold is not None
         theta = threshold.reshape(-1)
         if theta.numel() != M or not bool((theta == theta[0]).all()):
             raise SAEFormatError(f"{where}: a BatchTopK SAE has one threshold for every latent")
@@ -370,9 +368,8 @@ def build_sae(
             "threshold": theta[0].clamp(min=0).reshape(()),
         }
     elif arch == "jumprelu":
-        assert (
-            b_enc is not None and threshold is not None
-        )  # every caller passes its architecture's tensors (load_sae checks them)
+        # Every caller passes its architecture's tensors (load_sae checks them).
+        assert b_enc is not None and threshold is not None
         sae = JumpReLUSAE(d_in, M, dtype=dtype)
         # Our JumpReLU has no input centring; θ < 0 acts as 0 in SAELens' ReLU(z)·1[z > θ] (log 0 = −inf: θ = 0).
         state = {
@@ -387,7 +384,8 @@ def build_sae(
             sae = TopKSAE(d_in, M, dtype=dtype, k=int(k))
         else:
             sae = BaselineSAE(d_in, M, dtype=dtype)
-        assert b_enc is not None  # every caller passes its architecture's tensors (load_sae checks them)
+        # Every caller passes its architecture's tensors (load_sae checks them).
+        assert b_enc is not None
         state = {"W_enc": W_enc, "b_enc": b_enc if centred else b_enc + shift}
     state.update(W_dec=W_dec, b_dec=b_dec)
     sae.load_state_dict({k_: v.to(dtype).contiguous() for k_, v in state.items()})
