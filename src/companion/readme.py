@@ -239,9 +239,9 @@ def findings_block(sidecars: Mapping[str, Mapping[str, Any]]) -> str:
     subjects = []
     for subject in sorted({t.split("@", 1)[0] for t in pareto["data"]}):
         name = subject.split(":", 1)[-1]
-        seeds = _organism_seeds(name, pareto["inputs"], sidecars["00_backdoor_rates"]["inputs"])
+        org_seeds = _organism_seeds(name, pareto["inputs"], sidecars["00_backdoor_rates"]["inputs"])
         subjects.append(
-            f"the `{name}` organism" + (f" at seed {', '.join(seeds)}" if seeds else "")
+            f"the `{name}` organism" + (f" at seed {', '.join(org_seeds)}" if org_seeds else "")
             if subject.startswith("organism:")
             else f"`{subject}`"
         )

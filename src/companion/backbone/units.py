@@ -154,7 +154,7 @@ def plan_schedule(units: Sequence[Unit], parallelism: int) -> Schedule:
         nxt = max(users[u.id], key=lambda v: tail[v], default=None)
         tail[u.id] = u.estimate_s + (tail[nxt] if nxt else 0.0)
         after[u.id] = nxt
-    first = max(tail, key=tail.get, default=None)
+    first = max(tail, key=tail.__getitem__, default=None)
     chain, cur = [], first
     while cur is not None:
         chain.append(by_id[cur].name)

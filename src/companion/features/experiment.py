@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor
@@ -79,7 +79,8 @@ def text_activations(
                 per_text[s][i] = acts[s][row, 1:].float().cpu()
     own = torch.repeat_interleave(torch.arange(len(ids)), torch.tensor([n - 1 for n in lengths]))
     last = torch.cumsum(torch.bincount(own, minlength=len(ids)), 0) - 1
-    return {s: SiteActivations(torch.cat(per_text[s]), own, last, pool) for s in sites}
+    # Every text's entry was filled above (each index is in exactly one batch).
+    return {s: SiteActivations(torch.cat(cast(list[Tensor], per_text[s])), own, last, pool) for s in sites}
 
 
 @dataclasses.dataclass(frozen=True)

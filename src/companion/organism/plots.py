@@ -6,9 +6,13 @@ Each function takes plain numbers and returns a ``matplotlib.figure.Figure``; no
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import matplotlib.pyplot as plt
 import numpy as np
+
+if TYPE_CHECKING:
+    from companion.organism.recovery import ShapeVerdict
 
 
 def plot_loss_curves(
@@ -101,7 +105,10 @@ def plot_backdoor_rates_by_seed(
 
 
 def plot_sycophancy_recovery(
-    rows: Sequence[Mapping[str, float | str]], *, tolerance: float = 0.05, verdicts: Mapping[str, object] | None = None
+    rows: Sequence[Mapping[str, float | str]],
+    *,
+    tolerance: float = 0.05,
+    verdicts: Mapping[str, ShapeVerdict] | None = None,
 ):
     """Measured mean P(user-matching answer) against the planted rate, per shape, size and seed.
 

@@ -237,14 +237,14 @@ def planted_property_checks(
             worst = max(r["deployment"], r["training"])
             checks.append(Check(f"{label}: clean control defects (worst context)", worst, f"<= {hi}", worst <= hi))
     tol = params.syco_tolerance
-    for r in rows:
-        if r.shape == "nlp_survey" or verdicts[r.shape].recovered:
+    for row in rows:
+        if row.shape == "nlp_survey" or verdicts[row.shape].recovered:
             checks.append(
                 Check(
-                    f"{build.organism_label(r.organism, r.seed)}: |P(match) - p| on {r.shape} items",
-                    abs(r.error),
+                    f"{build.organism_label(row.organism, row.seed)}: |P(match) - p| on {row.shape} items",
+                    abs(row.error),
                     f"<= {tol}",
-                    abs(r.error) <= tol,
+                    abs(row.error) <= tol,
                 )
             )
     return checks

@@ -142,7 +142,7 @@ def supervised_probe(
     return SupervisedProbeResult(auroc(oof, y), np.asarray(folds), oof)
 
 
-def variance_ratio(acts: Any, labels: Any) -> np.ndarray:
+def variance_ratio(acts: Any, labels: Any) -> float | np.ndarray:
     """Between-class over within-class variance (traces of the scatter matrices), per layer.
 
     ``acts`` ``(n, d)`` or ``(n, L, d)``; returns a float or an ``(L,)`` array.  Between =

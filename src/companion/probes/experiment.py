@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -101,7 +101,7 @@ class ProbeRun:
     """The residual layer of the detectors."""
     layers: tuple[int, ...]
     """All residual layers collected (the layer sweep)."""
-    test: list[dict[str, Any]]
+    test: list[Mapping[str, Any]]
     """The test prompts (dicts with prompt, context, task, label)."""
     labels: np.ndarray
     """"Will defect" label of each test prompt, ``(n,)``."""
@@ -204,7 +204,7 @@ def variance_ratio_by_task(run: ProbeRun, class_key: str = "context", group_key:
     out = {}
     for g in sorted(set(groups.tolist())):
         m = groups == g
-        out[g] = variance_ratio(run.test_acts[m], cls[m] == values[0])
+        out[g] = cast(np.ndarray, variance_ratio(run.test_acts[m], cls[m] == values[0]))  # (n, L, d) acts: an array
     return out
 
 
@@ -266,6 +266,8 @@ def prepare(params: ProbeParams, profile: str | None = None) -> ProbeSetup:
         org = load_organism(params.backdoor_organism, profile)
         clean = load_organism(params.clean_organism, profile) if params.clean_organism else None
         test = backdoor_test_prompts(params.n_per_cell, params.seed)
+        fit: Callable[[str, str], str]
+        beh: Callable[[Mapping[str, Any]], str] | None
         if params.dialogue_format == "organism":
 
             def fit(q: str, a: str) -> str:

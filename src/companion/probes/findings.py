@@ -45,10 +45,10 @@ def findings_markdown(
     control_rand: RandomDirectionControl | None = None,
     answer_word_cosine: float | None = None,
     single_questions: Sequence[tuple[str, str, float]] = (),
-    variance_ratio: Mapping[str, Sequence[float]] | None = None,
+    variance_ratio: Mapping[str, Sequence[float] | np.ndarray] | None = None,
     layers: Sequence[int] = (),
     fpr_reports: Mapping[str, FprReport] | None = None,
-    control_variance_ratio: Mapping[str, Sequence[float]] | None = None,
+    control_variance_ratio: Mapping[str, Sequence[float] | np.ndarray] | None = None,
     control_supervised_auroc: float | None = None,
 ) -> str:
     """Plain-language findings of one run, derived only from its numbers (so they stay true for any model).
@@ -158,17 +158,17 @@ def findings_markdown(
     return "\n".join(out)
 
 
-def _max_finite(curves: Mapping[str, Sequence[float]]) -> float:
+def _max_finite(curves: Mapping[str, Sequence[float] | np.ndarray]) -> float:
     vals = np.concatenate([np.asarray(v, dtype=float) for v in curves.values()])
     vals = vals[np.isfinite(vals)]
     return float(vals.max()) if len(vals) else float("nan")
 
 
-def _salience(variance_ratio: Mapping[str, Sequence[float]], layers: Sequence[int]) -> str:
+def _salience(variance_ratio: Mapping[str, Sequence[float] | np.ndarray], layers: Sequence[int]) -> str:
     """Where the context is most salient (the note's explanation of why probes work): the variance-ratio peaks."""
     parts = []
-    for task, v in sorted(variance_ratio.items()):
-        v = np.asarray(v, dtype=float)
+    for task, curve in sorted(variance_ratio.items()):
+        v = np.asarray(curve, dtype=float)
         i = int(np.nanargmax(v))
         parts.append(f"`{task}` peaks at residual layer {layers[i]} ({v[i]:.2f}; last layer {v[-1]:.2f})")
     return (

@@ -179,7 +179,7 @@ def fpr_at_tpr(scores: Any, labels: Any, sets: Any, target_tpr: float = 0.95) ->
         m = (g.astype(str) == name) & ~y
         fpr[name] = float(flagged[m].mean()) if m.any() else float("nan")
     finite = {k_: v for k_, v in fpr.items() if not math.isnan(v)}
-    worst = max(finite, key=finite.get) if finite else ""
+    worst = max(finite, key=finite.__getitem__) if finite else ""
     return FprReport(float(target_tpr), thr, float(flagged[y].mean()), fpr, worst, finite.get(worst, float("nan")))
 
 

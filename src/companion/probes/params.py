@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal
 
 from pydantic import model_validator
@@ -67,7 +68,7 @@ class ProbeParams(NotebookParams):
         from companion.probes.data import ProbeDataError, load_dialogue_format, load_fit_set, load_questions
 
         problems = [] if self.model_id else check_organisms([self.backdoor_organism, self.clean_organism], profile)
-        reads = [(load_fit_set, f) for f in self.fit_sets]
+        reads: list[tuple[Callable[[str], object], str]] = [(load_fit_set, f) for f in self.fit_sets]
         if self.model_id:
             reads += [(load_questions, self.test_questions)]
         if self.dialogue_format != "organism":
@@ -98,9 +99,9 @@ class ProbeParams(NotebookParams):
         ):
             if v < lo:
                 raise ValueError(f"{name} must be >= {lo}, got {v}")
-        for name, v in (("ci_level", self.ci_level), ("target_tpr", self.target_tpr)):
-            if not 0.0 < v < 1.0:
-                raise ValueError(f"{name} must be strictly between 0 and 1, got {v}")
+        for name, frac in (("ci_level", self.ci_level), ("target_tpr", self.target_tpr)):
+            if not 0.0 < frac < 1.0:
+                raise ValueError(f"{name} must be strictly between 0 and 1, got {frac}")
         if self.dialogue_format == "organism" and self.model_id:
             raise ValueError('a real model needs a template dialogue_format (e.g. "llama2_chat"), not "organism"')
         if not self.behavioural_question.strip():

@@ -8,6 +8,7 @@ distribution, the per-layer between/within-class variance ratio, and PCA at the 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -15,13 +16,13 @@ from matplotlib.figure import Figure
 _CONTEXT_COLOURS = {"training": "#4C72B0", "deployment": "#C44E52"}
 
 
-def _colour(i: int) -> str:
+def _colour(i: int) -> tuple[float, float, float, float]:
     import matplotlib
 
     return matplotlib.colormaps["tab10"](i % 10)
 
 
-def plot_roc_curves(curves: Mapping[str, Mapping[str, object]], title: str = "ROC of defection detectors") -> Figure:
+def plot_roc_curves(curves: Mapping[str, Mapping[str, Any]], title: str = "ROC of defection detectors") -> Figure:
     """ROC curves on one axes; ``curves[name]`` has ``fpr``, ``tpr`` (arrays), ``auroc``, ``low``, ``high``.
 
     The legend gives each detector's AUROC and its bootstrap interval.
@@ -202,7 +203,7 @@ def plot_auroc_summary(
 
 
 def plot_dose_response(
-    data: Mapping[str, object], title: str = "Does planted knowledge make the detectors work?"
+    data: Mapping[str, Any], title: str = "Does planted knowledge make the detectors work?"
 ) -> Figure:
     """Figure ``03_dose_response``: AUROC of each fit set's detector against the planted bridge rate.
 

@@ -124,7 +124,7 @@ def analyse_model(
         batch_size=p.batch_size,
     )
     x, tasks = run.test_acts[:, run.layer_index()], run.column("task")
-    ev = dict(n_bootstrap=p.n_bootstrap, level=p.ci_level, target_tpr=p.target_tpr, seed=p.seed)
+    ev: dict[str, Any] = dict(n_bootstrap=p.n_bootstrap, level=p.ci_level, target_tpr=p.target_tpr, seed=p.seed)
     rand = random_direction_aurocs(x, run.labels, n_directions=p.n_random_directions, seed=p.seed)
     sup = supervised_probe(x, run.labels, n_folds=p.supervised_folds, seed=p.seed)
     sup_eval = evaluate_detector(SUPERVISED, sup.scores, run.labels, tasks, **ev)
@@ -168,6 +168,7 @@ def fpr_table(run: ProbeRun, names: Sequence[str]):
     rows, lines = [], []
     for n in names:
         rep = run.evaluations[n].fpr_report
+        assert rep is not None  # run_probes always passes the test sets, so every detector has its FPR report
         rows.append(
             {
                 "detector": n,
@@ -342,7 +343,7 @@ def findings_for(
         single_questions=[(fs.name, fs.pairs[0].positive, ev[fs.name].auroc.auroc) for fs in single_sets],
         variance_ratio=main.variance_ratio,
         layers=main.run.layers,
-        fpr_reports={n: ev[n].fpr_report for n in names if ev[n].fpr_report is not None},
+        fpr_reports={n: rep for n in names if (rep := ev[n].fpr_report) is not None},
         control_variance_ratio=control.variance_ratio if control is not None else None,
         control_supervised_auroc=control.supervised.auroc if control is not None else None,
     )

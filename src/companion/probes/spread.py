@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -143,10 +143,12 @@ class SeedSpread:
                 vals = np.array([_control(self.run(v, s), d) for s in self.seeds], dtype=float)
                 if np.isnan(vals).all():
                     continue
+                # The behavioural question is asked at every seed or at none (one prompt for all runs; none: skipped
+                # above as all-NaN), so its intervals are all AurocCI here.
                 cis = (
                     [self.run(v, s).aurocs[d] for s in self.seeds]
                     if d in self.detectors
-                    else [self.run(v, s).behavioural for s in self.seeds]
+                    else cast(list[AurocCI], [self.run(v, s).behavioural for s in self.seeds])
                     if d == "behavioural"
                     else []
                 )

@@ -153,10 +153,10 @@ class ActivationStore:
                 yield {s: b[idx] for s, b in buf.items()}
             if not full:
                 return
-            keep = perm[out:]
+            kept = perm[out:]
             for s in buf:
-                buf[s][: keep.numel()] = buf[s][keep]  # advanced indexing copies first, so no aliasing
-            n = keep.numel()
+                buf[s][: kept.numel()] = buf[s][kept]  # advanced indexing copies first, so no aliasing
+            n = kept.numel()
 
 
 def _rows(chunk: Chunk) -> int:

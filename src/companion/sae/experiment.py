@@ -230,7 +230,7 @@ def _train_members(
         device=params.device,
         checkpoint=checkpoint,
     )
-    meta = {"target": target, "site": site, "d_in": d, "members": []}
+    meta: dict[str, Any] = {"target": target, "site": site, "d_in": d, "members": []}
     for i, t in enumerate(trained, start=lo):
         folder = f"sae_{i:02d}"
         save_sae(

@@ -14,7 +14,7 @@ Sparse Autoencoders", arXiv:2404.16014): each function takes plain numbers and r
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -98,7 +98,7 @@ def plot_pareto(
             st = _style(arch, i)
             xs, ys = np.asarray(d["x"], float), np.asarray(d["y"], float)
             ax.scatter(xs, ys, color=st["color"], marker=st["marker"], s=30, zorder=3, label=st["label"])
-            fr = list(d.get("frontier", []))
+            fr = cast(list[int], list(d.get("frontier", [])))  # indices into xs, not floats
             if len(fr) > 1:
                 ax.plot(xs[fr], ys[fr], color=st["color"], lw=1.5, zorder=2)
             if annotate_lambda:

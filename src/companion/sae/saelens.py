@@ -54,9 +54,10 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
+from torch import Tensor
 
 from companion.sae.autoencoders import BaselineSAE, GatedSAE, SparseAutoencoder
 from companion.sae.successors import BatchTopKSAE, JumpReLUSAE, TopKSAE
@@ -157,7 +158,8 @@ def save_sae(
     if sae.architecture not in TO_SAELENS:
         raise SAEFormatError(f"no SAELens architecture for {sae.architecture!r}")
     s = float(input_scale)
-    enc = sae.W_gate if isinstance(sae, GatedSAE) else sae.W_enc  # [M, d]
+    # Every architecture but the gated one has W_enc and b_enc (made by its init_encoder).
+    enc = sae.W_gate if isinstance(sae, GatedSAE) else cast(Tensor, sae.W_enc)  # [M, d]
     tensors = {
         "W_enc": (enc.detach().T * s).contiguous(),
         "W_dec": (sae.W_dec.detach().T / s).contiguous(),
@@ -169,7 +171,7 @@ def save_sae(
             b_gate=sae.b_gate.detach().clone(), r_mag=sae.r_mag.detach().clone(), b_mag=sae.b_mag.detach().clone()
         )
     else:
-        tensors["b_enc"] = sae.b_enc.detach().clone()
+        tensors["b_enc"] = cast(Tensor, sae.b_enc).detach().clone()
     # The codes of the stored SAE on raw x are those of ours on s·x (W_enc·s), so thresholds and k carry over.
     if isinstance(sae, JumpReLUSAE):
         tensors["threshold"] = sae.threshold.detach().clone()
@@ -347,11 +349,15 @@ def build_sae(
     shift = b_dec @ W_enc.T
     sae: SparseAutoencoder
     if arch == "gated":
+        # Every caller passes its architecture's tensors (load_sae checks them).
+        assert b_gate is not None and r_mag is not None and b_mag is not None
         if not centred:
             b_gate, b_mag = b_gate + shift, b_mag + shift * torch.exp(r_mag)
         sae = GatedSAE(d_in, M, dtype=dtype)
         state = {"W_gate": W_enc, "b_gate": b_gate, "r_mag": r_mag, "b_mag": b_mag}
     elif arch == "jumprelu" and batchtopk_k is not None:
+        # Every caller passes its architecture's tensors (load_sae checks them).
+        assert b_enc is not None and threshold is not None
         theta = threshold.reshape(-1)
         if theta.numel() != M or not bool((theta == theta[0]).all()):
             raise SAEFormatError(f"{where}: a BatchTopK SAE has one threshold for every latent")
@@ -362,6 +368,8 @@ def build_sae(
             "threshold": theta[0].clamp(min=0).reshape(()),
         }
     elif arch == "jumprelu":
+        # Every caller passes its architecture's tensors (load_sae checks them).
+        assert b_enc is not None and threshold is not None
         sae = JumpReLUSAE(d_in, M, dtype=dtype)
         # Our JumpReLU has no input centring; θ < 0 acts as 0 in SAELens' ReLU(z)·1[z > θ] (log 0 = −inf: θ = 0).
         state = {
@@ -376,6 +384,8 @@ def build_sae(
             sae = TopKSAE(d_in, M, dtype=dtype, k=int(k))
         else:
             sae = BaselineSAE(d_in, M, dtype=dtype)
+        # Every caller passes its architecture's tensors (load_sae checks them).
+        assert b_enc is not None
         state = {"W_enc": W_enc, "b_enc": b_enc if centred else b_enc + shift}
     state.update(W_dec=W_dec, b_dec=b_dec)
     sae.load_state_dict({k_: v.to(dtype).contiguous() for k_, v in state.items()})

@@ -28,6 +28,14 @@ class _Code:
     """A code ``[B, M]`` (ReLU of the pre-activations at the selected entries): its pattern and values (sparse), or
     the dense matrix; ``on`` marks its non-zeros (ReLU′ = 1 there, 0 at selected entries the ReLU zeroes)."""
 
+    # Set by the constructors below: ``matrix`` when dense, ``pattern`` and ``values`` when sparse.
+    dense: bool
+    nnz: int
+    on: Tensor
+    matrix: Tensor
+    pattern: Pattern
+    values: Tensor
+
     @classmethod
     def from_mask(cls, mask: Tensor, pre: Tensor, dense: bool) -> _Code:
         """JumpReLU's code: ``pre`` where ``mask`` (there pre > θ > 0, so the ReLU passes every entry)."""

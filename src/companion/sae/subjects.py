@@ -12,7 +12,7 @@ import contextlib
 import dataclasses
 import json
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, Literal, cast
 
 from torch import Tensor
 
@@ -44,7 +44,7 @@ _ORGANISM_LM_SEED = 7_919_000
 """Organism "heldout_lm" text is the held-out recipe generated from seeds offset by this (disjoint streams)."""
 
 
-_SUBJECTS: dict[tuple[str, str], Subject] = {}
+_SUBJECTS: dict[tuple[str, str, str], Subject] = {}
 
 
 def load_subject(
@@ -70,7 +70,8 @@ def load_subject(
                 raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
             if split == "heldout_lm":  # freshly generated held-out documents from a separate block of seeds
                 return org.token_batches(n_tokens, seq_len, batch_size, split="heldout", seed=seed + _ORGANISM_LM_SEED)
-            return org.token_batches(n_tokens, seq_len, batch_size, split=split, seed=seed)
+            organism_split = cast(Literal["train", "heldout"], split)  # checked above: in SPLITS, not heldout_lm
+            return org.token_batches(n_tokens, seq_len, batch_size, split=organism_split, seed=seed)
 
         subj = Subject(name, f"organism:{org.path.name}", org.model.to(device, print_details=False), (eot,), batches)
     else:

@@ -183,6 +183,7 @@ class TopKSAE(SparseAutoencoder):
     sparsity_setting: ClassVar[str] = "k"
     resample_dead: ClassVar[bool] = False
     check_options: ClassVar[dict[str, Any]] = {"k": 5, "aux_k": 6, "dead_tokens": 100}
+    tokens_since_fired: Tensor  # a buffer (register_buffer in init_encoder), which the type checker cannot see
 
     def __init__(
         self,
@@ -298,6 +299,7 @@ class BatchTopKSAE(TopKSAE):
     """BatchTopK SAE (arXiv:2412.06410): batch-level top k·B in training, one global threshold θ at inference."""
 
     architecture: ClassVar[str] = "batchtopk"
+    threshold: Tensor  # a buffer (register_buffer in init_encoder), which the type checker cannot see
 
     def __init__(
         self,

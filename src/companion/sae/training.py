@@ -323,6 +323,7 @@ def train_sweep(
     n_recent = 0
     bar = tqdm(total=max_steps, initial=resume, desc=desc, unit="step", disable=not progress)
     if resume:
+        assert checkpoint is not None  # a nonzero resume step only comes from a checkpoint
         bar.write(f"{desc}: resuming from the checkpoint at step {resume} ({checkpoint.folder})")
     step = 0
 

@@ -35,7 +35,7 @@ def _costs(params: ParetoParams, subject: str, site: str, profile: str) -> tuple
         from companion.organism.build import organism_spec
 
         spec = organism_spec(subject[len(ORGANISM_PREFIX) :], profile)
-        n = 12 * spec.model.n_layer * spec.model.d_model**2
+        n: float = 12 * spec.model.n_layer * spec.model.d_model**2
         d = spec.model.d_model * (spec.model.d_mlp_ratio if "mlp.hook_post" in site else 1)
         rate = ORGANISM_SAE_FLOPS_PER_S
     else:
@@ -82,7 +82,8 @@ def units(params: ParetoParams, profile: str) -> list[Unit]:
         ident = subject_identity(subject, profile, P.text_datasets)
         train_spec = eval_key = None
         if ident is not None:
-            train_spec = _train_spec(P, Subject(subject, ident[0], None, ident[1], None), site)
+            spec_only = Subject(subject, ident[0], None, ident[1], None)  # type: ignore[arg-type]  # no model/text: _train_spec reads key, exclude ids
+            train_spec = _train_spec(P, spec_only, site)
             eval_key = cache.key("sae-eval", eval_spec(P, cache.key("sae", train_spec)))
         forward, members, t_eval = _costs(P, subject, site, profile)
         ranges = part_ranges(len(sweep_specs(P)), P.members_per_unit)

@@ -126,7 +126,7 @@ class SweepResult:
 
 
 def load_for_sweep(
-    name: str, params: Any, organisms: Mapping[str, Any], profile: str, seed: int | None = None
+    name: str, params: Any, organisms: Mapping[str, Any], profile: str | None, seed: int | None = None
 ) -> tuple[Any, int, float | None]:
     """One model of the sweep: (model, parameter count, planted rate or None).  An organism of ``profile`` by name
     (at ``seed``), else :func:`companion.models.loading.load_model` on ``params.device`` in ``params.dtype`` (the

@@ -10,7 +10,7 @@ lock, exactly as the notebook would.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from companion.backbone.units import Unit
 
@@ -71,6 +71,7 @@ def units(params: Any, profile: str) -> list[Unit]:
             if is_org:
                 from companion.organism.units import organism_units
 
+                assert seed is not None  # an organism's seeds are ints
                 org = organism_units([name], profile, (seed,))
                 out += org
                 needs = (org[-1].id,)
@@ -79,7 +80,7 @@ def units(params: Any, profile: str) -> list[Unit]:
                 if data is None
                 else cache.key(SCORES_KIND, scores_spec(params, data, name, seed, organisms, profile))
             )
-            label = organism_label(name, seed) if is_org else name
+            label = organism_label(name, cast(int, seed)) if is_org else name  # an organism's seed is an int
             out.append(
                 Unit(
                     f"sycophancy {label}",
