@@ -118,7 +118,7 @@ def test_hook_stop_ends_a_gpt_neox_forward_and_matches_the_full_forward(tmp_path
 
 
 def test_sae_evaluation_reads_two_disjoint_held_out_parts():
-    from companion.sae.experiment import heldout_batches
+    from companion.sae.evaluation import heldout_batches
     from companion.sae.params import ParetoParams
     from companion.sae.subjects import Subject, document_split
 

@@ -11,7 +11,8 @@ import torch
 
 from companion.backbone.params import ParameterError
 from companion.sae.analysis import interpolate_at_l0, matched_l0_table, paper_reference_table, pareto_frontier
-from companion.sae.experiment import SAEEval, evaluate_site, run_sweeps, site_sweep
+from companion.sae.evaluation import SAEEval, evaluate_site
+from companion.sae.experiment import run_sweeps, site_sweep
 from companion.sae.params import ParetoParams, ShrinkageParams, parse_target
 from companion.sae.subjects import _SUBJECTS, Subject, hf_text_batches
 

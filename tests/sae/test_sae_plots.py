@@ -8,7 +8,7 @@ from matplotlib.figure import Figure
 
 from companion.sae import plots as sae_plots
 from companion.sae.analysis import pareto_plot_data
-from companion.sae.experiment import SAEEval
+from companion.sae.evaluation import SAEEval
 
 
 def _rows():

@@ -2,7 +2,7 @@
 
 :func:`run_recovery` goes through the targets of notebook 01.  Per target it takes the sweep from the cache
 (:func:`companion.sae.experiment.site_sweep`; trained only when notebook 01 has not run), its held-out evaluation
-(L0, loss recovered, γ: :func:`companion.sae.experiment.evaluate_site`), reads the model's activations at the site on
+(L0, loss recovered, γ: :func:`companion.sae.evaluation.evaluate_site`), reads the model's activations at the site on
 each planted variable's held-out texts (:mod:`companion.features.variables`), and scores every SAE with both
 recovery protocols of :mod:`companion.features.metrics`, beside the dense-probe ceiling and the random-direction
 floor.  For the reseed noise, the SAE of one chosen λ (or k) per architecture is retrained at

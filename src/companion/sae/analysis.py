@@ -1,4 +1,4 @@
-"""Tables and figure data of notebooks 01 and 02, made from the evaluation rows (:class:`~companion.sae.experiment.SAEEval`).
+"""Tables and figure data of notebooks 01 and 02, made from the evaluation rows (:class:`~companion.sae.evaluation.SAEEval`).
 
 The paper's (Rajamanoharan et al. 2024, arXiv:2404.16014): the Pareto frontier of loss recovered against L0 (Figs.
 1/5), the matched-L0 table of gated against baseline SAEs and its published numbers.  Beside them, for the successors
@@ -17,7 +17,7 @@ import numpy as np
 from companion.sae.architectures import ARCHITECTURES
 
 if TYPE_CHECKING:
-    from companion.sae.experiment import SAEEval
+    from companion.sae.evaluation import SAEEval
 
 PAPER_ARCHITECTURES = ("baseline", "gated")
 """The two architectures of the paper's figures and tables."""

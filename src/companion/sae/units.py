@@ -1,7 +1,7 @@
 """Notebooks 01 and 02 as work units (:mod:`companion.backbone.units`): per target, the training of its sweep
 (:func:`companion.sae.experiment.site_sweep`: every λ of both architectures from one pass over the activations;
 or, with ``members_per_unit``, a few SAEs per unit, :mod:`companion.sae.parts`) and then its evaluation
-(:func:`companion.sae.experiment.evaluate_site`, which assembles the parts); an organism target first needs its
+(:func:`companion.sae.evaluation.evaluate_site`, which assembles the parts); an organism target first needs its
 organism.
 
 Both notebooks derive the same units from the same sweep settings (notebook 02 inherits notebook 01's), so each is
@@ -60,7 +60,8 @@ def units(params: ParetoParams, profile: str) -> list[Unit]:
     """Per target: its organism's units (organism targets), the sweep's training — in one unit, or in parts of
     ``members_per_unit`` SAEs (:mod:`companion.sae.parts`) — then its evaluation."""
     from companion.backbone.cache import default_cache
-    from companion.sae.experiment import _train_spec, eval_spec, sweep_specs
+    from companion.sae.evaluation import eval_spec
+    from companion.sae.experiment import _train_spec, sweep_specs
     from companion.sae.parts import PART_KIND, part_ranges, part_spec
     from companion.sae.subjects import Subject, subject_identity
 
@@ -144,7 +145,8 @@ def train(params: dict[str, Any], target: str) -> str:
 def evaluate(params: dict[str, Any], target: str) -> str:
     """Job entry: evaluate (or find the evaluation of) one target's sweep; returns the "sae-eval" key."""
     from companion.backbone.cache import default_cache
-    from companion.sae.experiment import eval_spec, evaluate_site, site_sweep
+    from companion.sae.evaluation import eval_spec, evaluate_site
+    from companion.sae.experiment import site_sweep
 
     P = _start(params)
     sweep = site_sweep(P, target)
