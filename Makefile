@@ -16,7 +16,7 @@ STAMP := $(VENV)/.companion-setup
 # Jupyter refuses to start as root without it (containers run as root).
 LAB_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 
-.PHONY: setup git-filter test test-fast figures lab strip bench clean lock check-figures readme help
+.PHONY: setup git-filter lint test test-fast figures lab strip bench clean lock check-figures readme help
 
 help:
 	@echo "make setup | test | test-fast | figures [PROFILE=ci|organism|paper ONLY=01,03 FORCE=1 DRY_RUN=1 EXECUTOR=slurm] | lab [PROFILE=ci] | strip | bench | check-figures | readme | clean | lock"
@@ -53,12 +53,18 @@ git-filter:
 		{ git update-index -q --refresh >/dev/null || true; }; fi
 
 # Everything: unit tests, organism training, every notebook on the ci profile (what .ci/run calls).
-test: $(STAMP)
+test: lint
 	$(PY) -m pytest -q
 
 # Unit tests only: no notebook runs, no organism training (tests marked slow are skipped).
-test-fast: $(STAMP)
-	$(PY) -m pytest -q -m "not slow"
+test-fast: lint
+	$(PY) -m pytest -q -m "not slow" -n 2 --dist loadfile
+
+# Lint, format and types (ruff and mypy, configured in pyproject.toml); make test and test-fast run it first.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 figures: $(STAMP)
 	$(VENV)/bin/companion figures --profile $(PROFILE) $(if $(ONLY),--only $(ONLY)) $(if $(FORCE),--force) $(if $(DRY_RUN),--dry-run) $(if $(EXECUTOR),--executor $(EXECUTOR))
