@@ -54,11 +54,11 @@ git-filter:
 
 # Everything: unit tests, organism training, every notebook on the ci profile (what .ci/run calls).
 test: lint
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadgroup
 
 # Unit tests only: no notebook runs, no organism training (tests marked slow are skipped).
 test-fast: lint
-	$(PY) -m pytest -q -m "not slow" -n 2 --dist loadfile
+	$(PY) -m pytest -q -m "not slow" -n 2 --dist loadgroup
 
 # Lint, format and types (ruff and mypy, configured in pyproject.toml); make test and test-fast run it first.
 lint: $(STAMP)

@@ -32,10 +32,23 @@ def one_torch_thread():
     torch.set_num_threads(n)
 
 
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist (make test, make test-fast: --dist loadgroup) a file's tests stay on one worker, so its
+    module fixtures are built once; tests that mark a group of their own (``xdist_group("ci_run")``) keep it."""
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+
+
 def pytest_collection_finish(session):
-    """Start the emulated-CPU trainings early when a selected test needs them (see tests/_emulated_cpus.py)."""
+    """Start the emulated-CPU trainings early when a selected test needs them (see tests/_emulated_cpus.py).
+
+    Not under pytest-xdist: every worker collects every test, and only the one that runs them should start them
+    (their fixture does, when first used)."""
     import _emulated_cpus
 
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        return
     if any(_emulated_cpus.FIXTURE in getattr(item, "fixturenames", ()) for item in session.items):
         _emulated_cpus.start()
 
