@@ -96,4 +96,4 @@ def test_every_command_in_the_readme_works_as_typed_in_a_new_shell(tmp_path, mon
             env = new_shell_env(COMPANION_ROOT=str(tmp_path), COMPANION_FIGURES_DIR=str(tmp_path / "figs"))
         for cmd in block:
             _check(cmd, env, monkeypatch, capsys)
-    assert sorted(p.name for p in (tmp_path / "notebooks").glob("0[56]_*")) == ["05_my-idea.ipynb", "06_other.ipynb"]
+    assert sorted(p.name for p in (tmp_path / "notebooks").glob("0[67]_*")) == ["06_my-idea.ipynb", "07_other.ipynb"]

@@ -178,7 +178,7 @@ def test_a_notebook_run_in_jupyterlab_shows_every_figure_as_an_image_and_no_erro
     finally:
         page.close()
     saved = sorted(figs.glob("02_*.json"))
-    assert len(saved) == 3, [p.name for p in saved]  # gamma_vs_l0, shrinkage_toy, gamma_asymmetry
+    assert len(saved) == 4, [p.name for p in saved]  # gamma_vs_l0(_all), shrinkage_toy, gamma_asymmetry
     assert len(seen["images"]) == len(saved), seen["images"]
     assert all(i["complete"] and i["width"] > 200 and i["height"] > 100 for i in seen["images"]), seen["images"]
     assert seen["red"] == [], seen["red"]

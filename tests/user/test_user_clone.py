@@ -89,7 +89,7 @@ def test_figures_and_forks_made_in_a_fresh_clone_record_its_commit_and_a_clean_t
     )
     assert run.returncode == 0, run.stderr
     sides = sorted((clone / "build" / "figures" / "ci").glob("*.json"))
-    assert len(sides) == 3
+    assert len(sides) == 4  # notebook 02's: gamma_vs_l0, gamma_vs_l0_all, shrinkage_toy, gamma_asymmetry
     for p in sides:
         assert json.loads(p.read_text())["git"] == {"commit": head, "dirty": False}, p.name
     assert _git(clone, "status", "--porcelain") == ""
@@ -97,7 +97,7 @@ def test_figures_and_forks_made_in_a_fresh_clone_record_its_commit_and_a_clean_t
         [str(VENV / "bin" / "companion"), "fork", "02", "my idea"], cwd=clone, env=env, capture_output=True, text=True
     )
     assert fork.returncode == 0, fork.stderr
-    nb = nbformat.read(clone / "notebooks" / "05_my-idea.ipynb", as_version=4)
+    nb = nbformat.read(clone / "notebooks" / "06_my-idea.ipynb", as_version=4)
     lineage = nb.metadata["companion"]["lineage"]
     assert lineage["parent_commit"] == head and lineage["parent_tree_dirty"] is False
     assert f"at commit `{head[:10]}`" in nb.cells[0].source

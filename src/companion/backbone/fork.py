@@ -1,7 +1,7 @@
 """Fork a numbered notebook as a new experiment, recording its lineage.
 
 ``companion fork 01 my-idea`` copies ``notebooks/01_*.ipynb`` to the next free number
-(``notebooks/05_my-idea.ipynb``), keeps its parameters cell, and writes into the new notebook's metadata the
+(``notebooks/06_my-idea.ipynb``), keeps its parameters cell, and writes into the new notebook's metadata the
 parent notebook, the parent's git commit (and whether the tree was dirty) and the parent's resolved
 parameters under ``--profile`` (default: the default profile).  The fork saves its figures under its own number, so
 it never overwrites the parent's, and ``make figures`` runs it like any other notebook.  A fork is lineage, not dirt
