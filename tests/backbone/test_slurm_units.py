@@ -260,7 +260,7 @@ def test_the_rerun_submits_only_what_is_missing_and_resumes_the_cancelled_traini
             return ms
 
         assert members(cache) == members(local)
-        for m in members:
+        for m in members(cache):
             mine = load_file(cache / "sae" / key / m["folder"] / "sae_weights.safetensors")
             theirs = load_file(local / "sae" / key / m["folder"] / "sae_weights.safetensors")
             assert mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k]) for k in mine)

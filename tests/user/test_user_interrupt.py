@@ -35,8 +35,17 @@ def _figures(project, *args, background=False):
     env = {**os.environ, "COMPANION_ROOT": str(project), "PYTHONPATH": str(FIXTURES)}
     cmd = [sys.executable, "-m", "companion.cli", "figures", "--profile", "ci", *args]
     if background:  # its own process group, as a shell job is: the signal reaches the command, not pytest
+        # SIGINT back to its default: a pytest-xdist worker ignores it, and a child would inherit that, where a
+        # shell job never does.
         return subprocess.Popen(
-            cmd, env=env, cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+            cmd,
+            env=env,
+            cwd=project,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
     return subprocess.run(cmd, env=env, cwd=project, capture_output=True, text=True)
 
