@@ -8,11 +8,13 @@ collection has selected a test that needs them, at low priority (``nice``), and
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -50,7 +52,11 @@ class Runs:
             # the two variants one after the other on each CPU, so that three processes share the cores
             cmd = ["sh", "-c", " && ".join(shlex.join([*one, v]) for v in ("pinned", "control"))]
             with open(self.dir / f"{cpu}.out", "w") as out, open(self.dir / f"{cpu}.err", "w") as err:
-                self.procs[cpu] = subprocess.Popen(cmd, env=env, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
+                # A session of its own, so that stop() can end the shell and the worker it started (killing the
+                # shell alone left the emulated worker running on after the tests).
+                self.procs[cpu] = subprocess.Popen(
+                    cmd, env=env, stdout=out, stderr=err, stdin=subprocess.DEVNULL, start_new_session=True
+                )
 
     def reports(self, timeout: float = 900) -> dict[str, dict[str, dict]]:
         """{cpu: {"pinned" | "control": report}}, waiting for the workers; a failed worker is an AssertionError."""
@@ -65,9 +71,9 @@ class Runs:
 
     def stop(self) -> None:
         for p in self.procs.values():
-            if p.poll() is None:
-                p.kill()
-                p.wait()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
