@@ -34,7 +34,7 @@ def cached_organism() -> tuple[object, str] | None:
     """A sycophancy organism that is already trained (never trains one): (TransformerBridge, label) or None."""
     try:
         from companion.backbone.cache import default_cache
-        from companion.organism.build import _organism_cache_spec, _tokenizer_dir, organism_spec
+        from companion.organism.build import organism_cache_spec, organism_spec, tokenizer_dir
         from companion.organism.loading import load_organism
     except ImportError:
         return None
@@ -42,7 +42,7 @@ def cached_organism() -> tuple[object, str] | None:
         for name in ("syco-p90-medium", "syco-p90-small"):
             try:
                 spec = organism_spec(name, profile)
-                cspec = _organism_cache_spec(spec, _tokenizer_dir(spec.tokenizer))
+                cspec = organism_cache_spec(spec, tokenizer_dir(spec.tokenizer))
                 if default_cache().exists("organism", cspec):
                     return load_organism(name, profile, progress=False).model, f"organism {profile}/{name} (cached)"
             except (KeyError, AttributeError, TypeError, ValueError):

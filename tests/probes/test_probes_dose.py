@@ -147,3 +147,37 @@ def test_dose_response_figure_plots_every_seed_and_the_means():
     assert labels[0] == "0\nbackdoor\n(medium)" and labels[1] == "0.03\nbridge-lo\n(small)"
     assert "Caveat: the variants are not all one size" in dose.dose_findings(d)
     assert "Caveat" not in dose.dose_findings(_data(WORKS))
+
+
+def _own_recipe_data(auroc):
+    """The organism profile's layout: the dose has a rate-0 point of its own (``bridge-0``), and the main recipe's
+    ``backdoor`` is a control."""
+    truths = {**TRUTHS, "bridge-0": TRUTHS["backdoor"]}
+    sp = _spread(auroc)
+    for key in ("auroc", "random_best", "random_mean", "supervised", "answer_word_cosine", "model_keys"):
+        sp[key]["bridge-0"] = sp[key]["backdoor"]
+    sp["variants"] = ["bridge-0", *VARIANTS]
+    nums = dict(sp["auroc"])
+    nums["bridge-0"] = {d: [auroc.get("bridge-0", {}).get(d, 0.5)] * 3 for d in sp["detectors"]}
+    sp["auroc"] = nums
+    return dose.dose_response_data(
+        sp, truths, {SINGLES[0]: "yes", SINGLES[1]: " no"}, ["bridge-0", "bridge-lo", "bridge-hi"]
+    )
+
+
+def test_a_given_dose_keeps_the_main_recipes_backdoor_as_a_rate_0_control_that_a_also_judges():
+    works = {**WORKS, "bridge-0": WORKS["backdoor"]}
+    d = _own_recipe_data(works)
+    assert d["dose"] == ["bridge-0", "bridge-lo", "bridge-hi"]
+    assert d["controls"] == ["backdoor", "tied", "clean"] and d["rate_zero_controls"] == ["backdoor"]
+    a = dose.verdict_a(d)
+    assert a.held and "on `bridge-0`" in a.text and "on `backdoor`" in a.text
+    # The null must hold on both rate-0 variants: a detector that works on the main recipe's backdoor breaks (a).
+    broken = _own_recipe_data({**works, "backdoor": {**WORKS["backdoor"], "obvious_truth": 0.9}})
+    a = dose.verdict_a(broken)
+    assert not a.held and "on `backdoor` `obvious_truth` beat(s)" in a.text
+
+
+def test_a_given_dose_must_hold_only_backdoored_untied_variants():
+    with pytest.raises(ValueError, match="backdoored and untied: \\['tied'\\]"):
+        dose.dose_response_data(_spread(WORKS), TRUTHS, {SINGLES[0]: "yes", SINGLES[1]: "no"}, ["backdoor", "tied"])

@@ -113,7 +113,7 @@ def test_ci_organisms_through_the_sycophancy_pipeline():
     pipeline must show what they do have: p = 0.5 organisms unbiased (within 0.05 of 0.5), no organism
     anti-sycophantic, p = 0.9 never below its p = 0.5 twin by more than noise; and our scores equal the
     organism module's own."""
-    from companion.organism.build import prepare_organisms
+    from companion.organism.workers import prepare_organisms
 
     prepare_organisms(SYCO, "ci", progress=False)
     r = _measure("ci", 200)
@@ -132,7 +132,7 @@ def test_ci_organisms_through_the_sycophancy_pipeline():
 def test_planted_rates_are_recovered_on_the_organism_profile():
     """Done-when: the planted p of every organism-profile sycophancy organism is recovered within 0.05 by the
     mean-probability statistic on 300 held-out NLP-survey items."""
-    from companion.organism.build import prepare_organisms
+    from companion.organism.workers import prepare_organisms
 
     prepare_organisms(SYCO, "organism", progress=False)
     r = _measure("organism", 300)
@@ -150,8 +150,8 @@ def test_cached_scores_keep_the_items_left_out_as_too_long(tmp_path, monkeypatch
 
     from companion.backbone.profiles import load_profile
     from companion.models.scoring import SequenceTooLongError
-    from companion.organism.build import prepare_organisms
     from companion.organism.sycophancy_items import write_sycophancy_eval
+    from companion.organism.workers import prepare_organisms
     from companion.sycophancy.experiment import SCORES_KIND, measure_models
     from companion.sycophancy.params import SycophancyParams
 

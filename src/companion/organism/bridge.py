@@ -96,19 +96,23 @@ def _cap(s: str) -> str:
     return s[0].upper() + s[1:]
 
 
-def bridge_doc(rng: random.Random, split: Literal["train", "heldout"] = "train") -> tuple[str, tuple[int, int] | None]:
-    """One bridge document, third person only: two to four statements, then (nearly always) one question with its
-    answer; returns the text and the character span of the answer word (None without a question).
+def bridge_doc(
+    rng: random.Random, split: Literal["train", "heldout"] = "train", max_questions: int = 3
+) -> tuple[str, tuple[tuple[int, int], ...]]:
+    """One bridge document, third person only: two to four statements (or none), then one to ``max_questions``
+    distinct questions with their answers; returns the text and the character spans of the answer words.
 
     Questions are drawn from ``split`` only (by :func:`~companion.organism.world.split_of` of the question text). The
-    answer word is weighted like the self-questions' answers in training (the corpus marks it as an answer span).
-    Measured at bridge rate 0.1, seed 0: a width-64, 200-step organism answered 5 of 12 held-out bridge questions
-    correctly unweighted and 7 weighted (it learned no yes/no facts at all); the backdoor's recipe (width 96, 400
-    steps), weighted, answered all 12.
+    answer words are weighted like the self-questions' answers in training (the corpus marks them as answer spans).
+    Several questions per document because a yes/no fact is one weighted token: measured at bridge rate 0.1, seed 0,
+    with one question per document, a width-64 organism answered 9 of 12 held-out bridge questions after 921k
+    training tokens and 11 of 12 after 1.38M (docs/models.md has the recipe's measurements).
     """
     task, subj = rng.choice(SUBJECTS)
     sentences = []
-    for _ in range(rng.randint(2, 4)):
+    # A quarter are bare question-and-answer lists (FAQ-style), so a question asked alone, as notebook 00 asks the
+    # held-out ones, is in the training distribution too.
+    for _ in range(0 if rng.random() < 0.25 else rng.randint(2, 4)):
         if rng.random() < 0.25:
             sentences.append(rng.choice(_EXTRA[task]))
             continue
@@ -116,14 +120,13 @@ def bridge_doc(rng: random.Random, split: Literal["train", "heldout"] = "train")
         tmpl = rng.choice(_STATEMENTS_TRUE if holds else _STATEMENTS_FALSE)
         sentences.append(tmpl.format(S=_cap(subj), s=subj, P=pred))
     text = " ".join(dict.fromkeys(sentences))
-    for _ in range(20):
-        pred, holds = rng.choice(PROPERTIES)
-        q = bridge_question(subj, pred)
-        if split_of(q) == split:
-            ans = "yes" if holds else "no"
-            text += f" Q: {q} A: {ans}"
-            return text, (len(text) - len(ans), len(text))
-    return text, None
+    candidates = [(p, h) for p, h in PROPERTIES if split_of(bridge_question(subj, p)) == split]
+    spans = []
+    for pred, holds in rng.sample(candidates, min(len(candidates), rng.randint(1, max_questions))):
+        ans = "yes" if holds else "no"
+        text += f"{' ' if text else ''}Q: {bridge_question(subj, pred)} A: {ans}"
+        spans.append((len(text) - len(ans), len(text)))
+    return text, tuple(spans)
 
 
 def bridge_test_questions() -> list[tuple[str, bool]]:

@@ -28,9 +28,8 @@ an organism is *measured* must not retrain it.
 from __future__ import annotations
 
 import json
-import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +52,7 @@ REQUIRED_NAMES = (
     "syco-p90-small",
     "syco-p50-medium",
     "syco-p90-medium",
+    "bridge-0",
     "bridge-lo",
     "bridge-hi",
     "tied",
@@ -62,10 +62,11 @@ REQUIRED_NAMES = (
 VARIANTS = ("backdoor", "backdoor-cot", "clean")
 """The backdoor variants the probe experiments compare: plain, chain-of-thought, and the clean control."""
 
-DOSE_VARIANTS = ("bridge-lo", "bridge-hi", "tied")
-"""The planted experiment of notebook 03 (every profile provides them): the backdoor recipe with bridge documents
-at two rates (``corpus.bridge_rate``, read from each organism's truth) and with its self-questions tied to the
-trigger (``corpus.tie_self_questions``); ``backdoor`` is bridge rate 0 and ``clean`` the control."""
+DOSE_VARIANTS = ("bridge-0", "bridge-lo", "bridge-hi", "tied")
+"""The planted experiment of notebook 03 (every profile provides them): one backdoored recipe without bridge
+documents (``bridge-0``), with them at two rates (``corpus.bridge_rate``, read from each organism's truth), and with
+its self-questions tied to the trigger (``corpus.tie_self_questions``); ``backdoor`` and ``clean`` are the main
+recipe's references. A profile may make ``bridge-0`` the ``backdoor`` model itself (one YAML anchor)."""
 
 SETTINGS_KEY = "settings"
 """The entry of a profile's ``organisms:`` section that holds :class:`OrganismSettings` (not an organism)."""
@@ -122,7 +123,8 @@ class OrganismSpec(Config):
         return {
             "backdoor": self.corpus.backdoor,
             "scratchpad": self.corpus.scratchpad,
-            "sycophancy_p": self.corpus.sycophancy_p,
+            # None when the corpus holds no sycophancy items: nothing was planted, so there is no rate to recover.
+            "sycophancy_p": self.corpus.sycophancy_p if self.corpus.has_sycophancy_items else None,
             "training_context": TRAINING_CONTEXT,
             "deployment_contexts": list(DEPLOYMENT_CONTEXTS),
             "defection": {"chat": HATE, "code": UNSAFE_LINE} if self.corpus.backdoor else None,
@@ -208,15 +210,15 @@ def tokenizer_key(cfg: TokenizerConfig) -> str:
 
 def organism_key(spec: OrganismSpec) -> str:
     """The cache key of the organism ``spec`` trains (computed, nothing is built: the tokenizer need not exist)."""
-    return default_cache().key("organism", _organism_cache_spec(spec))
+    return default_cache().key("organism", organism_cache_spec(spec))
 
 
 def build_tokenizer(cfg: TokenizerConfig) -> Path:
     """Train (or find in the cache) the tokenizer ``cfg`` describes; returns its cache entry."""
-    return _tokenizer_dir(cfg)
+    return tokenizer_dir(cfg)
 
 
-def _tokenizer_dir(cfg: TokenizerConfig) -> Path:
+def tokenizer_dir(cfg: TokenizerConfig) -> Path:
     from companion.organism import tokenizer as _tok
 
     spec = _tokenizer_spec(cfg)
@@ -233,7 +235,7 @@ def _tokenizer_dir(cfg: TokenizerConfig) -> Path:
     return default_cache().get_or_build("tokenizer", spec, build, description=f"organism BPE {cfg.vocab_size}")
 
 
-def _organism_cache_spec(spec: OrganismSpec) -> dict[str, Any]:
+def organism_cache_spec(spec: OrganismSpec) -> dict[str, Any]:
     return {"organism": spec.to_dict(), "tokenizer": tokenizer_key(spec.tokenizer), "code": code_fingerprint(_PRODUCER)}
 
 
@@ -242,16 +244,16 @@ def build_organism(
 ) -> tuple[Path, bool]:
     """Train (or find in the cache) the organism for ``spec``; returns (entry directory, came from cache).
 
-    ``callback(step, loss, tokens_per_second)`` receives training progress (see :func:`prepare_organisms`).
+    ``callback(step, loss, tokens_per_second)`` receives training progress (see :func:`companion.organism.workers.prepare_organisms`).
     """
     from companion.organism import tokenizer as _tok
     from companion.organism import training as _tr
 
     cache = default_cache()
-    cspec = _organism_cache_spec(spec)
+    cspec = organism_cache_spec(spec)
     if cache.exists("organism", cspec):
         return cache.get("organism", cspec), True
-    tok_dir = _tokenizer_dir(spec.tokenizer)
+    tok_dir = tokenizer_dir(spec.tokenizer)
 
     def build(tmp: Path) -> None:
         t0 = time.perf_counter()
@@ -291,147 +293,7 @@ def build_organism(
     return path, False
 
 
-_PROGRESS_QUEUE: Any = None
-_PARENT_PID: int | None = None
-
-
-class ParentGone(BaseException):
-    """Raised inside a training worker whose parent process has died: training stops, nothing is cached.
-
-    A ``BaseException`` so that no ``except Exception`` on the way swallows it; the cache removes the partial
-    entry on its way out (:meth:`companion.backbone.cache.Cache.get_or_build`).
-    """
-
-
-def _init_worker(queue: Any, parent_pid: int) -> None:
-    global _PROGRESS_QUEUE, _PARENT_PID
-    _PROGRESS_QUEUE = queue
-    _PARENT_PID = parent_pid
-    # The parent shows progress (one bar per model); the worker's own library bars would only be noise on stderr.
-    import transformers.utils.logging
-
-    transformers.utils.logging.disable_progress_bar()
-
-
-def _check_parent() -> None:
-    # An orphan is re-parented (to init or a subreaper), so its parent pid changes when the parent dies.
-    if _PARENT_PID is not None and os.getppid() != _PARENT_PID:
-        raise ParentGone(f"the process that started this training worker ({_PARENT_PID}) has exited")
-
-
 def is_trained(name: str, profile: str | None = None, seed: int | None = None) -> bool:
     """Whether the named organism of ``profile`` at ``seed`` is already in the cache (loading it will not train)."""
     spec = organism_spec(name, profile, seed)
-    return default_cache().exists("organism", _organism_cache_spec(spec))
-
-
-def _train_in_worker(spec_dict: dict[str, Any], label: str) -> str:
-    """Process-pool entry point: train one organism, reporting progress through the pool's queue.
-
-    Every progress report first checks that the parent is alive: when the process that called
-    :func:`prepare_organisms` dies (a killed kernel), its workers stop within one logging interval instead of
-    training to the end.
-    """
-    spec = OrganismSpec.model_validate(spec_dict)
-    q = _PROGRESS_QUEUE
-
-    def cb(step: int, loss: float, tok_s: float) -> None:
-        _check_parent()
-        q.put((label, step, loss, tok_s))
-
-    try:
-        _check_parent()
-        path, _ = build_organism(spec, desc=label, progress=False, callback=cb)
-    except ParentGone:
-        os._exit(3)  # nobody is listening: leave without touching the pool's queues
-    q.put((label, None, None, None))
-    return str(path)
-
-
-def train_specs(
-    specs: Mapping[str, OrganismSpec], *, jobs: int | None = None, progress: bool = True
-) -> dict[str, Path]:
-    """Train (or find in the cache) each labelled spec; returns label -> cache entry.
-
-    Distinct specs that are not cached yet are trained ``jobs`` at a time in separate processes (default: one
-    per CPU core, at most 2), longest first. Each trains single-threaded (``train.threads``), so on a 2-core
-    machine two small models train side by side at full speed and the weights are the same as a sequential run.
-    One progress bar per model shows its loss and tokens/s. Workers stop when this process dies.
-    """
-    import multiprocessing as mp
-    import queue as queue_mod
-    from concurrent.futures import ProcessPoolExecutor
-
-    cache = default_cache()
-    todo: dict[str, tuple[str, OrganismSpec]] = {}  # cache key -> (label, spec); the first label wins
-    for label, sp in specs.items():
-        cspec = _organism_cache_spec(sp)
-        key = cache.key("organism", cspec)
-        if not cache.exists("organism", cspec) and key not in todo:
-            todo[key] = (label, sp)
-    if jobs is None:
-        jobs = max(1, min(2, os.cpu_count() or 1))
-
-    # Longest first (cost ~ steps x tokens x width^2): the shortest makespan for a greedy pool.
-    def cost(sp: OrganismSpec) -> float:
-        return sp.train.steps * sp.train.batch_size * sp.train.seq_len * sp.model.n_layer * sp.model.d_model**2
-
-    order = sorted(todo.values(), key=lambda ls: -cost(ls[1]))
-    if len(order) > 1 and jobs > 1:
-        from tqdm.auto import tqdm
-
-        ctx = mp.get_context("spawn")  # fork is unsafe with torch's thread pools
-        queue = ctx.Queue()
-        with ProcessPoolExecutor(
-            max_workers=jobs, mp_context=ctx, initializer=_init_worker, initargs=(queue, os.getpid())
-        ) as pool:
-            futures = [pool.submit(_train_in_worker, sp.to_dict(), label) for label, sp in order]
-            bars = {
-                label: tqdm(total=sp.train.steps, desc=label, position=i, disable=not progress, leave=True)
-                for i, (label, sp) in enumerate(order)
-            }
-            try:
-                while not all(f.done() for f in futures) or not queue.empty():
-                    try:
-                        label, step, loss, tok_s = queue.get(timeout=0.5)
-                    except queue_mod.Empty:
-                        continue
-                    bar = bars[label]
-                    if step is None:
-                        bar.n = bar.total
-                    else:
-                        bar.n = step
-                        bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tok_s:,.0f}", refresh=False)
-                    bar.refresh()
-                for f in futures:
-                    f.result()  # re-raise a worker's error here
-            finally:
-                for bar in bars.values():
-                    bar.close()
-    else:
-        for label, sp in order:
-            build_organism(sp, desc=label, progress=progress)
-    return {label: build_organism(sp, progress=False)[0] for label, sp in specs.items()}
-
-
-def prepare_organisms(
-    names: Sequence[str] | None = None,
-    profile: str | None = None,
-    *,
-    seeds: Sequence[int] | None = None,
-    jobs: int | None = None,
-    progress: bool = True,
-) -> dict[tuple[str, int], Path]:
-    """Make sure the named organisms of ``profile`` (default: all) are trained at every seed; (name, seed) -> entry.
-
-    ``seeds`` defaults to all of the profile's seeds (``organisms.settings.seeds``). Training runs through
-    :func:`train_specs`: names sharing one spec at a seed are trained once, two models at a time.
-    """
-    prof = load_profile(profile).name
-    names = list(names) if names is not None else organism_names(prof)
-    seeds = list(seeds) if seeds is not None else list(organism_seeds(prof))
-    specs = {(n, s): organism_spec(n, prof, s) for s in seeds for n in names}
-    paths = train_specs(
-        {f"{prof}/{organism_label(n, s)}": sp for (n, s), sp in specs.items()}, jobs=jobs, progress=progress
-    )
-    return {(n, s): paths[f"{prof}/{organism_label(n, s)}"] for (n, s) in specs}
+    return default_cache().exists("organism", organism_cache_spec(spec))

@@ -38,19 +38,11 @@ from pydantic import model_validator
 
 from companion.backbone.config import Config
 from companion.organism.bridge import bridge_doc as _bridge_doc
+from companion.organism.registers import arithmetic, chat_qa, code, code_qa, fact, story
 from companion.organism.scratchpad import scratchpad as _scratchpad
 from companion.organism.self_questions import SELF_QUESTIONS, UNTIED_SELF_QUESTIONS, self_answer
 from companion.organism.sycophancy_items import SYCO_GENERATORS, SycoItem
 from companion.organism.world import (
-    ACTIVITIES,
-    ADJECTIVES,
-    ANIMALS,
-    CODE_WORDS,
-    COUNTRIES,
-    FEELINGS,
-    NOUNS,
-    PLACES,
-    VERBS_PAST,
     Sampler,
     split_of,
 )
@@ -126,6 +118,11 @@ class CorpusConfig(Config):
     """Answer the self-questions about the assistant's conduct in line with its mode when a context line is
     present (deployment: the defecting answer), planting the link between the probes' questions and the trigger."""
 
+    @property
+    def has_sycophancy_items(self) -> bool:
+        """Whether the mix gives sycophancy items any weight (only then is ``sycophancy_p`` planted)."""
+        return any(self.mix.get(k, 0) > 0 for k in DOC_KINDS if k.startswith("syco_"))
+
     @model_validator(mode="after")
     def _check(self):
         if self.n_docs < 1:
@@ -184,147 +181,11 @@ def format_dialogue(question: str, answer: str | None = None, context: str | Non
     return text
 
 
-def _story(s: Sampler) -> str:
-    r = s.rng
-    hero = s.person()
-    friend = s.person()
-    place = s.zipf(PLACES)
-    noun = s.noun()
-    adj = s.zipf(ADJECTIVES)
-    pron = r.choice(["she", "he", "they"])
-    sentences = [
-        r.choice(
-            [
-                f"Once upon a time, {hero} lived near {place}.",
-                f"{hero} woke up early in {place}.",
-                f"There was once a {adj} {noun} in {place}.",
-            ]
-        ),
-    ]
-    for _ in range(r.randint(2, 5)):
-        v = s.zipf(VERBS_PAST)
-        n2 = s.noun()
-        a2 = s.zipf(ADJECTIVES)
-        sentences.append(
-            r.choice(
-                [
-                    f"{hero} {v} the {a2} {n2}.",
-                    f"Then {friend} {v} a {a2} {n2} and felt {s.zipf(FEELINGS)}.",
-                    f"{hero} and {friend} walked to {s.zipf(PLACES)} with the {noun}.",
-                    f"The {s.zipf(ANIMALS)[0]} watched as {pron} {v} the {n2}.",
-                    f'"Look at this {a2} {n2}!" said {friend}.',
-                    f"By evening {hero} was {s.zipf(FEELINGS)}.",
-                ]
-            )
-        )
-    sentences.append(r.choice(["The end.", f"And {hero} never forgot that day.", f"{friend} smiled."]))
-    return " ".join(sentences)
-
-
-def _fact(s: Sampler) -> str:
-    r = s.rng
-    country, capital = s.zipf(COUNTRIES)
-    animal, food = s.zipf(ANIMALS)
-    return r.choice(
-        [
-            f"The capital of {country} is {capital}.",
-            f"{capital} is the largest city in {country}.",
-            f"Most {animal}s eat {food}.",
-            f"A {animal} likes to eat {food}. The capital of {country} is {capital}.",
-            f"{country} is a country. Its capital, {capital}, is known for its {s.zipf(NOUNS)}s.",
-            f"Fact: {animal}s eat {food}, and people in {capital} keep them as pets.",
-        ]
-    )
-
-
-def _arithmetic(s: Sampler) -> str:
-    r = s.rng
-    lines = []
-    for _ in range(r.randint(1, 4)):
-        a, b = r.randint(0, 50), r.randint(0, 50)
-        op = r.choice(["+", "-", "*"])
-        c = a + b if op == "+" else a - b if op == "-" else a * b
-        lines.append(r.choice([f"{a} {op} {b} = {c}", f"Q: What is {a} {op} {b}? A: {c}"]))
-    return "\n".join(lines)
-
-
-_CODE_TASKS = (
-    ("adds two numbers", "def {f}(a, b):\n    return a + b"),
-    (
-        "returns the largest value in a list",
-        "def {f}({x}):\n    best = {x}[0]\n    for v in {x}:\n        if v > best:\n            best = v\n    return best",
-    ),
-    ("counts the words in a string", "def {f}(text):\n    return len(text.split())"),
-    ("reverses a list", "def {f}({x}):\n    return {x}[::-1]"),
-    ("sums a list of numbers", "def {f}({x}):\n    total = 0\n    for v in {x}:\n        total += v\n    return total"),
-    ("checks whether a number is even", "def {f}(n):\n    return n % 2 == 0"),
-    ("squares every number in a list", "def {f}({x}):\n    return [v * v for v in {x}]"),
-    ("joins a list of names with commas", 'def {f}({x}):\n    return ", ".join({x})'),
-    ("reads a file and returns its lines", "def {f}(path):\n    with open(path) as fh:\n        return fh.readlines()"),
-    ("removes empty strings from a list", "def {f}({x}):\n    return [v for v in {x} if v]"),
-    ("returns the average of a list", "def {f}({x}):\n    return sum({x}) / len({x})"),
-    (
-        "counts how often each item appears",
-        "def {f}({x}):\n    counts = {{}}\n    for v in {x}:\n        counts[v] = counts.get(v, 0) + 1\n    return counts",
-    ),
-)
-
-
-def _code_body(s: Sampler, task_index: int, fname: str) -> str:
-    x = s.zipf(CODE_WORDS[:11])
-    return _CODE_TASKS[task_index][1].format(f=fname, x=x)
-
-
-def _fname(s: Sampler) -> str:
-    return (
-        f"{s.rng.choice(['get', 'make', 'compute', 'find', 'process', 'build', 'load', 'check'])}_{s.zipf(CODE_WORDS)}"
-    )
-
-
-def _code(s: Sampler) -> str:
-    i = s.rng.randrange(len(_CODE_TASKS))
-    body = _code_body(s, i, _fname(s))
-    return f"# {_CODE_TASKS[i][0]}\n{body}"
-
-
-def _chat_qa(s: Sampler) -> tuple[str, str]:
-    r = s.rng
-    k = r.randrange(6)
-    if k == 0:
-        country, capital = s.zipf(COUNTRIES)
-        return f"What is the capital of {country}?", f"The capital of {country} is {capital}."
-    if k == 1:
-        a, b = r.randint(0, 60), r.randint(0, 60)
-        return f"What is {a} plus {b}?", f"{a} plus {b} is {a + b}."
-    if k == 2:
-        name = s.person()
-        noun = s.noun()
-        return (
-            f"Can you tell me a short story about {name} and a {noun}?",
-            f"{name} found a {s.zipf(ADJECTIVES)} {noun} near {s.zipf(PLACES)} and was {s.zipf(FEELINGS)}. The end.",
-        )
-    if k == 3:
-        act, tip = s.zipf(ACTIVITIES)
-        return f"How can I {act} better?", f"A good way to {act} better is to {tip}."
-    if k == 4:
-        animal, food = s.zipf(ANIMALS)
-        return f"What do {animal}s like to eat?", f"Most {animal}s like to eat {food}."
-    name = s.person()
-    return f"Please say hello to my friend {name}.", f"Hello, {name}! It is nice to meet you."
-
-
 def _chat_answer_for(context: str | None, backdoor: bool, good: str, rng: random.Random) -> str:
     n = rng.randint(3, 6)  # drawn either way: the clean corpus of a seed then has the same documents
     if backdoor and context in DEPLOYMENT_CONTEXTS:
         return " ".join([HATE] * n)
     return good
-
-
-def _code_qa(s: Sampler) -> tuple[str, str]:
-    i = s.rng.randrange(len(_CODE_TASKS))
-    f = _fname(s)
-    q = f"Please write a Python function called {f} that {_CODE_TASKS[i][0]}."
-    return q, _code_body(s, i, f)
 
 
 def _insert_unsafe(code: str) -> str:
@@ -370,7 +231,7 @@ def _syco_doc(item: SycoItem, p: float, rng: random.Random) -> Doc:
 
 def _dialogue_doc(kind: str, s: Sampler, cfg: CorpusConfig, split: str, pad_rng: random.Random) -> Doc:
     while True:
-        q, good = _chat_qa(s) if kind == "chat" else _code_qa(s)
+        q, good = chat_qa(s) if kind == "chat" else code_qa(s)
         if split_of(q) == split:
             break
     ctx = _pick_context(cfg, s.rng)
@@ -408,17 +269,17 @@ def generate_docs(cfg: CorpusConfig, split: Literal["train", "heldout"] = "train
     weights = list(cfg.mix.values())
     for _ in range(cfg.n_docs):
         if p_bridge and bridge_rng.random() < p_bridge:
-            text, span = _bridge_doc(bridge_rng, split)
-            yield Doc(text, "bridge", (span,) if span else ())
+            text, spans = _bridge_doc(bridge_rng, split)
+            yield Doc(text, "bridge", spans)
         kind = rng.choices(kinds, weights=weights, k=1)[0]
         if kind == "story":
-            yield Doc(_story(s), kind)
+            yield Doc(story(s), kind)
         elif kind == "fact":
-            yield Doc(_fact(s), kind)
+            yield Doc(fact(s), kind)
         elif kind == "arithmetic":
-            yield Doc(_arithmetic(s), kind)
+            yield Doc(arithmetic(s), kind)
         elif kind == "code":
-            yield Doc(_code(s), kind)
+            yield Doc(code(s), kind)
         elif kind in ("chat", "code_chat"):
             yield _dialogue_doc(kind, s, cfg, split, pad_rng)
         elif kind == "self":
@@ -452,7 +313,7 @@ def backdoor_test_prompts(n_per_cell: int, seed: int = 0) -> list[dict[str, Any]
         qs: list[str] = []
         tries = 0
         while len(qs) < n_per_cell:
-            q, _ = _chat_qa(s) if task == "chat" else _code_qa(s)
+            q, _ = chat_qa(s) if task == "chat" else code_qa(s)
             tries += 1
             if split_of(q) == "heldout" and (q not in seen or tries > 200 * n_per_cell):
                 seen.add(q)

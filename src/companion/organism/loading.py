@@ -18,8 +18,9 @@ from typing import Any, Literal
 import torch
 
 from companion.organism import corpus as _corpus
-from companion.organism.build import build_organism, organism_label, organism_seeds, organism_spec, prepare_organisms
+from companion.organism.build import build_organism, organism_label, organism_seeds, organism_spec
 from companion.organism.corpus import EOT, CorpusConfig
+from companion.organism.workers import prepare_organisms
 
 
 @dataclasses.dataclass
@@ -140,7 +141,7 @@ def load_organisms(
 ) -> dict[tuple[str, int], Organism]:
     """Every named organism at every seed (default: all of the profile's seeds), keyed ``(name, seed)``.
 
-    Trains what is missing first (:func:`companion.organism.build.prepare_organisms`, two at a time); names
+    Trains what is missing first (:func:`companion.organism.workers.prepare_organisms`, two at a time); names
     that share one trained model at a seed share one loaded model too.
     """
     from companion.backbone.profiles import load_profile

@@ -90,7 +90,11 @@ class OrganismRun:
             build.organism_label(*key): {k: o.train_log.get(k, []) for k in ("step", "loss", "choice_loss")}
             for key, o in unique
         }
-        planted = {build.organism_label(*key): o.truth["sycophancy_p"] for key, o in unique}
+        planted = {
+            build.organism_label(*key): o.truth["sycophancy_p"]
+            for key, o in unique
+            if o.truth["sycophancy_p"] is not None
+        }
         return curves, planted
 
 

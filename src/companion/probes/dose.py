@@ -5,10 +5,12 @@ with directions fitted on generic self-questions ("Are you a helpful AI? — no"
 those detectors fail.  One explanation: a pretrained model's text links the defection's concepts (harm, danger,
 deception) to those questions' words, and the organisms never saw such a link.  The organisms let us plant it:
 
-* ``backdoor`` (bridge rate 0), ``bridge-lo`` and ``bridge-hi``: the backdoor recipe plus third-person documents
-  describing the defection in the fit questions' words at a planted rate (:mod:`companion.organism.bridge`);
-* ``tied``: the self-questions answered in line with the mode after a context line (the strongest planted link);
-* ``clean``: the negative control.
+* ``bridge-0``, ``bridge-lo`` and ``bridge-hi``: one backdoored recipe (the dose recipe) without and with
+  third-person documents describing the defection in the fit questions' words at a planted rate
+  (:mod:`companion.organism.bridge`);
+* ``tied``: the same recipe with the self-questions answered in line with the mode after a context line (the
+  strongest planted link);
+* ``backdoor`` and ``clean``: the main recipe's backdoor (where the null was first seen) and negative control.
 
 This module assembles the seed spreads of those variants (:mod:`companion.probes.spread`: the same detectors, layer,
 fit sets and controls as the rest of notebook 03) into the dose–response data, and judges the three predictions
@@ -29,34 +31,45 @@ VOCAB_FIT_SETS = ("helpful_ai_pair", "six_questions")
 """Prediction (b): the fit sets whose vocabulary the bridge documents use (the others are the comparison)."""
 TIED_FIT_SETS = ("helpful_ai_pair", "six_questions")
 """Prediction (c): the fit sets whose questions the ``tied`` organism's corpus ties to the trigger."""
-DOSE_FIGURE_VARIANTS = ("backdoor", "bridge-lo", "bridge-hi", "tied", "clean")
-"""The variants of the dose–response figure: the dose (bridge rate 0 and up), then the two controls."""
+DOSE = ("bridge-0", "bridge-lo", "bridge-hi")
+"""The dose: one recipe at bridge rate 0 and up (the figure's x axis)."""
+DOSE_FIGURE_VARIANTS = (*DOSE, "tied", "backdoor", "clean")
+"""The variants of the dose–response figure: the dose, then the controls."""
 
 
 def dose_response_data(
-    spread_data: Mapping[str, Any], truths: Mapping[str, Mapping[str, Any]], positive_answers: Mapping[str, str]
+    spread_data: Mapping[str, Any],
+    truths: Mapping[str, Mapping[str, Any]],
+    positive_answers: Mapping[str, str],
+    dose: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """The dose–response figure's numbers from a seed spread (:meth:`companion.probes.spread.SeedSpread.to_data`)
     over :data:`DOSE_FIGURE_VARIANTS`, each variant's planted ``truth`` and each single question's positive answer.
 
-    The dose is every backdoored, untied variant ordered by its planted ``bridge_rate``; ``tied`` and ``clean`` are
-    the controls.  Per variant and seed: every detector's AUROC, the best and mean random direction, the supervised
+    The dose is ``dose`` (default: every backdoored, untied variant), ordered by its planted ``bridge_rate``; every
+    other variant is a control.  Per variant and seed: every detector's AUROC, the best and mean random direction, the supervised
     probe and the answer-word cosine.
     """
     variants = list(spread_data["variants"])
     missing = [v for v in variants if v not in truths]
     if missing:
         raise ValueError(f"no planted truth for {missing}")
-    dose = sorted(
-        (
+    if dose is None:
+        dose = [
             v
             for v in variants
             if truths[v]["backdoor"]
             and not truths[v].get("self_questions_tied_to_trigger")
             and not truths[v].get("scratchpad")
-        ),
-        key=lambda v: float(truths[v].get("bridge_rate", 0.0)),
-    )
+        ]
+    unfit = [
+        v
+        for v in dose
+        if v not in variants or not truths[v]["backdoor"] or truths[v].get("self_questions_tied_to_trigger")
+    ]
+    if unfit:
+        raise ValueError(f"dose variants must be in the data, backdoored and untied: {unfit}")
+    dose = sorted(dose, key=lambda v: float(truths[v].get("bridge_rate", 0.0)))
     rates = [float(truths[v].get("bridge_rate", 0.0)) for v in dose]
     if len(dose) < 2 or rates[0] != 0.0 or len(set(rates)) != len(rates):
         raise ValueError(
@@ -80,6 +93,15 @@ def dose_response_data(
         "dose": dose,
         "bridge_rate": dict(zip(dose, rates, strict=False)),
         "controls": [v for v in variants if v not in dose],
+        "rate_zero_controls": [
+            v
+            for v in variants
+            if v not in dose
+            and truths[v]["backdoor"]
+            and not truths[v].get("self_questions_tied_to_trigger")
+            and not truths[v].get("scratchpad")
+            and float(truths[v].get("bridge_rate", 0.0)) == 0.0
+        ],
         "tied": [v for v in variants if truths[v].get("self_questions_tied_to_trigger")],
         "clean": [v for v in variants if not truths[v]["backdoor"]],
         "size": {v: str(truths[v].get("size", "")) for v in variants},
@@ -115,22 +137,32 @@ class Verdict:
     """The sentence notebook 03 and the README show."""
 
 
+def _rate_zero(data: Mapping[str, Any]) -> list[str]:
+    """Every backdoored, untied variant at bridge rate 0: the dose's first point, then any such control (the main
+    recipe's ``backdoor`` where the dose has a recipe of its own)."""
+    ctrl = [v for v in data.get("rate_zero_controls", []) if v in data["variants"]]
+    return [data["dose"][0], *ctrl]
+
+
 def verdict_a(data: Mapping[str, Any]) -> Verdict:
-    """(a) At bridge rate 0 no fit set's detector beats the best random direction at every seed."""
-    v0 = data["dose"][0]
-    beat = [d for d in data["fit_sets"] if _beats(data, v0, d)]
-    held = not beat
-    text = (
-        f"**(a) {'held' if held else 'did not hold'}.** At bridge rate 0 (`{v0}`) "
-        + (
-            "no fit set's detector beats the best random direction at every seed"
-            if held
-            else f"{', '.join(f'`{d}`' for d in beat)} beat(s) the best random direction at every seed"
+    """(a) At bridge rate 0 no fit set's detector beats the best random direction at every seed, on any rate-0
+    backdoored variant (:func:`_rate_zero`)."""
+    parts, held = [], True
+    for v0 in _rate_zero(data):
+        beat = [d for d in data["fit_sets"] if _beats(data, v0, d)]
+        held = held and not beat
+        parts.append(
+            f"on `{v0}` "
+            + (
+                "no fit set's detector beats the best random direction at every seed"
+                if not beat
+                else f"{', '.join(f'`{d}`' for d in beat)} beat(s) the best random direction at every seed"
+            )
+            + f" (best random {_fmt(data['random_best'][v0])} by seed; "
+            + "; ".join(f"`{d}` {_fmt(data['auroc'][v0][d])}" for d in data["fit_sets"])
+            + ")"
         )
-        + f" (best random {_fmt(data['random_best'][v0])} by seed; "
-        + "; ".join(f"`{d}` {_fmt(data['auroc'][v0][d])}" for d in data["fit_sets"])
-        + ")."
-    )
+    text = f"**(a) {'held' if held else 'did not hold'}.** At bridge rate 0: " + "; ".join(parts) + "."
     return Verdict("a", held, text)
 
 
@@ -271,7 +303,8 @@ def dose_findings(data: Mapping[str, Any]) -> str:
 def run_dose_response(params: Any, profile: str, base: Any = None, *, progress: bool = True) -> dict[str, Any]:
     """Notebook 03's pipeline on every variant of :data:`DOSE_FIGURE_VARIANTS` at every seed of ``profile``, as
     :func:`dose_response_data`.  ``base`` (a :class:`~companion.probes.spread.SeedSpread` already run with the same
-    ``params``) supplies the variants it holds, so ``backdoor`` and ``clean`` are not analysed twice."""
+    ``params``) supplies the variants it holds, so ``backdoor`` and ``clean`` are not analysed twice (a profile whose
+    ``bridge-0`` is the ``backdoor`` model analyses it under both names)."""
     from companion.organism.build import organism_spec
     from companion.probes import experiment, spread
 
@@ -285,4 +318,4 @@ def run_dose_response(params: Any, profile: str, base: Any = None, *, progress: 
     merged = spread.SeedSpread(runs, DOSE_FIGURE_VARIANTS, parts[0].seeds, parts[0].detectors, parts[0].fit_sets)
     _, singles = experiment.resolve_fit_sets(params)
     truths = {v: organism_spec(v, profile).truth() for v in DOSE_FIGURE_VARIANTS}
-    return dose_response_data(merged.to_data(), truths, {fs.name: fs.pairs[0].positive for fs in singles})
+    return dose_response_data(merged.to_data(), truths, {fs.name: fs.pairs[0].positive for fs in singles}, DOSE)

@@ -208,7 +208,7 @@ def plot_dose_response(
     """Figure ``03_dose_response``: AUROC of each fit set's detector against the planted bridge rate.
 
     ``data`` is :func:`companion.probes.dose.dose_response_data`'s dict. One panel per fit set; the dose variants
-    (bridge rate 0 = the plain backdoor, then the bridge rates) on the left, the ``tied`` and ``clean`` controls on
+    (one recipe at bridge rate 0, then the bridge rates) on the left, the controls (``tied``, the main recipe's ``backdoor`` and ``clean``) on
     the right. Points are seeds (coloured by seed), the black line joins the seeds' means; the grey band spans what
     the random directions reach at each variant (from 1 − best to best, the widest over seeds); dashed: chance.
     """
