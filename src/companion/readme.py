@@ -37,39 +37,26 @@ SIDECARS = (
     "02_shrinkage_toy",
     "02_gamma_asymmetry",
     "03_seed_spread",
+    "03_dose_response",
     "04_agreement",
+    "05_recovery_auroc",
+    "05_reseed_spread",
 )
 """The sidecars the block is written from (figure names without ``.json``)."""
-NEW_SIDECARS = ("05_recovery_auroc", "05_reseed_spread")
-"""Sidecars of figures added since the committed organism figures were last regenerated: their line is written when
-they are there and left out (with nothing else changing) until ``make figures`` has made them.  Move them into
-:data:`SIDECARS` once they are committed."""
-OPTIONAL_SIDECARS = ("03_dose_response",)
-"""Sidecars the block uses when they are there: figures newer than the committed set (the block says nothing of a
-result whose figure has not been generated yet)."""
 
 
 class ReadmeError(Exception):
     """The README or the sidecars cannot produce the block; the message says what to do."""
 
 
-def load_sidecars(
-    fig_dir: Path, names: Iterable[str] = SIDECARS, optional: Iterable[str] = OPTIONAL_SIDECARS
-) -> dict[str, dict[str, Any]]:
-    """Figure name -> its sidecar, for every name in ``names`` (a missing one is an error naming it) and every name
-    in ``optional`` that is there."""
+def load_sidecars(fig_dir: Path, names: Iterable[str] = SIDECARS) -> dict[str, dict[str, Any]]:
+    """Figure name -> its sidecar, for every name in ``names`` (a missing one is an error naming it)."""
     out = {}
-    for name in [*names, *optional]:
+    for name in names:
         p = Path(fig_dir) / f"{name}.json"
-        if not p.is_file() and name in optional:
-            continue
         if not p.is_file():
             raise ReadmeError(f"{p} is missing: regenerate the figures (make figures) before the README's findings")
         out[name] = json.loads(p.read_text())
-    for name in NEW_SIDECARS:
-        p = Path(fig_dir) / f"{name}.json"
-        if p.is_file():
-            out[name] = json.loads(p.read_text())
     return out
 
 
@@ -255,11 +242,9 @@ def findings_block(sidecars: Mapping[str, Mapping[str, Any]]) -> str:
         )
     )
     lines += probes_lines(sidecars["03_seed_spread"]["data"])
-    if "03_dose_response" in sidecars:
-        lines += dose_lines(sidecars["03_dose_response"]["data"])
+    lines += dose_lines(sidecars["03_dose_response"]["data"])
     lines += sycophancy_lines(sidecars["00_sycophancy_recovery"], sidecars["04_agreement"])
-    if all(n in sidecars for n in NEW_SIDECARS):
-        lines.append(recovery_line(sidecars["05_recovery_auroc"]["data"], sidecars["05_reseed_spread"]["data"]))
+    lines.append(recovery_line(sidecars["05_recovery_auroc"]["data"], sidecars["05_reseed_spread"]["data"]))
     return "\n".join(lines)
 
 

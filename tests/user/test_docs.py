@@ -73,7 +73,7 @@ def _set_toy(d):
     "name, edit, shown",
     [
         ("00_backdoor_rates", _set_rate, "`backdoor` 42–100%"),
-        ("02_gamma_vs_l0", _set_gamma, "baseline 0.42–0.90"),
+        ("02_gamma_vs_l0", _set_gamma, "baseline 0.42–0."),  # the range's top is the committed largest γ
         ("00_sycophancy_recovery", _set_label, "view read by 4/2 organisms"),
         ("03_seed_spread", _set_auroc, "AUROC 0.42, 0.26, 0.60 by seed"),
         ("04_agreement", _set_panel_note, "in 4/2 checks"),
@@ -144,10 +144,10 @@ def test_every_cited_section_of_the_references_exists():
     assert missing == [], f"links to sections docs/references.md does not have: {missing}"
 
 
-def test_the_dose_response_sidecar_adds_the_planted_experiments_verdicts_when_it_is_there(checkout):
+def test_the_block_says_the_planted_experiments_verdicts_as_the_dose_response_sidecar_has_them(checkout):
     from probes.test_probes_dose import WORKS, _data
 
-    assert cli.main(["readme", "--check"]) == 0  # absent: the block is the committed one
+    assert cli.main(["readme", "--check"]) == 0  # the committed block is the committed sidecars' one
     side = {"data": _data(WORKS)}
     (checkout / "figures" / "organism" / "03_dose_response.json").write_text(json.dumps(side))
     assert cli.main(["readme", "--check"]) == 1
