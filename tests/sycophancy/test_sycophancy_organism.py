@@ -16,8 +16,8 @@ import pytest
 from companion.models.scoring import continuation_ids, token_ids
 from companion.models.templates import TEMPLATES
 from companion.sycophancy.data import DATASETS, load_sycophancy_dir, parse_row
-from companion.sycophancy.experiment import organism_eval_dir
 from companion.sycophancy.scoring import score_items
+from companion.sycophancy.sources import organism_eval_dir
 from companion.sycophancy.stats import agreement_stats
 
 

@@ -23,7 +23,7 @@ def _data(params: Any):
     from companion.backbone.cache import default_cache
     from companion.backbone.profiles import ProfileError
     from companion.sycophancy.data import SycophancyDataError
-    from companion.sycophancy.experiment import load_datasets, organism_eval_spec
+    from companion.sycophancy.sources import load_datasets, organism_eval_spec
 
     if params.data == "organism":
         if not default_cache().exists(
@@ -38,8 +38,8 @@ def _data(params: Any):
 
 
 def _seconds(params: Any, name: str, organisms: dict, profile: str) -> float:
-    from companion.models.doctor import ASSUMED_TFLOPS, KNOWN_MODELS
     from companion.models.loading import resolve_name
+    from companion.models.needs import ASSUMED_TFLOPS, KNOWN_MODELS
 
     n_items = (params.n_per_dataset or 10_000) * len(params.datasets) * len(params.templates)
     if name in organisms:
@@ -100,8 +100,9 @@ def score(params: dict[str, Any], name: str, seed: int | None) -> str:
     """Job entry: score one model (or find its scores); returns the "sycophancy-scores" key."""
     from companion.backbone.cache import default_cache
     from companion.backbone.runtime import context, start
-    from companion.sycophancy.experiment import SCORES_KIND, load_datasets, model_scores, scores_spec
+    from companion.sycophancy.experiment import SCORES_KIND, model_scores, scores_spec
     from companion.sycophancy.params import SycophancyParams
+    from companion.sycophancy.sources import load_datasets
 
     P = start(SycophancyParams, None, params)
     prof = context().profile
