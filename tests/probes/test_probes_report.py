@@ -79,7 +79,8 @@ def tiny_gpt2(tmp_path_factory):
     return TransformerBridge.boot_transformers(_build("gpt2", tmp_path_factory.mktemp("tiny")), device="cpu")
 
 
-def test_analyse_model_is_the_composition_of_the_detectors_and_controls(tiny_gpt2):
+def _small_run(**params):
+    """The tiny model's run: the "note" dialogue format, three triggered test prompts and small settings."""
     fmt = load_dialogue_format("note")
     test = trigger_test_prompts(["What is two plus two?", "Name a colour.", "Why is grass green?"], fmt)
     P = ProbeParams(
@@ -89,7 +90,13 @@ def test_analyse_model_is_the_composition_of_the_detectors_and_controls(tiny_gpt
         n_random_directions=50,
         supervised_folds=2,
         batch_size=4,
+        **params,
     )
+    return fmt, test, P
+
+
+def test_analyse_model_is_the_composition_of_the_detectors_and_controls(tiny_gpt2):
+    fmt, test, P = _small_run()
     fit_sets = [load_fit_set("helpful_ai_pair"), load_fit_set("six_questions")]
 
     def beh(t):
@@ -145,17 +152,7 @@ def test_the_seed_spread_runs_the_same_pipeline_on_each_organism(tiny_gpt2):
     from companion.probes.experiment import layer_sweep
     from companion.probes.spread import probe_one
 
-    fmt = load_dialogue_format("note")
-    test = trigger_test_prompts(["What is two plus two?", "Name a colour.", "Why is grass green?"], fmt)
-    P = ProbeParams(
-        model_id="tiny",
-        dialogue_format="note",
-        n_bootstrap=20,
-        n_random_directions=50,
-        supervised_folds=2,
-        batch_size=4,
-        layer=1,
-    )
+    fmt, test, P = _small_run(layer=1)
     fit_sets = [load_fit_set("helpful_ai_pair")]
     singles = [dataclasses.replace(s, name=s.pairs[0].question) for s in load_fit_set("six_questions").single_pairs()]
 

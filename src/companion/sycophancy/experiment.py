@@ -124,20 +124,56 @@ class SweepResult:
         }
 
 
-def load_for_sweep(
-    name: str, params: Any, organisms: Mapping[str, Any], profile: str | None, seed: int | None = None
-) -> tuple[Any, int, float | None]:
-    """One model of the sweep: (model, parameter count, planted rate or None).  An organism of ``profile`` by name
-    (at ``seed``), else :func:`companion.models.loading.load_model` on ``params.device`` in ``params.dtype`` (the
-    device is checked first)."""
-    if name in organisms:
+@dataclasses.dataclass(frozen=True)
+class SweepRun:
+    """One model of the sweep: a real model, measured once, or an organism at one seed."""
+
+    name: str
+    """A name of ``params.models``: a model (Hub id, alias or local folder) or an organism of ``profile``."""
+    seed: int | None = None
+    """The organism's seed; None for a real model."""
+    profile: str | None = None
+    """The profile that defines the organism."""
+
+    @property
+    def label(self) -> str:
+        """The name its statistics go under: ``name#seed`` for an organism
+        (:func:`companion.organism.build.organism_label`), else its name."""
+        if self.seed is None:
+            return self.name
+        from companion.organism.build import organism_label
+
+        return organism_label(self.name, self.seed)
+
+
+def sweep_runs(
+    models: Sequence[str], organisms: Mapping[str, Any], profile: str | None, seeds: Sequence[int] = ()
+) -> list[SweepRun]:
+    """The sweep's models in order: each organism of ``organisms`` at each of ``seeds`` (default: every seed of
+    ``profile``), each other model once."""
+    runs: list[SweepRun] = []
+    for name in models:
+        if name in organisms:
+            from companion.organism.build import organism_seeds
+
+            runs += [SweepRun(name, s, profile) for s in (seeds or organism_seeds(profile))]
+        else:
+            runs.append(SweepRun(name))
+    return runs
+
+
+def load_for_sweep(run: SweepRun, params: Any) -> tuple[Any, int, float | None]:
+    """One model of the sweep: (model, parameter count, planted rate or None).  An organism of ``run.profile`` by
+    name (at ``run.seed``), else :func:`companion.models.loading.load_model` on ``params.device`` in
+    ``params.dtype`` (the device is checked first)."""
+    if run.seed is not None:
         from companion.organism.loading import load_organism
 
-        org = load_organism(name, profile=profile, seed=seed)
+        org = load_organism(run.name, profile=run.profile, seed=run.seed)
         return org.model, org.n_params, float(org.truth["sycophancy_p"])
     from companion.models.loading import load_model
 
-    model = load_model(name, device=params.device, dtype=params.dtype)
+    model = load_model(run.name, device=params.device, dtype=params.dtype)
     return model, count_parameters(model), None
 
 
@@ -148,48 +184,49 @@ def measure_models(
     organisms: Mapping[str, Any] | None = None,
     profile: str | None = None,
     seeds: Sequence[int] = (),
-    load: Callable[..., tuple[Any, int, float | None]] | None = None,
+    load: Callable[[SweepRun, Any], tuple[Any, int, float | None]] | None = None,
 ) -> SweepResult:
     """Load, measure and release each of ``params.models`` (:class:`SycophancyParams`) in turn (notebook 04's sweep).
 
     Only one model is alive at a time: each is dropped and released (:func:`companion.models.loading.release`: reference
     cycles collected, CUDA cache emptied) before the next loads, so Pythia-6.9b and -12b are never in memory
     together.  An organism is measured at each of ``seeds`` (default: every seed of the profile) and named
-    ``name#seed`` (:func:`companion.organism.build.organism_label`); a real model once, by its name.
-    Each model's statistics are a cache entry (:func:`model_scores`, kind "sycophancy-scores": a rerun, or a Slurm
-    job before the notebook, has already made them); ``load(name, params, organisms, profile, seed)`` replaces
-    :func:`load_for_sweep` and then measures without the cache (the key names a model by its name alone).
+    ``name#seed`` (:func:`companion.organism.build.organism_label`); a real model once, by its name
+    (:func:`sweep_runs`).  Each model's statistics are a cache entry (:func:`model_scores`, kind
+    "sycophancy-scores": a rerun, or a Slurm job before the notebook, has already made them); ``load(run, params)``
+    replaces :func:`load_for_sweep` and then measures without the cache (the key names a model by its name alone).
     """
-    from companion.models.loading import check_device, release
+    from companion.models.loading import check_device
 
     organisms = organisms or {}
     if any(name not in organisms for name in params.models):
         check_device(params.device)  # before the first download, not after it
-    runs: list[tuple[str, str, int | None]] = []
-    for name in params.models:
-        if name in organisms:
-            from companion.organism.build import organism_label, organism_seeds
-
-            runs += [(name, organism_label(name, s), s) for s in (seeds or organism_seeds(profile))]
-        else:
-            runs.append((name, name, None))
     out = SweepResult([], {}, {}, n_items={name: len(ds) for name, ds in data.items()})
-    for name, label, seed in runs:
-        if load is None:
-            scores = model_scores(params, data, name, seed, organisms, profile)
-            stats, out.n_params[label], planted = scores.stats, scores.n_params, scores.planted
-            left_out = scores.left_out
-        else:
-            model, out.n_params[label], planted = load(name, params, organisms, profile, seed)
-            stats, left_out = _measure(params, model, label, data)
-            del model
-            release()
-        if planted is not None:
-            out.planted[label] = planted
-        for ds_name, n in left_out.items():
-            out.left_out.setdefault(ds_name, {})[label] = n
-        out.stats += stats
+    for run in sweep_runs(params.models, organisms, profile, seeds):
+        scores = model_scores(params, data, run) if load is None else _load_and_measure(params, data, run, load)
+        out.n_params[run.label] = scores.n_params
+        if scores.planted is not None:
+            out.planted[run.label] = scores.planted
+        for ds_name, n in scores.left_out.items():
+            out.left_out.setdefault(ds_name, {})[run.label] = n
+        out.stats += scores.stats
     return out
+
+
+def _load_and_measure(
+    params: Any,
+    data: Mapping[str, SycophancyDataset],
+    run: SweepRun,
+    load: Callable[[SweepRun, Any], tuple[Any, int, float | None]],
+) -> ModelScores:
+    """Load ``run``'s model, measure it on ``data`` and release it before returning (one model alive at a time)."""
+    from companion.models.loading import release
+
+    model, n_params, planted = load(run, params)
+    stats, left_out = _measure(params, model, run.label, data)
+    del model
+    release()
+    return ModelScores(stats, n_params, planted, left_out)
 
 
 def _measure(
@@ -246,25 +283,18 @@ def data_identity(data: Mapping[str, SycophancyDataset]) -> dict[str, Any]:
     return {name: {"blob": ds.blob_id, "lines": [it.line for it in ds.items]} for name, ds in data.items()}
 
 
-def scores_spec(
-    params: Any,
-    data: Mapping[str, SycophancyDataset],
-    name: str,
-    seed: int | None,
-    organisms: Mapping[str, Any],
-    profile: str | None,
-) -> dict[str, Any]:
+def scores_spec(params: Any, data: Mapping[str, SycophancyDataset], run: SweepRun) -> dict[str, Any]:
     """The cache spec of one model's statistics: the model (an organism's cache key), the scored data and every
     setting that changes a number."""
     from companion.backbone.cache import code_fingerprint
 
-    if name in organisms:
+    if run.seed is not None:
         from companion.organism.build import organism_key, organism_label, organism_spec
 
-        spec = organism_spec(name, profile, seed)
-        model, label = f"organism:{organism_key(spec)}", organism_label(name, spec.seed)
+        spec = organism_spec(run.name, run.profile, run.seed)
+        model, label = f"organism:{organism_key(spec)}", organism_label(run.name, spec.seed)
     else:
-        model, label = f"model:{name}|{params.dtype}", name
+        model, label = f"model:{run.name}|{params.dtype}", run.name
     settings = {
         f: getattr(params, f)
         for f in (
@@ -288,38 +318,18 @@ def scores_spec(
     }
 
 
-def model_scores(
-    params: Any,
-    data: Mapping[str, SycophancyDataset],
-    name: str,
-    seed: int | None,
-    organisms: Mapping[str, Any],
-    profile: str | None,
-) -> ModelScores:
+def model_scores(params: Any, data: Mapping[str, SycophancyDataset], run: SweepRun) -> ModelScores:
     """One model's statistics (:func:`measure_model`), from the cache or measured now and cached (kind
     "sycophancy-scores"): the model is loaded only when they are not cached yet."""
     import json
 
     from companion.backbone.cache import default_cache
-    from companion.models.loading import release
 
-    spec = scores_spec(params, data, name, seed, organisms, profile)
+    spec = scores_spec(params, data, run)
 
     def build(tmp: Path) -> None:
-        model, n_params, planted = load_for_sweep(name, params, organisms, profile, seed)
-        stats, left_out = _measure(params, model, spec["label"], data)
-        del model
-        release()
-        (tmp / "scores.json").write_text(
-            json.dumps(
-                {
-                    "stats": [dataclasses.asdict(s) for s in stats],
-                    "n_params": n_params,
-                    "planted": planted,
-                    "left_out": left_out,
-                }
-            )
-        )
+        scores = _load_and_measure(params, data, run, load_for_sweep)
+        (tmp / "scores.json").write_text(json.dumps(dataclasses.asdict(scores)))
 
     path = default_cache().get_or_build(SCORES_KIND, spec, build, description=f"sycophancy scores {spec['label']}")
     got = json.loads((path / "scores.json").read_text())
