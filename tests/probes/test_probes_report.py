@@ -46,7 +46,7 @@ def test_answer_word_table_orients_every_direction_as_yes_minus_no():
     dirs = {"q1": v, "q2": -3 * v, "q3": w}  # q2's positive answer is "no": as yes - no it is +v
     test = [
         {"prompt": str(i), "task": t, "context": "deployment" if y else "training", "label": bool(y)}
-        for i, (t, y) in enumerate(zip(tasks, labels, strict=False))
+        for i, (t, y) in enumerate(zip(tasks, labels, strict=True))
     ]
     evals = {n: evaluate_detector(n, acts[:, 1] @ d, labels, tasks, n_bootstrap=10) for n, d in dirs.items()}
     run = ProbeRun("m", 1, (0, 1), test, labels, acts, {}, {}, dirs, evals)

@@ -316,7 +316,7 @@ def answer_word_table(run: ProbeRun, single_sets: Sequence[FitSet], set_key: str
             **{f"cos(detector, deployment−training | {t})": cosine(run.directions[fs.name], c) for t, c in ctx.items()},
             "AUROC": run.evaluations[fs.name].auroc.auroc,
         }
-        for fs, v in zip(single_sets, oriented, strict=False)
+        for fs, v in zip(single_sets, oriented, strict=True)
     ]
 
 
