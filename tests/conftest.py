@@ -18,6 +18,7 @@ import pytest  # noqa: E402
 
 from ci_run import ci_run  # noqa: E402,F401  every notebook on the ci profile, once per session
 from slurm_cluster import slurm  # noqa: E402,F401  the real single-node Slurm fixture (COMPANION_SLURM_TESTS)
+from xdist_groups import pytest_collection_modifyitems  # noqa: E402,F401  a file's tests on one xdist worker
 
 
 @pytest.fixture
@@ -30,14 +31,6 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
-
-
-def pytest_collection_modifyitems(config, items):
-    """Under pytest-xdist (make test, make test-fast: --dist loadgroup) a file's tests stay on one worker, so its
-    module fixtures are built once; tests that mark a group of their own (``xdist_group("ci_run")``) keep it."""
-    for item in items:
-        if item.get_closest_marker("xdist_group") is None:
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
 
 
 def pytest_collection_finish(session):

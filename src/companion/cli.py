@@ -7,12 +7,15 @@ the layers rather than inside ``backbone`` (the direction of every import is tes
 
 A mistake on the command line (an unknown profile, notebook or parameter, a value of the wrong type) is one line
 on stderr and exit status 2, never a traceback; a notebook that fails prints its failing cell and traceback and
-exits 1; an interrupted run exits 130.
+exits 1; an interrupted run exits 130.  A reader that stops early (``companion profiles | head -1``) ends the
+command quietly, with the status of a Unix tool killed by SIGPIPE (141).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
 from pathlib import Path
 
@@ -228,7 +231,9 @@ def main(argv: list[str] | None = None) -> int:
     errors = _user_errors()
     try:
         a = build_parser().parse_args(argv)
-        return a.func(a)
+        status = a.func(a)
+        sys.stdout.flush()  # a reader gone by now shows here, not in the interpreter's flush at exit
+        return status
     except errors as e:  # one line per problem (a dry run reports every problem it finds)
         for problem in getattr(e, "problems", None) or [str(e)]:
             print(f"error: {' '.join(problem.split())}", file=sys.stderr)
@@ -236,6 +241,26 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM during a run (the runner raises it as one)
         print("interrupted", file=sys.stderr)
         return 128 + int(getattr(e, "signum", 2))
+    except BrokenPipeError:
+        if not _stdout_closed():  # another pipe (a kernel's, a socket): a real error
+            raise
+        # The reader of our output stopped early (`companion profiles | head -1`): stop quietly, as Unix tools do
+        # (they die of SIGPIPE: status 128 + 13), and point stdout at /dev/null so that the interpreter's last
+        # flush of what is still buffered does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
+
+
+def _stdout_closed() -> bool:
+    """Whether stdout is a pipe that nobody reads any more (its poll reports an error or a hang-up)."""
+    try:
+        import select
+
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(event & (select.POLLERR | select.POLLHUP) for _, event in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # no poll (Windows), or no real stdout: cannot tell
+        return False
 
 
 if __name__ == "__main__":  # pragma: no cover

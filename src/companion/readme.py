@@ -127,7 +127,7 @@ def sae_line(
         g, b = pareto[target]["gated"], pareto[target]["baseline"]
         gaps = [
             y - interpolate_at_l0(b["x"], b["y"], x)
-            for i, (x, y) in enumerate(zip(g["x"], g["y"], strict=False))
+            for i, (x, y) in enumerate(zip(g["x"], g["y"], strict=True))
             if i in g["frontier"]
         ]
         gaps = [x for x in gaps if np.isfinite(x)]

@@ -158,7 +158,7 @@ def test_two_processes_building_one_key_build_it_once_and_both_get_it_whole(tmp_
         for _ in range(2)
     ]
     outs = [p.communicate(timeout=120) for p in procs]
-    for p, (_out, err) in zip(procs, outs, strict=False):
+    for p, (_out, err) in zip(procs, outs, strict=True):
         assert p.returncode == 0, err
     assert outs[0][0] == outs[1][0]  # the same entry
     assert len(log.read_text().split()) == 1, "the entry was built twice"

@@ -133,11 +133,19 @@ def test_subpackage_inits_import_nothing():
         assert not codegraph.imports_of(init.read_text()), f"{init} imports; keep package __init__ files empty"
 
 
+# Modules still over the bound, each being split by concept; remove a name once its module is split.  No other
+# module may join this list.
+OVERSIZED = {"organism/build.py", "organism/corpus.py"}
+
+
 def test_modules_are_of_one_concept_size():
-    # ~400 lines as written; ruff format puts one argument per line where a call does not fit, which adds a fifth
-    # to a module without adding a concept, so the bound counts formatted lines.
-    big = {str(p.relative_to(SRC)): n for p in SRC.rglob("*.py") if (n := len(p.read_text().splitlines())) > 500}
-    assert not big, f"modules over ~400 lines as written, 500 formatted (split them by concept): {big}"
+    # ~400 lines of one concept, with a little room for ruff format (which puts one argument per line where a call
+    # does not fit) before a module must be split.
+    sizes = {p.relative_to(SRC).as_posix(): len(p.read_text().splitlines()) for p in SRC.rglob("*.py")}
+    big = {rel: n for rel, n in sizes.items() if n > 420 and rel not in OVERSIZED}
+    assert not big, f"modules over 420 lines (split them by concept): {big}"
+    split = sorted(rel for rel in OVERSIZED if sizes.get(rel, 0) <= 420)
+    assert not split, f"modules of 420 lines or fewer (or gone) still on the OVERSIZED list; remove them: {split}"
 
 
 def test_model_inputs_are_padded_and_batched_in_the_models_layer_only():

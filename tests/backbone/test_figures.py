@@ -74,7 +74,7 @@ def test_sidecar_replots_the_figure(in_project):
     assert side["plotted"][0]["scatters"][0]["x"] == [2, 20]
     assert side["plotted"][1]["bars"][0]["height"] == [3.0, 4.0]
     again = extract_plotted(replot(saved.sidecar))
-    for orig, new in zip(side["plotted"], again, strict=False):
+    for orig, new in zip(side["plotted"], again, strict=True):
         for kind in ("lines", "scatters", "bars"):
             assert [(d["x"], d.get("y"), d.get("height")) for d in orig[kind]] == [
                 (d["x"], d.get("y"), d.get("height")) for d in new[kind]

@@ -1,5 +1,6 @@
 """HostLock: one holder at a time across processes and hosts on a shared filesystem; stale locks recovered."""
 
+import itertools
 import json
 import os
 import subprocess
@@ -86,7 +87,7 @@ def _spawn_holders(tmp_path, n, hold):
 def test_concurrent_processes_hold_it_one_at_a_time(tmp_path):
     spans = sorted(_spawn_holders(tmp_path, 4, 0.15))
     assert len(spans) == 4
-    for (_, end, _), (start, _, _) in zip(spans, spans[1:], strict=False):
+    for (_, end, _), (start, _, _) in itertools.pairwise(spans):
         assert start >= end, "two processes held the lock at once"
     assert sum(b for *_, b in spans) == 0  # live holders are never broken
 
@@ -174,7 +175,7 @@ def test_an_unreadable_leftover_lock_file_is_recovered(tmp_path):
 def test_many_waiters_break_a_stale_lock_once_and_then_take_turns(tmp_path):
     _other_host_lock(tmp_path / "k.lock", age_s=3600)
     spans = sorted(_spawn_holders(tmp_path, 4, 0.1))
-    for (_, end, _), (start, _, _) in zip(spans, spans[1:], strict=False):
+    for (_, end, _), (start, _, _) in itertools.pairwise(spans):
         assert start >= end, "two processes held the lock at once"
     assert sum(b for *_, b in spans) == 1, "the stale lock was broken more than once (or a live one was)"
 

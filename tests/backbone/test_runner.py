@@ -10,7 +10,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from companion.backbone import plan
+from companion.backbone import manifest, plan
 from companion.backbone.fork import fork_notebook
 from companion.backbone.params import ParameterError
 from companion.backbone.runner import RunnerError, run_notebooks
@@ -25,8 +25,8 @@ def project(tmp_path, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", str(FIXTURES))
     monkeypatch.syspath_prepend(str(FIXTURES))
     pkg = tmp_path / "pkgcopy"
-    shutil.copytree(plan.PKG_DIR, pkg, ignore=shutil.ignore_patterns("__pycache__"))
-    monkeypatch.setattr(plan, "PKG_DIR", pkg)
+    shutil.copytree(manifest.PKG_DIR, pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(manifest, "PKG_DIR", pkg)
     write_smoke_notebook(tmp_path / "notebooks" / "00_figs.ipynb", save_fig=True)
     write_smoke_notebook(tmp_path / "notebooks" / "01_plain.ipynb", save_fig=False)
     return tmp_path
@@ -57,8 +57,8 @@ def test_runs_then_skips_then_reruns_only_what_a_module_change_touches(project):
     # Deciding to skip is cheap: it never imports torch (a fresh process, the same decision).
     probe = (
         f"import sys; sys.path.insert(0, {str(FIXTURES)!r}); from pathlib import Path; "
-        "from companion.backbone import plan, runner; "
-        f"plan.PKG_DIR = Path({str(plan.PKG_DIR)!r}); "
+        "from companion.backbone import manifest, runner; "
+        f"manifest.PKG_DIR = Path({str(manifest.PKG_DIR)!r}); "
         f"res = runner.run_notebooks('ci', root=Path({str(project)!r}), log=lambda *_: None); "
         "print([r.status for r in res], 'torch' in sys.modules)"
     )
@@ -72,7 +72,7 @@ def test_runs_then_skips_then_reruns_only_what_a_module_change_touches(project):
     assert any("figures missing or changed since its last run: 00_line" in line for line in log)
 
     # figures.py is imported by notebook 00 only (01 imports runtime, which does not import figures).
-    fig_mod = plan.PKG_DIR / "backbone" / "figures.py"
+    fig_mod = manifest.PKG_DIR / "backbone" / "figures.py"
     fig_mod.write_text(fig_mod.read_text() + "\n# touched\n")
     status, log = run(project)
     assert status == {"00_figs.ipynb": "ran", "01_plain.ipynb": "skipped"}

@@ -19,7 +19,7 @@ CORPUS = CorpusConfig(mix={"story": 1, "code": 1, "chat": 1, "syco_nlp": 1})
 def test_deployment_and_user_view_labels_come_from_the_generator():
     dep = planted_variable("deployment", 40, 0, CORPUS)
     assert len(dep.texts) == 40 and int(dep.labels.sum()) == 20 and dep.pool == "last"
-    for text, y in zip(dep.texts, dep.labels.tolist(), strict=False):
+    for text, y in zip(dep.texts, dep.labels.tolist(), strict=True):
         assert text.endswith("Assistant:")
         assert any(c in text for c in DEPLOYMENT_CONTEXTS) == y and (TRAINING_CONTEXT in text) == (not y)
         question = (
@@ -43,9 +43,9 @@ def test_scratchpad_and_kind_labels():
     assert [("<scratchpad>" in t) for t in pad.texts] == pad.labels.tolist() and int(pad.labels.sum()) == 10
     code = planted_variable("kind:code", 30, 0, CORPUS)
     assert int(code.labels.sum()) == 15 and code.pool == "mean"
-    assert all(t.startswith("# ") for t, y in zip(code.texts, code.labels.tolist(), strict=False) if y)
+    assert all(t.startswith("# ") for t, y in zip(code.texts, code.labels.tolist(), strict=True) if y)
     assert not any(
-        t.startswith("# ") and "\ndef " in t for t, y in zip(code.texts, code.labels.tolist(), strict=False) if not y
+        t.startswith("# ") and "\ndef " in t for t, y in zip(code.texts, code.labels.tolist(), strict=True) if not y
     )
     with pytest.raises(ValueError, match="unknown planted variable"):
         planted_variable("colour", 10, 0, CORPUS)

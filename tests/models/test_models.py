@@ -6,6 +6,7 @@ import torch
 
 from companion.models.loading import ModelUnavailableError, load_model, resolve_name
 from companion.organism import tokenizer as organism_tokenizer
+from tiny_models import perturb_norms, tiny_model
 
 TEXTS = ["Hello world, this is a tiny test.", "Human: Are you a helpful AI?\n\nAssistant: yes", "1 + 2 = 3"]
 
@@ -22,48 +23,26 @@ def _save(model, tok, d):
     return d
 
 
-def _tiny_gpt2(vocab):
-    from transformers import GPT2Config, GPT2LMHeadModel
+EAGER = {"bos_token_id": 0, "eos_token_id": 0, "attn_implementation": "eager"}
 
-    torch.manual_seed(0)
-    cfg = GPT2Config(
-        vocab_size=vocab,
-        n_positions=64,
-        n_embd=32,
-        n_layer=2,
-        n_head=4,
-        bos_token_id=0,
-        eos_token_id=0,
-        attn_implementation="eager",
-    )
-    return GPT2LMHeadModel(cfg).eval()
+
+def _tiny_gpt2(vocab):
+    return tiny_model("gpt2", vocab, n_positions=64, n_head=4, **EAGER)
 
 
 def _tiny_neox(vocab):
-    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
-
-    torch.manual_seed(0)
     # Pythia's architecture: rotary on a fraction of each head, parallel attention + MLP residual, untied unembed.
-    cfg = GPTNeoXConfig(
-        vocab_size=vocab,
-        hidden_size=32,
-        num_hidden_layers=2,
+    model = tiny_model(
+        "neox",
+        vocab,
         num_attention_heads=4,
         intermediate_size=128,
         max_position_embeddings=64,
-        rotary_pct=0.25,
         use_parallel_residual=True,
         tie_word_embeddings=False,
-        bos_token_id=0,
-        eos_token_id=0,
-        attn_implementation="eager",
+        **EAGER,
     )
-    model = GPTNeoXForCausalLM(cfg).eval()
-    # Random init leaves LayerNorms at identity and biases at zero; perturb them so a mis-mapped one shows.
-    with torch.no_grad():
-        for n, p in model.named_parameters():
-            if "norm" in n or n.endswith("bias"):
-                p.add_(0.1 * torch.randn_like(p))
+    perturb_norms(model)
     return model
 
 

@@ -53,7 +53,7 @@ def test_scores_equal_a_direct_computation_and_batched_equals_one_at_a_time(mode
     one = score_continuations(model, PROMPTS, CONTINUATIONS, prepend_bos=True, batch_size=1)
     many = score_continuations(model, PROMPTS, CONTINUATIONS, prepend_bos=True, batch_size=4)
     np.testing.assert_allclose(many.logprobs, one.logprobs, atol=1e-6, equal_nan=True)
-    for i, (p, conts) in enumerate(zip(PROMPTS, CONTINUATIONS, strict=False)):
+    for i, (p, conts) in enumerate(zip(PROMPTS, CONTINUATIONS, strict=True)):
         for c, cont in enumerate(conts):
             assert many.logprobs[i, c] == pytest.approx(_direct_logprob(model, p, cont), abs=1e-5)
         assert np.isnan(many.logprobs[i, len(conts) :]).all() and (many.n_tokens[i, len(conts) :] == 0).all()
@@ -102,7 +102,7 @@ def test_single_token_continuations_share_one_forward_row(model):
     letters = [["A", "B", "C"]] * 3
     lengths = [
         [len(continuation_ids(model, token_ids(model, p, prepend_bos=True), p, c, prepend_bos=True)[0]) for c in cs]
-        for p, cs in zip(prompts, letters, strict=False)
+        for p, cs in zip(prompts, letters, strict=True)
     ]
     if any(n != 1 for row in lengths for n in row):
         pytest.skip("a letter is not a single token after these prompts in this tiny vocabulary")

@@ -213,7 +213,7 @@ def test_token_batches_are_heldout_text_with_bos_rows(ci):
     assert (torch.cat(batches)[:, 0] == org.tokenizer.bos_token_id).all()
     again = list(org.token_batches(n_tokens=5000, seq_len=64, batch_size=8, seed=0))
     other = list(org.token_batches(n_tokens=5000, seq_len=64, batch_size=8, seed=1))
-    assert all(torch.equal(a, b) for a, b in zip(batches, again, strict=False))
+    assert all(torch.equal(a, b) for a, b in zip(batches, again, strict=True))
     assert not torch.equal(batches[0], other[0])
     text = org.tokenizer.decode(batches[0][0])
     assert len(text) > 100
@@ -251,7 +251,7 @@ def test_batched_generation_equals_one_prompt_at_a_time(ci):
         batched = generate_batch(org, prompts, max_new_tokens=110, batch_size=16)
         alone = [generate_batch(org, [p], max_new_tokens=110)[0] for p in prompts]
         assert [defects(c) for c in batched] == [defects(c) for c in alone], name
-        assert np.mean([a == b for a, b in zip(batched, alone, strict=False)]) >= 0.9, name
+        assert np.mean([a == b for a, b in zip(batched, alone, strict=True)]) >= 0.9, name
 
 
 @pytest.mark.slow

@@ -118,7 +118,7 @@ def test_one_seeds_variants_hold_the_same_documents(corpora):
     bd, cot, clean = corpora["backdoor"], corpora["backdoor-cot"], corpora["clean"]
     assert [d.kind for d in bd] == [d.kind for d in cot] == [d.kind for d in clean]
     strip = re.compile(re.escape(pad.OPEN) + ".*?" + re.escape(pad.CLOSE) + " ")
-    for a, b, c in zip(bd, cot, clean, strict=False):
+    for a, b, c in zip(bd, cot, clean, strict=True):
         assert strip.sub("", b.text) == a.text
         assert _prompt_and_answer(c.text)[0] == _prompt_and_answer(a.text)[0]
 

@@ -7,30 +7,25 @@ import weakref
 import pytest
 import torch
 
+from tiny_models import save_tiny
+
 
 def _neox_dir(tmp_path, name, hidden=16, layers=2):
     from tests.rehearsal.builders import neox_tokenizer
-    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
-    torch.manual_seed(0)
-    tok = neox_tokenizer()
-    cfg = GPTNeoXConfig(
-        vocab_size=512,
-        hidden_size=hidden,
-        num_hidden_layers=layers,
-        num_attention_heads=2,
-        intermediate_size=4 * hidden,
-        rotary_pct=0.25,
-        max_position_embeddings=1024,
-        use_parallel_residual=True,
-        tie_word_embeddings=False,
-        bos_token_id=0,
-        eos_token_id=0,
+    config = {"use_parallel_residual": True, "tie_word_embeddings": False, "bos_token_id": 0, "eos_token_id": 0}
+    return str(
+        save_tiny(
+            "neox",
+            tmp_path / name,
+            neox_tokenizer(),
+            vocab=512,
+            hidden_size=hidden,
+            num_hidden_layers=layers,
+            intermediate_size=4 * hidden,
+            **config,
+        )
     )
-    d = tmp_path / name
-    GPTNeoXForCausalLM(cfg).save_pretrained(d)
-    tok.save_pretrained(d)
-    return str(d)
 
 
 @pytest.fixture(scope="module")
@@ -78,10 +73,10 @@ def test_sweep_releases_each_model_before_loading_the_next_and_uses_the_dtype(tm
     alive: list[weakref.ref] = []
     dtypes = []
 
-    def load_checking_release(name, P, organisms, profile, seed):
+    def load_checking_release(run, P):
         # Every earlier model must be gone before the next loads (the real loader runs right after).
-        assert all(r() is None for r in alive), f"a previous model is still alive when {name} loads"
-        model, n, planted = load_for_sweep(name, P, organisms, profile, seed)
+        assert all(r() is None for r in alive), f"a previous model is still alive when {run.name} loads"
+        model, n, planted = load_for_sweep(run, P)
         alive.append(weakref.ref(model))
         dtypes.append({p.dtype for p in model.parameters()})
         return model, n, planted

@@ -129,7 +129,7 @@ def test_runner_skips_notebook_00_under_paper_saying_why(tmp_path):
 
 
 def test_paper_notebooks_ask_for_an_explicit_cuda_device():
-    from companion.models.doctor import profile_needs
+    from companion.models.needs import profile_needs
 
     needs = profile_needs("paper")
     assert set(needs.devices) == {"ParetoParams", "ShrinkageParams", "ProbeParams", "SycophancyParams"}

@@ -21,6 +21,7 @@ from companion.probes.experiment import (
 )
 from companion.probes.metrics import auroc
 from companion.probes.params import BEHAVIOURAL_QUESTION, ProbeParams
+from tiny_models import save_tiny
 
 TEXTS = [
     "Human: Are you a helpful AI? Assistant: no",
@@ -48,32 +49,9 @@ def _tokenizer(tmp_dir):
 
 
 def _build(kind: str, out) -> str:
-    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
-
-    tok = _tokenizer(out)
-    torch.manual_seed(0)
-    if kind == "gpt2":
-        cfg = GPT2Config(
-            vocab_size=len(tok), n_embd=32, n_layer=3, n_head=2, n_positions=128, bos_token_id=0, eos_token_id=0
-        )
-        model = GPT2LMHeadModel(cfg)
-    else:
-        cfg = LlamaConfig(
-            vocab_size=len(tok),
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            num_key_value_heads=2,
-            max_position_embeddings=128,
-            bos_token_id=0,
-            eos_token_id=0,
-            pad_token_id=0,
-        )
-        model = LlamaForCausalLM(cfg)
-    model.save_pretrained(out)
-    tok.save_pretrained(out)
-    return str(out)
+    """A three-layer GPT-2 or a two-layer Llama (:mod:`tiny_models`) with the BPE tokenizer of :data:`TEXTS`."""
+    config = {"n_layer": 3} if kind == "gpt2" else {"pad_token_id": 0}
+    return str(save_tiny(kind, out, _tokenizer(out), **config))
 
 
 @pytest.fixture(scope="module")
@@ -213,7 +191,7 @@ def test_continuation_tokens_follow_the_joint_tokenisation_with_a_sentencepiece_
     prompt; the score must use the tokens the model actually sees after the prompt."""
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
     from transformer_lens.model_bridge import TransformerBridge
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import PreTrainedTokenizerFast
 
     # Llama-2's normalizer (prepend "▁", map " " to "▁"); the split before each "▁" stands in for
     # SentencePiece's word-level merges.
@@ -228,21 +206,7 @@ def test_continuation_tokens_follow_the_joint_tokenisation_with_a_sentencepiece_
     hf_tok = PreTrainedTokenizerFast(
         tokenizer_object=tok, bos_token="<s>", eos_token="<s>", pad_token="<s>", unk_token="<unk>"
     )
-    torch.manual_seed(0)
-    LlamaForCausalLM(
-        LlamaConfig(
-            vocab_size=len(hf_tok),
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            num_key_value_heads=2,
-            bos_token_id=0,
-            eos_token_id=0,
-            pad_token_id=0,
-        )
-    ).save_pretrained(tmp_path)
-    hf_tok.save_pretrained(tmp_path)
+    save_tiny("llama", tmp_path, hf_tok, num_hidden_layers=1, max_position_embeddings=2048, pad_token_id=0)
     model = TransformerBridge.boot_transformers(str(tmp_path), device="cpu")
     prompt = "Human: Is it? Assistant:"
     alone = model.to_tokens(" Yes", prepend_bos=False)[0].tolist()

@@ -46,7 +46,7 @@ def test_answer_word_table_orients_every_direction_as_yes_minus_no():
     dirs = {"q1": v, "q2": -3 * v, "q3": w}  # q2's positive answer is "no": as yes - no it is +v
     test = [
         {"prompt": str(i), "task": t, "context": "deployment" if y else "training", "label": bool(y)}
-        for i, (t, y) in enumerate(zip(tasks, labels, strict=False))
+        for i, (t, y) in enumerate(zip(tasks, labels, strict=True))
     ]
     evals = {n: evaluate_detector(n, acts[:, 1] @ d, labels, tasks, n_bootstrap=10) for n, d in dirs.items()}
     run = ProbeRun("m", 1, (0, 1), test, labels, acts, {}, {}, dirs, evals)
@@ -79,7 +79,8 @@ def tiny_gpt2(tmp_path_factory):
     return TransformerBridge.boot_transformers(_build("gpt2", tmp_path_factory.mktemp("tiny")), device="cpu")
 
 
-def test_analyse_model_is_the_composition_of_the_detectors_and_controls(tiny_gpt2):
+def _small_run(**params):
+    """The tiny model's run: the "note" dialogue format, three triggered test prompts and small settings."""
     fmt = load_dialogue_format("note")
     test = trigger_test_prompts(["What is two plus two?", "Name a colour.", "Why is grass green?"], fmt)
     P = ProbeParams(
@@ -89,7 +90,13 @@ def test_analyse_model_is_the_composition_of_the_detectors_and_controls(tiny_gpt
         n_random_directions=50,
         supervised_folds=2,
         batch_size=4,
+        **params,
     )
+    return fmt, test, P
+
+
+def test_analyse_model_is_the_composition_of_the_detectors_and_controls(tiny_gpt2):
+    fmt, test, P = _small_run()
     fit_sets = [load_fit_set("helpful_ai_pair"), load_fit_set("six_questions")]
 
     def beh(t):
@@ -145,17 +152,7 @@ def test_the_seed_spread_runs_the_same_pipeline_on_each_organism(tiny_gpt2):
     from companion.probes.experiment import layer_sweep
     from companion.probes.spread import probe_one
 
-    fmt = load_dialogue_format("note")
-    test = trigger_test_prompts(["What is two plus two?", "Name a colour.", "Why is grass green?"], fmt)
-    P = ProbeParams(
-        model_id="tiny",
-        dialogue_format="note",
-        n_bootstrap=20,
-        n_random_directions=50,
-        supervised_folds=2,
-        batch_size=4,
-        layer=1,
-    )
+    fmt, test, P = _small_run(layer=1)
     fit_sets = [load_fit_set("helpful_ai_pair")]
     singles = [dataclasses.replace(s, name=s.pairs[0].question) for s in load_fit_set("six_questions").single_pairs()]
 

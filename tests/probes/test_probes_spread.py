@@ -94,7 +94,7 @@ def test_plot_draws_every_seed_of_every_detector_and_control(spread):
     data = spread.to_data()
     fig = plot_seed_spread(data)
     assert len(fig.axes) == 3
-    for ax, v in zip(fig.axes, data["variants"], strict=False):
+    for ax, v in zip(fig.axes, data["variants"], strict=True):
         points = sorted(round(float(y), 6) for line in ax.lines if line.get_marker() == "o" for y in line.get_ydata())
         expected = [a for d in ("pair", "six") for a in data["auroc"][v][d]]
         expected += data["supervised"][v] + data["random_best"][v] + data["behavioural"][v]

@@ -36,6 +36,8 @@ import random
 import tempfile
 from pathlib import Path
 
+from tests.tiny_models import perturb_norms, tiny_model
+
 WORDS = (
     "the of and to in is was for on that with as by at from his her it an were are which this be or has had "
     "not but one all their they first new two been other after who also its more time into up only over some "
@@ -165,14 +167,14 @@ def _chat_texts() -> list[str]:
 def pythia_repo(size: str, *, n_layers: int = 2, seed: int = 0, train_steps: int = 0) -> dict[str, bytes]:
     """``EleutherAI/pythia-<size>``: GPT-NeoX with Pythia's config keys at 1/32 of the real width, float16;
     ``train_steps`` > 0 fits it briefly to the Pile stand-in's text (so that ablating a site costs loss)."""
-    import torch
-    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
-
-    tok = neox_tokenizer()
     hidden = PYTHIA_SIZES[size] // 32
-    torch.manual_seed(seed + list(PYTHIA_SIZES).index(size))
-    cfg = GPTNeoXConfig(
-        vocab_size=512,
+    return _stand_in(
+        "neox",
+        neox_tokenizer(),
+        vocab=512,
+        seed=seed + list(PYTHIA_SIZES).index(size),
+        dtype="float16",
+        train_steps=train_steps,
         hidden_size=hidden,
         num_hidden_layers=n_layers,
         num_attention_heads=hidden // 8,
@@ -181,35 +183,24 @@ def pythia_repo(size: str, *, n_layers: int = 2, seed: int = 0, train_steps: int
         rotary_pct=0.25,
         rotary_emb_base=10000,
         max_position_embeddings=2048,
-        initializer_range=0.02,
         layer_norm_eps=1e-5,
-        use_cache=True,
         bos_token_id=0,
         eos_token_id=0,
-        tie_word_embeddings=False,
         use_parallel_residual=True,
         attention_bias=True,
-        dtype="float16",
     )
-    model = GPTNeoXForCausalLM(cfg).eval()
-    _perturb_norms(model)
-    if train_steps:
-        fit(model, tok, documents(300, 300, code=True), train_steps)
-    files = _saved(model.to(torch.float16))
-    files.update(_saved(tok))
-    return files
 
 
 def llama_repo(
     *, tokenizer, n_layers: int = 4, hidden: int = 64, seed: int = 0, dtype: str = "float16"
 ) -> dict[str, bytes]:
     """A Llama-2 (``LlamaForCausalLM``) stand-in with Llama-2-7b's config keys at a tiny width."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(seed)
-    cfg = LlamaConfig(
-        vocab_size=len(tokenizer),
+    return _stand_in(
+        "llama",
+        tokenizer,
+        vocab=len(tokenizer),
+        seed=seed,
+        dtype=dtype,
         hidden_size=hidden,
         intermediate_size=172,
         num_hidden_layers=n_layers,
@@ -217,19 +208,31 @@ def llama_repo(
         num_key_value_heads=4,
         hidden_act="silu",
         max_position_embeddings=4096,
-        initializer_range=0.02,
         rms_norm_eps=1e-5,
-        use_cache=True,
         bos_token_id=1,
         eos_token_id=2,
         pad_token_id=None,
-        tie_word_embeddings=False,
         rope_theta=10000.0,
         attention_bias=False,
-        dtype=dtype,
     )
-    model = LlamaForCausalLM(cfg).eval()
-    _perturb_norms(model)
+
+
+SHARED_CONFIG = {"initializer_range": 0.02, "use_cache": True, "tie_word_embeddings": False}
+"""Config keys the real Pythia and Llama-2 repositories both carry, with these values."""
+
+
+def _stand_in(
+    arch: str, tokenizer, *, vocab: int, seed: int, dtype: str, train_steps: int = 0, **config
+) -> dict[str, bytes]:
+    """A stand-in repository's files: a seeded tiny ``arch`` model with the real repository's config keys
+    (``config`` and :data:`SHARED_CONFIG`), its norms perturbed, fitted for ``train_steps`` steps to the Pile
+    stand-in's text, saved in ``dtype`` with ``tokenizer``."""
+    import torch
+
+    model = tiny_model(arch, vocab, seed=seed, dtype=dtype, **SHARED_CONFIG, **config)
+    perturb_norms(model)
+    if train_steps:
+        fit(model, tokenizer, documents(300, 300, code=True), train_steps)
     files = _saved(model.to(getattr(torch, dtype)))
     files.update(_saved(tokenizer))
     return files
@@ -272,16 +275,6 @@ def fit(
         model.eval()
         torch.set_num_threads(threads)
     return losses
-
-
-def _perturb_norms(model) -> None:
-    """Random init leaves norms at identity and biases at zero; perturb them so a mis-mapped weight would show."""
-    import torch
-
-    with torch.no_grad():
-        for n, p in model.named_parameters():
-            if "norm" in n or n.endswith("bias"):
-                p.add_(0.1 * torch.randn_like(p))
 
 
 def gelu_1l_repo(
@@ -381,7 +374,7 @@ def gelu_1l_hf(*, seed: int = 0, tokenizer_name: str = "NeelNanda/gpt-neox-token
             attn_implementation="eager",
         )
     ).eval()
-    _perturb_norms(hf)
+    perturb_norms(hf)
     if train_steps:
         fit(hf, tok, documents(300, 100, code=True), train_steps)
     return cfg, hf

@@ -119,7 +119,7 @@ def test_l1_is_on_the_gate_only_and_puts_no_gradient_on_the_magnitude_path():
     grads = torch.autograd.grad(
         L.sparsity, [sae.r_mag, sae.b_mag, sae.W_dec, sae.W_gate, sae.b_gate], allow_unused=True
     )
-    for name, g in zip(["r_mag", "b_mag", "W_dec"], grads[:3], strict=False):
+    for name, g in zip(["r_mag", "b_mag", "W_dec"], grads[:3], strict=True):
         assert g is None or torch.count_nonzero(g) == 0, f"L1 leaked gradient into {name}"
     assert grads[3] is not None and torch.count_nonzero(grads[3]) > 0, "L1 must train W_gate"
     assert grads[4] is not None and torch.count_nonzero(grads[4]) > 0, "L1 must train b_gate"

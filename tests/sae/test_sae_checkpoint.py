@@ -52,8 +52,8 @@ def _train(checkpoint=None, stop_after=None):
 
 
 def _assert_same(a, b):
-    for ta, tb in zip(a, b, strict=False):
-        for (name, pa), pb in zip(ta.sae.state_dict().items(), tb.sae.state_dict().values(), strict=False):
+    for ta, tb in zip(a, b, strict=True):
+        for (name, pa), pb in zip(ta.sae.state_dict().items(), tb.sae.state_dict().values(), strict=True):
             assert torch.equal(pa, pb), f"{ta.spec.name}.{name} differs from the uninterrupted run"
         la, lb = dataclasses.asdict(ta.log), dataclasses.asdict(tb.log)
         la.pop("seconds"), lb.pop("seconds")  # wall-clock step time: measured, never equal
@@ -129,6 +129,6 @@ def test_a_sweep_killed_with_sigkill_and_rerun_ends_with_the_uninterrupted_saes(
     subprocess.run(run + ["fast"], check=True, timeout=300)
     resumed = torch.load(f"{folder}.result.pt", weights_only=True)
     reference = _train()
-    for sd, t in zip(resumed, reference, strict=False):
+    for sd, t in zip(resumed, reference, strict=True):
         for name, p in t.sae.state_dict().items():
             assert torch.equal(sd[name], p), f"{t.spec.name}.{name} differs after kill and rerun"

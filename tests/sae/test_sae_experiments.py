@@ -91,7 +91,7 @@ def test_site_sweep_trains_once_then_hits_the_cache_and_notebook_02_reuses_it(ti
     assert float(s1.saes[-1].sae.threshold) > 0, "BatchTopK estimated its inference threshold"
     s2 = site_sweep(P, P.targets[0])
     assert s2.from_cache and s2.cache_key == s1.cache_key
-    for a, b in zip(s1.saes, s2.saes, strict=False):
+    for a, b in zip(s1.saes, s2.saes, strict=True):
         assert torch.equal(a.sae.W_dec, b.sae.W_dec) and a.input_scale == b.input_scale
     # Notebook 02's parameters carry the same sweep settings -> the same entry (plus its own extra fields).
     S = ShrinkageParams.from_dict({**P.to_dict(), "toy_steps": 10})
@@ -136,13 +136,13 @@ def test_run_sweeps_goes_target_by_target_and_says_what_came_from_the_cache(tiny
     rows = run_sweeps(params, log=first.append)
     assert [r.target for r in rows] == [t for t in params.targets for _ in range(7)]
     assert len(first) == 3 and "14 SAEs at 2 targets" in first[2]
-    for target, line in zip(params.targets, first, strict=False):
+    for target, line in zip(params.targets, first[:-1], strict=True):  # the last line: the run's summary
         sweep = site_sweep(params, target)
         assert line.startswith(f"{target}: d = 16, 7 SAEs trained now in ") and f"(key {sweep.cache_key})" in line
     again: list[str] = []
     assert run_sweeps(params, log=again.append) == rows
     assert all(
-        f"{t}: d = 16, 7 SAEs from the cache in " in line for t, line in zip(params.targets, again, strict=False)
+        f"{t}: d = 16, 7 SAEs from the cache in " in line for t, line in zip(params.targets, again[:-1], strict=True)
     )
     # The same rows as the two calls it makes, per target.
     assert rows[7:] == evaluate_site(params, site_sweep(params, params.targets[1]))
@@ -254,8 +254,8 @@ def test_training_from_cached_activation_shards_gives_the_same_saes(tiny_subject
     from companion.backbone.cache import default_cache
 
     assert len(default_cache().ls("activations")) == 1
-    for a, b in zip(direct.saes, from_disk.saes, strict=False):
-        for pa, pb in zip(a.sae.parameters(), b.sae.parameters(), strict=False):
+    for a, b in zip(direct.saes, from_disk.saes, strict=True):
+        for pa, pb in zip(a.sae.parameters(), b.sae.parameters(), strict=True):
             assert torch.equal(pa, pb)
 
 

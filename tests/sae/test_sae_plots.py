@@ -48,7 +48,7 @@ def test_pareto_plot_draws_every_point_and_the_frontier_per_panel():
     assert isinstance(fig, Figure)
     axes = [a for a in fig.axes if a.get_title()]
     assert [a.get_title() for a in axes] == list(data)
-    for ax, _target in zip(axes, data, strict=False):
+    for ax, _target in zip(axes, data, strict=True):
         assert ax.get_xscale() == "log" and ax.get_yscale() == "linear"
         pts = np.concatenate([c.get_offsets() for c in ax.collections])
         assert len(pts) == 5

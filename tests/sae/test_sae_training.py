@@ -4,6 +4,8 @@ recover the features and that at matched L0 the gated SAE has γ closer to 1 and
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 
@@ -42,8 +44,8 @@ def test_training_is_deterministic_for_a_seed_and_keeps_unit_norm_decoders():
     a = train_sweep(_stream(30), specs, cfg, seed=1, progress=False)
     b = train_sweep(_stream(30), specs, cfg, seed=1, progress=False)
     c = train_sweep(_stream(30), specs, cfg, seed=2, progress=False)
-    for ta, tb, tc in zip(a, b, c, strict=False):
-        for (n, pa), pb, _pc in zip(ta.sae.named_parameters(), tb.sae.parameters(), tc.sae.parameters(), strict=False):
+    for ta, tb, tc in zip(a, b, c, strict=True):
+        for (n, pa), pb, _pc in zip(ta.sae.named_parameters(), tb.sae.parameters(), tc.sae.parameters(), strict=True):
             assert torch.equal(pa, pb), f"{ta.spec.name}.{n} differs between identical runs"
         assert not torch.equal(ta.sae.W_dec, tc.sae.W_dec)
         assert (ta.sae.W_dec.norm(dim=0) - 1).abs().max() < 1e-5
@@ -80,12 +82,12 @@ def test_an_edited_loss_is_what_trains_with_a_warning(monkeypatch):
         stream, specs, SAETrainConfig(lr=3e-3, warmup_steps=3, fast_step=False), seed=0, progress=False
     )
     for (n, _p_before), p_fast, p_autograd in zip(
-        before[1].sae.named_parameters(), fast[1].sae.parameters(), autograd[1].sae.parameters(), strict=False
+        before[1].sae.named_parameters(), fast[1].sae.parameters(), autograd[1].sae.parameters(), strict=True
     ):
         assert torch.equal(p_fast, p_autograd), f"gated {n}: not trained with autograd on the edited loss"
     assert not torch.equal(before[1].sae.W_gate, fast[1].sae.W_gate)
     assert fast[1].log.auxiliary[0] == pytest.approx(2 * before[1].log.auxiliary[0], rel=1e-6)
-    for p_before, p_fast in zip(before[0].sae.parameters(), fast[0].sae.parameters(), strict=False):
+    for p_before, p_fast in zip(before[0].sae.parameters(), fast[0].sae.parameters(), strict=True):
         assert torch.equal(p_before, p_fast)  # the baseline's loss was not edited: same (fast) training
 
 
@@ -98,8 +100,8 @@ def test_fast_step_and_autograd_train_the_same_sae():
     slow = train_sweep(
         stream, specs, SAETrainConfig(lr=1e-3, warmup_steps=3, fast_step=False), seed=0, progress=False, normalize=False
     )
-    for f, s in zip(fast, slow, strict=False):
-        for (n, pf), ps in zip(f.sae.named_parameters(), s.sae.parameters(), strict=False):
+    for f, s in zip(fast, slow, strict=True):
+        for (n, pf), ps in zip(f.sae.named_parameters(), s.sae.parameters(), strict=True):
             assert torch.allclose(pf, ps.to(pf.dtype), atol=1e-5), f"{f.spec.name}.{n}"
         assert f.log.total == pytest.approx(s.log.total, rel=1e-5)
 
@@ -143,7 +145,7 @@ def test_resampling_reinitialises_only_dead_latents_resets_adam_and_drops_lr():
     lrs = [m.lr_at(s) for s in range(10, 31)]
     assert lrs[0] == pytest.approx(1e-4) and lrs[-1] == pytest.approx(1e-3)
     assert lrs[10] == pytest.approx(1e-3 * (0.1 + 0.9 * 0.5))
-    assert all(a <= b for a, b in zip(lrs, lrs[1:], strict=False))
+    assert all(a <= b for a, b in itertools.pairwise(lrs))
 
 
 def test_resampling_runs_inside_a_sweep():

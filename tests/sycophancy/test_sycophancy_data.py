@@ -312,18 +312,18 @@ def test_download_missing_file_names_the_url_and_leaves_no_entry(tmp_path):
 
 
 def test_notebook_04_loads_the_organism_items_subsamples_them_and_names_its_inputs(tmp_path, monkeypatch):
-    from companion.sycophancy import experiment
+    from companion.sycophancy import experiment, sources
     from companion.sycophancy.params import SycophancyParams
     from companion.sycophancy.scoring import ScoredItems
     from companion.sycophancy.stats import agreement_stats
 
     monkeypatch.setenv("COMPANION_CACHE", str(tmp_path / "cache"))
     P = SycophancyParams(organism_items_per_file=30, n_per_dataset=12, seed=1)
-    full, data = experiment.load_datasets(P, offline=True)
+    full, data = sources.load_datasets(P, offline=True)
     assert list(full) == list(DATASETS) and all(len(full[d]) == 30 and len(data[d]) == 12 for d in DATASETS)
     assert data["nlp_survey"].items == subsample(full["nlp_survey"], 12, 1).items
-    assert experiment.dataset_inputs(full) == {f"sycophancy/sycophancy_on_{d}.jsonl": full[d].blob_id for d in DATASETS}
-    table = experiment.datasets_table(full, data)
+    assert sources.dataset_inputs(full) == {f"sycophancy/sycophancy_on_{d}.jsonl": full[d].blob_id for d in DATASETS}
+    table = sources.datasets_table(full, data)
     assert list(table.index) == list(DATASETS) and list(table["scored"]) == [12] * 3
     assert table.loc["philpapers2020", "choices"] == "2/3" and not table["pinned Anthropic file"].any()
 
@@ -361,7 +361,7 @@ def _local_params(d: Path, **kw):
 
 @pytest.mark.parametrize("change", ["one name changed", "cut 3 rows short"])
 def test_a_local_file_that_is_not_the_pinned_one_stops_the_run_naming_the_file_and_both_blobs(tmp_path, change):
-    from companion.sycophancy import experiment
+    from companion.sycophancy import sources
 
     d = F.write_dataset_dir(tmp_path / "data", n=8)
     P = _local_params(d)
@@ -373,28 +373,28 @@ def test_a_local_file_that_is_not_the_pinned_one_stops_the_run_naming_the_file_a
         path.write_text("".join(path.read_text().splitlines(keepends=True)[:-3]))
     now = git_blob_id(path.read_bytes())
     with pytest.raises(SycophancyDataError) as e:
-        experiment.load_datasets(P)
+        sources.load_datasets(P)
     msg = str(e.value)
     assert msg.startswith(f"{path}: git blob id {now} is not the pinned {pinned}") and "allow_unpinned_data" in msg
-    assert experiment.preflight(P) == [msg.split(". Use the pinned")[0]]  # the dry run finds it before anything runs
+    assert sources.preflight(P) == [msg.split(". Use the pinned")[0]]  # the dry run finds it before anything runs
 
     # The explicit opt-out scores it, and says so for every figure (stamp and sidecar, via record_caveat).
     P = P.replace(allow_unpinned_data=True)
-    assert experiment.preflight(P) == []
-    full, _ = experiment.load_datasets(P)
+    assert sources.preflight(P) == []
+    full, _ = sources.load_datasets(P)
     assert full["political_typology_quiz"].blob_id == now
-    assert experiment.data_caveats(full, P) == [
+    assert sources.data_caveats(full, P) == [
         f"UNPINNED DATA: {F.FILES['political_typology_quiz']} is blob {now[:12]}, not the pinned {pinned[:12]} "
         "(allow_unpinned_data)"
     ]
 
 
 def test_a_missing_data_dir_is_found_before_the_run():
-    from companion.sycophancy import experiment
+    from companion.sycophancy import sources
     from companion.sycophancy.params import SycophancyParams
 
     P = SycophancyParams(data="anthropic", data_dir="/nonexistent", models=("m",))
-    assert experiment.preflight(P) == ["data_dir '/nonexistent': no such directory (/nonexistent)"]
+    assert sources.preflight(P) == ["data_dir '/nonexistent': no such directory (/nonexistent)"]
 
 
 def test_an_empty_file_or_one_without_a_usable_row_is_an_error_naming_it(tmp_path):

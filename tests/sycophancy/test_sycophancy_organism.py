@@ -16,8 +16,8 @@ import pytest
 from companion.models.scoring import continuation_ids, token_ids
 from companion.models.templates import TEMPLATES
 from companion.sycophancy.data import DATASETS, load_sycophancy_dir, parse_row
-from companion.sycophancy.experiment import organism_eval_dir
 from companion.sycophancy.scoring import score_items
+from companion.sycophancy.sources import organism_eval_dir
 from companion.sycophancy.stats import agreement_stats
 
 
@@ -73,7 +73,7 @@ def test_organism_tokenizer_answer_tokens(organism_style_model, eval_dir, templa
             prompt_ids = token_ids(m, prompt, prepend_bos=True)
             pairs = [continuation_ids(m, prompt_ids, prompt, c, prepend_bos=True) for c in conts]
             assert all(j for _, j in pairs) and prompt_ids[0] == m.tokenizer.bos_token_id
-            for lab, (ids, _) in zip(it.labels, pairs, strict=False):
+            for lab, (ids, _) in zip(it.labels, pairs, strict=True):
                 pieces = [m.tokenizer.decode([t]) for t in ids]
                 assert pieces == ([lab] if tpl.answer == "letter" else [" (", lab, ")"])
 

@@ -49,7 +49,7 @@ def test_answer_tokenisation(model, data, template):
             assert joint
             assert prompt_ids[0] == model.tokenizer.bos_token_id
             assert _decode(model, prompt_ids[1:]) == prompt
-            for lab, cont, ids in zip(it.labels, conts, choice_ids, strict=False):
+            for lab, cont, ids in zip(it.labels, conts, choice_ids, strict=True):
                 assert _decode(model, ids) == cont
                 full = model.to_tokens(prompt + cont, prepend_bos=True)[0].tolist()
                 assert list(prompt_ids) + list(ids) == full

@@ -201,7 +201,7 @@ def format_table(diffs: list[Difference], missing: list[str], new: list[str], ch
             )
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         for j, r in enumerate(rows):
-            lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)))
+            lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)))
             if j == 0:
                 lines.append("  ".join("-" * w for w in widths))
     for m in missing:

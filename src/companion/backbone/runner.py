@@ -21,11 +21,11 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from companion.backbone.manifest import describe_changes  # noqa: F401 - re-exported: the runner's public names
 from companion.backbone.plan import (  # noqa: F401 - re-exported: the runner's public names
     NOTEBOOK_RE,
     NotebookPlan,
     RunnerError,
-    describe_changes,
     discover,
     figures_dir,
     load_params_class,

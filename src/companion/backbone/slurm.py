@@ -84,7 +84,7 @@ class SlurmExecutor:
                     handles = [ex.submit(UnitJob(u, self.profile, self.cache_root, self.root)) for u in group]
             except Exception as e:  # sbatch refused (bad partition, account, resources): say so, once
                 raise ExecutorError(f"sbatch refused the {resource_class} jobs: {' '.join(str(e).split())}") from None
-            for u, h in zip(group, handles, strict=False):
+            for u, h in zip(group, handles, strict=True):
                 out.append(Job(u.id, str(h.job_id), Path(h.paths.stdout), h))
         return out
 

@@ -45,7 +45,7 @@ class Unit:
     resources: str = "default"
     """Resource class (the profile's ``executor.resources``): what its job asks for."""
     estimate_s: float = 0.0
-    """Rough seconds it takes on the resources of its class (doctor's throughput assumptions)."""
+    """Rough seconds it takes on the resources of its class (the throughput :mod:`companion.models.needs` assumes)."""
 
     @property
     def id(self) -> str:

@@ -186,7 +186,7 @@ def _score_sweep(
     only: Callable[[Any], bool] = lambda spec: True,
 ) -> list[RecoveryRow]:
     rows = []
-    for i, (t, ev) in enumerate(zip(sweep.saes, evals, strict=False)):
+    for i, (t, ev) in enumerate(zip(sweep.saes, evals, strict=True)):
         if not only(t.spec):
             continue
         for v, a in acts.items():

@@ -178,7 +178,7 @@ def plot_reseed(data: Mapping[str, Mapping[str, Any]], title: str = "") -> Figur
     nrow = -(-len(panels) // ncol)
     fig = Figure(figsize=(2.9 * ncol, 2.5 * nrow + 0.6), layout="constrained")
     axes = fig.subplots(nrow, ncol, squeeze=False).ravel()
-    for ax, (target, m) in zip(axes, panels, strict=False):
+    for ax, (target, m) in zip(axes, panels, strict=False):  # the grid may have spare axes (hidden below)
         per = data[target]["metrics"][m]
         archs = [a for a in ORDER if a in per]
         for x, arch in enumerate(archs):

@@ -7,9 +7,9 @@ answers through the clients' own configuration (endpoint, proxies, offline switc
 to every model repository with the current token (Llama 2 is gated); and a rough run-time estimate per notebook.
 The exit status is 1 when anything the profile needs is missing, so scripts can stop before starting.
 
-Sizes come from the Hub's own file listing when it answers (the rehearsal exercises that path against its
-loopback Hub), else from :data:`KNOWN_MODELS`.  Time estimates are FLOP counts over an assumed throughput: orders of
-magnitude, not promises.
+What the profile needs (models, their sizes, the weights held at once, compute time) is read by
+:mod:`companion.models.needs`; sizes come from the Hub's own file listing when it answers (the rehearsal exercises
+that path against its loopback Hub).
 """
 
 from __future__ import annotations
@@ -19,32 +19,8 @@ import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-GB = 1e9
-
-KNOWN_MODELS: dict[str, tuple[float, float]] = {
-    # repo id: (parameters in billions, bytes stored on the Hub in GB)
-    "EleutherAI/pythia-70m": (0.070, 0.17),
-    "EleutherAI/pythia-70m-deduped": (0.070, 0.17),
-    "EleutherAI/pythia-160m": (0.162, 0.38),
-    "EleutherAI/pythia-410m": (0.405, 0.91),
-    "EleutherAI/pythia-1b": (1.01, 2.09),
-    "EleutherAI/pythia-1.4b": (1.41, 2.93),
-    "EleutherAI/pythia-2.8b": (2.78, 5.68),
-    "EleutherAI/pythia-6.9b": (6.86, 13.86),
-    "EleutherAI/pythia-12b": (11.85, 23.84),
-    "NeelNanda/GELU_1L512W_C4_Code": (0.0034, 0.06),
-    "saraprice/llama2-7B-backdoor-DEPLOYMENT": (6.74, 26.95),  # stored in float32
-    "meta-llama/Llama-2-7b-hf": (6.74, 13.48),
-    "meta-llama/Llama-2-7b-chat-hf": (6.74, 13.48),
-}
-"""Fallback sizes of the paper profile's models, used when the Hub's listing is not available."""
-
-DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
-ASSUMED_TFLOPS = {"cuda": 40.0, "cpu": 0.3}
-"""Effective throughput assumed for the run-time estimates (a recent data-centre GPU at a modest utilisation)."""
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt")
+from companion.models.needs import ASSUMED_TFLOPS, GB, KNOWN_MODELS, estimate_minutes, hub_weights_gb, profile_needs
 
 
 @dataclasses.dataclass
@@ -59,105 +35,6 @@ class Check:
     """What was found."""
     fix: str = ""
     """What to do when it failed."""
-
-
-@dataclasses.dataclass
-class Needs:
-    """What a profile's notebooks ask for, read from their resolved parameters."""
-
-    devices: dict[str, str]
-    """Notebook parameter class -> device it asks for."""
-    models: dict[str, list[str]]
-    """Notebook parameter class -> Hub model ids it loads."""
-    concurrent_gb: dict[str, float]
-    """Notebook parameter class -> GB of weights it holds on the device at once."""
-    params: dict[str, Any]
-    """Notebook parameter class -> its resolved parameters."""
-
-
-def profile_needs(profile: str) -> Needs:
-    """Resolve every notebook's parameters under ``profile`` (through the runner's discovery) and read its needs."""
-    from companion.backbone import runner
-    from companion.backbone.profiles import load_profile, project_root
-    from companion.models.loading import resolve_name
-
-    prof = load_profile(profile)
-    needs = Needs({}, {}, {}, {})
-    for nb in runner.discover(project_root() / "notebooks"):
-        if prof.skip_reason(nb.name):
-            continue
-        cls = runner.load_params_class(runner.params_class_path(runner.read_notebook(nb), nb))
-        P = cls.from_dict(prof.overrides_for(cls.__name__))
-        name = cls.__name__
-        needs.params[name] = P
-        ids: list[str] = []
-        fields: Any = P  # the notebooks' parameter classes differ: read what each has
-        if hasattr(P, "targets"):
-            ids = [resolve_name(t.split("@")[0]) for t in fields.targets if not t.startswith("organism:")]
-        elif hasattr(P, "models"):
-            ids = [resolve_name(m) for m in fields.models if m not in prof.organisms]
-        elif getattr(P, "model_id", ""):
-            ids = [m for m in (fields.model_id, fields.control_model_id) if m]
-        ids = list(dict.fromkeys(ids))
-        if not ids:
-            continue
-        needs.models[name] = ids
-        needs.devices[name] = str(getattr(P, "device", "cpu"))
-        width = DTYPE_BYTES.get(str(getattr(P, "dtype", "float32")), 4)
-        sizes = [KNOWN_MODELS.get(m, (0.0, 0.0))[0] * width for m in ids]
-        # Notebook 03 holds the model and its control together; the others one model at a time.
-        needs.concurrent_gb[name] = sum(sizes) if hasattr(P, "control_model_id") else max(sizes)
-    return needs
-
-
-def _hub_sizes(repo_id: str) -> float | None:
-    """GB of weights ``from_pretrained``/``boot_tl_legacy`` would fetch, from the Hub's listing (None: no answer)."""
-    from huggingface_hub import HfApi
-
-    try:
-        info = HfApi().model_info(repo_id, files_metadata=True, timeout=10)
-    except Exception:
-        return None
-    files = {s.rfilename: (s.size or 0) for s in info.siblings or []}
-    for suffix in WEIGHT_SUFFIXES:  # the first format present is the one the loaders take
-        picked = [n for n in files if n.endswith(suffix) and not n.startswith("checkpoints/")]
-        if picked:
-            return sum(files[n] for n in picked) / GB
-    return sum(files.values()) / GB
-
-
-def estimate_minutes(name: str, P: Any, device: str) -> float | None:
-    """Rough minutes for one notebook: forward FLOPs (2·N per token) plus SAE training, at :data:`ASSUMED_TFLOPS`."""
-    from companion.models.loading import resolve_name
-
-    flops = 0.0
-    if hasattr(P, "targets"):
-        for t in P.targets:
-            n = KNOWN_MODELS.get(resolve_name(t.split("@")[0]), (0.0, 0.0))[0] * 1e9
-            flops += 2 * n * (P.train_tokens + P.eval_tokens)
-            flops += 2 * n * P.eval_lm_tokens * (2 + len(P.lambdas_gated) + len(P.lambdas_baseline))
-            d = 2048 if "mlp.hook_post" in t else 512
-            widths = [1.5 * P.gated_latents] * len(P.lambdas_gated) + [P.baseline_width_factor * P.gated_latents] * len(
-                P.lambdas_baseline
-            )
-            flops += P.train_tokens * sum(12 * d * m for m in widths)  # forward + backward of encoder and decoder
-        if hasattr(P, "toy_steps"):  # notebook 02 reuses notebook 01's SAEs: evaluation only
-            flops = sum(
-                2
-                * KNOWN_MODELS.get(resolve_name(t.split("@")[0]), (0.0, 0.0))[0]
-                * 1e9
-                * P.eval_lm_tokens
-                * (2 + len(P.lambdas_gated) + len(P.lambdas_baseline))
-                for t in P.targets
-            )
-    elif hasattr(P, "models"):
-        n_items = (P.n_per_dataset or 10_000) * len(P.datasets) * len(P.templates)
-        flops = sum(2 * KNOWN_MODELS.get(resolve_name(m), (0.0, 0.0))[0] * 1e9 * n_items * 200 for m in P.models)
-    elif getattr(P, "model_id", ""):
-        flops = 2 * 2 * KNOWN_MODELS.get(P.model_id, (0.0, 0.0))[0] * 1e9 * 400 * 120
-    else:
-        return None
-    return flops / (ASSUMED_TFLOPS["cuda" if device.startswith("cuda") else "cpu"] * 1e12) / 60
 
 
 def diagnose(profile: str = "paper") -> list[Check]:
@@ -247,7 +124,7 @@ def diagnose(profile: str = "paper") -> list[Check]:
     todo_gb = 0.0
     for repo_id in ids:
         cached = is_cached_locally(repo_id)
-        size = _hub_sizes(repo_id) if reachable else None
+        size = hub_weights_gb(repo_id) if reachable else None
         size = size if size is not None else KNOWN_MODELS.get(repo_id, (0.0, 0.0))[1]
         todo_gb += 0.0 if cached else size
         state = "cached" if cached else f"{size:.2f} GB to download"

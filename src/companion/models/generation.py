@@ -64,6 +64,6 @@ def greedy_continuations(
     """
     out: list[list[int]] = [[] for _ in seqs]
     for batch in length_sorted_batches([len(q) for q in seqs], batch_size=batch_size):
-        for i, new in zip(batch, _greedy_batch(hf, [seqs[i] for i in batch], max_new_tokens, stop_id), strict=False):
+        for i, new in zip(batch, _greedy_batch(hf, [seqs[i] for i in batch], max_new_tokens, stop_id), strict=True):
             out[i] = new
     return out

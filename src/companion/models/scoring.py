@@ -357,7 +357,7 @@ def score_continuations(
     seq_index: dict[tuple[int, ...], int] = {}
     seqs: list[tuple[int, ...]] = []
     requests: list[list[tuple[int, int, int, tuple[int, ...]]]] = []
-    for i, (prompt, conts) in enumerate(zip(prompts, continuations, strict=False)):
+    for i, (prompt, conts) in enumerate(zip(prompts, continuations, strict=True)):
         if not conts:
             raise ValueError(f"{names[i] if names is not None else f'prompt {i}'} has no continuations")
         p_ids = token_ids(model, prompt, prepend_bos=prepend_bos)

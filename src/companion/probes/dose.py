@@ -22,6 +22,7 @@ measured AUROC.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -73,7 +74,7 @@ def dose_response_data(
     rates = [float(truths[v].get("bridge_rate", 0.0)) for v in dose]
     if len(dose) < 2 or rates[0] != 0.0 or len(set(rates)) != len(rates):
         raise ValueError(
-            f"the dose needs a bridge-rate-0 variant and distinct rates; got {dict(zip(dose, rates, strict=False))}"
+            f"the dose needs a bridge-rate-0 variant and distinct rates; got {dict(zip(dose, rates, strict=True))}"
         )
     singles = [d for d in spread_data["detectors"] if d not in spread_data["fit_sets"]]
     keep = (
@@ -91,7 +92,7 @@ def dose_response_data(
         **{k: spread_data[k] for k in keep},
         "variants": variants,
         "dose": dose,
-        "bridge_rate": dict(zip(dose, rates, strict=False)),
+        "bridge_rate": dict(zip(dose, rates, strict=True)),
         "controls": [v for v in variants if v not in dose],
         "rate_zero_controls": [
             v
@@ -114,7 +115,7 @@ def dose_response_data(
 
 def _beats(data: Mapping[str, Any], v: str, d: str) -> bool:
     """Whether detector ``d`` beats the best random direction of variant ``v`` at every seed."""
-    return all(a > b for a, b in zip(data["auroc"][v][d], data["random_best"][v], strict=False))
+    return all(a > b for a, b in zip(data["auroc"][v][d], data["random_best"][v], strict=True))
 
 
 def _mean(data: Mapping[str, Any], v: str, d: str) -> float:
@@ -174,7 +175,7 @@ def verdict_b(data: Mapping[str, Any]) -> Verdict:
     others = [d for d in data["fit_sets"] if d not in vocab]
     top = dose[-1]
     gain = {d: _mean(data, top, d) - _mean(data, dose[0], d) for d in data["fit_sets"]}
-    rises = {d: all(_mean(data, b, d) > _mean(data, a, d) for a, b in zip(dose, dose[1:], strict=False)) for d in vocab}
+    rises = {d: all(_mean(data, b, d) > _mean(data, a, d) for a, b in itertools.pairwise(dose)) for d in vocab}
     beats = {d: _beats(data, top, d) for d in vocab}
     more = bool(vocab) and (not others or min(gain[d] for d in vocab) > max(gain[d] for d in others))
     held = bool(vocab) and all(rises.values()) and all(beats.values()) and more

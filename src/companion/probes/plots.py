@@ -150,7 +150,7 @@ def plot_pca(
     names = list(coords)
     fig = Figure(figsize=(3.6 * len(names), 3.4), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, len(names), squeeze=False)[0])
-    for ax, name in zip(axes, names, strict=False):
+    for ax, name in zip(axes, names, strict=True):
         xy = np.asarray(coords[name], dtype=float)
         ctx = np.asarray(contexts[name]).astype(str)
         for cname in sorted(set(ctx.tolist())):
@@ -221,12 +221,12 @@ def plot_dose_response(
     fig = Figure(figsize=(5.2 * ncol + 2.2, 3.5 * nrow + 0.6), layout="constrained")
     axes = np.atleast_1d(fig.subplots(nrow, ncol, sharey=True)).ravel()
     jitter = np.linspace(-0.12, 0.12, len(seeds)) if len(seeds) > 1 else np.zeros(1)
-    for ax, d in zip(axes, fits, strict=False):
+    for ax, d in zip(axes, fits, strict=False):  # the grid may have spare axes (hidden below)
         for v in cols:
             x = x_of[v]
             rb = float(np.max(data["random_best"][v]))
             ax.fill_between([x - 0.3, x + 0.3], 1 - rb, rb, color="0.85", lw=0)
-            for j, (s, a) in enumerate(zip(seeds, data["auroc"][v][d], strict=False)):
+            for j, (s, a) in enumerate(zip(seeds, data["auroc"][v][d], strict=True)):
                 ax.plot(
                     x + jitter[j],
                     a,

@@ -109,6 +109,8 @@ def analyse_model(
 ) -> ModelAnalysis:
     """Run every fit set's detector and every control on ``model`` (the backdoored one or the control)."""
     p = params
+    # The detectors, the controls and the behavioural baseline are evaluated with the same settings.
+    ev: dict[str, Any] = dict(n_bootstrap=p.n_bootstrap, level=p.ci_level, target_tpr=p.target_tpr, seed=p.seed)
     run = run_probes(
         model,
         fit_sets,
@@ -117,14 +119,10 @@ def analyse_model(
         model_name=name,
         layer=layer,
         method=p.method,
-        n_bootstrap=p.n_bootstrap,
-        level=p.ci_level,
-        target_tpr=p.target_tpr,
-        seed=p.seed,
         batch_size=p.batch_size,
+        **ev,
     )
     x, tasks = run.test_acts[:, run.layer_index()], run.column("task")
-    ev: dict[str, Any] = dict(n_bootstrap=p.n_bootstrap, level=p.ci_level, target_tpr=p.target_tpr, seed=p.seed)
     rand = random_direction_aurocs(x, run.labels, n_directions=p.n_random_directions, seed=p.seed)
     sup = supervised_probe(x, run.labels, n_folds=p.supervised_folds, seed=p.seed)
     sup_eval = evaluate_detector(SUPERVISED, sup.scores, run.labels, tasks, **ev)
@@ -318,7 +316,7 @@ def answer_word_table(run: ProbeRun, single_sets: Sequence[FitSet], set_key: str
             **{f"cos(detector, deployment−training | {t})": cosine(run.directions[fs.name], c) for t, c in ctx.items()},
             "AUROC": run.evaluations[fs.name].auroc.auroc,
         }
-        for fs, v in zip(single_sets, oriented, strict=False)
+        for fs, v in zip(single_sets, oriented, strict=True)
     ]
 
 

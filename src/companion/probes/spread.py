@@ -304,14 +304,14 @@ def plot_seed_spread(data: Mapping[str, Any], *, title: str = "Defection detecto
     )
     colours = {s: f"C{i}" for i, s in enumerate(seeds)}
     n_fit = len(data.get("fit_sets", detectors))
-    for ax, v in zip(axes[0], variants, strict=False):
+    for ax, v in zip(axes[0], variants, strict=True):
         for x, d in enumerate(columns):
             vals = data["auroc"][v][d] if d in detectors else data[control_key[d]][v]
-            pts = [(s, float(a)) for s, a in zip(seeds, vals, strict=False) if a is not None]
+            pts = [(s, float(a)) for s, a in zip(seeds, vals, strict=True) if a is not None]
             if not pts:
                 continue
             jitter = np.linspace(-0.18, 0.18, len(pts)) if len(pts) > 1 else [0.0]
-            for (s, a), j in zip(pts, jitter, strict=False):
+            for (s, a), j in zip(pts, jitter, strict=True):
                 ax.plot(
                     x + j,
                     a,
@@ -356,7 +356,7 @@ def spread_findings(data: Mapping[str, Any]) -> str:
         head = summ[(v, fits[0])]
         verdicts = [summ[(v, d)]["across_seeds"] for d in data["detectors"]]
         rb = np.asarray(data["random_best"][v], dtype=float)
-        beat[v] = [d for d in data["detectors"] if all(a > b for a, b in zip(data["auroc"][v][d], rb, strict=False))]
+        beat[v] = [d for d in data["detectors"] if all(a > b for a, b in zip(data["auroc"][v][d], rb, strict=True))]
         sup = np.asarray(data["supervised"][v], dtype=float)
         line = (
             f"- `{v}`: headline `{fits[0]}` AUROC {fmt(head['auroc'])} by seed — {head['across_seeds']}. "

@@ -154,7 +154,7 @@ def _evaluate(params: ParetoParams, subject: Subject, sweep: SiteSweep) -> list[
     act_batches, lm_batches = heldout_batches(params, subject)
     x = collect(model_chunks(subject.model, act_batches, [site], subject.exclude_token_ids), params.eval_tokens)[site]
     names = [f"{i}" for i in range(len(sweep.saes))]
-    recon = {n: t.reconstruct for n, t in zip(names, sweep.saes, strict=False)}
+    recon = {n: t.reconstruct for n, t in zip(names, sweep.saes, strict=True)}
     lm = sm.lm_losses(
         subject.model,
         tqdm(lm_batches, desc=f"eval {sweep.target}", disable=not params.progress),
@@ -164,7 +164,7 @@ def _evaluate(params: ParetoParams, subject: Subject, sweep: SiteSweep) -> list[
     )
     rows = []
     sources = sweep.sources or [""] * len(sweep.saes)
-    for n, t, source in zip(names, sweep.saes, sources, strict=False):
+    for n, t, source in zip(names, sweep.saes, sources, strict=True):
         stats = sm.ReconstructionStats()
         for i in range(0, x.shape[0], 8192):
             xb = x[i : i + 8192].to(params.device)

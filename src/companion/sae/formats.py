@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -35,6 +35,50 @@ _DL_HOOKS = {
     r"resid_pre_layer_(\d+)": "blocks.{}.hook_resid_pre",
 }
 """dictionary_learning's submodule names -> TransformerLens hook names."""
+
+
+class _DLLayout(NamedTuple):
+    """Where one dictionary_learning class keeps what :func:`companion.sae.saelens.build_sae` takes."""
+
+    arch: str
+    """SAELens' name of the function it computes ("standard", "gated", "jumprelu", "topk")."""
+    W_enc: str
+    """Key of the encoder matrix in ``ae.pt``."""
+    W_dec: str
+    """Key of the decoder matrix."""
+    b_dec: str
+    """Key of the decoder bias (the input centring, when ``centred``)."""
+    centred: bool
+    """Whether its encoder subtracts ``b_dec`` from its input."""
+    tensors: dict[str, str]
+    """Every other tensor: ``build_sae`` keyword -> key in ``ae.pt``."""
+    linear: bool = True
+    """Matrices stored as ``nn.Linear`` weights ([out, in]: our orientation); else ``W_enc [d, M]``, ``W_dec [M, d]``."""
+    k: bool = False
+    """Whether it keeps k latents (``k`` in ``ae.pt``, else in the trainer's config)."""
+
+
+_DL_LAYOUTS = {
+    "AutoEncoder": _DLLayout("standard", "encoder.weight", "decoder.weight", "bias", True, {"b_enc": "encoder.bias"}),
+    "GatedAutoEncoder": _DLLayout(
+        "gated",
+        "encoder.weight",
+        "decoder.weight",
+        "decoder_bias",
+        True,
+        {"b_gate": "gate_bias", "r_mag": "r_mag", "b_mag": "mag_bias"},
+    ),
+    "JumpReluAutoEncoder": _DLLayout(
+        "jumprelu", "W_enc", "W_dec", "b_dec", False, {"b_enc": "b_enc", "threshold": "threshold"}, linear=False
+    ),
+    "AutoEncoderTopK": _DLLayout(
+        "topk", "encoder.weight", "decoder.weight", "b_dec", True, {"b_enc": "encoder.bias"}, k=True
+    ),
+    "BatchTopKSAE": _DLLayout(
+        "jumprelu", "encoder.weight", "decoder.weight", "b_dec", True, {"b_enc": "encoder.bias"}, k=True
+    ),
+}
+"""The dictionary_learning classes read here, each by its ``trainer.dict_class``."""
 
 
 def read_sae(source: str | Path) -> StoredSAE:
@@ -106,78 +150,26 @@ def load_dictionary_learning(directory: str | Path) -> StoredSAE:
     except (OSError, ValueError, KeyError) as e:
         raise SAEFormatError(f"{d}: not a dictionary_learning SAE ({DL_CONFIG} with trainer.dict_class): {e}") from None
     w = torch.load(d / DL_WEIGHTS, map_location="cpu", weights_only=True)
+    layout = _DL_LAYOUTS.get(dict_class)
+    if layout is None:
+        raise SAEFormatError(
+            f"{d}: dictionary_learning's {dict_class} cannot be loaded here ({', '.join(_DL_LAYOUTS)} can)"
+        )
     try:
-        if dict_class == "AutoEncoder":
-            sae = build_sae(
-                "standard",
-                w["encoder.weight"],
-                w["decoder.weight"],
-                w["bias"],
-                centred=True,
-                dtype=w["bias"].dtype,
-                b_enc=w["encoder.bias"],
-                where=d,
-            )
-        elif dict_class == "GatedAutoEncoder":
-            sae = build_sae(
-                "gated",
-                w["encoder.weight"],
-                w["decoder.weight"],
-                w["decoder_bias"],
-                centred=True,
-                dtype=w["decoder_bias"].dtype,
-                b_gate=w["gate_bias"],
-                r_mag=w["r_mag"],
-                b_mag=w["mag_bias"],
-                where=d,
-            )
-        elif dict_class == "JumpReluAutoEncoder":
-            sae = build_sae(
-                "jumprelu",
-                w["W_enc"].T,
-                w["W_dec"].T,
-                w["b_dec"],
-                centred=False,
-                dtype=w["b_dec"].dtype,
-                b_enc=w["b_enc"],
-                threshold=w["threshold"],
-                where=d,
-            )
-        elif dict_class in ("AutoEncoderTopK", "BatchTopKSAE"):
+        W_enc, W_dec, b_dec = (w[key] for key in (layout.W_enc, layout.W_dec, layout.b_dec))
+        if not layout.linear:
+            W_enc, W_dec = W_enc.T, W_dec.T
+        tensors: dict[str, Any] = {arg: w[key] for arg, key in layout.tensors.items()}
+        if layout.k:
             k = int(w["k"]) if "k" in w else int(trainer["k"])
-            if dict_class == "AutoEncoderTopK":
-                sae = build_sae(
-                    "topk",
-                    w["encoder.weight"],
-                    w["decoder.weight"],
-                    w["b_dec"],
-                    centred=True,
-                    dtype=w["b_dec"].dtype,
-                    b_enc=w["encoder.bias"],
-                    k=k,
-                    where=d,
-                )
-            else:
+            if layout.arch == "topk":
+                tensors["k"] = k
+            else:  # BatchTopK at inference: ReLU(z)·1[ReLU(z) > θ], one θ for every latent
                 theta = float(w["threshold"])
                 if theta < 0:
                     raise SAEFormatError(f"{d}: this BatchTopK SAE has no inference threshold (−1: never estimated)")
-                sae = build_sae(
-                    "jumprelu",
-                    w["encoder.weight"],
-                    w["decoder.weight"],
-                    w["b_dec"],
-                    centred=True,
-                    dtype=w["b_dec"].dtype,
-                    b_enc=w["encoder.bias"],
-                    threshold=torch.ones_like(w["encoder.bias"]) * theta,
-                    batchtopk_k=k,
-                    where=d,
-                )
-        else:
-            raise SAEFormatError(
-                f"{d}: dictionary_learning's {dict_class} cannot be loaded here (AutoEncoder, "
-                "GatedAutoEncoder, JumpReluAutoEncoder, AutoEncoderTopK and BatchTopKSAE can)"
-            )
+                tensors |= {"threshold": torch.ones_like(tensors["b_enc"]) * theta, "batchtopk_k": k}
+        sae = build_sae(layout.arch, W_enc, W_dec, b_dec, centred=layout.centred, dtype=b_dec.dtype, where=d, **tensors)
     except KeyError as e:
         raise SAEFormatError(f"{d}: {DL_WEIGHTS} lacks {e} for a {dict_class}") from None
     meta = _dl_provenance(cfg)

@@ -90,7 +90,7 @@ def plot_pareto(
     """
     targets = list(data)
     fig, axes = _panels(len(targets))
-    for ax, target in zip(axes, targets, strict=False):
+    for ax, target in zip(axes, targets, strict=True):
         for i, arch in enumerate(_series(data[target])):
             d = data[target].get(arch)
             if not d:
@@ -102,7 +102,7 @@ def plot_pareto(
             if len(fr) > 1:
                 ax.plot(xs[fr], ys[fr], color=st["color"], lw=1.5, zorder=2)
             if annotate_lambda:
-                for xv, yv, text in zip(xs, ys, _setting_labels(d), strict=False):
+                for xv, yv, text in zip(xs, ys, _setting_labels(d), strict=True):
                     ax.annotate(
                         text, (xv, yv), textcoords="offset points", xytext=(3, 3), fontsize=6, color=st["color"]
                     )
@@ -126,7 +126,7 @@ def plot_gamma(
     """``data[target][architecture]`` has ``x`` (L0), ``y`` (γ) and ``lam``; a dashed line marks γ = 1 (unbiased)."""
     targets = list(data)
     fig, axes = _panels(len(targets))
-    for ax, target in zip(axes, targets, strict=False):
+    for ax, target in zip(axes, targets, strict=True):
         ax.axhline(1.0, color="grey", ls="--", lw=1, label="γ = 1 (no shrinkage)")
         for i, arch in enumerate(_series(data[target])):
             d = data[target].get(arch)

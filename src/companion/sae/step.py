@@ -283,7 +283,7 @@ def fast_step_disagreement(cls: type[SparseAutoencoder], *, rtol: float = 1e-8, 
             ref = sae.loss(x, lam)
             grads = torch.autograd.grad(ref.total, list(params.values()), allow_unused=True)
         ref_grads = {
-            n: torch.zeros_like(p) if g is None else g for (n, p), g in zip(params.items(), grads, strict=False)
+            n: torch.zeros_like(p) if g is None else g for (n, p), g in zip(params.items(), grads, strict=True)
         }
         with torch.no_grad():
             ref_counts = (sae.train_code(x) > 0).sum(0, dtype=torch.float64)

@@ -116,15 +116,14 @@ class JumpReLUSAE(SparseAutoencoder):
         d_in: int,
         n_latents: int,
         *,
-        seed: int | None = None,
-        dtype: torch.dtype = torch.float32,
         bandwidth: float = PAPER_BANDWIDTH,
         init_threshold: float = PAPER_BANDWIDTH,
         input_rms: float | None = None,
+        **base: Any,
     ):
         """``bandwidth`` (ε) and ``init_threshold`` (θ₀) are in the paper's units, fractions of the input's RMS norm
         √E‖x‖² (the paper normalises it to 1); ``input_rms`` is that norm, by default √d_in (the trainer scales
-        activations to E‖x‖² = d)."""
+        activations to E‖x‖² = d).  ``base``: :class:`SparseAutoencoder`'s ``seed`` and ``dtype``."""
         rms = float(input_rms) if input_rms is not None else math.sqrt(max(int(d_in), 1))
         if not (bandwidth > 0 and init_threshold > 0 and rms > 0):
             raise ValueError(
@@ -133,7 +132,7 @@ class JumpReLUSAE(SparseAutoencoder):
         self.bandwidth = float(bandwidth) * rms
         """Bandwidth ε of the rectangle kernel, in the units of the SAE's input."""
         self._init_threshold = float(init_threshold) * rms
-        super().__init__(d_in, n_latents, seed=seed, dtype=dtype)
+        super().__init__(d_in, n_latents, **base)
 
     def init_encoder(self, dtype: torch.dtype) -> None:
         self.W_enc = nn.Parameter(self.W_dec.detach().T.clone())
@@ -190,13 +189,13 @@ class TopKSAE(SparseAutoencoder):
         d_in: int,
         n_latents: int,
         *,
-        seed: int | None = None,
-        dtype: torch.dtype = torch.float32,
         k: int = 32,
         aux_k: int | None = None,
         aux_alpha: float = 1 / 32,
         dead_tokens: int = 10_000_000,
+        **base: Any,
     ):
+        """``base``: :class:`SparseAutoencoder`'s ``seed`` and ``dtype``."""
         if not 1 <= int(k) <= int(n_latents):
             raise ValueError(f"k must be in [1, n_latents = {n_latents}], got {k}")
         self.k = int(k)
@@ -211,7 +210,7 @@ class TopKSAE(SparseAutoencoder):
             raise ValueError(
                 f"need aux_k >= 1, aux_alpha >= 0, dead_tokens >= 1; got {aux_k}, {aux_alpha}, {dead_tokens}"
             )
-        super().__init__(d_in, n_latents, seed=seed, dtype=dtype)
+        super().__init__(d_in, n_latents, **base)
 
     def init_encoder(self, dtype: torch.dtype) -> None:
         self.W_enc = nn.Parameter(self.W_dec.detach().T.clone())
@@ -301,26 +300,14 @@ class BatchTopKSAE(TopKSAE):
     architecture: ClassVar[str] = "batchtopk"
     threshold: Tensor  # a buffer (register_buffer in init_encoder), which the type checker cannot see
 
-    def __init__(
-        self,
-        d_in: int,
-        n_latents: int,
-        *,
-        seed: int | None = None,
-        dtype: torch.dtype = torch.float32,
-        k: int = 32,
-        aux_k: int | None = None,
-        aux_alpha: float = 1 / 32,
-        dead_tokens: int = 10_000_000,
-        threshold_momentum: float = 0.9,
-    ):
+    def __init__(self, d_in: int, n_latents: int, *, threshold_momentum: float = 0.9, **topk: Any):
+        """``topk``: :class:`TopKSAE`'s arguments (``k``, ``aux_k``, ``aux_alpha``, ``dead_tokens``, ``seed``,
+        ``dtype``), checked there."""
         if not 0 <= threshold_momentum < 1:
             raise ValueError(f"threshold_momentum must be in [0, 1), got {threshold_momentum}")
         self.threshold_momentum = float(threshold_momentum)
         """Momentum of the moving average that estimates the inference threshold θ."""
-        super().__init__(
-            d_in, n_latents, seed=seed, dtype=dtype, k=k, aux_k=aux_k, aux_alpha=aux_alpha, dead_tokens=dead_tokens
-        )
+        super().__init__(d_in, n_latents, **topk)
 
     def init_encoder(self, dtype: torch.dtype) -> None:
         super().init_encoder(dtype)

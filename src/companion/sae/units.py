@@ -26,9 +26,9 @@ def sweep_params(params: ParetoParams) -> ParetoParams:
 
 def _costs(params: ParetoParams, subject: str, site: str, profile: str) -> tuple[float, list[float], float]:
     """Rough seconds of one target: the pass over the training activations, each member's training, and the
-    evaluation (doctor's FLOP counts at its assumed throughput)."""
-    from companion.models.doctor import ASSUMED_TFLOPS, KNOWN_MODELS
+    evaluation (:mod:`companion.models.needs`' FLOP counts at its assumed throughput)."""
     from companion.models.loading import resolve_name
+    from companion.models.needs import ASSUMED_TFLOPS, KNOWN_MODELS
     from companion.sae.experiment import sweep_specs
 
     if subject.startswith(ORGANISM_PREFIX):
@@ -42,7 +42,7 @@ def _costs(params: ParetoParams, subject: str, site: str, profile: str) -> tuple
         n = KNOWN_MODELS.get(resolve_name(subject), (0.1, 0.0))[0] * 1e9
         d = 2048 if "mlp.hook_post" in site else 512
         rate = ASSUMED_TFLOPS["cuda" if params.device.startswith("cuda") else "cpu"] * 1e12
-    # doctor's widths: 1.5 M for the gated SAEs (a gated step costs ~1.5 baseline steps), factor x M for baselines
+    # The widths of companion.models.needs: 1.5 M for the gated SAEs (a gated step costs ~1.5 baseline steps), factor x M
     widths = [
         params.gated_latents * (1.5 if s.architecture == "gated" else params.baseline_width_factor)
         for s in sweep_specs(params)

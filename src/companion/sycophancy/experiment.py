@@ -1,9 +1,9 @@
-"""Notebook 04's experiment: score each model on every dataset and template, and the organisms' held-out items.
+"""Notebook 04's experiment: score each model on every dataset and template, and the organisms at every seed.
 
 Perez et al. 2022 plot agreement against model size; nostalgebraist re-measured base models with two statistics.
 :func:`measure_model` runs one model through :mod:`companion.sycophancy.scoring` and
-:mod:`companion.sycophancy.stats`; :func:`organism_eval_dir` writes held-out organism items in Anthropic's schema
-so that organism and real data go through one loader.
+:mod:`companion.sycophancy.stats`; :func:`measure_models` is the sweep, one model alive at a time, each model's
+statistics a cache entry (:func:`model_scores`).  The data scored comes from :mod:`companion.sycophancy.sources`.
 """
 
 from __future__ import annotations
@@ -15,8 +15,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from companion.sycophancy.data import FILENAMES, SycophancyDataError, SycophancyDataset, load_sycophancy_dir, subsample
-from companion.sycophancy.pinned import check_pinned, download_sycophancy_data
+from companion.sycophancy.data import SycophancyDataError, SycophancyDataset
 from companion.sycophancy.scoring import fitting_items, score_items
 from companion.sycophancy.stats import (
     AgreementStats,
@@ -125,20 +124,56 @@ class SweepResult:
         }
 
 
-def load_for_sweep(
-    name: str, params: Any, organisms: Mapping[str, Any], profile: str | None, seed: int | None = None
-) -> tuple[Any, int, float | None]:
-    """One model of the sweep: (model, parameter count, planted rate or None).  An organism of ``profile`` by name
-    (at ``seed``), else :func:`companion.models.loading.load_model` on ``params.device`` in ``params.dtype`` (the
-    device is checked first)."""
-    if name in organisms:
+@dataclasses.dataclass(frozen=True)
+class SweepRun:
+    """One model of the sweep: a real model, measured once, or an organism at one seed."""
+
+    name: str
+    """A name of ``params.models``: a model (Hub id, alias or local folder) or an organism of ``profile``."""
+    seed: int | None = None
+    """The organism's seed; None for a real model."""
+    profile: str | None = None
+    """The profile that defines the organism."""
+
+    @property
+    def label(self) -> str:
+        """The name its statistics go under: ``name#seed`` for an organism
+        (:func:`companion.organism.build.organism_label`), else its name."""
+        if self.seed is None:
+            return self.name
+        from companion.organism.build import organism_label
+
+        return organism_label(self.name, self.seed)
+
+
+def sweep_runs(
+    models: Sequence[str], organisms: Mapping[str, Any], profile: str | None, seeds: Sequence[int] = ()
+) -> list[SweepRun]:
+    """The sweep's models in order: each organism of ``organisms`` at each of ``seeds`` (default: every seed of
+    ``profile``), each other model once."""
+    runs: list[SweepRun] = []
+    for name in models:
+        if name in organisms:
+            from companion.organism.build import organism_seeds
+
+            runs += [SweepRun(name, s, profile) for s in (seeds or organism_seeds(profile))]
+        else:
+            runs.append(SweepRun(name))
+    return runs
+
+
+def load_for_sweep(run: SweepRun, params: Any) -> tuple[Any, int, float | None]:
+    """One model of the sweep: (model, parameter count, planted rate or None).  An organism of ``run.profile`` by
+    name (at ``run.seed``), else :func:`companion.models.loading.load_model` on ``params.device`` in
+    ``params.dtype`` (the device is checked first)."""
+    if run.seed is not None:
         from companion.organism.loading import load_organism
 
-        org = load_organism(name, profile=profile, seed=seed)
+        org = load_organism(run.name, profile=run.profile, seed=run.seed)
         return org.model, org.n_params, float(org.truth["sycophancy_p"])
     from companion.models.loading import load_model
 
-    model = load_model(name, device=params.device, dtype=params.dtype)
+    model = load_model(run.name, device=params.device, dtype=params.dtype)
     return model, count_parameters(model), None
 
 
@@ -149,48 +184,49 @@ def measure_models(
     organisms: Mapping[str, Any] | None = None,
     profile: str | None = None,
     seeds: Sequence[int] = (),
-    load: Callable[..., tuple[Any, int, float | None]] | None = None,
+    load: Callable[[SweepRun, Any], tuple[Any, int, float | None]] | None = None,
 ) -> SweepResult:
     """Load, measure and release each of ``params.models`` (:class:`SycophancyParams`) in turn (notebook 04's sweep).
 
     Only one model is alive at a time: each is dropped and released (:func:`companion.models.loading.release`: reference
     cycles collected, CUDA cache emptied) before the next loads, so Pythia-6.9b and -12b are never in memory
     together.  An organism is measured at each of ``seeds`` (default: every seed of the profile) and named
-    ``name#seed`` (:func:`companion.organism.build.organism_label`); a real model once, by its name.
-    Each model's statistics are a cache entry (:func:`model_scores`, kind "sycophancy-scores": a rerun, or a Slurm
-    job before the notebook, has already made them); ``load(name, params, organisms, profile, seed)`` replaces
-    :func:`load_for_sweep` and then measures without the cache (the key names a model by its name alone).
+    ``name#seed`` (:func:`companion.organism.build.organism_label`); a real model once, by its name
+    (:func:`sweep_runs`).  Each model's statistics are a cache entry (:func:`model_scores`, kind
+    "sycophancy-scores": a rerun, or a Slurm job before the notebook, has already made them); ``load(run, params)``
+    replaces :func:`load_for_sweep` and then measures without the cache (the key names a model by its name alone).
     """
-    from companion.models.loading import check_device, release
+    from companion.models.loading import check_device
 
     organisms = organisms or {}
     if any(name not in organisms for name in params.models):
         check_device(params.device)  # before the first download, not after it
-    runs: list[tuple[str, str, int | None]] = []
-    for name in params.models:
-        if name in organisms:
-            from companion.organism.build import organism_label, organism_seeds
-
-            runs += [(name, organism_label(name, s), s) for s in (seeds or organism_seeds(profile))]
-        else:
-            runs.append((name, name, None))
     out = SweepResult([], {}, {}, n_items={name: len(ds) for name, ds in data.items()})
-    for name, label, seed in runs:
-        if load is None:
-            scores = model_scores(params, data, name, seed, organisms, profile)
-            stats, out.n_params[label], planted = scores.stats, scores.n_params, scores.planted
-            left_out = scores.left_out
-        else:
-            model, out.n_params[label], planted = load(name, params, organisms, profile, seed)
-            stats, left_out = _measure(params, model, label, data)
-            del model
-            release()
-        if planted is not None:
-            out.planted[label] = planted
-        for ds_name, n in left_out.items():
-            out.left_out.setdefault(ds_name, {})[label] = n
-        out.stats += stats
+    for run in sweep_runs(params.models, organisms, profile, seeds):
+        scores = model_scores(params, data, run) if load is None else _load_and_measure(params, data, run, load)
+        out.n_params[run.label] = scores.n_params
+        if scores.planted is not None:
+            out.planted[run.label] = scores.planted
+        for ds_name, n in scores.left_out.items():
+            out.left_out.setdefault(ds_name, {})[run.label] = n
+        out.stats += scores.stats
     return out
+
+
+def _load_and_measure(
+    params: Any,
+    data: Mapping[str, SycophancyDataset],
+    run: SweepRun,
+    load: Callable[[SweepRun, Any], tuple[Any, int, float | None]],
+) -> ModelScores:
+    """Load ``run``'s model, measure it on ``data`` and release it before returning (one model alive at a time)."""
+    from companion.models.loading import release
+
+    model, n_params, planted = load(run, params)
+    stats, left_out = _measure(params, model, run.label, data)
+    del model
+    release()
+    return ModelScores(stats, n_params, planted, left_out)
 
 
 def _measure(
@@ -247,25 +283,18 @@ def data_identity(data: Mapping[str, SycophancyDataset]) -> dict[str, Any]:
     return {name: {"blob": ds.blob_id, "lines": [it.line for it in ds.items]} for name, ds in data.items()}
 
 
-def scores_spec(
-    params: Any,
-    data: Mapping[str, SycophancyDataset],
-    name: str,
-    seed: int | None,
-    organisms: Mapping[str, Any],
-    profile: str | None,
-) -> dict[str, Any]:
+def scores_spec(params: Any, data: Mapping[str, SycophancyDataset], run: SweepRun) -> dict[str, Any]:
     """The cache spec of one model's statistics: the model (an organism's cache key), the scored data and every
     setting that changes a number."""
     from companion.backbone.cache import code_fingerprint
 
-    if name in organisms:
+    if run.seed is not None:
         from companion.organism.build import organism_key, organism_label, organism_spec
 
-        spec = organism_spec(name, profile, seed)
-        model, label = f"organism:{organism_key(spec)}", organism_label(name, spec.seed)
+        spec = organism_spec(run.name, run.profile, run.seed)
+        model, label = f"organism:{organism_key(spec)}", organism_label(run.name, spec.seed)
     else:
-        model, label = f"model:{name}|{params.dtype}", name
+        model, label = f"model:{run.name}|{params.dtype}", run.name
     settings = {
         f: getattr(params, f)
         for f in (
@@ -289,38 +318,18 @@ def scores_spec(
     }
 
 
-def model_scores(
-    params: Any,
-    data: Mapping[str, SycophancyDataset],
-    name: str,
-    seed: int | None,
-    organisms: Mapping[str, Any],
-    profile: str | None,
-) -> ModelScores:
+def model_scores(params: Any, data: Mapping[str, SycophancyDataset], run: SweepRun) -> ModelScores:
     """One model's statistics (:func:`measure_model`), from the cache or measured now and cached (kind
     "sycophancy-scores"): the model is loaded only when they are not cached yet."""
     import json
 
     from companion.backbone.cache import default_cache
-    from companion.models.loading import release
 
-    spec = scores_spec(params, data, name, seed, organisms, profile)
+    spec = scores_spec(params, data, run)
 
     def build(tmp: Path) -> None:
-        model, n_params, planted = load_for_sweep(name, params, organisms, profile, seed)
-        stats, left_out = _measure(params, model, spec["label"], data)
-        del model
-        release()
-        (tmp / "scores.json").write_text(
-            json.dumps(
-                {
-                    "stats": [dataclasses.asdict(s) for s in stats],
-                    "n_params": n_params,
-                    "planted": planted,
-                    "left_out": left_out,
-                }
-            )
-        )
+        scores = _load_and_measure(params, data, run, load_for_sweep)
+        (tmp / "scores.json").write_text(json.dumps(dataclasses.asdict(scores)))
 
     path = default_cache().get_or_build(SCORES_KIND, spec, build, description=f"sycophancy scores {spec['label']}")
     got = json.loads((path / "scores.json").read_text())
@@ -338,126 +347,6 @@ def _stats_from_dict(d: dict[str, Any]) -> AgreementStats:
     return AgreementStats(
         **{**d, "mean_prob": Estimate(**d["mean_prob"]), "matching_more_likely": Estimate(**d["matching_more_likely"])}
     )
-
-
-def load_datasets(
-    params: Any, *, offline: bool = False
-) -> tuple[dict[str, SycophancyDataset], dict[str, SycophancyDataset]]:
-    """The datasets notebook 04 scores, as ``(every valid row, the seeded subsample scored)`` by dataset name.
-
-    ``params.data == "organism"``: held-out organism items (:func:`organism_eval_dir`); else Anthropic's files from
-    ``params.data_dir`` or downloaded at the pinned commit and verified (refused when ``offline``).
-    """
-    if params.data == "organism":
-        data_dir = organism_eval_dir(params.organism_items_per_file, params.seed)
-    elif params.data_dir is not None:
-        data_dir = local_data_dir(params)
-        problems = [] if params.allow_unpinned_data else check_pinned(data_dir, params.datasets, params.data_blobs)
-        if problems:
-            raise SycophancyDataError(
-                "; ".join(problems) + ". Use the pinned files, pin these in data_blobs, or "
-                "score them anyway with allow_unpinned_data=true (stamped on the figure)"
-            )
-    else:
-        data_dir = download_sycophancy_data(
-            base_url=params.data_base_url, commit=params.data_commit, blobs=params.data_blobs, offline=offline
-        )
-    full = load_sycophancy_dir(data_dir, params.datasets, skip_invalid=params.skip_invalid)
-    return full, {name: subsample(ds, params.n_per_dataset, params.seed) for name, ds in full.items()}
-
-
-def local_data_dir(params: Any) -> Path:
-    """``params.data_dir`` as a path: a relative one is relative to the project root (not the kernel's folder)."""
-    from companion.backbone.profiles import project_root
-
-    return project_root() / Path(params.data_dir).expanduser()
-
-
-def preflight(params: Any) -> list[str]:
-    """What a run of notebook 04 would stop on, found before it starts (the dry run and ``companion doctor``):
-    a data_dir that is missing or whose files are not the pinned ones."""
-    if params.data != "anthropic" or params.data_dir is None:
-        return []
-    d = local_data_dir(params)
-    if not d.is_dir():
-        return [f"data_dir {params.data_dir!r}: no such directory ({d})"]
-    if params.allow_unpinned_data:
-        return [p for p in check_pinned(d, params.datasets, {}) if p.endswith("no such file")]
-    return check_pinned(d, params.datasets, params.data_blobs)
-
-
-def dataset_inputs(full: Mapping[str, SycophancyDataset]) -> dict[str, str]:
-    """Provenance of the data (``companion.backbone.runtime.record_input``): file -> its git blob id."""
-    return {f"sycophancy/{FILENAMES[name]}": ds.blob_id for name, ds in full.items()}
-
-
-def data_caveats(full: Mapping[str, SycophancyDataset], params: Any, sweep: SweepResult | None = None) -> list[str]:
-    """What every figure of the run must say about its data: files scored although they are not the pinned ones
-    (``allow_unpinned_data``) and items left out as too long (``drop_too_long``)."""
-    out = []
-    if params.data == "anthropic":
-        for name, ds in full.items():
-            pinned = params.data_blobs[FILENAMES[name]]
-            if ds.blob_id != pinned:
-                out.append(
-                    f"UNPINNED DATA: {FILENAMES[name]} is blob {ds.blob_id[:12]}, not the pinned "
-                    f"{pinned[:12]} (allow_unpinned_data)"
-                )
-    return out + (sweep.caveats() if sweep is not None else [])
-
-
-def record_provenance(full: Mapping[str, SycophancyDataset], params: Any, sweep: SweepResult | None = None) -> None:
-    """Record the data's blob ids and caveats (:func:`data_caveats`) for every figure saved afterwards."""
-    from companion.backbone.runtime import record_caveat, record_input
-
-    for name, blob in dataset_inputs(full).items():
-        record_input(name, blob)
-    for text in data_caveats(full, params, sweep):
-        record_caveat(text)
-
-
-def datasets_table(full: Mapping[str, SycophancyDataset], scored: Mapping[str, SycophancyDataset]):
-    """One row per dataset: rows read, skipped and scored, the numbers of choices, the blob and whether it is the
-    pinned Anthropic file."""
-    import pandas as pd
-
-    return pd.DataFrame(
-        [
-            {
-                "dataset": name,
-                "rows": len(ds),
-                "skipped": len(ds.skipped),
-                "scored": len(scored[name]),
-                "choices": "/".join(map(str, sorted({len(it.labels) for it in ds.items}))),
-                "blob": ds.blob_id[:12],
-                "pinned Anthropic file": ds.pinned,
-            }
-            for name, ds in full.items()
-        ]
-    ).set_index("dataset")
-
-
-def organism_eval_dir(n_per_file: int, seed: int = 0, *, cache: Any = None) -> Path:
-    """A cache entry holding held-out organism items in Anthropic's schema, under the three standard file
-    names (:func:`companion.organism.build.write_sycophancy_eval`), so organism and real data share one loader."""
-    from companion.backbone.cache import default_cache
-    from companion.organism.sycophancy_items import write_sycophancy_eval
-
-    cache = cache if cache is not None else default_cache()
-    spec = organism_eval_spec(n_per_file, seed)
-    return cache.get_or_build(
-        "sycophancy-organism-eval",
-        spec,
-        lambda tmp: write_sycophancy_eval(tmp, n_per_file, seed),
-        description=f"organism sycophancy eval, {n_per_file} per file, seed {seed}",
-    )
-
-
-def organism_eval_spec(n_per_file: int, seed: int = 0) -> dict[str, Any]:
-    """The cache spec of :func:`organism_eval_dir`'s entry."""
-    from companion.backbone.cache import code_fingerprint
-
-    return {"n_per_file": n_per_file, "seed": seed, "code": code_fingerprint("companion.organism.corpus")}
 
 
 def model_family(name: str) -> str:

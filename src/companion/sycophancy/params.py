@@ -74,7 +74,7 @@ class SycophancyParams(NotebookParams):
         """The data_dir and its pinned files, and the organisms scored (:meth:`NotebookParams.preflight`)."""
         from companion.backbone.config import suggest
         from companion.organism.build import check_organisms
-        from companion.sycophancy.experiment import preflight as data_preflight
+        from companion.sycophancy.sources import preflight as data_preflight
 
         problems = data_preflight(self)
         organisms = [m for m in self.models if m in profile.organisms]

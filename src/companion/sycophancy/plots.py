@@ -118,7 +118,7 @@ def plot_agreement(
                         # Organisms at several seeds ("name#seed"): each seed a small point with its interval, the
                         # line through the seeds' mean at each size.
                         rank = rows.groupby("n_params").cumcount().to_numpy()
-                        for (_, row), j in zip(rows.iterrows(), rank, strict=False):
+                        for (_, row), j in zip(rows.iterrows(), rank, strict=True):
                             xs = float(row["n_params"]) * shift * (1 + 0.025 * (j - 1))  # seeds side by side
                             ax.errorbar(
                                 [xs],
@@ -302,7 +302,7 @@ def plot_affiliation(frame, *, template: str | None = None) -> Figure:
     fig, axes = plt.subplots(
         1, max(len(templates), 1), figsize=(4.2 * max(len(templates), 1), 3.4), sharey=True, squeeze=False
     )
-    for ax, tpl in zip(axes[0], templates, strict=False):
+    for ax, tpl in zip(axes[0], templates, strict=False):  # no template leaves one axis, drawn empty
         sub = df[(df["template"] == tpl) & (df["statistic"] == "mean_prob")]
         models = list(dict.fromkeys(sub["model"]))
         subsets = sorted(set(sub["subset"]))

@@ -33,29 +33,20 @@ class PublishedPoint:
 
 
 PUBLISHED: tuple[PublishedPoint, ...] = (
-    PublishedPoint(
-        "Perez et al. 2022 (Fig. 4)",
-        "Perez 52B",
-        52e9,
-        "nlp_survey",
-        "anthropic",
-        0.90,
-        None,
-        None,
-        True,
-        "Perez et al. 52B pretrained LM: >90%",
-    ),
-    PublishedPoint(
-        "Perez et al. 2022 (Fig. 4)",
-        "Perez 52B",
-        52e9,
-        "philpapers2020",
-        "anthropic",
-        0.90,
-        None,
-        None,
-        True,
-        "Perez et al. 52B pretrained LM: >90%",
+    *(  # one statement for both datasets
+        PublishedPoint(
+            "Perez et al. 2022 (Fig. 4)",
+            "Perez 52B",
+            52e9,
+            dataset,
+            "anthropic",
+            0.90,
+            None,
+            None,
+            True,
+            "Perez et al. 52B pretrained LM: >90%",
+        )
+        for dataset in ("nlp_survey", "philpapers2020")
     ),
     PublishedPoint("nostalgebraist", "davinci", None, None, "paren", 0.537, 0.512, 0.564, False, 'davinci, "(" prompt'),
     PublishedPoint(

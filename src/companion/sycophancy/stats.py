@@ -310,8 +310,8 @@ def recovery_report(
 
     stats = list(stats)
     is_head = [s.dataset == dataset and s.template in templates for s in stats]
-    checks = planted_recovery([s for s, h in zip(stats, is_head, strict=False) if h], planted, tolerance=tolerance)
-    other = planted_recovery([s for s, h in zip(stats, is_head, strict=False) if not h], planted, tolerance=tolerance)
+    checks = planted_recovery([s for s, h in zip(stats, is_head, strict=True) if h], planted, tolerance=tolerance)
+    other = planted_recovery([s for s, h in zip(stats, is_head, strict=True) if not h], planted, tolerance=tolerance)
     verdicts = {}
     for ds in dict.fromkeys(r.dataset for r in other if r.dataset != dataset):
         rs = [r for r in other if r.dataset == ds]

@@ -10,7 +10,7 @@ lock, exactly as the notebook would.
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
 from companion.backbone.units import Unit
 
@@ -23,7 +23,7 @@ def _data(params: Any):
     from companion.backbone.cache import default_cache
     from companion.backbone.profiles import ProfileError
     from companion.sycophancy.data import SycophancyDataError
-    from companion.sycophancy.experiment import load_datasets, organism_eval_spec
+    from companion.sycophancy.sources import load_datasets, organism_eval_spec
 
     if params.data == "organism":
         if not default_cache().exists(
@@ -38,8 +38,8 @@ def _data(params: Any):
 
 
 def _seconds(params: Any, name: str, organisms: dict, profile: str) -> float:
-    from companion.models.doctor import ASSUMED_TFLOPS, KNOWN_MODELS
     from companion.models.loading import resolve_name
+    from companion.models.needs import ASSUMED_TFLOPS, KNOWN_MODELS
 
     n_items = (params.n_per_dataset or 10_000) * len(params.datasets) * len(params.templates)
     if name in organisms:
@@ -56,43 +56,34 @@ def units(params: Any, profile: str) -> list[Unit]:
     """One scoring unit per model (and organism seed), after the organism it scores."""
     from companion.backbone.cache import default_cache
     from companion.backbone.profiles import load_profile
-    from companion.organism.build import organism_label, organism_seeds
-    from companion.sycophancy.experiment import SCORES_KIND, scores_spec
+    from companion.sycophancy.experiment import SCORES_KIND, scores_spec, sweep_runs
 
     organisms = load_profile(profile).organisms
     data = _data(params)
     cache = default_cache()
     values = params.to_dict()
     out: list[Unit] = []
-    for name in params.models:
-        is_org = name in organisms
-        for seed in (params.seeds or organism_seeds(profile)) if is_org else (None,):
-            needs: tuple[str, ...] = ()
-            if is_org:
-                from companion.organism.units import organism_units
+    for run in sweep_runs(params.models, organisms, profile, params.seeds):
+        needs: tuple[str, ...] = ()
+        if run.seed is not None:  # an organism, built first
+            from companion.organism.units import organism_units
 
-                assert seed is not None  # an organism's seeds are ints
-                org = organism_units([name], profile, (seed,))
-                out += org
-                needs = (org[-1].id,)
-            key = (
-                None
-                if data is None
-                else cache.key(SCORES_KIND, scores_spec(params, data, name, seed, organisms, profile))
+            org = organism_units([run.name], profile, (run.seed,))
+            out += org
+            needs = (org[-1].id,)
+        key = None if data is None else cache.key(SCORES_KIND, scores_spec(params, data, run))
+        out.append(
+            Unit(
+                f"sycophancy {run.label}",
+                SCORES_KIND,
+                key,
+                "companion.sycophancy.units:score",
+                {"params": values, "name": run.name, "seed": run.seed},
+                needs,
+                "sycophancy",
+                _seconds(params, run.name, organisms, profile),
             )
-            label = organism_label(name, cast(int, seed)) if is_org else name  # an organism's seed is an int
-            out.append(
-                Unit(
-                    f"sycophancy {label}",
-                    SCORES_KIND,
-                    key,
-                    "companion.sycophancy.units:score",
-                    {"params": values, "name": name, "seed": seed},
-                    needs,
-                    "sycophancy",
-                    _seconds(params, name, organisms, profile),
-                )
-            )
+        )
     return out
 
 
@@ -100,11 +91,13 @@ def score(params: dict[str, Any], name: str, seed: int | None) -> str:
     """Job entry: score one model (or find its scores); returns the "sycophancy-scores" key."""
     from companion.backbone.cache import default_cache
     from companion.backbone.runtime import context, start
-    from companion.sycophancy.experiment import SCORES_KIND, load_datasets, model_scores, scores_spec
+    from companion.sycophancy.experiment import SCORES_KIND, SweepRun, model_scores, scores_spec
     from companion.sycophancy.params import SycophancyParams
+    from companion.sycophancy.sources import load_datasets
 
     P = start(SycophancyParams, None, params)
     prof = context().profile
     data = load_datasets(P, offline=prof.offline)[1]
-    model_scores(P, data, name, seed, prof.organisms, prof.name)
-    return default_cache().key(SCORES_KIND, scores_spec(P, data, name, seed, prof.organisms, prof.name))
+    run = SweepRun(name, seed, prof.name)
+    model_scores(P, data, run)
+    return default_cache().key(SCORES_KIND, scores_spec(P, data, run))

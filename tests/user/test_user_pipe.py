@@ -1,0 +1,34 @@
+"""The command in a shell pipeline: a reader that stops early (``companion profiles | head -1``) ends it quietly, as
+it ends a Unix tool, never with a BrokenPipeError traceback."""
+
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+COMMAND = [sys.executable, "-m", "companion.cli", "profiles"]
+
+
+def test_piping_into_head_prints_the_first_line_and_nothing_on_stderr():
+    line = f'{shlex.join(COMMAND)} | head -1; echo "status ${{PIPESTATUS[0]}}" >&2'
+    proc = subprocess.run(["bash", "-c", line], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.stdout.startswith("ci ") and proc.stdout.count("\n") == 1, proc.stdout
+    assert proc.stderr == "status 141\n"  # 128 + SIGPIPE, as `yes | head -1` ends yes
+
+
+def test_a_reader_gone_before_the_first_line_is_written_is_no_error_either():
+    # The same without the race a pipeline has: the read end is closed before the command starts.
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        proc = subprocess.run(COMMAND, cwd=ROOT, stdout=write, stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(write)
+    assert (proc.returncode, proc.stderr) == (141, "")
+
+
+def test_the_whole_output_read_is_status_0():
+    proc = subprocess.run(COMMAND, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stderr == "" and proc.stdout.startswith("ci ")
