@@ -54,7 +54,7 @@ git-filter:
 
 # Everything: unit tests, organism training, every notebook on the ci profile (what .ci/run calls).
 test: lint
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=25
 
 # Unit tests only: no notebook runs, no organism training (tests marked slow are skipped).
 test-fast: lint
