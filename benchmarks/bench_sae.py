@@ -30,9 +30,9 @@ How it is timed, so that a shared, loaded machine does not decide the verdict:
 * **Interleaved.**  Each round times every implementation once, the order rotated each round (ours, peer, …;
   peer, …, ours; …), so drifts of the load and of the CPU's clock hit all of them alike.
 * **Paired.**  Ours against a peer is the median over rounds of the peer's time over ours in the same round, with a
-  95% bootstrap interval over rounds (``--rounds`` rounds, default 10).  A peer is faster where the whole interval
+  95% bootstrap interval over rounds (``--rounds`` rounds, default 8).  A peer is faster where the whole interval
   is below 1, ours where it is above 1; an interval that holds 1 is a tie the measurement cannot break.
-* **Screened.**  The first ``--screen`` rounds (default 2) time every implementation; after them only ours and the
+* **Screened.**  The first ``--screen`` rounds (default 1) time every implementation; after them only ours and the
   peers that can still be the fastest (median within 1.5x of the fastest peer's) are timed.  The autograd reference
   and the screened-out peers are reported with their screening medians (marked ``*``).
 
@@ -368,6 +368,11 @@ def check_equal(arch, d, m, b, lam, density=0.01):
 
 
 # ------------------------------------------------------------------------------------------------ timing
+def _ms(seconds: float) -> str:
+    ms = 1e3 * seconds
+    return f"{ms:.0f}" if ms >= 100 else f"{ms:.3g}"
+
+
 def _load() -> float:
     try:
         return os.getloadavg()[0]
@@ -432,12 +437,12 @@ def main() -> None:
     ap.add_argument("--latents", type=int, default=4096)
     ap.add_argument("--batch", type=int, default=4096)
     ap.add_argument(
-        "--rounds", type=int, default=10, help="timed rounds (after 1 warm-up step); each times every implementation"
+        "--rounds", type=int, default=8, help="timed rounds (after 1 warm-up step); each times every implementation"
     )
     ap.add_argument(
         "--screen",
         type=int,
-        default=2,
+        default=1,
         help="rounds that time every implementation; then only ours and the peers that may be the fastest",
     )
     ap.add_argument("--densities", type=float, nargs="+", default=list(DENSITIES))
@@ -514,7 +519,7 @@ def main() -> None:
                     grad_err=grad_err,
                 )
             )
-            line = ", ".join(f"{k} {1e3 * v:.0f}{'' if k in full else '*'} ms" for k, v in med.items())
+            line = ", ".join(f"{k} {_ms(v)}{'' if k in full else '*'} ms" for k, v in med.items())
             if bind:
                 q, lo, hi = ratios[bind]
                 line += f"; ours vs fastest peer ({bind}) {q:.2f}× [{lo:.2f}, {hi:.2f}]"
@@ -541,7 +546,7 @@ def report(table: list[dict], a) -> None:
     slower, ties, worst = [], [], None
     for row in table:
         cells = " ".join(
-            f"{1e3 * row['med'][n]:18.0f}{' ' if n in row['full'] else '*'}" if n in row["med"] else f"{'-':>19}"
+            f"{_ms(row['med'][n]):>18}{' ' if n in row['full'] else '*'}" if n in row["med"] else f"{'-':>19}"
             for n in names
         )
         if row["ratio"] is not None:

@@ -47,9 +47,10 @@ from companion.sae.step_successors import BATCHTOPK_STEP, JUMPRELU_STEP, TOPK_ST
 #: Above this fraction of non-zeros in the code, the dense formulas are faster on a CPU. Measured on 2 cores at
 #: d = 96–512, M = 768–4096, B = 256–4096: the sparse step wins below ~6–15% density for baseline (lower for small
 #: batches) and ~15% for gated (its dense path does 14·B·d·M flops against the baseline's 10; at d = 512, M = 4096,
-#: B = 4096: sparse 1.70 / 2.28 / 2.72 s against dense 2.24 / 2.40 / 2.33 s at 10 / 15 / 20%); ~15% for JumpReLU,
-#: TopK and BatchTopK (measured on one core at d = 256, M = 2048, B = 1024).
-DEFAULT_MAX_SPARSE_DENSITY = {"baseline": 0.1, "gated": 0.15, "jumprelu": 0.15, "topk": 0.15, "batchtopk": 0.15}
+#: B = 4096: sparse 1.70 / 2.28 / 2.72 s against dense 2.24 / 2.40 / 2.33 s at 10 / 15 / 20%); ~15% for JumpReLU.
+#: TopK and BatchTopK: ~13% on one core, lower on two (d = 512, M = 4096, B = 4096, one core: sparse 0.93 / 1.02 /
+#: 1.28 s against dense 1.11 / 1.12 / 1.16 s at 10 / 12 / 15%), hence 12%.
+DEFAULT_MAX_SPARSE_DENSITY = {"baseline": 0.1, "gated": 0.15, "jumprelu": 0.15, "topk": 0.12, "batchtopk": 0.12}
 
 _BETA_WARNING = ".*Sparse CSR tensor support is in beta.*"  # torch's notice; the kernels used here are tested
 
