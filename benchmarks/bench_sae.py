@@ -9,7 +9,7 @@ process under the same environment settings so that load changes hit every one a
 * ``ours``       — companion.sae.step.loss_and_grads (the hand-derived step) + Adam + unit-norm decoder (+ the
   architecture's training statistics), what companion.sae.training runs;
 * ``reference``  — autograd on the architecture's ``loss`` (companion.sae.autoencoders / .successors), the same
-  optimiser and projection;
+  optimiser and projection (timed with ``--reference``; not a peer);
 * ``dictionary_learning`` — its trainer's ``update`` (StandardTrainer, GatedSAETrainer, JumpReluTrainer, TopKTrainer,
   BatchTopKTrainer), if installed (``make setup`` installs it, benchmarks/peers.py);
 * ``SAELens``    — its SAETrainer ``_train_step`` on the architecture's training SAE (decoder-norm rescaling off for
@@ -33,8 +33,9 @@ How it is timed, so that a shared, loaded machine does not decide the verdict:
   95% bootstrap interval over rounds (``--rounds`` rounds, default 8).  A peer is faster where the whole interval
   is below 1, ours where it is above 1; an interval that holds 1 is a tie the measurement cannot break.
 * **Screened.**  The first ``--screen`` rounds (default 1) time every implementation; after them only ours and the
-  peers that can still be the fastest (median within 1.5x of the fastest peer's) are timed.  The autograd reference
-  and the screened-out peers are reported with their screening medians (marked ``*``).
+  peers that can still be the fastest (median within ``--margin``, 1.3x, of the fastest peer's) are timed.  The
+  autograd reference and the screened-out peers are reported with their screening medians (marked ``*``).  The
+  default sweep (5 architectures x 4 densities) takes ~15 minutes of CPU time.
 
 Reported per architecture and density: the 1-minute load average when it was measured, the median ms/step of each
 implementation and ours against the fastest peer (> 1: ours is faster) with its interval; ours is checked against
@@ -403,7 +404,7 @@ def paired_ratio(peer: list[float], ours: list[float], n_boot: int = 2000, seed:
     return med, boots[int(0.025 * n_boot)], boots[int(0.975 * n_boot) - 1]
 
 
-def time_round_robin(impls, rounds: int, screen: int, clock, margin: float = 1.5):
+def time_round_robin(impls, rounds: int, screen: int, clock, margin: float = 1.3):
     """Times per implementation name over ``rounds`` rotated rounds (after one untimed warm-up step each), and the
     names timed in every round; after ``screen`` rounds only ours and the peers within ``margin`` of the fastest peer's
     median are timed."""
@@ -445,6 +446,13 @@ def main() -> None:
         default=1,
         help="rounds that time every implementation; then only ours and the peers that may be the fastest",
     )
+    ap.add_argument(
+        "--margin",
+        type=float,
+        default=1.3,
+        help="after screening, peers slower than this times the fastest peer's median are not timed any more",
+    )
+    ap.add_argument("--reference", action="store_true", help="also time autograd on our loss (screening rounds)")
     ap.add_argument("--densities", type=float, nargs="+", default=list(DENSITIES))
     ap.add_argument("--archs", nargs="+", default=list(ARCHS), choices=ARCHS)
     ap.add_argument("--lam", type=float, default=1.0)
@@ -489,14 +497,14 @@ def main() -> None:
         for density in a.densities:
             loss_err, grad_err, l0 = check_equal(arch, d, m, b, a.lam, density)
             impls = []
-            for cls in [Ours, Reference, *peers_of(arch, available)]:
+            for cls in [Ours, *([Reference] if a.reference else []), *peers_of(arch, available)]:
                 sae, x = make_state(arch, d, m, b, density)
                 try:
                     impls.append((cls(sae, arch, a.lam, a.lr, b), x))
                 except Exception as e:  # noqa: BLE001
                     print(f"  [{arch} {density:.0%}] {cls.name}: could not be set up ({type(e).__name__}: {e})")
             load = _load()
-            times, full = time_round_robin(impls, a.rounds, a.screen, clock)
+            times, full = time_round_robin(impls, a.rounds, a.screen, clock, a.margin)
             del impls
             med = {k: statistics.median(v) for k, v in times.items() if v}
             peer_names = [k for k in med if k not in ("ours", "reference")]
