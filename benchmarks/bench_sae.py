@@ -9,7 +9,7 @@ process under the same environment settings so that load changes hit every one a
 * ``ours``       — companion.sae.step.loss_and_grads (the hand-derived step) + Adam + unit-norm decoder (+ the
   architecture's training statistics), what companion.sae.training runs;
 * ``reference``  — autograd on the architecture's ``loss`` (companion.sae.autoencoders / .successors), the same
-  optimiser and projection;
+  optimiser and projection (timed with ``--reference``; not a peer);
 * ``dictionary_learning`` — its trainer's ``update`` (StandardTrainer, GatedSAETrainer, JumpReluTrainer, TopKTrainer,
   BatchTopKTrainer), if installed (``make setup`` installs it, benchmarks/peers.py);
 * ``SAELens``    — its SAETrainer ``_train_step`` on the architecture's training SAE (decoder-norm rescaling off for
@@ -20,8 +20,27 @@ and JumpReLU a bias (or threshold) is placed at the quantile of the pre-activati
 B·M code entries fire; for TopK and BatchTopK k = density·M.  The batch is made of ~20 active dictionary directions
 per token.  Nothing is dead, so TopK's AuxK term is not exercised.
 
-Reported per architecture and density: median ms/step of each implementation and ours against the fastest peer
-(> 1: ours is faster).  Ours is checked against autograd on the same state (losses and every gradient, fp32).
+How it is timed, so that a shared, loaded machine does not decide the verdict:
+
+* **Work, not waiting.**  Each step is timed by this process's CPU time (``--clock cpu``, the default) on one
+  intra-op thread (``--threads 1``, the default): then the time is the step's work, whatever else the machine runs
+  (with several threads, a thread preempted by another process leaves the others spin-waiting, which counts as
+  CPU time; ``--threads 0 --clock wall`` times what a user with the machine to themselves sees).  The garbage
+  collector runs before each step, not during it.
+* **Interleaved.**  Each round times every implementation once, the order rotated each round (ours, peer, …;
+  peer, …, ours; …), so drifts of the load and of the CPU's clock hit all of them alike.
+* **Paired.**  Ours against a peer is the median over rounds of the peer's time over ours in the same round, with a
+  95% bootstrap interval over rounds (``--rounds`` rounds, default 8).  A peer is faster where the whole interval
+  is below 1, ours where it is above 1; an interval that holds 1 is a tie the measurement cannot break.
+* **Screened.**  The first ``--screen`` rounds (default 1) time every implementation; after them only ours and the
+  peers that can still be the fastest (median within ``--margin``, 1.3x, of the fastest peer's) are timed.  The
+  autograd reference and the screened-out peers are reported with their screening medians (marked ``*``).  The
+  default sweep (5 architectures x 4 densities) takes ~15 minutes of CPU time.
+
+Reported per architecture and density: the 1-minute load average when it was measured, the median ms/step of each
+implementation and ours against the fastest peer (> 1: ours is faster) with its interval; ours is checked against
+autograd on the same state (losses and every gradient, fp32).  The last line says whether any peer is faster
+anywhere.
 
 Environment: ``THP_MEM_ALLOC_ENABLE=1`` (transparent huge pages for torch's CPU allocator) is set before torch is
 imported, for every implementation alike.  Numerics (``--numerics``): ``native`` (default) runs every implementation
@@ -43,6 +62,8 @@ _pre.add_argument("--numerics", choices=("native", "pinned"), default="native")
 if _pre.parse_known_args()[0].numerics == "native":
     os.environ["COMPANION_NATIVE_NUMERICS"] = "1"
 
+import gc  # noqa: E402
+import random  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -347,26 +368,104 @@ def check_equal(arch, d, m, b, lam, density=0.01):
     return loss_err, grad_err, float(out.l0)
 
 
+# ------------------------------------------------------------------------------------------------ timing
+def _ms(seconds: float) -> str:
+    ms = 1e3 * seconds
+    return f"{ms:.0f}" if ms >= 100 else f"{ms:.3g}"
+
+
+def _load() -> float:
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return float("nan")
+
+
+def timed_step(impl, x, clock) -> float:
+    """One step of ``impl`` on ``x``: its time on ``clock``, the garbage collector run before it and off during it."""
+    gc.collect()
+    gc.disable()
+    try:
+        t0 = clock()
+        impl.step(x)
+        return clock() - t0
+    finally:
+        gc.enable()
+
+
+def paired_ratio(peer: list[float], ours: list[float], n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+    """Median over rounds of peer[r] / ours[r] (> 1: ours is faster) and its 95% percentile-bootstrap interval."""
+    r = [p / o for p, o in zip(peer, ours, strict=False)]
+    med = statistics.median(r)
+    if len(r) < 3:
+        return med, float("nan"), float("nan")
+    rng = random.Random(seed)
+    boots = sorted(statistics.median(rng.choices(r, k=len(r))) for _ in range(n_boot))
+    return med, boots[int(0.025 * n_boot)], boots[int(0.975 * n_boot) - 1]
+
+
+def time_round_robin(impls, rounds: int, screen: int, clock, margin: float = 1.3):
+    """Times per implementation name over ``rounds`` rotated rounds (after one untimed warm-up step each), and the
+    names timed in every round; after ``screen`` rounds only ours and the peers within ``margin`` of the fastest peer's
+    median are timed."""
+    names = [impl.name for impl, _ in impls]
+    for impl, x in impls:  # warm-up: first-call costs, allocator and caches
+        timed_step(impl, x, clock)
+    times: dict[str, list[float]] = {n: [] for n in names}
+    active = list(range(len(impls)))
+    for r in range(rounds):
+        if r == screen and r > 0:
+            med = {n: statistics.median(times[n]) for n in names}
+            peers_ = [n for n in names if n not in ("ours", "reference")]
+            best = min((med[n] for n in peers_), default=None)
+            active = [
+                i
+                for i in active
+                if names[i] == "ours" or (names[i] in peers_ and best is not None and med[names[i]] <= margin * best)
+            ]
+        k = r % len(active)
+        for i in active[k:] + active[:k]:
+            impl, x = impls[i]
+            times[impl.name].append(timed_step(impl, x, clock))
+    full = {names[i] for i in active}
+    return times, full
+
+
 # ------------------------------------------------------------------------------------------------ main
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--d", type=int, default=512)
     ap.add_argument("--latents", type=int, default=4096)
     ap.add_argument("--batch", type=int, default=4096)
-    ap.add_argument("--rounds", type=int, default=5, help="timed steps per implementation (after 1 warm-up step)")
+    ap.add_argument(
+        "--rounds", type=int, default=8, help="timed rounds (after 1 warm-up step); each times every implementation"
+    )
+    ap.add_argument(
+        "--screen",
+        type=int,
+        default=1,
+        help="rounds that time every implementation; then only ours and the peers that may be the fastest",
+    )
+    ap.add_argument(
+        "--margin",
+        type=float,
+        default=1.3,
+        help="after screening, peers slower than this times the fastest peer's median are not timed any more",
+    )
+    ap.add_argument("--reference", action="store_true", help="also time autograd on our loss (screening rounds)")
     ap.add_argument("--densities", type=float, nargs="+", default=list(DENSITIES))
     ap.add_argument("--archs", nargs="+", default=list(ARCHS), choices=ARCHS)
     ap.add_argument("--lam", type=float, default=1.0)
     ap.add_argument("--lr", type=float, default=3e-4)
     ap.add_argument("--no-peers", action="store_true")
     ap.add_argument(
-        "--threads", type=int, default=0, help="torch intra-op threads for every implementation (0: default)"
+        "--threads", type=int, default=1, help="torch intra-op threads for every implementation (0: torch's default)"
     )
     ap.add_argument(
         "--clock",
         choices=("wall", "cpu"),
-        default="wall",
-        help="wall: elapsed time; cpu: this process's CPU time (steadier on a machine others load)",
+        default="cpu",
+        help="cpu: this process's CPU time (the step's work, steady on a machine others load); wall: elapsed time",
     )
     ap.add_argument(
         "--numerics",
@@ -382,18 +481,15 @@ def main() -> None:
     d, m, b = a.d, a.latents, a.batch
     print(
         f"SAE training step: d={d}, M={m}, B={b}, fp32, CPU, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads, THP_MEM_ALLOC_ENABLE={os.environ.get('THP_MEM_ALLOC_ENABLE')}, "
-        f"{a.clock} clock"
+        f"{torch.get_num_threads()} thread(s), THP_MEM_ALLOC_ENABLE={os.environ.get('THP_MEM_ALLOC_ENABLE')}, "
+        f"{a.clock} clock, {a.rounds} rounds ({a.screen} screening)"
     )
     n = numerics()
     print(
         f"numerics: {a.numerics} (MKL branch {n.get('mkl_branch')}, our products by {n.get('dense_product')}, "
         f"torch CPU capability {n.get('cpu_capability')})"
     )
-    try:
-        print(f"load average before: {os.getloadavg()[0]:.2f} (1 min)")
-    except OSError:
-        pass
+    print(f"load average before: {_load():.2f} (1 min, {os.cpu_count()} CPUs)")
     print(f"torch.mm [{b},{d}]x[{d},{m}]: {matmul_gflops(b, d, m):.1f} GFLOP/s")
     available = [] if a.no_peers else available_peers()
     table = []
@@ -401,54 +497,95 @@ def main() -> None:
         for density in a.densities:
             loss_err, grad_err, l0 = check_equal(arch, d, m, b, a.lam, density)
             impls = []
-            for cls in [Ours, Reference, *peers_of(arch, available)]:
+            for cls in [Ours, *([Reference] if a.reference else []), *peers_of(arch, available)]:
                 sae, x = make_state(arch, d, m, b, density)
                 try:
                     impls.append((cls(sae, arch, a.lam, a.lr, b), x))
                 except Exception as e:  # noqa: BLE001
                     print(f"  [{arch} {density:.0%}] {cls.name}: could not be set up ({type(e).__name__}: {e})")
-            times = {impl.name: [] for impl, _ in impls}
-            for r in range(a.rounds + 1):
-                for impl, x in impls:
-                    t0 = clock()
-                    impl.step(x)
-                    if r >= 1:
-                        times[impl.name].append(clock() - t0)
-            med = {k: statistics.median(v) for k, v in times.items()}
-            peer = {k: v for k, v in med.items() if k not in ("ours", "reference")}
-            fastest = min(peer, key=peer.get) if peer else None
-            table.append((arch, density, l0 / m, med, fastest, loss_err, grad_err))
+            load = _load()
+            times, full = time_round_robin(impls, a.rounds, a.screen, clock, a.margin)
+            del impls
+            med = {k: statistics.median(v) for k, v in times.items() if v}
+            peer_names = [k for k in med if k not in ("ours", "reference")]
+            fastest = min(peer_names, key=med.get) if peer_names else None
+            # Ours against each peer timed in every round; the binding one is the lowest ratio.
+            ratios = {p: paired_ratio(times[p], times["ours"]) for p in peer_names if p in full}
+            bind = min(ratios, key=lambda p: ratios[p][0]) if ratios else None
+            table.append(
+                dict(
+                    arch=arch,
+                    density=density,
+                    l0=l0 / m,
+                    load=load,
+                    med=med,
+                    full=full,
+                    bind=bind,
+                    ratio=ratios.get(bind) if bind else None,
+                    fastest=fastest,
+                    loss_err=loss_err,
+                    grad_err=grad_err,
+                )
+            )
+            line = ", ".join(f"{k} {_ms(v)}{'' if k in full else '*'} ms" for k, v in med.items())
+            if bind:
+                q, lo, hi = ratios[bind]
+                line += f"; ours vs fastest peer ({bind}) {q:.2f}× [{lo:.2f}, {hi:.2f}]"
             print(
-                f"  {arch:<9} density {density:>4.0%} (L0/M {l0 / m:.3f}): "
-                + ", ".join(f"{k} {1e3 * v:.0f} ms" for k, v in med.items())
-                + (f"; ours vs fastest peer ({fastest}) {peer[fastest] / med['ours']:.2f}×" if fastest else "")
-                + f"; ours vs autograd: loss {loss_err:.1e}, gradients {grad_err:.1e}",
+                f"  {arch:<9} density {density:>4.0%} (L0/M {l0 / m:.3f}, load {load:.1f}): {line}; "
+                f"ours vs autograd: loss {loss_err:.1e}, gradients {grad_err:.1e}",
                 flush=True,
             )
-    names = list(dict.fromkeys(k for row in table for k in row[3]))
+    report(table, a)
+
+
+def report(table: list[dict], a) -> None:
+    names = list(dict.fromkeys(k for row in table for k in row["med"]))
     print(
-        f"\nms per training step (median, {a.clock} clock); last column: the fastest peer's time over ours "
-        "(> 1: ours is faster)"
+        f"\nms per training step (median of {a.rounds} rounds, {a.clock} clock, {torch.get_num_threads()} thread(s); "
+        f"* = the {a.screen} screening rounds only); speed-up: the fastest peer's time over ours, median of the rounds' "
+        "ratios [95% bootstrap interval] (> 1: ours is faster)"
     )
-    head = f"{'architecture':<12} {'density':>7} " + " ".join(f"{n:>19}" for n in names) + f" {'speed-up':>9}"
-    print(head)
-    worst = None
-    for arch, density, _frac, med, fastest, _, _ in table:
-        cells = " ".join(f"{1e3 * med[n]:19.0f}" if n in med else f"{'-':>19}" for n in names)
-        ratio = med[fastest] / med["ours"] if fastest else float("nan")
-        if fastest and (worst is None or ratio < worst[0]):
-            worst = (ratio, arch, density, fastest)
-        print(f"{arch:<12} {density:>7.0%} {cells} {ratio:9.2f}")
-    if worst is not None:
-        verdict = "no peer is faster anywhere" if worst[0] >= 1 else "a peer is faster"
-        print(
-            f"\nslowest relative point: {worst[1]} at {worst[2]:.0%} density, {worst[0]:.2f}× the fastest peer "
-            f"({worst[3]}): {verdict}"
+    print(
+        f"{'architecture':<12} {'density':>7} {'load':>5} "
+        + " ".join(f"{n:>19}" for n in names)
+        + f" {'speed-up':>20}  fastest peer"
+    )
+    slower, ties, worst = [], [], None
+    for row in table:
+        cells = " ".join(
+            f"{_ms(row['med'][n]):>18}{' ' if n in row['full'] else '*'}" if n in row["med"] else f"{'-':>19}"
+            for n in names
         )
-    try:
-        print(f"load average after: {os.getloadavg()[0]:.2f} (1 min)")
-    except OSError:
-        pass
+        if row["ratio"] is not None:
+            q, lo, hi = row["ratio"]
+            speed = f"{q:.2f} [{lo:.2f}, {hi:.2f}]"
+            where = f"{row['arch']} at {row['density']:.0%} ({row['bind']} {q:.2f}× [{lo:.2f}, {hi:.2f}])"
+            if hi < 1:
+                slower.append(where)
+            elif not lo >= 1:
+                ties.append(where)
+            if worst is None or q < worst[0]:
+                worst = (q, lo, hi, row)
+        else:
+            speed = "-"
+        print(f"{row['arch']:<12} {row['density']:>7.0%} {row['load']:>5.1f} {cells} {speed:>20}  {row['bind'] or '-'}")
+    print(f"load average after: {_load():.2f} (1 min)")
+    if worst is None:
+        print("\nno peer was timed: nothing to compare")
+        return
+    q, lo, hi, row = worst
+    at = (
+        f"{row['arch']} at {row['density']:.0%} density, {q:.2f}× [{lo:.2f}, {hi:.2f}] the fastest peer ({row['bind']})"
+    )
+    if slower:
+        print(f"\nverdict: a peer is faster at {'; '.join(slower)}")
+    elif ties:
+        print(
+            f"\nverdict: no peer is measurably faster anywhere, but ours is not measurably faster at {'; '.join(ties)}"
+        )
+    else:
+        print(f"\nverdict: no peer is faster anywhere; ours is faster at every point (slowest relative point: {at})")
 
 
 if __name__ == "__main__":

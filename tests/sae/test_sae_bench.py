@@ -60,6 +60,7 @@ def test_benchmark_script_runs_small():
             "0.05",
             "0.5",
             "--no-peers",
+            "--reference",
         ],
         capture_output=True,
         text=True,
@@ -76,3 +77,65 @@ def test_benchmark_script_runs_small():
         (a, d) for a in ("baseline", "gated", "jumprelu", "topk", "batchtopk") for d in ("5%", "50%")
     ]
     assert "reference" in table[1] and "ours" in table[1]
+
+
+def test_paired_ratio_and_rotated_rounds():
+    b = _bench()
+    ours = [1.0, 1.1, 0.9, 1.0, 1.2, 1.0, 0.95, 1.05]
+    q, lo, hi = b.paired_ratio([1.5 * t for t in ours], ours)  # a load that moves both alike cancels
+    assert q == pytest.approx(1.5) and lo == pytest.approx(1.5) and hi == pytest.approx(1.5)
+    q, lo, hi = b.paired_ratio([1.0, 2.0, 1.0, 2.0, 1.0, 2.0, 1.0, 2.0], [1.0] * 8)
+    assert lo <= q <= hi and lo == 1.0 and hi == 2.0
+
+    calls, now = [], [0.0]
+
+    class Impl:
+        def __init__(self, name, cost):
+            self.name, self.cost = name, cost
+
+        def step(self, x):
+            calls.append(self.name)
+            now[0] += self.cost
+
+    costs = {"ours": 1.0, "reference": 3.0, "fast peer": 1.2, "slow peer": 5.0}
+    impls = [(Impl(n, c), None) for n, c in costs.items()]
+    times, full = b.time_round_robin(impls, rounds=4, screen=1, clock=lambda: now[0])
+    assert calls[:8] == list(costs) * 2  # warm-up, then the screening round: everyone
+    # Then ours and the peers within 1.5x of the fastest peer, in an order rotated every round.
+    assert calls[8:] == ["fast peer", "ours", "ours", "fast peer", "fast peer", "ours"]
+    assert full == {"ours", "fast peer"} and times["slow peer"] == [5.0] and times["ours"] == [1.0] * 4
+
+
+def _row(arch, ratio, bind="dictionary_learning"):
+    return dict(
+        arch=arch,
+        density=0.5,
+        l0=0.5,
+        load=1.0,
+        med={"ours": 1.0, bind: ratio[0]},
+        full={"ours", bind},
+        bind=bind,
+        ratio=ratio,
+        fastest=bind,
+        loss_err=0.0,
+        grad_err=0.0,
+    )
+
+
+@pytest.mark.parametrize(
+    "ratios,verdict",
+    [
+        ([(1.2, 1.1, 1.3), (1.5, 1.4, 1.6)], "verdict: no peer is faster anywhere; ours is faster at every point"),
+        ([(1.2, 1.1, 1.3), (1.02, 0.97, 1.08)], "verdict: no peer is measurably faster anywhere, but ours is not"),
+        ([(1.2, 1.1, 1.3), (0.9, 0.85, 0.95)], "verdict: a peer is faster at gated at 50%"),
+    ],
+)
+def test_the_verdict_line_says_whether_a_peer_is_faster(capsys, ratios, verdict):
+    b = _bench()
+
+    class Args:
+        rounds, screen, clock = 8, 1, "cpu"
+
+    b.report([_row("baseline", ratios[0]), _row("gated", ratios[1])], Args)
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith(verdict), last

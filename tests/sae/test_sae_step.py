@@ -233,3 +233,64 @@ def test_an_edited_successor_loss_makes_the_check_fail(monkeypatch, name, edit, 
     monkeypatch.setattr(cls, "loss", edit(cls.loss))
     problem = fast_step_disagreement(cls)
     assert problem is not None and f"{cls.__name__}.loss" in problem and what in problem, problem
+
+
+# ------------------------------------------------------------------------------------------ selection helpers
+def test_nth_largest_is_kthvalue_on_sampled_tied_skewed_and_adversarial_tensors():
+    from companion.sae.sparse import nth_largest, sample_stride
+
+    g = torch.Generator().manual_seed(0)
+    B, M = 1024, 2048  # 2^21 entries: the sampled path
+    adversarial = torch.randn(B, M, generator=g)
+    adversarial.view(-1)[:: sample_stride(B * M, M)] += 50.0  # every sampled entry far above the rest: brackets miss
+    cases = {
+        "normal": torch.randn(B, M, generator=g),
+        "ties": torch.randint(0, 40, (B, M), generator=g).float(),
+        "column scales": torch.randn(B, M, generator=g) * torch.logspace(-3, 3, M),
+        "adversarial": adversarial,
+        "small": torch.randn(37, 5, generator=g),
+    }
+    for name, a in cases.items():
+        N = a.numel()
+        for n in sorted({1, 2, 17, N // 100, N // 3, N // 2, N - 3, N}):
+            want = a.reshape(-1).kthvalue(N - n + 1).values
+            assert nth_largest(a, n).item() == want.item(), (name, n)
+    with pytest.raises(ValueError, match="n must be"):
+        nth_largest(torch.zeros(4), 5)
+
+
+def _batchtopk(k, twins=False, seed=3):
+    from companion.sae.successors import BatchTopKSAE
+
+    sae = _successor(BatchTopKSAE, seed, 0.0 if twins else 0.3)  # (twins would tie in the AuxK selection too)
+    sae.k = k
+    if twins:  # latents 2i and 2i+1 share encoder row and bias: every z comes in equal pairs
+        with torch.no_grad():
+            sae.W_enc[1::2] = sae.W_enc[0::2]
+            sae.b_enc[1::2] = sae.b_enc[0::2]
+    return sae
+
+
+@pytest.mark.parametrize("path", ["sparse", "dense"])
+@pytest.mark.parametrize("case", ["fewer positive z than k·B", "a tie at the k·B-th largest z"])
+def test_batchtopk_fast_step_at_its_selections_edge_cases(path, case):
+    # k·B = 41·40 > the 40·48 / 2 or so positive z: every positive z is kept, the ReLU zeroes the rest kept.  Or,
+    # with twin latents and k·B odd, the k·B-th largest z has an equal twin only one of which is kept.
+    sae = _batchtopk(41) if case.startswith("fewer") else _batchtopk(5, twins=True)
+    B = 40 if case.startswith("fewer") else 41
+    x = torch.randn(B, 12, generator=torch.Generator().manual_seed(11), dtype=torch.float64)
+    L, ref, counts = _reference(sae, x, 0.0)
+    if case.startswith("fewer"):
+        assert float(L.l0) < sae.k
+    else:
+        z = sae.pre_activation(x).detach()
+        v = z.reshape(-1).kthvalue(z.numel() - sae.k * B + 1).values
+        assert v > 0 and int((z >= v).sum()) != sae.k * B
+    fired = torch.zeros(48, dtype=torch.float64)
+    F = loss_and_grads(sae, x, 0.0, max_sparse_density=1.0 if path == "sparse" else 0.0, fire_counts=fired)
+    for k in COMPONENTS:
+        assert float(getattr(F, k)) == pytest.approx(float(getattr(L, k).detach()), rel=1e-11, abs=1e-12), k
+    for n, p in sae.named_parameters():
+        assert torch.allclose(p.grad, ref[n], rtol=1e-10, atol=1e-12), f"{n}: max err {(p.grad - ref[n]).abs().max()}"
+    assert torch.equal(fired, counts)
+    assert float(F.batch_threshold) == float(L.batch_threshold)

@@ -7,6 +7,7 @@ it are sparse×dense (O(nnz·d)), and a gradient that is only used at the patter
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -83,6 +84,80 @@ def active_mask(z: Tensor, neg_bias: Tensor, ws: Workspace, name: str) -> tuple[
     mask = ws.get(name, tuple(z.shape), torch.bool, z.device)
     torch.gt(z, neg_bias, out=mask)
     return mask, int(torch.count_nonzero(mask))
+
+
+def float_mask(
+    mask_of: Tensor, ws: Workspace, name: str, *, above: Tensor | float = 0.0, strict: bool = True
+) -> Tensor:
+    """1.0 where ``mask_of > above`` (``>=`` unless ``strict``), 0.0 elsewhere, in ``mask_of``'s dtype and shape.
+
+    A dense code's masks are kept in the code's floating-point type: multiplying by them runs at vector speed, while
+    multiplying by a bool mask converts it element by element (measured 5x slower on [4096, 4096]), and summing them
+    per latent is a float sum.  Products with 1.0 and 0.0 are the same as with the bool mask.  The result is a
+    workspace buffer (overwritten by the next call with the same name).
+    """
+    out = ws.get(name, tuple(mask_of.shape), mask_of.dtype, mask_of.device)
+    return (torch.gt if strict else torch.ge)(mask_of, above, out=out)
+
+
+def column_counts(mask: Tensor) -> Tensor:
+    """Σ over rows of a 0/1 float mask ``[B, M]`` -> ``[M]``: exact (float sums of integers up to 2^24 are)."""
+    return mask.sum(0) if mask.shape[0] <= 2**24 else mask.sum(0, dtype=torch.float64)
+
+
+def count_ones(mask: Tensor) -> int:
+    """The number of ones in a 0/1 float mask, exactly (torch's count_nonzero is ~25x slower on floats than a sum)."""
+    return int(mask.sum() if mask.numel() <= 2**24 else mask.sum(dtype=torch.float64))
+
+
+# Sample-select (Floyd & Rivest 1975): the n-th largest of N values from a systematic sample's bracket around it.
+_SELECT_SAMPLE = 1 << 16
+_SELECT_MIN = 1 << 20
+
+
+def sample_stride(N: int, last: int) -> int:
+    """The stride of :func:`nth_largest`'s sample of N entries: about N / 2^16, and coprime with the size of the last
+    dimension, so that the sample visits every column (latent), not a few of them."""
+    stride = max(N // _SELECT_SAMPLE, 1)
+    while math.gcd(stride, last) != 1:
+        stride += 1
+    return stride
+
+
+def nth_largest(a: Tensor, n: int) -> Tensor:
+    """The ``n``-th largest entry of ``a`` (any shape, 1 ≤ n ≤ numel; ties counted): ``a.flatten().kthvalue(N − n + 1)``.
+
+    Exactly that value, in a few vectorised passes over ``a`` instead of a selection on a copy of it (4–6x faster on
+    16M entries, where torch's kthvalue and topk run on one core): the bracket [lo, hi] of a systematic sample of
+    2^16 entries that holds the n-th largest with 4 standard deviations to spare on either side gives the number of
+    entries above hi and the few between lo and hi, whose kthvalue is the answer.  A bracket that misses (the count says so) falls back
+    to kthvalue on the whole tensor.  For tensors without NaN (a NaN is neither in nor above a bracket).
+    """
+    flat = a.reshape(-1)
+    N = flat.numel()
+    if not 1 <= n <= N:
+        raise ValueError(f"n must be in [1, {N}], got {n}")
+    if N < _SELECT_MIN:
+        return flat.kthvalue(N - n + 1).values
+    sample = flat[:: sample_stride(N, a.shape[-1] if a.ndim else 1)].sort(descending=True).values
+    S = sample.numel()
+    r = n * S / N  # the answer's expected rank in the sample
+    slack = 4 * math.sqrt(r * (1 - n / N)) + 8
+    i_hi, i_lo = math.floor(r - slack) - 1, math.ceil(r + slack) - 1
+    keep, above = None, 0
+    if i_hi >= 0:
+        keep = flat <= sample[i_hi]
+        above = N - int(torch.count_nonzero(keep))
+        if above >= n:
+            return flat.kthvalue(N - n + 1).values
+    if i_lo < S:
+        at_least = flat >= sample[i_lo]
+        keep = at_least if keep is None else keep.logical_and_(at_least)
+    cand = flat if keep is None else flat[keep]
+    need = n - above
+    if cand.numel() < need:
+        return flat.kthvalue(N - n + 1).values
+    return cand.kthvalue(cand.numel() - need + 1).values
 
 
 def flat_indices(mask: Tensor) -> Tensor:

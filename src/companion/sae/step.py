@@ -40,16 +40,17 @@ from torch import Tensor
 from companion.models.numerics import linear, t_mm
 from companion.sae.autoencoders import BaselineSAE, GatedSAE, SAELoss, SparseAutoencoder, check_input, check_lam
 from companion.sae.sparse import Pattern as _Pattern
-from companion.sae.sparse import Workspace, active_mask, flat_indices
+from companion.sae.sparse import Workspace, active_mask, column_counts, count_ones, flat_indices, float_mask
 from companion.sae.sparse import set_grad as _set_grad
 from companion.sae.step_successors import BATCHTOPK_STEP, JUMPRELU_STEP, TOPK_STEP
 
 #: Above this fraction of non-zeros in the code, the dense formulas are faster on a CPU. Measured on 2 cores at
 #: d = 96–512, M = 768–4096, B = 256–4096: the sparse step wins below ~6–15% density for baseline (lower for small
 #: batches) and ~15% for gated (its dense path does 14·B·d·M flops against the baseline's 10; at d = 512, M = 4096,
-#: B = 4096: sparse 1.70 / 2.28 / 2.72 s against dense 2.24 / 2.40 / 2.33 s at 10 / 15 / 20%); ~15% for JumpReLU,
-#: TopK and BatchTopK (measured on one core at d = 256, M = 2048, B = 1024).
-DEFAULT_MAX_SPARSE_DENSITY = {"baseline": 0.1, "gated": 0.15, "jumprelu": 0.15, "topk": 0.15, "batchtopk": 0.15}
+#: B = 4096: sparse 1.70 / 2.28 / 2.72 s against dense 2.24 / 2.40 / 2.33 s at 10 / 15 / 20%); ~15% for JumpReLU.
+#: TopK and BatchTopK: ~13% on one core, lower on two (d = 512, M = 4096, B = 4096, one core: sparse 0.93 / 1.02 /
+#: 1.28 s against dense 1.11 / 1.12 / 1.16 s at 10 / 12 / 15%), hence 12%.
+DEFAULT_MAX_SPARSE_DENSITY = {"baseline": 0.1, "gated": 0.15, "jumprelu": 0.15, "topk": 0.12, "batchtopk": 0.12}
 
 _BETA_WARNING = ".*Sparse CSR tensor support is in beta.*"  # torch's notice; the kernels used here are tested
 
@@ -117,16 +118,17 @@ def _baseline(
     else:
         pre = z.add_(b_enc)
         f = pre.clamp_(min=0)  # in place: z is scratch
+        on = float_mask(f, ws, "on")  # ReLU′ as 0/1 floats
         x_hat = linear(f, W_dec, b_dec)
-        err = x_hat - x
+        err = x_hat.sub_(x)
         rec = err.pow(2).sum() / B
         l1 = f.sum() / B
         if fire_counts is not None:
-            fire_counts += (f > 0).sum(0).to(fire_counts.dtype)
+            fire_counts += column_counts(on).to(fire_counts.dtype)
         g = err.mul_(2.0 / B)
         grad_W_dec_t = t_mm(f, g)
         d_pre = linear(g, W_dec.T)
-        d_pre.add_(lam / B).mul_(f > 0)
+        d_pre.add_(lam / B).mul_(on)
         grad_W_enc = t_mm(d_pre, xc)
         grad_b_enc = d_pre.sum(0)
     # b_dec: Σ_b ∂L/∂x̂ from the output bias, minus (Σ_b ∂L/∂pre) W_enc from the input centring.
@@ -155,7 +157,7 @@ def _gated_errors(x: Tensor, x_hat: Tensor, x_aux: Tensor, gate_act: Tensor, on:
     rec = err.pow(2).sum() / B
     aux = err_aux.pow(2).sum() / B
     l1 = gate_act.sum() / B
-    l0 = int(on.sum())
+    l0 = int(on.sum()) if on.dtype == torch.bool else count_ones(on)
     return rec, aux, l1, l0, err.mul_(2.0 / B), err_aux.mul_(2.0 / B)
 
 
@@ -194,25 +196,27 @@ def _gated(
         if fire_counts is not None:
             fire_counts += torch.bincount(c[on], minlength=M).to(fire_counts.dtype)
     else:
-        gate_act = torch.clamp(z + b_gate, min=0)
-        mag_pre = torch.addcmul(b_mag, z, scale)
-        open_ = mask  # = gate_act > 0 (the same set)
-        on = open_ & (mag_pre > 0)
-        f = mag_pre * on
+        # Scratch [B, M] buffers from the workspace, masks as 0/1 floats (see float_mask).
+        scratch = ws.get("gated", (3, B, M), z.dtype, z.device)
+        gate_act = torch.add(z, b_gate, out=scratch[0]).clamp_(min=0)
+        open_ = float_mask(gate_act, ws, "open")  # the gate's support: mask's entries, as floats
+        mag_pre = torch.addcmul(b_mag, z, scale, out=scratch[1])  # π_mag
+        on = float_mask(mag_pre, ws, "on").mul_(open_)  # f̃ ≠ 0  ⇔  gate open and π_mag > 0
+        f = torch.mul(mag_pre, on, out=scratch[2])
         x_hat = linear(f, W_dec, b_dec)
         x_aux = linear(gate_act, W_dec, b_dec)
         rec, aux, l1, l0, g, g_aux = _gated_errors(x, x_hat, x_aux, gate_act, on)
         grad_W_dec_t = t_mm(f, g)
         d_mag = linear(g, W_dec.T).mul_(on)
         d_gate = linear(g_aux, W_dec.T).add_(lam / B).mul_(open_)
-        d_z = d_gate + scale * d_mag
-        grad_r_mag = (d_mag * (mag_pre - b_mag)).sum(0)
+        grad_r_mag = mag_pre.sub_(b_mag).mul_(d_mag).sum(0)  # ∂π_mag/∂r = scale ⊙ z = π_mag − b_mag
         grad_b_mag = d_mag.sum(0)
         grad_b_gate = d_gate.sum(0)
+        d_z = d_gate.add_(d_mag.mul_(scale))  # ∂L/∂z = ∂L/∂π_gate + scale ⊙ ∂L/∂π_mag
         grad_W_gate = t_mm(d_z, xc)
         grad_b_z = d_z.sum(0)
         if fire_counts is not None:
-            fire_counts += on.sum(0).to(fire_counts.dtype)
+            fire_counts += column_counts(on).to(fire_counts.dtype)
     grad_b_dec = g.sum(0) - grad_b_z @ W_gate  # output bias (main path only) + input centring
     _set_grad(W_gate, grad_W_gate)
     _set_grad(b_gate, grad_b_gate)

@@ -10,7 +10,9 @@ code everything else touches only the code's non-zeros (TopK: B·k of them; Batc
 AuxK code (B·k_aux) and, for JumpReLU, the entries in the kernel's band |z − θ| < ε/2 (where θ gets its
 pseudo-gradient): the decoder and its weight gradient are sparse×dense products and ∂L/∂f a sampled product on the
 pattern.  Above ``max_density`` the same formulas run with dense matrices and no index lists (early in training
-JumpReLU's code is dense; TopK's is dense when k/M is large).
+JumpReLU's code is dense; TopK's is dense when k/M is large); there the work beyond the five products is a few
+vectorised passes over ``[B, M]`` (masks kept as 0/1 floats, scratch in the workspace), and BatchTopK's batch-level
+selection is one threshold, the k·B-th largest z (:func:`companion.sae.sparse.nth_largest`), not a sort.
 """
 
 from __future__ import annotations
@@ -20,64 +22,64 @@ from torch import Tensor
 
 from companion.models.numerics import linear, t_mm
 from companion.sae.autoencoders import SAELoss
-from companion.sae.sparse import Pattern, Workspace, flat_indices, set_grad
+from companion.sae.sparse import (
+    Pattern,
+    Workspace,
+    column_counts,
+    count_ones,
+    flat_indices,
+    float_mask,
+    nth_largest,
+    set_grad,
+)
 from companion.sae.successors import BatchTopKSAE, JumpReLUSAE, TopKSAE
 
 
 class _Code:
-    """A code ``[B, M]`` (ReLU of the pre-activations at the selected entries): its pattern and values (sparse), or
-    the dense matrix; ``on`` marks its non-zeros (ReLU′ = 1 there, 0 at selected entries the ReLU zeroes)."""
+    """A code ``[B, M]`` (ReLU of the pre-activations at the selected entries): the dense matrix, or its pattern and
+    values.  ``on`` marks its non-zeros (ReLU′ = 1 there, 0 at selected entries the ReLU zeroes): a 0/1 float
+    ``[B, M]`` when dense, a bool ``[nnz]`` when sparse, None when sparse and every selected entry is non-zero."""
 
-    # Set by the constructors below: ``matrix`` when dense, ``pattern`` and ``values`` when sparse.
     dense: bool
     nnz: int
-    on: Tensor
+    on: Tensor | None
     matrix: Tensor
     pattern: Pattern
     values: Tensor
 
     @classmethod
-    def from_mask(cls, mask: Tensor, pre: Tensor, dense: bool) -> _Code:
-        """JumpReLU's code: ``pre`` where ``mask`` (there pre > θ > 0, so the ReLU passes every entry)."""
+    def of_matrix(cls, matrix: Tensor, ws: Workspace, name: str, on: Tensor | None = None) -> _Code:
+        """A dense code (``matrix`` ≥ 0; ``on``: its 0/1 mask of non-zeros, if known)."""
         c = cls()
-        c.dense = dense
-        if dense:
-            c.matrix, c.on = pre * mask, mask
-        else:
-            flat = flat_indices(mask)
-            c.pattern = Pattern(flat, mask.shape[0], mask.shape[1])
-            c.values = pre.reshape(-1)[flat]
-            c.on = torch.ones_like(flat, dtype=torch.bool)
-        c.nnz = int(c.on.numel()) if not dense else int(torch.count_nonzero(mask))
+        c.dense, c.matrix = True, matrix
+        c.on = on if on is not None else float_mask(matrix, ws, name + "_on")
+        c.nnz = count_ones(c.on)
         return c
 
     @classmethod
-    def from_selection(
-        cls, flat: Tensor, vals: Tensor, pre: Tensor, dense: bool, ws: Workspace, sorted_flat: bool = False
-    ) -> _Code:
-        """ReLU(``vals``) at the flat indices ``flat`` of ``pre [B, M]`` (``vals`` = pre there; any order unless
-        ``sorted_flat``)."""
-        B, M = pre.shape
+    def of_entries(cls, flat: Tensor, values: Tensor, B: int, M: int) -> _Code:
+        """A sparse code: ``values`` (≥ 0) at the sorted flat indices ``flat`` of ``[B, M]``."""
         c = cls()
-        c.dense = dense
-        vals = vals.clamp(min=0)
-        c.nnz = int(torch.count_nonzero(vals))
-        if dense:
-            c.matrix = vals.new_zeros(B * M).index_put_((flat,), vals).view(B, M)
-            c.on = c.matrix > 0
-        else:
-            if not sorted_flat:  # row-major order through a mask: no sort of the index list
-                mask = ws.get("select", (B, M), torch.bool, flat.device)
-                mask.zero_()
-                mask.view(-1)[flat] = True
-                flat = flat_indices(mask)
-                vals = pre.reshape(-1)[flat].clamp_(min=0)
-            c.pattern = Pattern(flat, B, M)
-            c.values = vals
-            c.on = vals > 0
+        c.dense, c.pattern, c.values = False, Pattern(flat, B, M), values
+        c.on = values > 0
+        c.nnz = int(torch.count_nonzero(c.on))
+        if c.nnz == c.on.numel():
+            c.on = None
         return c
 
-    def decode(self, W_dec: Tensor, WdT: Tensor, bias: Tensor | None = None) -> Tensor:
+    @classmethod
+    def of_rows(cls, idx: Tensor, vals: Tensor, M: int, dense: bool, ws: Workspace, name: str) -> _Code:
+        """ReLU(``vals``) at the columns ``idx [B, k]`` of each row (any order within a row)."""
+        B = idx.shape[0]
+        vals = vals.clamp(min=0)
+        if dense:
+            matrix = ws.get(name, (B, M), vals.dtype, vals.device).zero_().scatter_(1, idx, vals)
+            return cls.of_matrix(matrix, ws, name)
+        idx, order = idx.sort(dim=-1)  # row-major order for the CSR pattern
+        flat = (idx + torch.arange(B, device=idx.device)[:, None] * M).reshape(-1)
+        return cls.of_entries(flat, vals.gather(-1, order).reshape(-1), B, M)
+
+    def decode(self, W_dec: Tensor, WdT: Tensor | None, bias: Tensor | None = None) -> Tensor:
         """code @ W_dec.T (+ bias): ``[B, d]`` (``WdT``: W_dec.T made contiguous, for the sparse product)."""
         if self.dense:
             return linear(self.matrix, W_dec, bias)
@@ -90,9 +92,8 @@ class _Code:
 
     def back(self, g: Tensor, W_dec: Tensor) -> Tensor:
         """∂L/∂z = (g @ W_dec) at the code's non-zeros: dense ``[B, M]`` or at the pattern ``[nnz]``."""
-        if self.dense:
-            return linear(g, W_dec.T).mul_(self.on)
-        return self.pattern.sampled(g, W_dec).mul_(self.on)
+        d = linear(g, W_dec.T) if self.dense else self.pattern.sampled(g, W_dec)
+        return d if self.on is None else d.mul_(self.on)
 
     def enc_grads(self, d: Tensor, xc: Tensor) -> tuple[Tensor, Tensor]:
         """(dᵀ @ xc, Σ_rows d) for ∂L/∂z ``d`` as :meth:`back` returns it: the encoder's weight and bias gradients."""
@@ -104,9 +105,10 @@ class _Code:
         if counts is None:
             return
         if self.dense:
-            counts += self.on.sum(0).to(counts.dtype)
+            counts += column_counts(self.on).to(counts.dtype)
         else:
-            counts += torch.bincount(self.pattern.cols[self.on], minlength=self.pattern.M).to(counts.dtype)
+            cols = self.pattern.cols if self.on is None else self.pattern.cols[self.on]
+            counts += torch.bincount(cols, minlength=self.pattern.M).to(counts.dtype)
 
     def total(self) -> Tensor:
         return self.matrix.sum() if self.dense else self.values.sum()
@@ -119,17 +121,21 @@ def _jumprelu(
     W_enc, b_enc, W_dec, b_dec = sae.W_enc, sae.b_enc, sae.W_dec, sae.b_dec
     theta, eps = torch.exp(sae.log_threshold), sae.bandwidth
     pre = linear(x, W_enc).add_(b_enc)  # z = W_enc x + b_enc (no input centring)
-    mask = ws.get("mask", (B, M), torch.bool, x.device)
-    torch.gt(pre, theta, out=mask)  # the code's support: z > θ
-    code = _Code.from_mask(mask, pre, dense=int(torch.count_nonzero(mask)) > max_density * B * M)
     # The kernel's band |z − θ| < ε/2, found loosely then decided exactly as the loss's rectangle((z − θ)/ε) does.
     diff = torch.sub(pre, theta, out=ws.get("diff", (B, M), x.dtype, x.device)).abs_()
     cand = (diff.view(-1) < 0.6 * eps).nonzero().squeeze(1)
     u = (pre.view(-1)[cand] - theta[cand % M]) / eps  # fl(z − θ)/ε, as the loss computes it
     band_flat = cand[(u > -0.5) & (u < 0.5)]
     band = Pattern(band_flat, B, M)
+    # The code's support z > θ (> 0, so the ReLU-free JumpReLU passes z there).
+    support = float_mask(pre, ws, "support", above=theta)
+    if count_ones(support) > max_density * B * M:
+        code = _Code.of_matrix(pre.mul_(support), ws, "code", on=support)  # pre is not needed any more
+    else:
+        flat = flat_indices(support)
+        code = _Code.of_entries(flat, pre.view(-1)[flat], B, M)
 
-    WdT = W_dec.T.contiguous()
+    WdT = None if code.dense else W_dec.T.contiguous()
     err = code.decode(W_dec, WdT, b_dec).sub_(x)  # x̂ − x
     rec = err.pow(2).sum() / B
     g = err.mul_(2.0 / B)  # ∂L/∂x̂
@@ -140,7 +146,7 @@ def _jumprelu(
         d_on = gW.mul_(code.on)
     else:
         g_band = band.sampled(g, W_dec)
-        d_on = code.pattern.sampled(g, W_dec)  # ∂L/∂z = ∂L/∂f on the support (H′ is 0 to z)
+        d_on = code.back(g, W_dec)  # ∂L/∂z = ∂L/∂f on the support (H′ is 0 to z)
     th = theta[band.cols]
     # ð/ðθ: the output's −(θ/ε)K·∂L/∂f plus the L0 term's −(λ/B)(1/ε)K, summed over the band; log θ gets θ times it.
     d_theta = band.col_sum(g_band * (-th / eps) - lam / (B * eps))
@@ -158,26 +164,34 @@ def _jumprelu(
     )
 
 
-def _select(pre: Tensor, k: int, batch: bool) -> tuple[Tensor, Tensor, bool]:
-    """Flat indices into ``pre [B, M]`` of each row's k largest entries (or, ``batch``, of the k·B largest of the whole
-    batch), their values, and whether the indices are in row-major order."""
+def _batch_code(pre: Tensor, k: int, dense: bool, ws: Workspace) -> tuple[_Code, Tensor | None]:
+    """BatchTopK's training code, ReLU(z) at the k·B largest entries of the batch's ``pre [B, M]``, and the smallest
+    positive value it keeps (None if none).
+
+    The kept entries are those ≥ v, the (k·B)-th largest z, when exactly k·B entries are; when v ≤ 0 every positive
+    entry is kept and the ReLU zeroes the other kept ones, whichever they are.  Only a tie straddling v > 0 needs the
+    selection itself (torch.topk, as the loss).
+    """
     B, M = pre.shape
-    if batch:
-        vals, idx = pre.view(-1).topk(min(k * B, B * M), sorted=False)
-        return idx, vals, False
-    vals, idx = pre.topk(k, dim=-1, sorted=False)
-    idx, order = idx.sort(dim=-1)  # [B, k]: cheap, and the rows are then in order
-    vals = vals.gather(-1, order)
-    return (idx + torch.arange(B, device=pre.device)[:, None] * M).reshape(-1), vals.reshape(-1), True
-
-
-def _smallest_positive(vals: Tensor) -> Tensor | None:
-    """The smallest positive entry of ``vals`` (None if there is none)."""
-    low = vals.min()
-    if float(low) > 0:
-        return low
-    pos = vals[vals > 0]
-    return pos.min() if pos.numel() else None
+    n_keep = min(k * B, B * M)
+    v = nth_largest(pre, n_keep)
+    if float(v) > 0:
+        keep = float_mask(pre, ws, "keep", above=v, strict=False)
+        if count_ones(keep) != n_keep:  # a tie at v: the loss's own selection decides which tied entries are kept
+            flat = torch.relu(pre).view(-1).topk(n_keep).indices
+            keep.view(-1).zero_().index_fill_(0, flat, 1.0)
+        low: Tensor | None = v
+    else:
+        keep = float_mask(pre, ws, "keep")
+        low = None
+    if dense:
+        code = _Code.of_matrix(torch.mul(pre, keep, out=ws.get("code", (B, M), pre.dtype, pre.device)), ws, "code")
+    else:
+        flat = flat_indices(keep)
+        code = _Code.of_entries(flat, pre.view(-1)[flat].clamp_(min=0), B, M)
+    if low is None and code.nnz:  # every positive z is kept: the smallest is the nnz-th largest
+        low = code.values.min() if not code.dense else nth_largest(pre, code.nnz)
+    return code, low
 
 
 def _topk_family(
@@ -189,20 +203,28 @@ def _topk_family(
     W_enc, b_enc, W_dec, b_dec = sae.W_enc, sae.b_enc, sae.W_dec, sae.b_dec
     xc = x - b_dec
     pre = linear(xc, W_enc).add_(b_enc)  # z = W_enc (x − b_dec) + b_enc
-    # The selected entries: for BatchTopK the positive ones among the batch's k·B largest z are those of ReLU(z).
-    flat, sel_vals, in_order = _select(pre, sae.k, batch)
-    code = _Code.from_selection(flat, sel_vals, pre, flat.numel() > max_density * B * M, ws, sorted_flat=in_order)
-    WdT = W_dec.T.contiguous()
+    dense = min(sae.k * B, B * M) > max_density * B * M
+    threshold = None
+    if batch:
+        # The positive ones among the batch's k·B largest z are those of ReLU(z) the loss keeps.
+        code, threshold = _batch_code(pre, sae.k, dense, ws)
+    else:
+        vals, idx = pre.topk(sae.k, dim=-1, sorted=False)
+        code = _Code.of_rows(idx, vals, M, dense, ws, "code")
+    dead = sae.dead()
+    aux = None
+    n_dead = int(dead.sum()) if sae.aux_alpha > 0 else 0
+    WdT = None
+    if not code.dense or n_dead:
+        WdT = W_dec.T.contiguous()
     err = code.decode(W_dec, WdT, b_dec).sub_(x)  # x̂ − x
     rec = err.pow(2).sum() / B
     aux_val = rec.new_zeros(())
-    dead = sae.dead()
-    aux = None
-    if sae.aux_alpha > 0 and bool(dead.any()):
-        a_flat, a_vals, _ = _select(
-            torch.where(dead, pre, pre.new_tensor(-torch.inf)), min(sae.aux_k, int(dead.sum())), batch=False
-        )
-        aux = _Code.from_selection(a_flat, a_vals, pre, a_flat.numel() > max_density * B * M, ws, sorted_flat=True)
+    if n_dead:
+        # Each token's k_aux largest z among the dead latents (the loss: topk of z with the live ones at −∞).
+        dead_cols = dead.nonzero().squeeze(1)
+        vals, j = pre.index_select(1, dead_cols).topk(min(sae.aux_k, n_dead), dim=-1, sorted=False)
+        aux = _Code.of_rows(dead_cols[j], vals, M, vals.numel() > max_density * B * M, ws, "aux")
         r_aux = aux.decode(W_dec, WdT).add_(err)  # ê − e, e = x − x̂ (detached); ê has no bias
         aux_val = sae.aux_alpha * r_aux.pow(2).sum() / B
         g_aux = r_aux.mul_(2.0 * sae.aux_alpha / B)
@@ -218,7 +240,6 @@ def _topk_family(
     set_grad(W_dec, grad_W_dec_t.T)
     set_grad(b_dec, g.sum(0) - grad_b_enc @ W_enc)  # output bias + input centring
     code.fire_counts(fire_counts)
-    threshold = _smallest_positive(sel_vals) if batch else None  # the batch's smallest kept value
     zero = rec.new_zeros(())
     return SAELoss(
         total=rec + aux_val,
