@@ -84,6 +84,7 @@ class _Code:
         if self.dense:
             return linear(self.matrix, W_dec, bias)
         m = self.pattern.csr(self.values)
+        assert WdT is not None, "a sparse code decodes through W_dec.T made contiguous"
         return torch.addmm(bias, m, WdT) if bias is not None else m @ WdT
 
     def weight_grad_t(self, g: Tensor) -> Tensor:
@@ -105,6 +106,7 @@ class _Code:
         if counts is None:
             return
         if self.dense:
+            assert self.on is not None  # a dense code always carries its mask
             counts += column_counts(self.on).to(counts.dtype)
         else:
             cols = self.pattern.cols if self.on is None else self.pattern.cols[self.on]
@@ -143,6 +145,7 @@ def _jumprelu(
     if code.dense:
         gW = linear(g, W_dec.T)  # ∂L/∂f, dense
         g_band = gW.view(-1)[band_flat]
+        assert code.on is not None  # a dense code always carries its mask
         d_on = gW.mul_(code.on)
     else:
         g_band = band.sampled(g, W_dec)
