@@ -31,7 +31,9 @@ How it is timed, so that a shared, loaded machine does not decide the verdict:
   peer, …, ours; …), so drifts of the load and of the CPU's clock hit all of them alike.
 * **Paired.**  Ours against a peer is the median over rounds of the peer's time over ours in the same round, with a
   95% bootstrap interval over rounds (``--rounds`` rounds, default 8).  A peer is faster where the whole interval
-  is below 1, ours where it is above 1; an interval that holds 1 is a tie the measurement cannot break.
+  is below 1, ours where it is above 1; while an interval holds 1, rounds go on (up to ``--max-rounds``, 24), and
+  one that still holds 1 is a tie the measurement cannot break.  (Stopping once an interval excludes 1 makes its
+  coverage somewhat below 95%; the rounds each cell took are reported.)
 * **Screened.**  The first ``--screen`` rounds (default 1) time every implementation; after them only ours and the
   peers that can still be the fastest (median within ``--margin``, 1.3x, of the fastest peer's) are timed.  The
   autograd reference and the screened-out peers are reported with their screening medians (marked ``*``).  The
@@ -404,16 +406,29 @@ def paired_ratio(peer: list[float], ours: list[float], n_boot: int = 2000, seed:
     return med, boots[int(0.025 * n_boot)], boots[int(0.975 * n_boot) - 1]
 
 
-def time_round_robin(impls, rounds: int, screen: int, clock, margin: float = 1.3):
+def undecided(times: dict[str, list[float]], peers_: list[str]) -> list[str]:
+    """The peers whose paired interval against ours holds 1 (neither measurably faster nor slower)."""
+    out = []
+    for p in peers_:
+        _, lo, hi = paired_ratio(times[p], times["ours"])
+        if not (lo >= 1 or hi < 1):
+            out.append(p)
+    return out
+
+
+def time_round_robin(impls, rounds: int, screen: int, clock, margin: float = 1.3, max_rounds: int = 0):
     """Times per implementation name over ``rounds`` rotated rounds (after one untimed warm-up step each), and the
     names timed in every round; after ``screen`` rounds only ours and the peers within ``margin`` of the fastest peer's
-    median are timed."""
+    median are timed.  While a peer's paired interval against ours holds 1, rounds go on, up to ``max_rounds``."""
     names = [impl.name for impl, _ in impls]
     for impl, x in impls:  # warm-up: first-call costs, allocator and caches
         timed_step(impl, x, clock)
     times: dict[str, list[float]] = {n: [] for n in names}
     active = list(range(len(impls)))
-    for r in range(rounds):
+    r = 0
+    while r < rounds or (
+        r < max_rounds and undecided(times, [names[i] for i in active if names[i] not in ("ours", "reference")])
+    ):
         if r == screen and r > 0:
             med = {n: statistics.median(times[n]) for n in names}
             peers_ = [n for n in names if n not in ("ours", "reference")]
@@ -427,6 +442,7 @@ def time_round_robin(impls, rounds: int, screen: int, clock, margin: float = 1.3
         for i in active[k:] + active[:k]:
             impl, x = impls[i]
             times[impl.name].append(timed_step(impl, x, clock))
+        r += 1
     full = {names[i] for i in active}
     return times, full
 
@@ -439,6 +455,12 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=4096)
     ap.add_argument(
         "--rounds", type=int, default=8, help="timed rounds (after 1 warm-up step); each times every implementation"
+    )
+    ap.add_argument(
+        "--max-rounds",
+        type=int,
+        default=24,
+        help="rounds go on past --rounds, up to this many, while ours against a peer is a tie (interval holds 1)",
     )
     ap.add_argument(
         "--screen",
@@ -504,7 +526,7 @@ def main() -> None:
                 except Exception as e:  # noqa: BLE001
                     print(f"  [{arch} {density:.0%}] {cls.name}: could not be set up ({type(e).__name__}: {e})")
             load = _load()
-            times, full = time_round_robin(impls, a.rounds, a.screen, clock, a.margin)
+            times, full = time_round_robin(impls, a.rounds, a.screen, clock, a.margin, a.max_rounds)
             del impls
             med = {k: statistics.median(v) for k, v in times.items() if v}
             peer_names = [k for k in med if k not in ("ours", "reference")]
@@ -522,6 +544,8 @@ def main() -> None:
                     full=full,
                     bind=bind,
                     ratio=ratios.get(bind) if bind else None,
+                    ratios=ratios,
+                    rounds=len(times["ours"]),
                     fastest=fastest,
                     loss_err=loss_err,
                     grad_err=grad_err,
@@ -532,7 +556,8 @@ def main() -> None:
                 q, lo, hi = ratios[bind]
                 line += f"; ours vs fastest peer ({bind}) {q:.2f}× [{lo:.2f}, {hi:.2f}]"
             print(
-                f"  {arch:<9} density {density:>4.0%} (L0/M {l0 / m:.3f}, load {load:.1f}): {line}; "
+                f"  {arch:<9} density {density:>4.0%} (L0/M {l0 / m:.3f}, load {load:.1f}, "
+                f"{len(times['ours'])} rounds): {line}; "
                 f"ours vs autograd: loss {loss_err:.1e}, gradients {grad_err:.1e}",
                 flush=True,
             )
@@ -542,12 +567,12 @@ def main() -> None:
 def report(table: list[dict], a) -> None:
     names = list(dict.fromkeys(k for row in table for k in row["med"]))
     print(
-        f"\nms per training step (median of {a.rounds} rounds, {a.clock} clock, {torch.get_num_threads()} thread(s); "
-        f"* = the {a.screen} screening rounds only); speed-up: the fastest peer's time over ours, median of the rounds' "
-        "ratios [95% bootstrap interval] (> 1: ours is faster)"
+        f"\nms per training step (median of the rounds, {a.clock} clock, {torch.get_num_threads()} thread(s); "
+        f"* = the {a.screen} screening round(s) only); speed-up: the fastest peer's time over ours, median of the "
+        "rounds' ratios [95% bootstrap interval] (> 1: ours is faster)"
     )
     print(
-        f"{'architecture':<12} {'density':>7} {'load':>5} "
+        f"{'architecture':<12} {'density':>7} {'load':>5} {'rounds':>6} "
         + " ".join(f"{n:>19}" for n in names)
         + f" {'speed-up':>20}  fastest peer"
     )
@@ -557,19 +582,23 @@ def report(table: list[dict], a) -> None:
             f"{_ms(row['med'][n]):>18}{' ' if n in row['full'] else '*'}" if n in row["med"] else f"{'-':>19}"
             for n in names
         )
-        if row["ratio"] is not None:
-            q, lo, hi = row["ratio"]
-            speed = f"{q:.2f} [{lo:.2f}, {hi:.2f}]"
-            where = f"{row['arch']} at {row['density']:.0%} ({row['bind']} {q:.2f}× [{lo:.2f}, {hi:.2f}])"
+        for peer, (q, lo, hi) in row.get("ratios", {}).items():
+            where = f"{row['arch']} at {row['density']:.0%} ({peer} {q:.2f}× [{lo:.2f}, {hi:.2f}])"
             if hi < 1:
                 slower.append(where)
             elif not lo >= 1:
                 ties.append(where)
+        if row["ratio"] is not None:
+            q, lo, hi = row["ratio"]
+            speed = f"{q:.2f} [{lo:.2f}, {hi:.2f}]"
             if worst is None or q < worst[0]:
                 worst = (q, lo, hi, row)
         else:
             speed = "-"
-        print(f"{row['arch']:<12} {row['density']:>7.0%} {row['load']:>5.1f} {cells} {speed:>20}  {row['bind'] or '-'}")
+        print(
+            f"{row['arch']:<12} {row['density']:>7.0%} {row['load']:>5.1f} {row.get('rounds', 0):>6} {cells} "
+            f"{speed:>20}  {row['bind'] or '-'}"
+        )
     print(f"load average after: {_load():.2f} (1 min)")
     if worst is None:
         print("\nno peer was timed: nothing to compare")

@@ -106,6 +106,24 @@ def test_paired_ratio_and_rotated_rounds():
     assert full == {"ours", "fast peer"} and times["slow peer"] == [5.0] and times["ours"] == [1.0] * 4
 
 
+def test_rounds_go_on_while_ours_against_a_peer_is_a_tie():
+    b = _bench()
+    now = [0.0]
+
+    class Impl:
+        def __init__(self, name, costs):
+            self.name, self.costs, self.n = name, costs, 0
+
+        def step(self, x):
+            now[0] += self.costs[self.n % len(self.costs)]
+            self.n += 1
+
+    for peer_costs, expected in [([0.9, 1.1], 10), ([1.5], 4)]:
+        impls = [(Impl("ours", [1.0]), None), (Impl("peer", peer_costs), None)]
+        times, _ = b.time_round_robin(impls, rounds=4, screen=1, clock=lambda: now[0], max_rounds=10)
+        assert len(times["ours"]) == len(times["peer"]) == expected
+
+
 def _row(arch, ratio, bind="dictionary_learning"):
     return dict(
         arch=arch,
@@ -116,6 +134,8 @@ def _row(arch, ratio, bind="dictionary_learning"):
         full={"ours", bind},
         bind=bind,
         ratio=ratio,
+        ratios={bind: ratio},
+        rounds=8,
         fastest=bind,
         loss_err=0.0,
         grad_err=0.0,

@@ -37,11 +37,12 @@ from companion.sae.successors import BatchTopKSAE, JumpReLUSAE, TopKSAE
 
 class _Code:
     """A code ``[B, M]`` (ReLU of the pre-activations at the selected entries): the dense matrix, or its pattern and
-    values.  ``on`` marks its non-zeros (ReLU′ = 1 there, 0 at selected entries the ReLU zeroes): a 0/1 float
-    ``[B, M]`` when dense, a bool ``[nnz]`` when sparse, None when sparse and every selected entry is non-zero."""
+    values.  Its non-zeros (ReLU′ = 1 there, 0 at selected entries the ReLU zeroes) are ``mask``, a 0/1 float
+    ``[B, M]``, when dense, and ``on``, a bool ``[nnz]`` (None when every selected entry is non-zero), when sparse."""
 
     dense: bool
     nnz: int
+    mask: Tensor
     on: Tensor | None
     matrix: Tensor
     pattern: Pattern
@@ -52,8 +53,8 @@ class _Code:
         """A dense code (``matrix`` ≥ 0; ``on``: its 0/1 mask of non-zeros, if known)."""
         c = cls()
         c.dense, c.matrix = True, matrix
-        c.on = on if on is not None else float_mask(matrix, ws, name + "_on")
-        c.nnz = count_ones(c.on)
+        c.mask = on if on is not None else float_mask(matrix, ws, name + "_on")
+        c.nnz = count_ones(c.mask)
         return c
 
     @classmethod
@@ -84,7 +85,7 @@ class _Code:
         if self.dense:
             return linear(self.matrix, W_dec, bias)
         m = self.pattern.csr(self.values)
-        assert WdT is not None, "a sparse code decodes through W_dec.T made contiguous"
+        WdT = W_dec.T.contiguous() if WdT is None else WdT
         return torch.addmm(bias, m, WdT) if bias is not None else m @ WdT
 
     def weight_grad_t(self, g: Tensor) -> Tensor:
@@ -93,7 +94,9 @@ class _Code:
 
     def back(self, g: Tensor, W_dec: Tensor) -> Tensor:
         """∂L/∂z = (g @ W_dec) at the code's non-zeros: dense ``[B, M]`` or at the pattern ``[nnz]``."""
-        d = linear(g, W_dec.T) if self.dense else self.pattern.sampled(g, W_dec)
+        if self.dense:
+            return linear(g, W_dec.T).mul_(self.mask)
+        d = self.pattern.sampled(g, W_dec)
         return d if self.on is None else d.mul_(self.on)
 
     def enc_grads(self, d: Tensor, xc: Tensor) -> tuple[Tensor, Tensor]:
@@ -106,8 +109,7 @@ class _Code:
         if counts is None:
             return
         if self.dense:
-            assert self.on is not None  # a dense code always carries its mask
-            counts += column_counts(self.on).to(counts.dtype)
+            counts += column_counts(self.mask).to(counts.dtype)
         else:
             cols = self.pattern.cols if self.on is None else self.pattern.cols[self.on]
             counts += torch.bincount(cols, minlength=self.pattern.M).to(counts.dtype)
@@ -145,8 +147,7 @@ def _jumprelu(
     if code.dense:
         gW = linear(g, W_dec.T)  # ∂L/∂f, dense
         g_band = gW.view(-1)[band_flat]
-        assert code.on is not None  # a dense code always carries its mask
-        d_on = gW.mul_(code.on)
+        d_on = gW.mul_(code.mask)
     else:
         g_band = band.sampled(g, W_dec)
         d_on = code.back(g, W_dec)  # ∂L/∂z = ∂L/∂f on the support (H′ is 0 to z)
