@@ -29,3 +29,27 @@ TORCH_IMPORTED_BEFORE_COMPANION = "torch" in _sys.modules
 
 if _os.environ.get(NATIVE_NUMERICS_ENV, "").strip().lower() not in ("1", "true", "yes", "on"):
     _os.environ.update(PINNED_NUMERICS)
+
+
+def _keep_freed_memory() -> bool:
+    """Let glibc's malloc keep freed memory for reuse instead of handing it back to the kernel after every step.
+
+    A training step allocates and frees the same tens of megabytes (logits, gradients) hundreds of times; with
+    glibc's defaults the top of the heap is trimmed and large blocks are unmapped each time, and the kernel zeroes
+    fresh pages on every reuse (measured: ~650k page faults and 8-15% of an organism's training time).  Fixing the
+    mmap threshold at its ceiling (32 MB) and trimming only above 256 MB free removes that; it changes no result
+    (torch aligns its buffers itself).  A no-op where the C library is not glibc.
+    """
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
+    return bool(mallopt(m_mmap_threshold, 32 << 20)) and bool(mallopt(m_trim_threshold, 256 << 20))
+
+
+KEEPS_FREED_MEMORY = _keep_freed_memory()
+"""True when glibc's malloc was told to keep freed memory for reuse in this process (see ``_keep_freed_memory``)."""
