@@ -179,16 +179,17 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument(
         "--executor",
         default=None,
-        metavar="local|slurm|FILE.yaml",
-        help="where the work units are built: local (each notebook builds its own; the default), slurm "
-        "(jobs submitted first), or a YAML file with an executor section (partition, account, ...)",
+        metavar="local|processes|slurm|FILE.yaml",
+        help="where the work units are built: local (each notebook builds its own), processes (worker processes "
+        "here, one per core, build them all first), slurm (jobs submitted first), or a YAML file with an executor "
+        "section (workers, partition, account, ...); default: the profile's",
     )
     f.set_defaults(func=_cmd_figures)
 
     u = sub.add_parser("units", help="the work units the notebooks need: built, missing, or their last run's state")
     u.add_argument("--profile", default=None)
     u.add_argument("--only", default="", help="comma-separated notebook numbers, stems or globs")
-    u.add_argument("--executor", default=None, metavar="local|slurm|FILE.yaml")
+    u.add_argument("--executor", default=None, metavar="local|processes|slurm|FILE.yaml")
     u.set_defaults(func=_cmd_units)
 
     c = sub.add_parser("check-figures", help="compare fresh figure sidecars with the committed ones")
@@ -216,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     dr.add_argument(
         "--executor",
         default=None,
-        metavar="local|slurm|FILE.yaml",
+        metavar="local|processes|slurm|FILE.yaml",
         help="also check the executor: for slurm, sbatch, accounting, the partition and its GPUs",
     )
     dr.set_defaults(func=_cmd_doctor)

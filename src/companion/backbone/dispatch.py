@@ -66,7 +66,7 @@ def dry_run(plans: Sequence[Any], profile: str, settings: ExecutorSettings, log:
     if not todo:
         log(f"units: all {len(merge(per))} units these notebooks need are in the cache")
         return []
-    slots = settings.slurm.array_parallelism if settings.kind == "slurm" else 1
+    slots = settings.slots
     s = plan_schedule(todo, slots)
     log(
         f"units: {len(todo)} of {len(merge(per))} missing from the cache"
@@ -109,20 +109,28 @@ def prepare_units(
         log(f"units: all {len(everything)} units these notebooks need are in the cache")
         return {}, Outcome()
     run = f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
-    folder = (root / settings.slurm.folder / profile / run).resolve()
+    folder = (root / settings.folder / profile / run).resolve()
     folder.mkdir(parents=True, exist_ok=True)
     (folder.parent / LATEST).write_text(run + "\n")
+    own = executor is None
     if executor is None:
-        from companion.backbone.slurm import SlurmExecutor
-
-        executor = SlurmExecutor(
+        engine: Any
+        if settings.kind == "processes":
+            from companion.backbone.processes import ProcessExecutor as engine
+        else:
+            from companion.backbone.slurm import SlurmExecutor as engine
+        executor = engine(
             settings, folder, profile=profile, cache_root=str(default_cache().root.resolve()), root=str(root)
         )
     log(
         f"units: {len(todo)} of {len(everything)} missing from the cache; submitting to {settings.kind} "
         f"(logs in {folder})"
     )
-    outcome = build_units(todo, executor, poll_s=settings.slurm.poll_s, state_file=folder / STATE_FILE, log=log)
+    try:
+        outcome = build_units(todo, executor, poll_s=settings.poll_s, state_file=folder / STATE_FILE, log=log)
+    finally:
+        if own and hasattr(executor, "close"):
+            executor.close()
     blocked = {}
     for nb, units in per.items():
         bad = [u.name for u in units if u.id in outcome.failed or u.id in outcome.not_run]
@@ -292,7 +300,7 @@ def failure_message(blocked: Mapping[str, str], outcome: Outcome) -> str:
 
 def latest_state(root: Path, settings: ExecutorSettings, profile: str) -> tuple[Path, dict[str, Any]] | None:
     """The state file of the profile's last run with units, and its contents (None when there is none)."""
-    base = root / settings.slurm.folder / profile
+    base = root / settings.folder / profile
     try:
         run = (base / LATEST).read_text().strip()
         path = base / run / STATE_FILE
@@ -353,7 +361,7 @@ def units_report(
     lines.append(", ".join(f"{n} {k}" for k, n in counts.items()))
     todo = [u for u in everything if states[u.id] != "built"]
     if todo:
-        slots = settings.slurm.array_parallelism if settings.kind == "slurm" else 1
+        slots = settings.slots
         s = plan_schedule(todo, slots)
         lines.append(
             f"what is not built: about {duration(s.wall_s)} on {slots} slot(s) with executor {settings.kind} "
@@ -366,7 +374,7 @@ def _poll_quietly(settings: ExecutorSettings, jobs: Sequence[Job]) -> dict[str, 
     """States of a past run's jobs still queued or running, if ``sacct`` answers here ({} otherwise)."""
     import shutil
 
-    if not jobs or shutil.which("sacct") is None:
+    if not jobs or settings.kind != "slurm" or shutil.which("sacct") is None:
         return {}
     from companion.backbone.slurm import SlurmExecutor
 

@@ -1,4 +1,5 @@
-"""Where a run's work units execute: in the notebooks' own kernels (``local``) or as Slurm jobs (``slurm``).
+"""Where a run's work units execute: in the notebooks' own kernels (``local``), in worker processes on this machine
+(``processes``) or as Slurm jobs (``slurm``).
 
 A profile's ``executor:`` section (:class:`ExecutorSettings`) says which, and what each job asks for: Slurm settings
 (partition, account, qos, constraint, how many array tasks run at once, setup lines such as ``module load cuda``,
@@ -7,8 +8,8 @@ users know from submitit and Hydra's submitit launcher.  ``companion figures --e
 EXECUTOR=slurm``) switches the kind; ``--executor site.yaml`` deep-merges a file holding an executor section over the
 profile's, so a site's partition and account live outside the packaged profiles.
 
-An engine implements :class:`Executor` (submit, poll, cancel, explain a failure): :mod:`companion.backbone.slurm` is
-the one there is; another (Ray, say) would implement the same four methods.  Inside a job, the unit's entry builds
+An engine implements :class:`Executor` (submit, poll, cancel, explain a failure): :mod:`companion.backbone.slurm` and
+:mod:`companion.backbone.processes` are the two there are; another (Ray, say) would implement the same four methods.  Inside a job, the unit's entry builds
 its cache entry; results travel through the cache, never through
 pickles, so an entry's key and contents are the same whichever executor built it (:mod:`companion.backbone.jobs`).
 """
@@ -24,8 +25,9 @@ from pydantic import ValidationError, model_validator
 
 from companion.backbone.config import Config, deep_merge, format_validation_error
 
-KINDS = ("local", "slurm")
-"""The executor kinds: ``local`` (each notebook builds what it needs in its kernel) and ``slurm`` (submitit)."""
+KINDS = ("local", "processes", "slurm")
+"""The executor kinds: ``local`` (each notebook builds what it needs in its kernel), ``processes`` (a pool of worker
+processes here builds every missing unit first) and ``slurm`` (submitit)."""
 
 RESOURCE_CLASSES = ("default", "tokenizer", "organism", "sae-train", "sae-eval", "sycophancy")
 """The resource classes units belong to ("default" fills in what a class does not set)."""
@@ -87,15 +89,54 @@ class SlurmSettings(Config):
         return self
 
 
+class ProcessSettings(Config):
+    """How units run as local worker processes (kind "processes")."""
+
+    workers: int | None = None
+    """Units built at once (None: one per CPU core). Each unit pins its own torch threads (1 in the fallback profiles)."""
+    folder: str = "build/units"
+    """Where each unit's log and the run's state file go (relative to the project root)."""
+    poll_s: float = 0.5
+    """Seconds between two looks at the workers."""
+
+    @model_validator(mode="after")
+    def _check(self) -> ProcessSettings:
+        if (self.workers is not None and self.workers < 1) or self.poll_s <= 0:
+            raise ValueError("workers >= 1 (or null: one per core) and poll_s > 0 required")
+        return self
+
+
 class ExecutorSettings(Config):
     """A profile's ``executor:`` section."""
 
-    kind: Literal["local", "slurm"] = "local"
-    """"local": every notebook builds what it needs in its own kernel; "slurm": the run submits its units first."""
+    kind: Literal["local", "processes", "slurm"] = "local"
+    """"local": every notebook builds what it needs in its own kernel; "processes" and "slurm": the run builds its
+    missing units first, in worker processes here or as Slurm jobs."""
     slurm: SlurmSettings = SlurmSettings()
     """Submission settings, for kind "slurm"."""
+    processes: ProcessSettings = ProcessSettings()
+    """Worker settings, for kind "processes"."""
     resources: dict[str, Resources] = {}
     """Resources per resource class (default, tokenizer, organism, sae-train, sae-eval, sycophancy)."""
+
+    @property
+    def folder(self) -> str:
+        """Where the runs of this kind keep their logs and state files (relative to the project root)."""
+        return self.processes.folder if self.kind == "processes" else self.slurm.folder
+
+    @property
+    def poll_s(self) -> float:
+        """Seconds between two looks at the running units."""
+        return self.processes.poll_s if self.kind == "processes" else self.slurm.poll_s
+
+    @property
+    def slots(self) -> int:
+        """How many units run at once (the parallelism ``--dry-run`` plans with)."""
+        if self.kind == "processes":
+            import os
+
+            return self.processes.workers or os.cpu_count() or 1
+        return self.slurm.array_parallelism if self.kind == "slurm" else 1
 
     @model_validator(mode="after")
     def _check(self) -> ExecutorSettings:
@@ -203,6 +244,8 @@ def settings_summary(settings: ExecutorSettings, classes: Sequence[str] = ()) ->
     """Lines saying what the executor will ask for (for ``--dry-run`` and ``companion units``)."""
     if settings.kind == "local":
         return ["executor local: each notebook builds what it needs in its own kernel, one after another"]
+    if settings.kind == "processes":
+        return [f"executor processes: {settings.slots} worker process(es) here; logs under {settings.folder}/"]
     s = settings.slurm
     where = (
         ", ".join(

@@ -78,8 +78,9 @@ def run_notebooks(
     ``overrides`` values that are text (the command line's) are converted by each notebook's declared types; every
     parameter is validated before any notebook executes.  ``dry_run`` reports what would run, and why, and the
     units those notebooks need that the cache lacks, with the expected wall time; it runs nothing.  ``executor``
-    ("local", "slurm" or an executor YAML file; default: the profile's) says where those units are built: "slurm"
-    submits them before the notebooks run (:mod:`companion.backbone.dispatch`); a notebook whose units failed is
+    ("local", "processes", "slurm" or an executor YAML file; default: the profile's) says where those units are
+    built: "processes" and "slurm" build them before the notebooks run, in worker processes here or as Slurm jobs
+    (:mod:`companion.backbone.dispatch`); a notebook whose units failed is
     not run, and the run ends with :class:`~companion.backbone.dispatch.UnitsFailed`.  A failing notebook stops the
     run (:class:`NotebookFailed`; its partial copy is kept as ``<name>.failed.ipynb``), as does an interrupt
     (KeyboardInterrupt, also for SIGTERM); earlier executed copies and stamps are kept.
