@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from ci_run import ROOT
 from companion.backbone.executor import ExecutorError, ExecutorSettings, phase, resolve_executor
 from companion.backbone.profiles import ProfileError, load_profile, parse_profile
 from companion.backbone.runtime import resolve_params
@@ -218,3 +219,21 @@ def test_the_commands_say_what_would_be_submitted_and_each_unit_state(tmp_path, 
     assert out.startswith("profile 'ci': 6 units for 2 notebook(s)") and "6 missing" in out
     assert main(["figures", "--profile", "ci", "--executor", "slurmm", "--dry-run"]) == 2
     assert "neither an executor kind" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("ci_run")
+def test_after_the_ci_run_every_unit_its_notebooks_derive_is_in_the_cache(ci_run):
+    """The units' keys are the keys the notebooks build under (notebook 05's reseed sweeps included): a unit built by
+    an executor is one the notebook then finds, never a second copy under another key."""
+    from companion.backbone.plan import discover, load_params_class, params_class_path, read_notebook
+    from companion.backbone.units import missing
+
+    prof = load_profile("ci")
+    pairs = []
+    for nb in discover(ROOT / "notebooks"):
+        if not prof.skip_reason(nb.name):
+            pairs.append((nb.name, resolve_params(load_params_class(params_class_path(read_notebook(nb), nb)), prof)))
+    per = units_for(pairs, "ci")
+    assert any("(reseed sae_seed=" in u.name for u in per["05_planted_feature_recovery.ipynb"])
+    assert [u.name for u in missing(merge(per))] == []
