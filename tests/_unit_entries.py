@@ -28,3 +28,13 @@ def put(name: str, seconds: float = 0.0, fail: bool = False) -> str:
 
     path = default_cache().get_or_build(KIND, spec(name), build)
     return path.name
+
+
+def die(name: str) -> str:
+    """A unit whose worker is killed from outside mid-build (as the out-of-memory killer does)."""
+    import signal
+
+    def build(tmp):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    return default_cache().get_or_build(KIND, spec(name), build).name

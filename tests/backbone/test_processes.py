@@ -6,6 +6,7 @@ half-built entry."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -83,6 +84,20 @@ def test_a_failing_unit_reports_its_traceback_its_dependant_is_not_run_and_the_o
     assert "ValueError: planted failure in bad" in report and "_unit_entries.py" in report
     assert "jobs.py" not in report  # the wrapper's frames are left out, as for a Slurm job
     assert not (cache.root / entries.KIND / bad.key).exists()
+
+
+def test_a_killed_worker_fails_its_unit_in_one_line_and_the_queued_units_go_to_a_fresh_pool(tmp_path, cache):
+    killed = dataclasses.replace(_unit(cache, "killed"), entry="_unit_entries:die", args={"name": "killed"})
+    after = _unit(cache, "after")
+    ex = _executor(tmp_path, cache, workers=1)
+    try:
+        out = build_units([killed, after], ex, poll_s=0.05, log=lambda s: None)
+    finally:
+        ex.close()
+    assert list(out.failed) == [killed.id] and out.done == [after.id]
+    (report,) = out.reports
+    assert "its worker process died" in report and "out-of-memory killer" in report
+    assert _ran(cache, after)["pid"] != os.getpid()
 
 
 def test_an_interrupt_stops_the_running_units_at_once_and_leaves_no_half_built_entry(tmp_path, cache):

@@ -185,3 +185,11 @@ def test_cached_scores_keep_the_items_left_out_as_too_long(tmp_path, monkeypatch
     assert cached.left_out == measured.left_out and cached.stats == measured.stats
     assert {s.n for s in cached.stats} == {5}
     assert len(list((tmp_path / "cache" / SCORES_KIND).glob("*/scores.json"))) == 1  # read, not measured again
+
+
+def test_the_planted_rate_of_an_organism_without_sycophancy_items_is_none():
+    from companion.organism.build import organism_spec
+    from companion.sycophancy.experiment import planted_rate
+
+    assert planted_rate(organism_spec("syco-p50-small", "organism", 0).truth()) == 0.5
+    assert planted_rate(organism_spec("tied", "organism", 0).truth()) is None  # a dose variant: nothing planted

@@ -129,7 +129,7 @@ def prepare_units(
     try:
         outcome = build_units(todo, executor, poll_s=settings.poll_s, state_file=folder / STATE_FILE, log=log)
     finally:
-        if own and hasattr(executor, "close"):
+        if own:
             executor.close()
     blocked = {}
     for nb, units in per.items():

@@ -239,6 +239,9 @@ class Executor(Protocol):
     def failure(self, job: Job, state: str) -> str:
         """What went wrong with a finished job that did not succeed: the remote traceback, or the log's tail."""
 
+    def close(self) -> None:
+        """Release what the engine holds once the run's units are settled (a pool of workers; nothing for Slurm)."""
+
 
 def settings_summary(settings: ExecutorSettings, classes: Sequence[str] = ()) -> list[str]:
     """Lines saying what the executor will ask for (for ``--dry-run`` and ``companion units``)."""

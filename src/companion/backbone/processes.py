@@ -27,9 +27,18 @@ from companion.backbone.executor import ExecutorSettings, Job
 
 
 def _run_logged(unit: Any, profile: str, cache_root: str, root: str, log: str) -> dict[str, Any]:
-    """In a worker: run one unit with its file descriptors 1 and 2 (C libraries' output too) sent to its log."""
+    """In a worker: run one unit with its file descriptors 1 and 2 (C libraries' output too) sent to its log.
+
+    A worker runs many units, where a Slurm job runs one in a fresh process: what a unit may leave behind is reset
+    after it (torch's thread count, which an SAE sweep sets; objects only the cycle collector frees, such as a
+    TransformerBridge's), so no unit sees another's."""
+    import gc
+
+    import torch
+
     from companion.backbone.jobs import run_unit
 
+    threads = torch.get_num_threads()
     sys.stdout.flush()
     sys.stderr.flush()
     saved = os.dup(1), os.dup(2)
@@ -47,10 +56,19 @@ def _run_logged(unit: Any, profile: str, cache_root: str, root: str, log: str) -
         os.dup2(saved[1], 2)
         for f in (fd, *saved):
             os.close(f)
+        torch.set_num_threads(threads)
+        gc.collect()
 
 
-def _init_worker() -> None:
+def _init_worker(threads: int) -> None:
     import companion  # noqa: F401  first: pins the numeric code paths before anything imports torch
+
+    # isort: split
+    import torch
+
+    # The workers share the cores: a unit that does not pin its own threads (the paper profile's torch_threads: 0)
+    # gets its share, not every core times the number of workers.
+    torch.set_num_threads(threads)
 
     # Ctrl-C reaches the whole process group: the driver alone handles it, stopping the workers with SIGTERM (an
     # idle worker would otherwise die with a traceback, a busy one twice over).
@@ -68,7 +86,7 @@ class ProcessExecutor:
     """Runs units in a pool of ``workers`` local processes (see the module docstring)."""
 
     def __init__(self, settings: ExecutorSettings, folder: Path, *, profile: str, cache_root: str, root: str):
-        self.workers = settings.processes.workers or os.cpu_count() or 1
+        self.workers = settings.slots
         self.folder = Path(folder)
         self.profile, self.cache_root, self.root = profile, cache_root, root
         self._pool: Any = None
@@ -82,7 +100,10 @@ class ProcessExecutor:
             from concurrent.futures import ProcessPoolExecutor
 
             self._pool = ProcessPoolExecutor(
-                self.workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker
+                self.workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_init_worker,
+                initargs=(max(1, (os.cpu_count() or 1) // self.workers),),
             )
         return self._pool
 
@@ -102,12 +123,21 @@ class ProcessExecutor:
         return out
 
     def _start_queued(self) -> None:
+        from concurrent.futures.process import BrokenProcessPool
+
         busy = sum(1 for j in self._started if not j.handle.future.done())
         while self._queued and busy < self.workers:
-            job = self._queued.pop(0)
-            job.handle.future = self._ensure_pool().submit(
-                _run_logged, job.handle.unit, self.profile, self.cache_root, self.root, str(job.log)
-            )
+            job = self._queued[0]
+            try:
+                job.handle.future = self._ensure_pool().submit(
+                    _run_logged, job.handle.unit, self.profile, self.cache_root, self.root, str(job.log)
+                )
+            except BrokenProcessPool:
+                # A worker was killed (the out-of-memory killer, most often): the units it and its siblings were
+                # running are reported failed (see failure()); what is still queued goes to a fresh pool.
+                self._pool = None
+                continue
+            self._queued.pop(0)
             self._started.append(job)
             busy += 1
 

@@ -120,6 +120,9 @@ class SlurmExecutor:
         if jobs:
             subprocess.run(["scancel", *[j.job_id for j in jobs]], capture_output=True, timeout=60)
 
+    def close(self) -> None:
+        """Nothing to release: the jobs belong to Slurm."""
+
     def failure(self, job: Job, state: str) -> str:
         """The remote traceback (a raising unit), or what the state means and the log's last lines."""
         word = state.split()[0] if state else "FAILED"

@@ -162,6 +162,13 @@ def sweep_runs(
     return runs
 
 
+def planted_rate(truth: Mapping[str, Any]) -> float | None:
+    """An organism's planted sycophancy rate, None for one trained without sycophancy items (notebook 03's dose
+    variants): like a real model, it is measured with nothing to compare against."""
+    p = truth.get("sycophancy_p")
+    return None if p is None else float(p)
+
+
 def load_for_sweep(run: SweepRun, params: Any) -> tuple[Any, int, float | None]:
     """One model of the sweep: (model, parameter count, planted rate or None).  An organism of ``run.profile`` by
     name (at ``run.seed``), else :func:`companion.models.loading.load_model` on ``params.device`` in
@@ -170,7 +177,7 @@ def load_for_sweep(run: SweepRun, params: Any) -> tuple[Any, int, float | None]:
         from companion.organism.loading import load_organism
 
         org = load_organism(run.name, profile=run.profile, seed=run.seed)
-        return org.model, org.n_params, float(org.truth["sycophancy_p"])
+        return org.model, org.n_params, planted_rate(org.truth)
     from companion.models.loading import load_model
 
     model = load_model(run.name, device=params.device, dtype=params.dtype)

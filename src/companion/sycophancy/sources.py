@@ -119,7 +119,7 @@ def datasets_table(full: Mapping[str, SycophancyDataset], scored: Mapping[str, S
 
 def organism_eval_dir(n_per_file: int, seed: int = 0, *, cache: Any = None) -> Path:
     """A cache entry holding held-out organism items in Anthropic's schema, under the three standard file
-    names (:func:`companion.organism.build.write_sycophancy_eval`), so organism and real data share one loader."""
+    names (:func:`companion.organism.sycophancy_items.write_sycophancy_eval`), so organism and real data share one loader."""
     from companion.backbone.cache import default_cache
     from companion.organism.sycophancy_items import write_sycophancy_eval
 
