@@ -49,7 +49,7 @@ def timed_step(impl, x, clock) -> float:
 
 def paired_ratio(peer: list[float], ours: list[float], n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:
     """Median over rounds of peer[r] / ours[r] (> 1: ours is faster) and its 95% percentile-bootstrap interval."""
-    r = [p / o for p, o in zip(peer, ours, strict=False)]
+    r = [p / o for p, o in zip(peer, ours, strict=True)]
     med = statistics.median(r)
     if len(r) < 3:
         return med, float("nan"), float("nan")
