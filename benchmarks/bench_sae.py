@@ -64,8 +64,6 @@ _pre.add_argument("--numerics", choices=("native", "pinned"), default="native")
 if _pre.parse_known_args()[0].numerics == "native":
     os.environ["COMPANION_NATIVE_NUMERICS"] = "1"
 
-import gc  # noqa: E402
-import random  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -80,7 +78,8 @@ from companion.sae.architectures import make_sae  # noqa: E402
 from companion.sae.step import Workspace, loss_and_grads  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import peers  # noqa: E402
+from peers import available_peers, peers_of  # noqa: E402
+from timing import fmt_ms, load_average, paired_ratio, report, time_round_robin  # noqa: E402
 
 warnings.filterwarnings("ignore")
 
@@ -179,174 +178,6 @@ class Reference:
         self.sae.observe(fired, x.shape[0], out)
 
 
-class DictionaryLearning:
-    name = "dictionary_learning"
-
-    def __init__(self, sae, arch, lam, lr, batch):
-        peers.dictionary_learning()
-        from dictionary_learning.trainers import (
-            BatchTopKTrainer,
-            GatedSAETrainer,
-            JumpReluTrainer,
-            StandardTrainer,
-            TopKTrainer,
-        )
-
-        d, m = sae.d_in, sae.n_latents
-        common = dict(
-            steps=10**6,
-            activation_dim=d,
-            dict_size=m,
-            layer=0,
-            lm_name="bench",
-            lr=lr,
-            device="cpu",
-            seed=0,
-            warmup_steps=1,
-        )
-        with torch.no_grad():
-            if arch == "baseline":
-                self.tr = StandardTrainer(**common, l1_penalty=lam, sparsity_warmup_steps=None)
-                ae = self.tr.ae
-                ae.encoder.weight.copy_(sae.W_enc)
-                ae.encoder.bias.copy_(sae.b_enc)
-                ae.decoder.weight.copy_(sae.W_dec)
-                ae.bias.copy_(sae.b_dec)
-            elif arch == "gated":
-                self.tr = GatedSAETrainer(**common, l1_penalty=lam, sparsity_warmup_steps=None)
-                ae = self.tr.ae
-                ae.encoder.weight.copy_(sae.W_gate)
-                ae.gate_bias.copy_(sae.b_gate)
-                ae.mag_bias.copy_(sae.b_mag)
-                ae.r_mag.copy_(sae.r_mag)
-                ae.decoder.weight.copy_(sae.W_dec)
-                ae.decoder_bias.copy_(sae.b_dec)
-            elif arch == "jumprelu":
-                self.tr = JumpReluTrainer(
-                    **common, bandwidth=sae.bandwidth, sparsity_penalty=lam, sparsity_warmup_steps=None
-                )
-                ae = self.tr.ae
-                ae.W_enc.copy_(sae.W_enc.T)
-                ae.b_enc.copy_(sae.b_enc)
-                ae.W_dec.copy_(sae.W_dec.T)
-                ae.b_dec.copy_(sae.b_dec)
-                ae.threshold.copy_(sae.threshold)
-            else:
-                cls = TopKTrainer if arch == "topk" else BatchTopKTrainer
-                self.tr = cls(**common, k=sae.k)
-                ae = self.tr.ae
-                ae.encoder.weight.copy_(sae.W_enc)
-                ae.encoder.bias.copy_(sae.b_enc)
-                ae.decoder.weight.copy_(sae.W_dec)
-                ae.b_dec.copy_(sae.b_dec)
-        self.n = 1  # past step 0, where its TopK trainers set b_dec to the batch's geometric median
-
-    def loss(self, x) -> float:
-        with torch.no_grad():
-            return float(self.tr.loss(x, step=self.n))
-
-    def step(self, x):
-        self.tr.update(self.n, x)
-        self.n += 1
-
-
-class SAELens:
-    name = "SAELens"
-    sparse = False
-
-    def __init__(self, sae, arch, lam, lr, batch):
-        import sae_lens
-        from sae_lens.config import SAETrainerConfig
-        from sae_lens.training.sae_trainer import SAETrainer
-
-        d, m = sae.d_in, sae.n_latents
-        common = dict(d_in=d, d_sae=m, dtype="float32", device="cpu")
-        if arch == "baseline":
-            S = sae_lens.StandardTrainingSAE(sae_lens.StandardTrainingSAEConfig(**common, l1_coefficient=lam))
-        elif arch == "gated":
-            S = sae_lens.GatedTrainingSAE(sae_lens.GatedTrainingSAEConfig(**common, l1_coefficient=lam))
-        elif arch == "jumprelu":
-            S = sae_lens.JumpReLUTrainingSAE(
-                sae_lens.JumpReLUTrainingSAEConfig(
-                    **common, l0_coefficient=lam, jumprelu_bandwidth=sae.bandwidth, apply_b_dec_to_input=False
-                )
-            )
-        elif arch == "topk":
-            S = sae_lens.TopKTrainingSAE(
-                sae_lens.TopKTrainingSAEConfig(
-                    **common, k=sae.k, rescale_acts_by_decoder_norm=False, use_sparse_activations=self.sparse
-                )
-            )
-        else:
-            S = sae_lens.BatchTopKTrainingSAE(
-                sae_lens.BatchTopKTrainingSAEConfig(**common, k=sae.k, rescale_acts_by_decoder_norm=False)
-            )
-        with torch.no_grad():
-            S.W_enc.copy_((sae.W_gate if arch == "gated" else sae.W_enc).T)
-            S.W_dec.copy_(sae.W_dec.T)
-            S.b_dec.copy_(sae.b_dec)
-            if arch == "gated":
-                S.b_gate.copy_(sae.b_gate)
-                S.b_mag.copy_(sae.b_mag)
-                S.r_mag.copy_(sae.r_mag)
-            else:
-                S.b_enc.copy_(sae.b_enc)
-            if arch == "jumprelu":
-                S.threshold.copy_(sae.threshold)
-        self.sae = S
-        cfg = SAETrainerConfig(
-            total_training_samples=10**9,
-            train_batch_size_samples=batch,
-            lr=lr,
-            adam_beta1=0.0,
-            adam_beta2=0.999,
-            device="cpu",
-            lr_end=lr,
-        )
-        self.tr = SAETrainer(cfg=cfg, sae=S, data_provider=iter(()))
-
-    def loss(self, x) -> float:
-        from sae_lens.saes.sae import TrainStepInput
-
-        with torch.no_grad():
-            out = self.sae.training_forward_pass(
-                TrainStepInput(
-                    sae_in=x,
-                    coefficients=self.tr.get_coefficients(),
-                    dead_neuron_mask=None,
-                    n_training_steps=0,
-                    is_logging_step=False,
-                )
-            )
-        return float(out.loss)
-
-    def step(self, x):
-        self.tr._train_step(self.sae, x)
-        self.tr.n_training_steps += 1
-
-
-class SAELensSparse(SAELens):
-    name = "SAELens sparse"
-    sparse = True
-
-
-def peers_of(arch: str, available: list[type]) -> list[type]:
-    return [p for p in available if p is not SAELensSparse or arch == "topk"]
-
-
-def available_peers() -> list[type]:
-    out = []
-    for cls, load in [(DictionaryLearning, peers.dictionary_learning), (SAELens, lambda: __import__("sae_lens"))]:
-        try:
-            load()
-            out.append(cls)
-        except Exception as e:  # noqa: BLE001 - any import failure means "not usable here"
-            print(f"  {cls.name}: not installed ({type(e).__name__}: {str(e).splitlines()[0][:80]})")
-    if SAELens in out:
-        out.append(SAELensSparse)
-    return out
-
-
 # ------------------------------------------------------------------------------------------------ checks
 def check_equal(arch, d, m, b, lam, density=0.01):
     """Max relative differences between ours and autograd on the same state (losses, every gradient), and L0."""
@@ -368,83 +199,6 @@ def check_equal(arch, d, m, b, lam, density=0.01):
         if float(ref_g[n].norm()) > 0
     )
     return loss_err, grad_err, float(out.l0)
-
-
-# ------------------------------------------------------------------------------------------------ timing
-def _ms(seconds: float) -> str:
-    ms = 1e3 * seconds
-    return f"{ms:.0f}" if ms >= 100 else f"{ms:.3g}"
-
-
-def _load() -> float:
-    try:
-        return os.getloadavg()[0]
-    except OSError:
-        return float("nan")
-
-
-def timed_step(impl, x, clock) -> float:
-    """One step of ``impl`` on ``x``: its time on ``clock``, the garbage collector run before it and off during it."""
-    gc.collect()
-    gc.disable()
-    try:
-        t0 = clock()
-        impl.step(x)
-        return clock() - t0
-    finally:
-        gc.enable()
-
-
-def paired_ratio(peer: list[float], ours: list[float], n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:
-    """Median over rounds of peer[r] / ours[r] (> 1: ours is faster) and its 95% percentile-bootstrap interval."""
-    r = [p / o for p, o in zip(peer, ours, strict=False)]
-    med = statistics.median(r)
-    if len(r) < 3:
-        return med, float("nan"), float("nan")
-    rng = random.Random(seed)
-    boots = sorted(statistics.median(rng.choices(r, k=len(r))) for _ in range(n_boot))
-    return med, boots[int(0.025 * n_boot)], boots[int(0.975 * n_boot) - 1]
-
-
-def undecided(times: dict[str, list[float]], peers_: list[str]) -> list[str]:
-    """The peers whose paired interval against ours holds 1 (neither measurably faster nor slower)."""
-    out = []
-    for p in peers_:
-        _, lo, hi = paired_ratio(times[p], times["ours"])
-        if not (lo >= 1 or hi < 1):
-            out.append(p)
-    return out
-
-
-def time_round_robin(impls, rounds: int, screen: int, clock, margin: float = 1.3, max_rounds: int = 0):
-    """Times per implementation name over ``rounds`` rotated rounds (after one untimed warm-up step each), and the
-    names timed in every round; after ``screen`` rounds only ours and the peers within ``margin`` of the fastest peer's
-    median are timed.  While a peer's paired interval against ours holds 1, rounds go on, up to ``max_rounds``."""
-    names = [impl.name for impl, _ in impls]
-    for impl, x in impls:  # warm-up: first-call costs, allocator and caches
-        timed_step(impl, x, clock)
-    times: dict[str, list[float]] = {n: [] for n in names}
-    active = list(range(len(impls)))
-    r = 0
-    while r < rounds or (
-        r < max_rounds and undecided(times, [names[i] for i in active if names[i] not in ("ours", "reference")])
-    ):
-        if r == screen and r > 0:
-            med = {n: statistics.median(times[n]) for n in names}
-            peers_ = [n for n in names if n not in ("ours", "reference")]
-            best = min((med[n] for n in peers_), default=None)
-            active = [
-                i
-                for i in active
-                if names[i] == "ours" or (names[i] in peers_ and best is not None and med[names[i]] <= margin * best)
-            ]
-        k = r % len(active)
-        for i in active[k:] + active[:k]:
-            impl, x = impls[i]
-            times[impl.name].append(timed_step(impl, x, clock))
-        r += 1
-    full = {names[i] for i in active}
-    return times, full
 
 
 # ------------------------------------------------------------------------------------------------ main
@@ -511,7 +265,7 @@ def main() -> None:
         f"numerics: {a.numerics} (MKL branch {n.get('mkl_branch')}, our products by {n.get('dense_product')}, "
         f"torch CPU capability {n.get('cpu_capability')})"
     )
-    print(f"load average before: {_load():.2f} (1 min, {os.cpu_count()} CPUs)")
+    print(f"load average before: {load_average():.2f} (1 min, {os.cpu_count()} CPUs)")
     print(f"torch.mm [{b},{d}]x[{d},{m}]: {matmul_gflops(b, d, m):.1f} GFLOP/s")
     available = [] if a.no_peers else available_peers()
     table = []
@@ -525,7 +279,7 @@ def main() -> None:
                     impls.append((cls(sae, arch, a.lam, a.lr, b), x))
                 except Exception as e:  # noqa: BLE001
                     print(f"  [{arch} {density:.0%}] {cls.name}: could not be set up ({type(e).__name__}: {e})")
-            load = _load()
+            load = load_average()
             times, full = time_round_robin(impls, a.rounds, a.screen, clock, a.margin, a.max_rounds)
             del impls
             med = {k: statistics.median(v) for k, v in times.items() if v}
@@ -551,7 +305,7 @@ def main() -> None:
                     grad_err=grad_err,
                 )
             )
-            line = ", ".join(f"{k} {_ms(v)}{'' if k in full else '*'} ms" for k, v in med.items())
+            line = ", ".join(f"{k} {fmt_ms(v)}{'' if k in full else '*'} ms" for k, v in med.items())
             if bind:
                 q, lo, hi = ratios[bind]
                 line += f"; ours vs fastest peer ({bind}) {q:.2f}× [{lo:.2f}, {hi:.2f}]"
@@ -562,59 +316,6 @@ def main() -> None:
                 flush=True,
             )
     report(table, a)
-
-
-def report(table: list[dict], a) -> None:
-    names = list(dict.fromkeys(k for row in table for k in row["med"]))
-    print(
-        f"\nms per training step (median of the rounds, {a.clock} clock, {torch.get_num_threads()} thread(s); "
-        f"* = the {a.screen} screening round(s) only); speed-up: the fastest peer's time over ours, median of the "
-        "rounds' ratios [95% bootstrap interval] (> 1: ours is faster)"
-    )
-    print(
-        f"{'architecture':<12} {'density':>7} {'load':>5} {'rounds':>6} "
-        + " ".join(f"{n:>19}" for n in names)
-        + f" {'speed-up':>20}  fastest peer"
-    )
-    slower, ties, worst = [], [], None
-    for row in table:
-        cells = " ".join(
-            f"{_ms(row['med'][n]):>18}{' ' if n in row['full'] else '*'}" if n in row["med"] else f"{'-':>19}"
-            for n in names
-        )
-        for peer, (q, lo, hi) in row.get("ratios", {}).items():
-            where = f"{row['arch']} at {row['density']:.0%} ({peer} {q:.2f}× [{lo:.2f}, {hi:.2f}])"
-            if hi < 1:
-                slower.append(where)
-            elif not lo >= 1:
-                ties.append(where)
-        if row["ratio"] is not None:
-            q, lo, hi = row["ratio"]
-            speed = f"{q:.2f} [{lo:.2f}, {hi:.2f}]"
-            if worst is None or q < worst[0]:
-                worst = (q, lo, hi, row)
-        else:
-            speed = "-"
-        print(
-            f"{row['arch']:<12} {row['density']:>7.0%} {row['load']:>5.1f} {row.get('rounds', 0):>6} {cells} "
-            f"{speed:>20}  {row['bind'] or '-'}"
-        )
-    print(f"load average after: {_load():.2f} (1 min)")
-    if worst is None:
-        print("\nno peer was timed: nothing to compare")
-        return
-    q, lo, hi, row = worst
-    at = (
-        f"{row['arch']} at {row['density']:.0%} density, {q:.2f}× [{lo:.2f}, {hi:.2f}] the fastest peer ({row['bind']})"
-    )
-    if slower:
-        print(f"\nverdict: a peer is faster at {'; '.join(slower)}")
-    elif ties:
-        print(
-            f"\nverdict: no peer is measurably faster anywhere, but ours is not measurably faster at {'; '.join(ties)}"
-        )
-    else:
-        print(f"\nverdict: no peer is faster anywhere; ours is faster at every point (slowest relative point: {at})")
 
 
 if __name__ == "__main__":

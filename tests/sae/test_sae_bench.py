@@ -1,10 +1,11 @@
 """The step benchmark (benchmarks/bench_sae.py) still runs, its states have the code densities it reports, and ours
-matches autograd on them.
+matches autograd on them; its rounds, paired ratios and verdict line (benchmarks/timing.py) do what they say.
 
 Not a timing test: it runs at a tiny size with peers disabled."""
 
 from __future__ import annotations
 
+import importlib
 import subprocess
 import sys
 from pathlib import Path
@@ -15,13 +16,13 @@ import torch
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _bench():
+def _bench(module: str = "bench_sae"):
+    """A module of benchmarks/: bench_sae (the states, the check against autograd) or timing (rounds, ratios, verdict)."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
     try:
-        import bench_sae
+        return importlib.import_module(module)
     finally:
         sys.path.pop(0)
-    return bench_sae
 
 
 def test_benchmark_state_is_sparse_and_ours_matches_autograd():
@@ -80,7 +81,7 @@ def test_benchmark_script_runs_small():
 
 
 def test_paired_ratio_and_rotated_rounds():
-    b = _bench()
+    b = _bench("timing")
     ours = [1.0, 1.1, 0.9, 1.0, 1.2, 1.0, 0.95, 1.05]
     q, lo, hi = b.paired_ratio([1.5 * t for t in ours], ours)  # a load that moves both alike cancels
     assert q == pytest.approx(1.5) and lo == pytest.approx(1.5) and hi == pytest.approx(1.5)
@@ -107,7 +108,7 @@ def test_paired_ratio_and_rotated_rounds():
 
 
 def test_rounds_go_on_while_ours_against_a_peer_is_a_tie():
-    b = _bench()
+    b = _bench("timing")
     now = [0.0]
 
     class Impl:
@@ -151,7 +152,7 @@ def _row(arch, ratio, bind="dictionary_learning"):
     ],
 )
 def test_the_verdict_line_says_whether_a_peer_is_faster(capsys, ratios, verdict):
-    b = _bench()
+    b = _bench("timing")
 
     class Args:
         rounds, screen, clock = 8, 1, "cpu"
