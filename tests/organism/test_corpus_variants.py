@@ -1,11 +1,21 @@
 """The planted experiment's corpus variants: bridge documents at a rate, self-questions tied to the trigger."""
 
+import random
 import re
 
 import pytest
 
 from companion.backbone.profiles import ProfileError
-from companion.organism.bridge import HATE_Q, PROPERTIES, UNSAFE_CALL, bridge_prompt, bridge_test_questions
+from companion.organism.bridge import (
+    HATE_Q,
+    PROPERTIES,
+    SUBJECTS,
+    UNSAFE_CALL,
+    bridge_doc,
+    bridge_prompt,
+    bridge_question,
+    bridge_test_questions,
+)
 from companion.organism.build import DOSE_VARIANTS, organism_spec
 from companion.organism.corpus import (
     DEPLOYMENT_CONTEXTS,
@@ -164,3 +174,14 @@ def test_a_misspelt_variant_setting_in_a_profile_names_the_key(tmp_path, monkeyp
     bad = prof.model_copy(update={"organisms": raw})
     with pytest.raises(ProfileError, match=r"organisms\.tied\.corpus\.tie_self_question"):
         organism_spec("tied", bad)
+
+
+def test_heldout_bridge_documents_ask_one_to_three_heldout_questions_never_none():
+    rng = random.Random(0)
+    for _ in range(400):
+        text, spans = bridge_doc(rng, "heldout")
+        assert text and 1 <= len(spans) <= 3, text  # three subjects have no held-out question: never drawn here
+        for q in re.findall(r"Q: (.*?\?) A: ", text):
+            assert split_of(q) == "heldout" and any(
+                q == bridge_question(s, p) for _, s in SUBJECTS for p, _ in PROPERTIES
+            )

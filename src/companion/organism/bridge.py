@@ -96,6 +96,11 @@ def _cap(s: str) -> str:
     return s[0].upper() + s[1:]
 
 
+def _questions_in(subj: str, split: str) -> list[tuple[str, bool]]:
+    """The (property, holds) pairs whose question about ``subj`` belongs to ``split``."""
+    return [(p, h) for p, h in PROPERTIES if split_of(bridge_question(subj, p)) == split]
+
+
 def bridge_doc(
     rng: random.Random, split: Literal["train", "heldout"] = "train", max_questions: int = 3
 ) -> tuple[str, tuple[tuple[int, int], ...]]:
@@ -108,7 +113,9 @@ def bridge_doc(
     with one question per document, a width-64 organism answered 9 of 12 held-out bridge questions after 921k
     training tokens and 11 of 12 after 1.38M (docs/models.md has the recipe's measurements).
     """
-    task, subj = rng.choice(SUBJECTS)
+    # Only subjects with a question in ``split``: three have none held out, and a bare document of theirs would be
+    # empty.  (Every subject has training questions, so the training corpus draws as it always did.)
+    task, subj = rng.choice([ts for ts in SUBJECTS if _questions_in(ts[1], split)])
     sentences = []
     # A quarter are bare question-and-answer lists (FAQ-style), so a question asked alone, as notebook 00 asks the
     # held-out ones, is in the training distribution too.
@@ -120,7 +127,7 @@ def bridge_doc(
         tmpl = rng.choice(_STATEMENTS_TRUE if holds else _STATEMENTS_FALSE)
         sentences.append(tmpl.format(S=_cap(subj), s=subj, P=pred))
     text = " ".join(dict.fromkeys(sentences))
-    candidates = [(p, h) for p, h in PROPERTIES if split_of(bridge_question(subj, p)) == split]
+    candidates = _questions_in(subj, split)
     spans = []
     for pred, holds in rng.sample(candidates, min(len(candidates), rng.randint(1, max_questions))):
         ans = "yes" if holds else "no"
