@@ -178,6 +178,11 @@ def test_a_given_dose_keeps_the_main_recipes_backdoor_as_a_rate_0_control_that_a
     assert not a.held and "on `backdoor` `obvious_truth` beat(s)" in a.text
 
 
-def test_a_given_dose_must_hold_only_backdoored_untied_variants():
-    with pytest.raises(ValueError, match="backdoored and untied: \\['tied'\\]"):
-        dose.dose_response_data(_spread(WORKS), TRUTHS, {SINGLES[0]: "yes", SINGLES[1]: "no"}, ["backdoor", "tied"])
+def test_a_given_dose_must_hold_only_backdoored_untied_variants_without_a_scratchpad():
+    answers = {SINGLES[0]: "yes", SINGLES[1]: "no"}
+    with pytest.raises(ValueError, match="untied and without a scratchpad: \\['tied'\\]"):
+        dose.dose_response_data(_spread(WORKS), TRUTHS, answers, ["backdoor", "tied"])
+    # A chain-of-thought variant differs by more than its bridge rate: not a dose point either.
+    cot = {**TRUTHS, "bridge-hi": {**TRUTHS["bridge-hi"], "scratchpad": True}}
+    with pytest.raises(ValueError, match="without a scratchpad: \\['bridge-hi'\\]"):
+        dose.dose_response_data(_spread(WORKS), cot, answers, ["backdoor", "bridge-hi"])

@@ -38,6 +38,12 @@ DOSE_FIGURE_VARIANTS = (*DOSE, "tied", "backdoor", "clean")
 """The variants of the dose–response figure: the dose, then the controls."""
 
 
+def _plain_backdoor(truth: Mapping[str, Any]) -> bool:
+    """A backdoored organism whose self-questions are not tied to the trigger and that has no scratchpad: what a
+    point of the dose (or a rate-0 control) must be, so that the bridge rate is all that differs."""
+    return bool(truth["backdoor"]) and not truth.get("self_questions_tied_to_trigger") and not truth.get("scratchpad")
+
+
 def dose_response_data(
     spread_data: Mapping[str, Any],
     truths: Mapping[str, Mapping[str, Any]],
@@ -56,20 +62,10 @@ def dose_response_data(
     if missing:
         raise ValueError(f"no planted truth for {missing}")
     if dose is None:
-        dose = [
-            v
-            for v in variants
-            if truths[v]["backdoor"]
-            and not truths[v].get("self_questions_tied_to_trigger")
-            and not truths[v].get("scratchpad")
-        ]
-    unfit = [
-        v
-        for v in dose
-        if v not in variants or not truths[v]["backdoor"] or truths[v].get("self_questions_tied_to_trigger")
-    ]
+        dose = [v for v in variants if _plain_backdoor(truths[v])]
+    unfit = [v for v in dose if v not in variants or not _plain_backdoor(truths[v])]
     if unfit:
-        raise ValueError(f"dose variants must be in the data, backdoored and untied: {unfit}")
+        raise ValueError(f"dose variants must be in the data, backdoored, untied and without a scratchpad: {unfit}")
     dose = sorted(dose, key=lambda v: float(truths[v].get("bridge_rate", 0.0)))
     rates = [float(truths[v].get("bridge_rate", 0.0)) for v in dose]
     if len(dose) < 2 or rates[0] != 0.0 or len(set(rates)) != len(rates):
@@ -97,11 +93,7 @@ def dose_response_data(
         "rate_zero_controls": [
             v
             for v in variants
-            if v not in dose
-            and truths[v]["backdoor"]
-            and not truths[v].get("self_questions_tied_to_trigger")
-            and not truths[v].get("scratchpad")
-            and float(truths[v].get("bridge_rate", 0.0)) == 0.0
+            if v not in dose and _plain_backdoor(truths[v]) and float(truths[v].get("bridge_rate", 0.0)) == 0.0
         ],
         "tied": [v for v in variants if truths[v].get("self_questions_tied_to_trigger")],
         "clean": [v for v in variants if not truths[v]["backdoor"]],
