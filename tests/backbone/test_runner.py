@@ -323,3 +323,25 @@ def test_inputs_given_by_path_enter_the_skip_key_by_content(project, tmp_path):
     pretend_it_ran()
     (data / "more.jsonl").write_text("{}\n")  # a new file in the folder
     assert f"inputs changed: files: {data})" in dry()
+
+
+@pytest.mark.slow  # executes notebooks
+def test_after_an_executor_built_the_units_notebooks_run_two_at_a_time_each_with_its_own_run(project):
+    write_smoke_notebook(project / "notebooks" / "02_figs.ipynb", save_fig=True)
+    status, log = run(project, executor="processes", overrides={"save_delay": "2.0"})
+    assert set(status.values()) == {"ran"} and len(status) == 3
+    out = project / "build" / "executed" / "ci"
+    window = {}
+    for name in ("00_figs", "02_figs"):
+        pm = json.loads((out / f"{name}.ipynb").read_text())["metadata"]["papermill"]
+        window[name] = (pm["start_time"], pm["end_time"])
+        # Each kernel had its own notebook and run id, though both ran in one runner process at once.
+        stamp = json.loads((out / f"{name}.stamp.json").read_text())
+        side = json.loads((project / "build" / "figures" / "ci" / f"{name[:2]}_line.json").read_text())
+        assert side["notebook"] == f"notebooks/{name}.ipynb" and side["run"] == stamp["run"], (side, stamp)
+    (a0, a1), (b0, b1) = window["00_figs"], window["02_figs"]
+    assert a0 < b1 and b0 < a1, f"the two notebooks did not overlap: {window}"
+    assert (
+        json.loads((out / "00_figs.stamp.json").read_text())["run"]
+        != json.loads((out / "02_figs.stamp.json").read_text())["run"]
+    )

@@ -95,3 +95,23 @@ def test_an_interrupted_save_leaves_no_debris_and_the_next_run_completes_it(proj
     side = json.loads((figs / "00_line.json").read_text())
     assert side["run"] != json.loads(before["00_line.json"])["run"] and figure_is_complete(figs / "00_line.json")
     assert not (executed / "00_figs.failed.ipynb").exists() and _debris(project) == []
+
+
+def test_ctrl_c_stops_notebooks_running_at_the_same_time_and_keeps_both_partial_copies(project):
+    figs, executed = project / "build" / "figures" / "ci", project / "build" / "executed" / "ci"
+    write_smoke_notebook(project / "notebooks" / "02_figs.ipynb", save_fig=True)
+    proc = _figures(project, "--executor", "processes", "-p", "save_delay=30", background=True)
+    deadline = time.monotonic() + 120
+    while sum(is_temporary(p) for p in figs.iterdir()) < 2 if figs.is_dir() else True:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the two notebooks never were in save_figure at once"
+        time.sleep(0.1)
+    time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=180)
+    assert proc.returncode == 128 + signal.SIGINT, (out, err)
+    assert "Traceback" not in err, err
+    assert "00_figs.ipynb: interrupted" in out and "02_figs.ipynb: interrupted" in out, out
+    assert _debris(project) == []
+    for name in ("00_figs", "02_figs"):
+        assert (executed / f"{name}.failed.ipynb").is_file() and not (executed / f"{name}.stamp.json").exists()

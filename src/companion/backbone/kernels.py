@@ -68,6 +68,10 @@ def runtime_dir() -> Path:
 class QuietKernelManager(AsyncKernelManager):
     """A local kernel on IPC transport that is not interrupted when it is shut down after a finished notebook."""
 
+    extra_env: Mapping[str, str] = {}
+    """Variables the kernel gets on top of the runner's environment (its notebook, its run id): set per notebook on a
+    subclass (:func:`execute`), since notebooks run at the same time share the runner's ``os.environ``."""
+
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("transport", "ipc")
         # The IPC sockets are named after the connection file: both in runtime_dir(), out of the source tree.
@@ -76,6 +80,8 @@ class QuietKernelManager(AsyncKernelManager):
         _LIVE.add(self)
 
     async def start_kernel(self, **kwargs: Any) -> None:  # type: ignore[override]  # the async manager's is async
+        if self.extra_env:
+            kwargs["env"] = {**(kwargs.get("env") or os.environ), **self.extra_env}
         await super().start_kernel(**kwargs)
         _LAST["process"] = getattr(self.provisioner, "process", None)
 
@@ -131,6 +137,21 @@ def stop_kernels(grace_s: float = 2.0, term_s: float = 5.0) -> None:
         _LIVE.discard(km)
 
 
+_STOPPED = threading.Event()
+"""Set while a run is being stopped: a notebook whose kernel is then stopped was interrupted, it did not fail."""
+
+
+def stop_all() -> None:
+    """Stop every kernel of this run (notebooks running at the same time, from their threads) as an interrupt."""
+    _STOPPED.set()
+    stop_kernels()
+
+
+def start_run() -> None:
+    """Clear :func:`stop_all`'s mark before a run executes notebooks."""
+    _STOPPED.clear()
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised like Ctrl-C's KeyboardInterrupt so that the same clean-up runs."""
 
@@ -163,15 +184,24 @@ def _not_kernel_died(record) -> bool:
 logging.getLogger("papermill").addFilter(_not_kernel_died)
 
 
-def execute(nb_path: Path, out_path: Path, parameters: Mapping[str, Any], *, cwd: Path) -> None:
-    """Run ``nb_path`` into ``out_path`` with papermill on a :class:`QuietKernelManager` kernel.
+def execute(
+    nb_path: Path, out_path: Path, parameters: Mapping[str, Any], *, cwd: Path, env: Mapping[str, str] | None = None
+) -> None:
+    """Run ``nb_path`` into ``out_path`` with papermill on a :class:`QuietKernelManager` kernel (``env``: variables
+    for that kernel alone, on top of this process's environment).
 
     Raises papermill's ``PapermillExecutionError`` when a cell fails.  Papermill runs in a worker thread, so the
     main thread alone receives Ctrl-C (nbclient would otherwise take the signal over and kill the kernel
     mid-write); on KeyboardInterrupt (Ctrl-C, or SIGTERM inside :func:`sigterm_as_interrupt`) the kernels are
     stopped and the worker has written ``out_path`` as far as the notebook ran before the interrupt propagates.
+    Called from another thread (notebooks run at the same time), the main thread stops the run with
+    :func:`stop_all`, and this raises KeyboardInterrupt once the partial notebook is written.
     """
     import papermill
+
+    manager = (
+        type("NotebookKernelManager", (QuietKernelManager,), {"extra_env": dict(env)}) if env else QuietKernelManager
+    )
 
     outcome: dict[str, BaseException] = {}
     # A notebook may compute for minutes (00 trains the organisms): in a terminal, a bar of executed cells shows it
@@ -188,7 +218,7 @@ def execute(nb_path: Path, out_path: Path, parameters: Mapping[str, Any], *, cwd
                 cwd=str(cwd),
                 progress_bar=cell_bar,
                 report_mode=False,
-                kernel_manager_class=QuietKernelManager,
+                kernel_manager_class=manager,
                 coalesce_streams=True,
             )
         except BaseException as e:  # handed to the main thread
@@ -203,5 +233,7 @@ def execute(nb_path: Path, out_path: Path, parameters: Mapping[str, Any], *, cwd
         stop_kernels()
         worker.join(30)  # papermill writes the partial notebook once its kernel is gone
         raise
+    if _STOPPED.is_set():
+        raise KeyboardInterrupt(f"{nb_path.name}: stopped with the run")
     if "error" in outcome:
         raise outcome["error"]

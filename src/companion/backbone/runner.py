@@ -81,7 +81,8 @@ def run_notebooks(
     ("local", "processes", "slurm" or an executor YAML file; default: the profile's) says where those units are
     built: "processes" and "slurm" build them before the notebooks run, in worker processes here or as Slurm jobs
     (:mod:`companion.backbone.dispatch`); a notebook whose units failed is
-    not run, and the run ends with :class:`~companion.backbone.dispatch.UnitsFailed`.  A failing notebook stops the
+    not run, and the run ends with :class:`~companion.backbone.dispatch.UnitsFailed`; after "processes" has built
+    them, the notebooks run as many at a time as it has workers.  A failing notebook stops the
     run (:class:`NotebookFailed`; its partial copy is kept as ``<name>.failed.ipynb``), as does an interrupt
     (KeyboardInterrupt, also for SIGTERM); earlier executed copies and stamps are kept.
     """
@@ -143,16 +144,20 @@ def run_notebooks(
                 from companion.backbone.dispatch import prepare_units
 
                 blocked, outcome = prepare_units(plans, prof.name, settings, root=root, log=log)
+            done: dict[str, NotebookResult] = {}
             for plan in plans:
                 if plan.path.name in blocked:
                     log(f"{plan.path.name}: not run, {blocked[plan.path.name]}")
-                    results.append(NotebookResult(plan.path.name, "not run", 0.0, None, tuple(plan.reasons)))
-                    continue
-                if not plan.reasons:
+                    done[plan.path.name] = NotebookResult(plan.path.name, "not run", 0.0, None, tuple(plan.reasons))
+                elif not plan.reasons:
                     log(f"{plan.path.name}: up to date, skipped")
-                    results.append(NotebookResult(plan.path.name, "skipped", 0.0, out_dir / plan.path.name))
-                    continue
-                results.append(_execute(plan, prof, out_dir, figs, root, log))
+                    done[plan.path.name] = NotebookResult(plan.path.name, "skipped", 0.0, out_dir / plan.path.name)
+            todo = [p for p in plans if p.path.name not in done]
+            # Once an executor has built the units, the notebooks only read the cache: they run as many at a time as
+            # it had workers (the local executor leaves the building to them, one after another).
+            at_once = settings.slots if settings.kind == "processes" else 1
+            done.update(_execute_all(todo, at_once, prof, out_dir, figs, root, log))
+            results += [done[p.path.name] for p in plans]
     finally:
         os.environ.clear()
         os.environ.update(env_before)
@@ -169,6 +174,47 @@ def run_notebooks(
     return results
 
 
+def _execute_all(
+    plans: Sequence[NotebookPlan], at_once: int, prof: Profile, out_dir: Path, figs: Path, root: Path, log
+) -> dict[str, NotebookResult]:
+    """Execute ``plans``, ``at_once`` at a time (in plan order as slots free up); notebook name -> result.  A failure
+    starts nothing new, lets the running notebooks finish, then raises; an interrupt stops them all."""
+    from companion.backbone import kernels
+
+    kernels.start_run()
+    if at_once <= 1 or len(plans) <= 1:
+        return {p.path.name: _execute(p, prof, out_dir, figs, root, log) for p in plans}
+    from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+
+    out: dict[str, NotebookResult] = {}
+    pending, running = list(plans), dict[Future, NotebookPlan]()
+    failure: BaseException | None = None
+    pool = ThreadPoolExecutor(at_once, thread_name_prefix="notebook")
+    try:
+        while pending or running:
+            while pending and failure is None and len(running) < at_once:
+                plan = pending.pop(0)
+                running[pool.submit(_execute, plan, prof, out_dir, figs, root, log)] = plan
+            if not running:
+                break
+            finished, _ = wait(running, timeout=0.2, return_when=FIRST_COMPLETED)
+            for f in finished:
+                plan = running.pop(f)
+                try:
+                    out[plan.path.name] = f.result()
+                except NotebookFailed as e:
+                    failure = failure or e
+    except BaseException:
+        kernels.stop_all()
+        wait(running, timeout=60)  # each keeps its partial notebook and says it was interrupted
+        raise
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+    if failure is not None:
+        raise failure
+    return out
+
+
 def _execute(plan: NotebookPlan, prof: Profile, out_dir: Path, figs: Path, root: Path, log) -> NotebookResult:
     from nbclient.exceptions import DeadKernelError
     from papermill.exceptions import PapermillExecutionError
@@ -182,15 +228,16 @@ def _execute(plan: NotebookPlan, prof: Profile, out_dir: Path, figs: Path, root:
     stamp_path = out_dir / f"{nb_path.stem}.stamp.json"
     stamp_path.unlink(missing_ok=True)  # from here on, until it finishes, the notebook is not up to date
     run_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
-    os.environ["COMPANION_NOTEBOOK"] = (
-        nb_path.relative_to(root).as_posix() if nb_path.is_relative_to(root) else nb_path.name
-    )
-    os.environ["COMPANION_RUN_ID"] = run_id
+    env = {
+        "COMPANION_NOTEBOOK": nb_path.relative_to(root).as_posix() if nb_path.is_relative_to(root) else nb_path.name,
+        "COMPANION_RUN_ID": run_id,
+    }
     log(f"{nb_path.name}: running ({'; '.join(plan.reasons)})")
     t0 = time.time()
     with temporary_beside(final) as running:
         try:
-            kernels.execute(nb_path, running, {"profile": prof.name, "overrides": plan.overrides}, cwd=nb_path.parent)
+            parameters = {"profile": prof.name, "overrides": plan.overrides}
+            kernels.execute(nb_path, running, parameters, cwd=nb_path.parent, env=env)
         except PapermillExecutionError as e:
             _keep(running, failed)
             msg = (
