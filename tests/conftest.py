@@ -50,6 +50,11 @@ def pytest_collection_finish(session):
     gc.collect()
     gc.freeze()
     if os.environ.get("PYTEST_XDIST_WORKER"):
+        # Parallel workers (make test-fast) share the cores: one torch intra-op thread each, or their threads
+        # spin-wait on one another.  Tests that pin threads themselves still do.
+        import torch
+
+        torch.set_num_threads(1)
         return
     if any(_emulated_cpus.FIXTURE in getattr(item, "fixturenames", ()) for item in session.items):
         _emulated_cpus.start()
