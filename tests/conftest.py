@@ -50,7 +50,7 @@ def pytest_collection_finish(session):
     gc.collect()
     gc.freeze()
     if os.environ.get("PYTEST_XDIST_WORKER"):
-        # Parallel workers (make test-fast) share the cores: one torch intra-op thread each, or their threads
+        # Parallel workers (make test, make test-fast) share the cores: one torch intra-op thread each, or their threads
         # spin-wait on one another.  Tests that pin threads themselves still do.
         import torch
 

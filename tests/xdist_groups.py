@@ -1,4 +1,4 @@
-"""A pytest plugin (imported by conftest.py): under pytest-xdist's ``--dist loadgroup`` (make test-fast) each test
+"""A pytest plugin (imported by conftest.py): under pytest-xdist's ``--dist loadgroup`` (make test, make test-fast) each test
 file's tests stay together on one worker, so that its module fixtures (a trained organism, a built model) are built
 once; a test that marks a group of its own (``@pytest.mark.xdist_group("ci_run")``) keeps it.
 
