@@ -52,10 +52,10 @@ git-filter:
 		git config diff.ipynb.textconv '$(PY) -m companion.backbone.nbclean --textconv' && \
 		{ git update-index -q --refresh >/dev/null || true; }; fi
 
-# The tests on two workers (each test file on one, tests/xdist_groups.py): unit tests, organism training, every
-# notebook on the ci profile. Not the system tests (marked `system`), which make test-system runs; .ci/run runs both.
+# The tests on two workers (each test file on one, the longest first: tests/xdist_groups.py): unit tests, organism
+# training, every notebook on the ci profile. Not the system tests (marked `system`), which make test-system runs; .ci/run runs both.
 test: lint
-	$(PY) -m pytest -q -m "not system" -n 2 --dist loadgroup --durations=25
+	$(PY) -m pytest -q -m "not system" -n 2 --dist loadgroup --no-loadscope-reorder --durations=25
 
 # What needs a daemon, an emulator or a browser, or runs a profile end to end: jobs on the private Slurm cluster
 # (.ci/slurm/cluster.sh up; COMPANION_SLURM_TESTS=1 makes a missing cluster a failure), training on qemu's emulated
@@ -66,7 +66,7 @@ test-system: $(STAMP)
 
 # Unit tests only: no notebook runs, no organism training (tests marked slow or system are left out).
 test-fast: lint
-	$(PY) -m pytest -q -m "not slow and not system" -n 2 --dist loadgroup
+	$(PY) -m pytest -q -m "not slow and not system" -n 2 --dist loadgroup --no-loadscope-reorder
 
 # Lint, format and types (ruff and mypy, configured in pyproject.toml); make test and test-fast run it first.
 lint: $(STAMP)
