@@ -16,10 +16,10 @@ STAMP := $(VENV)/.companion-setup
 # Jupyter refuses to start as root without it (containers run as root).
 LAB_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 
-.PHONY: setup git-filter lint test test-fast figures lab strip bench clean lock check-figures readme help
+.PHONY: setup git-filter lint test test-system test-fast figures lab strip bench clean lock check-figures readme help
 
 help:
-	@echo "make setup | test | test-fast | figures [PROFILE=ci|organism|paper ONLY=01,03 FORCE=1 DRY_RUN=1 EXECUTOR=slurm] | lab [PROFILE=ci] | strip | bench | check-figures | readme | clean | lock"
+	@echo "make setup | test | test-system | test-fast | figures [PROFILE=ci|organism|paper ONLY=01,03 FORCE=1 DRY_RUN=1 EXECUTOR=slurm] | lab [PROFILE=ci] | strip | bench | check-figures | readme | clean | lock"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -52,13 +52,21 @@ git-filter:
 		git config diff.ipynb.textconv '$(PY) -m companion.backbone.nbclean --textconv' && \
 		{ git update-index -q --refresh >/dev/null || true; }; fi
 
-# Everything: unit tests, organism training, every notebook on the ci profile (what .ci/run calls).
+# The tests on two workers (each test file on one, the longest first: tests/xdist_groups.py): unit tests, organism
+# training, every notebook on the ci profile. Not the system tests (marked `system`), which make test-system runs; .ci/run runs both.
 test: lint
-	$(PY) -m pytest -q --durations=25
+	$(PY) -m pytest -q -m "not system" -n 2 --dist loadgroup --no-loadscope-reorder --durations=25
 
-# Unit tests only: no notebook runs, no organism training (tests marked slow are skipped).
+# What needs a daemon, an emulator or a browser, or runs a profile end to end: jobs on the private Slurm cluster
+# (.ci/slurm/cluster.sh up; COMPANION_SLURM_TESTS=1 makes a missing cluster a failure), training on qemu's emulated
+# Intel and AMD CPUs (COMPANION_REQUIRE_QEMU=1 makes a missing qemu a failure), JupyterLab in Chromium, the paper
+# profile's rehearsal. Serial: the emulated-CPU runs start in the background when collection ends.
+test-system: $(STAMP)
+	$(PY) -m pytest -q -m system --durations=25
+
+# Unit tests only: no notebook runs, no organism training (tests marked slow or system are left out).
 test-fast: lint
-	$(PY) -m pytest -q -m "not slow" -n 2 --dist loadgroup
+	$(PY) -m pytest -q -m "not slow and not system" -n 2 --dist loadgroup --no-loadscope-reorder
 
 # Lint, format and types (ruff and mypy, configured in pyproject.toml); make test and test-fast run it first.
 lint: $(STAMP)

@@ -1,7 +1,7 @@
 """The runs of ``tests/_cpu_worker.py`` on this CPU and on emulated Intel and AMD CPUs, started early.
 
 Under qemu a worker spends ~40 s of CPU, mostly importing torch and transformers instruction by instruction.
-``make test`` mostly keeps one of its two cores busy, so ``conftest.py`` starts the three workers as soon as
+``make test-system`` runs serially and mostly keeps one of its two cores busy, so ``conftest.py`` starts the three workers as soon as
 collection has selected a test that needs them, at low priority (``nice``), and
 ``tests/models/test_reproducible_numerics.py`` collects their reports when it is reached.
 """

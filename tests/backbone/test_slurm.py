@@ -11,7 +11,7 @@ import time
 import pytest
 
 submitit = pytest.importorskip("submitit")
-pytestmark = pytest.mark.slow  # real jobs on the test cluster: make test, not make test-fast
+pytestmark = [pytest.mark.slow, pytest.mark.system]  # real jobs on the test cluster: make test-system
 
 
 def _executor(slurm, folder, **kw):

@@ -26,7 +26,7 @@ import pytest
 from ci_run import ROOT, figures_in
 
 submitit = pytest.importorskip("submitit")
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ci_run")]
+pytestmark = [pytest.mark.slow, pytest.mark.system, pytest.mark.xdist_group("ci_run")]  # make test-system
 
 GOOD = ["organism:backdoor@blocks.1.hook_mlp_out", "organism:backdoor@blocks.1.hook_resid_pre"]
 BAD = "organism:backdoor@blocks.1.hook_no_such_site"

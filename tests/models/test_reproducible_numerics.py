@@ -44,6 +44,7 @@ def _by_cpu(runs, variant: str, what: str) -> dict[str, object]:
 
 
 @pytest.mark.slow
+@pytest.mark.system  # emulated CPUs: make test-system
 def test_organisms_and_saes_are_the_same_on_intel_and_amd(emulated_runs):
     for what in ARTIFACTS:
         got = _by_cpu(emulated_runs, "pinned", what)
@@ -57,6 +58,7 @@ def test_organisms_and_saes_are_the_same_on_intel_and_amd(emulated_runs):
 
 
 @pytest.mark.slow
+@pytest.mark.system  # emulated CPUs: make test-system
 def test_under_the_pinning_it_replaced_the_same_training_differs_by_cpu(emulated_runs):
     # The control, so the test above can fail: MKL_CBWR=AVX2 is honoured on Intel only (MKL reports AUTO on AMD),
     # and the organism, its activations and the SAE trained on them then differ between Intel and AMD.

@@ -20,7 +20,8 @@ from companion.backbone import runner
 from companion.backbone.profiles import load_profile
 
 ROOT = Path(__file__).resolve().parents[2]
-pytestmark = pytest.mark.slow
+# Notebooks 01-04 end to end against the loopback Hub: make test-system.
+pytestmark = [pytest.mark.slow, pytest.mark.system]
 
 
 @pytest.fixture(scope="module")

@@ -166,6 +166,7 @@ def test_shrinkage_toy_matches_paper_fig2():
     assert toy.gated == pytest.approx([1.0, 1.0, 1.0], abs=2e-3)
 
 
+@pytest.mark.slow  # two SAEs trained for 1000 steps: make test
 def test_superposition_recovery_and_gated_beats_baseline_at_matched_l0():
     """Synthetic superposition: 64 unit features in 32 dims, 3 active per token, magnitudes U(0.5, 1.5).
 

@@ -26,6 +26,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 TOKEN = "companion-test"
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.system,  # a real browser: make test-system
     pytest.mark.skipif(
         not CHROMIUM.exists(),
         reason="Debian's chromium is not installed: apt-get install chromium (.ci/run installs it)",

@@ -39,6 +39,7 @@ def clone(tmp_path_factory):
     return dest
 
 
+@pytest.mark.slow  # a clone, the Makefile's git-filter recipe and its index refresh (the filter on every notebook)
 def test_a_fresh_clone_after_setup_is_clean_and_its_git_status_is_instant(clone):
     assert _git(clone, "config", "filter.nbstripout.clean") == f"{VENV}/bin/python -m companion.backbone.nbclean\n"
     t0 = time.perf_counter()

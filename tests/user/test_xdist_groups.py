@@ -1,8 +1,9 @@
-"""make test-fast runs the tests on two pytest-xdist workers with ``--dist loadgroup``: each file's tests on one
-worker (tests/xdist_groups.py), and a group a test names for itself kept across files.  Checked where the scheduler
-sees it, in a pytest run of its own on planted test files: every node id carries its group and each group runs on
-one worker."""
+"""make test and make test-fast run the tests on two pytest-xdist workers with ``--dist loadgroup``: each file's tests
+on one worker (tests/xdist_groups.py), a group a test names for itself kept across files, the longest groups of the
+runs before first.  Checked where the scheduler sees it, in pytest runs of their own on planted test files: every node
+id carries its group, each group runs on one worker, and a group timed long is handed out first."""
 
+import json
 import os
 import re
 import subprocess
@@ -47,3 +48,31 @@ def test_each_files_tests_and_each_named_group_run_on_one_worker(tmp_path):
             assert group == test.split("::")[0]
     assert sorted(workers) == ["shared", "test_a.py", "test_b.py", "test_c.py"]
     assert all(len(w) == 1 for w in workers.values()), dict(workers)
+
+
+@pytest.mark.slow  # two pytest runs of their own
+def test_the_longest_group_of_the_runs_before_is_handed_out_first(tmp_path):
+    # Two files of four quick tests and one file of one slow test: xdist's own order (by number of tests) would hand
+    # the slow file out last; once a run has timed it, it goes first.
+    for name in ("a", "b"):
+        (tmp_path / f"test_{name}.py").write_text("".join(f"def test_{i}():\n    pass\n\n\n" for i in range(4)))
+    (tmp_path / "test_slow.py").write_text("import time\n\n\ndef test_0():\n    time.sleep(1.0)\n")
+
+    def run() -> list[str]:
+        proc = subprocess.run(
+            [sys.executable, "-m", "pytest", "-p", "xdist_groups", "-n", "1", "--dist", "loadgroup"]
+            + ["--no-loadscope-reorder", "-v", "--rootdir", str(tmp_path), str(tmp_path)],
+            cwd=tmp_path,
+            env={**os.environ, "PYTHONPATH": str(TESTS)},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return [n.split("::")[0] for n in re.findall(r"^\[gw0\] .*PASSED (\S+)", proc.stdout, re.M)]
+
+    first = run()
+    assert len(first) == 9 and first[-1] == "test_slow.py", first
+    seconds = json.loads(next((tmp_path / ".pytest_cache").rglob("test-seconds")).read_text())
+    assert seconds["test_slow.py::test_0"] >= 1.0 and len(seconds) == 9, seconds
+    assert run()[0] == "test_slow.py"
