@@ -328,7 +328,9 @@ def test_inputs_given_by_path_enter_the_skip_key_by_content(project, tmp_path):
 @pytest.mark.slow  # executes notebooks
 def test_after_an_executor_built_the_units_notebooks_run_two_at_a_time_each_with_its_own_run(project):
     write_smoke_notebook(project / "notebooks" / "02_figs.ipynb", save_fig=True)
+    here = os.getcwd()
     status, log = run(project, executor="processes", overrides={"save_delay": "2.0"})
+    assert os.getcwd() == here  # the kernels ran in notebooks/, the runner process never left its folder
     assert set(status.values()) == {"ran"} and len(status) == 3
     out = project / "build" / "executed" / "ci"
     window = {}

@@ -71,6 +71,9 @@ class QuietKernelManager(AsyncKernelManager):
     extra_env: Mapping[str, str] = {}
     """Variables the kernel gets on top of the runner's environment (its notebook, its run id): set per notebook on a
     subclass (:func:`execute`), since notebooks run at the same time share the runner's ``os.environ``."""
+    kernel_cwd: str | None = None
+    """The kernel's working folder, given to the kernel's process alone: papermill's own ``cwd`` changes the whole
+    runner process's folder for the run, which notebooks running at the same time in threads would scramble."""
 
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("transport", "ipc")
@@ -82,6 +85,8 @@ class QuietKernelManager(AsyncKernelManager):
     async def start_kernel(self, **kwargs: Any) -> None:  # type: ignore[override]  # the async manager's is async
         if self.extra_env:
             kwargs["env"] = {**(kwargs.get("env") or os.environ), **self.extra_env}
+        if self.kernel_cwd is not None:
+            kwargs["cwd"] = self.kernel_cwd
         await super().start_kernel(**kwargs)
         _LAST["process"] = getattr(self.provisioner, "process", None)
 
@@ -199,8 +204,8 @@ def execute(
     """
     import papermill
 
-    manager = (
-        type("NotebookKernelManager", (QuietKernelManager,), {"extra_env": dict(env)}) if env else QuietKernelManager
+    manager = type(
+        "NotebookKernelManager", (QuietKernelManager,), {"extra_env": dict(env or {}), "kernel_cwd": str(cwd)}
     )
 
     outcome: dict[str, BaseException] = {}
@@ -215,7 +220,6 @@ def execute(
                 str(out_path),
                 parameters=dict(parameters),
                 kernel_name="python3",
-                cwd=str(cwd),
                 progress_bar=cell_bar,
                 report_mode=False,
                 kernel_manager_class=manager,
