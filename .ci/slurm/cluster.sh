@@ -239,13 +239,29 @@ up() {
         fi
         mv "$SLURM_CONF.new" "$SLURM_CONF"
         mv "$STATE/etc/slurmdbd.conf.new" "$STATE/etc/slurmdbd.conf"
+        local ctld_was_up=0
+        alive_pid "$RUN/slurmctld.pid" slurmctld >/dev/null && ctld_was_up=1
         start_munge
         start_db
         start_slurmdbd
         start_slurmctld
         start_slurmd
-        # A node that was down when the controller last saw it stays down until told otherwise.
         wait_for 30 "slurmd registration" "$LOG/slurmd.log" bash -c "sinfo -h -o %t | grep -qv '^unk'"
+        if [ $ctld_was_up = 0 ]; then
+            # The daemons were killed (not stopped by `down`): the controller recovers the jobs it last saw running,
+            # whose processes died with it, and keeps the node allocated to them for minutes. They are a past
+            # session's; cancel them so the node frees now.
+            local stale
+            stale=$(squeue -h -o %i 2>/dev/null | tr '\n' ' ')
+            if [ -n "${stale// /}" ]; then
+                say "cancelling jobs left from before the daemons last stopped: $stale"
+                # shellcheck disable=SC2086
+                scancel --quiet $stale 2>/dev/null || true
+            fi
+        fi
+        # A node that was down when the controller last saw it stays down until told otherwise.
+        wait_for 30 "a node out of the recovered jobs" "$LOG/slurmctld.log" \
+            bash -c "sinfo -h -o %t | grep -Eqv '^(alloc|mix|comp)'"
         node_idle || scontrol update nodename="$(hostname -s)" state=resume >/dev/null 2>&1 || true
         wait_for 30 "an idle node" "$LOG/slurmd.log" node_idle
         wait_for 30 "accounting (sacct)" "$LOG/slurmdbd.log" sacct -n -X -S now-1minute
