@@ -1,16 +1,19 @@
-"""A pytest plugin (imported by conftest.py): under pytest-xdist's ``--dist loadgroup`` (make test, make test-fast) each
-test file's tests stay together on one worker, so that its module fixtures (a trained organism, a built model) are
-built once; a test that marks a group of its own (``@pytest.mark.xdist_group("ci_run")``) keeps it.
+"""A pytest plugin (imported by conftest.py) for pytest-xdist's ``--dist loadgroup`` (make test, make test-fast): which
+tests must share a worker, and which go first.
 
-The hook runs first among the ``pytest_collection_modifyitems`` hooks: xdist's worker reads the groups in its own
-(it appends ``@<group>`` to each node id, which the scheduler groups by), and a conftest hook would otherwise run after
-it, adding marks nobody reads.  tests/user/test_xdist_groups.py checks that the groups reach the scheduler.
+Groups: the tests of a file that uses a module-scoped fixture (a trained organism, a built model) stay together on one
+worker, so that the fixture is built once; a test that names a group of its own (``@pytest.mark.xdist_group("ci_run")``)
+keeps it; every other test is a group of its own, free to run on either worker.  The hook runs first among the
+``pytest_collection_modifyitems`` hooks: xdist's worker reads the groups in its own (it appends ``@<group>`` to each
+node id, which the scheduler groups by), and a conftest hook would otherwise run after it, adding marks nobody reads.
 
 Longest groups first: the scheduler hands groups out in the order of the collection (``--no-loadscope-reorder``;
 xdist's own order is by number of tests), so the workers' collections are sorted by each group's seconds in the
-runs before (pytest's cache, ``companion/test-seconds``, written at the end of each run), the group with the most
+runs before (pytest's cache, ``companion/test-seconds``, written at the end of each run), the groups with the most
 tests first among those never timed.  A long group handed out last (the ci profile's notebooks, ~100 s) would
 otherwise run alone at the end while the other worker idles.
+
+tests/user/test_xdist_groups.py checks both where the scheduler sees them.
 """
 
 from __future__ import annotations
@@ -21,11 +24,22 @@ SECONDS = "companion/test-seconds"
 """The pytest cache key: {node id (without its group): seconds of setup, call and teardown in its last run}."""
 
 
+SHARED_SCOPES = ("module", "class", "package")
+"""Fixtures of these scopes are built once per worker that runs a test using them: such a test keeps to its file's
+group (session fixtures are per worker whatever the grouping; the expensive ones name their group)."""
+
+
+def _shares_a_fixture(item) -> bool:
+    defs = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
+    return any(d.scope in SHARED_SCOPES for ds in defs.values() for d in ds)
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.get_closest_marker("xdist_group") is None:
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+            nodeid = item.nodeid.split("@")[0]
+            item.add_marker(pytest.mark.xdist_group(nodeid.split("::")[0] if _shares_a_fixture(item) else nodeid))
 
 
 def _group(item) -> str:

@@ -41,13 +41,17 @@ def syco_data(tmp_path_factory):
 
 
 def test_a_bridge_is_not_freed_by_del_alone(tmp_path):
-    # Why notebook 04 must collect between models: the TransformerBridge sits in reference cycles.
+    # Why notebook 04 must collect between models: the TransformerBridge is held by a reference cycle (a recursive
+    # closure of its hook scan captures it), which only a collection frees.  The collector is off from before the load:
+    # a collection that happened to run between the load and `del` (when depends on everything allocated before)
+    # would free the cycle early, and `del` alone would then seem enough.
     from companion.models.loading import load_model
 
-    model = load_model(_neox_dir(tmp_path, "a"))
-    ref = weakref.ref(model)
+    path = _neox_dir(tmp_path, "a")
     gc.disable()
     try:
+        model = load_model(path)
+        ref = weakref.ref(model)
         del model
         assert ref() is not None, "del alone freed the bridge: the cycle this test documents is gone"
     finally:

@@ -1,7 +1,8 @@
-"""make test and make test-fast run the tests on two pytest-xdist workers with ``--dist loadgroup``: each file's tests
-on one worker (tests/xdist_groups.py), a group a test names for itself kept across files, the longest groups of the
-runs before first.  Checked where the scheduler sees it, in pytest runs of their own on planted test files: every node
-id carries its group, each group runs on one worker, and a group timed long is handed out first."""
+"""make test and make test-fast run the tests on two pytest-xdist workers with ``--dist loadgroup`` (tests/xdist_groups.py):
+a file's tests that share a module fixture on one worker, a group a test names for itself kept across files, every
+other test on its own, the longest groups of the runs before first.  Checked where the scheduler sees it, in pytest
+runs of their own on planted test files: every node id carries its group, each group runs on one worker, and a group
+timed long is handed out first."""
 
 import json
 import os
@@ -17,9 +18,13 @@ TESTS = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.slow  # a pytest run of its own, on two workers
-def test_each_files_tests_and_each_named_group_run_on_one_worker(tmp_path):
+def test_a_files_tests_sharing_a_module_fixture_and_each_named_group_run_on_one_worker(tmp_path):
     for name in ("a", "b"):
         (tmp_path / f"test_{name}.py").write_text("".join(f"def test_{i}():\n    pass\n\n\n" for i in range(4)))
+    (tmp_path / "test_m.py").write_text(
+        "import pytest\n\n\n@pytest.fixture(scope='module')\ndef built():\n    return 1\n\n\n"
+        + "".join(f"def test_{i}(built):\n    pass\n\n\n" for i in range(4))
+    )
     (tmp_path / "test_c.py").write_text(
         'import pytest\n\n\n@pytest.mark.xdist_group("shared")\ndef test_0():\n    pass\n\n\n'
         "def test_1():\n    pass\n\n\n"
@@ -38,15 +43,17 @@ def test_each_files_tests_and_each_named_group_run_on_one_worker(tmp_path):
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     ran = re.findall(r"^\[(gw\d)\] .*PASSED (\S+)", proc.stdout, re.M)
-    assert len(ran) == 11, proc.stdout
+    assert len(ran) == 15, proc.stdout
     workers: dict[str, set[str]] = defaultdict(set)
     for worker, nodeid in ran:
         test, _, group = nodeid.partition("@")
         assert group, f"{nodeid}: no group reached the scheduler"
         workers[group].add(worker)
-        if group != "shared":
-            assert group == test.split("::")[0]
-    assert sorted(workers) == ["shared", "test_a.py", "test_b.py", "test_c.py"]
+        if test.startswith("test_m.py"):
+            assert group == "test_m.py", nodeid  # the module fixture is built once
+        elif group != "shared":
+            assert group == test, nodeid  # nothing shared: a group of its own
+    assert "shared" in workers and "test_m.py" in workers and len(workers) == 2 + 8 + 1
     assert all(len(w) == 1 for w in workers.values()), dict(workers)
 
 
