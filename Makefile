@@ -25,15 +25,15 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 # `make setup` always installs; every other target sets the environment up first when it is missing or stale (older
-# than pyproject.toml, requirements.lock or this file), so on a fresh clone `make figures` and `make test` just work.
+# than pyproject.toml, requirements.lock, requirements-overrides.txt or this file), so on a fresh clone `make figures` and `make test` just work.
 setup:
 	@rm -f $(STAMP)
 	@$(MAKE) --no-print-directory $(STAMP)
 
-$(STAMP): pyproject.toml requirements.lock Makefile | $(PY)
+$(STAMP): pyproject.toml requirements.lock requirements-overrides.txt Makefile | $(PY)
 	$(PY) -m pip install --quiet --disable-pip-version-check uv==0.13.9
 	UV_FIND_LINKS="$(FIND_LINKS)" $(VENV)/bin/uv pip install --python $(PY) --compile-bytecode \
-		-c requirements.lock -e '.[test,bench]'
+		-c requirements.lock --override requirements-overrides.txt -e '.[test,bench]'
 	UV_FIND_LINKS="$(FIND_LINKS)" $(VENV)/bin/uv pip install --python $(PY) --no-deps -r benchmarks/requirements-peers.txt
 	@$(MAKE) --no-print-directory git-filter
 	@$(PY) -c "import torch, transformer_lens; print('companion ready: torch', torch.__version__)"
@@ -101,7 +101,7 @@ lock:
 	@# One universal resolution for every supported Python (3.10-3.14), keeping the current pins where they still fit.
 	cp requirements.lock requirements.lock.tmp
 	$(VENV)/bin/uv pip compile pyproject.toml --extra test --extra bench --universal --python-version 3.10 \
-		-o requirements.lock.tmp --no-header --no-annotate --quiet
+		--override requirements-overrides.txt -o requirements.lock.tmp --no-header --no-annotate --quiet
 	{ head -3 requirements.lock; cat requirements.lock.tmp; } > requirements.lock.new && rm requirements.lock.tmp
 	mv requirements.lock.new requirements.lock
 	$(PY) -m companion.backbone.envfile > environment.yml

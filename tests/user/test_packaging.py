@@ -48,6 +48,21 @@ def test_lock_pins_cpu_safe_torch_and_every_dependency():
     assert not any(_norm(n).startswith(("nvidia-", "cuda-")) for n in names)
 
 
+def test_what_the_overrides_remove_is_in_no_environment():
+    """requirements-overrides.txt removes a dependency of a dependency (one that slows every import of jsonschema)
+    with a marker that never holds; the lock must carry the removal for every Python, and make setup must use it."""
+    removed = [
+        _norm(re.split(r"[<>=!\[ ;]", ln)[0])
+        for ln in (ROOT / "requirements-overrides.txt").read_text().splitlines()
+        if ln.strip() and not ln.startswith("#") and "sys_platform == 'never'" in ln
+    ]
+    assert removed == ["rfc3987-syntax"]
+    pinned = {n: m for n, _, m in _lock_lines()}
+    assert all(pinned.get(n, "sys_platform == 'never'") == "sys_platform == 'never'" for n in removed), pinned
+    make = (ROOT / "Makefile").read_text()
+    assert make.count("--override requirements-overrides.txt") == 2  # setup's install and make lock
+
+
 def _markers_hold(marker: str, version: tuple[int, int, int]) -> bool:
     if not marker:
         return True
@@ -167,7 +182,7 @@ def test_make_sets_the_environment_up_first_when_it_is_missing_or_stale(tmp_path
 
     work = tmp_path / "work"
     work.mkdir()
-    for name in ("Makefile", "pyproject.toml", "requirements.lock"):
+    for name in ("Makefile", "pyproject.toml", "requirements.lock", "requirements-overrides.txt"):
         shutil.copy2(ROOT / name, work / name)
 
     def plan(venv: Path) -> str:
