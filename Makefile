@@ -54,7 +54,7 @@ git-filter:
 
 # The tests on two workers (each test file on one, the longest first: tests/xdist_groups.py): unit tests, organism
 # training, every notebook on the ci profile. Not the system tests (marked `system`), which make test-system runs; .ci/run runs both.
-test: lint
+test: $(STAMP)
 	$(PY) -m pytest -q -m "not system" -n 2 --dist loadgroup --no-loadscope-reorder --durations=25
 
 # What needs a daemon, an emulator or a browser, or runs a profile end to end: jobs on the private Slurm cluster
@@ -65,10 +65,11 @@ test-system: $(STAMP)
 	$(PY) -m pytest -q -m system --durations=25
 
 # Unit tests only: no notebook runs, no organism training (tests marked slow or system are left out).
-test-fast: lint
+test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow and not system" -n 2 --dist loadgroup --no-loadscope-reorder
 
-# Lint, format and types (ruff and mypy, configured in pyproject.toml); make test and test-fast run it first.
+# Lint, format and types (ruff and mypy, configured in pyproject.toml); make test and test-fast run it as one of their
+# tests (tests/user/test_lint.py), beside the others.
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .

@@ -144,6 +144,7 @@ print(p)
 """
 
 
+@pytest.mark.slow  # two interpreters that import torch
 def test_two_processes_building_one_key_build_it_once_and_both_get_it_whole(tmp_path):
     script = tmp_path / "builder.py"
     script.write_text(_CONCURRENT_BUILDER)

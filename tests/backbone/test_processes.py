@@ -52,6 +52,7 @@ def cache(tmp_path, monkeypatch):
     return Cache(tmp_path / "cache")
 
 
+@pytest.mark.slow  # a pool of worker processes that import torch
 def test_independent_units_overlap_in_two_workers_and_a_dependant_waits(tmp_path, cache):
     a, b = _unit(cache, "a", 1.5), _unit(cache, "b", 1.5)
     c = _unit(cache, "c", needs=(a.id, b.id))
@@ -71,6 +72,7 @@ def test_independent_units_overlap_in_two_workers_and_a_dependant_waits(tmp_path
     assert {r["state"] for r in state.values()} == {"done"}
 
 
+@pytest.mark.slow  # a pool of worker processes that import torch
 def test_a_failing_unit_reports_its_traceback_its_dependant_is_not_run_and_the_others_are_built(tmp_path, cache):
     bad, good = _unit(cache, "bad", fail=True), _unit(cache, "good", 0.2)
     after = _unit(cache, "after-bad", needs=(bad.id,))
@@ -86,6 +88,7 @@ def test_a_failing_unit_reports_its_traceback_its_dependant_is_not_run_and_the_o
     assert not (cache.root / entries.KIND / bad.key).exists()
 
 
+@pytest.mark.slow  # two pools of worker processes that import torch
 def test_a_killed_worker_fails_its_unit_in_one_line_and_the_queued_units_go_to_a_fresh_pool(tmp_path, cache):
     killed = dataclasses.replace(_unit(cache, "killed"), entry="_unit_entries:die", args={"name": "killed"})
     after = _unit(cache, "after")
@@ -100,6 +103,7 @@ def test_a_killed_worker_fails_its_unit_in_one_line_and_the_queued_units_go_to_a
     assert _ran(cache, after)["pid"] != os.getpid()
 
 
+@pytest.mark.slow  # a pool of worker processes that import torch
 def test_an_interrupt_stops_the_running_units_at_once_and_leaves_no_half_built_entry(tmp_path, cache):
     slow = [_unit(cache, f"slow{i}", 60.0) for i in range(3)]
     ex = _executor(tmp_path, cache)

@@ -244,6 +244,7 @@ def _cli(*args, cwd=None, env=None):
     )
 
 
+@pytest.mark.slow  # one interpreter per command line
 def test_cli_errors_are_one_line_with_exit_status_2(project):
     env = {**os.environ, "COMPANION_ROOT": str(project), "PYTHONPATH": str(FIXTURES)}
     cases = [
@@ -270,6 +271,7 @@ def test_cli_errors_are_one_line_with_exit_status_2(project):
     assert not (project / "build").exists()
 
 
+@pytest.mark.slow  # interpreters that import torch
 def test_cli_dry_run_on_the_real_notebooks_says_what_would_run(tmp_path):
     proc = _cli(
         "figures",

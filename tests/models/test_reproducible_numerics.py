@@ -74,6 +74,7 @@ def test_under_the_pinning_it_replaced_the_same_training_differs_by_cpu(emulated
         assert keys["Haswell"] != keys["EPYC"], keys
 
 
+@pytest.mark.slow  # four interpreters that import torch
 @pytest.mark.parametrize("order", ["companion first", "torch first", "torch used first"])
 def test_the_numerics_in_force_are_reported_as_they_are(order):
     # torch chooses its kernels at the first computation, so importing it first is harmless; computing with it

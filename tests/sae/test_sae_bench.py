@@ -44,6 +44,7 @@ def test_benchmark_states_have_the_density_they_report(arch, density):
     assert loss_err < 1e-5 and grad_err < 1e-4
 
 
+@pytest.mark.slow  # the benchmark script in an interpreter of its own
 def test_benchmark_script_runs_small():
     out = subprocess.run(
         [

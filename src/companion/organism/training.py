@@ -170,7 +170,7 @@ def make_model(cfg: ModelConfig, vocab_size: int, eot_id: int):
     """A freshly initialised ``GPT2LMHeadModel`` (no dropout) using SDPA attention."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    hf_cfg = GPT2Config(  # type: ignore[call-arg]  # attn_implementation: a PretrainedConfig kwarg
+    hf_cfg = GPT2Config(
         vocab_size=vocab_size,
         n_positions=cfg.n_ctx,
         n_embd=cfg.d_model,
