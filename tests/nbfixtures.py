@@ -15,7 +15,8 @@ def write_smoke_notebook(
     """A notebook with the standard parameters cell; with ``save_fig`` it imports companion.backbone.figures.
 
     Its figures are bare ``matplotlib.figure.Figure`` objects, or pyplot figures with ``pyplot`` (the two kinds the
-    result packages' plot functions return); ``P.n_figures`` of them, each rendered in ``P.save_delay`` seconds.
+    result packages' plot functions return); ``P.n_figures`` of them, each taking ``P.save_delay`` seconds to draw into its PDF (the
+    PNG is drawn before its file is opened, the PDF into an open file: interrupts land mid-write at once).
     """
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
@@ -47,7 +48,9 @@ def write_smoke_notebook(
                 "from companion.backbone.figures import save_figure\n\n"
                 "class SlowArtist(Artist):\n"
                 "    def draw(self, renderer):\n"
-                "        time.sleep(P.save_delay)\n\n"
+                "        pdf = type(getattr(renderer, '_renderer', renderer)).__name__ == 'RendererPdf'  # in a MixedModeRenderer\n"
+                "        if pdf:  # the PDF file is open while it is drawn\n"
+                "            time.sleep(P.save_delay)\n\n"
                 "xs = list(range(P.n_points)); ys = [P.slope * x for x in xs]\n"
                 "for i in range(P.n_figures):\n" + make + "    ax.plot(xs, ys, label='line')\n    ax.set_xlabel('x')\n"
                 "    fig.add_artist(SlowArtist())\n"
