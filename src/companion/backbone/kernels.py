@@ -1,8 +1,10 @@
 """Executing one notebook with papermill: a quiet kernel, and a clean stop when the run is interrupted.
 
 * The kernel talks to the runner over IPC sockets, not TCP (ipykernel warns, in red, about unencrypted TCP), and a
-  notebook that finished is shut down without the SIGINT jupyter_client sends first by default (the kernel logs
-  "KeyboardInterrupt caught in kernel" for it).  The sockets and the connection file live in a private folder of
+  notebook that finished is shut down at once: its outputs are all in when its last cell is done, and a graceful
+  shutdown (a shutdown request, preceded by the SIGINT jupyter_client sends by default, which the kernel logs as
+  "KeyboardInterrupt caught in kernel") waits ~1 s per notebook for the interpreter to tear down.  The kernel's
+  process group goes with it.  The sockets and the connection file live in a private folder of
   the runner's process under the system's temporary folder (:func:`runtime_dir`), never in the source tree (they
   would otherwise land in ``notebooks/``, the kernels' working folder, and a killed run would leave them there);
   the folders of runs that were killed are removed by the next run.
@@ -224,6 +226,7 @@ def execute(
                 report_mode=False,
                 kernel_manager_class=manager,
                 coalesce_streams=True,
+                shutdown_kernel="immediate",
             )
         except BaseException as e:  # handed to the main thread
             outcome["error"] = e
