@@ -35,7 +35,8 @@ def _faults(opt_out: bool) -> dict:
     env.pop("COMPANION_KEEP_FREED_MEMORY", None)
     if opt_out:
         env["COMPANION_KEEP_FREED_MEMORY"] = "0"
-    out = subprocess.run([sys.executable, "-c", LOOP], env=env, capture_output=True, text=True, timeout=120, check=True)
+    out = subprocess.run([sys.executable, "-c", LOOP], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, f"opt_out={opt_out}: exit {out.returncode}\n{out.stderr[-3000:]}"
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
