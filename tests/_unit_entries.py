@@ -19,8 +19,12 @@ def put(name: str, seconds: float = 0.0, fail: bool = False) -> str:
     """Sleep ``seconds`` inside the entry's build (so an interrupt finds it half-built), then publish it."""
 
     def build(tmp):
+        from tqdm.auto import tqdm
+
         t0 = time.time()
         print(f"building {name}", flush=True)
+        for _ in tqdm(range(3), desc=f"steps of {name}"):  # what a training's bar looks like in the unit's log
+            pass
         time.sleep(seconds)
         if fail:
             raise ValueError(f"planted failure in {name}")

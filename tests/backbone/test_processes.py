@@ -68,6 +68,9 @@ def test_independent_units_overlap_in_two_workers_and_a_dependant_waits(tmp_path
     assert rc["start"] >= max(ra["end"], rb["end"])
     logs = sorted((tmp_path / "run").glob("*.log"))
     assert len(logs) == 3 and all("ready in" in p.read_text() for p in logs)
+    # Progress in a log is whole lines (one per finished bar), never a bar redrawn with carriage returns.
+    bar = [ln for ln in logs[0].read_text().splitlines() if ln.startswith("steps of ")]
+    assert len(bar) == 1 and "3/3" in bar[0] and "\r" not in logs[0].read_text(), logs[0].read_text()
     state = json.loads((tmp_path / "run" / "units.json").read_text())["units"]
     assert {r["state"] for r in state.values()} == {"done"}
 

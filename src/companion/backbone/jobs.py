@@ -31,12 +31,16 @@ def run_unit(unit: Any, profile: str, cache_root: str, root: str | None = None) 
     import companion  # noqa: F401  first: pins the numeric code paths before the entry imports torch
     from companion.backbone.cache import default_cache
     from companion.backbone.profiles import load_profile
+    from companion.backbone.quiet import quiet_libraries
 
     os.environ["COMPANION_CACHE"] = str(cache_root)
     os.environ["COMPANION_PROFILE"] = profile
     if root:
         os.environ["COMPANION_ROOT"] = str(root)
     load_profile(profile).apply_env()
+    # A job writes to a log file: progress as a few whole lines, as in an executed notebook, not a bar redrawn with
+    # carriage returns; no per-model chatter from transformers.
+    quiet_libraries(text_bars=True)
     module, _, name = unit.entry.partition(":")
     fn = getattr(importlib.import_module(module), name)
     t0 = time.time()
