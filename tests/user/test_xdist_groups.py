@@ -17,6 +17,22 @@ import pytest
 TESTS = Path(__file__).resolve().parents[1]
 
 
+def _pytest(folder, *args: str) -> str:
+    """A pytest run of its own on the planted test files in ``folder``, with this plugin under ``--dist loadgroup``;
+    its verbose output (it must pass)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "xdist_groups", "--dist", "loadgroup", "-v", *args]
+        + ["--rootdir", str(folder), str(folder)],
+        cwd=folder,
+        env={**os.environ, "PYTHONPATH": str(TESTS)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
+
+
 @pytest.mark.slow  # a pytest run of its own, on two workers
 def test_a_files_tests_sharing_a_module_fixture_and_each_named_group_run_on_one_worker(tmp_path):
     for name in ("a", "b"):
@@ -32,18 +48,9 @@ def test_a_files_tests_sharing_a_module_fixture_and_each_named_group_run_on_one_
     (tmp_path / "test_d.py").write_text(
         'import pytest\n\n\n@pytest.mark.xdist_group("shared")\ndef test_0():\n    pass\n'
     )
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "xdist_groups", "-n", "2", "--dist", "loadgroup", "-v"]
-        + ["-p", "no:cacheprovider", "--rootdir", str(tmp_path), str(tmp_path)],
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(TESTS)},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    ran = re.findall(r"^\[(gw\d)\] .*PASSED (\S+)", proc.stdout, re.M)
-    assert len(ran) == 15, proc.stdout
+    out = _pytest(tmp_path, "-n", "2", "-p", "no:cacheprovider")
+    ran = re.findall(r"^\[(gw\d)\] .*PASSED (\S+)", out, re.M)
+    assert len(ran) == 15, out
     workers: dict[str, set[str]] = defaultdict(set)
     for worker, nodeid in ran:
         test, _, group = nodeid.partition("@")
@@ -66,17 +73,8 @@ def test_the_longest_group_of_the_runs_before_is_handed_out_first(tmp_path):
     (tmp_path / "test_slow.py").write_text("import time\n\n\ndef test_0():\n    time.sleep(1.0)\n")
 
     def run() -> list[str]:
-        proc = subprocess.run(
-            [sys.executable, "-m", "pytest", "-p", "xdist_groups", "-n", "1", "--dist", "loadgroup"]
-            + ["--no-loadscope-reorder", "-v", "--rootdir", str(tmp_path), str(tmp_path)],
-            cwd=tmp_path,
-            env={**os.environ, "PYTHONPATH": str(TESTS)},
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert proc.returncode == 0, proc.stdout + proc.stderr
-        return [n.split("::")[0] for n in re.findall(r"^\[gw0\] .*PASSED (\S+)", proc.stdout, re.M)]
+        out = _pytest(tmp_path, "-n", "1", "--no-loadscope-reorder")
+        return [n.split("::")[0] for n in re.findall(r"^\[gw0\] .*PASSED (\S+)", out, re.M)]
 
     first = run()
     assert len(first) == 9 and first[-1] == "test_slow.py", first
