@@ -87,7 +87,8 @@ def test_a_failing_unit_reports_its_traceback_its_dependant_is_not_run_and_the_o
     assert out.done == [good.id] and list(out.failed) == [bad.id] and list(out.not_run) == [after.id]
     (report,) = out.reports
     assert "ValueError: planted failure in bad" in report and "_unit_entries.py" in report
-    assert "jobs.py" not in report  # the wrapper's frames are left out, as for a Slurm job
+    # The wrapper's and the worker's frames are left out, as for a Slurm job.
+    assert "jobs.py" not in report and "processes.py" not in report, report
     assert not (cache.root / entries.KIND / bad.key).exists()
 
 

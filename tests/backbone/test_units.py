@@ -179,7 +179,8 @@ def test_slurm_states_read_as_the_four_phases():
 
 
 def test_a_job_traceback_keeps_the_unit_frames_and_sinfo_gres_is_read():
-    from companion.backbone.slurm import _gres_gpus, _leading_int, _own_frames
+    from companion.backbone.executor import own_frames
+    from companion.backbone.slurm import _gres_gpus, _leading_int
 
     tb = (
         'Traceback (most recent call last):\n  File "/v/submitit/core/submission.py", line 55, in process_job\n'
@@ -188,7 +189,7 @@ def test_a_job_traceback_keeps_the_unit_frames_and_sinfo_gres_is_read():
         '  File "/r/src/companion/sae/units.py", line 100, in train\n    return site_sweep(P, target)\n'
         'KeyError: "hook"'
     )
-    assert _own_frames(tb) == (
+    assert own_frames(tb) == (
         'Traceback (most recent call last):\n  File "/r/src/companion/sae/units.py", line '
         '100, in train\n    return site_sweep(P, target)\nKeyError: "hook"'
     )

@@ -8,10 +8,10 @@ users know from submitit and Hydra's submitit launcher.  ``companion figures --e
 EXECUTOR=slurm``) switches the kind; ``--executor site.yaml`` deep-merges a file holding an executor section over the
 profile's, so a site's partition and account live outside the packaged profiles.
 
-An engine implements :class:`Executor` (submit, poll, cancel, explain a failure): :mod:`companion.backbone.slurm` and
-:mod:`companion.backbone.processes` are the two there are; another (Ray, say) would implement the same four methods.  Inside a job, the unit's entry builds
-its cache entry; results travel through the cache, never through
-pickles, so an entry's key and contents are the same whichever executor built it (:mod:`companion.backbone.jobs`).
+An engine implements :class:`Executor` (submit, poll, cancel, explain a failure, close):
+:mod:`companion.backbone.slurm` and :mod:`companion.backbone.processes` are the two there are; another (Ray, say) would
+implement the same five methods (:func:`own_frames` and :func:`log_tail` help with the failures).  Inside a job, the
+unit's entry builds its cache entry; results travel through the cache, never through pickles, so an entry's key and contents are the same whichever executor built it (:mod:`companion.backbone.jobs`).
 """
 
 from __future__ import annotations
@@ -291,3 +291,28 @@ def check_kind(settings: ExecutorSettings) -> None:
 def classes_of(units: Sequence[Any]) -> list[str]:
     """The resource classes of ``units``, in order of first appearance."""
     return list(dict.fromkeys(u.resources for u in units))
+
+
+def own_frames(traceback: str) -> str:
+    """A unit's traceback without the frames of the engines' plumbing (submitit, the job wrapper, the worker pool):
+    they are the same every time."""
+    lines = traceback.rstrip().splitlines()
+    plumbing = ("/submitit/", "/companion/backbone/jobs.py", "/companion/backbone/processes.py", "/concurrent/futures/")
+    out, skip = [], False
+    for line in lines:
+        if line.startswith('  File "'):
+            skip = any(p in line for p in plumbing)
+        elif not line.startswith("  "):
+            skip = False
+        if not skip:
+            out.append(line)
+    return "\n".join(out)
+
+
+def log_tail(path: Path | None, lines: int = 20) -> str:
+    """The last ``lines`` lines of a log, progress-bar carriage returns resolved ("" when there is none)."""
+    if path is None or not Path(path).is_file():
+        return f"(no log at {path})"
+    text = Path(path).read_text(errors="replace").replace("\r\n", "\n")
+    shown = [line.rsplit("\r", 1)[-1] for line in text.splitlines()]
+    return "\n".join(f"  | {line}" for line in shown[-lines:])

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from companion.backbone.executor import ExecutorSettings, Job
+from companion.backbone.executor import ExecutorSettings, Job, log_tail, own_frames
 
 
 def _run_logged(unit: Any, profile: str, cache_root: str, root: str, log: str) -> dict[str, Any]:
@@ -167,8 +167,6 @@ class ProcessExecutor:
 
     def failure(self, job: Job, state: str) -> str:
         """The unit's traceback as the worker raised it (or why it did not run), then the last lines of its log."""
-        from companion.backbone.slurm import _own_frames, log_tail
-
         fut = job.handle.future
         exc = None if fut is None or fut.cancelled() else fut.exception()
         if exc is None:
@@ -180,7 +178,7 @@ class ProcessExecutor:
                 "its worker process died (killed from outside, most often by the out-of-memory killer: see "
                 f"`dmesg`): {exc}"
             )
-        return _own_frames(text.strip().strip('"').strip()) + "\n--- log ---\n" + log_tail(job.log, 10)
+        return own_frames(text.strip().strip('"').strip()) + "\n--- log ---\n" + log_tail(job.log, 10)
 
     def close(self, *, stop: bool = False) -> None:
         """Shut the pool down (``stop``: end the running units first, with SIGTERM)."""

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from companion.backbone.executor import ExecutorError, ExecutorSettings, Job
+from companion.backbone.executor import ExecutorError, ExecutorSettings, Job, log_tail, own_frames
 from companion.backbone.jobs import UnitJob
 
 STATE_WORDS = {
@@ -135,34 +135,10 @@ class SlurmExecutor:
                 with open(result, "rb") as f:
                     outcome, value = pickle.load(f)
                 if outcome == "error":
-                    return _own_frames(str(value))
+                    return own_frames(str(value))
             except Exception:  # an unreadable result: fall back to the log
                 pass
         return f"the job {STATE_WORDS.get(word, word.lower())} ({state})\n" + log_tail(job.log)
-
-
-def _own_frames(traceback: str) -> str:
-    """A job's traceback without the frames of submitit and of the job wrapper (they are the same every time)."""
-    lines = traceback.rstrip().splitlines()
-    plumbing = ("/submitit/", "/companion/backbone/jobs.py")
-    out, skip = [], False
-    for line in lines:
-        if line.startswith('  File "'):
-            skip = any(p in line for p in plumbing)
-        elif not line.startswith("  "):
-            skip = False
-        if not skip:
-            out.append(line)
-    return "\n".join(out)
-
-
-def log_tail(path: Path | None, lines: int = 20) -> str:
-    """The last ``lines`` lines of a log, progress-bar carriage returns resolved ("" when there is none)."""
-    if path is None or not Path(path).is_file():
-        return f"(no log at {path})"
-    text = Path(path).read_text(errors="replace").replace("\r\n", "\n")
-    shown = [line.rsplit("\r", 1)[-1] for line in text.splitlines()]
-    return "\n".join(f"  | {line}" for line in shown[-lines:])
 
 
 # ------------------------------------------------------------------------------------------------ doctor
