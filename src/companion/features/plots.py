@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 from companion.backbone.figure_check import seed_summary
 from companion.features import findings as ff
 from companion.features.experiment import RecoveryRun
-from companion.sae.plots import ARCH_STYLE, ORDER, _log_l0_axis
+from companion.sae.plots import ARCH_STYLE, ORDER, log_l0_axis
 
 
 def _value(r: Any, y: str) -> float:
@@ -120,7 +120,7 @@ def plot_recovery(data: Mapping[str, Mapping[str, Mapping[str, Any]]], ylabel: s
                     lw=1.2,
                     marker="none",
                 )
-            _log_l0_axis(ax)
+            log_l0_axis(ax)
             ax.set_title(f"{v} · {target.split('@', 1)[1]}", fontsize=9)
             if i == len(targets) - 1:
                 ax.set_xlabel("L0 (log)")

@@ -60,7 +60,7 @@ Y_LABELS = {
 }
 
 
-def _log_l0_axis(ax) -> None:
+def log_l0_axis(ax) -> None:
     """Log x axis with plain-number ticks at 1, 2, 5 × 10^k (the default minor labels collide on short ranges)."""
     from matplotlib.ticker import LogLocator, NullFormatter, StrMethodFormatter
 
@@ -106,7 +106,7 @@ def plot_pareto(
                     ax.annotate(
                         text, (xv, yv), textcoords="offset points", xytext=(3, 3), fontsize=6, color=st["color"]
                     )
-        _log_l0_axis(ax)
+        log_l0_axis(ax)
         ax.set_xlabel("L0 (active latents per token, lower is sparser)")
         ax.set_ylabel(Y_LABELS.get(y, y))
         ax.set_title(target, fontsize=9)
@@ -136,7 +136,7 @@ def plot_gamma(
             order = np.argsort(d["x"])
             xs, ys = np.asarray(d["x"], float)[order], np.asarray(d["y"], float)[order]
             ax.plot(xs, ys, color=st["color"], marker=st["marker"], ms=5, lw=1.2, label=st["label"])
-        _log_l0_axis(ax)
+        log_l0_axis(ax)
         ax.set_xlabel("L0 (active latents per token)")
         ax.set_ylabel("γ = E‖x̂‖² / E[x·x̂]   (< 1: shrinkage)")
         ax.set_title(target, fontsize=9)
