@@ -52,8 +52,9 @@ git-filter:
 		git config diff.ipynb.textconv '$(PY) -m companion.backbone.nbclean --textconv' && \
 		{ git update-index -q --refresh >/dev/null || true; }; fi
 
-# The tests on two workers (each test file on one, the longest first: tests/xdist_groups.py): unit tests, organism
-# training, every notebook on the ci profile. Not the system tests (marked `system`), which make test-system runs; .ci/run runs both.
+# The tests on two workers, the longest first (a file's tests that share a module fixture on one worker:
+# tests/xdist_groups.py): unit tests, organism training, every notebook on the ci profile, lint. Not the system tests
+# (marked `system`), which make test-system runs; .ci/run runs both.
 test: $(STAMP)
 	$(PY) -m pytest -q -m "not system" -n 2 --dist loadgroup --no-loadscope-reorder --durations=25
 

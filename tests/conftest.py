@@ -18,7 +18,7 @@ import pytest  # noqa: E402
 
 from ci_run import ci_run  # noqa: E402,F401  every notebook on the ci profile, once per session
 from slurm_cluster import slurm  # noqa: E402,F401  the real single-node Slurm fixture (COMPANION_SLURM_TESTS)
-from xdist_groups import (  # noqa: E402,F401  a file's tests on one xdist worker, the longest files first
+from xdist_groups import (  # noqa: E402,F401  xdist groups (a module fixture built once), the longest first
     pytest_collection_modifyitems,
     pytest_configure,
 )

@@ -80,11 +80,11 @@ def run_notebooks(
     units those notebooks need that the cache lacks, with the expected wall time; it runs nothing.  ``executor``
     ("local", "processes", "slurm" or an executor YAML file; default: the profile's) says where those units are
     built: "processes" and "slurm" build them before the notebooks run, in worker processes here or as Slurm jobs
-    (:mod:`companion.backbone.dispatch`); a notebook whose units failed is
-    not run, and the run ends with :class:`~companion.backbone.dispatch.UnitsFailed`; after "processes" has built
-    them, the notebooks run as many at a time as it has workers.  A failing notebook stops the
-    run (:class:`NotebookFailed`; its partial copy is kept as ``<name>.failed.ipynb``), as does an interrupt
-    (KeyboardInterrupt, also for SIGTERM); earlier executed copies and stamps are kept.
+    (:mod:`companion.backbone.dispatch`); a notebook whose units failed is not run, and the run ends with
+    :class:`~companion.backbone.dispatch.UnitsFailed`; after "processes" has built them, the notebooks run as many
+    at a time as it has workers.  A failing notebook stops the run (:class:`NotebookFailed`; its partial copy is
+    kept as ``<name>.failed.ipynb``), as does an interrupt (KeyboardInterrupt, also for SIGTERM); earlier executed
+    copies and stamps are kept.
     """
     t_start = time.time()
     root = (root or project_root()).resolve()
